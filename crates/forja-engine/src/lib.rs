@@ -1,0 +1,52 @@
+//! forja-engine: load LLMs and run them.
+//!
+//! The engine answers one question: given model files on local disk, how do
+//! we turn prompts into tokens, fast, on CPU or GPU? It loads Llama-family
+//! decoders (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3) from GGUF files
+//! (`F32`, `F16`, `BF16`, `Q4_0`, `Q4_1`, `Q8_0`, k-quants) or Hugging Face
+//! safetensors directories, rebuilds their tokenizer and chat template, and
+//! generates with a KV cache, batched prefill and decode, and the usual
+//! sampling controls. It knows nothing of HTTP, SQL or JSON wire formats.
+//!
+//! ```no_run
+//! use forja_engine::{Engine, LoadOptions};
+//! use forja_core::{ChatMessage, GenerationParams};
+//! # fn main() -> forja_engine::Result<()> {
+//! let engine = Engine::load("model.gguf".as_ref(), &LoadOptions::default(), &mut |_| {})?;
+//! let (reply, _timings) = engine.chat(
+//!     &[ChatMessage::user("What is the capital of France?")],
+//!     &GenerationParams::default(),
+//!     |text| { print!("{text}"); true },
+//! )?;
+//! println!("\n{} tokens, finished by {}", reply.tokens.len(), reply.finish.as_str());
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod attention;
+mod chat_template;
+pub mod device;
+mod engine;
+mod error;
+mod generate;
+pub mod gguf;
+mod kv_cache;
+mod linear;
+pub mod models;
+mod ops;
+pub mod quant;
+mod sampler;
+mod simd;
+mod tokenizer;
+mod weights;
+
+pub use attention::Slot;
+pub use chat_template::ChatTemplate;
+pub use engine::{Engine, LoadOptions, LoadProgress, ModelFormat, ModelInfo};
+pub use error::{EngineError, Result};
+pub use generate::{Completion, FinishReason, OnText, Request, Timings};
+pub use kv_cache::KvCache;
+pub use linear::Linear;
+pub use sampler::{argmax, Sampler};
+pub use tokenizer::{TextStream, Tokenizer};
+pub use weights::Weights;

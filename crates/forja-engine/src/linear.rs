@@ -1,0 +1,204 @@
+//! Linear layers and embeddings over dense or block-quantized weights.
+//!
+//! A [`Linear`] holds its weight in whichever form is fastest on the device:
+//! a dense tensor, a [`QMatrix`] for the GGML formats forja has CPU kernels
+//! for, or candle's `QMatMul` for everything else (k-quants, CUDA). The
+//! layer is frozen; trainable parameters (LoRA) live beside it.
+
+use crate::ops::with_f32;
+use crate::quant::{QActs, QMatrix};
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
+use std::sync::Arc;
+
+/// Storage of a frozen weight matrix `[out, in]`.
+#[derive(Debug, Clone)]
+pub(crate) enum Weight {
+    /// Dense `[out, in]` tensor.
+    Dense(Tensor),
+    /// GGML blocks with a forja CPU kernel.
+    Quant(Arc<QMatrix>),
+    /// Any other quantized format, through candle.
+    Candle(Arc<QMatMul>),
+}
+
+/// `y = x · Wᵀ + b` over the last dimension of `x`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub(crate) weight: Weight,
+    pub(crate) bias: Option<Tensor>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl Linear {
+    pub(crate) fn new(weight: Weight, bias: Option<Tensor>, out_dim: usize, in_dim: usize) -> Self {
+        Linear {
+            weight,
+            bias,
+            in_dim,
+            out_dim,
+        }
+    }
+
+    /// Input features.
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Output features.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Applies the layer to `x` of shape `[..., in]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            Weight::Dense(w) => match x.rank() {
+                2 => x.matmul(&w.t()?)?,
+                _ => x.broadcast_matmul(&w.t()?)?,
+            },
+            Weight::Quant(q) => x.contiguous()?.apply_op1(QLinear {
+                q: q.clone(),
+                acts: None,
+            })?,
+            Weight::Candle(q) => q.forward(x)?,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+
+    /// Applies several layers that read the same input; on the CPU with
+    /// forja kernels the input is quantized once for all of them.
+    pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let all_quant = layers.iter().all(|l| matches!(l.weight, Weight::Quant(_)));
+        if !(all_quant && x.device().is_cpu() && !x.track_op() && layers.len() > 1) {
+            return layers.iter().map(|l| l.forward(x)).collect();
+        }
+        let x = x.contiguous()?;
+        let k = layers[0].in_dim;
+        let acts = Arc::new(with_f32(&x, |xs| QActs::quantize(xs, xs.len() / k, k))?);
+        layers
+            .iter()
+            .map(|l| {
+                let Weight::Quant(q) = &l.weight else {
+                    unreachable!()
+                };
+                let y = x.apply_op1_no_bwd(&QLinear {
+                    q: q.clone(),
+                    acts: Some(acts.clone()),
+                })?;
+                match &l.bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            })
+            .collect()
+    }
+
+    /// The weight as a dense f32 tensor `[out, in]` (dequantized if needed).
+    pub fn dense_weight(&self, device: &candle_core::Device) -> Result<Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => w.to_dtype(candle_core::DType::F32),
+            Weight::Quant(q) => Tensor::from_vec(q.dequantize(), (q.rows(), q.cols()), device),
+            Weight::Candle(q) => match &**q {
+                QMatMul::QTensor(t) => t.dequantize(device),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(candle_core::DType::F32),
+            },
+        }
+    }
+}
+
+/// `x · Wᵀ` with a forja-kernel weight; backward gives `∂x` (the weight is frozen).
+struct QLinear {
+    q: Arc<QMatrix>,
+    /// Activations already quantized by `forward_shared`.
+    acts: Option<Arc<QActs>>,
+}
+
+impl CustomOp1 for QLinear {
+    fn name(&self) -> &'static str {
+        "forja-qlinear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("qlinear: expected f32 input")
+        };
+        let Some((a, b)) = l.contiguous_offsets() else {
+            candle_core::bail!("qlinear: input must be contiguous")
+        };
+        let x = &data[a..b];
+        let (k, n) = (self.q.cols(), self.q.rows());
+        let dims = l.dims();
+        if dims.last() != Some(&k) {
+            candle_core::bail!("qlinear: input {dims:?} does not end in {k} features")
+        }
+        let m = x.len() / k;
+        let mut y = vec![0f32; m * n];
+        match &self.acts {
+            Some(acts) => self.q.matmul_q(acts, &mut y),
+            None => self.q.matmul(x, m, &mut y),
+        }
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = n;
+        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (n, k) = (self.q.rows(), self.q.cols());
+        let w = Tensor::from_vec(self.q.dequantize(), (n, k), arg.device())?;
+        let g = grad.reshape(((), n))?.matmul(&w)?;
+        Ok(Some(g.reshape(arg.shape())?))
+    }
+}
+
+/// Token embedding table `[vocab, hidden]`.
+#[derive(Debug, Clone)]
+pub(crate) enum Embedding {
+    Dense(Tensor),
+    Quant(Arc<QMatrix>),
+    Candle(Arc<QTensor>),
+}
+
+impl Embedding {
+    /// Rows of the table for `ids`, as `[ids.len(), hidden]` f32.
+    pub(crate) fn lookup(&self, ids: &[u32], device: &candle_core::Device) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(t) => {
+                let idx = Tensor::new(ids, t.device())?;
+                t.index_select(&idx, 0)
+            }
+            Embedding::Quant(q) => {
+                let h = q.cols();
+                let mut out = vec![0f32; ids.len() * h];
+                for (&id, o) in ids.iter().zip(out.chunks_mut(h)) {
+                    if id as usize >= q.rows() {
+                        candle_core::bail!("token id {id} is outside the vocabulary ({})", q.rows())
+                    }
+                    q.dequantize_row(id as usize, o);
+                }
+                Tensor::from_vec(out, (ids.len(), h), device)
+            }
+            Embedding::Candle(q) => {
+                let idx = Tensor::new(ids, device)?;
+                q.embedding(&idx)
+            }
+        }
+    }
+
+    /// The same table used as an output projection (tied embeddings).
+    pub(crate) fn as_linear(&self) -> Result<Linear> {
+        let (weight, (v, h)) = match self {
+            Embedding::Dense(t) => (Weight::Dense(t.clone()), t.dims2()?),
+            Embedding::Quant(q) => (Weight::Quant(q.clone()), (q.rows(), q.cols())),
+            Embedding::Candle(q) => (
+                Weight::Candle(Arc::new(QMatMul::from_arc(q.clone())?)),
+                q.shape().dims2()?,
+            ),
+        };
+        Ok(Linear::new(weight, None, v, h))
+    }
+}

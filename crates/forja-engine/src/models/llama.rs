@@ -1,0 +1,561 @@
+//! The Llama-family decoder: Llama 2/3, SmolLM2, Mistral, Qwen2 (q/k/v bias),
+//! Qwen3 (per-head q/k RMS norm), with tied or separate output embeddings
+//! and RoPE scaling (linear, llama3, per-frequency factors from GGUF).
+//!
+//! Weight names follow the Hugging Face checkpoints (`model.layers.N.self_attn.q_proj`),
+//! so loading a safetensors checkpoint is a walk; GGUF names are translated
+//! by [`crate::weights`]. The same model serves inference (flat batches over
+//! [`KvCache`]s) and training ([`Llama::forward_full`], differentiable).
+
+use crate::attention::{self, Heads, Slot};
+use crate::kv_cache::KvCache;
+use crate::linear::{Embedding, Linear};
+use crate::ops;
+use crate::weights::Weights;
+use crate::{EngineError, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Which member of the family; decides the defaults and per-family switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Llama 2/3 and look-alikes (SmolLM2, TinyLlama, ...).
+    Llama,
+    /// Mistral (sliding-window attention).
+    Mistral,
+    /// Qwen2 / Qwen2.5 (bias on q, k, v).
+    Qwen2,
+    /// Qwen3 (RMS norm on each query and key head).
+    Qwen3,
+}
+
+impl Family {
+    /// The names forja accepts (HF `model_type` and GGUF `general.architecture`).
+    pub const SUPPORTED: &'static str = "llama, mistral, qwen2, qwen3";
+
+    /// Parses an HF `model_type` or GGUF architecture name.
+    pub fn from_name(name: &str) -> Option<Family> {
+        match name {
+            "llama" | "smollm" | "smollm2" => Some(Family::Llama),
+            "mistral" => Some(Family::Mistral),
+            "qwen2" => Some(Family::Qwen2),
+            "qwen3" => Some(Family::Qwen3),
+            _ => None,
+        }
+    }
+}
+
+/// One id or a list of ids (HF configs use both for `eos_token_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    /// A single id.
+    One(u32),
+    /// Several ids.
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    /// The ids as a vector.
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+/// `rope_scaling` of an HF config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    /// `default`, `linear` or `llama3` (`type` in older configs).
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    /// Scaling factor.
+    #[serde(default = "one")]
+    pub factor: f64,
+    /// llama3: low-frequency factor.
+    #[serde(default = "one")]
+    pub low_freq_factor: f64,
+    /// llama3: high-frequency factor.
+    #[serde(default = "four")]
+    pub high_freq_factor: f64,
+    /// llama3: the context length the model was pre-trained with.
+    #[serde(default)]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn four() -> f64 {
+    4.0
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_max_pos() -> usize {
+    2048
+}
+fn default_model_type() -> String {
+    "llama".into()
+}
+
+/// Hyper-parameters of a Llama-family model (HF `config.json` field names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// HF `model_type`.
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention); defaults to the query heads.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width; defaults to `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// RMS norm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    /// RoPE scaling, if any.
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// Longest context the model supports.
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    /// Output projection shares the embedding table.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Bias on q/k/v (Qwen2 has it without saying so).
+    #[serde(default)]
+    pub attention_bias: Option<bool>,
+    /// Mistral's sliding window.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// Qwen2 turns its sliding window on with this.
+    #[serde(default)]
+    pub use_sliding_window: Option<bool>,
+    /// Beginning-of-sequence id(s).
+    #[serde(default)]
+    pub bos_token_id: Option<TokenIds>,
+    /// End-of-sequence id(s).
+    #[serde(default)]
+    pub eos_token_id: Option<TokenIds>,
+}
+
+impl LlamaConfig {
+    /// The family this config belongs to (validated by [`LlamaConfig::validate`]).
+    pub fn family(&self) -> Family {
+        Family::from_name(&self.model_type).unwrap_or(Family::Llama)
+    }
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+    fn qkv_bias(&self) -> bool {
+        self.attention_bias
+            .unwrap_or(self.family() == Family::Qwen2)
+    }
+    fn window(&self) -> Option<usize> {
+        match self.family() {
+            Family::Mistral => self.sliding_window,
+            Family::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
+            _ => None,
+        }
+    }
+
+    /// Checks that the numbers describe a model forja can build.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        if Family::from_name(&self.model_type).is_none() {
+            return Err(EngineError::UnsupportedArchitecture {
+                path: path.into(),
+                arch: self.model_type.clone(),
+                supported: Family::SUPPORTED,
+            });
+        }
+        let positive = [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("vocab_size", self.vocab_size),
+            ("head_dim", self.head_dim()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(EngineError::field(
+                    path,
+                    field,
+                    "must be a positive integer",
+                ));
+            }
+        }
+        if self.num_attention_heads % self.kv_heads() != 0 {
+            return Err(EngineError::field(
+                path,
+                "num_key_value_heads",
+                format!(
+                    "({}) must divide num_attention_heads ({})",
+                    self.kv_heads(),
+                    self.num_attention_heads
+                ),
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(EngineError::field(
+                path,
+                "head_dim",
+                "must be even for rotary embeddings",
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return Err(EngineError::field(
+                path,
+                "rope_theta",
+                "must be a positive number",
+            ));
+        }
+        if let Some(s) = &self.rope_scaling {
+            if !matches!(s.rope_type.as_str(), "default" | "linear" | "llama3") {
+                return Err(EngineError::field(
+                    path,
+                    "rope_scaling.rope_type",
+                    format!(
+                        "`{}` is not supported (supported: default, linear, llama3)",
+                        s.rope_type
+                    ),
+                ));
+            }
+            if !(s.factor.is_finite() && s.factor > 0.0) {
+                return Err(EngineError::field(
+                    path,
+                    "rope_scaling.factor",
+                    "must be a positive number",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// RoPE inverse frequencies (length `head_dim / 2`), after scaling.
+    pub(crate) fn inv_freq(&self, freq_factors: Option<&[f32]>) -> Vec<f32> {
+        let d = self.head_dim();
+        let mut inv: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        if let Some(s) = &self.rope_scaling {
+            match s.rope_type.as_str() {
+                "linear" => inv.iter_mut().for_each(|f| *f /= s.factor),
+                "llama3" => {
+                    let orig = s.original_max_position_embeddings.unwrap_or(8192) as f64;
+                    let (lo, hi) = (orig / s.low_freq_factor, orig / s.high_freq_factor);
+                    for f in inv.iter_mut() {
+                        let wavelen = 2.0 * std::f64::consts::PI / *f;
+                        if wavelen > lo {
+                            *f /= s.factor;
+                        } else if wavelen >= hi {
+                            let smooth = (orig / wavelen - s.low_freq_factor)
+                                / (s.high_freq_factor - s.low_freq_factor);
+                            *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(ff) = freq_factors {
+            inv.iter_mut().zip(ff).for_each(|(f, &k)| *f /= k as f64);
+        }
+        inv.into_iter().map(|f| f as f32).collect()
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    heads: Heads,
+    eps: f64,
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Block {
+    input_norm: Tensor,
+    attn: Attention,
+    post_norm: Tensor,
+    mlp: Mlp,
+}
+
+/// One forward pass over a flat batch of tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Token ids, grouped by sequence, positions increasing within a sequence.
+    pub tokens: &'a [u32],
+    /// Sequence and position of each token.
+    pub slots: &'a [Slot],
+    /// Indices (into `tokens`) of the rows whose logits are wanted.
+    pub logits_rows: &'a [usize],
+}
+
+/// A Llama-family decoder.
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    lm_head: Linear,
+    inv_freq: Vec<f32>,
+    device: Device,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Llama({:?}, {} layers)",
+            self.cfg.family(),
+            self.blocks.len()
+        )
+    }
+}
+
+impl Llama {
+    /// Builds the model from `weights`, checking every tensor's shape.
+    pub fn new(cfg: &LlamaConfig, w: &mut Weights) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let bias = cfg.qkv_bias();
+        let qk_norm = cfg.family() == Family::Qwen3;
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            w.progress(i, cfg.num_hidden_layers);
+            let p = format!("model.layers.{i}");
+            let attn = Attention {
+                q: w.linear(&format!("{p}.self_attn.q_proj"), nh * hd, h, bias)?,
+                k: w.linear(&format!("{p}.self_attn.k_proj"), nkv * hd, h, bias)?,
+                v: w.linear(&format!("{p}.self_attn.v_proj"), nkv * hd, h, bias)?,
+                o: w.linear(&format!("{p}.self_attn.o_proj"), h, nh * hd, false)?,
+                q_norm: if qk_norm {
+                    Some(w.vector(&format!("{p}.self_attn.q_norm.weight"), hd)?)
+                } else {
+                    None
+                },
+                k_norm: if qk_norm {
+                    Some(w.vector(&format!("{p}.self_attn.k_norm.weight"), hd)?)
+                } else {
+                    None
+                },
+                heads: Heads {
+                    heads: nh,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                    window: cfg.window(),
+                },
+                eps: cfg.rms_norm_eps,
+            };
+            let mlp = Mlp {
+                gate: w.linear(
+                    &format!("{p}.mlp.gate_proj"),
+                    cfg.intermediate_size,
+                    h,
+                    false,
+                )?,
+                up: w.linear(&format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
+                down: w.linear(
+                    &format!("{p}.mlp.down_proj"),
+                    h,
+                    cfg.intermediate_size,
+                    false,
+                )?,
+            };
+            blocks.push(Block {
+                input_norm: w.vector(&format!("{p}.input_layernorm.weight"), h)?,
+                attn,
+                post_norm: w.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                mlp,
+            });
+        }
+        let embed = w.embedding("model.embed_tokens.weight", cfg.vocab_size, h)?;
+        let lm_head = if !cfg.tie_word_embeddings && w.has("lm_head.weight") {
+            w.linear("lm_head", cfg.vocab_size, h, false)?
+        } else {
+            embed.as_linear()?
+        };
+        let norm = w.vector("model.norm.weight", h)?;
+        let inv_freq = cfg.inv_freq(w.rope_freq_factors()?.as_deref());
+        Ok(Llama {
+            cfg: cfg.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            inv_freq,
+            device: w.device().clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh, empty cache for one sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(
+            self.cfg.num_hidden_layers,
+            self.cfg.kv_heads() * self.cfg.head_dim(),
+            self.device.is_cpu(),
+        )
+    }
+
+    fn rope_tables(&self, positions: impl Iterator<Item = usize>) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        let mut n = 0;
+        for p in positions {
+            for &f in &self.inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+            n += 1;
+        }
+        Ok((
+            Tensor::from_vec(cos, (n, half), &self.device)?,
+            Tensor::from_vec(sin, (n, half), &self.device)?,
+        ))
+    }
+
+    /// Runs a flat batch through the model, appending to `caches`, and
+    /// returns the logits of `batch.logits_rows` as `[rows, vocab]`.
+    pub fn forward(&self, batch: &Batch<'_>, caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        let n = batch.tokens.len();
+        assert_eq!(n, batch.slots.len(), "forward: one slot per token");
+        let (cos, sin) = self.rope_tables(batch.slots.iter().map(|s| s.pos))?;
+        let mut x = self.embed.lookup(batch.tokens, &self.device)?;
+        for (li, b) in self.blocks.iter().enumerate() {
+            let a = &b.attn;
+            let hn = ops::rms_norm(&x, &b.input_norm, a.eps)?;
+            let [q, k, v]: [Tensor; 3] = Linear::forward_shared(&[&a.q, &a.k, &a.v], &hn)?
+                .try_into()
+                .expect("three outputs");
+            let (q, k, v) = self.qk_rope(a, q, k, v, n, &cos, &sin)?;
+            let att = attention::cached(&q, &k, &v, batch.slots, caches, li, a.heads)?;
+            x = (x + a.o.forward(&att)?)?;
+            x = (&x + self.mlp(b, &x)?)?;
+        }
+        for s in batch.slots {
+            let c = &mut caches[s.seq];
+            if c.len() < s.pos + 1 {
+                c.set_len(s.pos + 1);
+            }
+        }
+        let rows = Tensor::new(
+            batch
+                .logits_rows
+                .iter()
+                .map(|&r| r as u32)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &self.device,
+        )?;
+        let x = x.index_select(&rows, 0)?;
+        let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
+        Ok(self.lm_head.forward(&x)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn qk_rope(
+        &self,
+        a: &Attention,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        n: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let hd = a.heads.head_dim;
+        let mut q = q.reshape((n, a.heads.heads, hd))?;
+        let mut k = k.reshape((n, a.heads.kv_heads, hd))?;
+        let v = v.reshape((n, a.heads.kv_heads, hd))?;
+        if let (Some(qn), Some(kn)) = (&a.q_norm, &a.k_norm) {
+            q = ops::rms_norm(&q, qn, a.eps)?;
+            k = ops::rms_norm(&k, kn, a.eps)?;
+        }
+        Ok((ops::rope(&q, cos, sin)?, ops::rope(&k, cos, sin)?, v))
+    }
+
+    fn mlp(&self, b: &Block, x: &Tensor) -> Result<Tensor> {
+        let h = ops::rms_norm(x, &b.post_norm, b.attn.eps)?;
+        let m = &b.mlp;
+        let [g, u]: [Tensor; 2] = Linear::forward_shared(&[&m.gate, &m.up], &h)?
+            .try_into()
+            .expect("two outputs");
+        Ok(m.down.forward(&ops::silu_mul(&g, &u)?)?)
+    }
+
+    /// Cache-free forward over `ids` `[batch, seq]` (every sequence starts at
+    /// position 0); returns logits `[batch, seq, vocab]`. Differentiable.
+    pub fn forward_full(&self, ids: &Tensor) -> Result<Tensor> {
+        let (bsz, t) = ids.dims2()?;
+        let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+        let (cos, sin) = self.rope_tables((0..bsz).flat_map(|_| 0..t))?;
+        let mut x = self.embed.lookup(&flat, &self.device)?; // [b*t, h]
+        for b in &self.blocks {
+            let a = &b.attn;
+            let hn = ops::rms_norm(&x, &b.input_norm, a.eps)?;
+            let (q, k, v) = (a.q.forward(&hn)?, a.k.forward(&hn)?, a.v.forward(&hn)?);
+            let (q, k, v) = self.qk_rope(a, q, k, v, bsz * t, &cos, &sin)?;
+            let hd = a.heads.head_dim;
+            let att = attention::full_causal(
+                &q.reshape((bsz, t, a.heads.heads, hd))?,
+                &k.reshape((bsz, t, a.heads.kv_heads, hd))?,
+                &v.reshape((bsz, t, a.heads.kv_heads, hd))?,
+                a.heads,
+            )?
+            .reshape((bsz * t, a.heads.heads * hd))?;
+            x = (x + a.o.forward(&att)?)?;
+            x = (&x + self.mlp(b, &x)?)?;
+        }
+        let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
+        Ok(self.lm_head.forward(&x)?.reshape((bsz, t, ()))?)
+    }
+}

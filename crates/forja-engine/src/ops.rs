@@ -1,0 +1,271 @@
+//! Element-wise and normalisation ops of the decoder, each in two forms:
+//! a fused CPU kernel (a candle custom op over contiguous f32) for inference,
+//! and a composition of differentiable candle ops used on other devices and
+//! whenever a gradient has to flow (training).
+//!
+//! The fused forms have no backward yet; `use_fused` keeps them out of any
+//! graph that tracks gradients, so gradients are never silently cut.
+
+#![allow(unsafe_code)]
+
+use crate::simd;
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape,
+    Tensor, D,
+};
+use rayon::prelude::*;
+
+/// Rows below this count are processed on the calling thread.
+const PAR_ROWS: usize = 8;
+
+fn use_fused(xs: &[&Tensor]) -> bool {
+    xs.iter()
+        .all(|x| x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op())
+}
+
+/// Runs `f` on the f32 data of a contiguous CPU tensor, without copying.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => Ok(f(f32_slice(s, layout, "with_f32")?)),
+        _ => candle_core::bail!("with_f32: tensor is not on the CPU"),
+    }
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        (CpuStorage::F32(_), None) => candle_core::bail!("{what}: input must be contiguous"),
+        _ => candle_core::bail!("{what}: expected f32, got {:?}", s.dtype()),
+    }
+}
+
+/// `x / rms(x) * w` over the last dimension.
+pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if use_fused(&[x, w]) {
+        return x.contiguous()?.apply_op2_no_bwd(w, &RmsNorm { eps });
+    }
+    let dim = x.dim(D::Minus1)? as f64;
+    let ms = (x.sqr()?.sum_keepdim(D::Minus1)? / dim)?;
+    let inv = (ms + eps)?.sqrt()?.recip()?;
+    x.broadcast_mul(&inv)?.broadcast_mul(w)
+}
+
+struct RmsNorm {
+    eps: f64,
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "forja-rms-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "rms_norm")?;
+        let w = f32_slice(s2, l2, "rms_norm weight")?;
+        let d = w.len();
+        if l1.dims().last() != Some(&d) {
+            candle_core::bail!("rms_norm: weight has {d} elements, input {:?}", l1.dims())
+        }
+        let mut out = vec![0f32; x.len()];
+        let row = |(o, x): (&mut [f32], &[f32])| {
+            let scale = (1.0 / (simd::sum_sq(x) / d as f64 + self.eps).sqrt()) as f32;
+            for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
+                *o = x * scale * w;
+            }
+        };
+        if x.len() / d >= PAR_ROWS {
+            out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(row);
+        } else {
+            out.chunks_mut(d).zip(x.chunks(d)).for_each(row);
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `silu(gate) * up`, the SwiGLU gate.
+pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if use_fused(&[gate, up]) {
+        return gate
+            .contiguous()?
+            .apply_op2_no_bwd(&up.contiguous()?, &SiluMul);
+    }
+    gate.silu()? * up
+}
+
+struct SiluMul;
+
+impl CustomOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "forja-silu-mul"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(s1, l1, "silu_mul")?;
+        let u = f32_slice(s2, l2, "silu_mul")?;
+        if l1.dims() != l2.dims() {
+            candle_core::bail!("silu_mul: shapes differ {:?} {:?}", l1.dims(), l2.dims())
+        }
+        let f = |(o, (&g, &u)): (&mut f32, (&f32, &f32))| *o = g / (1.0 + (-g).exp()) * u;
+        let mut out = vec![0f32; g.len()];
+        if g.len() >= 1 << 15 {
+            out.par_iter_mut()
+                .zip(g.par_iter().zip(u.par_iter()))
+                .for_each(f);
+        } else {
+            out.iter_mut().zip(g.iter().zip(u)).for_each(f);
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Rotary position embedding, "rotate half" (NeoX / Hugging Face) layout.
+///
+/// `x` is `[tokens, heads, head_dim]`; `cos` and `sin` are `[tokens, head_dim / 2]`.
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if use_fused(&[x, cos, sin]) {
+        return x.contiguous()?.apply_op3_no_bwd(cos, sin, &Rope);
+    }
+    let half = x.dim(D::Minus1)? / 2;
+    let (x1, x2) = (
+        x.narrow(D::Minus1, 0, half)?,
+        x.narrow(D::Minus1, half, half)?,
+    );
+    let (c, s) = (cos.unsqueeze(1)?, sin.unsqueeze(1)?);
+    let a = (x1.broadcast_mul(&c)? - x2.broadcast_mul(&s)?)?;
+    let b = (x1.broadcast_mul(&s)? + x2.broadcast_mul(&c)?)?;
+    Tensor::cat(&[a, b], D::Minus1)
+}
+
+struct Rope;
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "forja-rope"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "rope")?;
+        let cos = f32_slice(s2, l2, "rope cos")?;
+        let sin = f32_slice(s3, l3, "rope sin")?;
+        let &[n, h, hd] = l1.dims() else {
+            candle_core::bail!(
+                "rope: expected [tokens, heads, head_dim], got {:?}",
+                l1.dims()
+            )
+        };
+        let half = hd / 2;
+        if cos.len() != n * half || sin.len() != n * half {
+            candle_core::bail!("rope: cos/sin must be [{n}, {half}]")
+        }
+        let mut out = vec![0f32; x.len()];
+        let token = |(t, (o, x)): (usize, (&mut [f32], &[f32]))| {
+            let (c, s) = (&cos[t * half..][..half], &sin[t * half..][..half]);
+            for (o, x) in o.chunks_exact_mut(hd).zip(x.chunks_exact(hd)) {
+                let (o1, o2) = o.split_at_mut(half);
+                let (x1, x2) = x.split_at(half);
+                for i in 0..half {
+                    o1[i] = x1[i] * c[i] - x2[i] * s[i];
+                    o2[i] = x1[i] * s[i] + x2[i] * c[i];
+                }
+            }
+        };
+        if n >= PAR_ROWS {
+            out.par_chunks_mut(h * hd)
+                .zip(x.par_chunks(h * hd))
+                .enumerate()
+                .for_each(token);
+        } else {
+            out.chunks_mut(h * hd)
+                .zip(x.chunks(h * hd))
+                .enumerate()
+                .for_each(token);
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// Runs `f` once on plain tensors (fused path) and once on variables
+    /// (tracked, so the composite path), and compares.
+    fn check_fused_matches_composite(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) {
+        let fused = f(inputs).unwrap();
+        let vars: Vec<Tensor> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap().as_tensor().clone())
+            .collect();
+        let composite = f(&vars).unwrap();
+        assert!(
+            composite.track_op(),
+            "composite path must stay in the graph"
+        );
+        assert!(max_diff(&fused, &composite) < 1e-5);
+    }
+
+    #[test]
+    fn fused_kernels_match_differentiable_compositions() {
+        check_fused_matches_composite(
+            |t| rms_norm(&t[0], &t[1], 1e-5),
+            &[rand(&[9, 64], 1), rand(&[64], 2)],
+        );
+        check_fused_matches_composite(
+            |t| silu_mul(&t[0], &t[1]),
+            &[rand(&[3, 40], 3), rand(&[3, 40], 4)],
+        );
+        check_fused_matches_composite(
+            |t| rope(&t[0], &t[1], &t[2]),
+            &[rand(&[10, 3, 8], 5), rand(&[10, 4], 6), rand(&[10, 4], 7)],
+        );
+    }
+
+    #[test]
+    fn tracked_inputs_get_gradients_through_the_composite_path() {
+        let x = Var::from_tensor(&rand(&[4, 16], 8)).unwrap();
+        let w = Var::from_tensor(&rand(&[16], 9)).unwrap();
+        let y = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(x.as_tensor()).is_some() && grads.get(w.as_tensor()).is_some());
+    }
+}

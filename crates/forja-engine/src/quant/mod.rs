@@ -1,0 +1,398 @@
+//! Block-quantized weight matrices (GGML `Q4_0`, `Q4_1`, `Q8_0`) and their
+//! CPU matrix multiplication.
+//!
+//! Why this exists instead of candle's `QMatMul`: candle 0.11 has no SIMD
+//! path for `Q4_1` (the default model's format) and multiplies one
+//! activation row at a time. Here the activations are quantized once to
+//! 8-bit blocks, then an AVX2 micro-kernel computes a tile of weight rows ×
+//! activation rows per pass, so each unpacked weight block is reused for
+//! several tokens during prompt prefill and each activation block for
+//! several weight rows. Work is split across the rayon pool by weight rows.
+//! Formats without a kernel here (k-quants, ...) fall back to candle.
+//!
+//! Memory layout is GGML's, byte for byte: a matrix of `rows × cols` is
+//! `rows` runs of `cols / 32` blocks, so GGUF tensor data is used as is.
+
+mod avx2;
+mod scalar;
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Number of weights in one block, for every format here.
+pub const BLOCK: usize = 32;
+
+/// A GGML block format with a kernel in this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QType {
+    /// 4-bit, one f16 scale: `w = (q - 8) * d`. 18 bytes per block.
+    Q4_0,
+    /// 4-bit, f16 scale and minimum: `w = q * d + m`. 20 bytes per block.
+    Q4_1,
+    /// 8-bit, one f16 scale: `w = q * d`. 34 bytes per block.
+    Q8_0,
+}
+
+impl QType {
+    /// Bytes per block of 32 weights.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            QType::Q4_0 => 18,
+            QType::Q4_1 => 20,
+            QType::Q8_0 => 34,
+        }
+    }
+
+    /// The GGML name (`Q4_0`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            QType::Q4_0 => "Q4_0",
+            QType::Q4_1 => "Q4_1",
+            QType::Q8_0 => "Q8_0",
+        }
+    }
+}
+
+/// A `rows × cols` matrix stored in a GGML block format, row-major.
+#[derive(Clone)]
+pub struct QMatrix {
+    qtype: QType,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "QMatrix({} {}x{})",
+            self.qtype.name(),
+            self.rows,
+            self.cols
+        )
+    }
+}
+
+/// Why raw bytes cannot be a [`QMatrix`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QMatrixError {
+    /// `cols` is not a multiple of the 32-weight block.
+    #[error("{cols} columns is not a multiple of the {BLOCK}-weight block")]
+    Columns {
+        /// The offending column count.
+        cols: usize,
+    },
+    /// The byte count does not match `rows × cols` in this format.
+    #[error("{qtype} {rows}x{cols} needs {expected} bytes, got {got}")]
+    Size {
+        /// Format name.
+        qtype: &'static str,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+impl QMatrix {
+    /// Wraps GGML block data.
+    pub fn from_bytes(
+        qtype: QType,
+        rows: usize,
+        cols: usize,
+        data: Vec<u8>,
+    ) -> Result<Self, QMatrixError> {
+        if cols % BLOCK != 0 {
+            return Err(QMatrixError::Columns { cols });
+        }
+        let expected = rows * cols / BLOCK * qtype.block_bytes();
+        if data.len() != expected {
+            return Err(QMatrixError::Size {
+                qtype: qtype.name(),
+                rows,
+                cols,
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(QMatrix {
+            qtype,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// Quantizes a row-major f32 matrix (GGML's reference rounding).
+    pub fn quantize(
+        qtype: QType,
+        rows: usize,
+        cols: usize,
+        w: &[f32],
+    ) -> Result<Self, QMatrixError> {
+        if cols % BLOCK != 0 {
+            return Err(QMatrixError::Columns { cols });
+        }
+        assert_eq!(w.len(), rows * cols, "quantize: data is not rows x cols");
+        let mut data = vec![0u8; rows * cols / BLOCK * qtype.block_bytes()];
+        for (x, out) in w
+            .chunks_exact(BLOCK)
+            .zip(data.chunks_exact_mut(qtype.block_bytes()))
+        {
+            scalar::quantize_block(qtype, x, out);
+        }
+        Ok(QMatrix {
+            qtype,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// The block format.
+    pub fn qtype(&self) -> QType {
+        self.qtype
+    }
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// The raw GGML block bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / BLOCK * self.qtype.block_bytes()
+    }
+
+    /// Dequantizes row `r` into `out` (`cols` long).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let rb = self.row_bytes();
+        let row = &self.data[r * rb..(r + 1) * rb];
+        for (blk, o) in row
+            .chunks_exact(self.qtype.block_bytes())
+            .zip(out.chunks_exact_mut(BLOCK))
+        {
+            scalar::dequantize_block(self.qtype, blk, o);
+        }
+    }
+
+    /// Dequantizes the whole matrix, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        out.par_chunks_mut(self.cols)
+            .enumerate()
+            .for_each(|(r, o)| self.dequantize_row(r, o));
+        out
+    }
+
+    /// A new matrix made of the rows of `self` in the order `order` gives:
+    /// row `i` of the result is row `order[i]` of `self`.
+    pub fn permute_rows(&self, order: &[usize]) -> Self {
+        assert_eq!(
+            order.len(),
+            self.rows,
+            "permute_rows: order has the wrong length"
+        );
+        let rb = self.row_bytes();
+        let mut data = Vec::with_capacity(self.data.len());
+        for &src in order {
+            data.extend_from_slice(&self.data[src * rb..(src + 1) * rb]);
+        }
+        QMatrix { data, ..*self }
+    }
+
+    /// Stacks matrices with the same format and column count vertically.
+    pub fn concat_rows(parts: &[&QMatrix]) -> Option<Self> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.qtype != first.qtype || p.cols != first.cols)
+        {
+            return None;
+        }
+        let data = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        Some(QMatrix {
+            data,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            ..**first
+        })
+    }
+
+    /// `y[m × rows] = x[m × cols] · selfᵀ`, with `x` quantized to 8 bits
+    /// per block first (as GGML does). Runs on the current rayon pool.
+    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        let acts = QActs::quantize(x, m, self.cols);
+        self.matmul_q(&acts, y);
+    }
+
+    /// Like [`QMatrix::matmul`] with activations already quantized, so one
+    /// quantization serves several matrices that read the same input.
+    pub fn matmul_q(&self, acts: &QActs, y: &mut [f32]) {
+        let m = acts.m;
+        assert_eq!(
+            acts.k, self.cols,
+            "matmul: activation width != matrix columns"
+        );
+        assert_eq!(y.len(), m * self.rows, "matmul: output is not m x rows");
+        let kernel = Kernel::detect();
+        let rb = self.row_bytes();
+        // Split by weight rows; each task computes all activation rows for its
+        // weight rows, writing a transposed [rows_chunk × m] tile.
+        let chunk = row_chunk(self.rows, m);
+        if m == 1 {
+            y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
+                let r0 = ci * chunk;
+                let w = &self.data[r0 * rb..(r0 + out.len()) * rb];
+                kernel.tile(self.qtype, w, out.len(), acts, 0, 1, out, 1);
+            });
+            return;
+        }
+        let mut yt = vec![0f32; m * self.rows];
+        yt.par_chunks_mut(chunk * m)
+            .enumerate()
+            .for_each(|(ci, out)| {
+                let r0 = ci * chunk;
+                let nrows = out.len() / m;
+                let w = &self.data[r0 * rb..(r0 + nrows) * rb];
+                kernel.tile(self.qtype, w, nrows, acts, 0, m, out, m);
+            });
+        transpose_into(&yt, self.rows, m, y);
+    }
+}
+
+/// How many weight rows one task takes: enough work to beat the scheduling
+/// cost, and enough tasks to keep every thread busy.
+fn row_chunk(rows: usize, m: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let min_rows = (64 / m.max(1)).max(4);
+    let per_task = rows.div_ceil(threads * 4).max(min_rows);
+    per_task.div_ceil(4) * 4
+}
+
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    // src is [rows × cols]; dst is [cols × rows].
+    dst.par_chunks_mut(rows).enumerate().for_each(|(c, out)| {
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = src[r * cols + c];
+        }
+    });
+}
+
+/// Activations quantized to signed 8-bit blocks: per block a scale `d` and
+/// `d * Σq` (used by the formats with an offset).
+#[derive(Debug, Clone)]
+pub struct QActs {
+    m: usize,
+    k: usize,
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    dsum: Vec<f32>,
+}
+
+impl QActs {
+    /// Quantizes `m` rows of `k` values (`k` a multiple of 32).
+    pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+        assert_eq!(x.len(), m * k, "QActs::quantize: input is not m x k");
+        assert_eq!(k % BLOCK, 0, "QActs::quantize: k is not a multiple of 32");
+        let nb = m * k / BLOCK;
+        let mut acts = QActs {
+            m,
+            k,
+            qs: vec![0; m * k],
+            d: vec![0.0; nb],
+            dsum: vec![0.0; nb],
+        };
+        let kernel = Kernel::detect();
+        let per = 64; // blocks per task
+        acts.qs
+            .par_chunks_mut(per * BLOCK)
+            .zip(acts.d.par_chunks_mut(per))
+            .zip(acts.dsum.par_chunks_mut(per))
+            .enumerate()
+            .for_each(|(i, ((qs, d), dsum))| {
+                let x = &x[i * per * BLOCK..][..qs.len()];
+                kernel.quantize_acts(x, qs, d, dsum);
+            });
+        acts
+    }
+
+    /// Rows.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+}
+
+/// The best kernel this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let ok = *AVX2.get_or_init(|| {
+                std::env::var_os("FORJA_NO_SIMD").is_none()
+                    && is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            });
+            if ok {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Scalar
+    }
+
+    fn quantize_acts(self, x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
+        match self {
+            Kernel::Scalar => scalar::quantize_acts(x, qs, d, dsum),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::quantize_acts(x, qs, d, dsum),
+        }
+    }
+
+    /// Computes `out[r * out_stride + c] = w_r · a_c` for `nrows` weight rows
+    /// (contiguous in `w`) and activation rows `c0..c0 + nc`.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        self,
+        qtype: QType,
+        w: &[u8],
+        nrows: usize,
+        acts: &QActs,
+        c0: usize,
+        nc: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        match self {
+            Kernel::Scalar => scalar::tile(qtype, w, nrows, acts, c0, nc, out, out_stride),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::tile(qtype, w, nrows, acts, c0, nc, out, out_stride),
+        }
+    }
+}
+
+#[inline]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+//! Kernel tests: SIMD against the scalar reference, both against f32 maths,
+//! and our block decoding against candle's independent GGML implementation.
+
+use super::*;
+
+const ALL: [QType; 3] = [QType::Q4_0, QType::Q4_1, QType::Q8_0];
+
+/// Deterministic pseudo-random values in [-1, 1) with some outliers.
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let v = (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            if i % 97 == 0 {
+                v * 8.0
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+fn reference(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    let wf = w.dequantize();
+    let mut y = vec![0f32; m * w.rows()];
+    for i in 0..m {
+        for r in 0..w.rows() {
+            let xr = &x[i * w.cols()..(i + 1) * w.cols()];
+            let wr = &wf[r * w.cols()..(r + 1) * w.cols()];
+            y[i * w.rows() + r] = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+        }
+    }
+    y
+}
+
+fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
+    got.iter()
+        .zip(want)
+        .fold(0f32, |a, (g, w)| a.max((g - w).abs() / scale))
+}
+
+#[test]
+fn round_trip_error_is_bounded_by_the_format() {
+    for (qtype, tol) in [(QType::Q4_0, 0.16), (QType::Q4_1, 0.1), (QType::Q8_0, 0.01)] {
+        let w = data(4 * 64, 1);
+        let q = QMatrix::quantize(qtype, 4, 64, &w).unwrap();
+        assert_eq!(q.bytes().len(), 4 * 2 * qtype.block_bytes());
+        let back = q.dequantize();
+        for (blk_w, blk_b) in w.chunks(BLOCK).zip(back.chunks(BLOCK)) {
+            let amax = blk_w.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (a, b) in blk_w.iter().zip(blk_b) {
+                assert!(
+                    (a - b).abs() <= tol * amax,
+                    "{qtype:?}: {a} vs {b} (amax {amax})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_agrees_with_f32_maths() {
+    for qtype in ALL {
+        for (m, rows, cols) in [
+            (1, 1, 32),
+            (1, 7, 64),
+            (2, 4, 96),
+            (3, 9, 128),
+            (17, 33, 256),
+        ] {
+            let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 2)).unwrap();
+            let x = data(m * cols, 3);
+            let mut y = vec![0f32; m * rows];
+            w.matmul(&x, m, &mut y);
+            let err = max_rel_err(&y, &reference(&w, &x, m));
+            // The only extra error is the 8-bit quantization of activations.
+            assert!(
+                err < 0.02,
+                "{qtype:?} m={m} rows={rows} cols={cols}: rel err {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn simd_kernel_matches_scalar_reference() {
+    if Kernel::detect() == Kernel::Scalar {
+        eprintln!("no SIMD kernel on this CPU; nothing to compare");
+        return;
+    }
+    for qtype in ALL {
+        for (m, rows, cols) in [(1, 5, 64), (2, 8, 128), (5, 13, 320)] {
+            let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 4)).unwrap();
+            let x = data(m * cols, 5);
+            let acts = QActs::quantize(&x, m, cols);
+            let mut scalar_acts = acts.clone();
+            scalar::quantize_acts(
+                &x,
+                &mut scalar_acts.qs,
+                &mut scalar_acts.d,
+                &mut scalar_acts.dsum,
+            );
+            assert_eq!(
+                acts.qs, scalar_acts.qs,
+                "{qtype:?}: activation quantization differs"
+            );
+            let (mut a, mut b) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+            scalar::tile(qtype, w.bytes(), rows, &acts, 0, m, &mut a, m);
+            Kernel::detect().tile(qtype, w.bytes(), rows, &acts, 0, m, &mut b, m);
+            assert!(max_rel_err(&b, &a) < 1e-5, "{qtype:?} m={m} rows={rows}");
+        }
+    }
+}
+
+#[test]
+fn block_decoding_matches_candle() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    for (qtype, gd) in [
+        (QType::Q4_0, GgmlDType::Q4_0),
+        (QType::Q4_1, GgmlDType::Q4_1),
+        (QType::Q8_0, GgmlDType::Q8_0),
+    ] {
+        let (rows, cols) = (6, 64);
+        let t = Tensor::from_vec(data(rows * cols, 6), (rows, cols), &Device::Cpu).unwrap();
+        let qt = QTensor::quantize(&t, gd).unwrap();
+        let ours = QMatrix::from_bytes(qtype, rows, cols, qt.data().unwrap().into_owned()).unwrap();
+        let theirs: Vec<f32> = qt
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(ours.dequantize(), theirs, "{qtype:?}");
+    }
+}
+
+#[test]
+fn wrong_sizes_are_refused() {
+    let e = QMatrix::from_bytes(QType::Q4_1, 2, 33, vec![]).unwrap_err();
+    assert!(e.to_string().contains("multiple of the 32"), "{e}");
+    let e = QMatrix::from_bytes(QType::Q8_0, 2, 32, vec![0; 10]).unwrap_err();
+    assert_eq!(e.to_string(), "Q8_0 2x32 needs 68 bytes, got 10");
+}
+
+#[test]
+fn row_permutation_and_concatenation_move_whole_rows() {
+    let w = QMatrix::quantize(QType::Q4_1, 3, 32, &data(96, 7)).unwrap();
+    let p = w.permute_rows(&[2, 0, 1]);
+    let (wf, pf) = (w.dequantize(), p.dequantize());
+    assert_eq!(&pf[..32], &wf[64..]);
+    assert_eq!(&pf[32..64], &wf[..32]);
+    let c = QMatrix::concat_rows(&[&w, &p]).unwrap();
+    assert_eq!(c.rows(), 6);
+    assert_eq!(&c.dequantize()[96..], &pf[..]);
+    let other = QMatrix::quantize(QType::Q8_0, 1, 32, &data(32, 8)).unwrap();
+    assert!(QMatrix::concat_rows(&[&w, &other]).is_none());
+}

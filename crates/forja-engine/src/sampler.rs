@@ -1,0 +1,202 @@
+//! Picking the next token: repetition penalty, then greedy arg-max or
+//! top-k → top-p → min-p → temperature → a draw from a seeded ChaCha8
+//! generator (llama.cpp's default order, so the same settings mean the same
+//! thing in both tools).
+
+use forja_core::SamplingParams;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A per-sequence sampler.
+#[derive(Debug)]
+pub struct Sampler {
+    p: SamplingParams,
+    rng: ChaCha8Rng,
+    cand: Vec<(f32, u32)>,
+}
+
+impl Sampler {
+    /// A sampler for `p`; the seed is `p.seed`, or drawn from the OS.
+    pub fn new(p: &SamplingParams) -> Self {
+        let seed = p.seed.unwrap_or_else(|| rand::rng().random());
+        Sampler {
+            p: p.clone(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            cand: Vec::new(),
+        }
+    }
+
+    /// Chooses a token from `logits` (modified in place by the penalty);
+    /// `history` is the sequence so far, prompt included.
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.penalize(logits, history);
+        if self.p.is_greedy() {
+            return argmax(logits);
+        }
+        let cand = &mut self.cand;
+        cand.clear();
+        if self.p.min_p > 0.0 {
+            // Tokens below min_p * p_max can never survive; skip them before sorting.
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let floor = max + self.p.min_p.ln();
+            cand.extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &l)| l >= floor)
+                    .map(|(i, &l)| (l, i as u32)),
+            );
+        } else {
+            cand.extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
+        }
+        let by_logit = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if self.p.top_k > 0 && self.p.top_k < cand.len() {
+            cand.select_nth_unstable_by(self.p.top_k - 1, by_logit);
+            cand.truncate(self.p.top_k);
+        }
+        cand.sort_unstable_by(by_logit);
+        // Probabilities at temperature 1 decide top-p and min-p.
+        let probs = softmax(cand.iter().map(|c| c.0), 1.0);
+        let mut keep = cand.len();
+        if self.p.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, p) in probs.iter().enumerate() {
+                cum += p;
+                if cum >= self.p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if self.p.min_p > 0.0 {
+            let floor = probs[0] * self.p.min_p;
+            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+        }
+        cand.truncate(keep.max(1));
+        let probs = softmax(cand.iter().map(|c| c.0), self.p.temperature);
+        let mut r: f32 = self.rng.random();
+        for (p, c) in probs.iter().zip(cand.iter()) {
+            if r < *p {
+                return c.1;
+            }
+            r -= p;
+        }
+        cand.last().expect("at least one candidate").1
+    }
+
+    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
+        let pen = self.p.repetition_penalty;
+        if pen == 1.0 || self.p.repeat_last_n == 0 {
+            return;
+        }
+        let recent = &history[history.len().saturating_sub(self.p.repeat_last_n)..];
+        let mut seen: Vec<u32> = recent.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        for id in seen {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l > 0.0 { *l / pen } else { *l * pen };
+            }
+        }
+    }
+}
+
+/// Index of the largest logit (the first one on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f32> {
+    let max = logits.clone().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.map(|l| ((l - max) / temperature).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(edit: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+        let mut p = SamplingParams {
+            seed: Some(7),
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
+        edit(&mut p);
+        p
+    }
+
+    fn histogram(p: &SamplingParams, logits: &[f32], n: usize) -> Vec<usize> {
+        let mut s = Sampler::new(p);
+        let mut h = vec![0; logits.len()];
+        for _ in 0..n {
+            h[s.sample(&mut logits.to_vec(), &[]) as usize] += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        let mut s = Sampler::new(&SamplingParams::greedy());
+        assert_eq!(s.sample(&mut [0.1, 3.0, 3.0, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn repetition_penalty_follows_llama_cpp() {
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            ..SamplingParams::greedy()
+        };
+        let mut s = Sampler::new(&p);
+        // Token 0 (logit 3) is halved to 1.5 and loses to token 2 (2.0).
+        assert_eq!(s.sample(&mut [3.0, -1.0, 2.0], &[0, 0]), 2);
+        let mut l = [3.0, -1.0, 2.0];
+        s.penalize(&mut l, &[1]);
+        assert_eq!(l, [3.0, -2.0, 2.0]);
+    }
+
+    #[test]
+    fn filters_restrict_the_support() {
+        let logits = [2.0, 1.0, 0.0, -1.0, -5.0];
+        assert_eq!(
+            histogram(&params(|p| p.top_k = 2), &logits, 2000)[2..],
+            [0, 0, 0]
+        );
+        // top_p 0.5: token 0 alone has p = 0.64.
+        assert_eq!(histogram(&params(|p| p.top_p = 0.5), &logits, 500)[0], 500);
+        // min_p 0.3: tokens with p < 0.3 * p0 are dropped (tokens 2.. have ratio <= e^-2).
+        let h = histogram(&params(|p| p.min_p = 0.3), &logits, 2000);
+        assert!(
+            h[0] > 0 && h[1] > 0 && h[2..].iter().all(|&c| c == 0),
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn temperature_one_matches_softmax_frequencies() {
+        let logits = [1.0f32, 0.0, -1.0];
+        let n = 20_000;
+        let h = histogram(&params(|p| p.temperature = 1.0), &logits, n);
+        let want = softmax(logits.iter().copied(), 1.0);
+        for (c, w) in h.iter().zip(want) {
+            let f = *c as f32 / n as f32;
+            assert!((f - w).abs() < 0.02, "freq {f} vs p {w}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.3).sin()).collect();
+        let p = params(|p| p.temperature = 1.5);
+        assert_eq!(histogram(&p, &logits, 100), histogram(&p, &logits, 100));
+    }
+}

@@ -1,0 +1,421 @@
+//! Tokenizers: Hugging Face `tokenizer.json` files, and tokenizers rebuilt
+//! from GGUF metadata (GPT-2-style byte-level BPE and llama SentencePiece)
+//! as equivalent `tokenizers` pipelines, so both sources share one
+//! well-tested implementation.
+
+use crate::gguf::GgufFile;
+use crate::{EngineError, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Token strings that end a turn in common chat formats (llama.cpp treats
+/// them as end-of-generation too).
+const EOG_TEXTS: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|end_of_text|>",
+    "</s>",
+];
+
+/// A tokenizer plus the special ids generation needs.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    eog: Vec<u32>,
+    add_bos: bool,
+    source: String,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tokenizer({}, {} tokens)",
+            self.source,
+            self.vocab_size()
+        )
+    }
+}
+
+impl Tokenizer {
+    /// Loads a Hugging Face `tokenizer.json`. BOS/EOS come from the caller
+    /// (`tokenizer_config.json`, `config.json`, `generation_config.json`).
+    pub fn from_file(
+        path: &Path,
+        bos: Option<u32>,
+        eos_ids: &[u32],
+        add_bos: bool,
+    ) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| EngineError::Tokenizer {
+            source_desc: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::finish(
+            inner,
+            bos,
+            eos_ids.first().copied(),
+            eos_ids,
+            add_bos,
+            path.display().to_string(),
+        ))
+    }
+
+    fn finish(
+        inner: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        extra_eog: &[u32],
+        add_bos: bool,
+        source: String,
+    ) -> Self {
+        let mut eog: Vec<u32> = eos.into_iter().chain(extra_eog.iter().copied()).collect();
+        for (id, tok) in inner.get_added_tokens_decoder() {
+            if tok.special && EOG_TEXTS.contains(&tok.content.as_str()) {
+                eog.push(id);
+            }
+        }
+        eog.sort_unstable();
+        eog.dedup();
+        Tokenizer {
+            inner,
+            bos,
+            eos,
+            eog,
+            add_bos,
+            source,
+        }
+    }
+
+    /// Rebuilds the tokenizer stored in a GGUF file's metadata.
+    pub fn from_gguf(f: &GgufFile) -> Result<Self> {
+        let desc = format!("GGUF metadata of {}", f.path().display());
+        let err = |reason: String| EngineError::Tokenizer {
+            source_desc: desc.clone(),
+            reason,
+        };
+        let model = f.get_str("tokenizer.ggml.model")?.ok_or_else(|| {
+            err("`tokenizer.ggml.model` is missing; this GGUF has no tokenizer, pass one with --tokenizer".into())
+        })?;
+        let tokens = f
+            .get_str_array("tokenizer.ggml.tokens")?
+            .ok_or_else(|| err("`tokenizer.ggml.tokens` is missing".into()))?;
+        let types = f.get_int_array("tokenizer.ggml.token_type")?;
+        if let Some(t) = &types {
+            if t.len() != tokens.len() {
+                return Err(err(format!(
+                    "`tokenizer.ggml.token_type` has {} entries for {} tokens",
+                    t.len(),
+                    tokens.len()
+                )));
+            }
+        }
+        let id = |k: &str| -> Result<Option<u32>> {
+            match f.get_usize(k)? {
+                Some(i) if i >= tokens.len() => Err(err(format!(
+                    "`{k}` = {i} is outside the vocabulary ({} tokens)",
+                    tokens.len()
+                ))),
+                other => Ok(other.map(|i| i as u32)),
+            }
+        };
+        let (bos, eos, eot, eom) = (
+            id("tokenizer.ggml.bos_token_id")?,
+            id("tokenizer.ggml.eos_token_id")?,
+            id("tokenizer.ggml.eot_token_id")?,
+            id("tokenizer.ggml.eom_token_id")?,
+        );
+        let json = match model {
+            "gpt2" => {
+                let merges = f
+                    .get_str_array("tokenizer.ggml.merges")?
+                    .ok_or_else(|| err("`tokenizer.ggml.merges` is missing".into()))?;
+                let pre = f.get_str("tokenizer.ggml.pre")?.unwrap_or("default");
+                bpe_json(&tokens, types.as_deref(), &merges, pre).map_err(err)?
+            }
+            "llama" => {
+                let scores = f
+                    .get_f32_array("tokenizer.ggml.scores")?
+                    .ok_or_else(|| err("`tokenizer.ggml.scores` is missing".into()))?;
+                if scores.len() != tokens.len() {
+                    return Err(err(
+                        "`tokenizer.ggml.scores` and `tokens` differ in length".into()
+                    ));
+                }
+                let prefix = f
+                    .get_bool("tokenizer.ggml.add_space_prefix")?
+                    .unwrap_or(true);
+                spm_json(
+                    &tokens,
+                    types.as_deref(),
+                    &scores,
+                    prefix,
+                    id("tokenizer.ggml.unknown_token_id")?,
+                )
+            }
+            other => {
+                return Err(err(format!(
+                    "tokenizer model `{other}` is not supported (supported: gpt2, llama)"
+                )))
+            }
+        };
+        let inner =
+            tokenizers::Tokenizer::from_str(&json.to_string()).map_err(|e| err(e.to_string()))?;
+        let add_bos = f
+            .get_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(model == "llama");
+        let extra: Vec<u32> = [eot, eom].into_iter().flatten().collect();
+        Ok(Self::finish(inner, bos, eos, &extra, add_bos, desc))
+    }
+
+    /// Encodes `text`. Special-token strings in the text (`<|im_start|>`)
+    /// become their ids. With `add_special`, BOS is prepended when the model
+    /// wants it (raw prompts); chat templates spell BOS out themselves.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, add_special)
+            .map_err(|e| EngineError::Tokenizer {
+                source_desc: self.source.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut ids = enc.get_ids().to_vec();
+        if add_special && self.add_bos {
+            if let Some(b) = self.bos {
+                if ids.first() != Some(&b) {
+                    ids.insert(0, b);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Decodes ids to text, optionally dropping special tokens.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| EngineError::Tokenizer {
+                source_desc: self.source.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// An incremental decoder that yields text only once it is complete
+    /// UTF-8 (byte-level tokens can split a character).
+    pub fn stream(&self) -> TextStream<'_> {
+        TextStream {
+            tok: self,
+            ids: Vec::new(),
+            prefix: 0,
+            read: 0,
+        }
+    }
+
+    /// Tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token string.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The string of a token id.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Beginning-of-sequence id.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// End-of-sequence id.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Every id that ends generation (EOS, end-of-turn, ...).
+    pub fn eog_ids(&self) -> &[u32] {
+        &self.eog
+    }
+
+    /// Whether raw prompts get a BOS token.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Where the tokenizer came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// Incremental detokenizer (see [`Tokenizer::stream`]).
+#[derive(Debug)]
+pub struct TextStream<'t> {
+    tok: &'t Tokenizer,
+    ids: Vec<u32>,
+    prefix: usize,
+    read: usize,
+}
+
+impl TextStream<'_> {
+    /// Adds a token and returns the new complete text, if any.
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let before = self.tok.decode(&self.ids[self.prefix..self.read], true)?;
+        let now = self.tok.decode(&self.ids[self.prefix..], true)?;
+        if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
+            if let Some(new) = now.get(before.len()..) {
+                let new = new.to_string();
+                self.prefix = self.read;
+                self.read = self.ids.len();
+                return Ok(new);
+            }
+        }
+        Ok(String::new())
+    }
+}
+
+fn token_kind(types: Option<&[i64]>, i: usize) -> i64 {
+    // GGUF token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+    types.map_or(1, |t| t[i])
+}
+
+fn added_tokens(tokens: &[&str], types: Option<&[i64]>) -> Vec<Value> {
+    (0..tokens.len())
+        .filter(|&i| matches!(token_kind(types, i), 3 | 4))
+        .map(|i| {
+            json!({
+                "id": i, "content": tokens[i], "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": token_kind(types, i) == 3,
+            })
+        })
+        .collect()
+}
+
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The `tokenizers` pipeline of a GGUF byte-level BPE tokenizer, chosen by
+/// llama.cpp's pre-tokenizer name.
+fn bpe_json(
+    tokens: &[&str],
+    types: Option<&[i64]>,
+    merges: &[&str],
+    pre: &str,
+) -> Result<Value, String> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
+    let (pre_tokenizer, ignore_merges) = match pre {
+        "default" | "gpt2" | "gpt-2" | "olmo" | "poro-chat" => (byte_level(true), false),
+        "smollm" | "starcoder" | "refact" => (
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+            false,
+        ),
+        "llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" => (
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_REGEX), byte_level(false)]}),
+            true,
+        ),
+        "qwen2" | "qwen35" | "deepseek-r1-qwen" => (
+            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_REGEX), byte_level(false)]}),
+            false,
+        ),
+        other => {
+            return Err(format!(
+                "pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported (supported: default, gpt2, smollm, starcoder, llama3, llama-bpe, qwen2)"
+            ))
+        }
+    };
+    let vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added_tokens(tokens, types),
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+            "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges,
+        },
+    }))
+}
+
+/// The `tokenizers` pipeline of a llama SentencePiece (BPE) tokenizer. GGUF
+/// stores scores, not merges; the merges are derived as Hugging Face's
+/// SentencePiece converter does: every split of a piece into two pieces of
+/// the vocabulary, ranked by the merged piece's score.
+fn spm_json(
+    tokens: &[&str],
+    types: Option<&[i64]>,
+    scores: &[f32],
+    add_prefix: bool,
+    unk: Option<u32>,
+) -> Value {
+    let ids: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let mut merges: Vec<(f32, usize, usize, String)> = Vec::new();
+    for (i, piece) in tokens.iter().enumerate() {
+        if token_kind(types, i) != 1 {
+            continue;
+        }
+        let mut local = Vec::new();
+        for (split, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(split);
+            if let (Some(&li), Some(&ri)) = (ids.get(l), ids.get(r)) {
+                local.push((scores[i], li, ri, format!("{l} {r}")));
+            }
+        }
+        local.sort_by_key(|m| (m.1, m.2));
+        merges.extend(local);
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let merges: Vec<String> = merges.into_iter().map(|m| m.3).collect();
+    let vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
+    let mut normalizers = Vec::new();
+    let mut decoders =
+        vec![json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "})];
+    decoders.push(json!({"type": "ByteFallback"}));
+    decoders.push(json!({"type": "Fuse"}));
+    if add_prefix {
+        normalizers.push(json!({"type": "Prepend", "prepend": "\u{2581}"}));
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}));
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added_tokens(tokens, types),
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": unk.map(|u| tokens[u as usize]),
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
+            "byte_fallback": true, "ignore_merges": false, "vocab": vocab, "merges": merges,
+        },
+    })
+}

