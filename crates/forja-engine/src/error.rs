@@ -122,7 +122,24 @@ pub enum EngineError {
     },
     /// An error from the tensor library (a bug in forja if it reaches users).
     #[error("tensor error: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(String),
+}
+
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> Self {
+        EngineError::Candle(candle_text(&e))
+    }
+}
+
+/// A candle error as one line: backtraces dropped, context joined with `: `.
+pub(crate) fn candle_text(e: &candle_core::Error) -> String {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => candle_text(inner),
+        E::Context { inner, context } => format!("{context}: {}", candle_text(inner)),
+        E::WithPath { inner, path } => format!("{}: {}", path.display(), candle_text(inner)),
+        other => other.to_string().replace('\n', " "),
+    }
 }
 
 /// Result alias for forja-engine.

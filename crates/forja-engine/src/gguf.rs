@@ -2,6 +2,7 @@
 //! config they imply. The container format itself is parsed by candle's
 //! hardened reader; this module turns it into forja's types and errors.
 
+use crate::error::candle_text;
 use crate::models::llama::{Family, LlamaConfig, RopeScaling, TokenIds};
 use crate::{EngineError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -30,8 +31,9 @@ impl GgufFile {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
         let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
-            .map_err(|e| EngineError::malformed(path, format!("not a valid GGUF file: {e}")))?;
+        let content = Content::read(&mut reader).map_err(|e| {
+            EngineError::malformed(path, format!("not a valid GGUF file: {}", candle_text(&e)))
+        })?;
         Ok(GgufFile {
             path: path.to_path_buf(),
             content,
@@ -323,7 +325,7 @@ impl GgufFile {
 }
 
 /// The GGUF name of a Hugging Face Llama-family tensor name.
-pub(crate) fn gguf_name(hf: &str) -> Option<String> {
+pub fn hf_to_gguf_name(hf: &str) -> Option<String> {
     let fixed = match hf {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),
@@ -355,12 +357,12 @@ pub(crate) fn gguf_name(hf: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::gguf_name;
+    use super::hf_to_gguf_name;
 
     #[test]
     fn hf_names_translate_to_gguf_names() {
         let check =
-            |hf: &str, want: Option<&str>| assert_eq!(gguf_name(hf).as_deref(), want, "{hf}");
+            |hf: &str, want: Option<&str>| assert_eq!(hf_to_gguf_name(hf).as_deref(), want, "{hf}");
         check("model.embed_tokens.weight", Some("token_embd.weight"));
         check("model.norm.weight", Some("output_norm.weight"));
         check("lm_head.weight", Some("output.weight"));

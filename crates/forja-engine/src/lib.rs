@@ -48,5 +48,5 @@ pub use generate::{Completion, FinishReason, OnText, Request, Timings};
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use sampler::{argmax, Sampler};
-pub use tokenizer::{TextStream, Tokenizer};
+pub use tokenizer::{train_byte_level_bpe, TextStream, Tokenizer};
 pub use weights::Weights;

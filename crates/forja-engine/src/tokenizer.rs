@@ -419,3 +419,37 @@ fn spm_json(
         },
     })
 }
+
+/// Trains a byte-level BPE tokenizer (GPT-2 style, the `tokenizers`
+/// crate's trainer) on `texts` and returns it as `tokenizer.json` text.
+/// `specials` become special added tokens with the first ids.
+pub fn train_byte_level_bpe<S: AsRef<str> + Send>(
+    texts: impl Iterator<Item = S> + Send,
+    vocab_size: usize,
+    specials: &[&str],
+) -> Result<String> {
+    use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+    use tokenizers::models::TrainerWrapper;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    let err = |e: tokenizers::Error| EngineError::Tokenizer {
+        source_desc: "BPE training".into(),
+        reason: e.to_string(),
+    };
+    let mut tok = tokenizers::Tokenizer::new(BPE::default());
+    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tok.with_decoder(Some(ByteLevel::new(true, true, true)));
+    let special: Vec<tokenizers::AddedToken> = specials
+        .iter()
+        .map(|s| tokenizers::AddedToken::from(s.to_string(), true))
+        .collect();
+    let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+        .vocab_size(vocab_size)
+        .min_frequency(1)
+        .show_progress(false)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .special_tokens(special)
+        .build()
+        .into();
+    tok.train(&mut trainer, texts).map_err(err)?;
+    tok.to_string(false).map_err(err)
+}

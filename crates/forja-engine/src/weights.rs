@@ -6,7 +6,8 @@
 
 #![allow(unsafe_code)]
 
-use crate::gguf::{gguf_name, GgufFile};
+use crate::error::candle_text;
+use crate::gguf::{hf_to_gguf_name, GgufFile};
 use crate::linear::{Embedding, Linear, Weight};
 use crate::quant::{QMatrix, QType};
 use crate::{EngineError, Result};
@@ -72,7 +73,9 @@ impl<'p> Weights<'p> {
         // SAFETY: the files are memory-mapped read-only; like every mmap
         // loader this assumes nobody truncates them while the model is loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, device) }
-            .map_err(|e| EngineError::malformed(dir, format!("cannot read safetensors: {e}")))?;
+            .map_err(|e| {
+                EngineError::malformed(dir, format!("cannot read safetensors: {}", candle_text(&e)))
+            })?;
         Ok(Weights {
             source: Source::Safetensors(vb),
             device: device.clone(),
@@ -100,7 +103,7 @@ impl<'p> Weights<'p> {
 
     fn file_name(&self, hf: &str) -> String {
         match &self.source {
-            Source::Gguf { .. } => gguf_name(hf).unwrap_or_else(|| hf.to_string()),
+            Source::Gguf { .. } => hf_to_gguf_name(hf).unwrap_or_else(|| hf.to_string()),
             Source::Safetensors(_) => hf.to_string(),
         }
     }
@@ -108,7 +111,7 @@ impl<'p> Weights<'p> {
     /// Whether a tensor exists.
     pub(crate) fn has(&self, hf: &str) -> bool {
         match &self.source {
-            Source::Gguf { file, .. } => gguf_name(hf).is_some_and(|g| file.has_tensor(&g)),
+            Source::Gguf { file, .. } => hf_to_gguf_name(hf).is_some_and(|g| file.has_tensor(&g)),
             Source::Safetensors(vb) => vb.contains_tensor(hf),
         }
     }
@@ -162,7 +165,7 @@ impl<'p> Weights<'p> {
 
     /// Raw GGUF tensor, shape-checked, rows de-interleaved where needed.
     fn gguf_raw(&mut self, hf: &str, expected: &[usize]) -> Result<(GgmlDType, Vec<u8>)> {
-        let name = gguf_name(hf).ok_or_else(|| self.missing(hf))?;
+        let name = hf_to_gguf_name(hf).ok_or_else(|| self.missing(hf))?;
         let Source::Gguf { file, .. } = &mut self.source else {
             unreachable!()
         };
@@ -217,7 +220,7 @@ impl<'p> Weights<'p> {
             QStorage::from_data(Cow::Borrowed(bytes), &self.device, dtype).map_err(|e| {
                 EngineError::UnsupportedDType {
                     path: self.path.clone(),
-                    tensor: format!("{} ({e})", self.file_name(hf)),
+                    tensor: format!("{} ({})", self.file_name(hf), candle_text(&e)),
                     dtype: format!("{dtype:?}"),
                 }
             })?;

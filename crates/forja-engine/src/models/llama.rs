@@ -179,8 +179,9 @@ impl LlamaConfig {
             .unwrap_or(self.family() == Family::Qwen2)
     }
     fn window(&self) -> Option<usize> {
+        // Mistral GGUF files say `llama` and carry the window in the metadata.
         match self.family() {
-            Family::Mistral => self.sliding_window,
+            Family::Llama | Family::Mistral => self.sliding_window,
             Family::Qwen2 if self.use_sliding_window == Some(true) => self.sliding_window,
             _ => None,
         }

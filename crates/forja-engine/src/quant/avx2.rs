@@ -1,17 +1,21 @@
 //! AVX2 + FMA + F16C kernels for x86_64.
 //!
-//! `tile` computes a block of dot products between weight rows (GGML blocks)
-//! and 8-bit quantized activation rows with an `R × C` register-blocked
-//! micro-kernel: per 32-weight block, `R` weight blocks are unpacked once and
-//! each is multiplied with `C` activation blocks (`vpmaddubsw` + `vpmaddwd`),
-//! accumulating in f32 with the product of the two block scales.
+//! `tile` computes dot products between weight rows (grouped GGML blocks,
+//! see the module above) and 8-bit quantized activation rows with an
+//! `R × C` register-blocked micro-kernel. Per group of eight blocks it
+//! converts the eight weight scales with one `vcvtph2ps`, multiplies them
+//! with the activation scales into one vector per (row, column) pair, and
+//! folds the offset term (`Q4_0`'s −8, `Q4_1`'s minimum) in with one FMA.
+//! Per block it then does `vpmaddubsw` + `vpmaddwd`, converts to f32 and
+//! accumulates with the block's scale picked out of that vector by
+//! `vpermps`: no scalar work in the inner loop.
 //!
 //! Every function here is only reached through `Kernel::Avx2`, which exists
 //! only after runtime detection of avx2, fma and f16c.
 #![cfg(target_arch = "x86_64")]
 #![allow(unsafe_code)]
 
-use super::{QActs, QType, BLOCK};
+use super::{QActs, QType, BLOCK, GROUP};
 use std::arch::x86_64::*;
 
 pub(super) fn quantize_acts(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
@@ -68,12 +72,16 @@ pub(super) fn tile(
     out_stride: usize,
 ) {
     let nb = acts.k / BLOCK;
-    assert!(w.len() >= nrows * nb * qtype.block_bytes());
+    // Whole rows plus 16 bytes of slack for the last group's scale loads
+    // (QMatrix pads its data).
+    assert!(w.len() >= nrows * nb * qtype.block_bytes() + 16);
     assert!(c0 + nc <= acts.m);
+    assert!(acts.d.len() >= acts.m * nb + GROUP && acts.dsum.len() >= acts.m * nb + GROUP);
     assert!(nrows == 0 || nc == 0 || out.len() >= (nrows - 1) * out_stride + nc);
     // SAFETY: features detected (Kernel::Avx2); bounds checked above: every
-    // weight row r < nrows, activation row c < c0 + nc <= m, and output index
-    // r * out_stride + c is inside `out`.
+    // weight row r < nrows, activation row c < c0 + nc <= m, group loads of
+    // 8 scales stay within the slack, and output index r * out_stride + c is
+    // inside `out`.
     unsafe {
         match qtype {
             QType::Q4_0 => tile_fmt::<Q40>(w, nrows, acts, c0, nc, out, out_stride),
@@ -85,12 +93,14 @@ pub(super) fn tile(
 
 /// One GGML weight format, as the micro-kernel sees it.
 trait Fmt {
-    const BYTES: usize;
-    /// Unpacks one block: the 32 weights as bytes, its scale, and the
-    /// coefficient of the activation block's `d * Σq` (offset term).
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32);
+    const TYPE: QType;
+    /// Unpacks one block's quants to 32 bytes.
+    unsafe fn unpack(p: *const u8) -> __m256i;
     /// Σ w_j * a_j over one block, as 8 i32 partial sums.
     unsafe fn dot(w: __m256i, a: __m256i) -> __m256i;
+    /// The per-block coefficient of `d_a * Σq_a` given the scale vector and
+    /// the minimum vector (`Q4_1`); `None` when the format has no offset.
+    unsafe fn offset(d: __m256, m: __m256) -> Option<__m256>;
 }
 
 struct Q40;
@@ -107,55 +117,56 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 }
 
 #[inline(always)]
-unsafe fn f16_to_f32(p: *const u8) -> f32 {
-    let bits = (p as *const u16).read_unaligned();
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-#[inline(always)]
 unsafe fn madd_u8_i8(w: __m256i, a: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
 }
 
 impl Fmt for Q40 {
-    const BYTES: usize = 18;
+    const TYPE: QType = QType::Q4_0;
     #[inline(always)]
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
-        let d = f16_to_f32(p);
-        (nibbles(p.add(2)), d, -8.0 * d)
+    unsafe fn unpack(p: *const u8) -> __m256i {
+        nibbles(p)
     }
     #[inline(always)]
     unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
         madd_u8_i8(w, a)
+    }
+    #[inline(always)]
+    unsafe fn offset(d: __m256, _m: __m256) -> Option<__m256> {
+        Some(_mm256_mul_ps(d, _mm256_set1_ps(-8.0)))
     }
 }
 
 impl Fmt for Q41 {
-    const BYTES: usize = 20;
+    const TYPE: QType = QType::Q4_1;
     #[inline(always)]
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
-        (nibbles(p.add(4)), f16_to_f32(p), f16_to_f32(p.add(2)))
+    unsafe fn unpack(p: *const u8) -> __m256i {
+        nibbles(p)
     }
     #[inline(always)]
     unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
         madd_u8_i8(w, a)
     }
+    #[inline(always)]
+    unsafe fn offset(_d: __m256, m: __m256) -> Option<__m256> {
+        Some(m)
+    }
 }
 
 impl Fmt for Q80 {
-    const BYTES: usize = 34;
+    const TYPE: QType = QType::Q8_0;
     #[inline(always)]
-    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
-        (
-            _mm256_loadu_si256(p.add(2) as *const __m256i),
-            f16_to_f32(p),
-            0.0,
-        )
+    unsafe fn unpack(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p as *const __m256i)
     }
     #[inline(always)]
     unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
         // vpmaddubsw wants an unsigned left operand: move w's sign onto a.
         madd_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+    }
+    #[inline(always)]
+    unsafe fn offset(_d: __m256, _m: __m256) -> Option<__m256> {
+        None
     }
 }
 
@@ -170,36 +181,22 @@ unsafe fn tile_fmt<F: Fmt>(
     out: &mut [f32],
     out_stride: usize,
 ) {
-    const R: usize = 4;
     let mut r = 0;
     while r < nrows {
-        let rr = (nrows - r).min(R);
+        let full = nrows - r >= 4;
         let mut c = 0;
         while c < nc {
-            let cc = nc - c;
-            // Prefill: 4 weight rows x 2 activation rows; decode: 4 x 1.
+            let two = nc - c >= 2;
             let o = out.as_mut_ptr().add(r * out_stride + c);
-            match (rr, cc) {
-                (4, 2..) => {
-                    micro::<F, 4, 2>(w, r, acts, c0 + c, o, out_stride);
-                    c += 2;
-                }
-                (4, 1) => {
-                    micro::<F, 4, 1>(w, r, acts, c0 + c, o, out_stride);
-                    c += 1;
-                }
-                (_, 2..) => {
-                    micro::<F, 1, 2>(w, r, acts, c0 + c, o, out_stride);
-                    c += 2;
-                }
-                _ => {
-                    micro::<F, 1, 1>(w, r, acts, c0 + c, o, out_stride);
-                    c += 1;
-                }
+            match (full, two) {
+                (true, true) => micro::<F, 4, 2>(w, r, acts, c0 + c, o, out_stride),
+                (true, false) => micro::<F, 4, 1>(w, r, acts, c0 + c, o, out_stride),
+                (false, true) => micro::<F, 1, 2>(w, r, acts, c0 + c, o, out_stride),
+                (false, false) => micro::<F, 1, 1>(w, r, acts, c0 + c, o, out_stride),
             }
+            c += if two { 2 } else { 1 };
         }
-        // Tail rows (fewer than 4 left) go one at a time.
-        r += if rr == 4 { 4 } else { 1 };
+        r += if full { 4 } else { 1 };
     }
 }
 
@@ -212,38 +209,62 @@ unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
     out: *mut f32,
     out_stride: usize,
 ) {
+    let t = F::TYPE;
     let nb = acts.k / BLOCK;
-    let row_bytes = nb * F::BYTES;
+    let (bb, qb, halves) = (t.block_bytes(), t.quant_bytes(), t.header_halves());
+    let row_bytes = nb * bb;
     let wp = w.as_ptr().add(r0 * row_bytes);
     let aq = acts.qs.as_ptr().add(c0 * acts.k);
     let ad = acts.d.as_ptr().add(c0 * nb);
     let ads = acts.dsum.as_ptr().add(c0 * nb);
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut acc = [[_mm256_setzero_ps(); C]; R];
-    let mut off = [[0f32; C]; R];
-    for b in 0..nb {
-        let mut wq = [_mm256_setzero_si256(); R];
-        let mut wd = [0f32; R];
-        let mut wm = [0f32; R];
+    let mut scale = [[_mm256_setzero_ps(); C]; R];
+    let mut g0 = 0;
+    while g0 < nb {
+        let n = GROUP.min(nb - g0);
+        let base = g0 * bb;
+        let mask = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes));
         for i in 0..R {
-            let (q, d, m) = F::load(wp.add(i * row_bytes + b * F::BYTES));
-            wq[i] = q;
-            wd[i] = d;
-            wm[i] = m;
-        }
-        for j in 0..C {
-            let a = _mm256_loadu_si256(aq.add(j * acts.k + b * BLOCK) as *const __m256i);
-            let da = *ad.add(j * nb + b);
-            let dsa = *ads.add(j * nb + b);
-            for i in 0..R {
-                let p = _mm256_cvtepi32_ps(F::dot(wq[i], a));
-                acc[i][j] = _mm256_fmadd_ps(p, _mm256_set1_ps(wd[i] * da), acc[i][j]);
-                off[i][j] += wm[i] * dsa;
+            let rp = wp.add(i * row_bytes + base);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(rp as *const __m128i));
+            let m = if halves == 2 {
+                _mm256_cvtph_ps(_mm_loadu_si128(rp.add(2 * n) as *const __m128i))
+            } else {
+                d
+            };
+            let off = F::offset(d, m);
+            for j in 0..C {
+                let da = _mm256_loadu_ps(ad.add(j * nb + g0));
+                scale[i][j] = _mm256_mul_ps(d, da);
+                if let Some(off) = off {
+                    let dsa = _mm256_loadu_ps(ads.add(j * nb + g0));
+                    let o = _mm256_and_ps(_mm256_mul_ps(off, dsa), mask);
+                    acc[i][j] = _mm256_add_ps(acc[i][j], o);
+                }
             }
         }
+        let qbase = base + 2 * halves * n;
+        for b in 0..n {
+            let mut wq = [_mm256_setzero_si256(); R];
+            for (i, q) in wq.iter_mut().enumerate() {
+                *q = F::unpack(wp.add(i * row_bytes + qbase + b * qb));
+            }
+            let idx = _mm256_set1_epi32(b as i32);
+            for j in 0..C {
+                let a = _mm256_loadu_si256(aq.add(j * acts.k + (g0 + b) * BLOCK) as *const __m256i);
+                for i in 0..R {
+                    let p = _mm256_cvtepi32_ps(F::dot(wq[i], a));
+                    let s = _mm256_permutevar8x32_ps(scale[i][j], idx);
+                    acc[i][j] = _mm256_fmadd_ps(p, s, acc[i][j]);
+                }
+            }
+        }
+        g0 += n;
     }
     for i in 0..R {
         for j in 0..C {
-            *out.add(i * out_stride + j) = hsum(acc[i][j]) + off[i][j];
+            *out.add(i * out_stride + j) = hsum(acc[i][j]);
         }
     }
 }

@@ -10,8 +10,11 @@
 //! several weight rows. Work is split across the rayon pool by weight rows.
 //! Formats without a kernel here (k-quants, ...) fall back to candle.
 //!
-//! Memory layout is GGML's, byte for byte: a matrix of `rows × cols` is
-//! `rows` runs of `cols / 32` blocks, so GGUF tensor data is used as is.
+//! Memory layout: GGML blocks are regrouped at load time, same byte count.
+//! A row is a run of groups of up to [`GROUP`] consecutive blocks; a group
+//! of `n` blocks stores its `n` f16 scales, then (`Q4_1`) its `n` f16
+//! minimums, then the `n` blocks' quants. One 128-bit load then yields eight
+//! scales for the SIMD kernel instead of eight scalar conversions.
 
 mod avx2;
 mod scalar;
@@ -21,6 +24,12 @@ use rayon::prelude::*;
 
 /// Number of weights in one block, for every format here.
 pub const BLOCK: usize = 32;
+
+/// Blocks per scale group in forja's layout.
+pub const GROUP: usize = 8;
+
+/// Slack after the data so SIMD loads of a tail group stay in bounds.
+const PAD: usize = 64;
 
 /// A GGML block format with a kernel in this module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +52,22 @@ impl QType {
         }
     }
 
+    /// Bytes of quants per block (after the f16 scale and minimum).
+    pub(crate) const fn quant_bytes(self) -> usize {
+        match self {
+            QType::Q4_0 | QType::Q4_1 => 16,
+            QType::Q8_0 => 32,
+        }
+    }
+
+    /// f16 header fields per block: scale, plus minimum for `Q4_1`.
+    pub(crate) const fn header_halves(self) -> usize {
+        match self {
+            QType::Q4_1 => 2,
+            QType::Q4_0 | QType::Q8_0 => 1,
+        }
+    }
+
     /// The GGML name (`Q4_0`, ...).
     pub const fn name(self) -> &'static str {
         match self {
@@ -53,7 +78,7 @@ impl QType {
     }
 }
 
-/// A `rows × cols` matrix stored in a GGML block format, row-major.
+/// A `rows × cols` matrix in a GGML block format, row-major, grouped.
 #[derive(Clone)]
 pub struct QMatrix {
     qtype: QType,
@@ -100,26 +125,27 @@ pub enum QMatrixError {
 }
 
 impl QMatrix {
-    /// Wraps GGML block data.
+    /// Takes GGML block data (as stored in GGUF files).
     pub fn from_bytes(
         qtype: QType,
         rows: usize,
         cols: usize,
-        data: Vec<u8>,
+        ggml: Vec<u8>,
     ) -> Result<Self, QMatrixError> {
         if cols % BLOCK != 0 {
             return Err(QMatrixError::Columns { cols });
         }
         let expected = rows * cols / BLOCK * qtype.block_bytes();
-        if data.len() != expected {
+        if ggml.len() != expected {
             return Err(QMatrixError::Size {
                 qtype: qtype.name(),
                 rows,
                 cols,
                 expected,
-                got: data.len(),
+                got: ggml.len(),
             });
         }
+        let data = regroup(qtype, cols / BLOCK, &ggml, true);
         Ok(QMatrix {
             qtype,
             rows,
@@ -139,19 +165,24 @@ impl QMatrix {
             return Err(QMatrixError::Columns { cols });
         }
         assert_eq!(w.len(), rows * cols, "quantize: data is not rows x cols");
-        let mut data = vec![0u8; rows * cols / BLOCK * qtype.block_bytes()];
+        let mut ggml = vec![0u8; rows * cols / BLOCK * qtype.block_bytes()];
         for (x, out) in w
             .chunks_exact(BLOCK)
-            .zip(data.chunks_exact_mut(qtype.block_bytes()))
+            .zip(ggml.chunks_exact_mut(qtype.block_bytes()))
         {
             scalar::quantize_block(qtype, x, out);
         }
-        Ok(QMatrix {
-            qtype,
-            rows,
-            cols,
-            data,
-        })
+        Self::from_bytes(qtype, rows, cols, ggml)
+    }
+
+    /// The matrix as GGML block data (as stored in GGUF files).
+    pub fn to_ggml_bytes(&self) -> Vec<u8> {
+        regroup(
+            self.qtype,
+            self.cols / BLOCK,
+            &self.data[..self.data.len() - PAD],
+            false,
+        )
     }
 
     /// The block format.
@@ -166,10 +197,6 @@ impl QMatrix {
     pub fn cols(&self) -> usize {
         self.cols
     }
-    /// The raw GGML block bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.data
-    }
 
     fn row_bytes(&self) -> usize {
         self.cols / BLOCK * self.qtype.block_bytes()
@@ -179,10 +206,11 @@ impl QMatrix {
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let rb = self.row_bytes();
         let row = &self.data[r * rb..(r + 1) * rb];
-        for (blk, o) in row
-            .chunks_exact(self.qtype.block_bytes())
-            .zip(out.chunks_exact_mut(BLOCK))
-        {
+        let nb = self.cols / BLOCK;
+        let mut blk = [0u8; 34];
+        let blk = &mut blk[..self.qtype.block_bytes()];
+        for (b, o) in out.chunks_exact_mut(BLOCK).enumerate() {
+            ggml_block(self.qtype, row, nb, b, blk);
             scalar::dequantize_block(self.qtype, blk, o);
         }
     }
@@ -194,39 +222,6 @@ impl QMatrix {
             .enumerate()
             .for_each(|(r, o)| self.dequantize_row(r, o));
         out
-    }
-
-    /// A new matrix made of the rows of `self` in the order `order` gives:
-    /// row `i` of the result is row `order[i]` of `self`.
-    pub fn permute_rows(&self, order: &[usize]) -> Self {
-        assert_eq!(
-            order.len(),
-            self.rows,
-            "permute_rows: order has the wrong length"
-        );
-        let rb = self.row_bytes();
-        let mut data = Vec::with_capacity(self.data.len());
-        for &src in order {
-            data.extend_from_slice(&self.data[src * rb..(src + 1) * rb]);
-        }
-        QMatrix { data, ..*self }
-    }
-
-    /// Stacks matrices with the same format and column count vertically.
-    pub fn concat_rows(parts: &[&QMatrix]) -> Option<Self> {
-        let first = parts.first()?;
-        if parts
-            .iter()
-            .any(|p| p.qtype != first.qtype || p.cols != first.cols)
-        {
-            return None;
-        }
-        let data = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
-        Some(QMatrix {
-            data,
-            rows: parts.iter().map(|p| p.rows).sum(),
-            ..**first
-        })
     }
 
     /// `y[m × rows] = x[m × cols] · selfᵀ`, with `x` quantized to 8 bits
@@ -252,8 +247,7 @@ impl QMatrix {
         let chunk = row_chunk(self.rows, m);
         if m == 1 {
             y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
-                let r0 = ci * chunk;
-                let w = &self.data[r0 * rb..(r0 + out.len()) * rb];
+                let w = &self.data[ci * chunk * rb..];
                 kernel.tile(self.qtype, w, out.len(), acts, 0, 1, out, 1);
             });
             return;
@@ -262,10 +256,8 @@ impl QMatrix {
         yt.par_chunks_mut(chunk * m)
             .enumerate()
             .for_each(|(ci, out)| {
-                let r0 = ci * chunk;
-                let nrows = out.len() / m;
-                let w = &self.data[r0 * rb..(r0 + nrows) * rb];
-                kernel.tile(self.qtype, w, nrows, acts, 0, m, out, m);
+                let w = &self.data[ci * chunk * rb..];
+                kernel.tile(self.qtype, w, out.len() / m, acts, 0, m, out, m);
             });
         transpose_into(&yt, self.rows, m, y);
     }
@@ -306,19 +298,20 @@ impl QActs {
         assert_eq!(x.len(), m * k, "QActs::quantize: input is not m x k");
         assert_eq!(k % BLOCK, 0, "QActs::quantize: k is not a multiple of 32");
         let nb = m * k / BLOCK;
+        // d and dsum get GROUP floats of slack for whole-group SIMD loads.
         let mut acts = QActs {
             m,
             k,
             qs: vec![0; m * k],
-            d: vec![0.0; nb],
-            dsum: vec![0.0; nb],
+            d: vec![0.0; nb + GROUP],
+            dsum: vec![0.0; nb + GROUP],
         };
         let kernel = Kernel::detect();
         let per = 64; // blocks per task
         acts.qs
             .par_chunks_mut(per * BLOCK)
-            .zip(acts.d.par_chunks_mut(per))
-            .zip(acts.dsum.par_chunks_mut(per))
+            .zip(acts.d[..nb].par_chunks_mut(per))
+            .zip(acts.dsum[..nb].par_chunks_mut(per))
             .enumerate()
             .for_each(|(i, ((qs, d), dsum))| {
                 let x = &x[i * per * BLOCK..][..qs.len()];
@@ -368,7 +361,7 @@ impl Kernel {
     }
 
     /// Computes `out[r * out_stride + c] = w_r · a_c` for `nrows` weight rows
-    /// (contiguous in `w`) and activation rows `c0..c0 + nc`.
+    /// (at the start of `w`, grouped layout) and activation rows `c0..c0 + nc`.
     #[allow(clippy::too_many_arguments)]
     fn tile(
         self,
@@ -392,6 +385,63 @@ impl Kernel {
 #[inline]
 fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+/// Byte offsets of block `b`'s scale, minimum (Q4_1) and quants within a
+/// row of `nb` blocks in forja's grouped layout.
+#[inline]
+fn block_offsets(qtype: QType, nb: usize, b: usize) -> (usize, usize, usize) {
+    let (g, i) = (b / GROUP, b % GROUP);
+    let n = GROUP.min(nb - g * GROUP);
+    let base = g * GROUP * qtype.block_bytes();
+    let d = base + 2 * i;
+    let m = base + 2 * n + 2 * i;
+    let q = base + 2 * qtype.header_halves() * n + qtype.quant_bytes() * i;
+    (d, m, q)
+}
+
+/// Copies block `b` of a grouped row out as one GGML block.
+fn ggml_block(qtype: QType, row: &[u8], nb: usize, b: usize, out: &mut [u8]) {
+    let (d, m, q) = block_offsets(qtype, nb, b);
+    out[..2].copy_from_slice(&row[d..d + 2]);
+    let mut at = 2;
+    if qtype == QType::Q4_1 {
+        out[2..4].copy_from_slice(&row[m..m + 2]);
+        at = 4;
+    }
+    out[at..].copy_from_slice(&row[q..q + qtype.quant_bytes()]);
+}
+
+/// Converts GGML's block-by-block layout to forja's grouped one
+/// (`to_grouped`, adding [`PAD`] bytes of slack), or back.
+fn regroup(qtype: QType, nb: usize, src: &[u8], to_grouped: bool) -> Vec<u8> {
+    let bb = qtype.block_bytes();
+    let row_bytes = nb * bb;
+    let rows = if row_bytes == 0 {
+        0
+    } else {
+        src.len() / row_bytes
+    };
+    let mut out = vec![0u8; src.len() + if to_grouped { PAD } else { 0 }];
+    let hq = 2 * qtype.header_halves();
+    for r in 0..rows {
+        let s = &src[r * row_bytes..][..row_bytes];
+        let o = &mut out[r * row_bytes..][..row_bytes];
+        for b in 0..nb {
+            if !to_grouped {
+                ggml_block(qtype, s, nb, b, &mut o[b * bb..][..bb]);
+                continue;
+            }
+            let (d, m, q) = block_offsets(qtype, nb, b);
+            let g = &s[b * bb..][..bb];
+            o[d..d + 2].copy_from_slice(&g[..2]);
+            if qtype == QType::Q4_1 {
+                o[m..m + 2].copy_from_slice(&g[2..4]);
+            }
+            o[q..q + qtype.quant_bytes()].copy_from_slice(&g[hq..]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

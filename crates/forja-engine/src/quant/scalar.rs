@@ -1,7 +1,7 @@
 //! Portable reference kernels: GGML's reference (de)quantization and a plain
 //! dot-product tile. The SIMD kernels are tested against these.
 
-use super::{f16_at, QActs, QType, BLOCK};
+use super::{block_offsets, f16_at, QActs, QType, BLOCK};
 use half::f16;
 
 pub(super) fn quantize_block(qtype: QType, x: &[f32], out: &mut [u8]) {
@@ -92,38 +92,38 @@ pub(super) fn quantize_acts(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut 
     }
 }
 
-/// Dot product of one weight row (raw blocks) with activation row `c`.
-fn dot_row(qtype: QType, w: &[u8], acts: &QActs, c: usize) -> f32 {
+/// Dot product of one weight row (grouped layout) with activation row `c`.
+fn dot_row(qtype: QType, row: &[u8], acts: &QActs, c: usize) -> f32 {
     let nb = acts.k / BLOCK;
-    let bb = qtype.block_bytes();
     let mut sum = 0f32;
     for b in 0..nb {
-        let blk = &w[b * bb..(b + 1) * bb];
+        let (doff, moff, qoff) = block_offsets(qtype, nb, b);
+        let qs = &row[qoff..qoff + qtype.quant_bytes()];
+        let d = f16_at(row, doff);
         let ai = c * nb + b;
         let aq = &acts.qs[ai * BLOCK..(ai + 1) * BLOCK];
         let (ad, adsum) = (acts.d[ai], acts.dsum[ai]);
         match qtype {
             QType::Q4_0 | QType::Q4_1 => {
-                let qs = &blk[bb - 16..];
                 let mut isum = 0i32;
                 for j in 0..16 {
                     isum += (qs[j] & 0x0F) as i32 * aq[j] as i32;
                     isum += (qs[j] >> 4) as i32 * aq[j + 16] as i32;
                 }
-                let d = f16_at(blk, 0);
-                if qtype == QType::Q4_0 {
-                    sum += d * ad * isum as f32 - 8.0 * d * adsum;
+                let offset = if qtype == QType::Q4_0 {
+                    -8.0 * d
                 } else {
-                    sum += d * ad * isum as f32 + f16_at(blk, 2) * adsum;
-                }
+                    f16_at(row, moff)
+                };
+                sum += d * ad * isum as f32 + offset * adsum;
             }
             QType::Q8_0 => {
-                let isum: i32 = blk[2..]
+                let isum: i32 = qs
                     .iter()
                     .zip(aq)
                     .map(|(&w, &a)| (w as i8) as i32 * a as i32)
                     .sum();
-                sum += f16_at(blk, 0) * ad * isum as f32;
+                sum += d * ad * isum as f32;
             }
         }
     }

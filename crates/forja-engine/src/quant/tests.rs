@@ -50,7 +50,7 @@ fn round_trip_error_is_bounded_by_the_format() {
     for (qtype, tol) in [(QType::Q4_0, 0.16), (QType::Q4_1, 0.1), (QType::Q8_0, 0.01)] {
         let w = data(4 * 64, 1);
         let q = QMatrix::quantize(qtype, 4, 64, &w).unwrap();
-        assert_eq!(q.bytes().len(), 4 * 2 * qtype.block_bytes());
+        assert_eq!(q.to_ggml_bytes().len(), 4 * 2 * qtype.block_bytes());
         let back = q.dequantize();
         for (blk_w, blk_b) in w.chunks(BLOCK).zip(back.chunks(BLOCK)) {
             let amax = blk_w.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -95,7 +95,7 @@ fn simd_kernel_matches_scalar_reference() {
         return;
     }
     for qtype in ALL {
-        for (m, rows, cols) in [(1, 5, 64), (2, 8, 128), (5, 13, 320)] {
+        for (m, rows, cols) in [(1, 5, 64), (2, 8, 128), (5, 13, 320), (3, 9, 576)] {
             let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 4)).unwrap();
             let x = data(m * cols, 5);
             let acts = QActs::quantize(&x, m, cols);
@@ -111,8 +111,8 @@ fn simd_kernel_matches_scalar_reference() {
                 "{qtype:?}: activation quantization differs"
             );
             let (mut a, mut b) = (vec![0f32; m * rows], vec![0f32; m * rows]);
-            scalar::tile(qtype, w.bytes(), rows, &acts, 0, m, &mut a, m);
-            Kernel::detect().tile(qtype, w.bytes(), rows, &acts, 0, m, &mut b, m);
+            scalar::tile(qtype, &w.data, rows, &acts, 0, m, &mut a, m);
+            Kernel::detect().tile(qtype, &w.data, rows, &acts, 0, m, &mut b, m);
             assert!(max_rel_err(&b, &a) < 1e-5, "{qtype:?} m={m} rows={rows}");
         }
     }
@@ -151,15 +151,14 @@ fn wrong_sizes_are_refused() {
 }
 
 #[test]
-fn row_permutation_and_concatenation_move_whole_rows() {
-    let w = QMatrix::quantize(QType::Q4_1, 3, 32, &data(96, 7)).unwrap();
-    let p = w.permute_rows(&[2, 0, 1]);
-    let (wf, pf) = (w.dequantize(), p.dequantize());
-    assert_eq!(&pf[..32], &wf[64..]);
-    assert_eq!(&pf[32..64], &wf[..32]);
-    let c = QMatrix::concat_rows(&[&w, &p]).unwrap();
-    assert_eq!(c.rows(), 6);
-    assert_eq!(&c.dequantize()[96..], &pf[..]);
-    let other = QMatrix::quantize(QType::Q8_0, 1, 32, &data(32, 8)).unwrap();
-    assert!(QMatrix::concat_rows(&[&w, &other]).is_none());
+fn ggml_bytes_round_trip_through_the_grouped_layout() {
+    for qtype in ALL {
+        // 18 blocks per row: two full groups and a tail of two.
+        let (rows, cols) = (3, 18 * 32);
+        let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 7)).unwrap();
+        let ggml = w.to_ggml_bytes();
+        let again = QMatrix::from_bytes(qtype, rows, cols, ggml.clone()).unwrap();
+        assert_eq!(again.to_ggml_bytes(), ggml, "{qtype:?}");
+        assert_eq!(again.dequantize(), w.dequantize(), "{qtype:?}");
+    }
 }

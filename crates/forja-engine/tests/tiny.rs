@@ -1,0 +1,522 @@
+//! Engine tests on tiny random models written by the tests: HF and GGUF
+//! loading agree, GGUF tokenizers equal their tokenizer.json twins, the KV
+//! cache equals a cache-free forward for every family, batching changes no
+//! tokens, and bad inputs give clear errors.
+
+mod common;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
+use common::Spec;
+use forja_core::{ChatMessage, GenerationParams, SamplingParams};
+use forja_engine::{Engine, LoadOptions, Request};
+use std::path::Path;
+
+fn load(path: &Path) -> Engine {
+    Engine::load(
+        path,
+        &LoadOptions {
+            threads: Some(2),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
+fn load_err(path: &Path) -> String {
+    Engine::load(path, &LoadOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+fn greedy(max_tokens: usize) -> GenerationParams {
+    GenerationParams {
+        max_tokens,
+        ignore_eos: true,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    }
+}
+
+const PROMPT: &[u32] = &[5, 17, 42, 99, 7, 63, 120, 8];
+
+#[test]
+fn hf_and_gguf_f32_give_the_same_logits_for_every_family() {
+    for spec in [Spec::llama(), Spec::qwen2(), Spec::qwen3(), Spec::mistral()] {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = common::weights(&spec, 1);
+        common::write_hf(&tmp.path().join("hf"), &spec, &w);
+        let gguf = tmp.path().join("model.gguf");
+        common::write_gguf(&gguf, &spec, &w, GgmlDType::F32);
+        let (hf, gg) = (load(&tmp.path().join("hf")), load(&gguf));
+        let (a, b) = (hf.logits(PROMPT).unwrap(), gg.logits(PROMPT).unwrap());
+        assert_eq!(a.len(), spec.vocab());
+        let d = max_abs_diff(&a, &b);
+        assert!(d < 1e-4, "{}: HF vs GGUF max |Δlogit| = {d}", spec.family);
+    }
+}
+
+#[test]
+fn quantized_gguf_tracks_f32() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 2);
+    let mut logits: Vec<Vec<f32>> = Vec::new();
+    for (dtype, min_cos) in [
+        (GgmlDType::F32, 1.0),
+        (GgmlDType::F16, 0.9999),
+        (GgmlDType::Q8_0, 0.999),
+        (GgmlDType::Q4_1, 0.97),
+        (GgmlDType::Q4_0, 0.95),
+    ] {
+        let p = tmp.path().join(format!("{dtype:?}.gguf"));
+        common::write_gguf(&p, &spec, &w, dtype);
+        let l = load(&p).logits(PROMPT).unwrap();
+        if let Some(reference) = logits.first() {
+            let c = cosine(reference, &l);
+            assert!(
+                c >= min_cos,
+                "{dtype:?}: cosine to f32 logits {c} < {min_cos}"
+            );
+        }
+        logits.push(l);
+    }
+}
+
+#[test]
+fn k_quants_run_through_candle() {
+    // k-quant blocks are 256 wide: a slightly wider model.
+    let spec = Spec {
+        hidden: 256,
+        inter: 512,
+        head_dim: 64,
+        ..Spec::llama()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 12);
+    let mut logits: Vec<Vec<f32>> = Vec::new();
+    for dtype in [GgmlDType::F32, GgmlDType::Q6K, GgmlDType::Q4K] {
+        let p = tmp.path().join(format!("{dtype:?}.gguf"));
+        common::write_gguf(&p, &spec, &w, dtype);
+        logits.push(load(&p).logits(PROMPT).unwrap());
+    }
+    assert!(cosine(&logits[0], &logits[1]) > 0.99);
+    assert!(cosine(&logits[0], &logits[2]) > 0.95);
+}
+
+#[test]
+fn gguf_tokenizer_encodes_like_its_tokenizer_json() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 3);
+    common::write_hf(&tmp.path().join("hf"), &spec, &w);
+    common::write_gguf(&tmp.path().join("m.gguf"), &spec, &w, GgmlDType::F32);
+    let (hf, gg) = (
+        load(&tmp.path().join("hf")),
+        load(&tmp.path().join("m.gguf")),
+    );
+    let extra = [
+        "<|im_start|>user\nhola<|im_end|>",
+        "  spaces\n\nand\ttabs ",
+        "😀 emoji",
+        "",
+    ];
+    for text in common::sample_texts().iter().chain(extra.iter()) {
+        let a = hf.tokenizer().encode(text, false).unwrap();
+        let b = gg.tokenizer().encode(text, false).unwrap();
+        assert_eq!(a, b, "{text:?}");
+        assert_eq!(gg.tokenizer().decode(&b, false).unwrap(), *text);
+    }
+    assert_eq!(
+        gg.tokenizer().encode("<|im_start|>", false).unwrap(),
+        vec![1]
+    );
+    assert_eq!(gg.tokenizer().eog_ids(), &[0, 2]);
+}
+
+/// Logits for each position of `tokens` from a cache-free forward.
+fn full_forward(e: &Engine, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let ids = Tensor::new(tokens, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let l = e.model().forward_full(&ids).unwrap();
+    l.squeeze(0).unwrap().to_vec2().unwrap()
+}
+
+#[test]
+fn kv_cache_decoding_equals_a_full_forward() {
+    for spec in [Spec::llama(), Spec::qwen2(), Spec::qwen3(), Spec::mistral()] {
+        let tmp = tempfile::tempdir().unwrap();
+        common::write_hf(tmp.path(), &spec, &common::weights(&spec, 4));
+        let e = load(tmp.path());
+        let full = full_forward(&e, PROMPT);
+        // Incremental: every prefix through the cache.
+        let mut cache = e.model().new_cache();
+        for (pos, &t) in PROMPT.iter().enumerate() {
+            let slots = [forja_engine::Slot { seq: 0, pos }];
+            let batch = forja_engine::models::llama::Batch {
+                tokens: &[t],
+                slots: &slots,
+                logits_rows: &[0],
+            };
+            let l = e.model().forward(&batch, &mut [&mut cache]).unwrap();
+            let l: Vec<f32> = l.flatten_all().unwrap().to_vec1().unwrap();
+            let d = max_abs_diff(&l, &full[pos]);
+            assert!(d < 1e-4, "{} pos {pos}: |Δ| = {d}", spec.family);
+        }
+        assert_eq!(cache.len(), PROMPT.len());
+    }
+}
+
+#[test]
+fn batched_generation_matches_one_by_one() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_gguf(
+        &tmp.path().join("m.gguf"),
+        &spec,
+        &common::weights(&spec, 5),
+        GgmlDType::Q8_0,
+    );
+    let e = load(&tmp.path().join("m.gguf"));
+    let prompts: Vec<Vec<u32>> = vec![PROMPT.to_vec(), vec![9, 10], vec![30, 31, 32, 33, 34]];
+    let reqs: Vec<Request> = prompts
+        .iter()
+        .map(|p| Request {
+            prompt: p.clone(),
+            params: greedy(12),
+        })
+        .collect();
+    let (batched, timings) = e.generate_batch(&reqs, &mut |_, _| true).unwrap();
+    assert_eq!(timings.prompt_tokens, 15);
+    for (r, b) in reqs.iter().zip(&batched) {
+        let (alone, _) = e
+            .generate_batch(std::slice::from_ref(r), &mut |_, _| true)
+            .unwrap();
+        assert_eq!(alone[0].tokens, b.tokens);
+        assert_eq!(b.tokens.len(), 12);
+        assert_eq!(b.finish, forja_engine::FinishReason::Length);
+    }
+}
+
+#[test]
+fn streaming_text_stop_strings_and_cancellation() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_hf(tmp.path(), &spec, &common::weights(&spec, 6));
+    let e = load(tmp.path());
+    let (full, _) = e.generate("hello world", &greedy(24), |_| true).unwrap();
+    assert!(!full.text.is_empty());
+    // Streamed pieces concatenate to the final text.
+    let mut streamed = String::new();
+    let (again, _) = e
+        .generate("hello world", &greedy(24), |t| {
+            streamed.push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(streamed, again.text);
+    assert_eq!(again.text, full.text);
+    // A stop string cuts the text before it, and is never streamed.
+    let chars: Vec<char> = full.text.chars().collect();
+    let stop: String = chars[chars.len() / 2..(chars.len() / 2 + 2).min(chars.len())]
+        .iter()
+        .collect();
+    let mut streamed = String::new();
+    let p = GenerationParams {
+        stop: vec![stop.clone()],
+        ..greedy(24)
+    };
+    let (cut, _) = e
+        .generate("hello world", &p, |t| {
+            streamed.push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(cut.finish, forja_engine::FinishReason::Stop);
+    assert!(
+        !cut.text.contains(&stop),
+        "{:?} contains {stop:?}",
+        cut.text
+    );
+    assert!(full.text.starts_with(&cut.text));
+    assert_eq!(streamed, cut.text);
+    // Cancelling from the callback ends generation early.
+    let mut calls = 0;
+    let (c, _) = e
+        .generate("hello world", &greedy(24), |_| {
+            calls += 1;
+            calls < 2
+        })
+        .unwrap();
+    assert_eq!(c.finish, forja_engine::FinishReason::Cancelled);
+    assert!(c.tokens.len() < 24);
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_hf(tmp.path(), &spec, &common::weights(&spec, 7));
+    let e = load(tmp.path());
+    let p = |seed| GenerationParams {
+        max_tokens: 16,
+        ignore_eos: true,
+        sampling: SamplingParams {
+            temperature: 3.0,
+            seed: Some(seed),
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let run = |seed| e.generate("the", &p(seed), |_| true).unwrap().0.tokens;
+    assert_eq!(run(1), run(1));
+    assert!(
+        (2..6).any(|s| run(s) != run(1)),
+        "different seeds never differ"
+    );
+}
+
+#[test]
+fn chat_uses_the_models_template() {
+    let spec = Spec::qwen2();
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_hf(tmp.path(), &spec, &common::weights(&spec, 8));
+    let e = load(tmp.path());
+    let text = e.render_chat(&[ChatMessage::user("hi")], true).unwrap();
+    assert_eq!(
+        text,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let ids = e.tokenizer().encode(&text, false).unwrap();
+    assert_eq!(ids[0], 1, "<|im_start|> is one special token");
+    let (reply, t) = e
+        .chat(&[ChatMessage::user("hi")], &greedy(5), |_| true)
+        .unwrap();
+    assert_eq!(reply.prompt_tokens, ids.len());
+    assert_eq!(t.prompt_tokens, ids.len());
+}
+
+#[test]
+fn prompt_longer_than_the_context_is_refused() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    common::write_hf(tmp.path(), &spec, &common::weights(&spec, 9));
+    let e = Engine::load(
+        tmp.path(),
+        &LoadOptions {
+            ctx_size: Some(8),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let err = e
+        .generate_batch(
+            &[Request {
+                prompt: vec![5; 8],
+                params: greedy(4),
+            }],
+            &mut |_, _| true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("prompt has 8 tokens but the context window is 8 tokens"),
+        "{err}"
+    );
+    assert!(err.contains("--ctx-size"), "{err}");
+    // A prompt that fits stops at the context end with finish = length.
+    let (out, _) = e
+        .generate_batch(
+            &[Request {
+                prompt: vec![5; 6],
+                params: greedy(50),
+            }],
+            &mut |_, _| true,
+        )
+        .unwrap();
+    assert_eq!(out[0].tokens.len(), 2);
+    assert_eq!(out[0].finish, forja_engine::FinishReason::Length);
+    let err = Engine::load(
+        tmp.path(),
+        &LoadOptions {
+            ctx_size: Some(100_000),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("ctx_size") && err.contains("supports 1..=256"),
+        "{err}"
+    );
+}
+
+/// Breaks a valid model in one way and checks the error names the problem.
+fn check_broken(break_it: impl FnOnce(&Path) -> std::path::PathBuf, want: &[&str]) {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 10);
+    common::write_hf(&tmp.path().join("hf"), &spec, &w);
+    common::write_gguf(&tmp.path().join("m.gguf"), &spec, &w, GgmlDType::Q8_0);
+    let path = break_it(tmp.path());
+    let err = load_err(&path);
+    for w in want {
+        assert!(err.contains(w), "error {err:?} lacks {w:?}");
+    }
+    assert!(!err.contains('\n'), "error spans lines: {err:?}");
+}
+
+#[test]
+fn bad_models_give_one_clear_line() {
+    check_broken(|d| d.join("nope.gguf"), &["model not found", "nope.gguf"]);
+    check_broken(
+        |d| {
+            std::fs::remove_file(d.join("hf/config.json")).unwrap();
+            d.join("hf")
+        },
+        &["no config.json"],
+    );
+    check_broken(
+        |d| {
+            std::fs::write(d.join("hf/config.json"), "{ not json").unwrap();
+            d.join("hf")
+        },
+        &["config.json", "invalid JSON"],
+    );
+    check_broken(
+        |d| {
+            let p = d.join("hf/config.json");
+            let s = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"llama\"", "\"gpt_neox\"");
+            std::fs::write(&p, s).unwrap();
+            d.join("hf")
+        },
+        &[
+            "unsupported architecture `gpt_neox`",
+            "llama, mistral, qwen2, qwen3",
+        ],
+    );
+    check_broken(
+        |d| {
+            let p = d.join("hf/config.json");
+            let s = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"num_key_value_heads\":2", "\"num_key_value_heads\":3");
+            std::fs::write(&p, s).unwrap();
+            d.join("hf")
+        },
+        &["num_key_value_heads", "must divide"],
+    );
+    check_broken(
+        |d| {
+            let p = d.join("hf/config.json");
+            let s = std::fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"intermediate_size\":128", "\"intermediate_size\":96");
+            std::fs::write(&p, s).unwrap();
+            d.join("hf")
+        },
+        &[
+            "model.layers.0.mlp.gate_proj.weight",
+            "shape [128, 64], expected [96, 64]",
+        ],
+    );
+    check_broken(
+        |d| {
+            std::fs::remove_file(d.join("hf/tokenizer.json")).unwrap();
+            d.join("hf")
+        },
+        &["tokenizer.json is missing"],
+    );
+    check_broken(
+        |d| {
+            std::fs::write(d.join("hf/tokenizer.json"), "{}").unwrap();
+            d.join("hf")
+        },
+        &["tokenizer", "tokenizer.json"],
+    );
+    check_broken(
+        |d| {
+            std::fs::remove_file(d.join("hf/model.safetensors")).unwrap();
+            d.join("hf")
+        },
+        &["no *.safetensors weights"],
+    );
+    check_broken(
+        |d| {
+            let p = d.join("m.gguf");
+            let len = std::fs::metadata(&p).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_len(len - 100)
+                .unwrap();
+            p
+        },
+        &["m.gguf", "truncated"],
+    );
+    check_broken(
+        |d| {
+            let p = d.join("garbage.gguf");
+            std::fs::write(&p, b"not a model at all").unwrap();
+            p
+        },
+        &["garbage.gguf", "not a GGUF file"],
+    );
+    check_broken(
+        |d| {
+            let p = d.join("header.gguf");
+            let mut bytes = std::fs::read(d.join("m.gguf")).unwrap();
+            bytes.truncate(40);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        },
+        &["header.gguf", "not a valid GGUF file"],
+    );
+    check_broken(
+        |d| d.join("hf/model.safetensors"),
+        &["not a GGUF file", "directory that holds config.json"],
+    );
+}
+
+#[test]
+fn gguf_metadata_errors_name_the_key() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 11);
+    let p = tmp.path().join("m.gguf");
+    common::write_gguf(&p, &spec, &w, GgmlDType::F32);
+    // Rewrite the architecture to one forja does not implement.
+    let bytes = std::fs::read(&p).unwrap();
+    let needle = b"\x05\x00\x00\x00\x00\x00\x00\x00llama";
+    let at = bytes
+        .windows(needle.len())
+        .position(|x| x == needle)
+        .expect("architecture string");
+    let mut b2 = bytes.clone();
+    b2[at + 8..at + 13].copy_from_slice(b"gemma");
+    let p2 = tmp.path().join("gemma.gguf");
+    std::fs::write(&p2, b2).unwrap();
+    let err = load_err(&p2);
+    assert!(err.contains("unsupported architecture `gemma`"), "{err}");
+}
