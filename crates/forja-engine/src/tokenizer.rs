@@ -303,8 +303,45 @@ fn added_tokens(tokens: &[&str], types: Option<&[i64]>) -> Vec<Value> {
         .collect()
 }
 
-const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+// Pre-tokenizer regexes, applied in sequence like llama.cpp's
+// `regex_exprs` (llama-vocab.cpp), each an isolated split.
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const DEEPSEEK_CODER: &[&str] = &[
+    r"[\r\n]",
+    r"\s?\p{L}+",
+    r"\s?\p{P}+",
+    r"[一-龥ࠀ-一가-퟿]+",
+    r"\p{N}",
+];
+const FALCON: &[&str] = &[
+    r"[\p{P}\$\+<=>\^~\|`]+",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+    r"[0-9][0-9][0-9]",
+];
+
+/// llama.cpp's pre-tokenizer (`tokenizer.ggml.pre`) as regex splits, and
+/// whether whole words found in the vocabulary skip the merges.
+fn pre_tokenizer(pre: &str) -> Option<(&'static [&'static str], bool)> {
+    Some(match pre {
+        "default" | "gpt2" | "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "trillion"
+        | "granite-docling" => (&[GPT2], false),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
+            (&[r"\p{N}", GPT2], false)
+        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => (&[LLAMA3], true),
+        "dbrx" | "smaug-bpe" | "chatglm-bpe" => (&[LLAMA3], false),
+        "qwen2" | "deepseek-r1-qwen" | "stablelm2" => (&[QWEN2], false),
+        "qwen35" => (&[QWEN35], false),
+        "tekken" => (&[TEKKEN], true),
+        "deepseek-coder" => (DEEPSEEK_CODER, false),
+        "falcon" => (FALCON, false),
+        _ => return None,
+    })
+}
 
 /// The `tokenizers` pipeline of a GGUF byte-level BPE tokenizer, chosen by
 /// llama.cpp's pre-tokenizer name.
@@ -314,29 +351,15 @@ fn bpe_json(
     merges: &[&str],
     pre: &str,
 ) -> Result<Value, String> {
-    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-    let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
-    let (pre_tokenizer, ignore_merges) = match pre {
-        "default" | "gpt2" | "gpt-2" | "olmo" | "poro-chat" => (byte_level(true), false),
-        "smollm" | "starcoder" | "refact" => (
-            json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-            false,
-        ),
-        "llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" => (
-            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_REGEX), byte_level(false)]}),
-            true,
-        ),
-        "qwen2" | "qwen35" | "deepseek-r1-qwen" => (
-            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_REGEX), byte_level(false)]}),
-            false,
-        ),
-        other => {
-            return Err(format!(
-                "pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported (supported: default, gpt2, smollm, starcoder, llama3, llama-bpe, qwen2)"
-            ))
-        }
-    };
+    let (regexes, ignore_merges) = pre_tokenizer(pre).ok_or_else(|| {
+        format!("pre-tokenizer `{pre}` (tokenizer.ggml.pre) is not supported (forja knows llama.cpp's gpt2, smollm, starcoder, llama3, qwen2, qwen35, tekken, deepseek-coder, falcon families)")
+    })?;
+    let mut steps: Vec<Value> = regexes
+        .iter()
+        .map(|re| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false}))
+        .collect();
+    steps.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}));
+    let pre_tokenizer = json!({"type": "Sequence", "pretokenizers": steps});
     let vocab: serde_json::Map<String, Value> = tokens
         .iter()
         .enumerate()
