@@ -28,6 +28,8 @@ mod chat_template;
 pub mod device;
 mod engine;
 mod error;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 mod generate;
 pub mod gguf;
 mod kv_cache;

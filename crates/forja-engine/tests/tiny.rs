@@ -3,12 +3,11 @@
 //! cache equals a cache-free forward for every family, batching changes no
 //! tokens, and bad inputs give clear errors.
 
-mod common;
-
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
-use common::Spec;
 use forja_core::{ChatMessage, GenerationParams, SamplingParams};
+use forja_engine::fixtures as common;
+use forja_engine::fixtures::Spec;
 use forja_engine::{Engine, LoadOptions, Request};
 use std::path::Path;
 

@@ -1,8 +1,9 @@
-//! Test fixtures: tiny Llama-family models with random weights, written by
-//! the tests themselves in Hugging Face layout and as GGUF files (with
-//! llama.cpp's q/k row interleaving), and a byte-level BPE tokenizer
-//! trained on the spot. Nothing is downloaded.
-#![allow(dead_code)]
+//! Test fixtures (feature `fixtures`): tiny Llama-family models with
+//! random weights, written in Hugging Face layout and as GGUF files (with
+//! llama.cpp's q/k row interleaving), and a byte-level BPE tokenizer trained
+//! on the spot. Nothing is downloaded; other crates' tests use these too.
+//! Panics on I/O errors: this is test code.
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -29,12 +30,8 @@ pub fn tokenizer_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
         let texts = CORPUS.iter().cycle().take(CORPUS.len() * 4);
-        forja_engine::train_byte_level_bpe(
-            texts,
-            384,
-            &["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        )
-        .expect("BPE training")
+        crate::train_byte_level_bpe(texts, 384, &["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+            .expect("BPE training")
     })
 }
 
@@ -345,7 +342,7 @@ pub fn write_gguf(path: &Path, spec: &Spec, w: &HashMap<String, Tensor>, dtype: 
     }
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for (name, t) in w {
-        let g = forja_engine::gguf::hf_to_gguf_name(name).unwrap();
+        let g = crate::gguf::hf_to_gguf_name(name).unwrap();
         let mut t = t.clone();
         if arch == "llama" && name.contains("q_proj.weight") {
             t = interleave_rows(&t, spec.heads);

