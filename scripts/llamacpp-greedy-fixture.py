@@ -6,7 +6,7 @@ with the given GGUF, and for each prompt records llama.cpp's prompt tokens
 (/tokenize) and its first N greedy tokens (/completion, top-k 1,
 ignore_eos). forja's test `smollm2::greedy_matches_llama_cpp` replays them.
 
-usage: scripts/llamacpp-greedy-fixture.py MODEL.gguf OUT.json [N]
+usage: scripts/llamacpp-greedy-fixture.py MODEL.gguf OUT.json [N] [-- extra llama-server flags]
 """
 import json
 import os
@@ -36,11 +36,15 @@ def post(port, path, body):
 
 
 def main() -> int:
-    if len(sys.argv) not in (3, 4):
+    argv, extra = sys.argv[1:], []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
-    model, out = sys.argv[1], sys.argv[2]
-    n = int(sys.argv[3]) if len(sys.argv) == 4 else 48
+    model, out = argv[0], argv[1]
+    n = int(argv[2]) if len(argv) == 3 else 48
     server = shutil.which("llama-server")
     if not server:
         print("llama-server not on PATH: run ../shared/peers/setup.sh llamacpp and source its env", file=sys.stderr)
@@ -49,7 +53,7 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [server, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-t", "2", "-c", "2048", "-np", "1"],
+        [server, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-t", "2", "-c", "2048", "-np", "1", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -74,6 +78,7 @@ def main() -> int:
             "generator": "scripts/llamacpp-greedy-fixture.py",
             "llama_cpp": (version.stdout + version.stderr).strip().splitlines()[0] if (version.stdout + version.stderr).strip() else "unknown",
             "model": os.path.basename(model),
+            "server_flags": extra,
             "cases": cases,
         }
         with open(out, "w") as f:

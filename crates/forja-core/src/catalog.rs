@@ -139,11 +139,7 @@ pub fn find(name: &str) -> Result<&'static BuiltinModel> {
 /// The models cache: `$FORJA_MODELS`, else `$FORJA_HOME/models`, else
 /// `$XDG_CACHE_HOME/forja/models`, else `~/.cache/forja/models`.
 pub fn models_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = env("FORJA_MODELS") {
         return dir;
     }
@@ -186,40 +182,19 @@ mod tests {
     fn default_alias_is_the_first_llm() {
         let m = find("default").unwrap();
         assert_eq!(m.kind, ModelKind::Llm);
-        assert_eq!(
-            m.name,
-            BUILTIN
-                .iter()
-                .find(|m| m.kind == ModelKind::Llm)
-                .unwrap()
-                .name
-        );
-        assert!(find("nope")
-            .unwrap_err()
-            .to_string()
-            .contains("forja models"));
+        assert_eq!(m.name, BUILTIN.iter().find(|m| m.kind == ModelKind::Llm).unwrap().name);
+        assert!(find("nope").unwrap_err().to_string().contains("forja models"));
     }
 
     #[test]
     fn catalog_is_well_formed() {
         for m in BUILTIN {
-            assert!(
-                m.wheel.starts_with(&m.package.replace('-', "_")),
-                "{}",
-                m.name
-            );
+            assert!(m.wheel.starts_with(&m.package.replace('-', "_")), "{}", m.name);
             assert!(m.wheel.contains(m.version), "{}", m.name);
             for h in std::iter::once(m.wheel_sha256).chain(m.files.iter().map(|f| f.sha256)) {
-                assert!(
-                    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
-                    "{h}"
-                );
+                assert!(h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()), "{h}");
             }
-            assert!(
-                m.entry == "." || m.files.iter().any(|f| f.dest == m.entry),
-                "{}",
-                m.name
-            );
+            assert!(m.entry == "." || m.files.iter().any(|f| f.dest == m.entry), "{}", m.name);
         }
     }
 }

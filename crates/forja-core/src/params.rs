@@ -44,10 +44,7 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Greedy decoding: always the arg-max token.
     pub fn greedy() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            ..Default::default()
-        }
+        SamplingParams { temperature: 0.0, ..Default::default() }
     }
 
     /// True when decoding is deterministic arg-max.
@@ -57,17 +54,9 @@ impl SamplingParams {
 
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |name, reason: &str| {
-            Err(CoreError::InvalidParam {
-                name,
-                reason: reason.into(),
-            })
-        };
+        let bad = |name, reason: &str| Err(CoreError::InvalidParam { name, reason: reason.into() });
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return bad(
-                "temperature",
-                "must be a finite number >= 0 (0 means greedy)",
-            );
+            return bad("temperature", "must be a finite number >= 0 (0 means greedy)");
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", "must be in (0, 1]");
@@ -76,10 +65,7 @@ impl SamplingParams {
             return bad("min_p", "must be in [0, 1]");
         }
         if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
-            return bad(
-                "repetition_penalty",
-                "must be a finite number > 0 (1 disables it)",
-            );
+            return bad("repetition_penalty", "must be a finite number > 0 (1 disables it)");
         }
         Ok(())
     }
@@ -154,10 +140,7 @@ mod tests {
         check(|p| p.sampling.top_p = 0.0, Some("`top_p`"));
         check(|p| p.sampling.top_p = 1.5, Some("`top_p`"));
         check(|p| p.sampling.min_p = 2.0, Some("`min_p`"));
-        check(
-            |p| p.sampling.repetition_penalty = 0.0,
-            Some("`repetition_penalty`"),
-        );
+        check(|p| p.sampling.repetition_penalty = 0.0, Some("`repetition_penalty`"));
     }
 
     #[test]

@@ -56,9 +56,7 @@ pub(crate) fn cached(
     layer: usize,
     h: Heads,
 ) -> Result<Tensor> {
-    let cpu = caches
-        .iter()
-        .all(|c| matches!(c.layers[layer], LayerKv::Cpu { .. }));
+    let cpu = caches.iter().all(|c| matches!(c.layers[layer], LayerKv::Cpu { .. }));
     if cpu && q.device().is_cpu() {
         cached_cpu(q, k, v, slots, caches, layer, h)
     } else {
@@ -103,28 +101,26 @@ fn attend_cpu(
     let scale = 1.0 / (hd as f32).sqrt();
     // One task per (token, kv head): the query heads of a group share every
     // key and value row they read.
-    out.par_chunks_mut(group * hd)
-        .enumerate()
-        .for_each(|(task, o)| {
-            let (t, kvh) = (task / h.kv_heads, task % h.kv_heads);
-            let s = slots[t];
-            let (kc, vc) = caches[s.seq].cpu_layer(layer, s.pos + 1);
-            let lo = h.first_visible(s.pos);
-            let len = s.pos + 1 - lo;
-            let mut scores = vec![0f32; group * len];
-            for (g, sc) in scores.chunks_mut(len).enumerate() {
-                let qh = &q[(t * h.heads + kvh * group + g) * hd..][..hd];
-                for (j, sj) in sc.iter_mut().enumerate() {
-                    *sj = simd::dot(qh, &kc[((lo + j) * h.kv_heads + kvh) * hd..][..hd]) * scale;
-                }
-                softmax_in_place(sc);
+    out.par_chunks_mut(group * hd).enumerate().for_each(|(task, o)| {
+        let (t, kvh) = (task / h.kv_heads, task % h.kv_heads);
+        let s = slots[t];
+        let (kc, vc) = caches[s.seq].cpu_layer(layer, s.pos + 1);
+        let lo = h.first_visible(s.pos);
+        let len = s.pos + 1 - lo;
+        let mut scores = vec![0f32; group * len];
+        for (g, sc) in scores.chunks_mut(len).enumerate() {
+            let qh = &q[(t * h.heads + kvh * group + g) * hd..][..hd];
+            for (j, sj) in sc.iter_mut().enumerate() {
+                *sj = simd::dot(qh, &kc[((lo + j) * h.kv_heads + kvh) * hd..][..hd]) * scale;
             }
-            for (sc, oh) in scores.chunks(len).zip(o.chunks_mut(hd)) {
-                for (j, &p) in sc.iter().enumerate() {
-                    simd::axpy(p, &vc[((lo + j) * h.kv_heads + kvh) * hd..][..hd], oh);
-                }
+            softmax_in_place(sc);
+        }
+        for (sc, oh) in scores.chunks(len).zip(o.chunks_mut(hd)) {
+            for (j, &p) in sc.iter().enumerate() {
+                simd::axpy(p, &vc[((lo + j) * h.kv_heads + kvh) * hd..][..hd], oh);
             }
-        });
+        }
+    });
 }
 
 fn softmax_in_place(x: &mut [f32]) {
@@ -203,21 +199,13 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, p0: usize, h: Heads) -> Result<Ten
         .flat_map(|row| {
             let pos = p0 + row % n;
             let lo = h.first_visible(pos);
-            (0..t).map(move |j| {
-                if j >= lo && j <= pos {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
+            (0..t).map(move |j| if j >= lo && j <= pos { 0.0 } else { f32::NEG_INFINITY })
         })
         .collect();
     let mask = Tensor::from_vec(mask, (group * n, t), q.device())?.to_dtype(scores.dtype())?;
     let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
     let o = probs.matmul(v)?; // [kvh, group*n, hd]
-    o.reshape((heads, n, hd))?
-        .transpose(0, 1)?
-        .reshape((n, heads * hd))
+    o.reshape((heads, n, hd))?.transpose(0, 1)?.reshape((n, heads * hd))
 }
 
 /// Cache-free causal attention on `[batch, seq, heads, hd]` inputs, made of
@@ -232,13 +220,7 @@ pub(crate) fn full_causal(q: &Tensor, k: &Tensor, v: &Tensor, h: Heads) -> Resul
     let mask: Vec<f32> = (0..t)
         .flat_map(|i| {
             let lo = h.first_visible(i);
-            (0..t).map(move |j| {
-                if j >= lo && j <= i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
+            (0..t).map(move |j| if j >= lo && j <= i { 0.0 } else { f32::NEG_INFINITY })
         })
         .collect();
     let mask = Tensor::from_vec(mask, (t, t), q.device())?.to_dtype(scores.dtype())?;
@@ -256,9 +238,7 @@ fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let (b, kvh, t, hd) = x.dims4()?;
-    x.unsqueeze(2)?
-        .expand((b, kvh, group, t, hd))?
-        .reshape((b, kvh * group, t, hd))
+    x.unsqueeze(2)?.expand((b, kvh, group, t, hd))?.reshape((b, kvh * group, t, hd))
 }
 
 #[cfg(test)]
@@ -274,38 +254,20 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     /// Prefills two sequences in one batch, then decodes one token each, with
     /// both cache kinds; also compares with the cache-free form.
     fn check(window: Option<usize>) {
-        let h = Heads {
-            heads: 6,
-            kv_heads: 2,
-            head_dim: 8,
-            window,
-        };
+        let h = Heads { heads: 6, kv_heads: 2, head_dim: 8, window };
         let (la, lb) = (5, 3);
         let n = la + lb;
         let slots: Vec<Slot> = (0..la)
             .map(|p| Slot { seq: 0, pos: p })
             .chain((0..lb).map(|p| Slot { seq: 1, pos: p }))
             .collect();
-        let (q, k, v) = (
-            rand(&[n, 6, 8], 1),
-            rand(&[n, 2, 8], 2),
-            rand(&[n, 2, 8], 3),
-        );
+        let (q, k, v) = (rand(&[n, 6, 8], 1), rand(&[n, 2, 8], 2), rand(&[n, 2, 8], 3));
         let mut outs = Vec::new();
         for on_cpu in [true, false] {
             let mut c0 = KvCache::new(1, 16, on_cpu);
@@ -317,11 +279,7 @@ mod tests {
             };
             // Decode one more token for each sequence.
             let s2 = [Slot { seq: 0, pos: la }, Slot { seq: 1, pos: lb }];
-            let (q2, k2, v2) = (
-                rand(&[2, 6, 8], 4),
-                rand(&[2, 2, 8], 5),
-                rand(&[2, 2, 8], 6),
-            );
+            let (q2, k2, v2) = (rand(&[2, 6, 8], 4), rand(&[2, 2, 8], 5), rand(&[2, 2, 8], 6));
             let b = cached(&q2, &k2, &v2, &s2, &mut [&mut c0, &mut c1], 0, h).unwrap();
             outs.push((a, b));
         }

@@ -44,11 +44,7 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| EngineError::ChatTemplate(format!("does not compile: {e:#}")))?;
-        Ok(ChatTemplate {
-            env,
-            bos: bos.to_string(),
-            eos: eos.to_string(),
-        })
+        Ok(ChatTemplate { env, bos: bos.to_string(), eos: eos.to_string() })
     }
 
     /// Renders a conversation; with `add_generation_prompt` the text ends
@@ -106,9 +102,7 @@ mod tests {
 
     #[test]
     fn template_errors_are_reported() {
-        let e = ChatTemplate::new("{% for %}", "", "")
-            .unwrap_err()
-            .to_string();
+        let e = ChatTemplate::new("{% for %}", "", "").unwrap_err().to_string();
         assert!(e.starts_with("chat template: does not compile"), "{e}");
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
         let e = t.render(&[], true).unwrap_err().to_string();

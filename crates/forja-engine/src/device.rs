@@ -5,10 +5,7 @@ use candle_core::Device;
 
 /// Parses a device spec and opens the device.
 pub fn open(spec: &str) -> Result<Device> {
-    let unavailable = |reason: String| EngineError::Device {
-        device: spec.to_string(),
-        reason,
-    };
+    let unavailable = |reason: String| EngineError::Device { device: spec.to_string(), reason };
     match spec {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {

@@ -106,9 +106,7 @@ impl Engine {
         progress: &mut (dyn FnMut(LoadProgress) + Send),
     ) -> Result<Self> {
         if !path.exists() {
-            return Err(EngineError::ModelNotFound {
-                path: path.to_path_buf(),
-            });
+            return Err(EngineError::ModelNotFound { path: path.to_path_buf() });
         }
         let dev = device::open(&opts.device)?;
         let threads = opts
@@ -118,10 +116,7 @@ impl Engine {
             .num_threads(threads.max(1))
             .thread_name(|i| format!("forja-worker-{i}"))
             .build()
-            .map_err(|e| EngineError::Device {
-                device: "cpu".into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| EngineError::Device { device: "cpu".into(), reason: e.to_string() })?;
         progress(LoadProgress::Metadata);
         let mut layer_progress = |done, total| progress(LoadProgress::Layers { done, total });
         let (model, mut tokenizer, template, info) = pool.install(|| {
@@ -149,15 +144,7 @@ impl Engine {
                 format!("{ctx} is out of range: this model supports 1..={model_max} tokens"),
             ));
         }
-        Ok(Engine {
-            model,
-            tokenizer,
-            template,
-            pool,
-            info,
-            ctx,
-            ubatch: opts.ubatch.max(1),
-        })
+        Ok(Engine { model, tokenizer, template, pool, info, ctx, ubatch: opts.ubatch.max(1) })
     }
 
     /// Model facts.
@@ -209,14 +196,7 @@ impl Engine {
         on_text: OnText<'_>,
     ) -> Result<(Vec<Completion>, Timings)> {
         self.pool.install(|| {
-            generate::run(
-                &self.model,
-                &self.tokenizer,
-                reqs,
-                self.ctx,
-                self.ubatch,
-                on_text,
-            )
+            generate::run(&self.model, &self.tokenizer, reqs, self.ctx, self.ubatch, on_text)
         })
     }
 
@@ -250,10 +230,7 @@ impl Engine {
         params: &GenerationParams,
         on_text: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<(Completion, Timings)> {
-        let req = Request {
-            prompt,
-            params: params.clone(),
-        };
+        let req = Request { prompt, params: params.clone() };
         let mut cb = |_: usize, t: &str| on_text(t);
         let (mut out, timings) = self.generate_batch(std::slice::from_ref(&req), &mut cb)?;
         Ok((out.pop().expect("one request, one completion"), timings))
@@ -267,11 +244,7 @@ impl Engine {
         self.pool.install(|| {
             let mut cache = self.model.new_cache();
             let slots: Vec<Slot> = (0..tokens.len()).map(|pos| Slot { seq: 0, pos }).collect();
-            let batch = Batch {
-                tokens,
-                slots: &slots,
-                logits_rows: &[tokens.len() - 1],
-            };
+            let batch = Batch { tokens, slots: &slots, logits_rows: &[tokens.len() - 1] };
             let l = self.model.forward(&batch, &mut [&mut cache])?;
             Ok(l.flatten_all()?.to_vec1()?)
         })
@@ -293,18 +266,12 @@ fn load_gguf(
             .map_err(|_| EngineError::malformed(path, "file is too short to be a model"))?;
     }
     if &magic != b"GGUF" {
-        let hint = if path
-            .extension()
-            .is_some_and(|e| e == "safetensors" || e == "json")
-        {
+        let hint = if path.extension().is_some_and(|e| e == "safetensors" || e == "json") {
             "; for a Hugging Face model pass the directory that holds config.json"
         } else {
             ""
         };
-        return Err(EngineError::malformed(
-            path,
-            format!("not a GGUF file (no GGUF magic){hint}"),
-        ));
+        return Err(EngineError::malformed(path, format!("not a GGUF file (no GGUF magic){hint}")));
     }
     let file = GgufFile::open(path)?;
     let cfg = file.llama_config()?;
@@ -312,21 +279,12 @@ fn load_gguf(
     let template = match file.get_str("tokenizer.chat_template")? {
         Some(src) => Some(ChatTemplate::new(
             src,
-            &tokenizer
-                .bos()
-                .and_then(|b| tokenizer.token(b))
-                .unwrap_or_default(),
-            &tokenizer
-                .eos()
-                .and_then(|e| tokenizer.token(e))
-                .unwrap_or_default(),
+            &tokenizer.bos().and_then(|b| tokenizer.token(b)).unwrap_or_default(),
+            &tokenizer.eos().and_then(|e| tokenizer.token(e)).unwrap_or_default(),
         )?),
         None => None,
     };
-    let name = file
-        .get_str("general.name")?
-        .map(str::to_string)
-        .unwrap_or_else(|| file_stem(path));
+    let name = file.get_str("general.name")?.map(str::to_string).unwrap_or_else(|| file_stem(path));
     let mut weights = Weights::from_gguf(file, cfg.num_attention_heads, cfg.kv_heads(), dev)?
         .with_progress(progress);
     let model = Llama::new(&cfg, &mut weights)?;
@@ -353,10 +311,7 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
 fn ids(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_u64().map(|n| n as u32))
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|n| n as u32)).collect(),
         _ => Vec::new(),
     }
 }
@@ -404,10 +359,7 @@ fn load_hf(
     let mut eos = ids(gen_cfg.get("eos_token_id"));
     eos.extend(ids(raw.get("eos_token_id")));
     eos.extend(eos_text.as_deref().and_then(|t| probe.token_id(t)));
-    let add_bos = tok_cfg
-        .get("add_bos_token")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let add_bos = tok_cfg.get("add_bos_token").and_then(Value::as_bool).unwrap_or(false);
     let tokenizer = Tokenizer::from_file(&tok_path, bos, &eos, add_bos)?;
     let template_src = match std::fs::read_to_string(dir.join("chat_template.jinja")) {
         Ok(s) => Some(s),
@@ -430,10 +382,8 @@ fn load_hf(
     };
     let mut weights = Weights::from_safetensors(dir, &files, dev)?.with_progress(progress);
     let model = Llama::new(&cfg, &mut weights)?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let name =
+        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let info = ModelInfo {
         path: dir.into(),
         format: ModelFormat::HfSafetensors,
@@ -447,16 +397,11 @@ fn load_hf(
 fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if let Some(idx) = read_json(&index)? {
-        let map = idx
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| {
-                EngineError::field(&index, "weight_map", "is missing or not an object")
-            })?;
-        let mut files: Vec<String> = map
-            .values()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
+        let map = idx.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
+            EngineError::field(&index, "weight_map", "is missing or not an object")
+        })?;
+        let mut files: Vec<String> =
+            map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
         files.sort();
         files.dedup();
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
@@ -477,7 +422,5 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn file_stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }

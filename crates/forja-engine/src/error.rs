@@ -147,26 +147,16 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EngineError::Io {
-            path: path.into(),
-            source,
-        }
+        EngineError::Io { path: path.into(), source }
     }
     pub(crate) fn malformed(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        EngineError::Malformed {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        EngineError::Malformed { path: path.into(), reason: reason.into() }
     }
     pub(crate) fn field(
         path: impl Into<PathBuf>,
         field: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        EngineError::Field {
-            path: path.into(),
-            field: field.into(),
-            reason: reason.into(),
-        }
+        EngineError::Field { path: path.into(), field: field.into(), reason: reason.into() }
     }
 }

@@ -67,27 +67,14 @@ impl Spec {
         }
     }
     pub fn qwen2() -> Self {
-        Spec {
-            family: "qwen2",
-            tie: false,
-            ..Self::llama()
-        }
+        Spec { family: "qwen2", tie: false, ..Self::llama() }
     }
     pub fn qwen3() -> Self {
         // Qwen3 sets head_dim independently of hidden / heads.
-        Spec {
-            family: "qwen3",
-            head_dim: 32,
-            ..Self::llama()
-        }
+        Spec { family: "qwen3", head_dim: 32, ..Self::llama() }
     }
     pub fn mistral() -> Self {
-        Spec {
-            family: "mistral",
-            tie: false,
-            window: Some(4),
-            ..Self::llama()
-        }
+        Spec { family: "mistral", tie: false, window: Some(4), ..Self::llama() }
     }
     pub fn vocab(&self) -> usize {
         let v: serde_json::Value = serde_json::from_str(tokenizer_json()).unwrap();
@@ -134,84 +121,29 @@ pub fn weights(spec: &Spec, seed: u64) -> HashMap<String, Tensor> {
     put("model.embed_tokens.weight".into(), &[v, h], 1.0, 0.0);
     put("model.norm.weight".into(), &[h], 0.1, 1.0);
     if !spec.tie {
-        put(
-            "lm_head.weight".into(),
-            &[v, h],
-            1.0 / (h as f32).sqrt(),
-            0.0,
-        );
+        put("lm_head.weight".into(), &[v, h], 1.0 / (h as f32).sqrt(), 0.0);
     }
     for l in 0..spec.layers {
         let p = format!("model.layers.{l}");
         let lin = |i: usize| 1.0 / (i as f32).sqrt();
         put(format!("{p}.input_layernorm.weight"), &[h], 0.1, 1.0);
-        put(
-            format!("{p}.post_attention_layernorm.weight"),
-            &[h],
-            0.1,
-            1.0,
-        );
-        put(
-            format!("{p}.self_attn.q_proj.weight"),
-            &[spec.heads * hd, h],
-            lin(h),
-            0.0,
-        );
-        put(
-            format!("{p}.self_attn.k_proj.weight"),
-            &[spec.kv_heads * hd, h],
-            lin(h),
-            0.0,
-        );
-        put(
-            format!("{p}.self_attn.v_proj.weight"),
-            &[spec.kv_heads * hd, h],
-            lin(h),
-            0.0,
-        );
+        put(format!("{p}.post_attention_layernorm.weight"), &[h], 0.1, 1.0);
+        put(format!("{p}.self_attn.q_proj.weight"), &[spec.heads * hd, h], lin(h), 0.0);
+        put(format!("{p}.self_attn.k_proj.weight"), &[spec.kv_heads * hd, h], lin(h), 0.0);
+        put(format!("{p}.self_attn.v_proj.weight"), &[spec.kv_heads * hd, h], lin(h), 0.0);
         put(
             format!("{p}.self_attn.o_proj.weight"),
             &[h, spec.heads * hd],
             lin(spec.heads * hd),
             0.0,
         );
-        put(
-            format!("{p}.mlp.gate_proj.weight"),
-            &[spec.inter, h],
-            lin(h),
-            0.0,
-        );
-        put(
-            format!("{p}.mlp.up_proj.weight"),
-            &[spec.inter, h],
-            lin(h),
-            0.0,
-        );
-        put(
-            format!("{p}.mlp.down_proj.weight"),
-            &[h, spec.inter],
-            lin(spec.inter),
-            0.0,
-        );
+        put(format!("{p}.mlp.gate_proj.weight"), &[spec.inter, h], lin(h), 0.0);
+        put(format!("{p}.mlp.up_proj.weight"), &[spec.inter, h], lin(h), 0.0);
+        put(format!("{p}.mlp.down_proj.weight"), &[h, spec.inter], lin(spec.inter), 0.0);
         if spec.bias() {
-            put(
-                format!("{p}.self_attn.q_proj.bias"),
-                &[spec.heads * hd],
-                0.1,
-                0.0,
-            );
-            put(
-                format!("{p}.self_attn.k_proj.bias"),
-                &[spec.kv_heads * hd],
-                0.1,
-                0.0,
-            );
-            put(
-                format!("{p}.self_attn.v_proj.bias"),
-                &[spec.kv_heads * hd],
-                0.1,
-                0.0,
-            );
+            put(format!("{p}.self_attn.q_proj.bias"), &[spec.heads * hd], 0.1, 0.0);
+            put(format!("{p}.self_attn.k_proj.bias"), &[spec.kv_heads * hd], 0.1, 0.0);
+            put(format!("{p}.self_attn.v_proj.bias"), &[spec.kv_heads * hd], 0.1, 0.0);
         }
         if spec.qk_norm() {
             put(format!("{p}.self_attn.q_norm.weight"), &[hd], 0.1, 1.0);
@@ -290,33 +222,24 @@ pub fn write_gguf(path: &Path, spec: &Spec, w: &HashMap<String, Tensor>, dtype: 
         .iter()
         .map(|m| match m {
             serde_json::Value::String(s) => Value::String(s.clone()),
-            serde_json::Value::Array(p) => Value::String(format!(
-                "{} {}",
-                p[0].as_str().unwrap(),
-                p[1].as_str().unwrap()
-            )),
+            serde_json::Value::Array(p) => {
+                Value::String(format!("{} {}", p[0].as_str().unwrap(), p[1].as_str().unwrap()))
+            }
             _ => panic!("merge"),
         })
         .collect();
-    let types: Vec<Value> = (0..tokens.len())
-        .map(|i| Value::I32(if i < 3 { 3 } else { 1 }))
-        .collect();
+    let types: Vec<Value> =
+        (0..tokens.len()).map(|i| Value::I32(if i < 3 { 3 } else { 1 })).collect();
     let k = |s: &str| format!("{arch}.{s}");
     let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String(arch.into())),
-        (
-            "general.name".into(),
-            Value::String(format!("tiny-{}", spec.family)),
-        ),
+        ("general.name".into(), Value::String(format!("tiny-{}", spec.family))),
         (k("block_count"), Value::U32(spec.layers as u32)),
         (k("context_length"), Value::U32(256)),
         (k("embedding_length"), Value::U32(spec.hidden as u32)),
         (k("feed_forward_length"), Value::U32(spec.inter as u32)),
         (k("attention.head_count"), Value::U32(spec.heads as u32)),
-        (
-            k("attention.head_count_kv"),
-            Value::U32(spec.kv_heads as u32),
-        ),
+        (k("attention.head_count_kv"), Value::U32(spec.kv_heads as u32)),
         (k("attention.key_length"), Value::U32(spec.head_dim as u32)),
         (k("rope.dimension_count"), Value::U32(spec.head_dim as u32)),
         (k("rope.freq_base"), Value::F32(10000.0)),
@@ -332,10 +255,7 @@ pub fn write_gguf(path: &Path, spec: &Spec, w: &HashMap<String, Tensor>, dtype: 
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(0)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
-        (
-            "tokenizer.chat_template".into(),
-            Value::String(CHATML.into()),
-        ),
+        ("tokenizer.chat_template".into(), Value::String(CHATML.into())),
     ];
     if let Some(win) = spec.window {
         meta.push((k("attention.sliding_window"), Value::U32(win as u32)));

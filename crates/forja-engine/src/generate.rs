@@ -153,18 +153,11 @@ pub(crate) fn run(
     for chunk in flat.chunks(ubatch.max(1)) {
         let tokens: Vec<u32> = chunk.iter().map(|&(s, p)| reqs[s].prompt[p]).collect();
         let slots: Vec<Slot> = chunk.iter().map(|&(seq, pos)| Slot { seq, pos }).collect();
-        let last: Vec<usize> = (0..chunk.len())
-            .filter(|&i| chunk[i].1 + 1 == reqs[chunk[i].0].prompt.len())
-            .collect();
+        let last: Vec<usize> =
+            (0..chunk.len()).filter(|&i| chunk[i].1 + 1 == reqs[chunk[i].0].prompt.len()).collect();
         let mut refs: Vec<_> = caches.iter_mut().collect();
-        let logits = model.forward(
-            &Batch {
-                tokens: &tokens,
-                slots: &slots,
-                logits_rows: &last,
-            },
-            &mut refs,
-        )?;
+        let logits = model
+            .forward(&Batch { tokens: &tokens, slots: &slots, logits_rows: &last }, &mut refs)?;
         let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         for (row, mut l) in last.iter().zip(logits) {
             let s = chunk[*row].0;
@@ -176,33 +169,18 @@ pub(crate) fn run(
     // Decode: every live sequence advances by one token per pass.
     let t1 = Instant::now();
     loop {
-        let live: Vec<usize> = (0..seqs.len())
-            .filter(|&s| seqs[s].finish.is_none())
-            .collect();
+        let live: Vec<usize> = (0..seqs.len()).filter(|&s| seqs[s].finish.is_none()).collect();
         if live.is_empty() {
             break;
         }
-        let tokens: Vec<u32> = live
-            .iter()
-            .map(|&s| *seqs[s].history.last().expect("prompt"))
-            .collect();
-        let slots: Vec<Slot> = live
-            .iter()
-            .map(|&s| Slot {
-                seq: s,
-                pos: seqs[s].history.len() - 1,
-            })
-            .collect();
+        let tokens: Vec<u32> =
+            live.iter().map(|&s| *seqs[s].history.last().expect("prompt")).collect();
+        let slots: Vec<Slot> =
+            live.iter().map(|&s| Slot { seq: s, pos: seqs[s].history.len() - 1 }).collect();
         let rows: Vec<usize> = (0..live.len()).collect();
         let mut refs: Vec<_> = caches.iter_mut().collect();
-        let logits = model.forward(
-            &Batch {
-                tokens: &tokens,
-                slots: &slots,
-                logits_rows: &rows,
-            },
-            &mut refs,
-        )?;
+        let logits = model
+            .forward(&Batch { tokens: &tokens, slots: &slots, logits_rows: &rows }, &mut refs)?;
         let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         for (&s, mut l) in live.iter().zip(logits) {
             step(&mut seqs[s], s, &mut l, &reqs[s].params, tok, on_text);
@@ -263,10 +241,7 @@ fn step(
 
 /// Byte offset of the earliest stop string at or after `from`.
 fn find_stop(text: &str, from: usize, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
-        .min()
+    stops.iter().filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i)).min()
 }
 
 /// Length of the longest suffix of `text` that is a proper prefix of a stop string.

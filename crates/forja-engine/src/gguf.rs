@@ -34,12 +34,7 @@ impl GgufFile {
         let content = Content::read(&mut reader).map_err(|e| {
             EngineError::malformed(path, format!("not a valid GGUF file: {}", candle_text(&e)))
         })?;
-        Ok(GgufFile {
-            path: path.to_path_buf(),
-            content,
-            reader,
-            file_len,
-        })
+        Ok(GgufFile { path: path.to_path_buf(), content, reader, file_len })
     }
 
     /// The file's path.
@@ -76,9 +71,7 @@ impl GgufFile {
             Value::I64(x) => *x as i128,
             _ => return Err(self.wrong(key, "an integer")),
         };
-        usize::try_from(n)
-            .map(Some)
-            .map_err(|_| self.wrong(key, "a non-negative integer"))
+        usize::try_from(n).map(Some).map_err(|_| self.wrong(key, "a non-negative integer"))
     }
 
     /// A required unsigned integer.
@@ -185,22 +178,14 @@ impl GgufFile {
 
     /// The GGML type and shape (rows first, as in Hugging Face) of a tensor.
     pub fn tensor_info(&self, name: &str) -> Option<(GgmlDType, Vec<usize>)> {
-        self.content
-            .tensor_infos
-            .get(name)
-            .map(|i| (i.ggml_dtype, i.shape.dims().to_vec()))
+        self.content.tensor_infos.get(name).map(|i| (i.ggml_dtype, i.shape.dims().to_vec()))
     }
 
     /// Reads a tensor's raw bytes, checking that they lie inside the file.
     pub fn read_raw(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>)> {
-        let info =
-            self.content
-                .tensor_infos
-                .get(name)
-                .ok_or_else(|| EngineError::MissingTensor {
-                    path: self.path.clone(),
-                    tensor: name.to_string(),
-                })?;
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| {
+            EngineError::MissingTensor { path: self.path.clone(), tensor: name.to_string() }
+        })?;
         let dims = info.shape.dims().to_vec();
         let elems: usize = dims.iter().product();
         let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
@@ -226,19 +211,14 @@ impl GgufFile {
         }
         let dtype = info.ggml_dtype;
         let mut buf = vec![0u8; size as usize];
-        self.reader
-            .seek(SeekFrom::Start(start))
-            .map_err(|e| EngineError::io(&self.path, e))?;
-        self.reader
-            .read_exact(&mut buf)
-            .map_err(|e| EngineError::io(&self.path, e))?;
+        self.reader.seek(SeekFrom::Start(start)).map_err(|e| EngineError::io(&self.path, e))?;
+        self.reader.read_exact(&mut buf).map_err(|e| EngineError::io(&self.path, e))?;
         Ok((dtype, dims, buf))
     }
 
     /// `general.architecture`.
     pub fn architecture(&self) -> Result<&str> {
-        self.get_str("general.architecture")?
-            .ok_or_else(|| self.missing("general.architecture"))
+        self.get_str("general.architecture")?.ok_or_else(|| self.missing("general.architecture"))
     }
 
     /// The Llama-family config the metadata describes.
@@ -302,9 +282,7 @@ impl GgufFile {
             num_key_value_heads: self.get_usize(&k("attention.head_count_kv"))?,
             head_dim,
             vocab_size: vocab,
-            rms_norm_eps: self
-                .get_f64(&k("attention.layer_norm_rms_epsilon"))?
-                .unwrap_or(1e-5),
+            rms_norm_eps: self.get_f64(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
             rope_theta: self.get_f64(&k("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_scaling,
             max_position_embeddings: self.get_usize(&k("context_length"))?.unwrap_or(2048),
@@ -366,34 +344,13 @@ mod tests {
         check("model.embed_tokens.weight", Some("token_embd.weight"));
         check("model.norm.weight", Some("output_norm.weight"));
         check("lm_head.weight", Some("output.weight"));
-        check(
-            "model.layers.0.input_layernorm.weight",
-            Some("blk.0.attn_norm.weight"),
-        );
-        check(
-            "model.layers.12.self_attn.q_proj.weight",
-            Some("blk.12.attn_q.weight"),
-        );
-        check(
-            "model.layers.3.self_attn.k_proj.bias",
-            Some("blk.3.attn_k.bias"),
-        );
-        check(
-            "model.layers.3.self_attn.o_proj.weight",
-            Some("blk.3.attn_output.weight"),
-        );
-        check(
-            "model.layers.3.self_attn.k_norm.weight",
-            Some("blk.3.attn_k_norm.weight"),
-        );
-        check(
-            "model.layers.29.mlp.down_proj.weight",
-            Some("blk.29.ffn_down.weight"),
-        );
-        check(
-            "model.layers.1.post_attention_layernorm.weight",
-            Some("blk.1.ffn_norm.weight"),
-        );
+        check("model.layers.0.input_layernorm.weight", Some("blk.0.attn_norm.weight"));
+        check("model.layers.12.self_attn.q_proj.weight", Some("blk.12.attn_q.weight"));
+        check("model.layers.3.self_attn.k_proj.bias", Some("blk.3.attn_k.bias"));
+        check("model.layers.3.self_attn.o_proj.weight", Some("blk.3.attn_output.weight"));
+        check("model.layers.3.self_attn.k_norm.weight", Some("blk.3.attn_k_norm.weight"));
+        check("model.layers.29.mlp.down_proj.weight", Some("blk.29.ffn_down.weight"));
+        check("model.layers.1.post_attention_layernorm.weight", Some("blk.1.ffn_norm.weight"));
         check("model.layers.1.mlp.experts.weight", None);
         check("vision_tower.weight", None);
     }

@@ -17,14 +17,8 @@ pub struct KvCache {
 
 #[derive(Debug)]
 pub(crate) enum LayerKv {
-    Cpu {
-        k: Vec<f32>,
-        v: Vec<f32>,
-    },
-    Tensor {
-        k: Option<Tensor>,
-        v: Option<Tensor>,
-    },
+    Cpu { k: Vec<f32>, v: Vec<f32> },
+    Tensor { k: Option<Tensor>, v: Option<Tensor> },
 }
 
 impl KvCache {
@@ -32,19 +26,12 @@ impl KvCache {
     pub(crate) fn new(n_layers: usize, width: usize, on_cpu: bool) -> Self {
         let layer = || {
             if on_cpu {
-                LayerKv::Cpu {
-                    k: Vec::new(),
-                    v: Vec::new(),
-                }
+                LayerKv::Cpu { k: Vec::new(), v: Vec::new() }
             } else {
                 LayerKv::Tensor { k: None, v: None }
             }
         };
-        KvCache {
-            layers: (0..n_layers).map(|_| layer()).collect(),
-            len: 0,
-            width,
-        }
+        KvCache { layers: (0..n_layers).map(|_| layer()).collect(), len: 0, width }
     }
 
     /// Positions filled so far; the next token goes at this position.
@@ -67,11 +54,7 @@ impl KvCache {
             if let LayerKv::Tensor { k, v } = layer {
                 for t in [k, v] {
                     if let Some(x) = t.as_ref() {
-                        *t = if len == 0 {
-                            None
-                        } else {
-                            Some(x.narrow(1, 0, len)?)
-                        };
+                        *t = if len == 0 { None } else { Some(x.narrow(1, 0, len)?) };
                     }
                 }
             }

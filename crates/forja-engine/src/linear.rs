@@ -6,7 +6,7 @@
 //! layer is frozen; trainable parameters (LoRA) live beside it.
 
 use crate::ops::with_f32;
-use crate::quant::{QActs, QMatrix};
+use crate::quant::QMatrix;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 use std::sync::Arc;
@@ -33,12 +33,7 @@ pub struct Linear {
 
 impl Linear {
     pub(crate) fn new(weight: Weight, bias: Option<Tensor>, out_dim: usize, in_dim: usize) -> Self {
-        Linear {
-            weight,
-            bias,
-            in_dim,
-            out_dim,
-        }
+        Linear { weight, bias, in_dim, out_dim }
     }
 
     /// Input features.
@@ -58,10 +53,7 @@ impl Linear {
                 2 => x.matmul(&w.t()?)?,
                 _ => x.broadcast_matmul(&w.t()?)?,
             },
-            Weight::Quant(q) => x.contiguous()?.apply_op1(QLinear {
-                q: q.clone(),
-                acts: None,
-            })?,
+            Weight::Quant(q) => x.contiguous()?.apply_op1(QLinear { q: q.clone() })?,
             Weight::Candle(q) => q.forward(x)?,
         };
         match &self.bias {
@@ -78,18 +70,46 @@ impl Linear {
             return layers.iter().map(|l| l.forward(x)).collect();
         }
         let x = x.contiguous()?;
-        let k = layers[0].in_dim;
-        let acts = Arc::new(with_f32(&x, |xs| QActs::quantize(xs, xs.len() / k, k))?);
+        let mats: Vec<&Arc<QMatrix>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Quant(q) => q,
+                _ => unreachable!("checked above"),
+            })
+            .collect();
+        let lead: Vec<usize> = x.dims()[..x.rank() - 1].to_vec();
+        let m: usize = lead.iter().product();
+        let mut outs: Vec<Vec<f32>> = mats.iter().map(|q| vec![0f32; m * q.rows()]).collect();
+        with_f32(&x, |xs| {
+            // One quantization and one parallel pass per activation layout.
+            let mut done = vec![false; mats.len()];
+            for i in 0..mats.len() {
+                if done[i] {
+                    continue;
+                }
+                let layout = mats[i].act_layout();
+                let acts = mats[i].quantize_input(xs, m);
+                let group: Vec<usize> = (i..mats.len())
+                    .filter(|&j| !done[j] && mats[j].act_layout() == layout)
+                    .collect();
+                let ms: Vec<&QMatrix> = group.iter().map(|&j| &**mats[j]).collect();
+                let mut ys: Vec<&mut [f32]> = Vec::new();
+                for (j, o) in outs.iter_mut().enumerate() {
+                    if group.contains(&j) {
+                        ys.push(o);
+                    }
+                }
+                QMatrix::matmul_many(&ms, &acts, &mut ys);
+                group.iter().for_each(|&j| done[j] = true);
+            }
+        })?;
         layers
             .iter()
-            .map(|l| {
-                let Weight::Quant(q) = &l.weight else {
-                    unreachable!()
-                };
-                let y = x.apply_op1_no_bwd(&QLinear {
-                    q: q.clone(),
-                    acts: Some(acts.clone()),
-                })?;
+            .zip(outs)
+            .map(|(l, y)| {
+                let mut dims = lead.clone();
+                dims.push(l.out_dim);
+                let y = Tensor::from_vec(y, dims, x.device())?;
                 match &l.bias {
                     Some(b) => y.broadcast_add(b),
                     None => Ok(y),
@@ -114,8 +134,6 @@ impl Linear {
 /// `x · Wᵀ` with a forja-kernel weight; backward gives `∂x` (the weight is frozen).
 struct QLinear {
     q: Arc<QMatrix>,
-    /// Activations already quantized by `forward_shared`.
-    acts: Option<Arc<QActs>>,
 }
 
 impl CustomOp1 for QLinear {
@@ -124,9 +142,7 @@ impl CustomOp1 for QLinear {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = s else {
-            candle_core::bail!("qlinear: expected f32 input")
-        };
+        let CpuStorage::F32(data) = s else { candle_core::bail!("qlinear: expected f32 input") };
         let Some((a, b)) = l.contiguous_offsets() else {
             candle_core::bail!("qlinear: input must be contiguous")
         };
@@ -138,10 +154,7 @@ impl CustomOp1 for QLinear {
         }
         let m = x.len() / k;
         let mut y = vec![0f32; m * n];
-        match &self.acts {
-            Some(acts) => self.q.matmul_q(acts, &mut y),
-            None => self.q.matmul(x, m, &mut y),
-        }
+        self.q.matmul(x, m, &mut y);
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank >= 1") = n;
         Ok((CpuStorage::F32(y), Shape::from(out_dims)))
@@ -194,10 +207,9 @@ impl Embedding {
         let (weight, (v, h)) = match self {
             Embedding::Dense(t) => (Weight::Dense(t.clone()), t.dims2()?),
             Embedding::Quant(q) => (Weight::Quant(q.clone()), (q.rows(), q.cols())),
-            Embedding::Candle(q) => (
-                Weight::Candle(Arc::new(QMatMul::from_arc(q.clone())?)),
-                q.shape().dims2()?,
-            ),
+            Embedding::Candle(q) => {
+                (Weight::Candle(Arc::new(QMatMul::from_arc(q.clone())?)), q.shape().dims2()?)
+            }
         };
         Ok(Linear::new(weight, None, v, h))
     }

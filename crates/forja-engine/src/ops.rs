@@ -19,8 +19,7 @@ use rayon::prelude::*;
 const PAR_ROWS: usize = 8;
 
 fn use_fused(xs: &[&Tensor]) -> bool {
-    xs.iter()
-        .all(|x| x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op())
+    xs.iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op())
 }
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor, without copying.
@@ -91,9 +90,7 @@ impl CustomOp2 for RmsNorm {
 /// `silu(gate) * up`, the SwiGLU gate.
 pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if use_fused(&[gate, up]) {
-        return gate
-            .contiguous()?
-            .apply_op2_no_bwd(&up.contiguous()?, &SiluMul);
+        return gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &SiluMul);
     }
     gate.silu()? * up
 }
@@ -119,9 +116,7 @@ impl CustomOp2 for SiluMul {
         let f = |(o, (&g, &u)): (&mut f32, (&f32, &f32))| *o = g / (1.0 + (-g).exp()) * u;
         let mut out = vec![0f32; g.len()];
         if g.len() >= 1 << 15 {
-            out.par_iter_mut()
-                .zip(g.par_iter().zip(u.par_iter()))
-                .for_each(f);
+            out.par_iter_mut().zip(g.par_iter().zip(u.par_iter())).for_each(f);
         } else {
             out.iter_mut().zip(g.iter().zip(u)).for_each(f);
         }
@@ -137,10 +132,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         return x.contiguous()?.apply_op3_no_bwd(cos, sin, &Rope);
     }
     let half = x.dim(D::Minus1)? / 2;
-    let (x1, x2) = (
-        x.narrow(D::Minus1, 0, half)?,
-        x.narrow(D::Minus1, half, half)?,
-    );
+    let (x1, x2) = (x.narrow(D::Minus1, 0, half)?, x.narrow(D::Minus1, half, half)?);
     let (c, s) = (cos.unsqueeze(1)?, sin.unsqueeze(1)?);
     let a = (x1.broadcast_mul(&c)? - x2.broadcast_mul(&s)?)?;
     let b = (x1.broadcast_mul(&s)? + x2.broadcast_mul(&c)?)?;
@@ -166,10 +158,7 @@ impl CustomOp3 for Rope {
         let cos = f32_slice(s2, l2, "rope cos")?;
         let sin = f32_slice(s3, l3, "rope sin")?;
         let &[n, h, hd] = l1.dims() else {
-            candle_core::bail!(
-                "rope: expected [tokens, heads, head_dim], got {:?}",
-                l1.dims()
-            )
+            candle_core::bail!("rope: expected [tokens, heads, head_dim], got {:?}", l1.dims())
         };
         let half = hd / 2;
         if cos.len() != n * half || sin.len() != n * half {
@@ -188,15 +177,9 @@ impl CustomOp3 for Rope {
             }
         };
         if n >= PAR_ROWS {
-            out.par_chunks_mut(h * hd)
-                .zip(x.par_chunks(h * hd))
-                .enumerate()
-                .for_each(token);
+            out.par_chunks_mut(h * hd).zip(x.par_chunks(h * hd)).enumerate().for_each(token);
         } else {
-            out.chunks_mut(h * hd)
-                .zip(x.chunks(h * hd))
-                .enumerate()
-                .for_each(token);
+            out.chunks_mut(h * hd).zip(x.chunks(h * hd)).enumerate().for_each(token);
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -209,38 +192,23 @@ mod tests {
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
+        let v: Vec<f32> =
+            (0..n).map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0 - 1.0).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
     /// Runs `f` once on plain tensors (fused path) and once on variables
     /// (tracked, so the composite path), and compares.
     fn check_fused_matches_composite(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) {
         let fused = f(inputs).unwrap();
-        let vars: Vec<Tensor> = inputs
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap().as_tensor().clone())
-            .collect();
+        let vars: Vec<Tensor> =
+            inputs.iter().map(|t| Var::from_tensor(t).unwrap().as_tensor().clone()).collect();
         let composite = f(&vars).unwrap();
-        assert!(
-            composite.track_op(),
-            "composite path must stay in the graph"
-        );
+        assert!(composite.track_op(), "composite path must stay in the graph");
         assert!(max_diff(&fused, &composite) < 1e-5);
     }
 

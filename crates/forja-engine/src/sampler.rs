@@ -19,11 +19,7 @@ impl Sampler {
     /// A sampler for `p`; the seed is `p.seed`, or drawn from the OS.
     pub fn new(p: &SamplingParams) -> Self {
         let seed = p.seed.unwrap_or_else(|| rand::rng().random());
-        Sampler {
-            p: p.clone(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            cand: Vec::new(),
-        }
+        Sampler { p: p.clone(), rng: ChaCha8Rng::seed_from_u64(seed), cand: Vec::new() }
     }
 
     /// Chooses a token from `logits` (modified in place by the penalty);
@@ -40,11 +36,7 @@ impl Sampler {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let floor = max + self.p.min_p.ln();
             cand.extend(
-                logits
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &l)| l >= floor)
-                    .map(|(i, &l)| (l, i as u32)),
+                logits.iter().enumerate().filter(|(_, &l)| l >= floor).map(|(i, &l)| (l, i as u32)),
             );
         } else {
             cand.extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
@@ -152,10 +144,7 @@ mod tests {
 
     #[test]
     fn repetition_penalty_follows_llama_cpp() {
-        let p = SamplingParams {
-            repetition_penalty: 2.0,
-            ..SamplingParams::greedy()
-        };
+        let p = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };
         let mut s = Sampler::new(&p);
         // Token 0 (logit 3) is halved to 1.5 and loses to token 2 (2.0).
         assert_eq!(s.sample(&mut [3.0, -1.0, 2.0], &[0, 0]), 2);
@@ -167,18 +156,12 @@ mod tests {
     #[test]
     fn filters_restrict_the_support() {
         let logits = [2.0, 1.0, 0.0, -1.0, -5.0];
-        assert_eq!(
-            histogram(&params(|p| p.top_k = 2), &logits, 2000)[2..],
-            [0, 0, 0]
-        );
+        assert_eq!(histogram(&params(|p| p.top_k = 2), &logits, 2000)[2..], [0, 0, 0]);
         // top_p 0.5: token 0 alone has p = 0.64.
         assert_eq!(histogram(&params(|p| p.top_p = 0.5), &logits, 500)[0], 500);
         // min_p 0.3: tokens with p < 0.3 * p0 are dropped (tokens 2.. have ratio <= e^-2).
         let h = histogram(&params(|p| p.min_p = 0.3), &logits, 2000);
-        assert!(
-            h[0] > 0 && h[1] > 0 && h[2..].iter().all(|&c| c == 0),
-            "{h:?}"
-        );
+        assert!(h[0] > 0 && h[1] > 0 && h[2..].iter().all(|&c| c == 0), "{h:?}");
     }
 
     #[test]

@@ -147,10 +147,7 @@ mod tests {
             let mut y = b.clone();
             axpy(0.5, &a, &mut y);
             for i in 0..n {
-                assert!(
-                    (y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6,
-                    "axpy n={n} i={i}"
-                );
+                assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6, "axpy n={n} i={i}");
             }
         }
     }

@@ -36,12 +36,7 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Tokenizer({}, {} tokens)",
-            self.source,
-            self.vocab_size()
-        )
+        write!(f, "Tokenizer({}, {} tokens)", self.source, self.vocab_size())
     }
 }
 
@@ -84,23 +79,13 @@ impl Tokenizer {
         }
         eog.sort_unstable();
         eog.dedup();
-        Tokenizer {
-            inner,
-            bos,
-            eos,
-            eog,
-            add_bos,
-            source,
-        }
+        Tokenizer { inner, bos, eos, eog, add_bos, source }
     }
 
     /// Rebuilds the tokenizer stored in a GGUF file's metadata.
     pub fn from_gguf(f: &GgufFile) -> Result<Self> {
         let desc = format!("GGUF metadata of {}", f.path().display());
-        let err = |reason: String| EngineError::Tokenizer {
-            source_desc: desc.clone(),
-            reason,
-        };
+        let err = |reason: String| EngineError::Tokenizer { source_desc: desc.clone(), reason };
         let model = f.get_str("tokenizer.ggml.model")?.ok_or_else(|| {
             err("`tokenizer.ggml.model` is missing; this GGUF has no tokenizer, pass one with --tokenizer".into())
         })?;
@@ -145,13 +130,11 @@ impl Tokenizer {
                     .get_f32_array("tokenizer.ggml.scores")?
                     .ok_or_else(|| err("`tokenizer.ggml.scores` is missing".into()))?;
                 if scores.len() != tokens.len() {
-                    return Err(err(
-                        "`tokenizer.ggml.scores` and `tokens` differ in length".into()
-                    ));
+                    return Err(
+                        err("`tokenizer.ggml.scores` and `tokens` differ in length".into()),
+                    );
                 }
-                let prefix = f
-                    .get_bool("tokenizer.ggml.add_space_prefix")?
-                    .unwrap_or(true);
+                let prefix = f.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
                 spm_json(
                     &tokens,
                     types.as_deref(),
@@ -168,9 +151,7 @@ impl Tokenizer {
         };
         let inner =
             tokenizers::Tokenizer::from_str(&json.to_string()).map_err(|e| err(e.to_string()))?;
-        let add_bos = f
-            .get_bool("tokenizer.ggml.add_bos_token")?
-            .unwrap_or(model == "llama");
+        let add_bos = f.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(model == "llama");
         let extra: Vec<u32> = [eot, eom].into_iter().flatten().collect();
         Ok(Self::finish(inner, bos, eos, &extra, add_bos, desc))
     }
@@ -179,13 +160,10 @@ impl Tokenizer {
     /// become their ids. With `add_special`, BOS is prepended when the model
     /// wants it (raw prompts); chat templates spell BOS out themselves.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, add_special)
-            .map_err(|e| EngineError::Tokenizer {
-                source_desc: self.source.clone(),
-                reason: e.to_string(),
-            })?;
+        let enc = self.inner.encode(text, add_special).map_err(|e| EngineError::Tokenizer {
+            source_desc: self.source.clone(),
+            reason: e.to_string(),
+        })?;
         let mut ids = enc.get_ids().to_vec();
         if add_special && self.add_bos {
             if let Some(b) = self.bos {
@@ -199,23 +177,16 @@ impl Tokenizer {
 
     /// Decodes ids to text, optionally dropping special tokens.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special)
-            .map_err(|e| EngineError::Tokenizer {
-                source_desc: self.source.clone(),
-                reason: e.to_string(),
-            })
+        self.inner.decode(ids, skip_special).map_err(|e| EngineError::Tokenizer {
+            source_desc: self.source.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// An incremental decoder that yields text only once it is complete
     /// UTF-8 (byte-level tokens can split a character).
     pub fn stream(&self) -> TextStream<'_> {
-        TextStream {
-            tok: self,
-            ids: Vec::new(),
-            prefix: 0,
-            read: 0,
-        }
+        TextStream { tok: self, ids: Vec::new(), prefix: 0, read: 0 }
     }
 
     /// Tokens in the vocabulary, added tokens included.
@@ -310,13 +281,8 @@ const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN35: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const DEEPSEEK_CODER: &[&str] = &[
-    r"[\r\n]",
-    r"\s?\p{L}+",
-    r"\s?\p{P}+",
-    r"[一-龥ࠀ-一가-퟿]+",
-    r"\p{N}",
-];
+const DEEPSEEK_CODER: &[&str] =
+    &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+", r"\p{N}"];
 const FALCON: &[&str] = &[
     r"[\p{P}\$\+<=>\^~\|`]+",
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
@@ -360,11 +326,8 @@ fn bpe_json(
         .collect();
     steps.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}));
     let pre_tokenizer = json!({"type": "Sequence", "pretokenizers": steps});
-    let vocab: serde_json::Map<String, Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), json!(i)))
-        .collect();
+    let vocab: serde_json::Map<String, Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
     Ok(json!({
         "version": "1.0",
         "truncation": null,
@@ -411,11 +374,8 @@ fn spm_json(
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0));
     let merges: Vec<String> = merges.into_iter().map(|m| m.3).collect();
-    let vocab: serde_json::Map<String, Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.to_string(), json!(i)))
-        .collect();
+    let vocab: serde_json::Map<String, Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
     let mut normalizers = Vec::new();
     let mut decoders =
         vec![json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "})];
@@ -461,10 +421,8 @@ pub fn train_byte_level_bpe<S: AsRef<str> + Send>(
     let mut tok = tokenizers::Tokenizer::new(BPE::default());
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tok.with_decoder(Some(ByteLevel::new(true, true, true)));
-    let special: Vec<tokenizers::AddedToken> = specials
-        .iter()
-        .map(|s| tokenizers::AddedToken::from(s.to_string(), true))
-        .collect();
+    let special: Vec<tokenizers::AddedToken> =
+        specials.iter().map(|s| tokenizers::AddedToken::from(s.to_string(), true)).collect();
     let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(1)

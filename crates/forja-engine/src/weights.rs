@@ -50,10 +50,7 @@ impl<'p> Weights<'p> {
         let unpermute = (file.architecture()? == "llama").then_some((heads, kv_heads));
         let path = file.path().to_path_buf();
         Ok(Weights {
-            source: Source::Gguf {
-                file: Box::new(file),
-                unpermute,
-            },
+            source: Source::Gguf { file: Box::new(file), unpermute },
             device: device.clone(),
             path,
             progress: None,
@@ -117,10 +114,7 @@ impl<'p> Weights<'p> {
     }
 
     fn missing(&self, hf: &str) -> EngineError {
-        EngineError::MissingTensor {
-            path: self.path.clone(),
-            tensor: self.file_name(hf),
-        }
+        EngineError::MissingTensor { path: self.path.clone(), tensor: self.file_name(hf) }
     }
 
     fn check_shape(&self, hf: &str, got: &[usize], expected: &[usize]) -> Result<()> {
@@ -137,11 +131,7 @@ impl<'p> Weights<'p> {
 
     /// Row order that undoes llama.cpp's q/k interleaving, if `hf` needs it.
     fn unpermute_order(&self, hf: &str, rows: usize) -> Option<Vec<usize>> {
-        let Source::Gguf {
-            unpermute: Some((heads, kv_heads)),
-            ..
-        } = &self.source
-        else {
+        let Source::Gguf { unpermute: Some((heads, kv_heads)), .. } = &self.source else {
             return None;
         };
         let n = if hf.contains(".self_attn.q_proj.") {
@@ -166,9 +156,7 @@ impl<'p> Weights<'p> {
     /// Raw GGUF tensor, shape-checked, rows de-interleaved where needed.
     fn gguf_raw(&mut self, hf: &str, expected: &[usize]) -> Result<(GgmlDType, Vec<u8>)> {
         let name = hf_to_gguf_name(hf).ok_or_else(|| self.missing(hf))?;
-        let Source::Gguf { file, .. } = &mut self.source else {
-            unreachable!()
-        };
+        let Source::Gguf { file, .. } = &mut self.source else { unreachable!() };
         if !file.has_tensor(&name) {
             return Err(self.missing(hf));
         }
@@ -193,14 +181,12 @@ impl<'p> Weights<'p> {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
-            GgmlDType::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            GgmlDType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            GgmlDType::F16 => {
+                bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            GgmlDType::BF16 => {
+                bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
             other => {
                 let qt = self.qtensor(hf, other, bytes, shape)?;
                 return Ok(qt.dequantize(&self.device)?);
@@ -265,11 +251,7 @@ impl<'p> Weights<'p> {
                 }
             }
         };
-        let bias = if bias {
-            Some(self.vector(&format!("{prefix}.bias"), out)?)
-        } else {
-            None
-        };
+        let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), out)?) } else { None };
         Ok(Linear::new(weight, bias, out, inp))
     }
 

@@ -48,10 +48,8 @@ fn check_vocab(dir: &std::path::Path, name: &str) -> Result<(usize, Vec<String>)
     let file = GgufFile::open(&gguf).map_err(|e| e.to_string())?;
     let tok = Tokenizer::from_gguf(&file).map_err(|e| e.to_string())?;
     let texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
-    let expected: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect();
+    let expected: Vec<Vec<u32>> =
+        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
     let mut bad = Vec::new();
     for (text, want) in texts.iter().zip(&expected) {
         let got = tok.encode(text, false).map_err(|e| e.to_string())?;

@@ -12,21 +12,12 @@ use forja_engine::{Engine, LoadOptions, Request};
 use std::path::Path;
 
 fn load(path: &Path) -> Engine {
-    Engine::load(
-        path,
-        &LoadOptions {
-            threads: Some(2),
-            ..Default::default()
-        },
-        &mut |_| {},
-    )
-    .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+    Engine::load(path, &LoadOptions { threads: Some(2), ..Default::default() }, &mut |_| {})
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 
 fn load_err(path: &Path) -> String {
-    Engine::load(path, &LoadOptions::default(), &mut |_| {})
-        .unwrap_err()
-        .to_string()
+    Engine::load(path, &LoadOptions::default(), &mut |_| {}).unwrap_err().to_string()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -84,10 +75,7 @@ fn quantized_gguf_tracks_f32() {
         let l = load(&p).logits(PROMPT).unwrap();
         if let Some(reference) = logits.first() {
             let c = cosine(reference, &l);
-            assert!(
-                c >= min_cos,
-                "{dtype:?}: cosine to f32 logits {c} < {min_cos}"
-            );
+            assert!(c >= min_cos, "{dtype:?}: cosine to f32 logits {c} < {min_cos}");
         }
         logits.push(l);
     }
@@ -96,12 +84,7 @@ fn quantized_gguf_tracks_f32() {
 #[test]
 fn k_quants_run_through_candle() {
     // k-quant blocks are 256 wide: a slightly wider model.
-    let spec = Spec {
-        hidden: 256,
-        inter: 512,
-        head_dim: 64,
-        ..Spec::llama()
-    };
+    let spec = Spec { hidden: 256, inter: 512, head_dim: 64, ..Spec::llama() };
     let tmp = tempfile::tempdir().unwrap();
     let w = common::weights(&spec, 12);
     let mut logits: Vec<Vec<f32>> = Vec::new();
@@ -121,35 +104,21 @@ fn gguf_tokenizer_encodes_like_its_tokenizer_json() {
     let w = common::weights(&spec, 3);
     common::write_hf(&tmp.path().join("hf"), &spec, &w);
     common::write_gguf(&tmp.path().join("m.gguf"), &spec, &w, GgmlDType::F32);
-    let (hf, gg) = (
-        load(&tmp.path().join("hf")),
-        load(&tmp.path().join("m.gguf")),
-    );
-    let extra = [
-        "<|im_start|>user\nhola<|im_end|>",
-        "  spaces\n\nand\ttabs ",
-        "😀 emoji",
-        "",
-    ];
+    let (hf, gg) = (load(&tmp.path().join("hf")), load(&tmp.path().join("m.gguf")));
+    let extra = ["<|im_start|>user\nhola<|im_end|>", "  spaces\n\nand\ttabs ", "😀 emoji", ""];
     for text in common::sample_texts().iter().chain(extra.iter()) {
         let a = hf.tokenizer().encode(text, false).unwrap();
         let b = gg.tokenizer().encode(text, false).unwrap();
         assert_eq!(a, b, "{text:?}");
         assert_eq!(gg.tokenizer().decode(&b, false).unwrap(), *text);
     }
-    assert_eq!(
-        gg.tokenizer().encode("<|im_start|>", false).unwrap(),
-        vec![1]
-    );
+    assert_eq!(gg.tokenizer().encode("<|im_start|>", false).unwrap(), vec![1]);
     assert_eq!(gg.tokenizer().eog_ids(), &[0, 2]);
 }
 
 /// Logits for each position of `tokens` from a cache-free forward.
 fn full_forward(e: &Engine, tokens: &[u32]) -> Vec<Vec<f32>> {
-    let ids = Tensor::new(tokens, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let ids = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let l = e.model().forward_full(&ids).unwrap();
     l.squeeze(0).unwrap().to_vec2().unwrap()
 }
@@ -191,19 +160,12 @@ fn batched_generation_matches_one_by_one() {
     );
     let e = load(&tmp.path().join("m.gguf"));
     let prompts: Vec<Vec<u32>> = vec![PROMPT.to_vec(), vec![9, 10], vec![30, 31, 32, 33, 34]];
-    let reqs: Vec<Request> = prompts
-        .iter()
-        .map(|p| Request {
-            prompt: p.clone(),
-            params: greedy(12),
-        })
-        .collect();
+    let reqs: Vec<Request> =
+        prompts.iter().map(|p| Request { prompt: p.clone(), params: greedy(12) }).collect();
     let (batched, timings) = e.generate_batch(&reqs, &mut |_, _| true).unwrap();
     assert_eq!(timings.prompt_tokens, 15);
     for (r, b) in reqs.iter().zip(&batched) {
-        let (alone, _) = e
-            .generate_batch(std::slice::from_ref(r), &mut |_, _| true)
-            .unwrap();
+        let (alone, _) = e.generate_batch(std::slice::from_ref(r), &mut |_, _| true).unwrap();
         assert_eq!(alone[0].tokens, b.tokens);
         assert_eq!(b.tokens.len(), 12);
         assert_eq!(b.finish, forja_engine::FinishReason::Length);
@@ -230,14 +192,10 @@ fn streaming_text_stop_strings_and_cancellation() {
     assert_eq!(again.text, full.text);
     // A stop string cuts the text before it, and is never streamed.
     let chars: Vec<char> = full.text.chars().collect();
-    let stop: String = chars[chars.len() / 2..(chars.len() / 2 + 2).min(chars.len())]
-        .iter()
-        .collect();
+    let stop: String =
+        chars[chars.len() / 2..(chars.len() / 2 + 2).min(chars.len())].iter().collect();
     let mut streamed = String::new();
-    let p = GenerationParams {
-        stop: vec![stop.clone()],
-        ..greedy(24)
-    };
+    let p = GenerationParams { stop: vec![stop.clone()], ..greedy(24) };
     let (cut, _) = e
         .generate("hello world", &p, |t| {
             streamed.push_str(t);
@@ -245,11 +203,7 @@ fn streaming_text_stop_strings_and_cancellation() {
         })
         .unwrap();
     assert_eq!(cut.finish, forja_engine::FinishReason::Stop);
-    assert!(
-        !cut.text.contains(&stop),
-        "{:?} contains {stop:?}",
-        cut.text
-    );
+    assert!(!cut.text.contains(&stop), "{:?} contains {stop:?}", cut.text);
     assert!(full.text.starts_with(&cut.text));
     assert_eq!(streamed, cut.text);
     // Cancelling from the callback ends generation early.
@@ -285,10 +239,7 @@ fn seeded_sampling_is_reproducible() {
     };
     let run = |seed| e.generate("the", &p(seed), |_| true).unwrap().0.tokens;
     assert_eq!(run(1), run(1));
-    assert!(
-        (2..6).any(|s| run(s) != run(1)),
-        "different seeds never differ"
-    );
+    assert!((2..6).any(|s| run(s) != run(1)), "different seeds never differ");
 }
 
 #[test]
@@ -298,15 +249,10 @@ fn chat_uses_the_models_template() {
     common::write_hf(tmp.path(), &spec, &common::weights(&spec, 8));
     let e = load(tmp.path());
     let text = e.render_chat(&[ChatMessage::user("hi")], true).unwrap();
-    assert_eq!(
-        text,
-        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    );
+    assert_eq!(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     let ids = e.tokenizer().encode(&text, false).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> is one special token");
-    let (reply, t) = e
-        .chat(&[ChatMessage::user("hi")], &greedy(5), |_| true)
-        .unwrap();
+    let (reply, t) = e.chat(&[ChatMessage::user("hi")], &greedy(5), |_| true).unwrap();
     assert_eq!(reply.prompt_tokens, ids.len());
     assert_eq!(t.prompt_tokens, ids.len());
 }
@@ -318,54 +264,30 @@ fn prompt_longer_than_the_context_is_refused() {
     common::write_hf(tmp.path(), &spec, &common::weights(&spec, 9));
     let e = Engine::load(
         tmp.path(),
-        &LoadOptions {
-            ctx_size: Some(8),
-            ..Default::default()
-        },
+        &LoadOptions { ctx_size: Some(8), ..Default::default() },
         &mut |_| {},
     )
     .unwrap();
     let err = e
-        .generate_batch(
-            &[Request {
-                prompt: vec![5; 8],
-                params: greedy(4),
-            }],
-            &mut |_, _| true,
-        )
+        .generate_batch(&[Request { prompt: vec![5; 8], params: greedy(4) }], &mut |_, _| true)
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("prompt has 8 tokens but the context window is 8 tokens"),
-        "{err}"
-    );
+    assert!(err.contains("prompt has 8 tokens but the context window is 8 tokens"), "{err}");
     assert!(err.contains("--ctx-size"), "{err}");
     // A prompt that fits stops at the context end with finish = length.
     let (out, _) = e
-        .generate_batch(
-            &[Request {
-                prompt: vec![5; 6],
-                params: greedy(50),
-            }],
-            &mut |_, _| true,
-        )
+        .generate_batch(&[Request { prompt: vec![5; 6], params: greedy(50) }], &mut |_, _| true)
         .unwrap();
     assert_eq!(out[0].tokens.len(), 2);
     assert_eq!(out[0].finish, forja_engine::FinishReason::Length);
     let err = Engine::load(
         tmp.path(),
-        &LoadOptions {
-            ctx_size: Some(100_000),
-            ..Default::default()
-        },
+        &LoadOptions { ctx_size: Some(100_000), ..Default::default() },
         &mut |_| {},
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        err.contains("ctx_size") && err.contains("supports 1..=256"),
-        "{err}"
-    );
+    assert!(err.contains("ctx_size") && err.contains("supports 1..=256"), "{err}");
 }
 
 /// Breaks a valid model in one way and checks the error names the problem.
@@ -403,16 +325,11 @@ fn bad_models_give_one_clear_line() {
     check_broken(
         |d| {
             let p = d.join("hf/config.json");
-            let s = std::fs::read_to_string(&p)
-                .unwrap()
-                .replace("\"llama\"", "\"gpt_neox\"");
+            let s = std::fs::read_to_string(&p).unwrap().replace("\"llama\"", "\"gpt_neox\"");
             std::fs::write(&p, s).unwrap();
             d.join("hf")
         },
-        &[
-            "unsupported architecture `gpt_neox`",
-            "llama, mistral, qwen2, qwen3",
-        ],
+        &["unsupported architecture `gpt_neox`", "llama, mistral, qwen2, qwen3"],
     );
     check_broken(
         |d| {
@@ -434,10 +351,7 @@ fn bad_models_give_one_clear_line() {
             std::fs::write(&p, s).unwrap();
             d.join("hf")
         },
-        &[
-            "model.layers.0.mlp.gate_proj.weight",
-            "shape [128, 64], expected [96, 64]",
-        ],
+        &["model.layers.0.mlp.gate_proj.weight", "shape [128, 64], expected [96, 64]"],
     );
     check_broken(
         |d| {
@@ -464,12 +378,7 @@ fn bad_models_give_one_clear_line() {
         |d| {
             let p = d.join("m.gguf");
             let len = std::fs::metadata(&p).unwrap().len();
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_len(len - 100)
-                .unwrap();
+            std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len - 100).unwrap();
             p
         },
         &["m.gguf", "truncated"],
@@ -508,10 +417,7 @@ fn gguf_metadata_errors_name_the_key() {
     // Rewrite the architecture to one forja does not implement.
     let bytes = std::fs::read(&p).unwrap();
     let needle = b"\x05\x00\x00\x00\x00\x00\x00\x00llama";
-    let at = bytes
-        .windows(needle.len())
-        .position(|x| x == needle)
-        .expect("architecture string");
+    let at = bytes.windows(needle.len()).position(|x| x == needle).expect("architecture string");
     let mut b2 = bytes.clone();
     b2[at + 8..at + 13].copy_from_slice(b"gemma");
     let p2 = tmp.path().join("gemma.gguf");

@@ -23,10 +23,7 @@ fn stat(xs: &[f64]) -> Stat {
     } else {
         0.0
     };
-    Stat {
-        mean,
-        std: var.sqrt(),
-    }
+    Stat { mean, std: var.sqrt() }
 }
 
 pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
@@ -43,10 +40,7 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
             (s % vocab) as u32
         })
         .collect();
-    let bos = engine
-        .tokenizer()
-        .bos()
-        .unwrap_or(prompt.first().copied().unwrap_or(0));
+    let bos = engine.tokenizer().bos().unwrap_or(prompt.first().copied().unwrap_or(0));
     // Warm-up: touch every weight once.
     engine.logits(&[bos])?;
     let mut pp = Vec::new();
@@ -66,10 +60,7 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
             ..Default::default()
         };
         for _ in 0..reps {
-            let req = Request {
-                prompt: vec![bos],
-                params: params.clone(),
-            };
+            let req = Request { prompt: vec![bos], params: params.clone() };
             let t = Instant::now();
             let (out, _) = engine.generate_batch(&[req], &mut |_, _| true)?;
             // The first token comes out of the 1-token prefill, the rest from decode passes.

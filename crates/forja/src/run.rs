@@ -11,10 +11,7 @@ use std::process::ExitCode;
 /// Loads the model named by `--model`, with a progress bar.
 pub fn load(a: &ModelArgs) -> Result<Engine> {
     let path = models::resolve(&a.model)?;
-    let label = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (bar, mut cb) = progress::model_load(&label);
     let engine = Engine::load(&path, &a.load_options(), &mut cb);
     bar.finish_and_clear();
@@ -37,9 +34,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let params = a.sampling.params()?;
     let prompt = if a.prompt == "-" {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the prompt from stdin")?;
+        std::io::stdin().read_to_string(&mut s).context("cannot read the prompt from stdin")?;
         s
     } else {
         a.prompt.clone()
@@ -74,11 +69,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     if stdout_tty {
         println!();
     }
-    tracing::info!(
-        finish = done.finish.as_str(),
-        tokens = done.tokens.len(),
-        "done"
-    );
+    tracing::info!(finish = done.finish.as_str(), tokens = done.tokens.len(), "done");
     if a.timings {
         print_timings(&timings);
     }
@@ -96,9 +87,7 @@ pub fn chat(a: ChatArgs) -> Result<ExitCode> {
         history.push(ChatMessage::user(question));
         let mut out = std::io::stdout();
         let (reply, _) = engine.chat(history, &params, |t| {
-            out.write_all(t.as_bytes())
-                .and_then(|_| out.flush())
-                .is_ok()
+            out.write_all(t.as_bytes()).and_then(|_| out.flush()).is_ok()
         })?;
         println!();
         history.push(ChatMessage::assistant(reply.text));

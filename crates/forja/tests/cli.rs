@@ -41,21 +41,11 @@ fn stderr(o: &Output) -> String {
 fn check_user_error(o: &Output, want: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        o.stdout.is_empty(),
-        "stdout: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert!(o.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&o.stdout));
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(want),
-        "{err:?} lacks {want:?}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "{err:?} lacks {want:?}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
 
 #[test]
@@ -104,16 +94,7 @@ fn chat_reads_turns_from_stdin() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_gguf(tmp.path());
     let o = forja(
-        &[
-            "chat",
-            "-m",
-            model.to_str().unwrap(),
-            "-n",
-            "4",
-            "--temperature",
-            "0",
-            "--ignore-eos",
-        ],
+        &["chat", "-m", model.to_str().unwrap(), "-n", "4", "--temperature", "0", "--ignore-eos"],
         Some("hi\n/reset\nhello again\n"),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -126,13 +107,7 @@ fn chat_reads_turns_from_stdin() {
         sampling: SamplingParams::greedy(),
         ..Default::default()
     };
-    let reply = |q: &str| {
-        engine
-            .chat(&[ChatMessage::user(q)], &p, |_| true)
-            .unwrap()
-            .0
-            .text
-    };
+    let reply = |q: &str| engine.chat(&[ChatMessage::user(q)], &p, |_| true).unwrap().0.text;
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         format!("{}\n{}\n", reply("hi"), reply("hello again"))
@@ -161,25 +136,11 @@ fn user_errors_are_one_line() {
         "invalid parameter `top_p`",
     );
     check_user_error(
-        &forja(
-            &[
-                "generate",
-                "-m",
-                m,
-                "-c",
-                "4",
-                "-p",
-                "a long prompt that does not fit",
-            ],
-            None,
-        ),
+        &forja(&["generate", "-m", m, "-c", "4", "-p", "a long prompt that does not fit"], None),
         "context window is 4 tokens",
     );
     check_user_error(
-        &forja(
-            &["generate", "-m", m, "-p", "x", "--device", "cuda:0"],
-            None,
-        ),
+        &forja(&["generate", "-m", m, "-p", "x", "--device", "cuda:0"], None),
         "device `cuda:0` is unavailable",
     );
     let junk = tmp.path().join("junk.gguf");
@@ -188,10 +149,7 @@ fn user_errors_are_one_line() {
         &forja(&["generate", "-m", junk.to_str().unwrap(), "-p", "x"], None),
         "not a valid GGUF file",
     );
-    check_user_error(
-        &forja(&["models", "install", "nope"], None),
-        "unknown built-in model `nope`",
-    );
+    check_user_error(&forja(&["models", "install", "nope"], None), "unknown built-in model `nope`");
 }
 
 #[test]
@@ -200,12 +158,7 @@ fn models_path_resolves_paths_and_names() {
     let model = tiny_gguf(tmp.path());
     let o = forja(&["models", "path", model.to_str().unwrap()], None);
     assert!(o.status.success());
-    assert_eq!(
-        String::from_utf8(o.stdout).unwrap().trim(),
-        model.to_str().unwrap()
-    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), model.to_str().unwrap());
     let o = forja(&["models", "list"], None);
-    assert!(String::from_utf8(o.stdout)
-        .unwrap()
-        .contains("smollm2-135m-instruct"));
+    assert!(String::from_utf8(o.stdout).unwrap().contains("smollm2-135m-instruct"));
 }

@@ -171,12 +171,10 @@ impl LlamaConfig {
     }
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
     fn qkv_bias(&self) -> bool {
-        self.attention_bias
-            .unwrap_or(self.family() == Family::Qwen2)
+        self.attention_bias.unwrap_or(self.family() == Family::Qwen2)
     }
     fn window(&self) -> Option<usize> {
         // Mistral GGUF files say `llama` and carry the window in the metadata.
@@ -208,11 +206,7 @@ impl LlamaConfig {
         ];
         for (field, v) in positive {
             if v == 0 {
-                return Err(EngineError::field(
-                    path,
-                    field,
-                    "must be a positive integer",
-                ));
+                return Err(EngineError::field(path, field, "must be a positive integer"));
             }
         }
         if self.num_attention_heads % self.kv_heads() != 0 {
@@ -227,18 +221,10 @@ impl LlamaConfig {
             ));
         }
         if self.head_dim() % 2 != 0 {
-            return Err(EngineError::field(
-                path,
-                "head_dim",
-                "must be even for rotary embeddings",
-            ));
+            return Err(EngineError::field(path, "head_dim", "must be even for rotary embeddings"));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return Err(EngineError::field(
-                path,
-                "rope_theta",
-                "must be a positive number",
-            ));
+            return Err(EngineError::field(path, "rope_theta", "must be a positive number"));
         }
         if let Some(s) = &self.rope_scaling {
             if !matches!(s.rope_type.as_str(), "default" | "linear" | "llama3") {
@@ -265,9 +251,8 @@ impl LlamaConfig {
     /// RoPE inverse frequencies (length `head_dim / 2`), after scaling.
     pub(crate) fn inv_freq(&self, freq_factors: Option<&[f32]>) -> Vec<f32> {
         let d = self.head_dim();
-        let mut inv: Vec<f64> = (0..d / 2)
-            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
-            .collect();
+        let mut inv: Vec<f64> =
+            (0..d / 2).map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64)).collect();
         if let Some(s) = &self.rope_scaling {
             match s.rope_type.as_str() {
                 "linear" => inv.iter_mut().for_each(|f| *f /= s.factor),
@@ -343,12 +328,7 @@ pub struct Llama {
 
 impl std::fmt::Debug for Llama {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Llama({:?}, {} layers)",
-            self.cfg.family(),
-            self.blocks.len()
-        )
+        write!(f, "Llama({:?}, {} layers)", self.cfg.family(), self.blocks.len())
     }
 }
 
@@ -378,28 +358,13 @@ impl Llama {
                 } else {
                     None
                 },
-                heads: Heads {
-                    heads: nh,
-                    kv_heads: nkv,
-                    head_dim: hd,
-                    window: cfg.window(),
-                },
+                heads: Heads { heads: nh, kv_heads: nkv, head_dim: hd, window: cfg.window() },
                 eps: cfg.rms_norm_eps,
             };
             let mlp = Mlp {
-                gate: w.linear(
-                    &format!("{p}.mlp.gate_proj"),
-                    cfg.intermediate_size,
-                    h,
-                    false,
-                )?,
+                gate: w.linear(&format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h, false)?,
                 up: w.linear(&format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
-                down: w.linear(
-                    &format!("{p}.mlp.down_proj"),
-                    h,
-                    cfg.intermediate_size,
-                    false,
-                )?,
+                down: w.linear(&format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
             };
             blocks.push(Block {
                 input_norm: w.vector(&format!("{p}.input_layernorm.weight"), h)?,
@@ -489,12 +454,7 @@ impl Llama {
             }
         }
         let rows = Tensor::new(
-            batch
-                .logits_rows
-                .iter()
-                .map(|&r| r as u32)
-                .collect::<Vec<_>>()
-                .as_slice(),
+            batch.logits_rows.iter().map(|&r| r as u32).collect::<Vec<_>>().as_slice(),
             &self.device,
         )?;
         let x = x.index_select(&rows, 0)?;
@@ -527,9 +487,8 @@ impl Llama {
     fn mlp(&self, b: &Block, x: &Tensor) -> Result<Tensor> {
         let h = ops::rms_norm(x, &b.post_norm, b.attn.eps)?;
         let m = &b.mlp;
-        let [g, u]: [Tensor; 2] = Linear::forward_shared(&[&m.gate, &m.up], &h)?
-            .try_into()
-            .expect("two outputs");
+        let [g, u]: [Tensor; 2] =
+            Linear::forward_shared(&[&m.gate, &m.up], &h)?.try_into().expect("two outputs");
         Ok(m.down.forward(&ops::silu_mul(&g, &u)?)?)
     }
 

@@ -44,11 +44,12 @@ unsafe fn quantize_acts_impl(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut
         let amax = hmax(m);
         let scale = amax / 127.0;
         let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
-        let r = |v: __m256| {
-            _mm256_cvtps_epi32(_mm256_round_ps::<
-                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
-            >(_mm256_mul_ps(v, id)))
-        };
+        let r =
+            |v: __m256| {
+                _mm256_cvtps_epi32(_mm256_round_ps::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(_mm256_mul_ps(v, id)))
+            };
         let (i0, i1, i2, i3) = (r(v[0]), r(v[1]), r(v[2]), r(v[3]));
         let s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
         let sum = hsum_i32(s);
@@ -94,6 +95,8 @@ pub(super) fn tile(
 /// One GGML weight format, as the micro-kernel sees it.
 trait Fmt {
     const TYPE: QType;
+    /// 4-bit formats read pairs of blocks per load (activations paired).
+    const PAIRED: bool;
     /// Unpacks one block's quants to 32 bytes.
     unsafe fn unpack(p: *const u8) -> __m256i;
     /// Σ w_j * a_j over one block, as 8 i32 partial sums.
@@ -123,6 +126,7 @@ unsafe fn madd_u8_i8(w: __m256i, a: __m256i) -> __m256i {
 
 impl Fmt for Q40 {
     const TYPE: QType = QType::Q4_0;
+    const PAIRED: bool = true;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         nibbles(p)
@@ -139,6 +143,7 @@ impl Fmt for Q40 {
 
 impl Fmt for Q41 {
     const TYPE: QType = QType::Q4_1;
+    const PAIRED: bool = true;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         nibbles(p)
@@ -155,6 +160,7 @@ impl Fmt for Q41 {
 
 impl Fmt for Q80 {
     const TYPE: QType = QType::Q8_0;
+    const PAIRED: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         _mm256_loadu_si256(p as *const __m256i)
@@ -245,7 +251,52 @@ unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
             }
         }
         let qbase = base + 2 * halves * n;
-        for b in 0..n {
+        let mut b = 0;
+        if F::PAIRED {
+            // Two 4-bit blocks per 32-byte load: low nibbles of both, then high
+            // nibbles of both, against paired activations.
+            let m4 = _mm256_set1_epi8(0x0F);
+            let ones = _mm256_set1_epi16(1);
+            while b + 2 <= n {
+                let idx = _mm256_setr_epi32(
+                    b as i32,
+                    b as i32,
+                    b as i32,
+                    b as i32,
+                    b as i32 + 1,
+                    b as i32 + 1,
+                    b as i32 + 1,
+                    b as i32 + 1,
+                );
+                let mut alo = [_mm256_setzero_si256(); C];
+                let mut ahi = [_mm256_setzero_si256(); C];
+                for j in 0..C {
+                    let ap = aq.add(j * acts.k + (g0 + b) * BLOCK);
+                    alo[j] = _mm256_loadu_si256(ap as *const __m256i);
+                    ahi[j] = _mm256_loadu_si256(ap.add(32) as *const __m256i);
+                }
+                for i in 0..R {
+                    let v = _mm256_loadu_si256(
+                        wp.add(i * row_bytes + qbase + b * qb) as *const __m256i
+                    );
+                    let lo = _mm256_and_si256(v, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                    for j in 0..C {
+                        let s16 = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo, alo[j]),
+                            _mm256_maddubs_epi16(hi, ahi[j]),
+                        );
+                        let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                        let s = _mm256_permutevar8x32_ps(scale[i][j], idx);
+                        acc[i][j] = _mm256_fmadd_ps(p, s, acc[i][j]);
+                    }
+                }
+                b += 2;
+            }
+        }
+        // Remaining blocks one at a time (all of them for 8-bit weights; a
+        // trailing odd 4-bit block, stored unpaired).
+        while b < n {
             let mut wq = [_mm256_setzero_si256(); R];
             for (i, q) in wq.iter_mut().enumerate() {
                 *q = F::unpack(wp.add(i * row_bytes + qbase + b * qb));
@@ -259,6 +310,7 @@ unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
                     acc[i][j] = _mm256_fmadd_ps(p, s, acc[i][j]);
                 }
             }
+            b += 1;
         }
         g0 += n;
     }

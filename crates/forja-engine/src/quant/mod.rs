@@ -89,13 +89,7 @@ pub struct QMatrix {
 
 impl std::fmt::Debug for QMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "QMatrix({} {}x{})",
-            self.qtype.name(),
-            self.rows,
-            self.cols
-        )
+        write!(f, "QMatrix({} {}x{})", self.qtype.name(), self.rows, self.cols)
     }
 }
 
@@ -146,12 +140,7 @@ impl QMatrix {
             });
         }
         let data = regroup(qtype, cols / BLOCK, &ggml, true);
-        Ok(QMatrix {
-            qtype,
-            rows,
-            cols,
-            data,
-        })
+        Ok(QMatrix { qtype, rows, cols, data })
     }
 
     /// Quantizes a row-major f32 matrix (GGML's reference rounding).
@@ -166,10 +155,7 @@ impl QMatrix {
         }
         assert_eq!(w.len(), rows * cols, "quantize: data is not rows x cols");
         let mut ggml = vec![0u8; rows * cols / BLOCK * qtype.block_bytes()];
-        for (x, out) in w
-            .chunks_exact(BLOCK)
-            .zip(ggml.chunks_exact_mut(qtype.block_bytes()))
-        {
+        for (x, out) in w.chunks_exact(BLOCK).zip(ggml.chunks_exact_mut(qtype.block_bytes())) {
             scalar::quantize_block(qtype, x, out);
         }
         Self::from_bytes(qtype, rows, cols, ggml)
@@ -177,12 +163,7 @@ impl QMatrix {
 
     /// The matrix as GGML block data (as stored in GGUF files).
     pub fn to_ggml_bytes(&self) -> Vec<u8> {
-        regroup(
-            self.qtype,
-            self.cols / BLOCK,
-            &self.data[..self.data.len() - PAD],
-            false,
-        )
+        regroup(self.qtype, self.cols / BLOCK, &self.data[..self.data.len() - PAD], false)
     }
 
     /// The block format.
@@ -218,48 +199,70 @@ impl QMatrix {
     /// Dequantizes the whole matrix, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
-        out.par_chunks_mut(self.cols)
-            .enumerate()
-            .for_each(|(r, o)| self.dequantize_row(r, o));
+        out.par_chunks_mut(self.cols).enumerate().for_each(|(r, o)| self.dequantize_row(r, o));
         out
     }
 
     /// `y[m × rows] = x[m × cols] · selfᵀ`, with `x` quantized to 8 bits
     /// per block first (as GGML does). Runs on the current rayon pool.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        let acts = QActs::quantize(x, m, self.cols);
+        let acts = self.quantize_input(x, m);
         self.matmul_q(&acts, y);
+    }
+
+    /// Quantizes `m` input rows in the layout this matrix's kernel reads.
+    pub fn quantize_input(&self, x: &[f32], m: usize) -> QActs {
+        QActs::quantize(x, m, self.cols, self.act_layout())
+    }
+
+    /// The activation layout this matrix's kernel reads.
+    pub fn act_layout(&self) -> ActLayout {
+        Kernel::detect().act_layout(self.qtype)
     }
 
     /// Like [`QMatrix::matmul`] with activations already quantized, so one
     /// quantization serves several matrices that read the same input.
     pub fn matmul_q(&self, acts: &QActs, y: &mut [f32]) {
+        Self::matmul_many(&[self], acts, &mut [y]);
+    }
+
+    /// Several products with the same quantized input in one parallel pass
+    /// (q/k/v, or gate/up): one fork-join instead of one per matrix.
+    pub fn matmul_many(mats: &[&QMatrix], acts: &QActs, ys: &mut [&mut [f32]]) {
         let m = acts.m;
-        assert_eq!(
-            acts.k, self.cols,
-            "matmul: activation width != matrix columns"
-        );
-        assert_eq!(y.len(), m * self.rows, "matmul: output is not m x rows");
         let kernel = Kernel::detect();
-        let rb = self.row_bytes();
-        // Split by weight rows; each task computes all activation rows for its
-        // weight rows, writing a transposed [rows_chunk × m] tile.
-        let chunk = row_chunk(self.rows, m);
-        if m == 1 {
-            y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
-                let w = &self.data[ci * chunk * rb..];
-                kernel.tile(self.qtype, w, out.len(), acts, 0, 1, out, 1);
-            });
-            return;
+        assert_eq!(mats.len(), ys.len(), "matmul_many: one output per matrix");
+        for (w, y) in mats.iter().zip(ys.iter()) {
+            assert_eq!(acts.k, w.cols, "matmul: activation width != matrix columns");
+            assert_eq!(y.len(), m * w.rows, "matmul: output is not m x rows");
+            assert_eq!(acts.layout, w.act_layout(), "matmul: activations in the wrong layout");
         }
-        let mut yt = vec![0f32; m * self.rows];
-        yt.par_chunks_mut(chunk * m)
-            .enumerate()
-            .for_each(|(ci, out)| {
-                let w = &self.data[ci * chunk * rb..];
-                kernel.tile(self.qtype, w, out.len() / m, acts, 0, m, out, m);
-            });
-        transpose_into(&yt, self.rows, m, y);
+        let total_rows: usize = mats.iter().map(|w| w.rows).sum();
+        let chunk = row_chunk(total_rows, m);
+        // For m > 1 each task writes a transposed [rows × m] tile.
+        let mut yts: Vec<Vec<f32>> =
+            if m == 1 { Vec::new() } else { mats.iter().map(|w| vec![0f32; m * w.rows]).collect() };
+        let mut tasks: Vec<(&QMatrix, usize, &mut [f32])> = Vec::new();
+        if m == 1 {
+            for (w, y) in mats.iter().zip(ys.iter_mut()) {
+                for (ci, out) in y.chunks_mut(chunk).enumerate() {
+                    tasks.push((w, ci * chunk, out));
+                }
+            }
+        } else {
+            for (w, yt) in mats.iter().zip(yts.iter_mut()) {
+                for (ci, out) in yt.chunks_mut(chunk * m).enumerate() {
+                    tasks.push((w, ci * chunk, out));
+                }
+            }
+        }
+        tasks.into_par_iter().for_each(|(w, r0, out)| {
+            let rows = out.len() / m;
+            kernel.tile(w.qtype, &w.data[r0 * w.row_bytes()..], rows, acts, 0, m, out, m);
+        });
+        for ((w, yt), y) in mats.iter().zip(&yts).zip(ys.iter_mut()) {
+            transpose_into(yt, w.rows, m, y);
+        }
     }
 }
 
@@ -281,12 +284,24 @@ fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     });
 }
 
+/// How the 8-bit activation quants of a row are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActLayout {
+    /// Block after block, 32 values each.
+    Natural,
+    /// Blocks in pairs `(2p, 2p+1)` stored as the first halves of both, then
+    /// the second halves: the order a 32-byte load of two 4-bit blocks'
+    /// nibbles produces. A trailing odd block stays natural.
+    Paired,
+}
+
 /// Activations quantized to signed 8-bit blocks: per block a scale `d` and
 /// `d * Σq` (used by the formats with an offset).
 #[derive(Debug, Clone)]
 pub struct QActs {
     m: usize,
     k: usize,
+    layout: ActLayout,
     qs: Vec<i8>,
     d: Vec<f32>,
     dsum: Vec<f32>,
@@ -294,7 +309,7 @@ pub struct QActs {
 
 impl QActs {
     /// Quantizes `m` rows of `k` values (`k` a multiple of 32).
-    pub fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+    pub fn quantize(x: &[f32], m: usize, k: usize, layout: ActLayout) -> Self {
         assert_eq!(x.len(), m * k, "QActs::quantize: input is not m x k");
         assert_eq!(k % BLOCK, 0, "QActs::quantize: k is not a multiple of 32");
         let nb = m * k / BLOCK;
@@ -302,20 +317,34 @@ impl QActs {
         let mut acts = QActs {
             m,
             k,
+            layout,
             qs: vec![0; m * k],
             d: vec![0.0; nb + GROUP],
             dsum: vec![0.0; nb + GROUP],
         };
         let kernel = Kernel::detect();
-        let per = 64; // blocks per task
+        let row_blocks = k / BLOCK;
+        // Tasks of whole rows (pairs never straddle tasks), about 64 blocks each.
+        let rows_per = (64 / row_blocks).max(1);
+        if m <= rows_per {
+            // One task's worth: skip the fork-join.
+            kernel.quantize_acts(x, &mut acts.qs, &mut acts.d[..nb], &mut acts.dsum[..nb]);
+            if layout == ActLayout::Paired {
+                acts.qs.chunks_mut(k).for_each(pair_blocks);
+            }
+            return acts;
+        }
         acts.qs
-            .par_chunks_mut(per * BLOCK)
-            .zip(acts.d[..nb].par_chunks_mut(per))
-            .zip(acts.dsum[..nb].par_chunks_mut(per))
+            .par_chunks_mut(rows_per * k)
+            .zip(acts.d[..nb].par_chunks_mut(rows_per * row_blocks))
+            .zip(acts.dsum[..nb].par_chunks_mut(rows_per * row_blocks))
             .enumerate()
             .for_each(|(i, ((qs, d), dsum))| {
-                let x = &x[i * per * BLOCK..][..qs.len()];
+                let x = &x[i * rows_per * k..][..qs.len()];
                 kernel.quantize_acts(x, qs, d, dsum);
+                if layout == ActLayout::Paired {
+                    qs.chunks_mut(k).for_each(pair_blocks);
+                }
             });
         acts
     }
@@ -323,6 +352,39 @@ impl QActs {
     /// Rows.
     pub fn m(&self) -> usize {
         self.m
+    }
+
+    /// The quant order.
+    pub fn layout(&self) -> ActLayout {
+        self.layout
+    }
+
+    /// The 32 quants of block `b` of row `c`, in natural order.
+    fn block(&self, c: usize, b: usize) -> [i8; BLOCK] {
+        let nb = self.k / BLOCK;
+        let row = &self.qs[c * self.k..][..self.k];
+        let mut out = [0i8; BLOCK];
+        if self.layout == ActLayout::Paired && (b | 1) < nb {
+            let base = (b & !1) * BLOCK;
+            let side = (b & 1) * 16;
+            out[..16].copy_from_slice(&row[base + side..][..16]);
+            out[16..].copy_from_slice(&row[base + 32 + side..][..16]);
+        } else {
+            out.copy_from_slice(&row[b * BLOCK..][..BLOCK]);
+        }
+        out
+    }
+}
+
+/// Reorders one row's blocks into [`ActLayout::Paired`].
+fn pair_blocks(row: &mut [i8]) {
+    for pair in row.chunks_exact_mut(2 * BLOCK) {
+        let mut tmp = [0i8; 2 * BLOCK];
+        tmp[..16].copy_from_slice(&pair[..16]);
+        tmp[16..32].copy_from_slice(&pair[32..48]);
+        tmp[32..48].copy_from_slice(&pair[16..32]);
+        tmp[48..].copy_from_slice(&pair[48..]);
+        pair.copy_from_slice(&tmp);
     }
 }
 
@@ -350,6 +412,15 @@ impl Kernel {
             }
         }
         Kernel::Scalar
+    }
+
+    /// The activation layout this kernel wants for a weight format.
+    fn act_layout(self, qtype: QType) -> ActLayout {
+        match (self, qtype) {
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2, QType::Q4_0 | QType::Q4_1) => ActLayout::Paired,
+            _ => ActLayout::Natural,
+        }
     }
 
     fn quantize_acts(self, x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
@@ -417,11 +488,7 @@ fn ggml_block(qtype: QType, row: &[u8], nb: usize, b: usize, out: &mut [u8]) {
 fn regroup(qtype: QType, nb: usize, src: &[u8], to_grouped: bool) -> Vec<u8> {
     let bb = qtype.block_bytes();
     let row_bytes = nb * bb;
-    let rows = if row_bytes == 0 {
-        0
-    } else {
-        src.len() / row_bytes
-    };
+    let rows = if row_bytes == 0 { 0 } else { src.len() / row_bytes };
     let mut out = vec![0u8; src.len() + if to_grouped { PAD } else { 0 }];
     let hq = 2 * qtype.header_halves();
     for r in 0..rows {

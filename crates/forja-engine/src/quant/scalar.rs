@@ -9,10 +9,7 @@ pub(super) fn quantize_block(qtype: QType, x: &[f32], out: &mut [u8]) {
     match qtype {
         QType::Q4_0 => {
             // The value of largest magnitude maps to -8.
-            let max = x
-                .iter()
-                .copied()
-                .fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
+            let max = x.iter().copied().fold(0f32, |a, v| if v.abs() > a.abs() { v } else { a });
             let d = max / -8.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             out[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
@@ -73,11 +70,7 @@ pub(super) fn dequantize_block(qtype: QType, b: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn quantize_acts(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
-    for (((x, q), d), ds) in x
-        .chunks_exact(BLOCK)
-        .zip(qs.chunks_exact_mut(BLOCK))
-        .zip(d)
-        .zip(dsum)
+    for (((x, q), d), ds) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).zip(d).zip(dsum)
     {
         let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
         let scale = amax / 127.0;
@@ -101,7 +94,7 @@ fn dot_row(qtype: QType, row: &[u8], acts: &QActs, c: usize) -> f32 {
         let qs = &row[qoff..qoff + qtype.quant_bytes()];
         let d = f16_at(row, doff);
         let ai = c * nb + b;
-        let aq = &acts.qs[ai * BLOCK..(ai + 1) * BLOCK];
+        let aq = acts.block(c, b);
         let (ad, adsum) = (acts.d[ai], acts.dsum[ai]);
         match qtype {
             QType::Q4_0 | QType::Q4_1 => {
@@ -110,19 +103,11 @@ fn dot_row(qtype: QType, row: &[u8], acts: &QActs, c: usize) -> f32 {
                     isum += (qs[j] & 0x0F) as i32 * aq[j] as i32;
                     isum += (qs[j] >> 4) as i32 * aq[j + 16] as i32;
                 }
-                let offset = if qtype == QType::Q4_0 {
-                    -8.0 * d
-                } else {
-                    f16_at(row, moff)
-                };
+                let offset = if qtype == QType::Q4_0 { -8.0 * d } else { f16_at(row, moff) };
                 sum += d * ad * isum as f32 + offset * adsum;
             }
             QType::Q8_0 => {
-                let isum: i32 = qs
-                    .iter()
-                    .zip(aq)
-                    .map(|(&w, &a)| (w as i8) as i32 * a as i32)
-                    .sum();
+                let isum: i32 = qs.iter().zip(aq).map(|(&w, a)| (w as i8) as i32 * a as i32).sum();
                 sum += d * ad * isum as f32;
             }
         }

@@ -7,9 +7,7 @@ const ALL: [QType; 3] = [QType::Q4_0, QType::Q4_1, QType::Q8_0];
 
 /// Deterministic pseudo-random values in [-1, 1) with some outliers.
 fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|i| {
             s ^= s << 13;
@@ -40,9 +38,7 @@ fn reference(w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
 
 fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
     let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
-    got.iter()
-        .zip(want)
-        .fold(0f32, |a, (g, w)| a.max((g - w).abs() / scale))
+    got.iter().zip(want).fold(0f32, |a, (g, w)| a.max((g - w).abs() / scale))
 }
 
 #[test]
@@ -55,10 +51,7 @@ fn round_trip_error_is_bounded_by_the_format() {
         for (blk_w, blk_b) in w.chunks(BLOCK).zip(back.chunks(BLOCK)) {
             let amax = blk_w.iter().fold(0f32, |a, v| a.max(v.abs()));
             for (a, b) in blk_w.iter().zip(blk_b) {
-                assert!(
-                    (a - b).abs() <= tol * amax,
-                    "{qtype:?}: {a} vs {b} (amax {amax})"
-                );
+                assert!((a - b).abs() <= tol * amax, "{qtype:?}: {a} vs {b} (amax {amax})");
             }
         }
     }
@@ -67,23 +60,14 @@ fn round_trip_error_is_bounded_by_the_format() {
 #[test]
 fn matmul_agrees_with_f32_maths() {
     for qtype in ALL {
-        for (m, rows, cols) in [
-            (1, 1, 32),
-            (1, 7, 64),
-            (2, 4, 96),
-            (3, 9, 128),
-            (17, 33, 256),
-        ] {
+        for (m, rows, cols) in [(1, 1, 32), (1, 7, 64), (2, 4, 96), (3, 9, 128), (17, 33, 256)] {
             let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 2)).unwrap();
             let x = data(m * cols, 3);
             let mut y = vec![0f32; m * rows];
             w.matmul(&x, m, &mut y);
             let err = max_rel_err(&y, &reference(&w, &x, m));
             // The only extra error is the 8-bit quantization of activations.
-            assert!(
-                err < 0.02,
-                "{qtype:?} m={m} rows={rows} cols={cols}: rel err {err}"
-            );
+            assert!(err < 0.02, "{qtype:?} m={m} rows={rows} cols={cols}: rel err {err}");
         }
     }
 }
@@ -95,21 +79,29 @@ fn simd_kernel_matches_scalar_reference() {
         return;
     }
     for qtype in ALL {
-        for (m, rows, cols) in [(1, 5, 64), (2, 8, 128), (5, 13, 320), (3, 9, 576)] {
+        for (m, rows, cols) in [(1, 5, 64), (2, 8, 128), (5, 13, 320), (3, 9, 576), (2, 4, 96)] {
             let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 4)).unwrap();
             let x = data(m * cols, 5);
-            let acts = QActs::quantize(&x, m, cols);
-            let mut scalar_acts = acts.clone();
+            let natural = QActs::quantize(&x, m, cols, ActLayout::Natural);
+            let mut scalar_acts = natural.clone();
             scalar::quantize_acts(
                 &x,
                 &mut scalar_acts.qs,
                 &mut scalar_acts.d,
                 &mut scalar_acts.dsum,
             );
-            assert_eq!(
-                acts.qs, scalar_acts.qs,
-                "{qtype:?}: activation quantization differs"
-            );
+            assert_eq!(natural.qs, scalar_acts.qs, "{qtype:?}: activation quantization differs");
+            let acts = w.quantize_input(&x, m);
+            for c in 0..m {
+                for blk in 0..cols / BLOCK {
+                    assert_eq!(
+                        acts.block(c, blk),
+                        natural.block(c, blk),
+                        "{:?} {blk}",
+                        acts.layout()
+                    );
+                }
+            }
             let (mut a, mut b) = (vec![0f32; m * rows], vec![0f32; m * rows]);
             scalar::tile(qtype, &w.data, rows, &acts, 0, m, &mut a, m);
             Kernel::detect().tile(qtype, &w.data, rows, &acts, 0, m, &mut b, m);
@@ -131,13 +123,8 @@ fn block_decoding_matches_candle() {
         let t = Tensor::from_vec(data(rows * cols, 6), (rows, cols), &Device::Cpu).unwrap();
         let qt = QTensor::quantize(&t, gd).unwrap();
         let ours = QMatrix::from_bytes(qtype, rows, cols, qt.data().unwrap().into_owned()).unwrap();
-        let theirs: Vec<f32> = qt
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let theirs: Vec<f32> =
+            qt.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(ours.dequantize(), theirs, "{qtype:?}");
     }
 }
