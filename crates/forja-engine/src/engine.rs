@@ -27,6 +27,9 @@ pub struct LoadOptions {
     pub tokenizer: Option<PathBuf>,
     /// Most tokens in one prefill pass.
     pub ubatch: usize,
+    /// Dequantize GGUF weights to dense f32 at load (the unquantized
+    /// reference; training uses it).
+    pub dequantize: bool,
 }
 
 impl Default for LoadOptions {
@@ -37,6 +40,7 @@ impl Default for LoadOptions {
             ctx_size: None,
             tokenizer: None,
             ubatch: 512,
+            dequantize: false,
         }
     }
 }
@@ -123,7 +127,7 @@ impl Engine {
             if path.is_dir() {
                 load_hf(path, &dev, &mut layer_progress)
             } else {
-                load_gguf(path, &dev, &mut layer_progress)
+                load_gguf(path, &dev, opts.dequantize, &mut layer_progress)
             }
         })?;
         if let Some(t) = &opts.tokenizer {
@@ -238,15 +242,48 @@ impl Engine {
 
     /// Logits after the last of `tokens`, from a fresh cache (for tests and evaluation).
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let last = tokens.len().saturating_sub(1);
+        Ok(self.logits_at(tokens, &[last])?.pop().unwrap_or_default())
+    }
+
+    /// Logits after each of the given positions of `tokens` (one forward
+    /// pass from a fresh cache): what scoring a reference continuation needs.
+    pub fn logits_at(&self, tokens: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
+        if tokens.len() > self.ctx {
+            let model_max = self.model.config().max_position_embeddings;
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: tokens.len(),
+                context: self.ctx,
+                model_max,
+            });
+        }
+        assert!(positions.iter().all(|&p| p < tokens.len()), "logits_at: position out of range");
         self.pool.install(|| {
             let mut cache = self.model.new_cache();
             let slots: Vec<Slot> = (0..tokens.len()).map(|pos| Slot { seq: 0, pos }).collect();
-            let batch = Batch { tokens, slots: &slots, logits_rows: &[tokens.len() - 1] };
-            let l = self.model.forward(&batch, &mut [&mut cache])?;
-            Ok(l.flatten_all()?.to_vec1()?)
+            let mut rows = Vec::new();
+            for chunk in (0..tokens.len()).collect::<Vec<_>>().chunks(self.ubatch) {
+                let (lo, hi) = (chunk[0], chunk[chunk.len() - 1] + 1);
+                let wanted: Vec<usize> =
+                    positions.iter().filter(|&&p| p >= lo && p < hi).map(|&p| p - lo).collect();
+                let batch =
+                    Batch { tokens: &tokens[lo..hi], slots: &slots[lo..hi], logits_rows: &wanted };
+                let l = self.model.forward(&batch, &mut [&mut cache])?;
+                if !wanted.is_empty() {
+                    rows.extend(l.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?);
+                }
+            }
+            // Rows come out in chunk order; put them in the order asked for.
+            let mut order: Vec<usize> = (0..positions.len()).collect();
+            order.sort_by_key(|&i| positions[i]);
+            let mut out = vec![Vec::new(); positions.len()];
+            for (row, i) in rows.into_iter().zip(order) {
+                out[i] = row;
+            }
+            Ok(out)
         })
     }
 }
@@ -256,6 +293,7 @@ type Loaded = (Llama, Tokenizer, Option<ChatTemplate>, ModelInfo);
 fn load_gguf(
     path: &Path,
     dev: &candle_core::Device,
+    dequantize: bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Loaded> {
     let mut magic = [0u8; 4];
@@ -286,6 +324,7 @@ fn load_gguf(
     };
     let name = file.get_str("general.name")?.map(str::to_string).unwrap_or_else(|| file_stem(path));
     let mut weights = Weights::from_gguf(file, cfg.num_attention_heads, cfg.kv_heads(), dev)?
+        .dequantized(dequantize)
         .with_progress(progress);
     let model = Llama::new(&cfg, &mut weights)?;
     let info = ModelInfo {

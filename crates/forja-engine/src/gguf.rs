@@ -32,6 +32,15 @@ impl GgufFile {
         let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| {
+            if let Some(id) = unknown_dtype(&e) {
+                return EngineError::malformed(
+                    path,
+                    format!(
+                        "a tensor is stored as GGML type {id} ({}), which forja cannot compute with (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K); re-quantize with llama-quantize to Q4_K_M or Q8_0",
+                        ggml_type_name(id)
+                    ),
+                );
+            }
             EngineError::malformed(path, format!("not a valid GGUF file: {}", candle_text(&e)))
         })?;
         Ok(GgufFile { path: path.to_path_buf(), content, reader, file_len })
@@ -300,6 +309,21 @@ impl GgufFile {
         cfg.validate(&self.path)?;
         Ok(cfg)
     }
+}
+
+/// The GGML type id in candle's "unknown dtype" error, if that is the error.
+fn unknown_dtype(e: &candle_core::Error) -> Option<u32> {
+    candle_text(e).strip_prefix("unknown dtype for tensor ")?.trim().parse().ok()
+}
+
+/// GGML's names for its type ids (ggml.h), for error messages.
+fn ggml_type_name(id: u32) -> &'static str {
+    const NAMES: &[&str] = &[
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
+        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+    ];
+    NAMES.get(id as usize).copied().unwrap_or("unknown")
 }
 
 /// The GGUF name of a Hugging Face Llama-family tensor name.

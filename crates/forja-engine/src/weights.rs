@@ -28,6 +28,7 @@ pub struct Weights<'p> {
     device: Device,
     path: PathBuf,
     progress: Option<LayerProgress<'p>>,
+    dequantize: bool,
 }
 
 enum Source {
@@ -54,6 +55,7 @@ impl<'p> Weights<'p> {
             device: device.clone(),
             path,
             progress: None,
+            dequantize: false,
         })
     }
 
@@ -78,7 +80,15 @@ impl<'p> Weights<'p> {
             device: device.clone(),
             path: dir.to_path_buf(),
             progress: None,
+            dequantize: false,
         })
+    }
+
+    /// Loads every quantized tensor as dense f32 (training needs plain
+    /// tensors; evaluation can use it as the unquantized reference).
+    pub fn dequantized(mut self, yes: bool) -> Self {
+        self.dequantize = yes;
+        self
     }
 
     /// Reports per-layer progress to `f` while the model is built.
@@ -234,13 +244,13 @@ impl<'p> Weights<'p> {
             Source::Gguf { .. } => {
                 let (dtype, bytes) = self.gguf_raw(&wname, &[out, inp])?;
                 match (forja_qtype(dtype), self.device.is_cpu()) {
+                    _ if self.dequantize || is_float(dtype) => {
+                        Weight::Dense(self.dense_from_gguf(&wname, dtype, &bytes, &[out, inp])?)
+                    }
                     (Some(qt), true) => {
                         Weight::Quant(Arc::new(QMatrix::from_bytes(qt, out, inp, bytes).map_err(
                             |e| EngineError::malformed(&self.path, format!("{wname}: {e}")),
                         )?))
-                    }
-                    _ if is_float(dtype) => {
-                        Weight::Dense(self.dense_from_gguf(&wname, dtype, &bytes, &[out, inp])?)
                     }
                     _ => Weight::Candle(Arc::new(QMatMul::from_qtensor(self.qtensor(
                         &wname,
@@ -287,17 +297,14 @@ impl<'p> Weights<'p> {
             Source::Gguf { .. } => {
                 let (dtype, bytes) = self.gguf_raw(hf, &[vocab, hidden])?;
                 match (forja_qtype(dtype), self.device.is_cpu()) {
+                    _ if self.dequantize || is_float(dtype) => Ok(Embedding::Dense(
+                        self.dense_from_gguf(hf, dtype, &bytes, &[vocab, hidden])?,
+                    )),
                     (Some(qt), true) => Ok(Embedding::Quant(Arc::new(
                         QMatrix::from_bytes(qt, vocab, hidden, bytes).map_err(|e| {
                             EngineError::malformed(&self.path, format!("{hf}: {e}"))
                         })?,
                     ))),
-                    _ if is_float(dtype) => Ok(Embedding::Dense(self.dense_from_gguf(
-                        hf,
-                        dtype,
-                        &bytes,
-                        &[vocab, hidden],
-                    )?)),
                     _ => Ok(Embedding::Candle(Arc::new(self.qtensor(
                         hf,
                         dtype,

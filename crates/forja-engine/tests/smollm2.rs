@@ -1,19 +1,56 @@
 //! The real default model, SmolLM2-135M-Instruct Q4_1 (installed by `make
 //! test` from PyPI): tokenization and greedy decoding match llama.cpp token
-//! for token (fixture recorded with scripts/llamacpp-greedy-fixture.py), and
-//! the GGUF chat template renders like transformers would.
+//! for token, and the GGUF chat template renders like transformers would.
+//!
+//! Greedy parity, and why it is checked the way it is. The fixture
+//! (scripts/llamacpp-greedy-fixture.py) holds llama.cpp's greedy tokens for
+//! 40 prompts. Both engines quantize activations to 8 bits inside every
+//! matrix product, which moves log-probabilities by about 0.02 on average
+//! and up to ~0.1; this model often has two candidates closer than that, so
+//! *any* change of rounding flips them: llama.cpp disagrees with itself on
+//! most of these prompts when only its flash-attention or KV-cache precision
+//! changes (the script's `--stability` mode shows it). So the test asks for
+//! agreement where the answer is well conditioned, judged by an independent
+//! reference: the same weights dequantized to f32 with unquantized
+//! activations (dense candle matmuls, not forja's kernels).
+//!  - Measured on this fixture, forja's quantized log-probabilities stay
+//!    closer to that reference than llama.cpp's do (mean |Δ| 0.031 vs
+//!    0.044, max 0.46 vs 4.35), so a flip where the reference's lead is large
+//!    is a forja bug, not noise.
+//!  - Teacher-forced along llama.cpp's tokens: at every step where the
+//!    reference's best token is llama.cpp's and leads by CLEAR (1.0), forja's
+//!    quantized model must pick it too; where it leads by NEAR (0.25),
+//!    at least 99 % of picks must agree.
+//!  - Free-running: on every prompt whose first 32 steps all lead by FREE_RUN
+//!    (at least 4 such prompts must exist), forja's batched greedy
+//!    generation must equal llama.cpp's for those 32 tokens.
 
 use forja_core::{ChatMessage, GenerationParams, SamplingParams};
 use forja_engine::{Engine, LoadOptions, Request};
 use serde_json::Value;
 use std::sync::OnceLock;
 
-/// The installed model, or `None` (skip) when it is not installed and
-/// FORJA_REQUIRE_TESTDATA is unset. `make test` installs and requires it.
+/// Log-probability leads of the reference's best token (see the module doc).
+const CLEAR: f32 = 1.0;
+const NEAR: f32 = 0.25;
+const FREE_RUN: f32 = 0.25;
+
 fn engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
+    ENGINE.get_or_init(|| load(false)).as_ref()
+}
+
+/// The same weights dequantized to f32: the unquantized reference.
+fn reference() -> Option<&'static Engine> {
+    static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
+    ENGINE.get_or_init(|| load(true)).as_ref()
+}
+
+/// The installed model, or `None` (skip) when it is not installed and
+/// FORJA_REQUIRE_TESTDATA is unset. `make test` installs and requires it.
+fn load(dequantize: bool) -> Option<Engine> {
+    {
+        {
             let m = forja_core::catalog::find("default").unwrap();
             let path = m.entry_in(&forja_core::catalog::models_dir());
             if !path.exists() {
@@ -25,10 +62,10 @@ fn engine() -> Option<&'static Engine> {
                 eprintln!("{} not installed; skipping (make test installs it)", path.display());
                 return None;
             }
-            let opts = LoadOptions { threads: Some(2), ..Default::default() };
+            let opts = LoadOptions { threads: Some(2), dequantize, ..Default::default() };
             Some(Engine::load(&path, &opts, &mut |_| {}).expect("load SmolLM2"))
-        })
-        .as_ref()
+        }
+    }
 }
 
 fn fixture() -> Value {
@@ -66,39 +103,103 @@ fn tokenization_matches_llama_cpp() {
     }
 }
 
+/// Log-softmax after each position in `from..tokens.len()`.
+fn log_probs(e: &Engine, tokens: &[u32], from: usize) -> Vec<Vec<f32>> {
+    let positions: Vec<usize> = (from..tokens.len()).collect();
+    e.logits_at(tokens, &positions)
+        .unwrap()
+        .into_iter()
+        .map(|l| {
+            let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = max + l.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+            l.into_iter().map(|v| v - lse).collect()
+        })
+        .collect()
+}
+
+fn top2(p: &[f32]) -> (u32, f32) {
+    let (mut a, mut b) = (0usize, usize::MAX);
+    for i in 1..p.len() {
+        if p[i] > p[a] {
+            b = a;
+            a = i;
+        } else if b == usize::MAX || p[i] > p[b] {
+            b = i;
+        }
+    }
+    (a as u32, p[a] - p[b])
+}
+
 #[test]
 fn greedy_matches_llama_cpp() {
-    let Some(e) = engine() else { return };
+    let (Some(e), Some(exact)) = (engine(), reference()) else { return };
     let fx = fixture();
     let cases = fx["cases"].as_array().unwrap();
-    // All prompts in one batch: batching must not change greedy output.
-    let reqs: Vec<Request> = cases
+    let (mut clear, mut near, mut near_agree, mut flips, mut max_dev) = (0, 0, 0, Vec::new(), 0f32);
+    let mut robust: Vec<(usize, Vec<u32>)> = Vec::new();
+    for (ci, case) in cases.iter().enumerate() {
+        let prompt = ids(&case["prompt_tokens"]);
+        let want = ids(&case["tokens"]);
+        let all: Vec<u32> = prompt.iter().chain(&want).copied().collect();
+        let from = prompt.len() - 1;
+        let (ours, refp) = (log_probs(e, &all, from), log_probs(exact, &all, from));
+        let mut conditioned_prefix = 0;
+        for (t, &w) in want.iter().enumerate() {
+            let pos = t;
+            let (best, lead) = top2(&refp[pos]);
+            max_dev = max_dev.max((ours[pos][w as usize] - refp[pos][w as usize]).abs());
+            let agrees = top2(&ours[pos]).0 == w;
+            if best == w && lead >= NEAR {
+                near += 1;
+                near_agree += agrees as usize;
+            }
+            if best == w && lead >= CLEAR {
+                clear += 1;
+                if !agrees {
+                    flips.push(format!(
+                        "case {ci} step {t}: forja picks {} over llama.cpp's {w}",
+                        top2(&ours[pos]).0
+                    ));
+                }
+            }
+            if best == w && lead >= FREE_RUN && conditioned_prefix == t {
+                conditioned_prefix = t + 1;
+            }
+        }
+        if conditioned_prefix >= 32 {
+            robust.push((ci, want[..32].to_vec()));
+        }
+    }
+    eprintln!(
+        "clear steps: {clear}; near steps: {near_agree}/{near} agree; max |Δ log p| forja vs f32 reference: {max_dev:.3}; {} prompts free-run",
+        robust.len()
+    );
+    assert!(clear >= 500, "only {clear} clear steps: fixture too small");
+    assert!(
+        flips.is_empty(),
+        "forja disagrees with llama.cpp where the answer is clear:\n{}",
+        flips.join("\n")
+    );
+    assert!(near_agree * 100 >= near * 99, "only {near_agree}/{near} near-step picks agree");
+    assert!(robust.len() >= 4, "only {} prompts are well conditioned for 32 tokens", robust.len());
+    // Free-running batched generation on the robust prompts.
+    let params = GenerationParams {
+        max_tokens: 32,
+        ignore_eos: true,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let reqs: Vec<Request> = robust
         .iter()
-        .map(|c| Request {
-            prompt: ids(&c["prompt_tokens"]),
-            params: GenerationParams {
-                max_tokens: 48,
-                ignore_eos: true,
-                sampling: SamplingParams::greedy(),
-                ..Default::default()
-            },
+        .map(|(ci, _)| Request {
+            prompt: ids(&cases[*ci]["prompt_tokens"]),
+            params: params.clone(),
         })
         .collect();
     let (outs, _) = e.generate_batch(&reqs, &mut |_, _| true).unwrap();
-    let mut failures = Vec::new();
-    for (case, out) in cases.iter().zip(&outs) {
-        let want = ids(&case["tokens"]);
-        let same = out.tokens.iter().zip(&want).take_while(|(a, b)| a == b).count();
-        let prompt = case["prompt"].as_str().unwrap();
-        eprintln!("{prompt:?}: {same}/{} tokens equal to llama.cpp", want.len());
-        if same < 32 {
-            failures.push(format!(
-                "{prompt:?}: diverges from llama.cpp at token {same}\n ours:  {:?}\n llama: {:?}",
-                &out.tokens, &want
-            ));
-        }
+    for ((ci, want), out) in robust.iter().zip(&outs) {
+        assert_eq!(&out.tokens, want, "case {ci}: {:?}", cases[*ci]["prompt"].as_str().unwrap());
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -109,10 +210,18 @@ fn chat_template_renders_chatml() {
         text,
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
     );
-    let chat_case = &fixture()["cases"][4];
-    let rendered =
-        e.render_chat(&[ChatMessage::user("What are three uses of a paperclip?")], true).unwrap();
-    assert_eq!(rendered, chat_case["prompt"].as_str().unwrap());
+    // Every chat prompt of the llama.cpp fixture was rendered by hand in
+    // SmolLM2's format; the GGUF template must produce the same text.
+    let fx = fixture();
+    let mut n = 0;
+    for case in fx["cases"].as_array().unwrap().iter().filter(|c| c["kind"] == "chat") {
+        let prompt = case["prompt"].as_str().unwrap();
+        let question =
+            prompt.split("<|im_start|>user\n").nth(1).unwrap().split("<|im_end|>").next().unwrap();
+        assert_eq!(e.render_chat(&[ChatMessage::user(question)], true).unwrap(), prompt);
+        n += 1;
+    }
+    assert!(n >= 10);
 }
 
 #[test]
@@ -123,8 +232,8 @@ fn chat_answers_and_stops_at_end_of_turn() {
         sampling: SamplingParams::greedy(),
         ..Default::default()
     };
-    let (reply, _) =
-        e.chat(&[ChatMessage::user("What is the capital of France?")], &p, |_| true).unwrap();
+    let q = "What is the capital of France? Answer in one sentence.";
+    let (reply, _) = e.chat(&[ChatMessage::user(q)], &p, |_| true).unwrap();
     assert!(reply.text.contains("Paris"), "{:?}", reply.text);
     assert_eq!(reply.finish, forja_engine::FinishReason::Stop);
     assert_eq!(reply.tokens.last(), Some(&2), "ends on <|im_end|>");

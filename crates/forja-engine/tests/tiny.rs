@@ -425,3 +425,21 @@ fn gguf_metadata_errors_name_the_key() {
     let err = load_err(&p2);
     assert!(err.contains("unsupported architecture `gemma`"), "{err}");
 }
+
+#[test]
+fn unsupported_tensor_types_are_named() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.gguf");
+    common::write_gguf(&p, &spec, &common::weights(&spec, 13), GgmlDType::F32);
+    let mut bytes = std::fs::read(&p).unwrap();
+    // Tensor info: name, n_dims (u32), dims (u64 each), type (u32), offset.
+    let name = b"output_norm.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let n_dims = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let ty = at + 4 + 8 * n_dims;
+    bytes[ty..ty + 4].copy_from_slice(&20u32.to_le_bytes());
+    std::fs::write(&p, bytes).unwrap();
+    let err = load_err(&p);
+    assert!(err.contains("GGML type 20 (IQ4_NL)") && err.contains("llama-quantize"), "{err}");
+}

@@ -14,6 +14,8 @@
 //! only after runtime detection of avx2, fma and f16c.
 #![cfg(target_arch = "x86_64")]
 #![allow(unsafe_code)]
+// Register tiles are indexed by (row, column); index loops read clearest.
+#![allow(clippy::needless_range_loop)]
 
 use super::{QActs, QType, BLOCK, GROUP};
 use std::arch::x86_64::*;

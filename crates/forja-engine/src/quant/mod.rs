@@ -488,7 +488,7 @@ fn ggml_block(qtype: QType, row: &[u8], nb: usize, b: usize, out: &mut [u8]) {
 fn regroup(qtype: QType, nb: usize, src: &[u8], to_grouped: bool) -> Vec<u8> {
     let bb = qtype.block_bytes();
     let row_bytes = nb * bb;
-    let rows = if row_bytes == 0 { 0 } else { src.len() / row_bytes };
+    let rows = src.len().checked_div(row_bytes).unwrap_or(0);
     let mut out = vec![0u8; src.len() + if to_grouped { PAD } else { 0 }];
     let hq = 2 * qtype.header_halves();
     for r in 0..rows {
