@@ -4,7 +4,7 @@
 //!
 //! Weight names follow the Hugging Face checkpoints (`model.layers.N.self_attn.q_proj`),
 //! so loading a safetensors checkpoint is a walk; GGUF names are translated
-//! by [`Weights`](crate::Weights). The same model serves inference (flat batches over
+//! by [`Weights`]. The same model serves inference (flat batches over
 //! [`KvCache`]s) and training ([`Llama::forward_full`], differentiable).
 
 use crate::attention::{self, Heads, Slot};
