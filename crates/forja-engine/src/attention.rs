@@ -13,9 +13,8 @@
 
 use crate::kv_cache::{KvCache, LayerKv};
 use crate::ops::with_f32;
-use crate::simd;
+use crate::{parallel, simd};
 use candle_core::{Device, Result, Tensor, D};
-use rayon::prelude::*;
 
 /// Where one token of a flat batch belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,26 +98,27 @@ fn attend_cpu(
     let hd = h.head_dim;
     let group = h.heads / h.kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    // One task per (token, kv head): the query heads of a group share every
-    // key and value row they read.
-    out.par_chunks_mut(group * hd).enumerate().for_each(|(task, o)| {
-        let (t, kvh) = (task / h.kv_heads, task % h.kv_heads);
+    let row = h.kv_heads * hd;
+    // One task per (token, kv head) lets the query heads of a group share
+    // each key and value row; with few tokens (decode) that leaves threads
+    // idle, so then one task per (token, query head).
+    let per_group = slots.len() * h.kv_heads >= 4 * parallel::num_threads();
+    let heads_per_task = if per_group { group } else { 1 };
+    parallel::for_chunks_mut(out, heads_per_task * hd, |task, o| {
+        let first_head = task * heads_per_task;
+        let (t, head) = (first_head / h.heads, first_head % h.heads);
+        let kvh = head / group;
         let s = slots[t];
         let (kc, vc) = caches[s.seq].cpu_layer(layer, s.pos + 1);
         let lo = h.first_visible(s.pos);
         let len = s.pos + 1 - lo;
-        let mut scores = vec![0f32; group * len];
-        for (g, sc) in scores.chunks_mut(len).enumerate() {
-            let qh = &q[(t * h.heads + kvh * group + g) * hd..][..hd];
-            for (j, sj) in sc.iter_mut().enumerate() {
-                *sj = simd::dot(qh, &kc[((lo + j) * h.kv_heads + kvh) * hd..][..hd]) * scale;
-            }
-            softmax_in_place(sc);
-        }
-        for (sc, oh) in scores.chunks(len).zip(o.chunks_mut(hd)) {
-            for (j, &p) in sc.iter().enumerate() {
-                simd::axpy(p, &vc[((lo + j) * h.kv_heads + kvh) * hd..][..hd], oh);
-            }
+        let (krows, vrows) = (&kc[lo * row + kvh * hd..], &vc[lo * row + kvh * hd..]);
+        let mut scores = vec![0f32; len];
+        for (g, oh) in o.chunks_mut(hd).enumerate() {
+            let qh = &q[(t * h.heads + head + g) * hd..][..hd];
+            simd::dot_rows(qh, krows, row, scale, &mut scores);
+            softmax_in_place(&mut scores);
+            simd::axpy_rows(&scores, vrows, row, oh);
         }
     });
 }

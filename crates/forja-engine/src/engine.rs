@@ -1,12 +1,13 @@
 //! The engine facade: load a model from a local path (GGUF file or Hugging
 //! Face directory) with its tokenizer and chat template, and generate.
-//! All tensor work runs on the engine's own rayon pool.
+//! All tensor work runs on the engine's own spinning thread pool.
 
 use crate::attention::Slot;
 use crate::chat_template::ChatTemplate;
 use crate::generate::{self, Completion, OnText, Request, Timings};
 use crate::gguf::GgufFile;
 use crate::models::llama::{Batch, Family, Llama, LlamaConfig};
+use crate::parallel::SpinPool;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 use crate::{device, EngineError, Result};
@@ -90,7 +91,7 @@ pub struct Engine {
     model: Llama,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
-    pool: rayon::ThreadPool,
+    pool: SpinPool,
     info: ModelInfo,
     ctx: usize,
     ubatch: usize,
@@ -116,10 +117,7 @@ impl Engine {
         let threads = opts
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("forja-worker-{i}"))
-            .build()
+        let pool = SpinPool::new(threads)
             .map_err(|e| EngineError::Device { device: "cpu".into(), reason: e.to_string() })?;
         progress(LoadProgress::Metadata);
         let mut layer_progress = |done, total| progress(LoadProgress::Layers { done, total });
@@ -173,7 +171,7 @@ impl Engine {
 
     /// Threads in the engine's pool.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.threads()
     }
 
     /// Whether the model has a chat template.

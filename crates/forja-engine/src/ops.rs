@@ -8,12 +8,12 @@
 
 #![allow(unsafe_code)]
 
+use crate::parallel;
 use crate::simd;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape,
     Tensor, D,
 };
-use rayon::prelude::*;
 
 /// Rows below this count are processed on the calling thread.
 const PAR_ROWS: usize = 8;
@@ -72,16 +72,17 @@ impl CustomOp2 for RmsNorm {
             candle_core::bail!("rms_norm: weight has {d} elements, input {:?}", l1.dims())
         }
         let mut out = vec![0f32; x.len()];
-        let row = |(o, x): (&mut [f32], &[f32])| {
+        let row = |r: usize, o: &mut [f32]| {
+            let x = &x[r * d..][..d];
             let scale = (1.0 / (simd::sum_sq(x) / d as f64 + self.eps).sqrt()) as f32;
             for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
                 *o = x * scale * w;
             }
         };
         if x.len() / d >= PAR_ROWS {
-            out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(row);
+            parallel::for_chunks_mut(&mut out, d, row);
         } else {
-            out.chunks_mut(d).zip(x.chunks(d)).for_each(row);
+            out.chunks_mut(d).enumerate().for_each(|(r, o)| row(r, o));
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -113,13 +114,15 @@ impl CustomOp2 for SiluMul {
         if l1.dims() != l2.dims() {
             candle_core::bail!("silu_mul: shapes differ {:?} {:?}", l1.dims(), l2.dims())
         }
-        let f = |(o, (&g, &u)): (&mut f32, (&f32, &f32))| *o = g / (1.0 + (-g).exp()) * u;
+        const CHUNK: usize = 1 << 14;
+        let f = |c: usize, o: &mut [f32]| {
+            let (g, u) = (&g[c * CHUNK..][..o.len()], &u[c * CHUNK..][..o.len()]);
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        };
         let mut out = vec![0f32; g.len()];
-        if g.len() >= 1 << 15 {
-            out.par_iter_mut().zip(g.par_iter().zip(u.par_iter())).for_each(f);
-        } else {
-            out.iter_mut().zip(g.iter().zip(u)).for_each(f);
-        }
+        parallel::for_chunks_mut(&mut out, CHUNK, f);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -165,7 +168,8 @@ impl CustomOp3 for Rope {
             candle_core::bail!("rope: cos/sin must be [{n}, {half}]")
         }
         let mut out = vec![0f32; x.len()];
-        let token = |(t, (o, x)): (usize, (&mut [f32], &[f32]))| {
+        let token = |t: usize, o: &mut [f32]| {
+            let x = &x[t * h * hd..][..h * hd];
             let (c, s) = (&cos[t * half..][..half], &sin[t * half..][..half]);
             for (o, x) in o.chunks_exact_mut(hd).zip(x.chunks_exact(hd)) {
                 let (o1, o2) = o.split_at_mut(half);
@@ -177,9 +181,9 @@ impl CustomOp3 for Rope {
             }
         };
         if n >= PAR_ROWS {
-            out.par_chunks_mut(h * hd).zip(x.par_chunks(h * hd)).enumerate().for_each(token);
+            parallel::for_chunks_mut(&mut out, h * hd, token);
         } else {
-            out.chunks_mut(h * hd).zip(x.chunks(h * hd)).enumerate().for_each(token);
+            out.chunks_mut(h * hd).enumerate().for_each(|(t, o)| token(t, o));
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }

@@ -13,30 +13,35 @@ fn has_avx2() -> bool {
     })
 }
 
-/// `Σ a_i b_i`.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
+/// `out[j] = scale · (q · rows[j])` for `out.len()` rows of `q.len()`
+/// values, `stride` apart in `rows` (attention scores over a KV cache).
+pub(crate) fn dot_rows(q: &[f32], rows: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+    let (d, n) = (q.len(), out.len());
+    assert!(n == 0 || (n - 1) * stride + d <= rows.len());
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: avx2+fma detected; lengths are equal and the kernel reads
-        // only indices below that length.
-        return unsafe { x86::dot(a, b) };
+        // SAFETY: avx2+fma detected; the assert above bounds every row read.
+        return unsafe { x86::dot_rows(q, rows, stride, scale, out) };
     }
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = scale * q.iter().zip(&rows[j * stride..][..d]).map(|(a, b)| a * b).sum::<f32>();
+    }
 }
 
-/// `y += alpha * x`.
-#[inline]
-pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), y.len());
+/// `out += Σ_j p[j] · rows[j]` for `p.len()` rows of `out.len()` values,
+/// `stride` apart in `rows` (attention's weighted sum of values).
+pub(crate) fn axpy_rows(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let (d, n) = (out.len(), p.len());
+    assert!(n == 0 || (n - 1) * stride + d <= rows.len());
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: as in `dot`.
-        return unsafe { x86::axpy(alpha, x, y) };
+        // SAFETY: avx2+fma detected; the assert above bounds every row read.
+        return unsafe { x86::axpy_rows(p, rows, stride, out) };
     }
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += alpha * x;
+    for (j, &w) in p.iter().enumerate() {
+        for (o, &v) in out.iter_mut().zip(&rows[j * stride..][..d]) {
+            *o += w * v;
+        }
     }
 }
 
@@ -56,46 +61,59 @@ mod x86 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-            i += 16;
+    pub(super) unsafe fn dot_rows(
+        q: &[f32],
+        rows: &[f32],
+        stride: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let d = q.len();
+        let d8 = d & !7;
+        for (j, o) in out.iter_mut().enumerate() {
+            let r = rows.as_ptr().add(j * stride);
+            let mut acc = _mm256_setzero_ps();
+            let mut i = 0;
+            while i < d8 {
+                acc = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(q.as_ptr().add(i)),
+                    _mm256_loadu_ps(r.add(i)),
+                    acc,
+                );
+                i += 8;
+            }
+            let mut s = hsum(acc);
+            while i < d {
+                s += q[i] * *r.add(i);
+                i += 1;
+            }
+            *o = s * scale;
         }
-        if i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            i += 8;
-        }
-        let mut s = hsum(_mm256_add_ps(acc0, acc1));
-        while i < n {
-            s += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        s
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        let n = x.len();
-        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
-        let va = _mm256_set1_ps(alpha);
+    pub(super) unsafe fn axpy_rows(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+        let d = out.len();
+        let o = out.as_mut_ptr();
+        // Sixteen lanes at a time, kept in registers across all rows.
         let mut i = 0;
-        while i + 8 <= n {
-            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
-            _mm256_storeu_ps(py.add(i), r);
-            i += 8;
+        while i + 16 <= d {
+            let mut a0 = _mm256_loadu_ps(o.add(i));
+            let mut a1 = _mm256_loadu_ps(o.add(i + 8));
+            for (j, &w) in p.iter().enumerate() {
+                let r = rows.as_ptr().add(j * stride + i);
+                let wv = _mm256_set1_ps(w);
+                a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r), a0);
+                a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(r.add(8)), a1);
+            }
+            _mm256_storeu_ps(o.add(i), a0);
+            _mm256_storeu_ps(o.add(i + 8), a1);
+            i += 16;
         }
-        while i < n {
-            *py.add(i) += alpha * *px.add(i);
+        while i < d {
+            for (j, &w) in p.iter().enumerate() {
+                *o.add(i) += w * *rows.as_ptr().add(j * stride + i);
+            }
             i += 1;
         }
     }
@@ -136,19 +154,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernels_match_plain_loops_at_every_tail_length() {
-        for n in [0, 1, 7, 8, 9, 15, 16, 17, 64, 67] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - want).abs() < 1e-5, "dot n={n}");
-            let want_sq: f64 = a.iter().map(|&v| v as f64 * v as f64).sum();
-            assert!((sum_sq(&a) - want_sq).abs() < 1e-9, "sum_sq n={n}");
-            let mut y = b.clone();
-            axpy(0.5, &a, &mut y);
-            for i in 0..n {
-                assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6, "axpy n={n} i={i}");
+    fn row_kernels_match_plain_loops() {
+        for d in [1, 8, 15, 16, 24, 64, 67] {
+            let (n, stride) = (5, d + 3);
+            let q: Vec<f32> = (0..d).map(|i| (i as f32 * 0.3).sin()).collect();
+            let rows: Vec<f32> = (0..n * stride).map(|i| (i as f32 * 0.17).cos()).collect();
+            let mut got = vec![0f32; n];
+            dot_rows(&q, &rows, stride, 0.5, &mut got);
+            for j in 0..n {
+                let want: f32 =
+                    0.5 * q.iter().zip(&rows[j * stride..]).map(|(a, b)| a * b).sum::<f32>();
+                assert!((got[j] - want).abs() < 1e-5, "dot_rows d={d} j={j}");
             }
+            let p: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+            let mut out: Vec<f32> = (0..d).map(|i| i as f32).collect();
+            let mut want = out.clone();
+            axpy_rows(&p, &rows, stride, &mut out);
+            for (j, &w) in p.iter().enumerate() {
+                for i in 0..d {
+                    want[i] += w * rows[j * stride + i];
+                }
+            }
+            for i in 0..d {
+                assert!((out[i] - want[i]).abs() < 1e-4, "axpy_rows d={d} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn sum_sq_matches_a_plain_loop_at_every_tail_length() {
+        for n in [0, 1, 3, 4, 5, 8, 67] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let want: f64 = a.iter().map(|&v| v as f64 * v as f64).sum();
+            assert!((sum_sq(&a) - want).abs() < 1e-9, "sum_sq n={n}");
         }
     }
 }

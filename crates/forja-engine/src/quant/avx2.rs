@@ -189,6 +189,16 @@ unsafe fn tile_fmt<F: Fmt>(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    if nc == 1 {
+        // Decode: one weight row at a time reads the matrix as a single
+        // sequential stream, which the hardware prefetcher follows; tiles of
+        // rows (no reuse to gain with one activation row) would interleave
+        // several streams and stall on memory.
+        for r in 0..nrows {
+            micro::<F, 1, 1>(w, r, acts, c0, out.as_mut_ptr().add(r * out_stride), out_stride);
+        }
+        return;
+    }
     let mut r = 0;
     while r < nrows {
         let full = nrows - r >= 4;

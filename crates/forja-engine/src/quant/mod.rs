@@ -7,7 +7,7 @@
 //! 8-bit blocks, then an AVX2 micro-kernel computes a tile of weight rows ×
 //! activation rows per pass, so each unpacked weight block is reused for
 //! several tokens during prompt prefill and each activation block for
-//! several weight rows. Work is split across the rayon pool by weight rows.
+//! several weight rows. Work is split across threads by weight rows.
 //! Formats without a kernel here (k-quants, ...) fall back to candle.
 //!
 //! Memory layout: GGML blocks are regrouped at load time, same byte count.
@@ -19,8 +19,8 @@
 mod avx2;
 mod scalar;
 
+use crate::parallel;
 use half::f16;
-use rayon::prelude::*;
 
 /// Number of weights in one block, for every format here.
 pub const BLOCK: usize = 32;
@@ -199,12 +199,12 @@ impl QMatrix {
     /// Dequantizes the whole matrix, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
-        out.par_chunks_mut(self.cols).enumerate().for_each(|(r, o)| self.dequantize_row(r, o));
+        parallel::for_chunks_mut(&mut out, self.cols, |r, o| self.dequantize_row(r, o));
         out
     }
 
     /// `y[m × rows] = x[m × cols] · selfᵀ`, with `x` quantized to 8 bits
-    /// per block first (as GGML does). Runs on the current rayon pool.
+    /// per block first (as GGML does), in parallel.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
         let acts = self.quantize_input(x, m);
         self.matmul_q(&acts, y);
@@ -256,7 +256,8 @@ impl QMatrix {
                 }
             }
         }
-        tasks.into_par_iter().for_each(|(w, r0, out)| {
+        parallel::for_each_mut(&mut tasks, |_, (w, r0, out)| {
+            let (w, r0) = (*w, *r0);
             let rows = out.len() / m;
             kernel.tile(w.qtype, &w.data[r0 * w.row_bytes()..], rows, acts, 0, m, out, m);
         });
@@ -269,15 +270,18 @@ impl QMatrix {
 /// How many weight rows one task takes: enough work to beat the scheduling
 /// cost, and enough tasks to keep every thread busy.
 fn row_chunk(rows: usize, m: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    let min_rows = (64 / m.max(1)).max(4);
-    let per_task = rows.div_ceil(threads * 4).max(min_rows);
+    let threads = parallel::num_threads().max(1);
+    // A few tasks per thread: short enough to balance at the join, long
+    // enough that each streams its rows with the prefetcher ramped up.
+    let tasks_per_thread = 4;
+    let min_rows = (64 / m.max(1)).max(16);
+    let per_task = rows.div_ceil(threads * tasks_per_thread).max(min_rows);
     per_task.div_ceil(4) * 4
 }
 
 fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     // src is [rows × cols]; dst is [cols × rows].
-    dst.par_chunks_mut(rows).enumerate().for_each(|(c, out)| {
+    parallel::for_chunks_mut(dst, rows, |c, out| {
         for (r, o) in out.iter_mut().enumerate() {
             *o = src[r * cols + c];
         }
@@ -334,18 +338,19 @@ impl QActs {
             }
             return acts;
         }
-        acts.qs
-            .par_chunks_mut(rows_per * k)
-            .zip(acts.d[..nb].par_chunks_mut(rows_per * row_blocks))
-            .zip(acts.dsum[..nb].par_chunks_mut(rows_per * row_blocks))
-            .enumerate()
-            .for_each(|(i, ((qs, d), dsum))| {
-                let x = &x[i * rows_per * k..][..qs.len()];
-                kernel.quantize_acts(x, qs, d, dsum);
-                if layout == ActLayout::Paired {
-                    qs.chunks_mut(k).for_each(pair_blocks);
-                }
-            });
+        let mut tasks: Vec<_> = acts
+            .qs
+            .chunks_mut(rows_per * k)
+            .zip(acts.d[..nb].chunks_mut(rows_per * row_blocks))
+            .zip(acts.dsum[..nb].chunks_mut(rows_per * row_blocks))
+            .collect();
+        parallel::for_each_mut(&mut tasks, |i, ((qs, d), dsum)| {
+            let x = &x[i * rows_per * k..][..qs.len()];
+            kernel.quantize_acts(x, qs, d, dsum);
+            if layout == ActLayout::Paired {
+                qs.chunks_mut(k).for_each(pair_blocks);
+            }
+        });
         acts
     }
 
