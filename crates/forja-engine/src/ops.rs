@@ -6,8 +6,6 @@
 //! The fused forms have no backward yet; `use_fused` keeps them out of any
 //! graph that tracks gradients, so gradients are never silently cut.
 
-#![allow(unsafe_code)]
-
 use crate::parallel;
 use crate::simd;
 use candle_core::{
