@@ -443,3 +443,41 @@ fn unsupported_tensor_types_are_named() {
     let err = load_err(&p);
     assert!(err.contains("GGML type 20 (IQ4_NL)") && err.contains("llama-quantize"), "{err}");
 }
+
+#[test]
+fn sharded_safetensors_load_through_the_index() {
+    let spec = Spec::qwen2();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 14);
+    let single = tmp.path().join("single");
+    common::write_hf(&single, &spec, &w);
+    // Same model, weights split over two shards listed in the index.
+    let sharded = tmp.path().join("sharded");
+    common::write_hf(&sharded, &spec, &w);
+    std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+    let mut names: Vec<&String> = w.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in
+        [("model-00001-of-00002.safetensors", a), ("model-00002-of-00002.safetensors", b)]
+    {
+        let tensors: std::collections::HashMap<String, Tensor> =
+            part.iter().map(|n| ((*n).clone(), w[*n].clone())).collect();
+        candle_core::safetensors::save(&tensors, sharded.join(file)).unwrap();
+        for n in part {
+            map.insert((*n).clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let (x, y) = (load(&single).logits(PROMPT).unwrap(), load(&sharded).logits(PROMPT).unwrap());
+    assert_eq!(x, y);
+    // A shard named in the index but absent is reported by name.
+    std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = load_err(&sharded);
+    assert!(
+        err.contains("model-00002-of-00002.safetensors") && err.contains("incomplete"),
+        "{err}"
+    );
+}

@@ -519,3 +519,85 @@ impl Llama {
         Ok(self.lm_head.forward(&x)?.reshape((bsz, t, ()))?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> LlamaConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn llama3_rope_scaling_matches_transformers() {
+        // Llama 3.1 8B's rope_scaling; expected values from transformers'
+        // `_compute_llama3_parameters` formula.
+        let cfg = config(serde_json::json!({
+            "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 1,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+            "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+        }));
+        cfg.validate(Path::new("config.json")).unwrap();
+        let inv = cfg.inv_freq(None);
+        assert_eq!(inv.len(), 64);
+        for (i, want) in [
+            (0, 1.0),
+            (20, 0.016560440080994446),   // high frequency: unchanged
+            (28, 0.0032114459947525913),  // high frequency: unchanged
+            (29, 0.002166570763503359),   // medium: smoothed
+            (33, 0.00031269375038406517), // medium: smoothed
+            (35, 9.556212353964683e-05),  // low frequency: divided by 8
+            (63, 3.068925988914511e-07),
+        ] {
+            let rel = ((inv[i] as f64 - want) / want).abs();
+            assert!(rel < 1e-5, "inv_freq[{i}] = {} want {want}", inv[i]);
+        }
+    }
+
+    #[test]
+    fn linear_scaling_and_freq_factors_divide() {
+        let base = serde_json::json!({
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "vocab_size": 10,
+        });
+        let plain = config(base.clone()).inv_freq(None);
+        let mut scaled = base.clone();
+        scaled["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 4.0});
+        let linear = config(scaled).inv_freq(None);
+        let factors = vec![2.0f32; plain.len()];
+        let by_factors = config(base).inv_freq(Some(&factors));
+        for i in 0..plain.len() {
+            assert!((linear[i] * 4.0 - plain[i]).abs() <= plain[i] * 1e-6);
+            assert!((by_factors[i] * 2.0 - plain[i]).abs() <= plain[i] * 1e-6);
+        }
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let check = |edit: serde_json::Value, want: &str| {
+            let mut j = serde_json::json!({
+                "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+                "num_attention_heads": 4, "vocab_size": 10,
+            });
+            for (k, v) in edit.as_object().unwrap() {
+                j[k] = v.clone();
+            }
+            let e = config(j).validate(Path::new("c.json")).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} lacks {want}");
+        };
+        check(
+            serde_json::json!({"num_hidden_layers": 0}),
+            "`num_hidden_layers` must be a positive",
+        );
+        check(serde_json::json!({"num_key_value_heads": 3}), "must divide num_attention_heads");
+        check(serde_json::json!({"head_dim": 15}), "`head_dim` must be even");
+        check(serde_json::json!({"rope_theta": -1.0}), "`rope_theta`");
+        check(serde_json::json!({"model_type": "gpt2"}), "unsupported architecture `gpt2`");
+        check(
+            serde_json::json!({"rope_scaling": {"type": "yarn", "factor": 4.0}}),
+            "`yarn` is not supported",
+        );
+    }
+}
