@@ -18,6 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::{QActs, QType, BLOCK, GROUP};
+use crate::simd::x86::hsum;
 use std::arch::x86_64::*;
 
 pub(super) fn quantize_acts(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut [f32]) {
@@ -63,33 +64,22 @@ unsafe fn quantize_acts_impl(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn tile(
-    qtype: QType,
-    w: &[u8],
-    nrows: usize,
-    acts: &QActs,
-    c0: usize,
-    nc: usize,
-    out: &mut [f32],
-    out_stride: usize,
-) {
-    let nb = acts.k / BLOCK;
+pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32]) {
+    let (m, nb) = (acts.m, acts.k / BLOCK);
+    let nrows = out.len() / m.max(1);
     // Whole rows plus 16 bytes of slack for the last group's scale loads
     // (QMatrix pads its data).
     assert!(w.len() >= nrows * nb * qtype.block_bytes() + 16);
-    assert!(c0 + nc <= acts.m);
-    assert!(acts.d.len() >= acts.m * nb + GROUP && acts.dsum.len() >= acts.m * nb + GROUP);
-    assert!(nrows == 0 || nc == 0 || out.len() >= (nrows - 1) * out_stride + nc);
+    assert!(acts.d.len() >= m * nb + GROUP && acts.dsum.len() >= m * nb + GROUP);
+    assert_eq!(out.len(), nrows * m);
     // SAFETY: features detected (Kernel::Avx2); bounds checked above: every
-    // weight row r < nrows, activation row c < c0 + nc <= m, group loads of
-    // 8 scales stay within the slack, and output index r * out_stride + c is
-    // inside `out`.
+    // weight row r < nrows, activation row c < m, group loads of 8 scales
+    // stay within the slack, and output index r * m + c is inside `out`.
     unsafe {
         match qtype {
-            QType::Q4_0 => tile_fmt::<Q40>(w, nrows, acts, c0, nc, out, out_stride),
-            QType::Q4_1 => tile_fmt::<Q41>(w, nrows, acts, c0, nc, out, out_stride),
-            QType::Q8_0 => tile_fmt::<Q80>(w, nrows, acts, c0, nc, out, out_stride),
+            QType::Q4_0 => tile_fmt::<Q40>(w, nrows, acts, out),
+            QType::Q4_1 => tile_fmt::<Q41>(w, nrows, acts, out),
+            QType::Q8_0 => tile_fmt::<Q80>(w, nrows, acts, out),
         }
     }
 }
@@ -99,10 +89,17 @@ trait Fmt {
     const TYPE: QType;
     /// 4-bit formats read pairs of blocks per load (activations paired).
     const PAIRED: bool;
-    /// Unpacks one block's quants to 32 bytes.
-    unsafe fn unpack(p: *const u8) -> __m256i;
-    /// Σ w_j * a_j over one block, as 8 i32 partial sums.
-    unsafe fn dot(w: __m256i, a: __m256i) -> __m256i;
+    /// Unpacks one block's quants to 32 bytes (4-bit nibbles by default).
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> __m256i {
+        nibbles(p)
+    }
+    /// Σ w_j * a_j over one block, as 8 i32 partial sums (unsigned weights
+    /// by default).
+    #[inline(always)]
+    unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
+        madd_u8_i8(w, a)
+    }
     /// The per-block coefficient of `d_a * Σq_a` given the scale vector and
     /// the minimum vector (`Q4_1`); `None` when the format has no offset.
     unsafe fn offset(d: __m256, m: __m256) -> Option<__m256>;
@@ -130,14 +127,6 @@ impl Fmt for Q40 {
     const TYPE: QType = QType::Q4_0;
     const PAIRED: bool = true;
     #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> __m256i {
-        nibbles(p)
-    }
-    #[inline(always)]
-    unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
-        madd_u8_i8(w, a)
-    }
-    #[inline(always)]
     unsafe fn offset(d: __m256, _m: __m256) -> Option<__m256> {
         Some(_mm256_mul_ps(d, _mm256_set1_ps(-8.0)))
     }
@@ -146,14 +135,6 @@ impl Fmt for Q40 {
 impl Fmt for Q41 {
     const TYPE: QType = QType::Q4_1;
     const PAIRED: bool = true;
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> __m256i {
-        nibbles(p)
-    }
-    #[inline(always)]
-    unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
-        madd_u8_i8(w, a)
-    }
     #[inline(always)]
     unsafe fn offset(_d: __m256, m: __m256) -> Option<__m256> {
         Some(m)
@@ -179,23 +160,16 @@ impl Fmt for Q80 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_fmt<F: Fmt>(
-    w: &[u8],
-    nrows: usize,
-    acts: &QActs,
-    c0: usize,
-    nc: usize,
-    out: &mut [f32],
-    out_stride: usize,
-) {
+unsafe fn tile_fmt<F: Fmt>(w: &[u8], nrows: usize, acts: &QActs, out: &mut [f32]) {
+    let nc = acts.m;
+    let o = out.as_mut_ptr();
     if nc == 1 {
         // Decode: one weight row at a time reads the matrix as a single
         // sequential stream, which the hardware prefetcher follows; tiles of
         // rows (no reuse to gain with one activation row) would interleave
         // several streams and stall on memory.
         for r in 0..nrows {
-            micro::<F, 1, 1>(w, r, acts, c0, out.as_mut_ptr().add(r * out_stride), out_stride);
+            micro::<F, 1, 1>(w, r, acts, 0, o.add(r), 1);
         }
         return;
     }
@@ -205,12 +179,12 @@ unsafe fn tile_fmt<F: Fmt>(
         let mut c = 0;
         while c < nc {
             let two = nc - c >= 2;
-            let o = out.as_mut_ptr().add(r * out_stride + c);
+            let o = o.add(r * nc + c);
             match (full, two) {
-                (true, true) => micro::<F, 4, 2>(w, r, acts, c0 + c, o, out_stride),
-                (true, false) => micro::<F, 4, 1>(w, r, acts, c0 + c, o, out_stride),
-                (false, true) => micro::<F, 1, 2>(w, r, acts, c0 + c, o, out_stride),
-                (false, false) => micro::<F, 1, 1>(w, r, acts, c0 + c, o, out_stride),
+                (true, true) => micro::<F, 4, 2>(w, r, acts, c, o, nc),
+                (true, false) => micro::<F, 4, 1>(w, r, acts, c, o, nc),
+                (false, true) => micro::<F, 1, 2>(w, r, acts, c, o, nc),
+                (false, false) => micro::<F, 1, 1>(w, r, acts, c, o, nc),
             }
             c += if two { 2 } else { 1 };
         }
@@ -331,14 +305,6 @@ unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
             *out.add(i * out_stride + j) = hsum(acc[i][j]);
         }
     }
-}
-
-#[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
 }
 
 #[inline(always)]

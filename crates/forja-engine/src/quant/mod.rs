@@ -257,9 +257,7 @@ impl QMatrix {
             }
         }
         parallel::for_each_mut(&mut tasks, |_, (w, r0, out)| {
-            let (w, r0) = (*w, *r0);
-            let rows = out.len() / m;
-            kernel.tile(w.qtype, &w.data[r0 * w.row_bytes()..], rows, acts, 0, m, out, m);
+            kernel.tile(w.qtype, &w.data[*r0 * w.row_bytes()..], acts, out);
         });
         for ((w, yt), y) in mats.iter().zip(&yts).zip(ys.iter_mut()) {
             transpose_into(yt, w.rows, m, y);
@@ -436,24 +434,13 @@ impl Kernel {
         }
     }
 
-    /// Computes `out[r * out_stride + c] = w_r · a_c` for `nrows` weight rows
-    /// (at the start of `w`, grouped layout) and activation rows `c0..c0 + nc`.
-    #[allow(clippy::too_many_arguments)]
-    fn tile(
-        self,
-        qtype: QType,
-        w: &[u8],
-        nrows: usize,
-        acts: &QActs,
-        c0: usize,
-        nc: usize,
-        out: &mut [f32],
-        out_stride: usize,
-    ) {
+    /// Computes `out[r * m + c] = w_r · a_c` for the `out.len() / m` weight
+    /// rows at the start of `w` (grouped layout) and all `m` activation rows.
+    fn tile(self, qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32]) {
         match self {
-            Kernel::Scalar => scalar::tile(qtype, w, nrows, acts, c0, nc, out, out_stride),
+            Kernel::Scalar => scalar::tile(qtype, w, acts, out),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::tile(qtype, w, nrows, acts, c0, nc, out, out_stride),
+            Kernel::Avx2 => avx2::tile(qtype, w, acts, out),
         }
     }
 }

@@ -115,22 +115,12 @@ fn dot_row(qtype: QType, row: &[u8], acts: &QActs, c: usize) -> f32 {
     sum
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn tile(
-    qtype: QType,
-    w: &[u8],
-    nrows: usize,
-    acts: &QActs,
-    c0: usize,
-    nc: usize,
-    out: &mut [f32],
-    out_stride: usize,
-) {
-    let rb = acts.k / BLOCK * qtype.block_bytes();
-    for r in 0..nrows {
+pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32]) {
+    let (m, rb) = (acts.m, acts.k / BLOCK * qtype.block_bytes());
+    for (r, o) in out.chunks_mut(m).enumerate() {
         let row = &w[r * rb..(r + 1) * rb];
-        for c in 0..nc {
-            out[r * out_stride + c] = dot_row(qtype, row, acts, c0 + c);
+        for (c, o) in o.iter_mut().enumerate() {
+            *o = dot_row(qtype, row, acts, c);
         }
     }
 }

@@ -103,8 +103,8 @@ fn simd_kernel_matches_scalar_reference() {
                 }
             }
             let (mut a, mut b) = (vec![0f32; m * rows], vec![0f32; m * rows]);
-            scalar::tile(qtype, &w.data, rows, &acts, 0, m, &mut a, m);
-            Kernel::detect().tile(qtype, &w.data, rows, &acts, 0, m, &mut b, m);
+            scalar::tile(qtype, &w.data, &acts, &mut a);
+            Kernel::detect().tile(qtype, &w.data, &acts, &mut b);
             assert!(max_rel_err(&b, &a) < 1e-5, "{qtype:?} m={m} rows={rows}");
         }
     }
