@@ -6,7 +6,8 @@ use crate::attention::Slot;
 use crate::chat_template::ChatTemplate;
 use crate::generate::{self, Completion, OnText, Request, Timings};
 use crate::gguf::GgufFile;
-use crate::models::llama::{Batch, Family, Llama, LlamaConfig};
+use crate::lora::Adapter;
+use crate::models::llama::{Batch, Family, Llama, LlamaConfig, Lora};
 use crate::parallel::SpinPool;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
@@ -191,14 +192,17 @@ impl Engine {
             .render(messages, add_generation_prompt)
     }
 
-    /// Runs several requests together (batched prefill and decode).
+    /// Runs several requests together (batched prefill and decode), with
+    /// `adapter` applied if given.
     pub fn generate_batch(
         &self,
         reqs: &[Request],
+        adapter: Option<&Adapter>,
         on_text: OnText<'_>,
     ) -> Result<(Vec<Completion>, Timings)> {
         self.pool.install(|| {
-            generate::run(&self.model, &self.tokenizer, reqs, self.ctx, self.ubatch, on_text)
+            let lora = Lora::with(adapter);
+            generate::run(&self.model, &self.tokenizer, reqs, self.ctx, self.ubatch, lora, on_text)
         })
     }
 
@@ -208,10 +212,11 @@ impl Engine {
         &self,
         prompt: &str,
         params: &GenerationParams,
+        adapter: Option<&Adapter>,
         mut on_text: impl FnMut(&str) -> bool + Send,
     ) -> Result<(Completion, Timings)> {
         let prompt = self.tokenizer.encode(prompt, true)?;
-        self.run_one(prompt, params, &mut on_text)
+        self.run_one(prompt, params, adapter, &mut on_text)
     }
 
     /// Answers a conversation with the chat template.
@@ -219,34 +224,48 @@ impl Engine {
         &self,
         messages: &[ChatMessage],
         params: &GenerationParams,
+        adapter: Option<&Adapter>,
         mut on_text: impl FnMut(&str) -> bool + Send,
     ) -> Result<(Completion, Timings)> {
         let text = self.render_chat(messages, true)?;
         let prompt = self.tokenizer.encode(&text, false)?;
-        self.run_one(prompt, params, &mut on_text)
+        self.run_one(prompt, params, adapter, &mut on_text)
     }
 
     fn run_one(
         &self,
         prompt: Vec<u32>,
         params: &GenerationParams,
+        adapter: Option<&Adapter>,
         on_text: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<(Completion, Timings)> {
         let req = Request { prompt, params: params.clone() };
         let mut cb = |_: usize, t: &str| on_text(t);
-        let (mut out, timings) = self.generate_batch(std::slice::from_ref(&req), &mut cb)?;
+        let (mut out, timings) =
+            self.generate_batch(std::slice::from_ref(&req), adapter, &mut cb)?;
         Ok((out.pop().expect("one request, one completion"), timings))
     }
 
-    /// Logits after the last of `tokens`, from a fresh cache (for tests and evaluation).
+    /// Loads a PEFT LoRA adapter for this engine's model.
+    pub fn load_adapter(&self, dir: &Path) -> Result<Adapter> {
+        self.pool.install(|| Adapter::load(dir, &self.model))
+    }
+
+    /// Logits of the base model after the last of `tokens`, from a fresh
+    /// cache (for tests and evaluation).
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let last = tokens.len().saturating_sub(1);
-        Ok(self.logits_at(tokens, &[last])?.pop().unwrap_or_default())
+        Ok(self.logits_at(tokens, &[last], None)?.pop().unwrap_or_default())
     }
 
     /// Logits after each of the given positions of `tokens` (one forward
     /// pass from a fresh cache): what scoring a reference continuation needs.
-    pub fn logits_at(&self, tokens: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+    pub fn logits_at(
+        &self,
+        tokens: &[u32],
+        positions: &[usize],
+        adapter: Option<&Adapter>,
+    ) -> Result<Vec<Vec<f32>>> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -269,7 +288,7 @@ impl Engine {
                     positions.iter().filter(|&&p| p >= lo && p < hi).map(|&p| p - lo).collect();
                 let batch =
                     Batch { tokens: &tokens[lo..hi], slots: &slots[lo..hi], logits_rows: &wanted };
-                let l = self.model.forward(&batch, &mut [&mut cache])?;
+                let l = self.model.forward(&batch, &mut [&mut cache], Lora::with(adapter))?;
                 if !wanted.is_empty() {
                     rows.extend(l.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?);
                 }

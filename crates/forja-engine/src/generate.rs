@@ -5,7 +5,7 @@
 //! limits and cancellation from the streaming callback.
 
 use crate::attention::Slot;
-use crate::models::llama::{Batch, Llama};
+use crate::models::llama::{Batch, Llama, Lora};
 use crate::sampler::Sampler;
 use crate::tokenizer::{TextStream, Tokenizer};
 use crate::{EngineError, Result};
@@ -103,6 +103,7 @@ pub(crate) fn run(
     reqs: &[Request],
     ctx: usize,
     ubatch: usize,
+    lora: Lora<'_>,
     on_text: OnText<'_>,
 ) -> Result<(Vec<Completion>, Timings)> {
     let model_max = model.config().max_position_embeddings;
@@ -156,8 +157,11 @@ pub(crate) fn run(
         let last: Vec<usize> =
             (0..chunk.len()).filter(|&i| chunk[i].1 + 1 == reqs[chunk[i].0].prompt.len()).collect();
         let mut refs: Vec<_> = caches.iter_mut().collect();
-        let logits = model
-            .forward(&Batch { tokens: &tokens, slots: &slots, logits_rows: &last }, &mut refs)?;
+        let logits = model.forward(
+            &Batch { tokens: &tokens, slots: &slots, logits_rows: &last },
+            &mut refs,
+            lora,
+        )?;
         let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         for (row, mut l) in last.iter().zip(logits) {
             let s = chunk[*row].0;
@@ -179,8 +183,11 @@ pub(crate) fn run(
             live.iter().map(|&s| Slot { seq: s, pos: seqs[s].history.len() - 1 }).collect();
         let rows: Vec<usize> = (0..live.len()).collect();
         let mut refs: Vec<_> = caches.iter_mut().collect();
-        let logits = model
-            .forward(&Batch { tokens: &tokens, slots: &slots, logits_rows: &rows }, &mut refs)?;
+        let logits = model.forward(
+            &Batch { tokens: &tokens, slots: &slots, logits_rows: &rows },
+            &mut refs,
+            lora,
+        )?;
         let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
         for (&s, mut l) in live.iter().zip(logits) {
             step(&mut seqs[s], s, &mut l, &reqs[s].params, tok, on_text);

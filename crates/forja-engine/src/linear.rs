@@ -202,6 +202,15 @@ impl Embedding {
         }
     }
 
+    /// The table as a dense f32 tensor `[vocab, hidden]`.
+    pub(crate) fn dense(&self, device: &candle_core::Device) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(t) => t.to_dtype(candle_core::DType::F32),
+            Embedding::Quant(q) => Tensor::from_vec(q.dequantize(), (q.rows(), q.cols()), device),
+            Embedding::Candle(q) => q.dequantize(device),
+        }
+    }
+
     /// The same table used as an output projection (tied embeddings).
     pub(crate) fn as_linear(&self) -> Result<Linear> {
         let (weight, (v, h)) = match self {

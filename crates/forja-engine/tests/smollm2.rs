@@ -106,7 +106,7 @@ fn tokenization_matches_llama_cpp() {
 /// Log-softmax after each position in `from..tokens.len()`.
 fn log_probs(e: &Engine, tokens: &[u32], from: usize) -> Vec<Vec<f32>> {
     let positions: Vec<usize> = (from..tokens.len()).collect();
-    e.logits_at(tokens, &positions)
+    e.logits_at(tokens, &positions, None)
         .unwrap()
         .into_iter()
         .map(|l| {
@@ -205,7 +205,7 @@ fn greedy_matches_llama_cpp() {
             params: params.clone(),
         })
         .collect();
-    let (outs, _) = e.generate_batch(&reqs, &mut |_, _| true).unwrap();
+    let (outs, _) = e.generate_batch(&reqs, None, &mut |_, _| true).unwrap();
     for ((ci, want), out) in robust.iter().zip(&outs) {
         assert_eq!(&out.tokens, want, "case {ci}: {:?}", cases[*ci]["prompt"].as_str().unwrap());
     }
@@ -242,7 +242,7 @@ fn chat_answers_and_stops_at_end_of_turn() {
         ..Default::default()
     };
     let q = "What is the capital of France? Answer in one sentence.";
-    let (reply, _) = e.chat(&[ChatMessage::user(q)], &p, |_| true).unwrap();
+    let (reply, _) = e.chat(&[ChatMessage::user(q)], &p, None, |_| true).unwrap();
     assert!(reply.text.contains("Paris"), "{:?}", reply.text);
     assert_eq!(reply.finish, forja_engine::FinishReason::Stop);
     assert_eq!(reply.tokens.last(), Some(&2), "ends on <|im_end|>");

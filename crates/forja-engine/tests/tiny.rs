@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use forja_core::{ChatMessage, GenerationParams, SamplingParams};
 use forja_engine::fixtures as common;
 use forja_engine::fixtures::Spec;
+use forja_engine::models::llama::Lora;
 use forja_engine::{Engine, LoadOptions, Request};
 use std::path::Path;
 
@@ -119,7 +120,7 @@ fn gguf_tokenizer_encodes_like_its_tokenizer_json() {
 /// Logits for each position of `tokens` from a cache-free forward.
 fn full_forward(e: &Engine, tokens: &[u32]) -> Vec<Vec<f32>> {
     let ids = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let l = e.model().forward_full(&ids).unwrap();
+    let l = e.model().forward_full(&ids, Lora::NONE).unwrap();
     l.squeeze(0).unwrap().to_vec2().unwrap()
 }
 
@@ -139,7 +140,7 @@ fn kv_cache_decoding_equals_a_full_forward() {
                 slots: &slots,
                 logits_rows: &[0],
             };
-            let l = e.model().forward(&batch, &mut [&mut cache]).unwrap();
+            let l = e.model().forward(&batch, &mut [&mut cache], Lora::NONE).unwrap();
             let l: Vec<f32> = l.flatten_all().unwrap().to_vec1().unwrap();
             let d = max_abs_diff(&l, &full[pos]);
             assert!(d < 1e-4, "{} pos {pos}: |Δ| = {d}", spec.family);
@@ -162,10 +163,10 @@ fn batched_generation_matches_one_by_one() {
     let prompts: Vec<Vec<u32>> = vec![PROMPT.to_vec(), vec![9, 10], vec![30, 31, 32, 33, 34]];
     let reqs: Vec<Request> =
         prompts.iter().map(|p| Request { prompt: p.clone(), params: greedy(12) }).collect();
-    let (batched, timings) = e.generate_batch(&reqs, &mut |_, _| true).unwrap();
+    let (batched, timings) = e.generate_batch(&reqs, None, &mut |_, _| true).unwrap();
     assert_eq!(timings.prompt_tokens, 15);
     for (r, b) in reqs.iter().zip(&batched) {
-        let (alone, _) = e.generate_batch(std::slice::from_ref(r), &mut |_, _| true).unwrap();
+        let (alone, _) = e.generate_batch(std::slice::from_ref(r), None, &mut |_, _| true).unwrap();
         assert_eq!(alone[0].tokens, b.tokens);
         assert_eq!(b.tokens.len(), 12);
         assert_eq!(b.finish, forja_engine::FinishReason::Length);
@@ -178,12 +179,12 @@ fn streaming_text_stop_strings_and_cancellation() {
     let tmp = tempfile::tempdir().unwrap();
     common::write_hf(tmp.path(), &spec, &common::weights(&spec, 6));
     let e = load(tmp.path());
-    let (full, _) = e.generate("hello world", &greedy(24), |_| true).unwrap();
+    let (full, _) = e.generate("hello world", &greedy(24), None, |_| true).unwrap();
     assert!(!full.text.is_empty());
     // Streamed pieces concatenate to the final text.
     let mut streamed = String::new();
     let (again, _) = e
-        .generate("hello world", &greedy(24), |t| {
+        .generate("hello world", &greedy(24), None, |t| {
             streamed.push_str(t);
             true
         })
@@ -197,7 +198,7 @@ fn streaming_text_stop_strings_and_cancellation() {
     let mut streamed = String::new();
     let p = GenerationParams { stop: vec![stop.clone()], ..greedy(24) };
     let (cut, _) = e
-        .generate("hello world", &p, |t| {
+        .generate("hello world", &p, None, |t| {
             streamed.push_str(t);
             true
         })
@@ -209,7 +210,7 @@ fn streaming_text_stop_strings_and_cancellation() {
     // Cancelling from the callback ends generation early.
     let mut calls = 0;
     let (c, _) = e
-        .generate("hello world", &greedy(24), |_| {
+        .generate("hello world", &greedy(24), None, |_| {
             calls += 1;
             calls < 2
         })
@@ -237,7 +238,7 @@ fn seeded_sampling_is_reproducible() {
         },
         ..Default::default()
     };
-    let run = |seed| e.generate("the", &p(seed), |_| true).unwrap().0.tokens;
+    let run = |seed| e.generate("the", &p(seed), None, |_| true).unwrap().0.tokens;
     assert_eq!(run(1), run(1));
     assert!((2..6).any(|s| run(s) != run(1)), "different seeds never differ");
 }
@@ -252,7 +253,7 @@ fn chat_uses_the_models_template() {
     assert_eq!(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     let ids = e.tokenizer().encode(&text, false).unwrap();
     assert_eq!(ids[0], 1, "<|im_start|> is one special token");
-    let (reply, t) = e.chat(&[ChatMessage::user("hi")], &greedy(5), |_| true).unwrap();
+    let (reply, t) = e.chat(&[ChatMessage::user("hi")], &greedy(5), None, |_| true).unwrap();
     assert_eq!(reply.prompt_tokens, ids.len());
     assert_eq!(t.prompt_tokens, ids.len());
 }
@@ -269,14 +270,18 @@ fn prompt_longer_than_the_context_is_refused() {
     )
     .unwrap();
     let err = e
-        .generate_batch(&[Request { prompt: vec![5; 8], params: greedy(4) }], &mut |_, _| true)
+        .generate_batch(&[Request { prompt: vec![5; 8], params: greedy(4) }], None, &mut |_, _| {
+            true
+        })
         .unwrap_err()
         .to_string();
     assert!(err.contains("prompt has 8 tokens but the context window is 8 tokens"), "{err}");
     assert!(err.contains("--ctx-size"), "{err}");
     // A prompt that fits stops at the context end with finish = length.
     let (out, _) = e
-        .generate_batch(&[Request { prompt: vec![5; 6], params: greedy(50) }], &mut |_, _| true)
+        .generate_batch(&[Request { prompt: vec![5; 6], params: greedy(50) }], None, &mut |_, _| {
+            true
+        })
         .unwrap();
     assert_eq!(out[0].tokens.len(), 2);
     assert_eq!(out[0].finish, forja_engine::FinishReason::Length);

@@ -62,7 +62,7 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
         for _ in 0..reps {
             let req = Request { prompt: vec![bos], params: params.clone() };
             let t = Instant::now();
-            let (out, _) = engine.generate_batch(&[req], &mut |_, _| true)?;
+            let (out, _) = engine.generate_batch(&[req], None, &mut |_, _| true)?;
             // The first token comes out of the 1-token prefill, the rest from decode passes.
             tg.push(out[0].tokens.len() as f64 / t.elapsed().as_secs_f64());
         }

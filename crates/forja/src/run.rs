@@ -46,7 +46,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let bar = (!stdout_tty).then(|| progress::tokens(params.max_tokens));
     let mut out = std::io::stdout();
     let mut io_err = None;
-    let (done, timings) = engine.generate(&prompt, &params, |text| {
+    let (done, timings) = engine.generate(&prompt, &params, None, |text| {
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -86,7 +86,7 @@ pub fn chat(a: ChatArgs) -> Result<ExitCode> {
     let ask = |history: &mut Vec<ChatMessage>, question: String| -> Result<()> {
         history.push(ChatMessage::user(question));
         let mut out = std::io::stdout();
-        let (reply, _) = engine.chat(history, &params, |t| {
+        let (reply, _) = engine.chat(history, &params, None, |t| {
             out.write_all(t.as_bytes()).and_then(|_| out.flush()).is_ok()
         })?;
         println!();

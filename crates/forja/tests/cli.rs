@@ -82,7 +82,7 @@ fn generate_prints_exactly_the_generated_text() {
         sampling: SamplingParams::greedy(),
         ..Default::default()
     };
-    let (want, _) = engine.generate("hello world", &p, |_| true).unwrap();
+    let (want, _) = engine.generate("hello world", &p, None, |_| true).unwrap();
     assert_eq!(String::from_utf8(o.stdout).unwrap(), want.text);
     // The prompt can come from stdin.
     let o2 = run("-", Some("hello world"));
@@ -107,7 +107,7 @@ fn chat_reads_turns_from_stdin() {
         sampling: SamplingParams::greedy(),
         ..Default::default()
     };
-    let reply = |q: &str| engine.chat(&[ChatMessage::user(q)], &p, |_| true).unwrap().0.text;
+    let reply = |q: &str| engine.chat(&[ChatMessage::user(q)], &p, None, |_| true).unwrap().0.text;
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         format!("{}\n{}\n", reply("hi"), reply("hello again"))

@@ -9,7 +9,8 @@
 
 use crate::attention::{self, Heads, Slot};
 use crate::kv_cache::KvCache;
-use crate::linear::{Embedding, Linear};
+use crate::linear::{Embedding, Linear, Weight};
+use crate::lora::{Adapter, Dropout, Module};
 use crate::ops;
 use crate::weights::Weights;
 use crate::{EngineError, Result};
@@ -431,7 +432,12 @@ impl Llama {
 
     /// Runs a flat batch through the model, appending to `caches`, and
     /// returns the logits of `batch.logits_rows` as `[rows, vocab]`.
-    pub fn forward(&self, batch: &Batch<'_>, caches: &mut [&mut KvCache]) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        batch: &Batch<'_>,
+        caches: &mut [&mut KvCache],
+        lora: Lora<'_>,
+    ) -> Result<Tensor> {
         let n = batch.tokens.len();
         assert_eq!(n, batch.slots.len(), "forward: one slot per token");
         let (cos, sin) = self.rope_tables(batch.slots.iter().map(|s| s.pos))?;
@@ -439,13 +445,11 @@ impl Llama {
         for (li, b) in self.blocks.iter().enumerate() {
             let a = &b.attn;
             let hn = ops::rms_norm(&x, &b.input_norm, a.eps)?;
-            let [q, k, v]: [Tensor; 3] = Linear::forward_shared(&[&a.q, &a.k, &a.v], &hn)?
-                .try_into()
-                .expect("three outputs");
+            let (q, k, v) = self.qkv(li, a, &hn, lora)?;
             let (q, k, v) = self.qk_rope(a, q, k, v, n, &cos, &sin)?;
             let att = attention::cached(&q, &k, &v, batch.slots, caches, li, a.heads)?;
-            x = (x + a.o.forward(&att)?)?;
-            x = (&x + self.mlp(b, &x)?)?;
+            x = (x + lora.apply(a.o.forward(&att)?, li, Module::OProj, &att)?)?;
+            x = (&x + self.mlp(li, b, &x, lora)?)?;
         }
         for s in batch.slots {
             let c = &mut caches[s.seq];
@@ -460,6 +464,22 @@ impl Llama {
         let x = x.index_select(&rows, 0)?;
         let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
         Ok(self.lm_head.forward(&x)?)
+    }
+
+    fn qkv(
+        &self,
+        li: usize,
+        a: &Attention,
+        hn: &Tensor,
+        lora: Lora<'_>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let [q, k, v]: [Tensor; 3] =
+            Linear::forward_shared(&[&a.q, &a.k, &a.v], hn)?.try_into().expect("three outputs");
+        Ok((
+            lora.apply(q, li, Module::QProj, hn)?,
+            lora.apply(k, li, Module::KProj, hn)?,
+            lora.apply(v, li, Module::VProj, hn)?,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -484,25 +504,30 @@ impl Llama {
         Ok((ops::rope(&q, cos, sin)?, ops::rope(&k, cos, sin)?, v))
     }
 
-    fn mlp(&self, b: &Block, x: &Tensor) -> Result<Tensor> {
+    fn mlp(&self, li: usize, b: &Block, x: &Tensor, lora: Lora<'_>) -> Result<Tensor> {
         let h = ops::rms_norm(x, &b.post_norm, b.attn.eps)?;
         let m = &b.mlp;
         let [g, u]: [Tensor; 2] =
             Linear::forward_shared(&[&m.gate, &m.up], &h)?.try_into().expect("two outputs");
-        Ok(m.down.forward(&ops::silu_mul(&g, &u)?)?)
+        let g = lora.apply(g, li, Module::GateProj, &h)?;
+        let u = lora.apply(u, li, Module::UpProj, &h)?;
+        let act = ops::silu_mul(&g, &u)?;
+        lora.apply(m.down.forward(&act)?, li, Module::DownProj, &act)
     }
 
     /// Cache-free forward over `ids` `[batch, seq]` (every sequence starts at
-    /// position 0); returns logits `[batch, seq, vocab]`. Differentiable.
-    pub fn forward_full(&self, ids: &Tensor) -> Result<Tensor> {
+    /// position 0) up to the final norm: `[batch * seq, hidden]`.
+    /// Differentiable; the trainer feeds only the rows it scores to
+    /// [`Llama::logits`].
+    pub fn hidden_full(&self, ids: &Tensor, lora: Lora<'_>) -> Result<Tensor> {
         let (bsz, t) = ids.dims2()?;
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
         let (cos, sin) = self.rope_tables((0..bsz).flat_map(|_| 0..t))?;
         let mut x = self.embed.lookup(&flat, &self.device)?; // [b*t, h]
-        for b in &self.blocks {
+        for (li, b) in self.blocks.iter().enumerate() {
             let a = &b.attn;
             let hn = ops::rms_norm(&x, &b.input_norm, a.eps)?;
-            let (q, k, v) = (a.q.forward(&hn)?, a.k.forward(&hn)?, a.v.forward(&hn)?);
+            let (q, k, v) = self.qkv(li, a, &hn, lora)?;
             let (q, k, v) = self.qk_rope(a, q, k, v, bsz * t, &cos, &sin)?;
             let hd = a.heads.head_dim;
             let att = attention::full_causal(
@@ -512,11 +537,126 @@ impl Llama {
                 a.heads,
             )?
             .reshape((bsz * t, a.heads.heads * hd))?;
-            x = (x + a.o.forward(&att)?)?;
-            x = (&x + self.mlp(b, &x)?)?;
+            x = (x + lora.apply(a.o.forward(&att)?, li, Module::OProj, &att)?)?;
+            x = (&x + self.mlp(li, b, &x, lora)?)?;
         }
-        let x = ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?;
-        Ok(self.lm_head.forward(&x)?.reshape((bsz, t, ()))?)
+        Ok(ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    /// Output projection of final hidden states `[rows, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?)
+    }
+
+    /// Cache-free forward returning logits `[batch, seq, vocab]`. Differentiable.
+    pub fn forward_full(&self, ids: &Tensor, lora: Lora<'_>) -> Result<Tensor> {
+        let (bsz, t) = ids.dims2()?;
+        let h = self.hidden_full(ids, lora)?;
+        Ok(self.logits(&h)?.reshape((bsz, t, ()))?)
+    }
+
+    /// The linear layer `module` of decoder layer `layer`.
+    pub fn linear(&self, layer: usize, module: Module) -> &Linear {
+        let b = &self.blocks[layer];
+        match module {
+            Module::QProj => &b.attn.q,
+            Module::KProj => &b.attn.k,
+            Module::VProj => &b.attn.v,
+            Module::OProj => &b.attn.o,
+            Module::GateProj => &b.mlp.gate,
+            Module::UpProj => &b.mlp.up,
+            Module::DownProj => &b.mlp.down,
+        }
+    }
+
+    fn linear_mut(&mut self, layer: usize, module: Module) -> &mut Linear {
+        let b = &mut self.blocks[layer];
+        match module {
+            Module::QProj => &mut b.attn.q,
+            Module::KProj => &mut b.attn.k,
+            Module::VProj => &mut b.attn.v,
+            Module::OProj => &mut b.attn.o,
+            Module::GateProj => &mut b.mlp.gate,
+            Module::UpProj => &mut b.mlp.up,
+            Module::DownProj => &mut b.mlp.down,
+        }
+    }
+
+    /// Adds `sign · scale · B A` of every pair of `adapter` into the base
+    /// weights (`sign` 1 merges, -1 unmerges). Needs dense weights: load
+    /// GGUF models with `dequantize`.
+    pub fn merge_adapter(&mut self, adapter: &Adapter, sign: f64) -> Result<()> {
+        for layer in 0..self.blocks.len() {
+            for m in Module::ALL {
+                let Some(p) = adapter.pair(layer, m) else { continue };
+                let lin = self.linear_mut(layer, m);
+                let Weight::Dense(w) = &lin.weight else {
+                    return Err(crate::EngineError::field(
+                        m.path(layer),
+                        "weight",
+                        "is quantized; merging needs dense weights (load the base with dequantize)",
+                    ));
+                };
+                let delta = (p.b.matmul(&p.a)? * (sign * p.scale))?.to_dtype(w.dtype())?;
+                lin.weight = Weight::Dense((w + delta)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every weight under its Hugging Face name, dense f32 (quantized ones
+    /// dequantized), ready to save as `model.safetensors`.
+    pub fn hf_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let dev = &self.device;
+        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed.dense(dev)?)];
+        for (li, b) in self.blocks.iter().enumerate() {
+            for m in Module::ALL {
+                let lin = self.linear(li, m);
+                out.push((format!("{}.weight", m.path(li)), lin.dense_weight(dev)?));
+                if let Some(bias) = &lin.bias {
+                    out.push((format!("{}.bias", m.path(li)), bias.clone()));
+                }
+            }
+            let p = format!("model.layers.{li}");
+            out.push((format!("{p}.input_layernorm.weight"), b.input_norm.clone()));
+            out.push((format!("{p}.post_attention_layernorm.weight"), b.post_norm.clone()));
+            if let (Some(qn), Some(kn)) = (&b.attn.q_norm, &b.attn.k_norm) {
+                out.push((format!("{p}.self_attn.q_norm.weight"), qn.clone()));
+                out.push((format!("{p}.self_attn.k_norm.weight"), kn.clone()));
+            }
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.clone()));
+        if !self.cfg.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), self.lm_head.dense_weight(dev)?));
+        }
+        Ok(out)
+    }
+}
+
+/// Which adapter (if any) a forward pass applies, and its training dropout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lora<'a> {
+    /// The adapter; `None` runs the base model.
+    pub adapter: Option<&'a Adapter>,
+    /// Dropout on adapter inputs (training only).
+    pub dropout: Option<&'a Dropout>,
+}
+
+impl<'a> Lora<'a> {
+    /// The base model alone.
+    pub const NONE: Lora<'static> = Lora { adapter: None, dropout: None };
+
+    /// Inference with `adapter`.
+    pub fn with(adapter: Option<&'a Adapter>) -> Self {
+        Lora { adapter, dropout: None }
+    }
+
+    fn apply(self, y: Tensor, layer: usize, m: Module, x: &Tensor) -> Result<Tensor> {
+        let Some(a) = self.adapter else { return Ok(y) };
+        match a.delta(layer, m, x, self.dropout)? {
+            Some(d) => Ok((y + d)?),
+            None => Ok(y),
+        }
     }
 }
 
