@@ -165,6 +165,29 @@ impl Engine {
         &self.model
     }
 
+    /// The model, mutably (merging adapters into its weights).
+    pub fn model_mut(&mut self) -> &mut Llama {
+        &mut self.model
+    }
+
+    /// The chat template's source, if the model has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.template.as_ref().map(ChatTemplate::source)
+    }
+
+    /// Runs `f` on the engine's thread pool (training and other bulk work
+    /// that should use the same threads as generation).
+    pub fn install<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.pool.install(f)
+    }
+
+    /// Saves the model (with any merged adapter) as a Hugging Face directory.
+    pub fn save_hf(&self, dir: &Path) -> Result<()> {
+        self.pool.install(|| {
+            crate::export::save_hf(dir, &self.model, &self.tokenizer, self.chat_template())
+        })
+    }
+
     /// The context window in tokens.
     pub fn ctx_size(&self) -> usize {
         self.ctx

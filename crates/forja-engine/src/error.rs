@@ -112,6 +112,13 @@ pub enum EngineError {
     /// A caller-supplied parameter is out of range.
     #[error(transparent)]
     Params(#[from] forja_core::CoreError),
+    /// Training data cannot be used (names the file and line).
+    #[error("{0}")]
+    Data(String),
+    /// Training stopped (non-finite loss, checkpoint mismatch, ...); says why
+    /// and what was kept.
+    #[error("training stopped: {0}")]
+    Training(String),
     /// The requested device is not available in this build or on this machine.
     #[error("device `{device}` is unavailable: {reason}")]
     Device {

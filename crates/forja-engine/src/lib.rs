@@ -28,6 +28,7 @@ mod chat_template;
 pub mod device;
 mod engine;
 mod error;
+pub mod export;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod generate;
@@ -43,6 +44,7 @@ mod safetensors_io;
 mod sampler;
 mod simd;
 mod tokenizer;
+pub mod train;
 mod weights;
 
 pub use attention::Slot;

@@ -304,6 +304,26 @@ impl Adapter {
         Ok(Some((h.matmul(&p.b.t()?)? * p.scale)?))
     }
 
+    /// A copy sharing the weights but outside any gradient graph (evaluation
+    /// and generation with an adapter being trained use it).
+    pub fn frozen(&self) -> Result<Adapter> {
+        let pairs = self
+            .pairs
+            .iter()
+            .map(|row| {
+                row.clone().map(|p| {
+                    p.map(|p| LoraPair { a: p.a.detach(), b: p.b.detach(), scale: p.scale })
+                })
+            })
+            .collect();
+        Ok(Adapter {
+            config: self.config.clone(),
+            base_model: self.base_model.clone(),
+            pairs,
+            vars: Vec::new(),
+        })
+    }
+
     /// Turns a loaded adapter into a trainable one (continued training).
     pub fn make_trainable(&mut self) -> Result<()> {
         self.vars.clear();

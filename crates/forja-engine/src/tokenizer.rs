@@ -175,6 +175,16 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Encodes `text` without adding special tokens, with each token's byte
+    /// span in `text` (special tokens written in the text are parsed).
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        let enc = self.inner.encode(text, false).map_err(|e| EngineError::Tokenizer {
+            source_desc: self.source.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+    }
+
     /// Decodes ids to text, optionally dropping special tokens.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.inner.decode(ids, skip_special).map_err(|e| EngineError::Tokenizer {
@@ -222,6 +232,14 @@ impl Tokenizer {
     /// Whether raw prompts get a BOS token.
     pub fn adds_bos(&self) -> bool {
         self.add_bos
+    }
+
+    /// The tokenizer as Hugging Face `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| EngineError::Tokenizer {
+            source_desc: self.source.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// Where the tokenizer came from.

@@ -12,9 +12,11 @@ use crate::linear::{Embedding, Linear, Weight};
 use crate::quant::{QMatrix, QType};
 use crate::{EngineError, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use half::{bf16, f16};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub struct Weights<'p> {
     path: PathBuf,
     progress: Option<LayerProgress<'p>>,
     dequantize: bool,
+    /// When set, every tensor handed out is a `Var`, recorded here.
+    vars: Option<Vec<(String, Var)>>,
 }
 
 enum Source {
@@ -38,6 +42,11 @@ enum Source {
         unpermute: Option<(usize, usize)>,
     },
     Safetensors(VarBuilder<'static>),
+    /// Fresh random weights (pre-training from scratch).
+    Init {
+        rng: ChaCha8Rng,
+        std: f64,
+    },
 }
 
 impl<'p> Weights<'p> {
@@ -56,6 +65,7 @@ impl<'p> Weights<'p> {
             path,
             progress: None,
             dequantize: false,
+            vars: None,
         })
     }
 
@@ -81,7 +91,35 @@ impl<'p> Weights<'p> {
             path: dir.to_path_buf(),
             progress: None,
             dequantize: false,
+            vars: None,
         })
+    }
+
+    /// Random weights for a model trained from scratch: matrices and
+    /// embeddings normal(0, `std`) from a ChaCha8 generator seeded with
+    /// `seed`, norm weights 1, biases 0. Every tensor is trainable.
+    pub fn random(seed: u64, std: f64, device: &Device) -> Self {
+        Weights {
+            source: Source::Init { rng: ChaCha8Rng::seed_from_u64(seed), std },
+            device: device.clone(),
+            path: PathBuf::from("<random init>"),
+            progress: None,
+            dequantize: true,
+            vars: Some(Vec::new()),
+        }
+    }
+
+    /// Hands out every tensor as a trainable `Var` (full fine-tuning);
+    /// implies `dequantized`.
+    pub fn trainable(mut self) -> Self {
+        self.dequantize = true;
+        self.vars.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// The trainable variables created so far, with their Hugging Face names.
+    pub fn take_vars(&mut self) -> Vec<(String, Var)> {
+        self.vars.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Loads every quantized tensor as dense f32 (training needs plain
@@ -111,7 +149,7 @@ impl<'p> Weights<'p> {
     fn file_name(&self, hf: &str) -> String {
         match &self.source {
             Source::Gguf { .. } => hf_to_gguf_name(hf).unwrap_or_else(|| hf.to_string()),
-            Source::Safetensors(_) => hf.to_string(),
+            Source::Safetensors(_) | Source::Init { .. } => hf.to_string(),
         }
     }
 
@@ -120,6 +158,46 @@ impl<'p> Weights<'p> {
         match &self.source {
             Source::Gguf { file, .. } => hf_to_gguf_name(hf).is_some_and(|g| file.has_tensor(&g)),
             Source::Safetensors(vb) => vb.contains_tensor(hf),
+            // A fresh model has whatever its config asks for.
+            Source::Init { .. } => true,
+        }
+    }
+
+    /// A dense f32 tensor of `shape` (checked), from any source; a `Var`
+    /// when the weights are trainable.
+    fn dense(&mut self, hf: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = match &mut self.source {
+            Source::Safetensors(vb) => {
+                if !vb.contains_tensor(hf) {
+                    return Err(self.missing(hf));
+                }
+                let t = vb.get_unchecked(hf)?;
+                self.check_shape(hf, t.dims(), shape)?;
+                t
+            }
+            Source::Gguf { .. } => {
+                let (dtype, bytes) = self.gguf_raw(hf, shape)?;
+                self.dense_from_gguf(hf, dtype, &bytes, shape)?
+            }
+            Source::Init { rng, std } => {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = if hf.ends_with("norm.weight") {
+                    vec![1.0; n]
+                } else if hf.ends_with(".bias") {
+                    vec![0.0; n]
+                } else {
+                    normal(rng, n, *std)
+                };
+                Tensor::from_vec(values, shape, &self.device)?
+            }
+        };
+        match &mut self.vars {
+            Some(vars) => {
+                let v = Var::from_tensor(&t.to_dtype(candle_core::DType::F32)?)?;
+                vars.push((hf.to_string(), v.clone()));
+                Ok(v.as_tensor().clone())
+            }
+            None => Ok(t),
         }
     }
 
@@ -233,18 +311,10 @@ impl<'p> Weights<'p> {
     ) -> Result<Linear> {
         let wname = format!("{prefix}.weight");
         let weight = match &self.source {
-            Source::Safetensors(vb) => {
-                if !vb.contains_tensor(&wname) {
-                    return Err(self.missing(&wname));
-                }
-                let t = vb.get_unchecked(&wname)?;
-                self.check_shape(&wname, t.dims(), &[out, inp])?;
-                Weight::Dense(t)
-            }
-            Source::Gguf { .. } => {
+            Source::Gguf { .. } if !self.dequantize => {
                 let (dtype, bytes) = self.gguf_raw(&wname, &[out, inp])?;
                 match (forja_qtype(dtype), self.device.is_cpu()) {
-                    _ if self.dequantize || is_float(dtype) => {
+                    _ if is_float(dtype) => {
                         Weight::Dense(self.dense_from_gguf(&wname, dtype, &bytes, &[out, inp])?)
                     }
                     (Some(qt), true) => {
@@ -260,6 +330,7 @@ impl<'p> Weights<'p> {
                     )?)?)),
                 }
             }
+            _ => Weight::Dense(self.dense(&wname, &[out, inp])?),
         };
         let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), out)?) } else { None };
         Ok(Linear::new(weight, bias, out, inp))
@@ -267,39 +338,21 @@ impl<'p> Weights<'p> {
 
     /// A 1-D f32 tensor (norm weights, biases).
     pub(crate) fn vector(&mut self, hf: &str, len: usize) -> Result<Tensor> {
-        match &self.source {
-            Source::Safetensors(vb) => {
-                if !vb.contains_tensor(hf) {
-                    return Err(self.missing(hf));
-                }
-                let t = vb.get_unchecked(hf)?;
-                self.check_shape(hf, t.dims(), &[len])?;
-                Ok(t)
-            }
-            Source::Gguf { .. } => {
-                let (dtype, bytes) = self.gguf_raw(hf, &[len])?;
-                self.dense_from_gguf(hf, dtype, &bytes, &[len])
-            }
-        }
+        self.dense(hf, &[len])
     }
 
     /// The token embedding table `[vocab, hidden]`.
     pub(crate) fn embedding(&mut self, hf: &str, vocab: usize, hidden: usize) -> Result<Embedding> {
         match &self.source {
-            Source::Safetensors(vb) => {
-                if !vb.contains_tensor(hf) {
-                    return Err(self.missing(hf));
-                }
-                let t = vb.get_unchecked(hf)?;
-                self.check_shape(hf, t.dims(), &[vocab, hidden])?;
-                Ok(Embedding::Dense(t))
-            }
-            Source::Gguf { .. } => {
+            Source::Gguf { .. } if !self.dequantize => {
                 let (dtype, bytes) = self.gguf_raw(hf, &[vocab, hidden])?;
                 match (forja_qtype(dtype), self.device.is_cpu()) {
-                    _ if self.dequantize || is_float(dtype) => Ok(Embedding::Dense(
-                        self.dense_from_gguf(hf, dtype, &bytes, &[vocab, hidden])?,
-                    )),
+                    _ if is_float(dtype) => Ok(Embedding::Dense(self.dense_from_gguf(
+                        hf,
+                        dtype,
+                        &bytes,
+                        &[vocab, hidden],
+                    )?)),
                     (Some(qt), true) => Ok(Embedding::Quant(Arc::new(
                         QMatrix::from_bytes(qt, vocab, hidden, bytes).map_err(|e| {
                             EngineError::malformed(&self.path, format!("{hf}: {e}"))
@@ -313,6 +366,7 @@ impl<'p> Weights<'p> {
                     )?))),
                 }
             }
+            _ => Ok(Embedding::Dense(self.dense(hf, &[vocab, hidden])?)),
         }
     }
 
@@ -328,6 +382,17 @@ impl<'p> Weights<'p> {
         let t = self.dense_from_gguf("rope_freqs.weight", dtype, &bytes, &dims)?;
         Ok(Some(t.flatten_all()?.to_vec1()?))
     }
+}
+
+/// `n` samples of normal(0, `std`) (Box-Muller).
+fn normal(rng: &mut ChaCha8Rng, n: usize, std: f64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            let u2: f64 = rng.random();
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * std) as f32
+        })
+        .collect()
 }
 
 fn forja_qtype(d: GgmlDType) -> Option<QType> {

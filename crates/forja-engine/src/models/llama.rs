@@ -174,7 +174,7 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
-    fn qkv_bias(&self) -> bool {
+    pub(crate) fn qkv_bias(&self) -> bool {
         self.attention_bias.unwrap_or(self.family() == Family::Qwen2)
     }
     fn window(&self) -> Option<usize> {
