@@ -40,6 +40,9 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// A token's byte span `[start, end)` in the encoded text.
+pub type Span = (usize, usize);
+
 impl Tokenizer {
     /// Loads a Hugging Face `tokenizer.json`. BOS/EOS come from the caller
     /// (`tokenizer_config.json`, `config.json`, `generation_config.json`).
@@ -60,6 +63,22 @@ impl Tokenizer {
             eos_ids,
             add_bos,
             path.display().to_string(),
+        ))
+    }
+
+    /// A tokenizer from `tokenizer.json` text (e.g. one just trained).
+    pub fn from_json(json: &str, bos: Option<u32>, eos_ids: &[u32], add_bos: bool) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_str(json).map_err(|e| EngineError::Tokenizer {
+            source_desc: "tokenizer.json text".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self::finish(
+            inner,
+            bos,
+            eos_ids.first().copied(),
+            eos_ids,
+            add_bos,
+            "trained tokenizer".into(),
         ))
     }
 
@@ -177,7 +196,7 @@ impl Tokenizer {
 
     /// Encodes `text` without adding special tokens, with each token's byte
     /// span in `text` (special tokens written in the text are parsed).
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<Span>)> {
         let enc = self.inner.encode(text, false).map_err(|e| EngineError::Tokenizer {
             source_desc: self.source.clone(),
             reason: e.to_string(),

@@ -44,7 +44,7 @@ enum Source {
     Safetensors(VarBuilder<'static>),
     /// Fresh random weights (pre-training from scratch).
     Init {
-        rng: ChaCha8Rng,
+        rng: Box<ChaCha8Rng>,
         std: f64,
     },
 }
@@ -100,7 +100,7 @@ impl<'p> Weights<'p> {
     /// `seed`, norm weights 1, biases 0. Every tensor is trainable.
     pub fn random(seed: u64, std: f64, device: &Device) -> Self {
         Weights {
-            source: Source::Init { rng: ChaCha8Rng::seed_from_u64(seed), std },
+            source: Source::Init { rng: Box::new(ChaCha8Rng::seed_from_u64(seed)), std },
             device: device.clone(),
             path: PathBuf::from("<random init>"),
             progress: None,

@@ -23,11 +23,20 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Chat with a model in the terminal, streaming its replies.
     Chat(ChatArgs),
+    /// Fine-tune a LoRA adapter on chat or prompt/completion JSONL.
+    Train(TrainArgs),
+    /// Pre-train a small Llama model (and its tokenizer) from scratch.
+    Pretrain(PretrainArgs),
+    /// Merge a LoRA adapter into its base and write a Hugging Face model.
+    Merge(MergeArgs),
     /// List, install and locate models.
     Models(ModelsArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Tools for interop checks and debugging.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
 }
 
 /// Which model to load and how.
@@ -127,6 +136,9 @@ pub struct GenerateArgs {
     /// The prompt; `-` reads it from stdin.
     #[arg(short, long)]
     pub prompt: String,
+    /// A PEFT LoRA adapter directory to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Print timings to stderr when done.
     #[arg(long)]
     pub timings: bool,
@@ -144,6 +156,9 @@ pub struct ChatArgs {
     /// Ask one question, print the answer and exit (no interactive loop).
     #[arg(short, long)]
     pub prompt: Option<String>,
+    /// A PEFT LoRA adapter directory to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -166,12 +181,224 @@ pub enum ModelsCommand {
         /// A name, alias or path.
         name: String,
     },
+    /// Write a model as a Hugging Face directory (f32, dequantized).
+    Export {
+        /// A name, alias or path.
+        name: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Prompt (prefill) and decode throughput, like llama-bench's pp and tg tests.
     Generate(BenchGenerateArgs),
+    /// LoRA training throughput (tokens/s) and model FLOP utilisation.
+    Train(BenchTrainArgs),
+}
+
+/// Training flags shared by `train` and `pretrain`; each overrides the
+/// config file's `[train]` value.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TrainFlags {
+    /// Passes over the data.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Sequences per micro-batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step.
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Linear warm-up steps.
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Clip the gradient norm (0 disables).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Cut examples to this many tokens.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Validate every N steps.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Early stopping after N evaluations without improvement.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Checkpoint every N steps (0: only at the end).
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Checkpoints kept.
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// Stop cleanly after this long (`900`, `15m`, `2h`).
+    #[arg(long, value_parser = parse_duration)]
+    pub time_limit: Option<u64>,
+    /// Seed of data order, initialisation and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// `skip` (default) or `fail` on unusable data lines.
+    #[arg(long)]
+    pub on_bad_line: Option<String>,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+}
+
+/// Seconds from `900`, `30s`, `15m` or `2h`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("`{s}` is not a duration like 900, 30s, 15m or 2h"))
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Base model: a GGUF file, a Hugging Face directory or a built-in name.
+    #[arg(long, default_value = "default")]
+    pub base: String,
+    /// Training data (JSONL: `messages`, or `prompt` + `completion`, or `text`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation data (same format).
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Output directory: the adapter, checkpoints, events.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML file with `[train]` and `[lora]` tables; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: TrainFlags,
+    /// LoRA rank.
+    #[arg(long)]
+    pub lora_r: Option<usize>,
+    /// LoRA alpha.
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// LoRA dropout.
+    #[arg(long)]
+    pub lora_dropout: Option<f64>,
+    /// `all-linear` or a comma list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+    #[arg(long)]
+    pub target_modules: Option<String>,
+    /// rsLoRA scaling (alpha / sqrt r).
+    #[arg(long)]
+    pub rslora: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// Text files, directories of .txt files, or JSONL files with a `text` field.
+    #[arg(long, required = true, num_args = 1..)]
+    pub corpus: Vec<PathBuf>,
+    /// Output directory (Hugging Face layout).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML file with `[model]` and `[train]` tables; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Tokenizer vocabulary size.
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// Hidden size.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// MLP size.
+    #[arg(long)]
+    pub intermediate: Option<usize>,
+    /// Layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Key/value heads.
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Sequence length.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    #[command(flatten)]
+    pub flags: TrainFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Base model.
+    #[arg(long)]
+    pub base: String,
+    /// The PEFT adapter directory.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Output directory for the merged Hugging Face model.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Sequences per step.
+    #[arg(short, long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    #[arg(short, long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Timed optimizer steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    pub lora_r: usize,
+    /// LoRA targets.
+    #[arg(long, default_value = "all-linear")]
+    pub target_modules: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print the logits of every position of a token sequence as JSON.
+    Logits {
+        /// Model (HF dir, GGUF or built-in name).
+        #[arg(long)]
+        model: String,
+        /// Optional PEFT adapter.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Comma-separated token ids.
+        #[arg(long)]
+        ids: String,
+        /// Dequantize GGUF weights (f32 reference).
+        #[arg(long)]
+        dequantize: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -3,10 +3,12 @@
 
 mod args;
 mod bench;
+mod debug;
 mod install;
 mod models;
 mod progress;
 mod run;
+mod train;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -27,8 +29,15 @@ fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         args::Command::Generate(a) => run::generate(a),
         args::Command::Chat(a) => run::chat(a),
+        args::Command::Train(a) => train::train(a),
+        args::Command::Pretrain(a) => train::pretrain(a),
+        args::Command::Merge(a) => train::merge(a),
         args::Command::Models(a) => models::run(a),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
+        args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),
+        args::Command::Debug(args::DebugCommand::Logits { model, adapter, ids, dequantize }) => {
+            debug::logits(&model, adapter.as_deref(), &ids, dequantize)
+        }
     }
 }
 

@@ -41,6 +41,12 @@ pub fn run(a: ModelsArgs) -> Result<ExitCode> {
             }
         }
         ModelsCommand::Path { name } => println!("{}", resolve(&name)?.display()),
+        ModelsCommand::Export { name, out } => {
+            let opts = forja_engine::LoadOptions { dequantize: true, ..Default::default() };
+            let engine = crate::run::load_with(&resolve(&name)?, &opts)?;
+            engine.save_hf(&out)?;
+            println!("{}", out.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,11 +11,23 @@ use std::process::ExitCode;
 /// Loads the model named by `--model`, with a progress bar.
 pub fn load(a: &ModelArgs) -> Result<Engine> {
     let path = models::resolve(&a.model)?;
+    load_with(&path, &a.load_options())
+}
+
+/// Loads a model from a resolved path, with a progress bar.
+pub fn load_with(path: &std::path::Path, opts: &forja_engine::LoadOptions) -> Result<Engine> {
     let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (bar, mut cb) = progress::model_load(&label);
-    let engine = Engine::load(&path, &a.load_options(), &mut cb);
+    let engine = Engine::load(path, opts, &mut cb);
     bar.finish_and_clear();
     Ok(engine?)
+}
+
+fn load_adapter(
+    engine: &Engine,
+    dir: Option<&std::path::Path>,
+) -> Result<Option<forja_engine::lora::Adapter>> {
+    dir.map(|d| engine.load_adapter(d)).transpose().map_err(Into::into)
 }
 
 fn print_timings(t: &Timings) {
@@ -40,13 +52,14 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
         a.prompt.clone()
     };
     let engine = load(&a.model)?;
+    let adapter = load_adapter(&engine, a.adapter.as_deref())?;
     let stdout_tty = std::io::stdout().is_terminal();
     // When stdout is a file or pipe, a bar on stderr shows progress; on a
     // terminal the streamed text is the progress.
     let bar = (!stdout_tty).then(|| progress::tokens(params.max_tokens));
     let mut out = std::io::stdout();
     let mut io_err = None;
-    let (done, timings) = engine.generate(&prompt, &params, None, |text| {
+    let (done, timings) = engine.generate(&prompt, &params, adapter.as_ref(), |text| {
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -79,6 +92,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
 pub fn chat(a: ChatArgs) -> Result<ExitCode> {
     let params = a.sampling.params()?;
     let engine = load(&a.model)?;
+    let adapter = load_adapter(&engine, a.adapter.as_deref())?;
     if !engine.has_chat_template() {
         anyhow::bail!(forja_engine::EngineError::NoChatTemplate);
     }
@@ -86,7 +100,7 @@ pub fn chat(a: ChatArgs) -> Result<ExitCode> {
     let ask = |history: &mut Vec<ChatMessage>, question: String| -> Result<()> {
         history.push(ChatMessage::user(question));
         let mut out = std::io::stdout();
-        let (reply, _) = engine.chat(history, &params, None, |t| {
+        let (reply, _) = engine.chat(history, &params, adapter.as_ref(), |t| {
             out.write_all(t.as_bytes()).and_then(|_| out.flush()).is_ok()
         })?;
         println!();

@@ -16,6 +16,7 @@
 mod checkpoint;
 pub mod data;
 pub mod optim;
+pub mod pretrain;
 
 use crate::lora::{Adapter, Dropout};
 use crate::models::llama::{Llama, Lora};
@@ -142,7 +143,8 @@ pub enum Trainable<'a> {
 }
 
 impl Trainable<'_> {
-    fn vars(&self) -> &[(String, Var)] {
+    /// The trained variables.
+    pub fn vars(&self) -> &[(String, Var)] {
         match self {
             Trainable::Lora(a) => a.vars(),
             Trainable::Full(v) => v,
@@ -315,6 +317,32 @@ pub fn mean_loss(model: &Llama, lora: Lora<'_>, examples: &[&Example]) -> Result
     }
     let (nll, _) = batch_loss(model, lora, &b)?;
     Ok((nll / b.n_targets as f64)?)
+}
+
+/// One optimizer step on one micro-batch, without the loop's bookkeeping
+/// (benchmarks). Returns the loss before the step.
+pub fn single_step(
+    model: &Llama,
+    what: &Trainable<'_>,
+    examples: &[&Example],
+    opt: &mut optim::AdamW,
+    lr: f64,
+) -> Result<f64> {
+    let adapter = match what {
+        Trainable::Lora(a) => Some(*a),
+        Trainable::Full(_) => None,
+    };
+    let loss = mean_loss(model, Lora::with(adapter), examples)?;
+    let store = loss.backward()?;
+    let grads: Vec<Tensor> = what
+        .vars()
+        .iter()
+        .map(|(_, v)| {
+            store.get(v.as_tensor()).cloned().map_or_else(|| v.as_tensor().zeros_like(), Ok)
+        })
+        .collect::<candle_core::Result<_>>()?;
+    opt.step(what.vars(), &grads, lr)?;
+    Ok(loss.to_scalar::<f32>()? as f64)
 }
 
 /// Scores `examples` (no gradients; the adapter is used frozen).

@@ -118,7 +118,7 @@ mod tests {
         let vars = vec![("p".to_string(), v.clone())];
         let mut opt = AdamW::new(&vars, 0.9, 0.999, 1e-8, 0.1);
         let g = Tensor::new(&[0.5f32, -1.0], &Device::Cpu).unwrap();
-        opt.step(&vars, &[g.clone()], 0.01).unwrap();
+        opt.step(&vars, std::slice::from_ref(&g), 0.01).unwrap();
         opt.step(&vars, &[g], 0.01).unwrap();
         let got: Vec<f32> = v.as_tensor().to_vec1().unwrap();
         // Reference computed in f64 with the same recurrences.

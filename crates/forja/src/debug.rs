@@ -1,0 +1,27 @@
+//! `forja debug logits`: raw logits as JSON, for interop scripts that
+//! compare forja with other implementations (scripts/peft-interop.py).
+
+use crate::models;
+use anyhow::{Context, Result};
+use forja_engine::LoadOptions;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn logits(
+    model: &str,
+    adapter: Option<&Path>,
+    ids: &str,
+    dequantize: bool,
+) -> Result<ExitCode> {
+    let tokens: Vec<u32> = ids
+        .split(',')
+        .map(|t| t.trim().parse::<u32>().with_context(|| format!("--ids: `{t}` is not a token id")))
+        .collect::<Result<_>>()?;
+    let path = models::resolve(model)?;
+    let engine = crate::run::load_with(&path, &LoadOptions { dequantize, ..Default::default() })?;
+    let adapter = adapter.map(|d| engine.load_adapter(d)).transpose()?;
+    let positions: Vec<usize> = (0..tokens.len()).collect();
+    let rows = engine.logits_at(&tokens, &positions, adapter.as_ref())?;
+    println!("{}", serde_json::json!({ "ids": tokens, "logits": rows }));
+    Ok(ExitCode::SUCCESS)
+}
