@@ -6,7 +6,9 @@
 //! (`F32`, `F16`, `BF16`, `Q4_0`, `Q4_1`, `Q8_0`, k-quants) or Hugging Face
 //! safetensors directories, rebuilds their tokenizer and chat template, and
 //! generates with a KV cache, batched prefill and decode, and the usual
-//! sampling controls. It knows nothing of HTTP, SQL or JSON wire formats.
+//! sampling controls. The same model code trains: LoRA adapters in PEFT's
+//! format ([`lora`]), supervised fine-tuning and tiny-model pre-training
+//! ([`train`]). It knows nothing of HTTP, SQL or JSON wire formats.
 //!
 //! ```no_run
 //! use forja_engine::{Engine, LoadOptions};
@@ -16,6 +18,7 @@
 //! let (reply, _timings) = engine.chat(
 //!     &[ChatMessage::user("What is the capital of France?")],
 //!     &GenerationParams::default(),
+//!     None, // no LoRA adapter
 //!     |text| { print!("{text}"); true },
 //! )?;
 //! println!("\n{} tokens, finished by {}", reply.tokens.len(), reply.finish.as_str());
