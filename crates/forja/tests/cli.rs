@@ -2,51 +2,11 @@
 //! generated text, errors are one line on stderr with exit code 1, never a
 //! panic or backtrace.
 
-use candle_core::quantized::GgmlDType;
+mod common;
+
+use common::{check_user_error, forja, stderr, tiny_gguf};
 use forja_core::{ChatMessage, GenerationParams, SamplingParams};
-use forja_engine::fixtures::{self, Spec};
 use forja_engine::{Engine, LoadOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn forja(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forja"));
-    cmd.args(args)
-        .env("RUST_BACKTRACE", "1")
-        .env_remove("FORJA_MODEL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run forja");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn tiny_gguf(dir: &Path) -> PathBuf {
-    let spec = Spec::llama();
-    let p = dir.join("tiny.gguf");
-    fixtures::write_gguf(&p, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
-    p
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A user error: exit code 1 and one line `error: ...` containing `want`.
-fn check_user_error(o: &Output, want: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(o.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&o.stdout));
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "{err:?} lacks {want:?}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
-}
 
 #[test]
 fn generate_prints_exactly_the_generated_text() {

@@ -33,9 +33,10 @@ pub use data::{load_jsonl, pack_texts, DataReport, OnBadLine};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Passes over the training data (a `max_steps` reached first wins).
+    /// Passes over the training data (ignored when `max_steps` is set).
     pub epochs: usize,
-    /// Stop after this many optimizer steps.
+    /// Train exactly this many optimizer steps, cycling through the data as
+    /// often as needed (as `max_steps` does in Hugging Face's Trainer).
     pub max_steps: Option<usize>,
     /// Sequences per micro-batch.
     pub batch_size: usize,
@@ -122,6 +123,9 @@ impl TrainConfig {
         }
         if self.max_len < 2 {
             return bad("max_len", "must be at least 2");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps", "must be at least 1");
         }
         if self.epochs == 0 && self.max_steps.is_none() {
             return bad("epochs", "must be at least 1 (or give max_steps)");
@@ -421,8 +425,7 @@ pub fn train(
     }
     let lens: Vec<usize> = train.iter().map(|e| e.ids.len()).collect();
     let steps_per_epoch = lens.len().div_ceil(cfg.batch_size).div_ceil(cfg.grad_accum).max(1);
-    let total_steps = cfg.max_steps.unwrap_or(usize::MAX).min(steps_per_epoch * cfg.epochs.max(1));
-    let total_steps = if cfg.epochs == 0 { cfg.max_steps.unwrap_or(0) } else { total_steps };
+    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs);
     let warmup = cfg.warmup_steps.unwrap_or((total_steps / 20).max(1));
     let eval_every = cfg.eval_every.unwrap_or(steps_per_epoch).max(1);
     let fingerprint = checkpoint::fingerprint(cfg, train, val, vars);
@@ -582,11 +585,7 @@ pub fn train(
         }
     }
     let stopped_by = stopped_by
-        .unwrap_or(if total_steps < steps_per_epoch * cfg.epochs {
-            "max_steps"
-        } else {
-            "completed"
-        })
+        .unwrap_or(if cfg.max_steps.is_some() { "max_steps" } else { "completed" })
         .to_string();
     // The final checkpoint holds the last weights (a resumed run goes on
     // from there); the output holds the best ones by validation loss.

@@ -1,0 +1,48 @@
+//! Helpers shared by the binary's end-to-end tests: run `forja`, make a
+//! tiny model, check that user errors are one line.
+#![allow(dead_code)]
+
+use candle_core::quantized::GgmlDType;
+use forja_engine::fixtures::{self, Spec};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn forja_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forja"));
+    cmd.args(args).env("RUST_BACKTRACE", "1").env_remove("FORJA_MODEL");
+    cmd
+}
+
+pub fn forja(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = forja_cmd(args);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run forja");
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+pub fn tiny_gguf(dir: &Path) -> PathBuf {
+    let spec = Spec::llama();
+    let p = dir.join("tiny.gguf");
+    fixtures::write_gguf(&p, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    p
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A user error: exit code 1 and one line `error: ...` containing `want`.
+pub fn check_user_error(o: &Output, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(o.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&o.stdout));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "{err:?} lacks {want:?}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
