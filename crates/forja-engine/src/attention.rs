@@ -36,7 +36,7 @@ pub(crate) struct Heads {
 }
 
 impl Heads {
-    fn first_visible(&self, pos: usize) -> usize {
+    pub(crate) fn first_visible(&self, pos: usize) -> usize {
         match self.window {
             Some(w) => (pos + 1).saturating_sub(w),
             None => 0,
@@ -211,6 +211,14 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, p0: usize, h: Heads) -> Result<Ten
 /// Cache-free causal attention on `[batch, seq, heads, hd]` inputs, made of
 /// differentiable ops. Returns `[batch, seq, heads * hd]`.
 pub(crate) fn full_causal(q: &Tensor, k: &Tensor, v: &Tensor, h: Heads) -> Result<Tensor> {
+    if crate::grad::usable(&[q, k, v]) {
+        return crate::grad::causal_attention(q, k, v, h);
+    }
+    composite_causal(q, k, v, h)
+}
+
+/// [`full_causal`] from candle ops (other devices; the reference in tests).
+pub(crate) fn composite_causal(q: &Tensor, k: &Tensor, v: &Tensor, h: Heads) -> Result<Tensor> {
     let (b, t, heads, hd) = q.dims4()?;
     let group = heads / h.kv_heads;
     let q = q.transpose(1, 2)?.contiguous()?; // [b, heads, t, hd]

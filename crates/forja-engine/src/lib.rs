@@ -36,6 +36,7 @@ pub mod export;
 pub mod fixtures;
 mod generate;
 pub mod gguf;
+mod grad;
 mod kv_cache;
 mod linear;
 pub mod lora;

@@ -49,6 +49,10 @@ impl Linear {
     /// Applies the layer to `x` of shape `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
+            // Training through a frozen weight: only ∂x is computed.
+            Weight::Dense(w) if x.track_op() && !w.track_op() && crate::grad::usable(&[x, w]) => {
+                crate::grad::frozen_linear(x, w)?
+            }
             Weight::Dense(w) => match x.rank() {
                 2 => x.matmul(&w.t()?)?,
                 _ => x.broadcast_matmul(&w.t()?)?,

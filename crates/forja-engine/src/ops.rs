@@ -1,10 +1,7 @@
 //! Element-wise and normalisation ops of the decoder, each in two forms:
-//! a fused CPU kernel (a candle custom op over contiguous f32) for inference,
-//! and a composition of differentiable candle ops used on other devices and
-//! whenever a gradient has to flow (training).
-//!
-//! The fused forms have no backward yet; `use_fused` keeps them out of any
-//! graph that tracks gradients, so gradients are never silently cut.
+//! a fused CPU kernel (a candle custom op over contiguous f32, with a
+//! hand-written backward for training), and a composition of differentiable
+//! candle ops used on other devices and as the reference in tests.
 
 use crate::parallel;
 use crate::simd;
@@ -17,7 +14,18 @@ use candle_core::{
 const PAR_ROWS: usize = 8;
 
 fn use_fused(xs: &[&Tensor]) -> bool {
-    xs.iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op())
+    xs.iter().all(|x| x.device().is_cpu() && x.dtype() == DType::F32)
+}
+
+/// Runs `f` on the data of two tensors made contiguous.
+fn with2<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> R) -> Result<R> {
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    with_f32(&a, |a| with_f32(&b, |b| f(a, b)))?
+}
+
+/// A new tensor shaped like `like` from `data`.
+fn like(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(data, like.shape(), like.device())
 }
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor, without copying.
@@ -29,7 +37,7 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
         (CpuStorage::F32(_), None) => candle_core::bail!("{what}: input must be contiguous"),
@@ -40,8 +48,12 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
 /// `x / rms(x) * w` over the last dimension.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     if use_fused(&[x, w]) {
-        return x.contiguous()?.apply_op2_no_bwd(w, &RmsNorm { eps });
+        return x.contiguous()?.apply_op2(&w.contiguous()?, RmsNorm { eps });
     }
+    rms_norm_composite(x, w, eps)
+}
+
+fn rms_norm_composite(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let dim = x.dim(D::Minus1)? as f64;
     let ms = (x.sqr()?.sum_keepdim(D::Minus1)? / dim)?;
     let inv = (ms + eps)?.sqrt()?.recip()?;
@@ -84,13 +96,61 @@ impl CustomOp2 for RmsNorm {
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    /// With `r = 1/rms(x)` per row and `g = ∂y ⊙ w`:
+    /// `∂x = r·g − x·r³·(g·x)/d` and `∂w = Σ_rows ∂y ⊙ x·r`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = w.elem_count();
+        let wv = w.flatten_all()?.to_vec1::<f32>()?;
+        let want_w = w.track_op();
+        let (dx, dw) = with2(x, grad, |xs, gy| {
+            let mut dx = vec![0f32; xs.len()];
+            let mut rows: Vec<(&mut [f32], Vec<f32>)> = dx
+                .chunks_mut(d)
+                .map(|c| (c, if want_w { vec![0f32; d] } else { Vec::new() }))
+                .collect();
+            parallel::for_each_mut(&mut rows, |r, (dxr, dwr)| {
+                let (x, gy) = (&xs[r * d..][..d], &gy[r * d..][..d]);
+                let inv = (1.0 / (simd::sum_sq(x) / d as f64 + self.eps).sqrt()) as f32;
+                let gx: f32 = x.iter().zip(gy).zip(&wv).map(|((x, g), w)| x * g * w).sum();
+                let c = inv * inv * inv * gx / d as f32;
+                for i in 0..d {
+                    dxr[i] = inv * gy[i] * wv[i] - x[i] * c;
+                }
+                if want_w {
+                    for i in 0..d {
+                        dwr[i] = gy[i] * x[i] * inv;
+                    }
+                }
+            });
+            let dw = want_w.then(|| {
+                let mut dw = vec![0f32; d];
+                for (_, r) in &rows {
+                    dw.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+                }
+                dw
+            });
+            (dx, dw)
+        })?;
+        Ok((Some(like(dx, x)?), dw.map(|g| like(g, w)).transpose()?))
+    }
 }
 
 /// `silu(gate) * up`, the SwiGLU gate.
 pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if use_fused(&[gate, up]) {
-        return gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &SiluMul);
+        return gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMul);
     }
+    silu_mul_composite(gate, up)
+}
+
+fn silu_mul_composite(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.silu()? * up
 }
 
@@ -123,6 +183,37 @@ impl CustomOp2 for SiluMul {
         parallel::for_chunks_mut(&mut out, CHUNK, f);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    /// `∂g = ∂y·u·σ(g)·(1 + g·(1 − σ(g)))`, `∂u = ∂y·silu(g)`.
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        const CHUNK: usize = 1 << 14;
+        let grad = grad.contiguous()?;
+        let (dg, du) = with2(gate, up, |g, u| {
+            with_f32(&grad, |gy| {
+                let mut dg = vec![0f32; g.len()];
+                let mut du = vec![0f32; g.len()];
+                let mut pieces: Vec<(&mut [f32], &mut [f32])> =
+                    dg.chunks_mut(CHUNK).zip(du.chunks_mut(CHUNK)).collect();
+                parallel::for_each_mut(&mut pieces, |c, (dgc, duc)| {
+                    let o = c * CHUNK;
+                    for i in 0..dgc.len() {
+                        let (g, u, gy) = (g[o + i], u[o + i], gy[o + i]);
+                        let sig = 1.0 / (1.0 + (-g).exp());
+                        dgc[i] = gy * u * sig * (1.0 + g * (1.0 - sig));
+                        duc[i] = gy * g * sig;
+                    }
+                });
+                (dg, du)
+            })
+        })??;
+        Ok((Some(like(dg, gate)?), Some(like(du, up)?)))
+    }
 }
 
 /// Rotary position embedding, "rotate half" (NeoX / Hugging Face) layout.
@@ -130,8 +221,12 @@ impl CustomOp2 for SiluMul {
 /// `x` is `[tokens, heads, head_dim]`; `cos` and `sin` are `[tokens, head_dim / 2]`.
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     if use_fused(&[x, cos, sin]) {
-        return x.contiguous()?.apply_op3_no_bwd(cos, sin, &Rope);
+        return x.contiguous()?.apply_op3(&cos.contiguous()?, &sin.contiguous()?, Rope);
     }
+    rope_composite(x, cos, sin)
+}
+
+fn rope_composite(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let half = x.dim(D::Minus1)? / 2;
     let (x1, x2) = (x.narrow(D::Minus1, 0, half)?, x.narrow(D::Minus1, half, half)?);
     let (c, s) = (cos.unsqueeze(1)?, sin.unsqueeze(1)?);
@@ -185,6 +280,21 @@ impl CustomOp3 for Rope {
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    /// The rotation is orthogonal: backward rotates `∂y` by the opposite
+    /// angle. The tables are constants.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let neg_sin = sin.neg()?;
+        let dx = grad.contiguous()?.apply_op3_no_bwd(cos, &neg_sin, &Rope)?;
+        Ok((Some(dx.reshape(x.shape())?), None, None))
+    }
 }
 
 #[cfg(test)]
@@ -203,39 +313,55 @@ mod tests {
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
-    /// Runs `f` once on plain tensors (fused path) and once on variables
-    /// (tracked, so the composite path), and compares.
-    fn check_fused_matches_composite(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) {
-        let fused = f(inputs).unwrap();
-        let vars: Vec<Tensor> =
-            inputs.iter().map(|t| Var::from_tensor(t).unwrap().as_tensor().clone()).collect();
-        let composite = f(&vars).unwrap();
-        assert!(composite.track_op(), "composite path must stay in the graph");
-        assert!(max_diff(&fused, &composite) < 1e-5);
+    /// Runs the fused op and its composite on variables and compares the
+    /// outputs and the gradients of every input that has one.
+    fn check(
+        fused: impl Fn(&[Tensor]) -> Result<Tensor>,
+        composite: impl Fn(&[Tensor]) -> Result<Tensor>,
+        inputs: &[Tensor],
+        differentiable: usize,
+    ) {
+        let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let (a, b) = (fused(&ts).unwrap(), composite(&ts).unwrap());
+        assert!(max_diff(&a, &b) < 1e-5);
+        let up = rand(a.dims(), 99);
+        let ga = (&a * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (&b * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (i, t) in ts.iter().enumerate().take(differentiable) {
+            let (x, y) = (ga.get(t).unwrap(), gb.get(t).unwrap());
+            assert!(max_diff(x, y) < 1e-4, "input {i}: {}", max_diff(x, y));
+        }
     }
 
     #[test]
     fn fused_kernels_match_differentiable_compositions() {
-        check_fused_matches_composite(
+        check(
             |t| rms_norm(&t[0], &t[1], 1e-5),
+            |t| rms_norm_composite(&t[0], &t[1], 1e-5),
             &[rand(&[9, 64], 1), rand(&[64], 2)],
+            2,
         );
-        check_fused_matches_composite(
+        check(
             |t| silu_mul(&t[0], &t[1]),
+            |t| silu_mul_composite(&t[0], &t[1]),
             &[rand(&[3, 40], 3), rand(&[3, 40], 4)],
+            2,
         );
-        check_fused_matches_composite(
+        check(
             |t| rope(&t[0], &t[1], &t[2]),
+            |t| rope_composite(&t[0], &t[1], &t[2]),
             &[rand(&[10, 3, 8], 5), rand(&[10, 4], 6), rand(&[10, 4], 7)],
+            1,
         );
     }
 
     #[test]
-    fn tracked_inputs_get_gradients_through_the_composite_path() {
+    fn a_frozen_norm_weight_gets_no_gradient() {
         let x = Var::from_tensor(&rand(&[4, 16], 8)).unwrap();
-        let w = Var::from_tensor(&rand(&[16], 9)).unwrap();
-        let y = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
+        let w = rand(&[16], 9);
+        let y = rms_norm(x.as_tensor(), &w, 1e-6).unwrap();
         let grads = y.sum_all().unwrap().backward().unwrap();
-        assert!(grads.get(x.as_tensor()).is_some() && grads.get(w.as_tensor()).is_some());
+        assert!(grads.get(x.as_tensor()).is_some() && grads.get(&w).is_none());
     }
 }

@@ -14,6 +14,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = args::Cli::parse();
     init_logging(cli.verbose);
     match dispatch(cli) {
@@ -40,6 +41,28 @@ fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Training allocates and frees tensors of a few MB hundreds of times per
+/// step. With glibc's defaults each one is a fresh `mmap`, or lands in a
+/// worker thread's arena that is unmapped when it empties, and the kernel
+/// zero-fills it again page by page: half of a LoRA step's time went to
+/// page faults. One arena that keeps freed memory lets the next step reuse
+/// it (SmolLM2 LoRA step: 51 -> 150 tok/s on 2 threads).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_malloc() {
+    // SAFETY: mallopt only changes allocator tunables; called first thing
+    // in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1); // never trim
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {

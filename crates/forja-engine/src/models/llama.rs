@@ -14,7 +14,7 @@ use crate::lora::{Adapter, Dropout, Module};
 use crate::ops;
 use crate::weights::Weights;
 use crate::{EngineError, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -546,6 +546,29 @@ impl Llama {
     /// Output projection of final hidden states `[rows, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(self.lm_head.forward(hidden)?)
+    }
+
+    /// Summed negative log-likelihood of `targets` given final hidden states
+    /// `[targets, hidden]`, and how many targets are the argmax.
+    /// Differentiable; on the CPU the logits are never materialised.
+    pub fn nll(&self, hidden: &Tensor, targets: &[u32]) -> Result<(Tensor, usize)> {
+        if let (Weight::Dense(w), None) = (&self.lm_head.weight, &self.lm_head.bias) {
+            if crate::grad::usable(&[hidden, w]) {
+                return Ok(crate::grad::cross_entropy(hidden, w, targets)?);
+            }
+        }
+        let logits = self.logits(hidden)?;
+        let tg = Tensor::new(targets, hidden.device())?;
+        let correct = logits
+            .detach()
+            .argmax(D::Minus1)?
+            .eq(&tg)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()? as usize;
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let nll = lp.gather(&tg.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
+        Ok((nll, correct))
     }
 
     /// Cache-free forward returning logits `[batch, seq, vocab]`. Differentiable.

@@ -21,7 +21,7 @@ pub mod pretrain;
 use crate::lora::{Adapter, Dropout};
 use crate::models::llama::{Llama, Lora};
 use crate::{EngineError, Result};
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var};
 use data::Example;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -299,17 +299,8 @@ fn make_batch(examples: &[&Example], pad: u32, dev: &Device) -> Result<Batch> {
 /// Summed NLL over the batch's targets, and the number predicted right.
 fn batch_loss(model: &Llama, lora: Lora<'_>, b: &Batch) -> Result<(Tensor, usize)> {
     let hidden = model.hidden_full(&b.ids, lora)?;
-    let logits = model.logits(&hidden.index_select(&b.rows, 0)?)?;
-    let correct = logits
-        .detach()
-        .argmax(D::Minus1)?
-        .eq(&b.targets)?
-        .to_dtype(candle_core::DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()? as usize;
-    let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let nll = lp.gather(&b.targets.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
-    Ok((nll, correct))
+    let targets: Vec<u32> = b.targets.to_vec1()?;
+    model.nll(&hidden.index_select(&b.rows, 0)?, &targets)
 }
 
 /// Mean negative log-likelihood over the target tokens of `examples`, as a

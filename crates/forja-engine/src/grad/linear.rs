@@ -1,0 +1,270 @@
+//! The two big products of a LoRA step, without candle's waste:
+//!
+//! - [`frozen_linear`]: `x · Wᵀ` over a frozen dense weight. candle's matmul
+//!   backward always computes `∂W` too (a third of the FLOPs and a large
+//!   allocation per layer per step); LoRA never needs it.
+//! - [`cross_entropy`]: the LM head and the token cross-entropy in one pass
+//!   over row chunks. It never materialises the `[tokens, vocab]` logits
+//!   (200 MB for 1024 tokens of a 49k vocabulary) and computes `∂h` (and
+//!   `∂W` when the head trains) during the forward pass, since the loss is
+//!   the graph's output: backward only scales them.
+
+use super::{matmul, Mat};
+use crate::ops::{f32_slice, with_f32};
+use crate::parallel;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use std::sync::{Arc, Mutex};
+
+/// `x · Wᵀ` for `x` `[..., in]` and a frozen `w` `[out, in]`; the backward
+/// pass gives `∂x` only.
+pub(crate) fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let w = w.contiguous()?;
+    let (n, k) = w.dims2()?;
+    x.contiguous()?.apply_op1(FrozenLinear { w, n, k })
+}
+
+struct FrozenLinear {
+    /// Contiguous f32 `[n, k]`, read in place.
+    w: Tensor,
+    n: usize,
+    k: usize,
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "forja-frozen-linear"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "frozen_linear")?;
+        let (n, k) = (self.n, self.k);
+        if l.dims().last() != Some(&k) {
+            candle_core::bail!("frozen_linear: input {:?} does not end in {k}", l.dims())
+        }
+        let m = x.len() / k;
+        let mut y = vec![0f32; m * n];
+        with_f32(&self.w, |w| matmul(m, n, k, &mut y, Mat::rows(x, k), Mat::t(w, k), false))?;
+        let mut dims = l.dims().to_vec();
+        *dims.last_mut().expect("rank >= 1") = n;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (n, k) = (self.n, self.k);
+        let m = grad.elem_count() / n;
+        let mut gx = vec![0f32; m * k];
+        with_f32(&grad.contiguous()?, |g| {
+            with_f32(&self.w, |w| matmul(m, k, n, &mut gx, Mat::rows(g, n), Mat::rows(w, k), false))
+        })??;
+        Ok(Some(Tensor::from_vec(gx, arg.shape(), arg.device())?))
+    }
+}
+
+/// Rows of logits computed at once (bounds the scratch memory to
+/// `CHUNK × vocab` floats).
+const CHUNK: usize = 256;
+
+/// Summed negative log-likelihood of `targets` under `softmax(h · Wᵀ)`, for
+/// `h` `[tokens, hidden]` and the LM head `w` `[vocab, hidden]`, plus how
+/// many targets are the argmax. Differentiable in `h`, and in `w` when `w`
+/// is tracked (full training of a tied or untied head).
+pub(crate) fn cross_entropy(h: &Tensor, w: &Tensor, targets: &[u32]) -> Result<(Tensor, usize)> {
+    let (v, d) = w.dims2()?;
+    let (t, dh) = h.dims2()?;
+    if dh != d || t != targets.len() {
+        candle_core::bail!(
+            "cross_entropy: h {:?}, w {:?}, {} targets",
+            h.dims(),
+            w.dims(),
+            targets.len()
+        )
+    }
+    if let Some(bad) = targets.iter().find(|&&x| x as usize >= v) {
+        candle_core::bail!("cross_entropy: target {bad} is outside the vocabulary ({v})")
+    }
+    let saved = Arc::new(Mutex::new(None));
+    let op = CrossEntropy {
+        targets: targets.to_vec(),
+        want_h: h.track_op(),
+        want_w: w.track_op(),
+        saved: saved.clone(),
+    };
+    let loss = h.contiguous()?.apply_op2(&w.contiguous()?, op)?;
+    let correct = saved.lock().expect("not poisoned").as_ref().map_or(0, |s: &Saved| s.correct);
+    Ok((loss, correct))
+}
+
+struct Saved {
+    grad_h: Vec<f32>,
+    grad_w: Option<Vec<f32>>,
+    correct: usize,
+}
+
+struct CrossEntropy {
+    targets: Vec<u32>,
+    /// Whether to compute `∂h` (not when scoring without gradients).
+    want_h: bool,
+    want_w: bool,
+    saved: Arc<Mutex<Option<Saved>>>,
+}
+
+impl CustomOp2 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "forja-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = f32_slice(s1, l1, "cross_entropy hidden")?;
+        let w = f32_slice(s2, l2, "cross_entropy weight")?;
+        let (v, d) = (l2.dims()[0], l2.dims()[1]);
+        let t = self.targets.len();
+        let mut grad_h = vec![0f32; if self.want_h { t * d } else { 0 }];
+        let mut grad_w = self.want_w.then(|| vec![0f32; v * d]);
+        let mut logits = vec![0f32; CHUNK.min(t) * v];
+        let mut nll = 0f64;
+        let mut correct = 0usize;
+        for c0 in (0..t).step_by(CHUNK) {
+            let rows = CHUNK.min(t - c0);
+            let hc = &h[c0 * d..(c0 + rows) * d];
+            let lg = &mut logits[..rows * v];
+            matmul(rows, v, d, lg, Mat::rows(hc, d), Mat::t(w, d), false);
+            // Each row becomes softmax − one-hot: ∂nll/∂logits.
+            let targets = &self.targets[c0..c0 + rows];
+            let mut work: Vec<(&mut [f32], f64, bool)> =
+                lg.chunks_mut(v).map(|row| (row, 0.0, false)).collect();
+            parallel::for_each_mut(&mut work, |r, (row, nll, ok)| {
+                let tgt = targets[r] as usize;
+                let (mut max, mut arg) = (f32::NEG_INFINITY, 0);
+                for (j, &x) in row.iter().enumerate() {
+                    if x > max {
+                        (max, arg) = (x, j);
+                    }
+                }
+                let logit_t = row[tgt] - max;
+                let mut sum = 0f64;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x as f64;
+                }
+                *nll = sum.ln() - logit_t as f64;
+                *ok = arg == tgt;
+                let inv = (1.0 / sum) as f32;
+                row.iter_mut().for_each(|x| *x *= inv);
+                row[tgt] -= 1.0;
+            });
+            let stats: Vec<(f64, bool)> = work.into_iter().map(|(_, l, ok)| (l, ok)).collect();
+            for &(l, ok) in &stats {
+                nll += l;
+                correct += ok as usize;
+            }
+            let lg = &logits[..rows * v];
+            if self.want_h {
+                let gh = &mut grad_h[c0 * d..(c0 + rows) * d];
+                matmul(rows, d, v, gh, Mat::rows(lg, v), Mat::rows(w, d), false);
+            }
+            if let Some(gw) = grad_w.as_mut() {
+                matmul(v, d, rows, gw, Mat::t(lg, v), Mat::rows(hc, d), true);
+            }
+        }
+        *self.saved.lock().expect("not poisoned") = Some(Saved { grad_h, grad_w, correct });
+        Ok((CpuStorage::F32(vec![nll as f32]), Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let scale = grad.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let mut saved = self.saved.lock().expect("not poisoned");
+        let Some(s) = saved.take() else {
+            candle_core::bail!("cross_entropy: backward called twice")
+        };
+        let mk = |mut g: Vec<f32>, like: &Tensor| {
+            g.iter_mut().for_each(|x| *x *= scale);
+            Tensor::from_vec(g, like.shape(), like.device())
+        };
+        let gh = mk(s.grad_h, h)?;
+        let gw = s.grad_w.map(|g| mk(g, w)).transpose()?;
+        Ok((Some(gh), gw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i as u64 + 7) * 2654435761 + seed * 97) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    #[test]
+    fn frozen_linear_matches_matmul_with_gradients() {
+        let x = Var::from_tensor(&rand(&[2, 37, 24], 1)).unwrap();
+        let w = rand(&[19, 24], 2);
+        let y = frozen_linear(x.as_tensor(), &w).unwrap();
+        let want = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
+        assert!(max_diff(&y, &want) < 1e-5);
+        let up = rand(&[2, 37, 19], 3);
+        let g1 = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&want * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let (g1, g2) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+        assert!(max_diff(g1, g2) < 1e-5);
+    }
+
+    #[test]
+    fn cross_entropy_matches_log_softmax_with_gradients() {
+        // More rows than CHUNK, so chunk boundaries are crossed.
+        let (t, v, d) = (CHUNK + 37, 53, 16);
+        let h = Var::from_tensor(&rand(&[t, d], 4)).unwrap();
+        let w = Var::from_tensor(&(rand(&[v, d], 5) * 3.0).unwrap()).unwrap();
+        let targets: Vec<u32> = (0..t as u32).map(|i| (i * 31 + 3) % v as u32).collect();
+        let (loss, correct) = cross_entropy(h.as_tensor(), w.as_tensor(), &targets).unwrap();
+        let logits = h.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+        let tg = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap();
+        let lp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+        let want =
+            lp.gather(&tg.unsqueeze(1).unwrap(), 1).unwrap().neg().unwrap().sum_all().unwrap();
+        let want_correct: u32 = logits
+            .argmax(D::Minus1)
+            .unwrap()
+            .eq(&tg)
+            .unwrap()
+            .to_dtype(DType::U32)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(correct, want_correct as usize);
+        let (a, b) = (loss.to_scalar::<f32>().unwrap(), want.to_scalar::<f32>().unwrap());
+        assert!((a - b).abs() < 1e-3 * b.abs(), "{a} vs {b}");
+        let g1 = (loss * 0.5).unwrap().backward().unwrap();
+        let g2 = (want * 0.5).unwrap().backward().unwrap();
+        for var in [&h, &w] {
+            let (a, b) = (g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
+            assert!(max_diff(a, b) < 1e-5, "{}", max_diff(a, b));
+        }
+        // A frozen head gets no gradient, the hidden states still do.
+        let (loss, _) = cross_entropy(h.as_tensor(), &w.as_tensor().detach(), &targets).unwrap();
+        let g = loss.backward().unwrap();
+        assert!(g.get(h.as_tensor()).is_some());
+    }
+}
