@@ -200,15 +200,23 @@ impl Dropout {
         Dropout { p, rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)) }
     }
 
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// The next mask for `n` inputs (values `0` or `1 / keep`), `None`
+    /// when nothing is dropped.
+    pub(crate) fn mask(&self, n: usize) -> Option<Vec<f32>> {
         if self.p == 0.0 {
-            return Ok(x.clone());
+            return None;
         }
         let keep = 1.0 - self.p;
         let mut rng = self.rng.borrow_mut();
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
-            .collect();
+        Some(
+            (0..n)
+                .map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
+                .collect(),
+        )
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(mask) = self.mask(x.elem_count()) else { return Ok(x.clone()) };
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         Ok((x * mask)?)
     }

@@ -11,7 +11,7 @@ mod attention;
 mod linear;
 
 pub(crate) use attention::causal_attention;
-pub(crate) use linear::{cross_entropy, frozen_linear};
+pub(crate) use linear::{cross_entropy, frozen_linear, lora_linear};
 
 use crate::parallel;
 use candle_core::{DType, Tensor};

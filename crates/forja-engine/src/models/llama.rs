@@ -448,7 +448,7 @@ impl Llama {
             let (q, k, v) = self.qkv(li, a, &hn, lora)?;
             let (q, k, v) = self.qk_rope(a, q, k, v, n, &cos, &sin)?;
             let att = attention::cached(&q, &k, &v, batch.slots, caches, li, a.heads)?;
-            x = (x + lora.apply(a.o.forward(&att)?, li, Module::OProj, &att)?)?;
+            x = (x + lora.linear(&a.o, li, Module::OProj, &att)?)?;
             x = (&x + self.mlp(li, b, &x, lora)?)?;
         }
         for s in batch.slots {
@@ -473,6 +473,13 @@ impl Llama {
         hn: &Tensor,
         lora: Lora<'_>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        if lora.trains() {
+            return Ok((
+                lora.linear(&a.q, li, Module::QProj, hn)?,
+                lora.linear(&a.k, li, Module::KProj, hn)?,
+                lora.linear(&a.v, li, Module::VProj, hn)?,
+            ));
+        }
         let [q, k, v]: [Tensor; 3] =
             Linear::forward_shared(&[&a.q, &a.k, &a.v], hn)?.try_into().expect("three outputs");
         Ok((
@@ -507,12 +514,18 @@ impl Llama {
     fn mlp(&self, li: usize, b: &Block, x: &Tensor, lora: Lora<'_>) -> Result<Tensor> {
         let h = ops::rms_norm(x, &b.post_norm, b.attn.eps)?;
         let m = &b.mlp;
-        let [g, u]: [Tensor; 2] =
-            Linear::forward_shared(&[&m.gate, &m.up], &h)?.try_into().expect("two outputs");
-        let g = lora.apply(g, li, Module::GateProj, &h)?;
-        let u = lora.apply(u, li, Module::UpProj, &h)?;
+        let (g, u) = if lora.trains() {
+            (
+                lora.linear(&m.gate, li, Module::GateProj, &h)?,
+                lora.linear(&m.up, li, Module::UpProj, &h)?,
+            )
+        } else {
+            let [g, u]: [Tensor; 2] =
+                Linear::forward_shared(&[&m.gate, &m.up], &h)?.try_into().expect("two outputs");
+            (lora.apply(g, li, Module::GateProj, &h)?, lora.apply(u, li, Module::UpProj, &h)?)
+        };
         let act = ops::silu_mul(&g, &u)?;
-        lora.apply(m.down.forward(&act)?, li, Module::DownProj, &act)
+        lora.linear(&m.down, li, Module::DownProj, &act)
     }
 
     /// Cache-free forward over `ids` `[batch, seq]` (every sequence starts at
@@ -537,7 +550,7 @@ impl Llama {
                 a.heads,
             )?
             .reshape((bsz * t, a.heads.heads * hd))?;
-            x = (x + lora.apply(a.o.forward(&att)?, li, Module::OProj, &att)?)?;
+            x = (x + lora.linear(&a.o, li, Module::OProj, &att)?)?;
             x = (&x + self.mlp(li, b, &x, lora)?)?;
         }
         Ok(ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
@@ -672,6 +685,30 @@ impl<'a> Lora<'a> {
     /// Inference with `adapter`.
     pub fn with(adapter: Option<&'a Adapter>) -> Self {
         Lora { adapter, dropout: None }
+    }
+
+    /// Whether the adapter is being trained (its weights are variables).
+    fn trains(&self) -> bool {
+        self.adapter.is_some_and(|a| !a.vars().is_empty())
+    }
+
+    /// `lin(x)` plus the adapter's delta for `(layer, m)`: one fused node
+    /// when training on the CPU over a dense frozen weight.
+    fn linear(self, lin: &Linear, layer: usize, m: Module, x: &Tensor) -> Result<Tensor> {
+        if let (Some(a), Weight::Dense(w)) = (self.adapter, &lin.weight) {
+            if let Some(p) = a.pair(layer, m) {
+                let fuse = self.trains() && !w.track_op();
+                if fuse && crate::grad::usable(&[x, w, &p.a, &p.b]) {
+                    let mask = self.dropout.and_then(|d| d.mask(x.elem_count()));
+                    let y = crate::grad::lora_linear(x, w, &p.a, &p.b, p.scale, mask)?;
+                    return Ok(match &lin.bias {
+                        Some(b) => y.broadcast_add(b)?,
+                        None => y,
+                    });
+                }
+            }
+        }
+        self.apply(lin.forward(x)?, layer, m, x)
     }
 
     fn apply(self, y: Tensor, layer: usize, m: Module, x: &Tensor) -> Result<Tensor> {
