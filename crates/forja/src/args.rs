@@ -39,6 +39,16 @@ pub enum Command {
     Debug(DebugCommand),
 }
 
+impl Command {
+    /// Whether the command runs the training loop.
+    pub fn trains(&self) -> bool {
+        matches!(
+            self,
+            Command::Train(_) | Command::Pretrain(_) | Command::Bench(BenchCommand::Train(_))
+        )
+    }
+}
+
 /// Which model to load and how.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {

@@ -4,6 +4,7 @@
 use crate::models;
 use anyhow::{Context, Result};
 use forja_engine::LoadOptions;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -22,6 +23,12 @@ pub fn logits(
     let adapter = adapter.map(|d| engine.load_adapter(d)).transpose()?;
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let rows = engine.logits_at(&tokens, &positions, adapter.as_ref())?;
-    println!("{}", serde_json::json!({ "ids": tokens, "logits": rows }));
-    Ok(ExitCode::SUCCESS)
+    let json = serde_json::json!({ "ids": tokens, "logits": rows });
+    match writeln!(std::io::stdout().lock(), "{json}") {
+        // `forja debug logits ... | head` is fine.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
