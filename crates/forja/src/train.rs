@@ -90,6 +90,12 @@ fn apply_flags(mut c: TrainConfig, f: &TrainFlags) -> Result<TrainConfig> {
     Ok(c)
 }
 
+/// Prints a line above the bar (or plainly when stderr is not a terminal,
+/// where the bar is hidden and `println` would drop the line).
+fn say(bar: &ProgressBar, line: String) {
+    bar.suspend(|| eprintln!("{line}"));
+}
+
 /// A progress bar fed by training events; evaluations and checkpoints are
 /// printed above it.
 fn progress() -> (ProgressBar, impl FnMut(&Event)) {
@@ -107,18 +113,18 @@ fn progress() -> (ProgressBar, impl FnMut(&Event)) {
         Event::Start { total_steps, resumed_from, trainable_params, .. } => {
             b.set_length(*total_steps as u64);
             b.set_position(*resumed_from as u64);
-            b.println(format!("training {trainable_params} parameters for {total_steps} steps"));
+            say(&b, format!("training {trainable_params} parameters for {total_steps} steps"));
         }
         Event::Step { step, loss, lr, tok_per_s, .. } => {
             b.set_position(*step as u64);
             b.set_message(format!("loss {loss:.4} lr {lr:.2e} {tok_per_s:.0} tok/s"));
         }
-        Event::Eval { step, loss, perplexity, token_accuracy, best } => b.println(format!(
+        Event::Eval { step, loss, perplexity, token_accuracy, best } => say(&b, format!(
             "step {step}: validation loss {loss:.4} (perplexity {perplexity:.2}, token accuracy {:.1}%){}",
             token_accuracy * 100.0,
             if *best { " best" } else { "" }
         )),
-        Event::Warning { message } => b.println(format!("warning: {message}")),
+        Event::Warning { message } => say(&b, format!("warning: {message}")),
         Event::Checkpoint { .. } | Event::Done { .. } => {}
     }
     };
