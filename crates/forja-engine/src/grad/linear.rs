@@ -1,4 +1,4 @@
-//! The two big products of a LoRA step, without candle's waste:
+//! The matrix products of a LoRA step, without candle's waste:
 //!
 //! - [`frozen_linear`]: `x · Wᵀ` over a frozen dense weight. candle's matmul
 //!   backward always computes `∂W` too (a third of the FLOPs and a large
