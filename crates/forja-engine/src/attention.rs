@@ -252,18 +252,7 @@ fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| ((i as u64 * 2654435761 + seed * 97) % 1009) as f32 / 504.5 - 1.0)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
+    use crate::test_util::{max_diff, rand};
 
     /// Prefills two sequences in one batch, then decodes one token each, with
     /// both cache kinds; also compares with the cache-free form.

@@ -47,6 +47,8 @@ pub mod quant;
 mod safetensors_io;
 mod sampler;
 mod simd;
+#[cfg(test)]
+mod test_util;
 mod tokenizer;
 pub mod train;
 mod weights;

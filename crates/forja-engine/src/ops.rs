@@ -23,8 +23,13 @@ fn with2<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> R) -> Resu
     with_f32(&a, |a| with_f32(&b, |b| f(a, b)))?
 }
 
+/// The elements of a tensor, copied to a `Vec<f32>` (any layout).
+pub(crate) fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+}
+
 /// A new tensor shaped like `like` from `data`.
-fn like(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+pub(crate) fn like(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(data, like.shape(), like.device())
 }
 
@@ -300,18 +305,8 @@ impl CustomOp3 for Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> =
-            (0..n).map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0 - 1.0).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
+    use crate::test_util::{max_diff, rand};
+    use candle_core::Var;
 
     /// Runs the fused op and its composite on variables and compares the
     /// outputs and the gradients of every input that has one.

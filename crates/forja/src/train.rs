@@ -194,28 +194,19 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let opts = LoadOptions { threads: a.flags.threads, dequantize: true, ..Default::default() };
     let engine = crate::run::load_with(&path, &opts)?;
     let template = engine.chat_template().map(|src| ChatTemplate::new(src, "", "")).transpose()?;
-    let (tr, rep) = train::load_jsonl(
-        &a.data,
-        engine.tokenizer(),
-        template.as_ref(),
-        cfg.max_len,
-        cfg.on_bad_line,
-    )?;
-    data_report(&rep);
-    let val = match &a.val {
-        Some(v) => {
-            let (val, rep) = train::load_jsonl(
-                v,
-                engine.tokenizer(),
-                template.as_ref(),
-                cfg.max_len,
-                cfg.on_bad_line,
-            )?;
-            data_report(&rep);
-            val
-        }
-        None => Vec::new(),
+    let load = |path: &Path| -> Result<Vec<train::data::Example>> {
+        let (examples, rep) = train::load_jsonl(
+            path,
+            engine.tokenizer(),
+            template.as_ref(),
+            cfg.max_len,
+            cfg.on_bad_line,
+        )?;
+        data_report(&rep);
+        Ok(examples)
     };
+    let tr = load(&a.data)?;
+    let val = a.val.as_deref().map(load).transpose()?.unwrap_or_default();
     let adapter = engine.install(|| Adapter::new(engine.model(), &lcfg, &a.base, cfg.seed))?;
     eprintln!(
         "LoRA r={} alpha={} dropout={} on {}: {} parameters",

@@ -13,7 +13,7 @@
 
 use super::{gemm_into, Mat};
 use crate::attention::Heads;
-use crate::ops::f32_slice;
+use crate::ops::{f32_slice, like, to_f32_vec};
 use crate::parallel;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
@@ -148,9 +148,8 @@ impl CustomOp3 for Attention {
         }
         let Views { t, hd, q_rs, kv_rs } = self.views();
         let scale = 1.0 / (hd as f32).sqrt();
-        let data = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
-        let (qs, ks, vs) = (data(q)?, data(k)?, data(v)?);
-        let (o, go) = (data(res)?, data(grad)?);
+        let (qs, ks, vs) = (to_f32_vec(q)?, to_f32_vec(k)?, to_f32_vec(v)?);
+        let (o, go) = (to_f32_vec(res)?, to_f32_vec(grad)?);
         // Per task: P (becomes ∂S), then ∂Q, ∂K, ∂V [t, hd] (∂K and ∂V
         // before summing the group).
         type Task = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
@@ -194,8 +193,7 @@ impl CustomOp3 for Attention {
                 dvr.iter_mut().zip(&gv[r * hd..][..hd]).for_each(|(a, b)| *a += b);
             }
         }
-        let mk = |g: Vec<f32>, like: &Tensor| Tensor::from_vec(g, like.shape(), like.device());
-        Ok((Some(mk(dq, q)?), Some(mk(dk, k)?), Some(mk(dv, v)?)))
+        Ok((Some(like(dq, q)?), Some(like(dk, k)?), Some(like(dv, v)?)))
     }
 }
 
@@ -203,19 +201,8 @@ impl CustomOp3 for Attention {
 mod tests {
     use super::*;
     use crate::attention::composite_causal;
-    use candle_core::{Device, Var};
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (((i as u64 + 3) * 2654435761 + seed * 7919) % 1013) as f32 / 506.5 - 1.0)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
+    use crate::test_util::{max_diff, rand};
+    use candle_core::Var;
 
     #[test]
     fn matches_the_composite_with_gradients() {

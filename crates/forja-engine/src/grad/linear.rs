@@ -13,7 +13,7 @@
 //!   the graph's output: backward only scales them.
 
 use super::{matmul, Mat};
-use crate::ops::{f32_slice, with_f32};
+use crate::ops::{f32_slice, like, to_f32_vec, with_f32};
 use crate::parallel;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
@@ -159,8 +159,7 @@ impl CustomOp3 for LoraLinear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, k, r) = self.dims;
         let h = std::mem::take(&mut *self.hidden.lock().expect("not poisoned"));
-        let data = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (xs, av, bv, dy) = (data(x)?, data(a)?, data(b)?, data(grad)?);
+        let (xs, av, bv, dy) = (to_f32_vec(x)?, to_f32_vec(a)?, to_f32_vec(b)?, to_f32_vec(grad)?);
         let m = xs.len() / k;
         if h.len() != m * r {
             candle_core::bail!("lora_linear: backward without a forward pass")
@@ -319,9 +318,9 @@ impl CustomOp2 for CrossEntropy {
         let Some(s) = saved.take() else {
             candle_core::bail!("cross_entropy: backward called twice")
         };
-        let mk = |mut g: Vec<f32>, like: &Tensor| {
+        let mk = |mut g: Vec<f32>, shape_of: &Tensor| {
             g.iter_mut().for_each(|x| *x *= scale);
-            Tensor::from_vec(g, like.shape(), like.device())
+            like(g, shape_of)
         };
         let gh = mk(s.grad_h, h)?;
         let gw = s.grad_w.map(|g| mk(g, w)).transpose()?;
@@ -332,19 +331,8 @@ impl CustomOp2 for CrossEntropy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{max_diff, rand};
     use candle_core::{Device, Var, D};
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| (((i as u64 + 7) * 2654435761 + seed * 97) % 1000) as f32 / 500.0 - 1.0)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
 
     #[test]
     fn frozen_linear_matches_matmul_with_gradients() {
