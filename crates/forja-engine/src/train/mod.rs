@@ -265,8 +265,7 @@ pub struct Scores {
 struct Batch {
     ids: Tensor,
     rows: Tensor,
-    targets: Tensor,
-    n_targets: usize,
+    targets: Vec<u32>,
     tokens: usize,
 }
 
@@ -290,8 +289,7 @@ fn make_batch(examples: &[&Example], pad: u32, dev: &Device) -> Result<Batch> {
     Ok(Batch {
         ids: Tensor::from_vec(ids, (examples.len(), t), dev)?,
         rows: Tensor::from_vec(rows, n_targets, dev)?,
-        targets: Tensor::from_vec(targets, n_targets, dev)?,
-        n_targets,
+        targets,
         tokens,
     })
 }
@@ -299,19 +297,18 @@ fn make_batch(examples: &[&Example], pad: u32, dev: &Device) -> Result<Batch> {
 /// Summed NLL over the batch's targets, and the number predicted right.
 fn batch_loss(model: &Llama, lora: Lora<'_>, b: &Batch) -> Result<(Tensor, usize)> {
     let hidden = model.hidden_full(&b.ids, lora)?;
-    let targets: Vec<u32> = b.targets.to_vec1()?;
-    model.nll(&hidden.index_select(&b.rows, 0)?, &targets)
+    model.nll(&hidden.index_select(&b.rows, 0)?, &b.targets)
 }
 
 /// Mean negative log-likelihood over the target tokens of `examples`, as a
 /// differentiable scalar (what the trainer minimises).
 pub fn mean_loss(model: &Llama, lora: Lora<'_>, examples: &[&Example]) -> Result<Tensor> {
     let b = make_batch(examples, 0, model.device())?;
-    if b.n_targets == 0 {
+    if b.targets.is_empty() {
         return Err(EngineError::Training("these examples have no target tokens".into()));
     }
     let (nll, _) = batch_loss(model, lora, &b)?;
-    Ok((nll / b.n_targets as f64)?)
+    Ok((nll / b.targets.len() as f64)?)
 }
 
 /// One optimizer step on one micro-batch, without the loop's bookkeeping
@@ -356,13 +353,13 @@ pub fn evaluate(
     for chunk in order.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
         let b = make_batch(&refs, pad, model.device())?;
-        if b.n_targets == 0 {
+        if b.targets.is_empty() {
             continue;
         }
         let (nll, c) = batch_loss(model, lora, &b)?;
         loss += nll.to_scalar::<f32>()? as f64;
         correct += c;
-        n += b.n_targets;
+        n += b.targets.len();
     }
     Ok(Scores {
         loss: loss / n.max(1) as f64,
@@ -465,11 +462,11 @@ pub fn train(
                 let refs: Vec<&Example> = mb.iter().map(|&i| &train[i]).collect();
                 made.push(make_batch(&refs, pad, model.device())?);
             }
-            let n_total: usize = made.iter().map(|b| b.n_targets).sum::<usize>().max(1);
+            let n_total: usize = made.iter().map(|b| b.targets.len()).sum::<usize>().max(1);
             let mut grads: Option<Vec<Tensor>> = None;
             let (mut loss_sum, mut tokens) = (0f64, 0usize);
             for (mi, b) in made.iter().enumerate() {
-                if b.n_targets == 0 {
+                if b.targets.is_empty() {
                     continue;
                 }
                 // Dropout masks depend only on (seed, step, micro-batch).
