@@ -1,0 +1,28 @@
+//! forja's data curation: turn raw corpora and captured feedback into clean,
+//! deduplicated, PII-free instruction data with leakage-free splits.
+//!
+//! The pipeline is a sequence of stages over a stream of [`Record`]s:
+//! read → normalise → exact dedup → near dedup (MinHash + LSH) → quality and
+//! license filters → PII scrubbing → formatting → split → write. Each stage
+//! keeps records or rejects them with a reason; nothing is dropped silently.
+//! [`curate`] runs the whole pipeline with checkpoints so a killed run
+//! resumes and produces byte-identical output.
+//!
+//! ```
+//! use forja_data::{MinHasher, MinHashParams};
+//! let h = MinHasher::new(&MinHashParams { num_perm: 64, ngram: 2, seed: 1 });
+//! let a = h.signature("the quick brown fox jumps over the lazy dog");
+//! let b = h.signature("the quick brown fox jumps over the lazy cat");
+//! let j = a.jaccard(&b);
+//! assert!(j > 0.4 && j < 1.0, "{j}");
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod minhash;
+pub mod pii;
+mod record;
+
+pub use error::{DataError, Result};
+pub use minhash::{Banding, MinHashParams, MinHasher, Signature};
+pub use record::{Body, Kind, Loc, Meta, Origin, Record, Rejected};
