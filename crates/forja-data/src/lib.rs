@@ -21,6 +21,7 @@
 mod error;
 mod minhash;
 pub mod pii;
+pub mod read;
 mod record;
 
 pub use error::{DataError, Result};
