@@ -19,11 +19,19 @@
 #![warn(missing_docs)]
 
 mod error;
+mod license;
 mod minhash;
+mod normalize;
 pub mod pii;
+mod quality;
 pub mod read;
 mod record;
+mod split;
 
 pub use error::{DataError, Result};
+pub use license::LicenseConfig;
 pub use minhash::{Banding, MinHashParams, MinHasher, Signature};
+pub use normalize::normalize;
+pub use quality::{CodeQuality, QualityConfig, TextQuality};
 pub use record::{Body, Kind, Loc, Meta, Origin, Record, Rejected};
+pub use split::{Split, SplitConfig};
