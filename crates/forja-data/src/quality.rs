@@ -217,7 +217,9 @@ impl TextQuality {
             let detected;
             let lang = match lang {
                 Some(l) => l,
-                None => match whatlang::detect(text).filter(|i| i.confidence() >= 0.3) {
+                // whatlang's confidence is low on short texts even when right: trust
+                // its best guess, but only on texts long enough to have one.
+                None => match whatlang::detect(text).filter(|_| chars >= 40) {
                     Some(info) => {
                         detected = info.lang().code();
                         detected
