@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod dedup;
 mod error;
 mod license;
 mod minhash;
@@ -28,6 +29,7 @@ pub mod read;
 mod record;
 mod split;
 
+pub use dedup::{content_hash, DedupConfig, Deduper, Verdict};
 pub use error::{DataError, Result};
 pub use license::LicenseConfig;
 pub use minhash::{Banding, MinHashParams, MinHasher, Signature};
