@@ -83,7 +83,11 @@ impl DedupConfig {
             (Some(bands), Some(rows)) if bands * rows <= self.num_perm && bands * rows > 0 => {
                 Ok(Banding { bands, rows })
             }
-            (Some(b), Some(r)) => bad(format!("dedup.bands × dedup.rows = {} must be in 1..=num_perm ({})", b * r, self.num_perm)),
+            (Some(b), Some(r)) => bad(format!(
+                "dedup.bands × dedup.rows = {} must be in 1..=num_perm ({})",
+                b * r,
+                self.num_perm
+            )),
             _ => bad("set both dedup.bands and dedup.rows, or neither".into()),
         }
     }
@@ -149,7 +153,12 @@ impl Deduper {
             if exists && work_len > 0 {
                 d.load(path, Some(work_len))?;
             }
-            let mut f = OpenOptions::new().create(true).write(true).truncate(false).open(path).map_err(|e| DataError::io(path, e))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| DataError::io(path, e))?;
             f.set_len(work_len).map_err(|e| DataError::io(path, e))?;
             f.seek(std::io::SeekFrom::End(0)).map_err(|e| DataError::io(path, e))?;
             let mut w = BufWriter::new(f);
@@ -196,7 +205,9 @@ impl Deduper {
                     let other = &self.sigs[c as usize * n..(c as usize + 1) * n];
                     let eq = sig.0.iter().zip(other).filter(|(a, b)| a == b).count();
                     let j = eq as f64 / n as f64;
-                    if j >= self.cfg.threshold && best.is_none_or(|(bj, bc)| j > bj || (j == bj && c < bc)) {
+                    if j >= self.cfg.threshold
+                        && best.is_none_or(|(bj, bc)| j > bj || (j == bj && c < bc))
+                    {
                         best = Some((j, c));
                     }
                 }
@@ -208,7 +219,8 @@ impl Deduper {
         let empty = Signature(vec![u32::MAX; n]);
         self.add(id, content, sig.unwrap_or(&empty), &keys);
         if let Some((path, w)) = &mut self.work {
-            write_entry(w, id, content, sig.unwrap_or(&empty)).map_err(|e| DataError::io(&*path, e))?;
+            write_entry(w, id, content, sig.unwrap_or(&empty))
+                .map_err(|e| DataError::io(&*path, e))?;
         }
         Ok(Verdict::Keep)
     }
@@ -236,12 +248,16 @@ impl Deduper {
     /// now part of the tenant's history.
     pub fn commit(mut self) -> Result<()> {
         self.sync()?;
-        let (Some(dir), Some((work, _))) = (self.cfg.index.clone(), self.work.take()) else { return Ok(()) };
+        let (Some(dir), Some((work, _))) = (self.cfg.index.clone(), self.work.take()) else {
+            return Ok(());
+        };
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
         let next = segments(&dir)?.len();
         let dest = dir.join(format!("seg-{next:06}.bin"));
         std::fs::copy(&work, dir.join(".incoming")).map_err(|e| DataError::io(&dest, e))?;
-        File::open(dir.join(".incoming")).and_then(|f| f.sync_all()).map_err(|e| DataError::io(&dest, e))?;
+        File::open(dir.join(".incoming"))
+            .and_then(|f| f.sync_all())
+            .map_err(|e| DataError::io(&dest, e))?;
         std::fs::rename(dir.join(".incoming"), &dest).map_err(|e| DataError::io(&dest, e))?;
         std::fs::remove_file(&work).map_err(|e| DataError::io(&work, e))
     }
@@ -276,11 +292,20 @@ impl Deduper {
                 return Err(bad(format!("entry at byte {pos} has an id of {id_len} bytes")));
             }
             let mut rest = vec![0u8; id_len + 16 + 4 * n];
-            r.read_exact(&mut rest).map_err(|_| bad(format!("entry at byte {pos} is cut short")))?;
-            let id = String::from_utf8(rest[..id_len].to_vec()).map_err(|_| bad(format!("entry at byte {pos}: id is not UTF-8")))?;
-            let content = u128::from_le_bytes(rest[id_len..id_len + 16].try_into().expect("16 bytes"));
-            let sig = Signature(rest[id_len + 16..].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect());
-            let keys: Vec<u64> = if self.cfg.near { self.banding.band_keys(&sig).collect() } else { Vec::new() };
+            r.read_exact(&mut rest)
+                .map_err(|_| bad(format!("entry at byte {pos} is cut short")))?;
+            let id = String::from_utf8(rest[..id_len].to_vec())
+                .map_err(|_| bad(format!("entry at byte {pos}: id is not UTF-8")))?;
+            let content =
+                u128::from_le_bytes(rest[id_len..id_len + 16].try_into().expect("16 bytes"));
+            let sig = Signature(
+                rest[id_len + 16..]
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+                    .collect(),
+            );
+            let keys: Vec<u64> =
+                if self.cfg.near { self.banding.band_keys(&sig).collect() } else { Vec::new() };
             self.add(&id, content, &sig, &keys);
             pos += 4 + rest.len() as u64;
         }
@@ -290,11 +315,19 @@ impl Deduper {
 
 fn header(p: &MinHashParams) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
-    h.extend_from_slice(format!("{{\"num_perm\":{},\"ngram\":{},\"seed\":{}}}\n", p.num_perm, p.ngram, p.seed).as_bytes());
+    h.extend_from_slice(
+        format!("{{\"num_perm\":{},\"ngram\":{},\"seed\":{}}}\n", p.num_perm, p.ngram, p.seed)
+            .as_bytes(),
+    );
     h
 }
 
-fn write_entry(w: &mut impl Write, id: &str, content: u128, sig: &Signature) -> std::io::Result<()> {
+fn write_entry(
+    w: &mut impl Write,
+    id: &str,
+    content: u128,
+    sig: &Signature,
+) -> std::io::Result<()> {
     w.write_all(&(id.len() as u32).to_le_bytes())?;
     w.write_all(id.as_bytes())?;
     w.write_all(&content.to_le_bytes())?;
@@ -312,7 +345,11 @@ fn segments(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| DataError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("seg-") && n.ends_with(".bin")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("seg-") && n.ends_with(".bin"))
+        })
         .collect();
     segs.sort();
     Ok(segs)
@@ -328,7 +365,10 @@ mod tests {
     use super::*;
 
     fn doc(seed: u64, n: usize) -> String {
-        (0..n).map(|i| format!("w{}", (i as u64 * 2654435761 + seed * 97) % 1000)).collect::<Vec<_>>().join(" ")
+        (0..n)
+            .map(|i| format!("w{}", (i as u64 * 2654435761 + seed * 97) % 1000))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
@@ -344,8 +384,13 @@ mod tests {
         let sig = |d: &Deduper, t: &str| d.hasher().signature(t);
         let (sa, sn, sb) = (sig(&d, &a), sig(&d, &near), sig(&d, &b));
         assert_eq!(d.check("a", content_hash(&a), Some(&sa)).unwrap(), Verdict::Keep);
-        assert_eq!(d.check("a2", content_hash(&a), Some(&sa)).unwrap(), Verdict::Exact { of: "a".into() });
-        assert!(matches!(d.check("n", content_hash(&near), Some(&sn)).unwrap(), Verdict::Near { of, jaccard } if of == "a" && jaccard > 0.9));
+        assert_eq!(
+            d.check("a2", content_hash(&a), Some(&sa)).unwrap(),
+            Verdict::Exact { of: "a".into() }
+        );
+        assert!(
+            matches!(d.check("n", content_hash(&near), Some(&sn)).unwrap(), Verdict::Near { of, jaccard } if of == "a" && jaccard > 0.9)
+        );
         assert_eq!(d.check("b", content_hash(&b), Some(&sb)).unwrap(), Verdict::Keep);
         let len = d.sync().unwrap();
         d.commit().unwrap();
@@ -354,7 +399,10 @@ mod tests {
         // A later run sees both kept records, and resuming truncates its work segment.
         let mut d = Deduper::open(&cfg, Some(&work), 0).unwrap();
         assert_eq!(d.previous(), 2);
-        assert_eq!(d.check("b-again", content_hash(&b), Some(&sb)).unwrap(), Verdict::Exact { of: "b".into() });
+        assert_eq!(
+            d.check("b-again", content_hash(&b), Some(&sb)).unwrap(),
+            Verdict::Exact { of: "b".into() }
+        );
         let c = doc(3, 300);
         let sc = sig(&d, &c);
         let before = d.sync().unwrap();
@@ -362,7 +410,11 @@ mod tests {
         d.sync().unwrap();
         drop(d);
         let mut d = Deduper::open(&cfg, Some(&work), before).unwrap();
-        assert_eq!(d.check("c", content_hash(&c), Some(&sc)).unwrap(), Verdict::Keep, "c was cut from the work segment");
+        assert_eq!(
+            d.check("c", content_hash(&c), Some(&sc)).unwrap(),
+            Verdict::Keep,
+            "c was cut from the work segment"
+        );
         assert!(len > 0);
 
         // Other parameters cannot read the index.
@@ -374,8 +426,11 @@ mod tests {
     #[test]
     fn config_errors_name_the_field() {
         let bad = |c: DedupConfig| c.banding().unwrap_err().to_string();
-        assert!(bad(DedupConfig { threshold: 1.5, ..Default::default() }).contains("dedup.threshold"));
-        assert!(bad(DedupConfig { bands: Some(20), rows: Some(20), ..Default::default() }).contains("dedup.bands"));
+        assert!(
+            bad(DedupConfig { threshold: 1.5, ..Default::default() }).contains("dedup.threshold")
+        );
+        assert!(bad(DedupConfig { bands: Some(20), rows: Some(20), ..Default::default() })
+            .contains("dedup.bands"));
         assert!(bad(DedupConfig { bands: Some(2), ..Default::default() }).contains("set both"));
     }
 }

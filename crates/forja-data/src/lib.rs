@@ -20,6 +20,7 @@
 
 mod dedup;
 mod error;
+mod format;
 mod license;
 mod minhash;
 mod normalize;
@@ -31,6 +32,7 @@ mod split;
 
 pub use dedup::{content_hash, DedupConfig, Deduper, Verdict};
 pub use error::{DataError, Result};
+pub use format::{FormatConfig, OutputFormat};
 pub use license::LicenseConfig;
 pub use minhash::{Banding, MinHashParams, MinHasher, Signature};
 pub use normalize::normalize;
