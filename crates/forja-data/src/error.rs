@@ -45,6 +45,16 @@ pub enum DataError {
         /// Where the quarantine file is.
         quarantine: String,
     },
+    /// A malformed record with `run.fail_on_malformed` set.
+    #[error(
+        "{location}: {reason} (run.fail_on_malformed is set; unset it to quarantine such records)"
+    )]
+    Malformed {
+        /// Where the record is.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The final PII audit found personal data in the output.
     #[error("PII audit failed: {count} high-confidence finding(s) in the output, first in {first}; the output was kept for inspection but must not be used")]
     AuditFailed {

@@ -18,24 +18,31 @@
 //! ```
 #![warn(missing_docs)]
 
+mod config;
 mod dedup;
 mod error;
 mod format;
 mod license;
+mod manifest;
 mod minhash;
 mod normalize;
+mod parquet_out;
 pub mod pii;
+mod pipeline;
 mod quality;
 pub mod read;
 mod record;
 mod split;
 
+pub use config::{CurateConfig, FileFormat, OutputConfig, ReplayConfig, RunConfig};
 pub use dedup::{content_hash, DedupConfig, Deduper, Verdict};
 pub use error::{DataError, Result};
 pub use format::{FormatConfig, OutputFormat};
 pub use license::LicenseConfig;
+pub use manifest::{Counts, FileEntry, Manifest};
 pub use minhash::{Banding, MinHashParams, MinHasher, Signature};
 pub use normalize::normalize;
+pub use pipeline::{curate, NoProgress, Progress, RunOptions, Stage};
 pub use quality::{CodeQuality, QualityConfig, TextQuality};
 pub use record::{Body, Kind, Loc, Meta, Origin, Record, Rejected};
 pub use split::{Split, SplitConfig};

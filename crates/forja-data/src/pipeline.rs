@@ -1,0 +1,724 @@
+//! The curation run: inputs are read in chunks; each chunk goes through
+//! normalisation, license and quality filters, dedup, PII scrubbing,
+//! formatting and the split, and is appended to the outputs. After each chunk
+//! the outputs are synced and a checkpoint records how far every file got, so
+//! a killed run resumes by truncating to those lengths: the result is byte
+//! for byte what an uninterrupted run writes.
+//!
+//! Parallel work (normalise + hash + filter, then scrub + format) runs on
+//! rayon over the chunk; decisions that depend on order (dedup, shard
+//! assignment, replay mixing) are taken sequentially in input order.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::config::{CurateConfig, FileFormat};
+use crate::manifest::{Counts, FileEntry, Manifest};
+use crate::pii::{DocScrub, Scrubber};
+use crate::read::{self, Item};
+use crate::{
+    content_hash, normalize, Body, DataError, Deduper, Record, Result, Signature, Split, Verdict,
+};
+
+/// The stages a progress display shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Items read.
+    Read,
+    /// Records past the license and quality filters.
+    Filter,
+    /// Records past dedup.
+    Dedup,
+    /// Records scrubbed and formatted.
+    Pii,
+    /// Lines written (replay included).
+    Write,
+    /// Lines audited.
+    Audit,
+}
+
+/// Receives progress; the CLI draws bars, tests ignore it.
+pub trait Progress: Sync {
+    /// `n` more items went through `stage`.
+    fn advance(&self, stage: Stage, n: u64);
+}
+
+/// No progress display.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn advance(&self, _: Stage, _: u64) {}
+}
+
+/// Options of one invocation (not part of the configuration).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Discard an unfinished run or an earlier dataset in the output directory.
+    pub restart: bool,
+    /// Pause after each chunk (lets crash tests kill a run mid-way).
+    pub chunk_delay: Duration,
+}
+
+const WORK: &str = ".forja-curate";
+const CHECKPOINT: &str = "checkpoint.json";
+const INDEX_WORK: &str = "index-work.bin";
+const QUARANTINE: &str = "quarantine.jsonl";
+const DROPPED: &str = "dropped.jsonl";
+const CLUSTERS: &str = "clusters.jsonl";
+const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    config_sha256: String,
+    input: usize,
+    consumed: u64,
+    files: BTreeMap<String, u64>,
+    shards: BTreeMap<String, (u32, u64)>,
+    index_len: u64,
+    counts: Counts,
+    timings: BTreeMap<String, f64>,
+}
+
+/// Append-only output files, relative to the output directory.
+struct Files {
+    dir: PathBuf,
+    open: BTreeMap<String, BufWriter<File>>,
+}
+
+impl Files {
+    fn append(&mut self, rel: &str, line: &str) -> Result<()> {
+        if !self.open.contains_key(rel) {
+            let path = self.dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| DataError::io(&path, e))?;
+            self.open.insert(rel.to_string(), BufWriter::with_capacity(1 << 16, f));
+        }
+        let w = self.open.get_mut(rel).expect("just inserted");
+        w.write_all(line.as_bytes())
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|e| DataError::io(self.dir.join(rel), e))
+    }
+
+    /// Flushes and syncs every file; returns their lengths.
+    fn sync(&mut self, lens: &mut BTreeMap<String, u64>) -> Result<()> {
+        for (rel, w) in &mut self.open {
+            let path = self.dir.join(rel);
+            w.flush().map_err(|e| DataError::io(&path, e))?;
+            w.get_ref().sync_data().map_err(|e| DataError::io(&path, e))?;
+            let len = w.get_ref().metadata().map_err(|e| DataError::io(&path, e))?.len();
+            lens.insert(rel.clone(), len);
+        }
+        Ok(())
+    }
+}
+
+/// A record after the parallel preparation step.
+enum Prepared {
+    Drop { rec: Record, stage: &'static str, reason: String },
+    Check { rec: Record, content: u128, sig: Option<Signature> },
+}
+
+/// Runs a curation. Returns the manifest (also written to the output directory).
+pub fn curate(cfg: &CurateConfig, opts: &RunOptions, progress: &dyn Progress) -> Result<Manifest> {
+    cfg.validate()?;
+    let out = cfg.output.dir.clone();
+    let work = out.join(WORK);
+    let config_json = serde_json::to_value(cfg).map_err(|e| DataError::Config(e.to_string()))?;
+    let config_sha256 = hex(&Sha256::digest(config_json.to_string().as_bytes()));
+    let ck_path = work.join(CHECKPOINT);
+
+    let mut ck = prepare_dir(&out, &work, &ck_path, &config_sha256, opts.restart)?;
+    let scrubber = Scrubber::new(&cfg.pii)?;
+    let mut dedup = Deduper::open(&cfg.dedup, Some(&work.join(INDEX_WORK)), ck.index_len)?;
+    let replay = load_replay(cfg)?;
+    let mut files = Files { dir: out.clone(), open: BTreeMap::new() };
+    let mut timer = Timer(ck.timings.clone());
+
+    let mut input = ck.input;
+    let mut reader = match cfg.input.get(input) {
+        Some(spec) => Some(read::open(spec, ck.consumed)?),
+        None => None,
+    };
+    loop {
+        // Gather one chunk, moving on to the next input when one ends.
+        let t = Instant::now();
+        let mut items = Vec::with_capacity(cfg.run.chunk_records);
+        while items.len() < cfg.run.chunk_records {
+            let Some(r) = reader.as_mut() else { break };
+            match r.next() {
+                Some(item) => {
+                    items.push(item?);
+                    ck.consumed += 1;
+                }
+                None => {
+                    input += 1;
+                    ck.input = input;
+                    ck.consumed = 0;
+                    reader = match cfg.input.get(input) {
+                        Some(spec) => Some(read::open(spec, 0)?),
+                        None => None,
+                    };
+                }
+            }
+        }
+        timer.add("read", t);
+        if items.is_empty() {
+            break;
+        }
+        progress.advance(Stage::Read, items.len() as u64);
+        process_chunk(
+            cfg, items, &mut ck, &mut dedup, &scrubber, &replay, &mut files, &mut timer, progress,
+        )?;
+        ck.index_len = dedup.sync()?;
+        files.sync(&mut ck.files)?;
+        ck.timings = timer.0.clone();
+        write_atomic(
+            &ck_path,
+            serde_json::to_string(&ck).expect("checkpoint serialises").as_bytes(),
+        )?;
+        if !opts.chunk_delay.is_zero() {
+            std::thread::sleep(opts.chunk_delay);
+        }
+    }
+    files.sync(&mut ck.files)?;
+    drop(files);
+    finish(cfg, ck, dedup, timer, config_json, progress)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_chunk(
+    cfg: &CurateConfig,
+    items: Vec<Item>,
+    ck: &mut Checkpoint,
+    dedup: &mut Deduper,
+    scrubber: &Scrubber,
+    replay: &[Record],
+    files: &mut Files,
+    timer: &mut Timer,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let c = &mut ck.counts;
+    c.read += items.len() as u64;
+    let mut records = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::Record(r) => records.push(r),
+            Item::Rejected(r) => {
+                if cfg.run.fail_on_malformed {
+                    return Err(DataError::Malformed {
+                        location: r.origin.to_string(),
+                        reason: r.reason,
+                    });
+                }
+                c.malformed += 1;
+                let line = json!({"location": r.origin.to_string(), "reason": r.reason});
+                files.append(QUARANTINE, &line.to_string())?;
+            }
+        }
+    }
+
+    // Normalise, filter, hash: independent per record.
+    let t = Instant::now();
+    let hasher = dedup.hasher().clone();
+    let near = cfg.dedup.near;
+    let prepared: Vec<Prepared> = records
+        .into_par_iter()
+        .map(|mut rec| {
+            let kind = rec.meta.kind;
+            for t in rec.body.texts_mut() {
+                *t = normalize(t, kind);
+            }
+            let joined = rec.body.joined();
+            if let Some(reason) = cfg.license.check(rec.meta.license.as_deref()) {
+                return Prepared::Drop { rec, stage: "license", reason };
+            }
+            if let Some(reason) = cfg.quality.check(&joined, kind, rec.meta.lang.as_deref()) {
+                return Prepared::Drop { rec, stage: "quality", reason };
+            }
+            let content = content_hash(&structural_key(&rec.body));
+            let sig = near.then(|| hasher.signature(&joined));
+            Prepared::Check { rec, content, sig }
+        })
+        .collect();
+    timer.add("filter", t);
+
+    // Dedup in input order: the first record of a cluster is the one kept.
+    let t = Instant::now();
+    let mut kept = Vec::with_capacity(prepared.len());
+    let mut passed_filters = 0;
+    for p in prepared {
+        let (rec, stage, reason, of, jaccard) = match p {
+            Prepared::Drop { rec, stage, reason } => {
+                if stage == "license" {
+                    c.license += 1;
+                } else {
+                    c.quality += 1;
+                }
+                (rec, stage, reason, None, None)
+            }
+            Prepared::Check { rec, content, sig } => {
+                passed_filters += 1;
+                match dedup.check(&rec.id, content, sig.as_ref())? {
+                    Verdict::Keep => {
+                        kept.push(rec);
+                        continue;
+                    }
+                    Verdict::Exact { of } => {
+                        c.exact_dups += 1;
+                        (
+                            rec,
+                            "exact_dup",
+                            "same content as a kept record".to_string(),
+                            Some(of),
+                            None,
+                        )
+                    }
+                    Verdict::Near { of, jaccard } => {
+                        c.near_dups += 1;
+                        let reason = format!("near-duplicate (estimated Jaccard {jaccard:.3})");
+                        (rec, "near_dup", reason, Some(of), Some(jaccard))
+                    }
+                }
+            }
+        };
+        let line = json!({"id": rec.id, "location": rec.origin.to_string(), "stage": stage, "reason": reason, "kept": of, "jaccard": jaccard});
+        files.append(DROPPED, &line.to_string())?;
+    }
+    progress.advance(Stage::Filter, passed_filters);
+    progress.advance(Stage::Dedup, kept.len() as u64);
+    timer.add("dedup", t);
+
+    // Scrub and format: independent per record again.
+    let t = Instant::now();
+    let scrub = cfg.run.scrub_pii;
+    let rendered: Vec<(Split, String, BTreeMap<String, u64>)> = kept
+        .into_par_iter()
+        .map(|mut rec| {
+            let found = if scrub { scrub_record(scrubber, &mut rec) } else { BTreeMap::new() };
+            let split = cfg.split.assign(rec.meta.group.as_deref().unwrap_or(&rec.id));
+            (split, cfg.format.render(&rec), found)
+        })
+        .collect();
+    progress.advance(Stage::Pii, rendered.len() as u64);
+    timer.add("pii_format", t);
+
+    let t = Instant::now();
+    let mut written = 0;
+    for (split, line, found) in rendered {
+        let c = &mut ck.counts;
+        c.kept += 1;
+        if !found.is_empty() {
+            c.records_with_pii += 1;
+        }
+        for (k, n) in found {
+            *c.pii.entry(k).or_default() += n;
+        }
+        write_line(cfg, ck, files, split, &line)?;
+        written += 1;
+        if split == Split::Train && !replay.is_empty() {
+            let ratio = cfg.replay.as_ref().map_or(0.0, |r| r.ratio);
+            let train = ck.counts.splits.get("train").copied().unwrap_or(0) - ck.counts.replay;
+            let target = (train as f64 * ratio / (1.0 - ratio)).floor() as u64;
+            while ck.counts.replay < target {
+                let k = ck.counts.replay;
+                let mut rec = replay[(k % replay.len() as u64) as usize].clone();
+                rec.id = format!("replay/{k}/{}", rec.id);
+                if scrub {
+                    scrub_record(scrubber, &mut rec);
+                }
+                write_line(cfg, ck, files, Split::Train, &cfg.format.render(&rec))?;
+                ck.counts.replay += 1;
+                written += 1;
+            }
+        }
+    }
+    progress.advance(Stage::Write, written);
+    timer.add("write", t);
+    Ok(())
+}
+
+/// Appends one line to the current shard of `split`, rolling shards.
+fn write_line(
+    cfg: &CurateConfig,
+    ck: &mut Checkpoint,
+    files: &mut Files,
+    split: Split,
+    line: &str,
+) -> Result<()> {
+    let (shard, n) = ck.shards.entry(split.name().to_string()).or_insert((0, 0));
+    if *n == cfg.output.shard_records {
+        *shard += 1;
+        *n = 0;
+    }
+    *n += 1;
+    let rel = format!("data/{}-{:05}.jsonl", split.name(), shard);
+    *ck.counts.splits.entry(split.name().to_string()).or_default() += 1;
+    files.append(&rel, line)
+}
+
+/// Scrubs every text of a record with one pseudonym table; returns counts by kind.
+fn scrub_record(scrubber: &Scrubber, rec: &mut Record) -> BTreeMap<String, u64> {
+    let mut doc = DocScrub::default();
+    let mut found = BTreeMap::new();
+    for t in rec.body.texts_mut() {
+        let s = scrubber.scrub(t, &mut doc);
+        for (k, n) in s.counts {
+            *found.entry(k.as_str().to_string()).or_default() += n as u64;
+        }
+        *t = s.text;
+    }
+    found
+}
+
+/// What exact dedup compares: texts with their roles, so the same words in
+/// other turns are other content.
+fn structural_key(body: &Body) -> String {
+    match body {
+        Body::Text(t) => t.clone(),
+        Body::Chat(m) => m.iter().map(|m| format!("{}\u{1}{}\u{2}", m.role, m.content)).collect(),
+        Body::Pair { prompt, completion } => {
+            format!("user\u{1}{prompt}\u{2}assistant\u{1}{completion}\u{2}")
+        }
+    }
+}
+
+fn load_replay(cfg: &CurateConfig) -> Result<Vec<Record>> {
+    let Some(r) = cfg.replay.as_ref().filter(|r| r.ratio > 0.0) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for item in read::open(&r.input, 0)? {
+        if let Item::Record(mut rec) = item? {
+            let kind = rec.meta.kind;
+            for t in rec.body.texts_mut() {
+                *t = normalize(t, kind);
+            }
+            out.push(rec);
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::Config(format!(
+            "replay.input {} has no valid records",
+            r.input.path
+        )));
+    }
+    Ok(out)
+}
+
+/// Opens the output directory: resumes from a matching checkpoint, refuses to
+/// overwrite an earlier dataset unless restarting.
+fn prepare_dir(
+    out: &Path,
+    work: &Path,
+    ck_path: &Path,
+    config_sha256: &str,
+    restart: bool,
+) -> Result<Checkpoint> {
+    let resumable = ck_path.exists() && !restart;
+    if resumable {
+        let text = std::fs::read_to_string(ck_path).map_err(|e| DataError::io(ck_path, e))?;
+        let ck: Checkpoint = serde_json::from_str(&text).map_err(|e| DataError::Checkpoint {
+            path: ck_path.into(),
+            message: format!("unreadable ({e}); run with --restart to start over"),
+        })?;
+        if ck.config_sha256 != config_sha256 {
+            return Err(DataError::Checkpoint {
+                path: ck_path.into(),
+                message: "an unfinished run with another configuration is there; run with --restart to discard it, or restore its configuration to resume".into(),
+            });
+        }
+        // Cut every file back to the checkpoint; files born after it go.
+        for rel in output_files(out)? {
+            let path = out.join(&rel);
+            match ck.files.get(&rel) {
+                Some(&len) => OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(len))
+                    .map_err(|e| DataError::io(&path, e))?,
+                None => std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?,
+            }
+        }
+        return Ok(ck);
+    }
+    let earlier = out.join(MANIFEST).exists() || out.join("data").exists() || work.exists();
+    if earlier && !restart {
+        return Err(DataError::Config(format!(
+            "{} already holds curated data; pass --restart to replace it, or choose another output.dir",
+            out.display()
+        )));
+    }
+    for rel in output_files(out)? {
+        std::fs::remove_file(out.join(&rel)).map_err(|e| DataError::io(out.join(&rel), e))?;
+    }
+    for p in [out.join(MANIFEST), out.join(CLUSTERS)] {
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| DataError::io(&p, e))?;
+        }
+    }
+    if work.exists() {
+        std::fs::remove_dir_all(work).map_err(|e| DataError::io(work, e))?;
+    }
+    std::fs::create_dir_all(work).map_err(|e| DataError::io(work, e))?;
+    Ok(Checkpoint { config_sha256: config_sha256.to_string(), ..Default::default() })
+}
+
+/// The appendable files of an output directory, relative to it.
+fn output_files(out: &Path) -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for rel in [QUARANTINE, DROPPED] {
+        if out.join(rel).exists() {
+            v.push(rel.to_string());
+        }
+    }
+    let data = out.join("data");
+    if data.exists() {
+        for e in std::fs::read_dir(&data).map_err(|e| DataError::io(&data, e))? {
+            let e = e.map_err(|e| DataError::io(&data, e))?;
+            v.push(format!("data/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn finish(
+    cfg: &CurateConfig,
+    ck: Checkpoint,
+    dedup: Deduper,
+    mut timer: Timer,
+    config: serde_json::Value,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    let out = &cfg.output.dir;
+    let mut data: Vec<String> =
+        output_files(out)?.into_iter().filter(|f| f.starts_with("data/")).collect();
+    data.sort();
+
+    let t = Instant::now();
+    let audit = if cfg.run.audit { Some(audit_files(out, &data, progress)?) } else { None };
+    timer.add("audit", t);
+
+    let t = Instant::now();
+    if cfg.output.files == FileFormat::Parquet {
+        data = crate::parquet_out::convert(out, &data, cfg.format.format)?;
+    }
+    write_clusters(out)?;
+    let outputs = data.iter().map(|rel| file_entry(out, rel, true)).collect::<Result<Vec<_>>>()?;
+    let mut h = Sha256::new();
+    for f in &outputs {
+        h.update(format!("{} {}\n", f.path, f.sha256));
+    }
+    let inputs = cfg.input.iter().map(|i| input_entry(&i.path)).collect::<Result<Vec<_>>>()?;
+    timer.add("finish", t);
+
+    let audit_failed = audit.as_ref().and_then(|a| a.1.clone());
+    let manifest = Manifest {
+        forja_version: env!("CARGO_PKG_VERSION").to_string(),
+        config,
+        inputs,
+        outputs,
+        dataset_sha256: hex(&h.finalize()),
+        counts: ck.counts.clone(),
+        lsh: dedup.banding(),
+        index_previous: dedup.previous() as u64,
+        audit_findings: audit.as_ref().map(|a| a.0),
+        timings_s: timer.0.clone(),
+    };
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    write_atomic(&out.join(MANIFEST), text.as_bytes())?;
+    let work = out.join(WORK);
+    if let Some(first) = audit_failed {
+        // The index must not learn records of a dataset that cannot be used.
+        std::fs::remove_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
+        return Err(DataError::AuditFailed { count: audit.map_or(0, |a| a.0 as usize), first });
+    }
+    if ck.counts.kept == 0 && ck.counts.read == ck.counts.malformed {
+        std::fs::remove_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
+        return Err(DataError::NothingValid {
+            read: ck.counts.read,
+            quarantined: ck.counts.malformed,
+            quarantine: out.join(QUARANTINE).display().to_string(),
+        });
+    }
+    dedup.commit()?;
+    std::fs::remove_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
+    Ok(manifest)
+}
+
+/// Scans every string of every data line; returns the number of findings and
+/// the first one's location.
+fn audit_files(
+    out: &Path,
+    data: &[String],
+    progress: &dyn Progress,
+) -> Result<(u64, Option<String>)> {
+    let mut total = 0;
+    let mut first = None;
+    for rel in data {
+        let path = out.join(rel);
+        let f = File::open(&path).map_err(|e| DataError::io(&path, e))?;
+        let lines: Vec<String> = BufReader::new(f)
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| DataError::io(&path, e))?;
+        let findings: Vec<(usize, String)> = lines
+            .par_iter()
+            .enumerate()
+            .flat_map_iter(|(i, line)| {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
+                let mut texts = Vec::new();
+                strings(&v, &mut texts);
+                texts
+                    .into_iter()
+                    .flat_map(crate::pii::audit)
+                    .map(move |f| (i, f.kind.as_str().to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        progress.advance(Stage::Audit, lines.len() as u64);
+        if let (None, Some((i, kind))) = (&first, findings.first()) {
+            first = Some(format!("{rel}:{}: {kind}", i + 1));
+        }
+        total += findings.len() as u64;
+    }
+    Ok((total, first))
+}
+
+fn strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Groups `dropped.jsonl`'s duplicates by the record that was kept.
+fn write_clusters(out: &Path) -> Result<()> {
+    let path = out.join(DROPPED);
+    let mut clusters: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    if path.exists() {
+        let f = File::open(&path).map_err(|e| DataError::io(&path, e))?;
+        for line in BufReader::new(f).lines() {
+            let line = line.map_err(|e| DataError::io(&path, e))?;
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(kept) = v.get("kept").and_then(|k| k.as_str()) {
+                clusters.entry(kept.to_string()).or_default().push(json!({
+                    "id": v["id"], "location": v["location"], "stage": v["stage"], "jaccard": v["jaccard"]
+                }));
+            }
+        }
+    }
+    let mut text = String::new();
+    for (kept, dropped) in clusters {
+        text.push_str(&json!({"kept": kept, "dropped": dropped}).to_string());
+        text.push('\n');
+    }
+    write_atomic(&out.join(CLUSTERS), text.as_bytes())
+}
+
+fn file_entry(out: &Path, rel: &str, count_records: bool) -> Result<FileEntry> {
+    let path = out.join(rel);
+    let (sha256, bytes, lines) = hash_file(&path)?;
+    let records =
+        count_records
+            .then(|| {
+                if rel.ends_with(".parquet") {
+                    crate::parquet_out::rows(&path)
+                } else {
+                    Some(lines)
+                }
+            })
+            .flatten();
+    Ok(FileEntry { path: rel.to_string(), sha256, bytes, records })
+}
+
+fn input_entry(path: &str) -> Result<FileEntry> {
+    let p = Path::new(path);
+    if read::is_url(path) || p.is_dir() {
+        // A directory's hash covers its files' names and hashes, in order.
+        let mut h = Sha256::new();
+        let mut bytes = 0;
+        if p.is_dir() {
+            let mut files = Vec::new();
+            walk_files(p, &mut files)?;
+            files.sort();
+            for f in files {
+                let (sha, b, _) = hash_file(&f)?;
+                bytes += b;
+                h.update(format!("{} {sha}\n", f.strip_prefix(p).unwrap_or(&f).display()));
+            }
+        }
+        let sha256 =
+            if p.is_dir() { hex(&h.finalize()) } else { "not hashed: fetched from a URL".into() };
+        return Ok(FileEntry { path: path.to_string(), sha256, bytes, records: None });
+    }
+    let (sha256, bytes, _) = hash_file(p)?;
+    Ok(FileEntry { path: path.to_string(), sha256, bytes, records: None })
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let p = e.map_err(|e| DataError::io(dir, e))?.path();
+        if p.is_dir() {
+            walk_files(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(String, u64, u64)> {
+    let mut f = BufReader::new(File::open(path).map_err(|e| DataError::io(path, e))?);
+    let mut h = Sha256::new();
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    loop {
+        let buf = f.fill_buf().map_err(|e| DataError::io(path, e))?;
+        if buf.is_empty() {
+            break;
+        }
+        h.update(buf);
+        lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let n = buf.len();
+        bytes += n as u64;
+        f.consume(n);
+    }
+    Ok((hex(&h.finalize()), bytes, lines))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a file so that it is either the old or the new content after a crash.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| DataError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+/// Seconds per stage, accumulated across chunks (and resumed runs).
+struct Timer(BTreeMap<String, f64>);
+
+impl Timer {
+    fn add(&mut self, stage: &str, since: Instant) {
+        *self.0.entry(stage.to_string()).or_default() += since.elapsed().as_secs_f64();
+    }
+}
