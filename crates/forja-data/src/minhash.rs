@@ -132,10 +132,26 @@ unsafe fn update_avx2(mins: &mut [u32], a: &[u32], b: &[u32], shingles: &[u32]) 
     update_portable(mins, a, b, shingles)
 }
 
+/// Hash functions per register block: 32 lanes are four AVX2 registers, so
+/// the minima and multipliers stay in registers across all shingles.
+const BLOCK: usize = 32;
+
 #[inline(always)]
 fn update_portable(mins: &mut [u32], a: &[u32], b: &[u32], shingles: &[u32]) {
+    let full = mins.len() / BLOCK * BLOCK;
+    for start in (0..full).step_by(BLOCK) {
+        let mut m: [u32; BLOCK] = mins[start..start + BLOCK].try_into().expect("block");
+        let a: [u32; BLOCK] = a[start..start + BLOCK].try_into().expect("block");
+        let b: [u32; BLOCK] = b[start..start + BLOCK].try_into().expect("block");
+        for &x in shingles {
+            for l in 0..BLOCK {
+                m[l] = m[l].min(a[l].wrapping_mul(x).wrapping_add(b[l]));
+            }
+        }
+        mins[start..start + BLOCK].copy_from_slice(&m);
+    }
     for &x in shingles {
-        for ((m, &a), &b) in mins.iter_mut().zip(a).zip(b) {
+        for ((m, &a), &b) in mins[full..].iter_mut().zip(&a[full..]).zip(&b[full..]) {
             *m = (*m).min(a.wrapping_mul(x).wrapping_add(b));
         }
     }

@@ -29,6 +29,8 @@ pub enum Command {
     Pretrain(PretrainArgs),
     /// Merge a LoRA adapter into its base and write a Hugging Face model.
     Merge(MergeArgs),
+    /// Curate raw data into training data: dedup, PII scrubbing, filters, formatting, splits.
+    Curate(CurateArgs),
     /// List, install and locate models.
     Models(ModelsArgs),
     /// Measure speed.
@@ -207,6 +209,61 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// LoRA training throughput (tokens/s) and model FLOP utilisation.
     Train(BenchTrainArgs),
+    /// MinHash signature throughput and LSH candidate pairs on a JSONL corpus.
+    Minhash(BenchMinhashArgs),
+    /// PII detection throughput on a JSONL corpus; writes the findings.
+    Pii(BenchPiiArgs),
+}
+
+/// `forja curate`.
+#[derive(Debug, Args, Clone)]
+pub struct CurateArgs {
+    /// The run's TOML configuration (see examples/curate/curate.toml).
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Discard an unfinished run or an earlier dataset in the output directory.
+    #[arg(long)]
+    pub restart: bool,
+    /// Override output.dir.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `forja bench minhash`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchMinhashArgs {
+    /// JSONL with a `text` field.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Signature length.
+    #[arg(long, default_value_t = 128)]
+    pub num_perm: usize,
+    /// Words per shingle.
+    #[arg(long, default_value_t = 5)]
+    pub ngram: usize,
+    /// Jaccard threshold (picks the LSH bands × rows).
+    #[arg(long, default_value_t = 0.8)]
+    pub threshold: f64,
+    /// Write the LSH candidate pairs here (`i<TAB>j`, 0-based lines, i < j).
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+}
+
+/// `forja bench pii`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchPiiArgs {
+    /// JSONL with `id` and `text` fields.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Write the findings here, one line per document, character offsets.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    pub threads: Option<usize>,
 }
 
 /// Training flags shared by `train` and `pretrain`; each overrides the

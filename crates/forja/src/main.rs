@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod curate;
 mod debug;
 mod install;
 mod models;
@@ -36,9 +37,12 @@ fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
         args::Command::Train(a) => train::train(a),
         args::Command::Pretrain(a) => train::pretrain(a),
         args::Command::Merge(a) => train::merge(a),
+        args::Command::Curate(a) => curate::run(a),
         args::Command::Models(a) => models::run(a),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),
+        args::Command::Bench(args::BenchCommand::Minhash(a)) => curate::bench_minhash(a),
+        args::Command::Bench(args::BenchCommand::Pii(a)) => curate::bench_pii(a),
         args::Command::Debug(args::DebugCommand::Logits { model, adapter, ids, dequantize }) => {
             debug::logits(&model, adapter.as_deref(), &ids, dequantize)
         }
