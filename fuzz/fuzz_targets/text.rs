@@ -1,0 +1,10 @@
+//! Fuzzes the plain-text (one document = one record) reader: arbitrary bytes through `forja_data::read::read_bytes`
+//! as `Format::Text`. An `Err` is a clean failure; only panics, hangs and OOMs are bugs.
+#![no_main]
+
+use forja_data::read::{read_bytes, Format, InputSpec};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = read_bytes(&InputSpec::default(), Format::Text, data.to_vec());
+});
