@@ -70,6 +70,91 @@ const TITLES: &[&str] = &[
     "licenciada",
     "ingeniero",
     "ingeniera",
+    "presidente",
+    "presidenta",
+    "president",
+    "ministro",
+    "ministra",
+    "minister",
+    "alcalde",
+    "alcaldesa",
+    "gobernador",
+    "gobernadora",
+    "governor",
+    "senador",
+    "senadora",
+    "senator",
+    "concejal",
+    "diputado",
+    "diputada",
+    "juez",
+    "jueza",
+    "judge",
+    "capitan",
+    "captain",
+    "coronel",
+    "sargento",
+    "fray",
+    "sor",
+];
+
+/// Words for relatives and colleagues: a capitalised word right after one is
+/// taken as a name (`mi esposa Yurany`), as after a weak cue.
+const RELATIONS: &[&str] = &[
+    "hijo",
+    "hija",
+    "esposo",
+    "esposa",
+    "marido",
+    "novio",
+    "novia",
+    "amigo",
+    "amiga",
+    "hermano",
+    "hermana",
+    "primo",
+    "prima",
+    "tio",
+    "tia",
+    "jefe",
+    "jefa",
+    "companero",
+    "companera",
+    "vecino",
+    "vecina",
+    "mama",
+    "papa",
+    "abuelo",
+    "abuela",
+    "sobrino",
+    "sobrina",
+    "cunado",
+    "cunada",
+    "suegro",
+    "suegra",
+    "son",
+    "daughter",
+    "wife",
+    "husband",
+    "boyfriend",
+    "girlfriend",
+    "friend",
+    "brother",
+    "sister",
+    "boss",
+    "colleague",
+    "coworker",
+    "neighbour",
+    "neighbor",
+    "mom",
+    "dad",
+    "uncle",
+    "aunt",
+    "cousin",
+    "grandma",
+    "grandpa",
+    "nephew",
+    "niece",
 ];
 
 const PARTICLES: &[&str] = &[
@@ -96,8 +181,10 @@ enum Cue {
     SignOff,
     /// `Hola`, `Dear`: spaces or a comma.
     Greeting,
-    /// `soy`, `I'm`, `this is`: spaces only.
+    /// `soy`, `I'm`, `mi esposa`: spaces only.
     Weak,
+    /// `this is`, `I am`: spaces only, and only before a known name.
+    Known,
 }
 
 impl Cue {
@@ -105,14 +192,14 @@ impl Cue {
         match self {
             Cue::Intro | Cue::Field | Cue::SignOff => 0.8,
             Cue::Greeting => 0.7,
-            Cue::Weak => 0.65,
+            Cue::Weak | Cue::Known => 0.65,
         }
     }
 
     fn gap_ok(self, gap: &str) -> bool {
         let only = |allowed: &dyn Fn(char) -> bool| !gap.is_empty() && gap.chars().all(allowed);
         match self {
-            Cue::Intro | Cue::Weak => only(&|c| is_hspace(c)),
+            Cue::Intro | Cue::Weak | Cue::Known => only(&|c| is_hspace(c)),
             Cue::Field => only(&|c| is_hspace(c) || c == ':') && gap.contains(':'),
             Cue::Greeting => only(&|c| is_hspace(c) || c == ',') && gap.matches(',').count() <= 1,
             Cue::SignOff => only(&|c| c.is_whitespace() || matches!(c, ',' | '-' | '.' | ':')),
@@ -175,8 +262,8 @@ const CUES: &[(&[&str], Cue)] = &[
     (&["soy"], Cue::Weak),
     (&["i'm"], Cue::Weak),
     (&["im"], Cue::Weak),
-    (&["i", "am"], Cue::Weak),
-    (&["this", "is"], Cue::Weak),
+    (&["i", "am"], Cue::Known),
+    (&["this", "is"], Cue::Known),
 ];
 
 fn is_hspace(c: char) -> bool {
@@ -413,10 +500,17 @@ impl Names<'_> {
 
     /// The strongest cue phrase right before token `i`.
     fn cue(&self, i: usize) -> Option<Cue> {
+        if i == 0 {
+            return None;
+        }
+        let prev = self.word(i - 1);
         let mut best: Option<Cue> = None;
+        if RELATIONS.contains(&prev) && Cue::Weak.gap_ok(self.gap(i)) {
+            best = Some(Cue::Weak);
+        }
         for &(seq, kind) in CUES {
             let k = seq.len();
-            if i < k || !kind.gap_ok(self.gap(i)) {
+            if i < k || seq[k - 1] != prev || !kind.gap_ok(self.gap(i)) {
                 continue;
             }
             let first = i - k;
@@ -525,9 +619,8 @@ impl Names<'_> {
         let surname = t.flags & SURNAME != 0;
         let stop = t.flags & STOP != 0;
         if t.case == Case::Lower {
-            // Only right after `me llamo` / `Nombre:`, and only known first names.
-            let cue = self.cue(i)?;
-            if !matches!(cue, Cue::Intro | Cue::Field) || !first || stop {
+            // Only known first names right after `me llamo` / `Nombre:`.
+            if !first || stop || !matches!(self.cue(i)?, Cue::Intro | Cue::Field) {
                 return None;
             }
             let (last, _) = self.extend(i, true);
@@ -543,6 +636,12 @@ impl Names<'_> {
         let (last, has_surname) = self.extend(i, false);
         let names = last > i;
         let mut score: f32 = 0.0;
+        let after_saint = i > 0
+            && matches!(self.word(i - 1), "san" | "santa" | "santo" | "saint" | "st" | "sant")
+            && space_gap(self.text, self.toks[i - 1].end, t.start);
+        if after_saint && !has_surname {
+            return None; // `Hospital San Ignacio`, `San Juan`
+        }
         if first && !stop {
             score = if has_surname {
                 0.85
@@ -555,10 +654,17 @@ impl Names<'_> {
             score = 0.85;
         } else if surname && !stop && has_surname {
             score = 0.65;
+        } else if !surname && !stop && has_surname && !self.sentence_start(i) {
+            // `con Yurany Gómez`: an unknown word before a known surname.
+            score = 0.6;
         }
-        let context = if self.has_title(i) { Some(0.8) } else { self.cue(i).map(Cue::score) };
+        let known = first || surname || has_surname;
+        let context = if self.has_title(i) {
+            Some(0.8)
+        } else {
+            self.cue(i).filter(|&c| known || c != Cue::Known).map(Cue::score)
+        };
         if let Some(c) = context {
-            let known = first || surname || has_surname;
             score = score.max(if known { c + 0.1 } else { c });
         }
         if score == 0.0 && first && stop && !names {
@@ -686,6 +792,15 @@ mod tests {
         check("I'm Thaddeus", &["Thaddeus"]);
         check("atendido por Ximeno", &["Ximeno"]);
         check("Gracias Pilar", &["Pilar"]);
+        check("mi esposa Yurany dice", &["Yurany"]);
+        check("el Presidente Petro", &["Petro"]);
+        check("hablé con Yurany Gómez", &["Yurany Gómez"]);
+        check("Yurany Gómez", &[]);
+        check("mi amigo Google", &[]);
+        check("This is Amazing, really", &[]);
+        check("this is Sarah", &["Sarah"]);
+        check("Fui al Hospital San Ignacio", &[]);
+        check("la Segunda Guerra Mundial", &[]);
     }
 
     #[test]

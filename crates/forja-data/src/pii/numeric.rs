@@ -435,7 +435,7 @@ fn international(d: &[u8], first_len: usize) -> Option<f32> {
 
 /// Score of a national number from its digits and group lengths; below the
 /// default threshold where only context makes it a phone.
-fn national(d: &[u8], lens: &[usize]) -> Option<f32> {
+fn national(d: &[u8], lens: &[usize], paren: bool) -> Option<f32> {
     let grouped = lens.len() > 1;
     let shape = |shapes: &[&[usize]]| shapes.contains(&lens);
     match d.len() {
@@ -462,6 +462,9 @@ fn national(d: &[u8], lens: &[usize]) -> Option<f32> {
                 })
             } else if nanp(d) && shape(&[&[3, 3, 4], &[10]]) {
                 Some(if grouped { 0.6 } else { 0.4 })
+            } else if paren && d[0] >= 2 && shape(&[&[3, 3, 4]]) {
+                // `(555) 123-4567`: not a valid exchange, but written as a phone.
+                Some(0.55)
             } else {
                 None
             }
@@ -496,7 +499,8 @@ fn phone_base(c: &Chunk, a: usize, b: usize, strict: bool) -> Option<f32> {
     for (l, g) in lens.iter_mut().zip(a..=b) {
         *l = c.len(g);
     }
-    national(d, &lens[..=b - a])
+    let paren = c.span(a, b).0 < c.groups[a].start;
+    national(d, &lens[..=b - a], paren)
 }
 
 fn phones(c: &Chunk, strict: bool, scratch: &mut String, out: &mut Vec<Finding>) {
@@ -652,8 +656,16 @@ fn cedulas(c: &Chunk, scratch: &mut String, out: &mut Vec<Finding>) {
         let right = if b + 1 == n { right_ok(c.text, c.groups[b].end) } else { c.gap_has_space(b) };
         if shaped && left && right && (6..=10).contains(&digits) && !c.is_amount(a, b) {
             let (start, end) = c.span(a, b);
-            if CEDULA_CONTEXT.before(c.text, start, 40, scratch) {
-                push(out, EntityKind::CoCedula, (start, end), 0.85);
+            if let Some(d) = CEDULA_CONTEXT.nearest(c.text, start, 40, scratch) {
+                // `CC 80.123.456 TEL 3115551234`: the nearer word decides.
+                let phone_nearer =
+                    PHONE_CONTEXT.nearest(c.text, start, 40, scratch).is_some_and(|p| p < d);
+                push(
+                    out,
+                    EntityKind::CoCedula,
+                    (start, end),
+                    if phone_nearer { 0.6 } else { 0.85 },
+                );
             }
         }
         a = b + 1;
@@ -756,6 +768,8 @@ mod tests {
         check("(415) 555-0132", &["PHONE_NUMBER:(415) 555-0132"]);
         check("415-555-0132", &["PHONE_NUMBER:415-555-0132"]);
         check("1-415-555-0132", &["PHONE_NUMBER:1-415-555-0132"]);
+        check("(555) 123-4567", &["PHONE_NUMBER:(555) 123-4567"]);
+        check("555 123-4567", &[]);
         check("tel. 234 5678", &["PHONE_NUMBER:234 5678"]);
         check("whatsapp 6123456789", &["PHONE_NUMBER:6123456789"]);
         check(
@@ -842,6 +856,7 @@ mod tests {
         check("mi documento de identidad es 52123456", &["CO_CEDULA:52123456"]);
         check("cédula de ciudadanía número 1.020.304.050", &["CO_CEDULA:1.020.304.050"]);
         check("NUIP 1234567890", &["CO_CEDULA:1234567890"]);
+        check("CC 80.123.456 TEL 3115551234", &["CO_CEDULA:80.123.456", "PHONE_NUMBER:3115551234"]);
         check("1.234.567.890", &[]);
         check("tengo 52123456 puntos", &[]);
         check("cédula 12345", &[]);

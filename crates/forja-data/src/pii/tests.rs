@@ -393,10 +393,10 @@ fn scrubber_is_send_sync() {
 #[ignore]
 fn throughput() {
     let templates = [
-        "Hola, soy {n} y quería comentar que la app funciona bastante bien, aunque a veces tarda en cargar las respuestas. Si necesitan más detalles me pueden escribir a {e} o llamar al {p}. Gracias por todo el trabajo que hacen.",
-        "The answer about the refund was wrong: I paid on 2024-01-15 with order 123456789 and the total was 1.234,56 €. Version 2.3.1 of the assistant keeps saying the opposite. Please check it, it is the third time I report this issue this month.",
-        "Buenas tardes. El asistente me dio información incorrecta sobre el horario de atención en Bogotá y en Medellín. Mi cédula es {c} y el número de radicado es 2024-88812. Espero una respuesta pronto, muchas gracias.",
-        "Me encantó la respuesta, muy clara y rápida. Lo único que cambiaría es el tono, a veces suena demasiado formal para una conversación normal. En general estoy muy contento con el servicio y lo recomendaré a mis amigos.",
+        "Hola, soy {n} y quería comentar que la app funciona bastante bien, aunque a veces tarda en cargar las respuestas largas. Si necesitan más detalles me pueden escribir a {e} o llamar al {p}. Gracias por todo el trabajo que hacen, de verdad se nota la mejora.",
+        "The answer about the refund was wrong: I paid on 2024-01-15 with order 123456789 and the total was 1.234,56 €. Version 2.3.1 of the assistant keeps saying the opposite. Please check it, it is the third time I report this issue this month and nobody answers me.",
+        "Buenas tardes. El asistente me dio información incorrecta sobre el horario de atención en Bogotá y en Medellín. Mi cédula es {c} y el número de radicado es 2024-88812. Espero una respuesta pronto, muchas gracias por la atención y por resolverlo rápido.",
+        "Me encantó la respuesta, muy clara y rápida. Lo único que cambiaría es el tono, a veces suena demasiado formal para una conversación normal con un cliente. En general estoy muy contento con el servicio y lo recomendaré a mis amigos y a mi familia en Madrid.",
     ];
     let people = ["Juan Pérez", "María García", "Carlos Restrepo", "Ana Gómez"];
     let docs: Vec<String> = (0..10_000)
@@ -409,17 +409,33 @@ fn throughput() {
         })
         .collect();
     let avg = docs.iter().map(String::len).sum::<usize>() / docs.len();
-    let cfg = PiiConfig { operator: Operator::Pseudonym, salt: "s".into(), ..PiiConfig::default() };
-    let s = scrubber(cfg);
-    let t = std::time::Instant::now();
-    let mut found = 0;
-    for d in &docs {
-        found += s.scrub(d, &mut DocScrub::default()).counts.values().sum::<u32>();
+    for op in [Operator::Replace, Operator::Pseudonym] {
+        let cfg = PiiConfig { operator: op, salt: "s".into(), ..PiiConfig::default() };
+        let s = scrubber(cfg);
+        for round in 0..3 {
+            let t = std::time::Instant::now();
+            let mut found = 0;
+            for d in &docs {
+                found += s.scrub(d, &mut DocScrub::default()).counts.values().sum::<u32>();
+            }
+            let rate = docs.len() as f64 / t.elapsed().as_secs_f64();
+            let n = docs.len();
+            println!("{op:?} round {round}: {n} docs (avg {avg} bytes), {found} findings: {rate:.0} docs/s");
+        }
     }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "{} docs (avg {avg} bytes), {found} findings: {:.0} docs/s",
-        docs.len(),
-        docs.len() as f64 / secs
-    );
+}
+
+#[test]
+#[ignore]
+fn probe() {
+    let s = scrubber(PiiConfig::default());
+    let text = std::fs::read_to_string("/tmp/probe.txt").unwrap();
+    for line in text.lines() {
+        let found: Vec<String> = s
+            .analyze(line)
+            .iter()
+            .map(|f| format!("{}:{}({:.2})", f.kind, &line[f.start..f.end], f.score))
+            .collect();
+        println!("{line}\n    => {}", found.join(" | "));
+    }
 }

@@ -156,7 +156,19 @@ impl ContextWords {
     /// `pos` of `text`. Words are runs of letters, digits and inner dots
     /// (`C.C.` is the word `c.c`); `scratch` is reused for folding.
     pub fn before(&self, text: &str, pos: usize, max_chars: usize, scratch: &mut String) -> bool {
-        let Some(head) = text.get(..pos) else { return false };
+        self.nearest(text, pos, max_chars, scratch).is_some()
+    }
+
+    /// Like [`ContextWords::before`], giving how many bytes separate the
+    /// nearest such word from `pos`.
+    pub fn nearest(
+        &self,
+        text: &str,
+        pos: usize,
+        max_chars: usize,
+        scratch: &mut String,
+    ) -> Option<usize> {
+        let head = text.get(..pos)?;
         let from = head.char_indices().rev().take(max_chars).last().map_or(pos, |(i, _)| i);
         let window = &head[from..];
         let mut words = window.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '\''));
@@ -166,15 +178,21 @@ impl ContextWords {
         if cut {
             words.next();
         }
-        words.any(|w| {
-            let w = w.trim_matches(|c| c == '.' || c == '\'');
-            if w.is_empty() {
-                return false;
+        let mut nearest = None;
+        for w in words {
+            let t = w.trim_matches(|c| c == '.' || c == '\'');
+            if t.is_empty() {
+                continue;
             }
             scratch.clear();
-            fold_into(w, scratch);
-            self.matches(scratch)
-        })
+            fold_into(t, scratch);
+            if self.matches(scratch) {
+                // Offset of the word's end inside the window (sub-slice arithmetic).
+                let end = t.as_ptr() as usize - window.as_ptr() as usize + t.len();
+                nearest = Some(window.len() - end);
+            }
+        }
+        nearest
     }
 }
 
@@ -233,5 +251,7 @@ mod tests {
             assert_eq!(W.before(text, pos, max, &mut s), want, "{text}");
         }
         assert!(!W.before("é", 1, 10, &mut s));
+        assert_eq!(W.nearest("tel 1 movil 2", 12, 30, &mut s), Some(1));
+        assert_eq!(W.nearest("tel 1 x 2", 8, 30, &mut s), Some(5));
     }
 }

@@ -135,6 +135,10 @@ pub(crate) fn urls(text: &str, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        if !matches!(b[i], b'h' | b'H' | b'w' | b'W') {
+            i += 1;
+            continue;
+        }
         let rest = &b[i..];
         let scheme = if starts_with_ci(rest, b"https://") {
             8
