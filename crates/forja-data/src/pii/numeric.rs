@@ -326,19 +326,22 @@ fn iin_ok(d: &[u8]) -> bool {
     let p = |k: usize| d[..k].iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x));
     let (p2, p3, p4) = (p(2), p(3), p(4));
     match d[0] {
-        4 => matches!(n, 13 | 16 | 19), // Visa
-        5 => ((51..=55).contains(&p2) && n == 16) || matches!(p2, 50 | 56..=58), // MC, Maestro
-        2 => ((2221..=2720).contains(&p4) && n == 16) || ((2200..=2204).contains(&p4) && n >= 16), // MC, Mir
+        // Visa
+        4 => matches!(n, 13 | 16 | 19),
+        // Mastercard, Maestro
+        5 => ((51..=55).contains(&p2) && n == 16) || matches!(p2, 50 | 56..=58),
+        // Mastercard 2-series, Mir
+        2 => ((2221..=2720).contains(&p4) && n == 16) || ((2200..=2204).contains(&p4) && n >= 16),
+        // Amex, JCB, Diners
         3 => {
-            (matches!(p2, 34 | 37) && n == 15)                            // Amex
-                || ((3528..=3589).contains(&p4) && n >= 16)              // JCB
-                || ((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && (14..=19).contains(&n)
-            // Diners
+            (matches!(p2, 34 | 37) && n == 15)
+                || ((3528..=3589).contains(&p4) && n >= 16)
+                || (((300..=305).contains(&p3) || matches!(p2, 36 | 38 | 39)) && n >= 14)
         }
+        // Discover, UnionPay, Maestro
         6 => {
-            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3)) && n >= 16 // Discover
-                || p2 == 62 && n >= 16                                   // UnionPay
-                || matches!(p2, 63 | 67) // Maestro
+            ((p4 == 6011 || p2 == 65 || p2 == 62 || (644..=649).contains(&p3)) && n >= 16)
+                || matches!(p2, 63 | 67)
         }
         _ => false,
     }
@@ -346,46 +349,47 @@ fn iin_ok(d: &[u8]) -> bool {
 
 fn cards(c: &Chunk, out: &mut Vec<Finding>) {
     let n = c.n();
-    let mut buf = [0u8; 19];
     let mut a = 0;
-    'start: while a < n {
+    while a < n {
         let left = if a == 0 { !c.plus && c.left_ok() } else { c.gap_has_space(a - 1) };
-        if left {
-            let mut nd = 0;
-            for b in a..n {
-                if b > a {
-                    let gap = c.gap(b - 1);
-                    if gap.chars().count() != 1 || !gap.starts_with(|ch| is_space(ch) || ch == '-')
-                    {
-                        break;
-                    }
-                }
-                nd += c.len(b);
-                if nd > 19 {
-                    break;
-                }
-                let right =
-                    if b + 1 == n { right_ok(c.text, c.groups[b].end) } else { c.gap_has_space(b) };
-                let shaped = a == b || (a..=b).all(|g| (3..=6).contains(&c.len(g)));
-                if nd >= 13 && right && shaped {
-                    if let Some(d) = c.digits(a, b, &mut buf) {
-                        if luhn(d) && iin_ok(d) {
-                            let whole = a == 0 && b + 1 == n;
-                            push(
-                                out,
-                                EntityKind::CreditCard,
-                                c.span(a, b),
-                                if whole { 1.0 } else { 0.95 },
-                            );
-                            a = b + 1;
-                            continue 'start;
-                        }
-                    }
+        match left.then(|| card_from(c, a)).flatten() {
+            Some(b) => {
+                let whole = a == 0 && b + 1 == n;
+                push(out, EntityKind::CreditCard, c.span(a, b), if whole { 1.0 } else { 0.95 });
+                a = b + 1;
+            }
+            None => a += 1,
+        }
+    }
+}
+
+/// The last group of a card number that starts at group `a`.
+fn card_from(c: &Chunk, a: usize) -> Option<usize> {
+    let n = c.n();
+    let mut buf = [0u8; 19];
+    let mut nd = 0;
+    for b in a..n {
+        if b > a {
+            let gap = c.gap(b - 1);
+            if gap.chars().count() != 1 || !gap.starts_with(|ch| is_space(ch) || ch == '-') {
+                return None;
+            }
+        }
+        nd += c.len(b);
+        if nd > 19 {
+            return None;
+        }
+        let right = if b + 1 == n { right_ok(c.text, c.groups[b].end) } else { c.gap_has_space(b) };
+        let shaped = a == b || (a..=b).all(|g| (3..=6).contains(&c.len(g)));
+        if nd >= 13 && right && shaped {
+            if let Some(d) = c.digits(a, b, &mut buf) {
+                if luhn(d) && iin_ok(d) {
+                    return Some(b);
                 }
             }
         }
-        a += 1;
     }
+    None
 }
 
 // ---------------------------------------------------------------- phones
