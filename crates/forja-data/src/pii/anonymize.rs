@@ -41,8 +41,9 @@ pub struct DocScrub {
     people: Vec<(Vec<String>, String)>,
     /// Last number given per kind (`<URL_2>`, `user3@example.com`).
     numbers: [u32; 10],
-    /// Folded names (and their uncommon words) found so far in the document.
-    known: Vec<String>,
+    /// Folded names (and their uncommon words) found so far in the
+    /// document, and whether a mention in lower case counts.
+    known: Vec<(String, bool)>,
 }
 
 /// Score of a later mention of a name already found in the document.
@@ -218,31 +219,32 @@ impl DocScrub {
             let Some(value) = text.get(f.start..f.end) else { continue };
             let key = fold_words(value);
             let words: Vec<&str> = key.split(' ').collect();
-            let mut add = |w: &str| {
-                if w.chars().count() >= 3 && !self.known.iter().any(|k| k == w) {
-                    self.known.push(w.to_string());
+            let mut add = |w: &str, any_case: bool| {
+                if w.chars().count() >= 3 && !self.known.iter().any(|(k, _)| k == w) {
+                    self.known.push((w.to_string(), any_case));
                 }
             };
             if words.len() > 1 {
-                add(&key);
+                add(&key, true);
             }
             for w in words {
                 if !gaz.is_common_word(w) {
-                    add(w);
+                    add(w, gaz.is_name(w));
                 }
             }
         }
     }
 
     /// Appends the mentions of remembered names in `text` to `out`; whether
-    /// there were any.
+    /// there were any. A lone word the gazetteer does not know as a name
+    /// (`Torre` of `María de la Torre`) counts only capitalised.
     fn recall(&self, text: &str, out: &mut Vec<Finding>) -> bool {
         if self.known.is_empty() {
             return false;
         }
         let folded = Folded::new(text);
         let before = out.len();
-        for name in &self.known {
+        for (name, any_case) in &self.known {
             for (s, m) in folded.text.match_indices(name.as_str()) {
                 let e = s + m.len();
                 if char_before(&folded.text, s).is_some_and(is_word_char)
@@ -251,7 +253,9 @@ impl DocScrub {
                     continue;
                 }
                 if let Some((start, end)) = folded.original(s, e) {
-                    out.push(Finding { kind: EntityKind::Person, start, end, score: RECALL_SCORE });
+                    if *any_case || char_at(text, start).is_some_and(char::is_uppercase) {
+                        out.push(Finding { kind: EntityKind::Person, start, end, score: RECALL_SCORE });
+                    }
                 }
             }
         }

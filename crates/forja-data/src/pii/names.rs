@@ -358,6 +358,11 @@ impl Gazetteer {
         self.flags(folded) & (STOP | TITLE | PARTICLE) != 0
     }
 
+    /// Whether a folded word is a known first name or surname.
+    pub fn is_name(&self, folded: &str) -> bool {
+        self.flags(folded) & (FIRST | SURNAME) != 0
+    }
+
     /// Whether a folded word is a known surname and not a known first name.
     pub fn is_surname_only(&self, folded: &str) -> bool {
         let f = self.flags(folded);

@@ -212,6 +212,24 @@ fn anonymize_slug(name: &str) -> String {
 }
 
 #[test]
+fn later_mentions_of_a_name_are_found() {
+    let s = scrubber(PiiConfig::default());
+    let mut doc = DocScrub::default();
+    let fields = [
+        ("Me llamo Yeraldín de la Torre", "Me llamo <PERSON>"),
+        ("yeraldín de la torre otra vez, y Yeraldín", "<PERSON> otra vez, y <PERSON>"),
+        ("la torre Eiffel y la Torre de Yeraldín", "la torre Eiffel y la <PERSON> de <PERSON>"),
+        ("la pedí a Pedro Ruiz", "la pedí a <PERSON>"),
+        ("pedro y ruiz", "<PERSON> y <PERSON>"),
+    ];
+    for (input, want) in fields {
+        assert_eq!(s.scrub(input, &mut doc).text, want, "{input}");
+    }
+    // A fresh document remembers nothing.
+    assert_eq!(s.scrub("yeraldín", &mut DocScrub::default()).text, "yeraldín");
+}
+
+#[test]
 fn pseudonym_shape_and_gender() {
     let cfg = PiiConfig { operator: Operator::Pseudonym, salt: "s".into(), ..PiiConfig::default() };
     let s = scrubber(cfg);
