@@ -254,7 +254,12 @@ impl DocScrub {
                 }
                 if let Some((start, end)) = folded.original(s, e) {
                     if *any_case || char_at(text, start).is_some_and(char::is_uppercase) {
-                        out.push(Finding { kind: EntityKind::Person, start, end, score: RECALL_SCORE });
+                        out.push(Finding {
+                            kind: EntityKind::Person,
+                            start,
+                            end,
+                            score: RECALL_SCORE,
+                        });
                     }
                 }
             }

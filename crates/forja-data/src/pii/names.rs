@@ -538,13 +538,14 @@ impl Names<'_> {
         }
     }
 
-    /// Extends a chain that starts at token `i`: returns the last token and
-    /// whether a known surname follows the first token.
-    fn extend(&self, i: usize, lower: bool) -> (usize, bool) {
+    /// Extends a chain that starts at token `i`: returns the last token, and
+    /// whether a known surname, and a known first name, follow the first token.
+    fn extend(&self, i: usize, lower: bool) -> (usize, bool, bool) {
         let n = self.toks.len();
         let mut last = i;
         let mut names = 1;
         let mut has_surname = false;
+        let mut has_first = false;
         while names < 4 {
             // Particles: up to two lower-case ones (`de la`).
             let mut p = last + 1;
@@ -587,12 +588,13 @@ impl Names<'_> {
                 break;
             }
             has_surname |= t.flags & SURNAME != 0;
+            has_first |= t.flags & FIRST != 0 && t.flags & STOP == 0;
             last = p;
             if t.case != Case::Initial {
                 names += 1;
             }
         }
-        (last, has_surname)
+        (last, has_surname, has_first)
     }
 
     fn find(&self, out: &mut Vec<Finding>) {
@@ -628,7 +630,7 @@ impl Names<'_> {
             if !first || stop || !matches!(self.cue(i)?, Cue::Intro | Cue::Field) {
                 return None;
             }
-            let (last, _) = self.extend(i, true);
+            let (last, _, _) = self.extend(i, true);
             return Some((last, 0.75));
         }
         if !self.nameish(i) {
@@ -638,7 +640,7 @@ impl Names<'_> {
         if blocked {
             return None;
         }
-        let (last, has_surname) = self.extend(i, false);
+        let (last, has_surname, has_first) = self.extend(i, false);
         let names = last > i;
         let mut score: f32 = 0.0;
         let after_saint = i > 0
@@ -657,6 +659,8 @@ impl Names<'_> {
             };
         } else if first && has_surname {
             score = 0.85;
+        } else if first && has_first {
+            score = 0.7; // `Julio César`, `Rosa María`
         } else if surname && !stop && has_surname {
             score = 0.65;
         } else if !surname && !stop && has_surname && !self.sentence_start(i) {
@@ -773,6 +777,8 @@ mod tests {
         check("María-José Núñez", &["María-José Núñez"]);
         check("según García Márquez", &["García Márquez"]);
         check("Abril García", &["Abril García"]);
+        check("Julio César vino", &["Julio César"]);
+        check("Rosa María", &["Rosa María"]);
         check("hablé con Rosa ayer", &["Rosa"]);
         check("Jose\u{301} Pe\u{301}rez", &["Jose\u{301} Pe\u{301}rez"]);
     }
