@@ -442,18 +442,3 @@ fn throughput() {
         }
     }
 }
-
-#[test]
-#[ignore]
-fn probe() {
-    let s = scrubber(PiiConfig::default());
-    let text = std::fs::read_to_string("/tmp/probe.txt").unwrap();
-    for line in text.lines() {
-        let found: Vec<String> = s
-            .analyze(line)
-            .iter()
-            .map(|f| format!("{}:{}({:.2})", f.kind, &line[f.start..f.end], f.score))
-            .collect();
-        println!("{line}\n    => {}", found.join(" | "));
-    }
-}
