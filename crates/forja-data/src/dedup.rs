@@ -245,21 +245,26 @@ impl Deduper {
     }
 
     /// Moves the work segment into the index directory: the run's records are
-    /// now part of the tenant's history.
-    pub fn commit(mut self) -> Result<()> {
+    /// now part of the tenant's history. Returns the segment's path.
+    pub fn commit(mut self) -> Result<Option<PathBuf>> {
         self.sync()?;
         let (Some(dir), Some((work, _))) = (self.cfg.index.clone(), self.work.take()) else {
-            return Ok(());
+            return Ok(None);
         };
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
-        let next = segments(&dir)?.len();
+        let number = |p: &PathBuf| -> usize {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.trim_start_matches("seg-").trim_end_matches(".bin").parse().unwrap_or(0)
+        };
+        let next = segments(&dir)?.iter().map(number).max().map_or(0, |n| n + 1);
         let dest = dir.join(format!("seg-{next:06}.bin"));
         std::fs::copy(&work, dir.join(".incoming")).map_err(|e| DataError::io(&dest, e))?;
         File::open(dir.join(".incoming"))
             .and_then(|f| f.sync_all())
             .map_err(|e| DataError::io(&dest, e))?;
         std::fs::rename(dir.join(".incoming"), &dest).map_err(|e| DataError::io(&dest, e))?;
-        std::fs::remove_file(&work).map_err(|e| DataError::io(&work, e))
+        std::fs::remove_file(&work).map_err(|e| DataError::io(&work, e))?;
+        Ok(Some(dest))
     }
 
     fn load(&mut self, path: &Path, limit: Option<u64>) -> Result<()> {

@@ -65,6 +65,9 @@ pub struct Manifest {
     pub lsh: crate::Banding,
     /// Records in the dedup index from earlier runs.
     pub index_previous: u64,
+    /// The index segment holding this run's kept records (removed again when
+    /// the dataset is replaced with `--restart`).
+    pub index_segment: Option<String>,
     /// PII audit findings (0 for a usable dataset).
     pub audit_findings: Option<u64>,
     /// Seconds spent per stage (the only field that differs between identical runs).

@@ -461,6 +461,15 @@ fn prepare_dir(
             out.display()
         )));
     }
+    // Replacing a dataset also makes the index forget its records.
+    if let Ok(text) = std::fs::read_to_string(out.join(MANIFEST)) {
+        let old: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(seg) = old.get("index_segment").and_then(|s| s.as_str()) {
+            if Path::new(seg).exists() {
+                std::fs::remove_file(seg).map_err(|e| DataError::io(seg, e))?;
+            }
+        }
+    }
     for rel in output_files(out)? {
         std::fs::remove_file(out.join(&rel)).map_err(|e| DataError::io(out.join(&rel), e))?;
     }
@@ -509,7 +518,12 @@ fn finish(
     data.sort();
 
     let t = Instant::now();
-    let audit = if cfg.run.audit { Some(audit_files(out, &data, progress)?) } else { None };
+    let audit = if cfg.run.audit {
+        let auditor = crate::pii::Auditor::from_config(&cfg.pii)?;
+        Some(audit_files(out, &data, &auditor, progress)?)
+    } else {
+        None
+    };
     timer.add("audit", t);
 
     let t = Instant::now();
@@ -526,7 +540,7 @@ fn finish(
     timer.add("finish", t);
 
     let audit_failed = audit.as_ref().and_then(|a| a.1.clone());
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         forja_version: env!("CARGO_PKG_VERSION").to_string(),
         config,
         inputs,
@@ -535,28 +549,33 @@ fn finish(
         counts: ck.counts.clone(),
         lsh: dedup.banding(),
         index_previous: dedup.previous() as u64,
+        index_segment: None,
         audit_findings: audit.as_ref().map(|a| a.0),
         timings_s: timer.0.clone(),
     };
-    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    write_atomic(&out.join(MANIFEST), text.as_bytes())?;
     let work = out.join(WORK);
-    if let Some(first) = audit_failed {
-        // The index must not learn records of a dataset that cannot be used.
-        std::fs::remove_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
-        return Err(DataError::AuditFailed { count: audit.map_or(0, |a| a.0 as usize), first });
-    }
-    if ck.counts.kept == 0 && ck.counts.read == ck.counts.malformed {
-        std::fs::remove_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
-        return Err(DataError::NothingValid {
+    let failure = if let Some(first) = audit_failed {
+        Some(DataError::AuditFailed { count: audit.map_or(0, |a| a.0 as usize), first })
+    } else if ck.counts.kept == 0 && ck.counts.read == ck.counts.malformed {
+        Some(DataError::NothingValid {
             read: ck.counts.read,
             quarantined: ck.counts.malformed,
             quarantine: out.join(QUARANTINE).display().to_string(),
-        });
+        })
+    } else {
+        None
+    };
+    if failure.is_none() {
+        // The index learns the run's records only from a usable dataset.
+        manifest.index_segment = dedup.commit()?.map(|p| p.display().to_string());
     }
-    dedup.commit()?;
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    write_atomic(&out.join(MANIFEST), text.as_bytes())?;
     std::fs::remove_dir_all(&work).map_err(|e| DataError::io(&work, e))?;
-    Ok(manifest)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(manifest),
+    }
 }
 
 /// Scans every string of every data line; returns the number of findings and
@@ -564,6 +583,7 @@ fn finish(
 fn audit_files(
     out: &Path,
     data: &[String],
+    auditor: &crate::pii::Auditor,
     progress: &dyn Progress,
 ) -> Result<(u64, Option<String>)> {
     let mut total = 0;
@@ -585,7 +605,7 @@ fn audit_files(
                 strings(&v, &mut texts);
                 texts
                     .into_iter()
-                    .flat_map(crate::pii::audit)
+                    .flat_map(|t| auditor.audit(t))
                     .map(move |f| (i, f.kind.as_str().to_string()))
                     .collect::<Vec<_>>()
             })

@@ -84,14 +84,28 @@ pub fn run(args: CurateArgs) -> Result<ExitCode> {
     let c = &m.counts;
     let pii: Vec<String> = c.pii.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let splits: Vec<String> = c.splits.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!(
-        "read {}  malformed {}  license {}  quality {}  exact dups {}  near dups {}  kept {}",
-        c.read, c.malformed, c.license, c.quality, c.exact_dups, c.near_dups, c.kept
+    let splits = if splits.is_empty() { "none".to_string() } else { splits.join(", ") };
+    let summary = format!(
+        "read {}  malformed {}  license {}  quality {}  exact dups {}  near dups {}  kept {}\n\
+         pii: {}\nsplits: {splits}  (replay {})\naudit: {}\ndataset {}  in {}\n",
+        c.read,
+        c.malformed,
+        c.license,
+        c.quality,
+        c.exact_dups,
+        c.near_dups,
+        c.kept,
+        if pii.is_empty() { "none found".to_string() } else { pii.join(", ") },
+        c.replay,
+        m.audit_findings.map_or("skipped".into(), |n| format!("{n} findings")),
+        &m.dataset_sha256[..16],
+        cfg.output.dir.join("data").display()
     );
-    println!("pii: {}", if pii.is_empty() { "none found".to_string() } else { pii.join(", ") });
-    println!("splits: {}  (replay {})", splits.join(", "), c.replay);
-    println!("audit: {}", m.audit_findings.map_or("skipped".into(), |n| format!("{n} findings")));
-    println!("dataset {}  in {}", &m.dataset_sha256[..16], cfg.output.dir.join("data").display());
+    // A closed pipe (`| head`) is not an error worth a message.
+    match std::io::stdout().write_all(summary.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

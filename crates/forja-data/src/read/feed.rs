@@ -115,7 +115,11 @@ fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        let end = rest[..rest.len().min(12)].find(';');
+        let end = rest
+            .char_indices()
+            .take_while(|(i, _)| *i < 12)
+            .find(|(_, c)| *c == ';')
+            .map(|(i, _)| i);
         let decoded = end.and_then(|e| {
             let name = &rest[1..e];
             let c = match name {
@@ -161,6 +165,9 @@ mod tests {
             ("a &amp; b &lt;c&gt; &#233;&#xE9; &bogus; &", "a & b <c> éé &bogus; &"),
             ("x<br/>y", "x\ny"),
             ("broken <tag", "broken <tag"),
+            // Regression (fuzz): an entity-like run with multi-byte characters.
+            ("&ééééééé;x", "&ééééééé;x"),
+            ("&aaaaaaaaaaé", "&aaaaaaaaaaé"),
         ] {
             assert_eq!(html_to_text(html), want, "{html}");
         }

@@ -3,8 +3,10 @@
 //! whose footer cannot be read (truncated, not Parquet) stops the run; a row
 //! group that cannot be decoded is rejected as a whole, with its row range.
 
+use std::cell::Cell;
 use std::fs::File;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Once};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
@@ -16,8 +18,9 @@ use crate::{DataError, Loc, Rejected, Result};
 
 pub(super) fn open(path: &str, mapper: Mapper, skip: u64) -> Result<Items> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file)
-        .map_err(|e| DataError::Parquet { path: path.into(), message: e.to_string() })?;
+    let reader = guarded(|| SerializedFileReader::new(file).map_err(|e| e.to_string()))
+        .and_then(|r| r)
+        .map_err(|message| DataError::Parquet { path: path.into(), message })?;
     Ok(Box::new(Rows {
         source: path.into(),
         reader: Box::new(reader),
@@ -31,8 +34,10 @@ pub(super) fn open(path: &str, mapper: Mapper, skip: u64) -> Result<Items> {
 
 /// Parquet items from bytes in memory (used by the fuzz targets).
 pub fn items_from_bytes(source: &str, bytes: Vec<u8>, mapper: Mapper) -> Result<Items> {
-    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes))
-        .map_err(|e| DataError::Parquet { path: source.into(), message: e.to_string() })?;
+    let reader =
+        guarded(|| SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(|e| e.to_string()))
+            .and_then(|r| r)
+            .map_err(|message| DataError::Parquet { path: source.into(), message })?;
     Ok(Box::new(Rows {
         source: source.into(),
         reader: Box::new(reader),
@@ -42,6 +47,37 @@ pub fn items_from_bytes(source: &str, bytes: Vec<u8>, mapper: Mapper) -> Result<
         pending: Vec::new().into_iter(),
         to_skip: 0,
     }))
+}
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into an error message. The `parquet` crate
+/// panics on some corrupt pages (found by fuzzing); a damaged input is the
+/// user's problem to fix, not a crash, so the panic message is not printed
+/// either (the hook stays silent on this thread while `f` runs).
+fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "decoder panicked".into());
+        format!("corrupt data: {msg}")
+    })
 }
 
 struct Rows {
@@ -70,12 +106,15 @@ impl Rows {
                 self.row += n;
                 continue;
             }
-            let rows: std::result::Result<Vec<_>, String> =
-                self.reader.get_row_group(g).map_err(|e| e.to_string()).and_then(|rg| {
+            let reader = &self.reader;
+            let rows: std::result::Result<Vec<_>, String> = guarded(|| {
+                reader.get_row_group(g).map_err(|e| e.to_string()).and_then(|rg| {
                     let iter =
                         RowIter::from_row_group(None, rg.as_ref()).map_err(|e| e.to_string())?;
                     iter.map(|r| r.map(|r| r.to_json_value()).map_err(|e| e.to_string())).collect()
-                });
+                })
+            })
+            .and_then(|r| r);
             let rows: Vec<std::result::Result<Value, String>> = match rows {
                 Ok(rows) => rows.into_iter().map(Ok).collect(),
                 Err(e) => {
@@ -157,6 +196,25 @@ mod tests {
         );
         for skip in 0..=4 {
             assert_eq!(run(&f, skip), all[skip as usize..], "skip {skip}");
+        }
+    }
+
+    #[test]
+    fn corrupt_pages_found_by_fuzzing_are_rejected_not_a_crash() {
+        let crash = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/artifacts-found/parquet-dict-page-read_num_bytes.crash-02a7c394.parquet"
+        );
+        let bytes = std::fs::read(crash).unwrap();
+        let got = items_from_bytes("crash", bytes, Mapper::new(&InputSpec::default()));
+        if let Ok(items) = got {
+            let items: Vec<_> = items.collect();
+            assert!(
+                items.iter().any(
+                    |i| matches!(i, Ok(Item::Rejected(r)) if r.reason.contains("corrupt data"))
+                ),
+                "{items:?}"
+            );
         }
     }
 
