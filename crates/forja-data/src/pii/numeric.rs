@@ -546,7 +546,7 @@ fn phones(c: &Chunk, strict: bool, scratch: &mut String, out: &mut Vec<Finding>)
             score += if intl { 0.15 } else { 0.3 };
         } else if !intl
             && (c.text.get(..start).unwrap_or("").trim_end().ends_with('#')
-                || PHONE_NEGATIVE.before(c.text, start, 25, scratch))
+                || PHONE_NEGATIVE.before(c.text, start, 12, scratch))
         {
             score -= 0.3;
         }
@@ -760,6 +760,10 @@ mod tests {
         check("0034 612 345 678", &["PHONE_NUMBER:0034 612 345 678"]);
         check("mi número 612 345 678", &["PHONE_NUMBER:612 345 678"]);
         check("612-345-678", &["PHONE_NUMBER:612-345-678"]);
+        // A negative word far before the number does not veto it (regression:
+        // "the code never reached <phone>" was missed).
+        check("el código no llegó al 954 36 43 57.", &["PHONE_NUMBER:954 36 43 57"]);
+        check("the code never reached 310 614 3641.", &["PHONE_NUMBER:310 614 3641"]);
         check("612.345.678", &["PHONE_NUMBER:612.345.678"]);
         check("91 123 45 67", &["PHONE_NUMBER:91 123 45 67"]);
         check("612 34 56 78", &["PHONE_NUMBER:612 34 56 78"]);
