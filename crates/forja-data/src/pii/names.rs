@@ -20,6 +20,12 @@
 //! Words in `not_names.txt` (places, months, weekdays, greetings, roles,
 //! brands) never start or extend a chain, except that a known surname still
 //! extends one after a first name (`Juan León`).
+//!
+//! Known gaps: lower-case names (except after `me llamo`/`Nombre:` or once
+//! seen in the document), unknown first names with no title or cue, a bare
+//! surname, inverted `Pérez, Juan`, handles, all-caps names outside the
+//! lists; false positives on places named after people (`Avenida Juan
+//! Pablo II`) and unknown capitalised words after `soy`/`Hola`.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
