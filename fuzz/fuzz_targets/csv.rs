@@ -1,5 +1,6 @@
-//! Fuzzes the CSV (header row + rows) reader: arbitrary bytes through `forja_data::read::read_bytes`
-//! as `Format::Csv`. An `Err` is a clean failure; only panics, hangs and OOMs are bugs.
+//! Fuzzes the CSV reader (header row, flexible rows): arbitrary bytes through
+//! `forja_data::read::read_bytes` as `Format::Csv`. An `Err` is a clean
+//! failure; only panics, hangs and OOMs are bugs.
 #![no_main]
 
 use forja_data::read::{read_bytes, Format, InputSpec};

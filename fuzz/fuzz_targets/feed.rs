@@ -1,5 +1,6 @@
-//! Fuzzes the RSS/Atom/JSON feed (feed-rs + HTML-to-text) reader: arbitrary bytes through `forja_data::read::read_bytes`
-//! as `Format::Feed`. An `Err` is a clean failure; only panics, hangs and OOMs are bugs.
+//! Fuzzes the RSS/Atom/JSON feed reader (feed-rs + HTML to text): arbitrary bytes through
+//! `forja_data::read::read_bytes` as `Format::Feed`. An `Err` is a clean
+//! failure; only panics, hangs and OOMs are bugs.
 #![no_main]
 
 use forja_data::read::{read_bytes, Format, InputSpec};

@@ -1,5 +1,6 @@
-//! Fuzzes the JSONL (one JSON object per line) reader: arbitrary bytes through `forja_data::read::read_bytes`
-//! as `Format::Jsonl`. An `Err` is a clean failure; only panics, hangs and OOMs are bugs.
+//! Fuzzes the JSONL reader (one JSON object per line): arbitrary bytes through
+//! `forja_data::read::read_bytes` as `Format::Jsonl`. An `Err` is a clean
+//! failure; only panics, hangs and OOMs are bugs.
 #![no_main]
 
 use forja_data::read::{read_bytes, Format, InputSpec};

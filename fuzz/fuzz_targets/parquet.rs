@@ -1,5 +1,6 @@
-//! Fuzzes the Parquet (footer, row groups, pages) reader: arbitrary bytes through `forja_data::read::read_bytes`
-//! as `Format::Parquet`. An `Err` is a clean failure; only panics, hangs and OOMs are bugs.
+//! Fuzzes the Parquet reader (footer, row groups, pages): arbitrary bytes through
+//! `forja_data::read::read_bytes` as `Format::Parquet`. An `Err` is a clean
+//! failure; only panics, hangs and OOMs are bugs.
 #![no_main]
 
 use forja_data::read::{read_bytes, Format, InputSpec};

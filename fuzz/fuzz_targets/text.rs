@@ -1,5 +1,6 @@
-//! Fuzzes the plain-text (one document = one record) reader: arbitrary bytes through `forja_data::read::read_bytes`
-//! as `Format::Text`. An `Err` is a clean failure; only panics, hangs and OOMs are bugs.
+//! Fuzzes the plain-text reader (one document = one record): arbitrary bytes through
+//! `forja_data::read::read_bytes` as `Format::Text`. An `Err` is a clean
+//! failure; only panics, hangs and OOMs are bugs.
 #![no_main]
 
 use forja_data::read::{read_bytes, Format, InputSpec};

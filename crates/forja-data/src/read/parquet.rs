@@ -28,6 +28,8 @@ pub(super) fn open(path: &str, mapper: Mapper, skip: u64) -> Result<Items> {
         group: 0,
         row: 0,
         pending: Vec::new().into_iter(),
+        broken: None,
+        fatal: None,
         to_skip: skip,
     }))
 }
@@ -45,9 +47,14 @@ pub fn items_from_bytes(source: &str, bytes: Vec<u8>, mapper: Mapper) -> Result<
         group: 0,
         row: 0,
         pending: Vec::new().into_iter(),
+        broken: None,
+        fatal: None,
         to_skip: 0,
     }))
 }
+
+/// Most rows an undecodable row group may claim before the file is refused.
+const MAX_BROKEN_ROWS: u64 = 1 << 24;
 
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
@@ -87,14 +94,18 @@ struct Rows {
     group: usize,
     /// Index of the next row of the file.
     row: u64,
-    pending: std::vec::IntoIter<std::result::Result<Value, String>>,
+    pending: std::vec::IntoIter<Value>,
+    /// Rows of an undecodable group still to reject: (reason, rows left).
+    broken: Option<(String, u64)>,
+    /// An error that ends the stream (reported once).
+    fatal: Option<DataError>,
     to_skip: u64,
 }
 
 impl Rows {
     /// Loads the next row group into `pending`. A group that cannot be decoded
-    /// yields one rejection per row, so items and rows stay one to one (a
-    /// resumed run skips by item count).
+    /// yields one rejection per row (lazily), so items and rows stay one to
+    /// one: a resumed run skips by item count.
     fn load_group(&mut self) {
         let meta = self.reader.metadata();
         while self.group < meta.num_row_groups() {
@@ -103,7 +114,7 @@ impl Rows {
             self.group += 1;
             if self.to_skip >= n {
                 self.to_skip -= n;
-                self.row += n;
+                self.row = self.row.saturating_add(n);
                 continue;
             }
             let reader = &self.reader;
@@ -115,18 +126,29 @@ impl Rows {
                 })
             })
             .and_then(|r| r);
-            let rows: Vec<std::result::Result<Value, String>> = match rows {
-                Ok(rows) => rows.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    let (first, last) = (self.row, self.row + n);
-                    let reason =
-                        format!("row group {g} (rows {first}..{last}) cannot be decoded ({e})");
-                    vec![Err(reason); n as usize]
-                }
-            };
             let skip = std::mem::take(&mut self.to_skip);
-            self.row += skip;
-            self.pending = rows.into_iter().skip(skip as usize).collect::<Vec<_>>().into_iter();
+            self.row = self.row.saturating_add(skip);
+            match rows {
+                Ok(rows) => {
+                    self.pending =
+                        rows.into_iter().skip(skip as usize).collect::<Vec<_>>().into_iter()
+                }
+                // A footer can claim any row count; past this many rows an
+                // undecodable group is not rejected row by row but stops the file.
+                Err(e) if n > MAX_BROKEN_ROWS => {
+                    let message =
+                        format!("row group {g} claims {n} rows and cannot be decoded ({e})");
+                    self.fatal = Some(DataError::Parquet { path: (*self.source).into(), message });
+                }
+                Err(e) => {
+                    let first = self.row - skip;
+                    let reason = format!(
+                        "row group {g} (rows {first}..{}) cannot be decoded ({e})",
+                        first + n
+                    );
+                    self.broken = Some((reason, n - skip));
+                }
+            }
             return;
         }
     }
@@ -137,21 +159,31 @@ impl Iterator for Rows {
 
     fn next(&mut self) -> Option<Result<Item>> {
         loop {
+            if let Some(e) = self.fatal.take() {
+                self.group = usize::MAX;
+                return Some(Err(e));
+            }
             if let Some(v) = self.pending.next() {
                 let o = origin(&self.source, Loc::Row(self.row));
                 self.row += 1;
                 let item = match v {
-                    Ok(Value::Object(obj)) => match self.mapper.map(&obj, o) {
+                    Value::Object(obj) => match self.mapper.map(&obj, o) {
                         Ok(r) => Item::Record(r),
                         Err(r) => Item::Rejected(r),
                     },
-                    Ok(_) => {
+                    _ => {
                         Item::Rejected(Rejected { origin: o, reason: "row is not a struct".into() })
                     }
-                    Err(reason) => Item::Rejected(Rejected { origin: o, reason }),
                 };
                 return Some(Ok(item));
             }
+            if let Some((reason, left)) = self.broken.as_mut().filter(|(_, left)| *left > 0) {
+                *left -= 1;
+                let o = origin(&self.source, Loc::Row(self.row));
+                self.row = self.row.saturating_add(1);
+                return Some(Ok(Item::Rejected(Rejected { origin: o, reason: reason.clone() })));
+            }
+            self.broken = None;
             if self.group >= self.reader.metadata().num_row_groups() {
                 return None;
             }
