@@ -195,11 +195,10 @@ impl Banding {
 
     /// The hash of each band of `sig`, tagged with the band number so equal
     /// values in different bands do not collide.
-    pub fn band_keys(&self, sig: &Signature) -> impl Iterator<Item = u64> + '_ {
-        let sig = sig.0.clone();
-        (0..self.bands).map(move |i| {
-            let band = &sig[i * self.rows..(i + 1) * self.rows];
-            let mut bytes = Vec::with_capacity(band.len() * 4);
+    pub fn band_keys<'a>(&'a self, sig: &'a Signature) -> impl Iterator<Item = u64> + 'a {
+        let mut bytes = Vec::with_capacity(self.rows * 4);
+        sig.0.chunks_exact(self.rows).take(self.bands).enumerate().map(move |(i, band)| {
+            bytes.clear();
             for v in band {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }

@@ -234,7 +234,7 @@ fn process_chunk(
 
     // Normalise, filter, hash: independent per record.
     let t = Instant::now();
-    let hasher = dedup.hasher().clone();
+    let hasher = dedup.hasher();
     let near = cfg.dedup.near;
     let prepared: Vec<Prepared> = records
         .into_par_iter()
@@ -671,12 +671,13 @@ fn file_entry(out: &Path, rel: &str, count_records: bool) -> Result<FileEntry> {
 fn input_entry(path: &str) -> Result<FileEntry> {
     let p = Path::new(path);
     if read::is_url(path) || p.is_dir() {
-        // A directory's hash covers its files' names and hashes, in order.
+        // A directory's hash covers the names and hashes of the files the
+        // reader reads, in order.
         let mut h = Sha256::new();
         let mut bytes = 0;
         if p.is_dir() {
             let mut files = Vec::new();
-            walk_files(p, &mut files)?;
+            read::walk(p, &mut files)?;
             files.sort();
             for f in files {
                 let (sha, b, _) = hash_file(&f)?;
@@ -690,18 +691,6 @@ fn input_entry(path: &str) -> Result<FileEntry> {
     }
     let (sha256, bytes, _) = hash_file(p)?;
     Ok(FileEntry { path: path.to_string(), sha256, bytes, records: None })
-}
-
-fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let p = e.map_err(|e| DataError::io(dir, e))?.path();
-        if p.is_dir() {
-            walk_files(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 fn hash_file(path: &Path) -> Result<(String, u64, u64)> {

@@ -83,10 +83,7 @@ pub fn items<R: Read + Send + 'static>(
                     }
                 };
             }
-            return Some(Ok(match mapper.map(&obj, o) {
-                Ok(r) => Item::Record(r),
-                Err(r) => Item::Rejected(r),
-            }));
+            return Some(Ok(mapper.item(&obj, o)));
         }
     })
 }

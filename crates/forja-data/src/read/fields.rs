@@ -37,6 +37,14 @@ impl Mapper {
         }
     }
 
+    /// Maps one object to a record, or to a rejection naming the field.
+    pub(crate) fn item(&self, obj: &Map<String, Value>, origin: Origin) -> super::Item {
+        match self.map(obj, origin) {
+            Ok(r) => super::Item::Record(r),
+            Err(r) => super::Item::Rejected(r),
+        }
+    }
+
     /// Maps one object; a rejection names the field that is missing or wrong.
     pub(crate) fn map(&self, obj: &Map<String, Value>, origin: Origin) -> Result<Record, Rejected> {
         let reject = |reason: String| Rejected { origin: origin.clone(), reason };

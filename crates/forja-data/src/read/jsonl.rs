@@ -78,10 +78,7 @@ impl<R: BufRead> Iterator for Lines<R> {
                 Ok(_) => return reject("not a JSON object".into()),
                 Err(e) => return reject(format!("not JSON ({e})")),
             };
-            return Some(Ok(match self.mapper.map(&obj, o) {
-                Ok(r) => Item::Record(r),
-                Err(r) => Item::Rejected(r),
-            }));
+            return Some(Ok(self.mapper.item(&obj, o)));
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::{DataError, Kind, Record, Rejected, Result};
 
 pub(crate) use fields::Mapper;
 pub use text::is_code_path;
+pub(crate) use text::walk;
 
 /// One input of a curation run, as written in the `[[input]]` tables of the config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

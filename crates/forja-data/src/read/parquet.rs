@@ -8,7 +8,7 @@ use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
 
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
 use serde_json::Value;
 
@@ -18,28 +18,24 @@ use crate::{DataError, Loc, Rejected, Result};
 
 pub(super) fn open(path: &str, mapper: Mapper, skip: u64) -> Result<Items> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = guarded(|| SerializedFileReader::new(file).map_err(|e| e.to_string()))
-        .and_then(|r| r)
-        .map_err(|message| DataError::Parquet { path: path.into(), message })?;
-    Ok(Box::new(Rows {
-        source: path.into(),
-        reader: Box::new(reader),
-        mapper,
-        group: 0,
-        row: 0,
-        pending: Vec::new().into_iter(),
-        broken: None,
-        fatal: None,
-        to_skip: skip,
-    }))
+    rows(path, file, mapper, skip)
 }
 
 /// Parquet items from bytes in memory (used by the fuzz targets).
 pub fn items_from_bytes(source: &str, bytes: Vec<u8>, mapper: Mapper) -> Result<Items> {
-    let reader =
-        guarded(|| SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(|e| e.to_string()))
-            .and_then(|r| r)
-            .map_err(|message| DataError::Parquet { path: source.into(), message })?;
+    rows(source, bytes::Bytes::from(bytes), mapper, 0)
+}
+
+/// Opens the footer of `input` (a file or bytes) and streams its rows.
+fn rows<R: ChunkReader + 'static>(
+    source: &str,
+    input: R,
+    mapper: Mapper,
+    skip: u64,
+) -> Result<Items> {
+    let reader = guarded(|| SerializedFileReader::new(input).map_err(|e| e.to_string()))
+        .and_then(|r| r)
+        .map_err(|message| DataError::Parquet { path: source.into(), message })?;
     Ok(Box::new(Rows {
         source: source.into(),
         reader: Box::new(reader),
@@ -49,7 +45,7 @@ pub fn items_from_bytes(source: &str, bytes: Vec<u8>, mapper: Mapper) -> Result<
         pending: Vec::new().into_iter(),
         broken: None,
         fatal: None,
-        to_skip: 0,
+        to_skip: skip,
     }))
 }
 
@@ -167,10 +163,7 @@ impl Iterator for Rows {
                 let o = origin(&self.source, Loc::Row(self.row));
                 self.row += 1;
                 let item = match v {
-                    Value::Object(obj) => match self.mapper.map(&obj, o) {
-                        Ok(r) => Item::Record(r),
-                        Err(r) => Item::Rejected(r),
-                    },
+                    Value::Object(obj) => self.mapper.item(&obj, o),
                     _ => {
                         Item::Rejected(Rejected { origin: o, reason: "row is not a struct".into() })
                     }

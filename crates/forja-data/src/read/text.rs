@@ -43,7 +43,8 @@ pub(super) fn open(path: &str, mapper: Mapper, skip: u64) -> Result<Items> {
     Ok(Box::new(iter))
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The files under `dir` that the reader reads (hidden ones are not), unsorted.
+pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
