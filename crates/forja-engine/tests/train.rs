@@ -230,7 +230,10 @@ fn run(
                 out,
                 resume,
                 &mut |dir| adapter.save(dir),
-                &mut |ev| events.push(ev.clone()),
+                &mut |ev| {
+                    events.push(ev.clone());
+                    Ok(())
+                },
             )
         })
         .unwrap();
@@ -401,7 +404,7 @@ fn bad_data_and_settings_are_reported() {
                 &out,
                 false,
                 &mut |d| a.save(d),
-                &mut |_| {},
+                &mut |_| Ok(()),
             )
         })
         .unwrap_err()
@@ -488,7 +491,7 @@ fn pretraining_from_scratch_learns_and_saves_a_loadable_model() {
     };
     let out = tmp.path().join("tiny");
     let report =
-        forja_engine::train::pretrain::pretrain(&docs, &cfg, &tcfg, &out, false, &mut |_| {})
+        forja_engine::train::pretrain::pretrain(&docs, &cfg, &tcfg, &out, false, &mut |_| Ok(()))
             .unwrap();
     let (v0, v1) = (report.initial_val_loss.unwrap(), report.best_val_loss.unwrap());
     assert!(v1 < 0.5 * v0, "validation loss {v0} -> {v1}");

@@ -98,7 +98,7 @@ fn say(bar: &ProgressBar, line: String) {
 
 /// A progress bar fed by training events; evaluations and checkpoints are
 /// printed above it.
-fn progress() -> (ProgressBar, impl FnMut(&Event)) {
+fn progress() -> (ProgressBar, impl FnMut(&Event) -> forja_engine::Result<()>) {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -127,6 +127,7 @@ fn progress() -> (ProgressBar, impl FnMut(&Event)) {
         Event::Warning { message } => say(&b, format!("warning: {message}")),
         Event::Checkpoint { .. } | Event::Done { .. } => {}
     }
+        Ok(())
     };
     (bar, cb)
 }

@@ -391,6 +391,9 @@ impl RunPaths {
 /// events and the kept weights into `out`. With `resume`, continues from the
 /// newest checkpoint in `out` if there is one. `save_kept` writes the kept
 /// weights (the best by validation loss, or the last) into `out`.
+/// `on_event` sees every event as it is logged; an error it returns stops
+/// the run at once with that error (a cancelled job, a lost lease), the
+/// last checkpoint staying on disk for a later `resume`.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Llama,
@@ -401,7 +404,7 @@ pub fn train(
     out: &Path,
     resume: bool,
     save_kept: &mut dyn FnMut(&Path) -> Result<()>,
-    on_event: &mut dyn FnMut(&Event),
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<TrainReport> {
     cfg.validate()?;
     let started = Instant::now();
@@ -428,8 +431,7 @@ pub fn train(
     }
     let mut emit = |e: Event, events: &mut checkpoint::EventLog| -> Result<()> {
         events.append(&e)?;
-        on_event(&e);
-        Ok(())
+        on_event(&e)
     };
     let trainable_params = vars.iter().map(|(_, v)| v.elem_count()).sum();
     emit(

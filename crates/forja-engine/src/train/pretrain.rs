@@ -68,7 +68,7 @@ pub fn pretrain(
     train_cfg: &TrainConfig,
     out: &Path,
     resume: bool,
-    on_event: &mut dyn FnMut(&Event),
+    on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<TrainReport> {
     if docs.iter().all(|d| d.trim().is_empty()) {
         return Err(EngineError::Data("the pre-training corpus is empty".into()));

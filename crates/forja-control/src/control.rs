@@ -1,0 +1,429 @@
+//! [`Control`]: the control plane's operations, shared by the HTTP API and
+//! the CLI: files, jobs, feedback, learning status, and the periodic tick
+//! that validates new jobs, requeues lost leases, fires schedules, retries
+//! held thresholds and delivers webhooks.
+
+use crate::feedback::{Curator, Feedback};
+use crate::{dataset, hyper, schedule, webhook, ControlError, Result};
+use forja_store::*;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Base model of triggered jobs when the tenant names none.
+    pub default_model: String,
+    /// Base models this node fine-tunes.
+    pub models: Vec<String>,
+    /// Lease length given to workers, seconds.
+    pub lease_ttl_s: i64,
+    /// Leases a job may lose before it fails.
+    pub max_attempts: u32,
+    /// Key of signed download URLs.
+    pub url_secret: Vec<u8>,
+}
+
+/// A fine-tuning job request (OpenAI's fields, LoRA's extras).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobRequest {
+    /// Base model.
+    pub model: String,
+    /// `file-…` to train on.
+    pub training_file: String,
+    /// `file-…` to validate on.
+    pub validation_file: Option<String>,
+    /// Fixed settings.
+    pub spec: JobSpec,
+}
+
+/// What `GET /v1/learning/status` reports for a tenant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LearningStatus {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Example counts.
+    pub pending: PendingCounts,
+    /// Threshold trigger (examples), if any.
+    pub threshold: Option<u32>,
+    /// Cron schedule, if any.
+    pub schedule: Option<String>,
+    /// What will start the next training, for a human.
+    pub next_trigger: String,
+    /// Next schedule fire (unix time).
+    pub next_scheduled_at: Option<Timestamp>,
+    /// Quota use.
+    pub quota: QuotaUsage,
+    /// The job running now, with progress.
+    pub running: Option<RunningJob>,
+    /// The latest jobs.
+    pub recent_jobs: Vec<Job>,
+}
+
+/// A running job's progress.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunningJob {
+    /// The job.
+    pub id: String,
+    /// Steps done.
+    pub step: u64,
+    /// Steps planned.
+    pub total_steps: u64,
+    /// 0–100.
+    pub progress_percent: f64,
+}
+
+/// The control plane.
+pub struct Control {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Artifacts.
+    pub artifacts: Artifacts,
+    /// Feedback curation.
+    pub curator: Curator,
+    /// Settings.
+    pub cfg: ControlConfig,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("cfg", &self.cfg.default_model).finish_non_exhaustive()
+    }
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|e| Err(ControlError::invalid("internal", e.to_string())))
+    }
+}
+
+impl Control {
+    /// Checks and stores an uploaded file. A fine-tuning file that fails the
+    /// check is refused with the line and the reason (`InvalidFile`).
+    pub async fn upload_file(
+        &self,
+        tenant: &Tenant,
+        filename: &str,
+        purpose: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<FileRow> {
+        let lines = if purpose == "fine-tune" {
+            dataset::check_training_file(filename, &bytes)?.examples
+        } else {
+            bytecount_lines(&bytes)
+        };
+        let size = bytes.len() as u64;
+        let sha256 = self.artifacts.put(bytes).await?;
+        let row = FileRow {
+            id: new_file_id(),
+            tenant_id: tenant.id.clone(),
+            purpose: purpose.into(),
+            filename: filename.into(),
+            bytes: size,
+            sha256,
+            lines,
+            status: "processed".into(),
+            status_details: None,
+            created_at: self.store.now(),
+        };
+        let store = self.store.clone();
+        let r = row.clone();
+        blocking(move || Ok(store.insert_file(&r)?)).await?;
+        Ok(row)
+    }
+
+    fn check_model(&self, model: &str) -> Result<()> {
+        if self.cfg.models.iter().any(|m| m == model) {
+            return Ok(());
+        }
+        Err(ControlError::invalid(
+            "model",
+            format!(
+                "unknown base model `{model}`; this node fine-tunes: {}",
+                self.cfg.models.join(", ")
+            ),
+        ))
+    }
+
+    /// Creates a job on an uploaded file (quota checked in the same
+    /// transaction that inserts it).
+    pub fn create_job(&self, tenant: &Tenant, req: &JobRequest) -> Result<Job> {
+        self.check_model(&req.model)?;
+        let file_ok = |param: &str, id: &str| -> Result<FileRow> {
+            let f = self.store.file(&tenant.id, id).map_err(|e| match e {
+                StoreError::NotFound { .. } => {
+                    ControlError::invalid(param, format!("no file `{id}`"))
+                }
+                e => e.into(),
+            })?;
+            if f.purpose != "fine-tune" {
+                return Err(ControlError::InvalidFile {
+                    file: id.into(),
+                    line: 1,
+                    reason: format!("was uploaded with purpose `{}`, not `fine-tune`", f.purpose),
+                });
+            }
+            Ok(f)
+        };
+        let train = file_ok("training_file", &req.training_file)?;
+        if let Some(v) = &req.validation_file {
+            file_ok("validation_file", v)?;
+        }
+        // Fail now, not in the queue, on hyperparameters that cannot work.
+        hyper::resolve(&req.spec.hyperparameters, train.lines, 0)?;
+        Ok(self.store.create_job(&NewJob {
+            tenant_id: tenant.id.clone(),
+            model: req.model.clone(),
+            training_file: Some(req.training_file.clone()),
+            validation_file: req.validation_file.clone(),
+            trigger: Trigger::Manual,
+            spec: req.spec.clone(),
+        })?)
+    }
+
+    /// Starts a job now on the tenant's pending examples (`None`: none pending).
+    pub fn train_now(&self, tenant: &Tenant, spec: JobSpec) -> Result<Option<Job>> {
+        let model =
+            tenant.settings.base_model.clone().unwrap_or_else(|| self.cfg.default_model.clone());
+        self.check_model(&model)?;
+        let new = NewJob {
+            tenant_id: tenant.id.clone(),
+            model,
+            training_file: None,
+            validation_file: None,
+            trigger: Trigger::Manual,
+            spec,
+        };
+        Ok(self.store.job_from_pending(&new, 1)?)
+    }
+
+    /// Curates and appends feedback (one transaction; it may create the
+    /// threshold job).
+    pub fn feedback(&self, tenant: &Tenant, items: &[Feedback]) -> Result<Appended> {
+        if items.is_empty() {
+            return Err(ControlError::invalid("examples", "no examples given"));
+        }
+        let mut new = Vec::with_capacity(items.len());
+        for (i, f) in items.iter().enumerate() {
+            new.push(self.curator.curate(f).map_err(|e| match e {
+                ControlError::InvalidRequest { param, reason } if items.len() > 1 => {
+                    ControlError::InvalidRequest { param: format!("examples[{i}].{param}"), reason }
+                }
+                e => e,
+            })?);
+        }
+        Ok(self.store.append_examples(&tenant.id, &new, &self.cfg.default_model)?)
+    }
+
+    /// The tenant's learning status.
+    pub fn status(&self, tenant: &Tenant) -> Result<LearningStatus> {
+        let pending = self.store.pending(&tenant.id)?;
+        let quota = self.store.quota(&tenant.id)?;
+        let recent_jobs = self.store.jobs(Some(&tenant.id), None, 5)?;
+        let running =
+            recent_jobs.iter().find(|j| j.status == JobStatus::Running).map(|j| RunningJob {
+                id: j.id.clone(),
+                step: j.progress_step,
+                total_steps: j.progress_total,
+                progress_percent: if j.progress_total == 0 {
+                    0.0
+                } else {
+                    100.0 * j.progress_step as f64 / j.progress_total as f64
+                },
+            });
+        let s = &tenant.settings;
+        let now = self.store.now();
+        let next_scheduled_at = match &s.cron {
+            Some(expr) => schedule::next_after(expr, now)?,
+            None => None,
+        };
+        let mut parts = Vec::new();
+        if let Some(t) = s.threshold {
+            let missing = (t as u64).saturating_sub(pending.curated);
+            parts.push(if missing == 0 {
+                format!("threshold of {t} examples reached")
+            } else {
+                format!("{missing} more curated examples (threshold {t})")
+            });
+        }
+        if let (Some(expr), Some(at)) = (&s.cron, next_scheduled_at) {
+            parts.push(format!("schedule `{expr}` at unix time {at}"));
+        }
+        if parts.is_empty() {
+            parts.push("manual only".into());
+        }
+        let mut next_trigger = parts.join("; or ");
+        if let Some(f) = quota.frees_at {
+            next_trigger
+                .push_str(&format!(" (quota used: the next training can start at unix time {f})"));
+        }
+        Ok(LearningStatus {
+            tenant: tenant.name.clone(),
+            pending,
+            threshold: s.threshold,
+            schedule: s.cron.clone(),
+            next_trigger,
+            next_scheduled_at,
+            quota,
+            running,
+            recent_jobs,
+        })
+    }
+
+    /// Validates jobs waiting in `validating_files`: builds the training
+    /// file of triggered jobs from their examples, resolves "auto"
+    /// hyperparameters, and queues them (or fails them with `invalid_file`).
+    pub async fn validate_jobs(&self) -> Result<usize> {
+        let store = self.store.clone();
+        let jobs = blocking(move || Ok(store.jobs_in(JobStatus::ValidatingFiles)?)).await?;
+        let n = jobs.len();
+        for job in jobs {
+            if let Err(e) = self.validate(&job).await {
+                let code = match &e {
+                    ControlError::InvalidFile { .. } => "invalid_file",
+                    ControlError::InvalidRequest { .. } => "invalid_request",
+                    _ => {
+                        tracing::warn!(job = %job.id, "validation will be retried: {e}");
+                        continue;
+                    }
+                };
+                let err = JobError { code: code.into(), message: e.to_string(), param: None };
+                let store = self.store.clone();
+                blocking(move || Ok(store.fail_job(&job.id, &err)?)).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn validate(&self, job: &Job) -> Result<()> {
+        let store = self.store.clone();
+        let (train_id, val_id, n) = match &job.training_file {
+            Some(t) => {
+                let f = store.file(&job.tenant_id, t)?;
+                let bytes = self.artifacts.get(&f.sha256).await?;
+                let n = dataset::check_training_file(&f.filename, &bytes)?.examples;
+                (t.clone(), job.validation_file.clone(), n)
+            }
+            None => {
+                let j = job.id.clone();
+                let examples = blocking(move || Ok(store.job_examples(&j)?)).await?;
+                let records: Vec<_> = examples.into_iter().filter_map(|e| e.record).collect();
+                if records.is_empty() {
+                    return Err(ControlError::InvalidFile {
+                        file: job.id.clone(),
+                        line: 1,
+                        reason: "the job claimed no curated examples".into(),
+                    });
+                }
+                let (train, val) = dataset::build_files(&records);
+                let tenant = self.store.tenant(&job.tenant_id)?;
+                let t = self.store_file(&tenant, &format!("{}-train.jsonl", job.id), train).await?;
+                let v = match val {
+                    Some(v) => Some(
+                        self.store_file(&tenant, &format!("{}-validation.jsonl", job.id), v)
+                            .await?
+                            .id,
+                    ),
+                    None => None,
+                };
+                (t.id, v, t.lines)
+            }
+        };
+        let seed = job.spec.seed.unwrap_or_else(|| seed_of(&job.id));
+        let hp = hyper::resolve(&job.spec.hyperparameters, n, seed)?;
+        let (store, id) = (self.store.clone(), job.id.clone());
+        blocking(move || Ok(store.job_validated(&id, &train_id, val_id.as_deref(), &hp)?)).await?;
+        Ok(())
+    }
+
+    async fn store_file(&self, tenant: &Tenant, name: &str, bytes: Vec<u8>) -> Result<FileRow> {
+        self.upload_file(tenant, name, "fine-tune", bytes.into()).await
+    }
+
+    /// One round of background work. Errors are logged, not returned: the
+    /// next tick retries.
+    pub async fn tick(&self) {
+        let store = self.store.clone();
+        let max = self.cfg.max_attempts;
+        match blocking(move || Ok(store.reap_expired(max)?)).await {
+            Ok(jobs) => {
+                for j in jobs {
+                    tracing::warn!(job = %j.id, status = j.status.as_str(), "lease expired");
+                }
+            }
+            Err(e) => tracing::warn!("cannot reap leases: {e}"),
+        }
+        let store = self.store.clone();
+        let default_model = self.cfg.default_model.clone();
+        if let Err(e) = blocking(move || triggers(&*store, &default_model)).await {
+            tracing::warn!("triggers: {e}");
+        }
+        if let Err(e) = self.validate_jobs().await {
+            tracing::warn!("validation: {e}");
+        }
+        webhook::deliver_due(&*self.store).await;
+    }
+
+    /// Signs a download URL query for an artifact: `expires` and `sig`.
+    pub fn sign(&self, sha: &str, expires: Timestamp) -> String {
+        webhook::hmac_hex(&self.cfg.url_secret, format!("{sha}.{expires}").as_bytes())
+    }
+
+    /// Whether a signed download URL is valid now.
+    pub fn verify(&self, sha: &str, expires: Timestamp, sig: &str) -> bool {
+        expires >= self.store.now() && webhook::constant_eq(&self.sign(sha, expires), sig)
+    }
+}
+
+/// Cron fires and thresholds held back by the quota.
+fn triggers(store: &dyn Store, default_model: &str) -> Result<()> {
+    let now = store.now();
+    for t in store.tenants()? {
+        let model = t.settings.base_model.clone().unwrap_or_else(|| default_model.to_string());
+        let new = |trigger| NewJob {
+            tenant_id: t.id.clone(),
+            model: model.clone(),
+            training_file: None,
+            validation_file: None,
+            trigger,
+            spec: JobSpec::default(),
+        };
+        let attempt = |trigger, min| match store.job_from_pending(&new(trigger), min) {
+            Ok(Some(job)) => {
+                tracing::info!(job = %job.id, tenant = %t.name, "{} trigger fired", trigger.as_str());
+                Ok(())
+            }
+            Ok(None) | Err(StoreError::QuotaExceeded { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Some(expr) = &t.settings.cron {
+            let last = store.cron_last(&t.id)?;
+            let base = last.unwrap_or(t.created_at);
+            if schedule::next_after(expr, base)?.is_some_and(|at| at <= now)
+                && store.claim_cron(&t.id, last, now)?
+            {
+                attempt(Trigger::Cron, 1)?;
+            }
+        }
+        if let Some(th) = t.settings.threshold {
+            attempt(Trigger::Threshold, th as u64)?;
+        }
+    }
+    Ok(())
+}
+
+fn seed_of(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3))
+}
+
+fn new_file_id() -> String {
+    forja_store::new_id("file")
+}
+
+fn bytecount_lines(b: &[u8]) -> u64 {
+    b.iter().filter(|&&c| c == b'\n').count() as u64
+}

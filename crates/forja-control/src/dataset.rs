@@ -1,0 +1,152 @@
+//! Training files: the check an uploaded JSONL file must pass (the line and
+//! the reason when it does not), the file a triggered job trains on (built
+//! from the examples it claimed), and the validation split.
+
+use crate::{ControlError, Result};
+use forja_store::sha256_hex;
+use serde_json::Value;
+
+/// What checking a file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileCheck {
+    /// Examples (non-empty lines).
+    pub examples: u64,
+}
+
+const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+fn check_line(v: &Value) -> std::result::Result<(), String> {
+    let Some(obj) = v.as_object() else { return Err("not a JSON object".into()) };
+    if let Some(m) = obj.get("messages") {
+        let Some(msgs) = m.as_array().filter(|a| !a.is_empty()) else {
+            return Err("`messages` must be a non-empty array".into());
+        };
+        let mut answers = 0;
+        for (i, msg) in msgs.iter().enumerate() {
+            let role = msg.get("role").and_then(Value::as_str).unwrap_or("");
+            if !ROLES.contains(&role) {
+                return Err(format!(
+                    "messages[{i}].role must be one of system, user, assistant, tool (got {})",
+                    msg.get("role").map_or("nothing".into(), Value::to_string)
+                ));
+            }
+            let Some(content) = msg.get("content").and_then(Value::as_str) else {
+                return Err(format!("messages[{i}].content must be a string"));
+            };
+            if role == "assistant" && !content.trim().is_empty() {
+                answers += 1;
+            }
+        }
+        if answers == 0 {
+            return Err("no assistant message with content: nothing to train on".into());
+        }
+        return Ok(());
+    }
+    match (obj.get("prompt"), obj.get("completion"), obj.get("text")) {
+        (Some(p), Some(c), _) if p.is_string() && c.as_str().is_some_and(|c| !c.is_empty()) => {
+            Ok(())
+        }
+        (None, None, Some(t)) if t.as_str().is_some_and(|t| !t.is_empty()) => Ok(()),
+        _ => Err("expected `messages` (chat format), `prompt` and `completion`, or `text`".into()),
+    }
+}
+
+/// Checks a fine-tuning file: UTF-8 JSONL, one example per line in the
+/// chat format (`{"messages": [...]}` with at least one assistant answer),
+/// or `prompt`/`completion`, or `text`.
+pub fn check_training_file(name: &str, bytes: &[u8]) -> Result<FileCheck> {
+    let bad = |line, reason: String| ControlError::InvalidFile { file: name.into(), line, reason };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        bad(line, "not UTF-8 text".into())
+    })?;
+    let mut examples = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not JSON ({e})")))?;
+        check_line(&v).map_err(|r| bad(i + 1, r))?;
+        examples += 1;
+    }
+    if examples == 0 {
+        return Err(bad(1, "the file has no examples".into()));
+    }
+    Ok(FileCheck { examples })
+}
+
+/// A triggered job's files: JSONL of its claimed examples, with every
+/// tenth (by content hash) held out for validation when there are at
+/// least 20.
+pub fn build_files(records: &[Value]) -> (Vec<u8>, Option<Vec<u8>>) {
+    let hold_out = records.len() >= 20;
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for r in records {
+        let line = serde_json::to_string(r).expect("json");
+        let to_val = hold_out && sha256_hex(line.as_bytes()).as_bytes()[0] % 10 == 0;
+        let out = if to_val { &mut val } else { &mut train };
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    if train.is_empty() {
+        std::mem::swap(&mut train, &mut val);
+    }
+    (train, (!val.is_empty()).then_some(val))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_checked_line_by_line() {
+        let good = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
+        let cases: &[(&str, std::result::Result<u64, (usize, &str)>)] = &[
+            (good, Ok(1)),
+            (&format!("{good}\n\n{good}\n"), Ok(2)),
+            (r#"{"prompt": "a", "completion": "b"}"#, Ok(1)),
+            (r#"{"text": "plain text"}"#, Ok(1)),
+            (&format!("{good}\nnot json"), Err((2, "not JSON"))),
+            (
+                r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+                Err((1, "no assistant message")),
+            ),
+            (r#"{"messages": [{"role": "robot", "content": "hi"}]}"#, Err((1, "messages[0].role"))),
+            (r#"{"messages": [{"role": "user", "content": 3}]}"#, Err((1, "messages[0].content"))),
+            (r#"{"messages": []}"#, Err((1, "non-empty array"))),
+            ("[1, 2]", Err((1, "not a JSON object"))),
+            (r#"{"input": "x"}"#, Err((1, "expected `messages`"))),
+            ("\n\n", Err((1, "no examples"))),
+        ];
+        for (text, want) in cases {
+            let got = check_training_file("t.jsonl", text.as_bytes());
+            match (want, got) {
+                (Ok(n), Ok(c)) => assert_eq!(c.examples, *n, "{text}"),
+                (Err((line, part)), Err(ControlError::InvalidFile { line: l, reason, .. })) => {
+                    assert_eq!(*line, l, "{text}: {reason}");
+                    assert!(reason.contains(part), "{text}: {reason}");
+                }
+                (w, g) => panic!("{text}: wanted {w:?}, got {g:?}"),
+            }
+        }
+        let e =
+            check_training_file("t.jsonl", b"{\"text\": \"a\"}\n\xff\xfe").unwrap_err().to_string();
+        assert_eq!(e, "t.jsonl: line 2: not UTF-8 text");
+    }
+
+    #[test]
+    fn built_files_hold_out_a_tenth_and_lose_nothing() {
+        let records: Vec<Value> =
+            (0..200).map(|i| serde_json::json!({"text": format!("example {i}")})).collect();
+        let (train, val) = build_files(&records);
+        let (nt, nv) = (
+            train.split(|&b| b == b'\n').count() - 1,
+            val.unwrap().split(|&b| b == b'\n').count() - 1,
+        );
+        assert_eq!(nt + nv, 200);
+        assert!((8..=35).contains(&nv), "{nv}");
+        let (train, val) = build_files(&records[..5]);
+        assert_eq!((train.iter().filter(|&&b| b == b'\n').count(), val), (5, None));
+    }
+}

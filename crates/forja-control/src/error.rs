@@ -1,0 +1,72 @@
+//! The one error type of forja-control.
+
+/// Errors raised by the control plane.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The store failed (busy, full, not found, quota, lease lost, …).
+    #[error(transparent)]
+    Store(#[from] forja_store::StoreError),
+    /// A training file is not usable: the line and why.
+    #[error("{file}: line {line}: {reason}")]
+    InvalidFile {
+        /// File name or id.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A request field is wrong.
+    #[error("`{param}`: {reason}")]
+    InvalidRequest {
+        /// The field.
+        param: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Training or model loading failed.
+    #[error(transparent)]
+    Engine(#[from] forja_engine::EngineError),
+    /// The curation library failed.
+    #[error(transparent)]
+    Data(#[from] forja_data::DataError),
+    /// An HTTP call (worker link, webhook) failed.
+    #[error("{url}: {reason}")]
+    Http {
+        /// What was called.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The job was cancelled or its lease lost while a worker ran it.
+    #[error("job {job} stopped: {why}")]
+    Stopped {
+        /// The job.
+        job: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl ControlError {
+    /// A bad request field.
+    pub fn invalid(param: impl Into<String>, reason: impl Into<String>) -> Self {
+        ControlError::InvalidRequest { param: param.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        ControlError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, ControlError>;

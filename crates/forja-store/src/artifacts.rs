@@ -1,0 +1,152 @@
+//! [`Artifacts`]: datasets, checkpoints, adapters and reports in an
+//! `object_store`, addressed by the sha256 of their bytes.
+//!
+//! An artifact is written once under `sha256/<2 hex>/<64 hex>` (writing the
+//! same bytes again is a no-op) and every read re-hashes what came back, so
+//! a truncated or tampered object is an error, never a silently wrong
+//! adapter.
+
+use crate::error::{Result, StoreError};
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where artifacts live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ArtifactConfig {
+    /// A local directory (the embedded default).
+    Local {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
+    /// An S3-compatible bucket. Credentials not given here come from the
+    /// usual `AWS_*` environment variables.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Endpoint URL for S3-compatible services (MinIO, R2, …).
+        endpoint: Option<String>,
+        /// Region.
+        region: Option<String>,
+        /// Key prefix inside the bucket.
+        #[serde(default)]
+        prefix: String,
+        /// Allow `http://` endpoints.
+        #[serde(default)]
+        allow_http: bool,
+    },
+}
+
+/// The artifact store.
+#[derive(Clone)]
+pub struct Artifacts {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Artifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Artifacts({})", self.store)
+    }
+}
+
+/// The sha256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn valid_sha(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Artifacts {
+    /// Opens the configured store.
+    pub fn open(cfg: &ArtifactConfig) -> Result<Artifacts> {
+        match cfg {
+            ArtifactConfig::Local { dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
+                Ok(Artifacts { store: Arc::new(fs), prefix: String::new() })
+            }
+            ArtifactConfig::S3 { bucket, endpoint, region, prefix, allow_http } => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(e) = endpoint {
+                    b = b.with_endpoint(e);
+                }
+                if let Some(r) = region {
+                    b = b.with_region(r);
+                }
+                let s3 = b.with_allow_http(*allow_http).build()?;
+                Ok(Artifacts { store: Arc::new(s3), prefix: prefix.trim_matches('/').to_string() })
+            }
+        }
+    }
+
+    fn path(&self, sha: &str) -> ObjectPath {
+        let rel = format!("sha256/{}/{sha}", &sha[..2]);
+        if self.prefix.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// Stores `bytes`; returns their sha256.
+    pub async fn put(&self, bytes: Bytes) -> Result<String> {
+        let sha = sha256_hex(&bytes);
+        let path = self.path(&sha);
+        if self.store.head(&path).await.is_err() {
+            self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+        }
+        Ok(sha)
+    }
+
+    /// Stores `bytes` that must hash to `declared` (an upload whose sender
+    /// told us the hash): `HashMismatch` otherwise, and nothing is stored.
+    pub async fn put_verified(&self, bytes: Bytes, declared: &str) -> Result<String> {
+        let actual = sha256_hex(&bytes);
+        if actual != declared.to_ascii_lowercase() {
+            return Err(StoreError::HashMismatch { expected: declared.into(), actual });
+        }
+        self.put(bytes).await
+    }
+
+    /// Reads an artifact and checks its hash.
+    pub async fn get(&self, sha: &str) -> Result<Bytes> {
+        if !valid_sha(sha) {
+            return Err(StoreError::ArtifactMissing { sha256: sha.into() });
+        }
+        let got = match self.store.get(&self.path(sha)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::ArtifactMissing { sha256: sha.into() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = got.bytes().await?;
+        let actual = sha256_hex(&bytes);
+        if actual != sha {
+            return Err(StoreError::HashMismatch { expected: sha.into(), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Whether an artifact is stored.
+    pub async fn contains(&self, sha: &str) -> Result<bool> {
+        if !valid_sha(sha) {
+            return Ok(false);
+        }
+        match self.store.head(&self.path(sha)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

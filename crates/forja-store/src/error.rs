@@ -1,0 +1,116 @@
+//! The one error type of forja-store.
+//!
+//! Variants a caller acts on (not found, quota, lease lost, busy, full) are
+//! distinct; each message is one line that says what to do.
+
+use std::path::PathBuf;
+
+/// Errors raised by the store and the artifact store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another writer held the database longer than the busy timeout.
+    #[error("the database is busy ({op}); retry shortly")]
+    Busy {
+        /// What was being done.
+        op: &'static str,
+    },
+    /// The disk (or the database's size limit) is full.
+    #[error("the database is full ({op}): free disk space under the data directory")]
+    Full {
+        /// What was being done.
+        op: &'static str,
+    },
+    /// No such row (or not the caller's).
+    #[error("no {what} `{id}`")]
+    NotFound {
+        /// `tenant`, `file`, `job`, …
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The tenant used its trainings for the window.
+    #[error("tenant `{tenant}` has used its {limit} trainings per {window}; the next one frees at unix time {frees_at}")]
+    QuotaExceeded {
+        /// The tenant's name.
+        tenant: String,
+        /// Trainings allowed per window.
+        limit: u32,
+        /// The window, for humans (`7 days`).
+        window: String,
+        /// When a training leaves the window.
+        frees_at: i64,
+    },
+    /// The worker no longer holds the job's lease (expired, or cancelled).
+    #[error("worker `{worker}` no longer holds job `{job}` ({why})")]
+    LeaseLost {
+        /// The job.
+        job: String,
+        /// The worker.
+        worker: String,
+        /// What happened.
+        why: String,
+    },
+    /// The database file could not be opened or migrated.
+    #[error("{}: {reason}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+    /// Any other database error.
+    #[error("database error ({op}): {source}")]
+    Sqlite {
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// A stored value does not parse (a bug or a hand-edited database).
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// The row or column.
+        what: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// No artifact with that hash.
+    #[error("artifact sha256:{sha256} is not in the artifact store")]
+    ArtifactMissing {
+        /// The address.
+        sha256: String,
+    },
+    /// Content does not hash to its address.
+    #[error("artifact sha256 mismatch: expected {expected}, got {actual}; the upload or the stored object is corrupt, upload it again")]
+    HashMismatch {
+        /// The address (or the declared hash).
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// The object store failed.
+    #[error("artifact store: {0}")]
+    Object(#[from] object_store::Error),
+    /// A bad artifact-store configuration.
+    #[error("artifact store configuration: {0}")]
+    Config(String),
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Maps a SQLite error to the variants callers act on.
+pub(crate) fn sql(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy { op },
+            Some(ErrorCode::DiskFull) => StoreError::Full { op },
+            _ => StoreError::Sqlite { op, source: e },
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! The rows of the control plane, as Rust types. Wire formats (OpenAI's
+//! JSON objects) are the server's business; these are what the store keeps.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Unix time in seconds (UTC).
+pub type Timestamp = i64;
+
+/// A tenant: whose data, keys, jobs and adapters these are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// `tn-…`.
+    pub id: String,
+    /// Unique, human-chosen.
+    pub name: String,
+    /// The tier its defaults came from (`free`, `standard`, `pro`, …).
+    pub tier: String,
+    /// Triggers, quota, priority, webhook.
+    pub settings: TenantSettings,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// Per-tenant policy. Stored as JSON so a field added later needs no
+/// migration; missing fields take their defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Train when at least this many curated examples are pending (`None`:
+    /// no threshold trigger).
+    pub threshold: Option<u32>,
+    /// Train on a schedule: a cron expression (5 fields, or 6 with seconds).
+    pub cron: Option<String>,
+    /// At most this many trainings per quota window.
+    pub max_trainings: u32,
+    /// The rolling quota window in seconds (a week by default).
+    pub quota_window_s: i64,
+    /// Higher runs first when workers are scarce.
+    pub priority: i32,
+    /// Base model triggered jobs train (`None`: the server's default).
+    pub base_model: Option<String>,
+    /// Where terminal job states are POSTed.
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the webhook signature.
+    pub webhook_secret: Option<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings::for_tier(Tier::Standard)
+    }
+}
+
+/// Built-in tiers: defaults for quota and priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// One training a week, lowest priority.
+    Free,
+    /// One a day.
+    Standard,
+    /// Four a day, highest priority.
+    Pro,
+}
+
+impl Tier {
+    /// Parses a tier name.
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "free" => Some(Tier::Free),
+            "standard" => Some(Tier::Standard),
+            "pro" => Some(Tier::Pro),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Standard => "standard",
+            Tier::Pro => "pro",
+        }
+    }
+}
+
+/// A week in seconds.
+pub const WEEK_S: i64 = 7 * 24 * 3600;
+
+impl TenantSettings {
+    /// The defaults of a tier.
+    pub fn for_tier(tier: Tier) -> Self {
+        let (max_trainings, priority) = match tier {
+            Tier::Free => (1, 0),
+            Tier::Standard => (7, 1),
+            Tier::Pro => (28, 2),
+        };
+        TenantSettings {
+            threshold: Some(100),
+            cron: None,
+            max_trainings,
+            quota_window_s: WEEK_S,
+            priority,
+            base_model: None,
+            webhook_url: None,
+            webhook_secret: None,
+        }
+    }
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A tenant's key: its own files, jobs and feedback.
+    Tenant,
+    /// A training worker: leases jobs of any tenant.
+    Worker,
+}
+
+impl Role {
+    /// Its name in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Tenant => "tenant",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// A stored key (its hash, never the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// `key-…`.
+    pub id: String,
+    /// The tenant (worker keys have none).
+    pub tenant_id: Option<String>,
+    /// What it may do.
+    pub role: Role,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A curated example waiting for a training job, or the reason it was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewExample {
+    /// `api`, `ui`, `corrections`, …
+    pub source: String,
+    /// What was posted.
+    pub input: serde_json::Value,
+    /// The curated training line (`{"messages": …}`), or why not.
+    pub curated: Result<Curated, String>,
+}
+
+/// A training line and the hash that deduplicates it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curated {
+    /// The JSONL line as a value.
+    pub record: serde_json::Value,
+    /// Hash of its content (exact duplicates per tenant are refused).
+    pub content_hash: String,
+}
+
+/// State of a stored example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExampleStatus {
+    /// Waiting for a job.
+    Curated,
+    /// Refused by curation (or a duplicate).
+    Rejected,
+    /// Taken by a job's training file.
+    Claimed,
+}
+
+/// A stored example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// Sequence number.
+    pub id: i64,
+    /// Its state.
+    pub status: ExampleStatus,
+    /// Why rejected.
+    pub reason: Option<String>,
+    /// The curated line.
+    pub record: Option<serde_json::Value>,
+    /// The job that claimed it.
+    pub job_id: Option<String>,
+}
+
+/// What appending examples did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    /// One per example, in order.
+    pub examples: Vec<Example>,
+    /// The job the threshold trigger created, if this append crossed it.
+    pub job: Option<Job>,
+    /// Why the threshold was reached but no job was created (quota, …).
+    pub held: Option<String>,
+}
+
+/// Pending work of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PendingCounts {
+    /// Curated, waiting for a job.
+    pub curated: u64,
+    /// Refused.
+    pub rejected: u64,
+    /// Already in jobs.
+    pub claimed: u64,
+}
+
+/// An uploaded (or generated) file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRow {
+    /// `file-…`.
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// `fine-tune`, …
+    pub purpose: String,
+    /// As uploaded.
+    pub filename: String,
+    /// Size.
+    pub bytes: u64,
+    /// Content address in the artifact store.
+    pub sha256: String,
+    /// Examples (non-empty lines).
+    pub lines: u64,
+    /// `processed` or `error`.
+    pub status: String,
+    /// Why `error`.
+    pub status_details: Option<String>,
+    /// Upload time.
+    pub created_at: Timestamp,
+}
+
+/// OpenAI's job states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Building and checking the training file.
+    ValidatingFiles,
+    /// Waiting for a worker.
+    Queued,
+    /// A worker holds its lease.
+    Running,
+    /// An adapter was produced.
+    Succeeded,
+    /// It stopped with an error.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// OpenAI's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::ValidatingFiles => "validating_files",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses OpenAI's name.
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        [
+            JobStatus::ValidatingFiles,
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
+    }
+
+    /// Whether the job is over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+/// What created a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `POST /v1/fine_tuning/jobs` or the CLI.
+    Manual,
+    /// Pending examples reached the tenant's threshold.
+    Threshold,
+    /// The tenant's schedule fired.
+    Cron,
+}
+
+impl Trigger {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Threshold => "threshold",
+            Trigger::Cron => "cron",
+        }
+    }
+}
+
+/// A hyperparameter that may be left to forja.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Auto<T> {
+    /// Chosen from the dataset size.
+    #[default]
+    #[serde(with = "auto_str")]
+    Auto,
+    /// As given.
+    Value(T),
+}
+
+mod auto_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("auto")
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(format!("expected a number or \"auto\", got \"{s}\"")))
+        }
+    }
+}
+
+/// Hyperparameters as requested (OpenAI's names plus LoRA's).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HyperRequest {
+    /// Passes over the data.
+    pub n_epochs: Auto<u32>,
+    /// Examples per step.
+    pub batch_size: Auto<u32>,
+    /// Multiplies forja's base learning rate.
+    pub learning_rate_multiplier: Auto<f64>,
+    /// LoRA rank.
+    pub lora_r: Auto<u32>,
+    /// LoRA alpha.
+    pub lora_alpha: Auto<f64>,
+    /// LoRA target modules (`q_proj,v_proj`, `all-linear`, …).
+    pub lora_targets: Auto<String>,
+}
+
+/// Hyperparameters a worker trains with (every "auto" resolved).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparameters {
+    /// Passes over the data.
+    pub n_epochs: u32,
+    /// Examples per step.
+    pub batch_size: u32,
+    /// Multiplies the base learning rate.
+    pub learning_rate_multiplier: f64,
+    /// The learning rate used (base × multiplier).
+    pub learning_rate: f64,
+    /// LoRA rank.
+    pub lora_r: u32,
+    /// LoRA alpha.
+    pub lora_alpha: f64,
+    /// LoRA target modules.
+    pub lora_targets: String,
+    /// Checkpoint every this many steps.
+    pub save_every: u32,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// What a job needs from a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// GPUs (0: CPU is fine).
+    pub gpus: u32,
+    /// Memory in GiB.
+    pub memory_gb: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources { gpus: 0, memory_gb: 4 }
+    }
+}
+
+/// Everything about a job fixed at creation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobSpec {
+    /// As requested.
+    pub hyperparameters: HyperRequest,
+    /// What the worker must have.
+    pub resources: Resources,
+    /// Stop training after this many seconds (the best adapter so far is kept).
+    pub time_limit_s: Option<u64>,
+    /// Added to the fine-tuned model's name.
+    pub suffix: Option<String>,
+    /// Seed (`None`: derived from the job id).
+    pub seed: Option<u64>,
+    /// User metadata (OpenAI's `metadata`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A job to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Owner.
+    pub tenant_id: String,
+    /// Base model.
+    pub model: String,
+    /// Training file (`None`: built from the tenant's claimed examples).
+    pub training_file: Option<String>,
+    /// Validation file.
+    pub validation_file: Option<String>,
+    /// What created it.
+    pub trigger: Trigger,
+    /// Fixed settings.
+    pub spec: JobSpec,
+}
+
+/// A job's error, as OpenAI reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Machine-readable (`invalid_file`, `worker_lost`, `training_failed`, …).
+    pub code: String,
+    /// One line for a human.
+    pub message: String,
+    /// The request field at fault, if any.
+    pub param: Option<String>,
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The adapter's files: relative path → sha256.
+    pub adapter_files: BTreeMap<String, String>,
+    /// Steps trained.
+    pub steps: u64,
+    /// Why training stopped (`completed`, `time_limit`, …).
+    pub stopped_by: String,
+    /// The step whose weights were kept.
+    pub kept_step: u64,
+    /// Validation loss of the kept weights.
+    pub best_val_loss: Option<f64>,
+    /// Training loss at the first and last step.
+    pub first_loss: Option<f64>,
+    /// …
+    pub last_loss: Option<f64>,
+    /// Wall-clock seconds of training.
+    pub seconds: f64,
+}
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// `ftjob-…`.
+    pub id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Base model.
+    pub model: String,
+    /// Training file id (set once validated for triggered jobs).
+    pub training_file: Option<String>,
+    /// Validation file id.
+    pub validation_file: Option<String>,
+    /// State.
+    pub status: JobStatus,
+    /// What created it.
+    pub trigger: Trigger,
+    /// Fixed settings.
+    pub spec: JobSpec,
+    /// Resolved hyperparameters (after validation).
+    pub hyperparameters: Option<Hyperparameters>,
+    /// Queue priority.
+    pub priority: i32,
+    /// Why it failed.
+    pub error: Option<JobError>,
+    /// Tokens trained on.
+    pub trained_tokens: Option<u64>,
+    /// Name of the adapter it produced.
+    pub fine_tuned_model: Option<String>,
+    /// sha256 of the adapter's weights file.
+    pub adapter_sha256: Option<String>,
+    /// Details of the outcome.
+    pub result: Option<JobResult>,
+    /// Steps done.
+    pub progress_step: u64,
+    /// Steps planned.
+    pub progress_total: u64,
+    /// Worker holding the lease.
+    pub lease_worker: Option<String>,
+    /// When the lease ends unless renewed.
+    pub lease_until: Option<Timestamp>,
+    /// Leases given so far.
+    pub attempts: u32,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// First lease.
+    pub started_at: Option<Timestamp>,
+    /// Terminal state time.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Severity of a job event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Progress.
+    Info,
+    /// Something to look at.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl Level {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// A job event (OpenAI's `fine_tuning.job.event`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// Sequence number (increasing).
+    pub id: i64,
+    /// The job.
+    pub job_id: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// Severity.
+    pub level: Level,
+    /// `message` or `metrics`.
+    pub kind: String,
+    /// For a human.
+    pub message: String,
+    /// Metrics or details.
+    pub data: Option<serde_json::Value>,
+}
+
+/// A kept training checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// `ftckpt-…`.
+    pub id: String,
+    /// The job.
+    pub job_id: String,
+    /// Optimizer step.
+    pub step: u64,
+    /// Its files: relative path → sha256 in the artifact store.
+    pub files: BTreeMap<String, String>,
+    /// Step metrics (train loss, validation loss, …).
+    pub metrics: serde_json::Value,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// What a worker can run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// GPUs it has.
+    pub gpus: u32,
+    /// Memory in GiB.
+    pub memory_gb: u32,
+    /// Base models it can load (`None`: any).
+    pub models: Option<Vec<String>>,
+}
+
+/// A pending webhook delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Sequence number.
+    pub id: i64,
+    /// Owner.
+    pub tenant_id: String,
+    /// The job it reports.
+    pub job_id: String,
+    /// Where to POST.
+    pub url: String,
+    /// The event type (`fine_tuning.job.succeeded`, …).
+    pub event: String,
+    /// Deliveries tried.
+    pub attempts: u32,
+}
+
+/// Trainings counted against a tenant's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUsage {
+    /// Jobs in the window.
+    pub used: u32,
+    /// The limit.
+    pub limit: u32,
+    /// When the oldest counted job leaves the window (if at the limit).
+    pub frees_at: Option<Timestamp>,
+}
