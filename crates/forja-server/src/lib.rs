@@ -1,1 +1,85 @@
-//! placeholder
+//! forja's HTTP API (axum), OpenAI-compatible where OpenAI has the
+//! endpoint: files and fine-tuning jobs (with events and checkpoints), plus
+//! forja's feedback and learning status, the worker protocol, and signed
+//! artifact downloads. [`client::RemoteLink`] is the worker side of that
+//! protocol.
+//!
+//! Handlers authenticate, translate JSON to the control plane's types and
+//! back; every decision is made in forja-control and forja-store.
+
+mod api;
+mod auth;
+pub mod client;
+mod error;
+mod wire;
+mod worker_api;
+
+pub use error::ApiError;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use forja_control::Control;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The control plane.
+    pub control: Arc<Control>,
+    /// Set once the model is loaded (`/ready`).
+    pub ready: Arc<AtomicBool>,
+    /// Largest upload accepted, bytes.
+    pub max_upload: usize,
+}
+
+impl AppState {
+    /// Runs `f` on a blocking thread (store calls may wait for a lock).
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Control) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let c = self.control.clone();
+        tokio::task::spawn_blocking(move || f(&c)).await.unwrap_or_else(|e| {
+            Err(ApiError::Client { url: "internal".into(), reason: e.to_string() })
+        })
+    }
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let max = state.max_upload;
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/v1/files", post(api::upload_file).get(api::list_files))
+        .route("/v1/files/{id}", get(api::get_file))
+        .route("/v1/files/{id}/content", get(api::file_content))
+        .route("/v1/fine_tuning/jobs", post(api::create_job).get(api::list_jobs))
+        .route("/v1/fine_tuning/jobs/{id}", get(api::get_job))
+        .route("/v1/fine_tuning/jobs/{id}/cancel", post(api::cancel_job))
+        .route("/v1/fine_tuning/jobs/{id}/events", get(api::job_events))
+        .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
+        .route("/v1/feedback", post(api::feedback))
+        .route("/v1/learning/status", get(api::learning_status))
+        .route("/v1/learning/train", post(api::train_now))
+        .route("/v1/worker/lease", post(worker_api::lease))
+        .route("/v1/worker/jobs/{id}/heartbeat", post(worker_api::heartbeat))
+        .route("/v1/worker/jobs/{id}/events", post(worker_api::event))
+        .route("/v1/worker/jobs/{id}/artifacts", put(worker_api::upload))
+        .route("/v1/worker/jobs/{id}/checkpoints", post(worker_api::checkpoint))
+        .route("/v1/worker/jobs/{id}/finish", post(worker_api::finish))
+        .route("/v1/artifacts/{sha}", get(worker_api::download))
+        .layer(axum::extract::DefaultBodyLimit::max(max))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if s.ready.load(Ordering::SeqCst) {
+        "ready".into_response()
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "loading the model").into_response()
+    }
+}

@@ -33,6 +33,19 @@ pub enum Command {
     Curate(CurateArgs),
     /// List, install and locate models.
     Models(ModelsArgs),
+    /// Run the API (OpenAI-compatible files and fine-tuning jobs, feedback, learning status) and an in-process training worker.
+    Serve(ServeArgs),
+    /// Train jobs leased from a control plane (`forja serve`) over HTTP.
+    Worker(WorkerArgs),
+    /// Create, list and configure tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Create API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// List, show, follow and cancel fine-tuning jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -46,7 +59,10 @@ impl Command {
     pub fn trains(&self) -> bool {
         matches!(
             self,
-            Command::Train(_) | Command::Pretrain(_) | Command::Bench(BenchCommand::Train(_))
+            Command::Train(_)
+                | Command::Pretrain(_)
+                | Command::Bench(BenchCommand::Train(_))
+                | Command::Worker(_)
         )
     }
 }
@@ -484,4 +500,197 @@ pub struct BenchGenerateArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Args, Clone)]
+pub struct DataDirArgs {
+    /// Database, artifacts and worker scratch space (default: ~/.local/share/forja).
+    #[arg(long, env = "FORJA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port, printed on stderr).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Base model to fine-tune: a GGUF file, a Hugging Face directory, or a built-in name.
+    #[arg(short, long, default_value = "default", env = "FORJA_MODEL")]
+    pub model: String,
+    /// In-process training workers (0: only remote `forja worker`s train).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Seconds a worker's lease lasts without a heartbeat.
+    #[arg(long, default_value_t = 30)]
+    pub lease_ttl: i64,
+    /// Leases a job may lose before it fails with `worker_lost`.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Milliseconds between background rounds (validation, triggers, lease expiry, webhooks).
+    #[arg(long, default_value_t = 1000)]
+    pub tick_ms: u64,
+    /// Artifact store: a directory, or `s3://bucket/prefix` (credentials from AWS_* variables;
+    /// AWS_ENDPOINT_URL for S3-compatible services). Default: DATA_DIR/artifacts.
+    #[arg(long)]
+    pub artifacts: Option<String>,
+    /// Milliseconds a write waits for another writer's lock before answering 503.
+    #[arg(long, default_value_t = 5000)]
+    pub db_busy_timeout_ms: u64,
+    /// Largest accepted upload, MiB.
+    #[arg(long, default_value_t = 512)]
+    pub max_upload_mb: usize,
+    /// Threads for training.
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The control plane's URL (`http://host:port`).
+    #[arg(long)]
+    pub control: String,
+    /// A worker key (`forja keys create --worker`).
+    #[arg(long, env = "FORJA_WORKER_TOKEN")]
+    pub token: String,
+    /// Base models this worker trains (default: any it can resolve).
+    #[arg(short, long)]
+    pub model: Vec<String>,
+    /// Scratch space for datasets and checkpoints (default: a temporary directory).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// GPUs this worker offers.
+    #[arg(long, default_value_t = 0)]
+    pub gpus: u32,
+    /// Memory this worker offers, GiB.
+    #[arg(long, default_value_t = 16)]
+    pub memory_gb: u32,
+    /// A name shown in job events (default: host and process id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Threads for training.
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+}
+
+/// A tenant's policy flags (unset ones keep the tier's or current value).
+#[derive(Debug, Args)]
+pub struct TenantFlags {
+    /// Train when this many curated examples are pending (0: no threshold trigger).
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Train on a cron schedule (UTC; 5 fields, or 6 with seconds; "" removes it).
+    #[arg(long)]
+    pub cron: Option<String>,
+    /// Trainings allowed per quota window.
+    #[arg(long)]
+    pub max_trainings: Option<u32>,
+    /// The rolling quota window, seconds (default a week).
+    #[arg(long)]
+    pub quota_window_s: Option<i64>,
+    /// Queue priority (higher first).
+    #[arg(long)]
+    pub priority: Option<i32>,
+    /// Base model of triggered jobs.
+    #[arg(long)]
+    pub base_model: Option<String>,
+    /// POST terminal job states here.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// HMAC-SHA256 key of the webhook signature.
+    #[arg(long)]
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant.
+    Create {
+        /// Its unique name.
+        name: String,
+        /// free, standard or pro (quota and priority defaults).
+        #[arg(long, default_value = "standard")]
+        tier: String,
+        #[command(flatten)]
+        flags: TenantFlags,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Change a tenant's policy.
+    Set {
+        /// The tenant.
+        name: String,
+        #[command(flatten)]
+        flags: TenantFlags,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (alone, on stdout). Creates the tenant if needed.
+    Create {
+        /// The tenant the key acts for.
+        #[arg(long, required_unless_present = "worker")]
+        tenant: Option<String>,
+        /// A worker key instead (leases training jobs of any tenant).
+        #[arg(long, conflicts_with = "tenant")]
+        worker: bool,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Show a job as JSON.
+    Show {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Print a job's events, oldest first.
+    Events {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Follow a job with a progress bar until it ends.
+    Follow {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
 }

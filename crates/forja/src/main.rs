@@ -1,6 +1,7 @@
 //! The `forja` binary: parses the command line and dispatches. Logic lives
 //! in the library crates; this crate only wires them to a terminal.
 
+mod admin;
 mod args;
 mod bench;
 mod curate;
@@ -9,6 +10,7 @@ mod install;
 mod models;
 mod progress;
 mod run;
+mod serve;
 mod train;
 
 use clap::Parser;
@@ -39,6 +41,11 @@ fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
         args::Command::Merge(a) => train::merge(a),
         args::Command::Curate(a) => curate::run(a),
         args::Command::Models(a) => models::run(a),
+        args::Command::Serve(a) => serve::serve(a),
+        args::Command::Worker(a) => serve::worker_cmd(a),
+        args::Command::Tenants(c) => admin::tenants(c),
+        args::Command::Keys(c) => admin::keys(c),
+        args::Command::Jobs(c) => admin::jobs(c),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),
         args::Command::Bench(args::BenchCommand::Minhash(a)) => curate::bench_minhash(a),

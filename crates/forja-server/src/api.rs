@@ -1,0 +1,179 @@
+//! Tenant endpoints: files, fine-tuning jobs, feedback, learning status.
+
+use crate::auth::TenantAuth;
+use crate::{wire, ApiError, AppState};
+use axum::extract::{Multipart, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use forja_control::feedback::Feedback;
+use forja_control::{ControlError, JobRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+type Api<T = Json<Value>> = Result<T, ApiError>;
+
+/// `POST /v1/files` (multipart: `file`, `purpose`).
+pub async fn upload_file(State(s): State<AppState>, TenantAuth(t): TenantAuth, mut mp: Multipart) -> Api {
+    let (mut file, mut purpose) = (None, None);
+    while let Some(field) = mp.next_field().await.map_err(|e| ApiError::bad("file", e.body_text()))? {
+        match field.name() {
+            Some("file") => {
+                let name = field.file_name().unwrap_or("upload.jsonl").to_string();
+                let bytes = field.bytes().await.map_err(|e| ApiError::bad("file", e.body_text()))?;
+                file = Some((name, bytes));
+            }
+            Some("purpose") => {
+                purpose = Some(field.text().await.map_err(|e| ApiError::bad("purpose", e.body_text()))?)
+            }
+            _ => {}
+        }
+    }
+    let (name, bytes) = file.ok_or_else(|| ApiError::bad("file", "a multipart field `file` is required"))?;
+    let purpose = purpose.ok_or_else(|| ApiError::bad("purpose", "a multipart field `purpose` is required (fine-tune)"))?;
+    if !["fine-tune", "batch", "assistants", "user_data", "evals"].contains(&purpose.as_str()) {
+        return Err(ApiError::bad("purpose", format!("`{purpose}` is not a file purpose; use fine-tune")));
+    }
+    let row = s.control.upload_file(&t, &name, &purpose, bytes).await?;
+    Ok(Json(wire::file(&row)))
+}
+
+/// `GET /v1/files`.
+pub async fn list_files(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Api {
+    let files = s.run(move |c| Ok(c.store.files(&t.id)?)).await?;
+    Ok(Json(wire::list(files.iter().map(wire::file).collect(), false)))
+}
+
+/// `GET /v1/files/{id}`.
+pub async fn get_file(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+    let f = s.run(move |c| Ok(c.store.file(&t.id, &id)?)).await?;
+    Ok(Json(wire::file(&f)))
+}
+
+/// `GET /v1/files/{id}/content`.
+pub async fn file_content(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api<Response> {
+    let f = s.run(move |c| Ok(c.store.file(&t.id, &id)?)).await?;
+    let bytes = s.control.artifacts.get(&f.sha256).await?;
+    Ok(([("content-type", "application/octet-stream")], bytes).into_response())
+}
+
+/// A JSON body; serde's message (field, line, column) as a 400.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Api<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        message: format!("invalid JSON body: {e}"),
+        param: None,
+        code: "invalid_request",
+    })
+}
+
+/// `POST /v1/fine_tuning/jobs`.
+pub async fn create_job(State(s): State<AppState>, TenantAuth(t): TenantAuth, body: axum::body::Bytes) -> Api {
+    let req: wire::CreateJob = parse(&body)?;
+    let (model, training_file, validation_file, spec) =
+        req.spec().map_err(|(param, msg)| ApiError::bad(&param, msg))?;
+    let r = JobRequest { model, training_file, validation_file, spec };
+    let job = s.run(move |c| Ok(c.create_job(&t, &r)?)).await?;
+    Ok(Json(wire::job(&job)))
+}
+
+/// `?after=&limit=`.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+impl Page {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(20).clamp(1, 100)
+    }
+}
+
+/// `GET /v1/fine_tuning/jobs`.
+pub async fn list_jobs(State(s): State<AppState>, TenantAuth(t): TenantAuth, Query(p): Query<Page>) -> Api {
+    let limit = p.limit();
+    let jobs = s.run(move |c| Ok(c.store.jobs(Some(&t.id), p.after.as_deref(), limit + 1)?)).await?;
+    let more = jobs.len() > limit;
+    Ok(Json(wire::list(jobs.iter().take(limit).map(wire::job).collect(), more)))
+}
+
+/// `GET /v1/fine_tuning/jobs/{id}`.
+pub async fn get_job(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+    let j = s.run(move |c| Ok(c.store.job(Some(&t.id), &id)?)).await?;
+    Ok(Json(wire::job(&j)))
+}
+
+/// `POST /v1/fine_tuning/jobs/{id}/cancel`.
+pub async fn cancel_job(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+    let j = s.run(move |c| Ok(c.store.cancel_job(Some(&t.id), &id)?)).await?;
+    Ok(Json(wire::job(&j)))
+}
+
+/// `GET /v1/fine_tuning/jobs/{id}/events`.
+pub async fn job_events(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>, Query(p): Query<Page>) -> Api {
+    let limit = p.limit();
+    let after = match p.after.as_deref() {
+        None => None,
+        Some(a) => Some(
+            a.trim_start_matches("ftevent-")
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad("after", format!("`{a}` is not an event id")))?,
+        ),
+    };
+    let evs = s
+        .run(move |c| {
+            c.store.job(Some(&t.id), &id)?;
+            Ok(c.store.events(&id, after, limit + 1)?)
+        })
+        .await?;
+    let more = evs.len() > limit;
+    Ok(Json(wire::list(evs.iter().take(limit).map(wire::event).collect(), more)))
+}
+
+/// `GET /v1/fine_tuning/jobs/{id}/checkpoints`.
+pub async fn job_checkpoints(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+    let (job, cks) = s
+        .run(move |c| {
+            let j = c.store.job(Some(&t.id), &id)?;
+            Ok((j, c.store.checkpoints(&id)?))
+        })
+        .await?;
+    Ok(Json(wire::list(cks.iter().map(|c| wire::checkpoint(c, &job)).collect(), false)))
+}
+
+/// `POST /v1/feedback`: one example, or `{"examples": [...]}`.
+pub async fn feedback(State(s): State<AppState>, TenantAuth(t): TenantAuth, body: axum::body::Bytes) -> Api {
+    let v: Value = parse(&body)?;
+    let items: Vec<Feedback> = match v.get("examples") {
+        Some(list) => serde_json::from_value(list.clone()),
+        None => serde_json::from_value(v).map(|f| vec![f]),
+    }
+    .map_err(|e| ApiError::bad("examples", format!("invalid feedback: {e}")))?;
+    let a = s.run(move |c| Ok(c.feedback(&t, &items)?)).await?;
+    let data: Vec<Value> = a
+        .examples
+        .iter()
+        .map(|e| json!({"id": format!("ex-{}", e.id), "status": e.status, "reason": e.reason, "job_id": e.job_id}))
+        .collect();
+    Ok(Json(json!({
+        "object": "list", "data": data,
+        "job": a.job.as_ref().map(wire::job), "held": a.held,
+    })))
+}
+
+/// `GET /v1/learning/status`.
+pub async fn learning_status(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Api {
+    let st = s.run(move |c| Ok(c.status(&t)?)).await?;
+    let mut v = serde_json::to_value(&st).expect("status serialises");
+    v["recent_jobs"] = st.recent_jobs.iter().map(wire::job).collect();
+    v["object"] = json!("learning.status");
+    Ok(Json(v))
+}
+
+/// `POST /v1/learning/train`: a job now on the pending examples.
+pub async fn train_now(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Api {
+    let job = s.run(move |c| Ok(c.train_now(&t, Default::default())?)).await?;
+    match job {
+        Some(j) => Ok(Json(wire::job(&j))),
+        None => Err(ApiError::Control(ControlError::invalid("examples", "no curated examples are pending"))),
+    }
+}

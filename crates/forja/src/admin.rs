@@ -1,0 +1,200 @@
+//! `forja tenants`, `forja keys`, `forja jobs`: administration straight on
+//! the data directory's database (safe while `forja serve` runs: SQLite in
+//! WAL mode, every change one transaction).
+
+use crate::args::{DataDirArgs, JobsCommand, KeysCommand, TenantFlags, TenantsCommand};
+use anyhow::{bail, Context, Result};
+use forja_control::{keys, schedule};
+use forja_store::{JobStatus, Role, SqliteStore, Store, StoreError, TenantSettings, Tier};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The data directory: the flag, `FORJA_DATA_DIR`, or ~/.local/share/forja.
+pub fn data_dir(a: &DataDirArgs) -> PathBuf {
+    a.data_dir.clone().unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".local/share/forja")
+    })
+}
+
+/// Opens the data directory's database.
+pub fn open(a: &DataDirArgs, busy: Duration) -> Result<SqliteStore> {
+    let db = data_dir(a).join("forja.db");
+    Ok(SqliteStore::open(&db, busy)?)
+}
+
+fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
+    if let Some(t) = f.threshold {
+        s.threshold = (t > 0).then_some(t);
+    }
+    if let Some(c) = &f.cron {
+        if c.trim().is_empty() {
+            s.cron = None;
+        } else {
+            schedule::parse(c)?;
+            s.cron = Some(c.clone());
+        }
+    }
+    if let Some(m) = f.max_trainings {
+        s.max_trainings = m;
+    }
+    if let Some(w) = f.quota_window_s {
+        if w <= 0 {
+            bail!("--quota-window-s must be positive");
+        }
+        s.quota_window_s = w;
+    }
+    if let Some(p) = f.priority {
+        s.priority = p;
+    }
+    if let Some(m) = &f.base_model {
+        s.base_model = Some(m.clone());
+    }
+    if let Some(u) = &f.webhook_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            bail!("--webhook-url must be an http(s) URL, not `{u}`");
+        }
+        s.webhook_url = Some(u.clone());
+    }
+    if let Some(k) = &f.webhook_secret {
+        s.webhook_secret = Some(k.clone());
+    }
+    Ok(s)
+}
+
+fn tier(name: &str) -> Result<Tier> {
+    Tier::parse(name).with_context(|| format!("unknown tier `{name}`: use free, standard or pro"))
+}
+
+pub fn tenants(cmd: TenantsCommand) -> Result<ExitCode> {
+    match cmd {
+        TenantsCommand::Create { name, tier: t, flags, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let tr = tier(&t)?;
+            let settings = apply(TenantSettings::for_tier(tr), &flags)?;
+            let tenant = store.create_tenant(&name, tr.name(), &settings)?;
+            println!("{}", tenant.id);
+        }
+        TenantsCommand::Set { name, flags, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let t = store.tenant_by_name(&name)?;
+            let settings = apply(t.settings, &flags)?;
+            store.update_settings(&t.id, &settings)?;
+        }
+        TenantsCommand::List { data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            println!("{:<26} {:<20} {:<9} {:>9} {:>8}  schedule", "id", "name", "tier", "threshold", "quota");
+            for t in store.tenants()? {
+                let s = &t.settings;
+                println!(
+                    "{:<26} {:<20} {:<9} {:>9} {:>8}  {}",
+                    t.id,
+                    t.name,
+                    t.tier,
+                    s.threshold.map_or("-".into(), |n| n.to_string()),
+                    format!("{}/{}d", s.max_trainings, s.quota_window_s / 86_400),
+                    s.cron.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn keys(cmd: KeysCommand) -> Result<ExitCode> {
+    let KeysCommand::Create { tenant, worker, data } = cmd;
+    let store = open(&data, Duration::from_secs(5))?;
+    let (key, _) = match (tenant, worker) {
+        (_, true) => keys::create(&store, None, Role::Worker)?,
+        (Some(name), false) => {
+            let t = match store.tenant_by_name(&name) {
+                Ok(t) => t,
+                Err(StoreError::NotFound { .. }) => {
+                    let t = store.create_tenant(&name, "standard", &TenantSettings::default())?;
+                    eprintln!("created tenant `{name}` ({})", t.id);
+                    t
+                }
+                Err(e) => return Err(e.into()),
+            };
+            keys::create(&store, Some(&t.id), Role::Tenant)?
+        }
+        (None, false) => bail!("give --tenant NAME, or --worker"),
+    };
+    println!("{key}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn jobs(cmd: JobsCommand) -> Result<ExitCode> {
+    match cmd {
+        JobsCommand::List { tenant, limit, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let tid = tenant.map(|n| store.tenant_by_name(&n).map(|t| t.id)).transpose()?;
+            println!("{:<31} {:<16} {:<10} {:>11}  model", "id", "status", "trigger", "progress");
+            for j in store.jobs(tid.as_deref(), None, limit)? {
+                println!(
+                    "{:<31} {:<16} {:<10} {:>11}  {}",
+                    j.id,
+                    j.status.as_str(),
+                    j.trigger.as_str(),
+                    format!("{}/{}", j.progress_step, j.progress_total),
+                    j.model
+                );
+            }
+        }
+        JobsCommand::Show { id, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            println!("{}", serde_json::to_string_pretty(&store.job(None, &id)?)?);
+        }
+        JobsCommand::Cancel { id, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let j = store.cancel_job(None, &id)?;
+            eprintln!("{} is {}", j.id, j.status.as_str());
+        }
+        JobsCommand::Events { id, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            store.job(None, &id)?;
+            let mut evs = store.events(&id, None, 100_000)?;
+            evs.reverse();
+            for e in evs {
+                println!("{} {:<5} {}", e.created_at, e.level.as_str(), e.message);
+            }
+        }
+        JobsCommand::Follow { id, data } => return follow(&id, &data),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn follow(id: &str, data: &DataDirArgs) -> Result<ExitCode> {
+    let store = open(data, Duration::from_secs(5))?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} steps {msg} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut seen = None;
+    loop {
+        let j = store.job(None, id)?;
+        bar.set_prefix(j.status.as_str());
+        bar.set_length(j.progress_total);
+        bar.set_position(j.progress_step);
+        for e in store.events(id, None, 50)?.into_iter().rev() {
+            if seen.is_none_or(|s| e.id > s) {
+                seen = Some(e.id);
+                if e.kind == "message" {
+                    bar.suspend(|| eprintln!("{}", e.message));
+                } else {
+                    bar.set_message(e.message.clone());
+                }
+            }
+        }
+        if j.status.is_terminal() {
+            bar.finish_and_clear();
+            eprintln!("{} {}", j.id, j.status.as_str());
+            return Ok(if j.status == JobStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
