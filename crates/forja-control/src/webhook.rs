@@ -54,7 +54,7 @@ fn body(store: &dyn Store, w: &Webhook) -> Option<String> {
             "id": format!("evt_{}", w.id),
             "object": "event",
             "type": w.event,
-            "created_at": store.now(),
+            "created_at": job.finished_at.unwrap_or(job.created_at),
             "data": {
                 "id": job.id,
                 "status": job.status.as_str(),

@@ -923,8 +923,8 @@ impl Store for SqliteStore {
                 Finish::Succeeded { trained_tokens, fine_tuned_model, adapter_sha256, result } => {
                     c.execute(
                         "UPDATE jobs SET trained_tokens = ?1, fine_tuned_model = ?2, adapter_sha256 = ?3, result = ?4, \
-                         progress_step = progress_total WHERE id = ?5",
-                        params![*trained_tokens as i64, fine_tuned_model, adapter_sha256, to_json(result), id],
+                         progress_step = ?5, progress_total = MAX(progress_total, ?5) WHERE id = ?6",
+                        params![*trained_tokens as i64, fine_tuned_model, adapter_sha256, to_json(result), result.steps as i64, id],
                     )
                     .map_err(sql("finish job"))?;
                     end_job(c, now, &job, JobStatus::Succeeded)?;
