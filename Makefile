@@ -6,6 +6,9 @@
 SHELL := /bin/bash
 FORJA_HOME ?= $(HOME)/.cache/forja
 export FORJA_LLAMACPP_VOCAB ?= $(FORJA_HOME)/testdata/llamacpp-vocab
+# The official openai client, for the API compatibility test (pip --target, no venv needed).
+export FORJA_PYTHONPATH ?= $(FORJA_HOME)/py
+OPENAI_VERSION := 3.54.0
 CARGO ?= cargo
 
 .PHONY: run test build setup-test lint unit doc bench
@@ -25,6 +28,8 @@ setup-test:
 	$(CARGO) build -p forja
 	./target/debug/forja models install default
 	python3 scripts/fetch-testdata.py "$(FORJA_LLAMACPP_VOCAB)"
+	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import openai, sys; sys.exit(openai.__version__ != '$(OPENAI_VERSION)')" 2>/dev/null \
+		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "openai==$(OPENAI_VERSION)"
 
 lint:
 	$(CARGO) fmt --all -- --check

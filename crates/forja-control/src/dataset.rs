@@ -102,7 +102,8 @@ mod tests {
     #[test]
     fn files_are_checked_line_by_line() {
         let good = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
-        let cases: &[(&str, std::result::Result<u64, (usize, &str)>)] = &[
+        type Want = std::result::Result<u64, (usize, &'static str)>;
+        let cases: &[(&str, Want)] = &[
             (good, Ok(1)),
             (&format!("{good}\n\n{good}\n"), Ok(2)),
             (r#"{"prompt": "a", "completion": "b"}"#, Ok(1)),

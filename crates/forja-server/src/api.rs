@@ -6,32 +6,46 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use forja_control::feedback::Feedback;
-use forja_control::{ControlError, JobRequest};
+use forja_control::ControlError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 type Api<T = Json<Value>> = Result<T, ApiError>;
 
 /// `POST /v1/files` (multipart: `file`, `purpose`).
-pub async fn upload_file(State(s): State<AppState>, TenantAuth(t): TenantAuth, mut mp: Multipart) -> Api {
+pub async fn upload_file(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    mut mp: Multipart,
+) -> Api {
     let (mut file, mut purpose) = (None, None);
-    while let Some(field) = mp.next_field().await.map_err(|e| ApiError::bad("file", e.body_text()))? {
+    while let Some(field) =
+        mp.next_field().await.map_err(|e| ApiError::bad("file", e.body_text()))?
+    {
         match field.name() {
             Some("file") => {
                 let name = field.file_name().unwrap_or("upload.jsonl").to_string();
-                let bytes = field.bytes().await.map_err(|e| ApiError::bad("file", e.body_text()))?;
+                let bytes =
+                    field.bytes().await.map_err(|e| ApiError::bad("file", e.body_text()))?;
                 file = Some((name, bytes));
             }
             Some("purpose") => {
-                purpose = Some(field.text().await.map_err(|e| ApiError::bad("purpose", e.body_text()))?)
+                purpose =
+                    Some(field.text().await.map_err(|e| ApiError::bad("purpose", e.body_text()))?)
             }
             _ => {}
         }
     }
-    let (name, bytes) = file.ok_or_else(|| ApiError::bad("file", "a multipart field `file` is required"))?;
-    let purpose = purpose.ok_or_else(|| ApiError::bad("purpose", "a multipart field `purpose` is required (fine-tune)"))?;
+    let (name, bytes) =
+        file.ok_or_else(|| ApiError::bad("file", "a multipart field `file` is required"))?;
+    let purpose = purpose.ok_or_else(|| {
+        ApiError::bad("purpose", "a multipart field `purpose` is required (fine-tune)")
+    })?;
     if !["fine-tune", "batch", "assistants", "user_data", "evals"].contains(&purpose.as_str()) {
-        return Err(ApiError::bad("purpose", format!("`{purpose}` is not a file purpose; use fine-tune")));
+        return Err(ApiError::bad(
+            "purpose",
+            format!("`{purpose}` is not a file purpose; use fine-tune"),
+        ));
     }
     let row = s.control.upload_file(&t, &name, &purpose, bytes).await?;
     Ok(Json(wire::file(&row)))
@@ -44,13 +58,21 @@ pub async fn list_files(State(s): State<AppState>, TenantAuth(t): TenantAuth) ->
 }
 
 /// `GET /v1/files/{id}`.
-pub async fn get_file(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+pub async fn get_file(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Path(id): Path<String>,
+) -> Api {
     let f = s.run(move |c| Ok(c.store.file(&t.id, &id)?)).await?;
     Ok(Json(wire::file(&f)))
 }
 
 /// `GET /v1/files/{id}/content`.
-pub async fn file_content(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api<Response> {
+pub async fn file_content(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Path(id): Path<String>,
+) -> Api<Response> {
     let f = s.run(move |c| Ok(c.store.file(&t.id, &id)?)).await?;
     let bytes = s.control.artifacts.get(&f.sha256).await?;
     Ok(([("content-type", "application/octet-stream")], bytes).into_response())
@@ -66,11 +88,13 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Api<T> {
 }
 
 /// `POST /v1/fine_tuning/jobs`.
-pub async fn create_job(State(s): State<AppState>, TenantAuth(t): TenantAuth, body: axum::body::Bytes) -> Api {
+pub async fn create_job(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    body: axum::body::Bytes,
+) -> Api {
     let req: wire::CreateJob = parse(&body)?;
-    let (model, training_file, validation_file, spec) =
-        req.spec().map_err(|(param, msg)| ApiError::bad(&param, msg))?;
-    let r = JobRequest { model, training_file, validation_file, spec };
+    let r = req.request().map_err(|(param, msg)| ApiError::bad(&param, msg))?;
     let job = s.run(move |c| Ok(c.create_job(&t, &r)?)).await?;
     Ok(Json(wire::job(&job)))
 }
@@ -89,27 +113,45 @@ impl Page {
 }
 
 /// `GET /v1/fine_tuning/jobs`.
-pub async fn list_jobs(State(s): State<AppState>, TenantAuth(t): TenantAuth, Query(p): Query<Page>) -> Api {
+pub async fn list_jobs(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Query(p): Query<Page>,
+) -> Api {
     let limit = p.limit();
-    let jobs = s.run(move |c| Ok(c.store.jobs(Some(&t.id), p.after.as_deref(), limit + 1)?)).await?;
+    let jobs =
+        s.run(move |c| Ok(c.store.jobs(Some(&t.id), p.after.as_deref(), limit + 1)?)).await?;
     let more = jobs.len() > limit;
     Ok(Json(wire::list(jobs.iter().take(limit).map(wire::job).collect(), more)))
 }
 
 /// `GET /v1/fine_tuning/jobs/{id}`.
-pub async fn get_job(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+pub async fn get_job(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Path(id): Path<String>,
+) -> Api {
     let j = s.run(move |c| Ok(c.store.job(Some(&t.id), &id)?)).await?;
     Ok(Json(wire::job(&j)))
 }
 
 /// `POST /v1/fine_tuning/jobs/{id}/cancel`.
-pub async fn cancel_job(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+pub async fn cancel_job(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Path(id): Path<String>,
+) -> Api {
     let j = s.run(move |c| Ok(c.store.cancel_job(Some(&t.id), &id)?)).await?;
     Ok(Json(wire::job(&j)))
 }
 
 /// `GET /v1/fine_tuning/jobs/{id}/events`.
-pub async fn job_events(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>, Query(p): Query<Page>) -> Api {
+pub async fn job_events(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Api {
     let limit = p.limit();
     let after = match p.after.as_deref() {
         None => None,
@@ -130,7 +172,11 @@ pub async fn job_events(State(s): State<AppState>, TenantAuth(t): TenantAuth, Pa
 }
 
 /// `GET /v1/fine_tuning/jobs/{id}/checkpoints`.
-pub async fn job_checkpoints(State(s): State<AppState>, TenantAuth(t): TenantAuth, Path(id): Path<String>) -> Api {
+pub async fn job_checkpoints(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    Path(id): Path<String>,
+) -> Api {
     let (job, cks) = s
         .run(move |c| {
             let j = c.store.job(Some(&t.id), &id)?;
@@ -141,7 +187,11 @@ pub async fn job_checkpoints(State(s): State<AppState>, TenantAuth(t): TenantAut
 }
 
 /// `POST /v1/feedback`: one example, or `{"examples": [...]}`.
-pub async fn feedback(State(s): State<AppState>, TenantAuth(t): TenantAuth, body: axum::body::Bytes) -> Api {
+pub async fn feedback(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    body: axum::body::Bytes,
+) -> Api {
     let v: Value = parse(&body)?;
     let items: Vec<Feedback> = match v.get("examples") {
         Some(list) => serde_json::from_value(list.clone()),
@@ -174,6 +224,9 @@ pub async fn train_now(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> 
     let job = s.run(move |c| Ok(c.train_now(&t, Default::default())?)).await?;
     match job {
         Some(j) => Ok(Json(wire::job(&j))),
-        None => Err(ApiError::Control(ControlError::invalid("examples", "no curated examples are pending"))),
+        None => Err(ApiError::Control(ControlError::invalid(
+            "examples",
+            "no curated examples are pending",
+        ))),
     }
 }

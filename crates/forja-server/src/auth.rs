@@ -7,8 +7,15 @@ use axum::http::request::Parts;
 use forja_store::{ApiKey, Role, Tenant};
 
 fn bearer(parts: &Parts) -> Result<String, ApiError> {
-    let h = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-    let key = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).ok_or(ApiError::Unauthorized)?;
+    let h = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let key = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .ok_or(ApiError::Unauthorized)?;
     Ok(key.trim().to_string())
 }
 
@@ -25,7 +32,9 @@ impl FromRequestParts<AppState> for TenantAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let k = key(parts, state).await?;
         match (k.role, k.tenant_id) {
-            (Role::Tenant, Some(t)) => Ok(TenantAuth(state.run(move |c| Ok(c.store.tenant(&t)?)).await?)),
+            (Role::Tenant, Some(t)) => {
+                Ok(TenantAuth(state.run(move |c| Ok(c.store.tenant(&t)?)).await?))
+            }
             _ => Err(ApiError::Forbidden("tenant endpoints (this is a worker key)")),
         }
     }

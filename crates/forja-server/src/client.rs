@@ -2,7 +2,9 @@
 //! 409 (`lease_lost`) means the job was cancelled or given to another
 //! worker: the worker stops and leaves it.
 
-use crate::worker_api::{CheckpointRequest, EventRequest, FinishRequest, HeartbeatRequest, LeaseRequest};
+use crate::worker_api::{
+    CheckpointRequest, EventRequest, FinishRequest, HeartbeatRequest, LeaseRequest,
+};
 use forja_control::worker::{Lease, Link};
 use forja_control::{ControlError, Result};
 use forja_store::{sha256_hex, Capacity, Finish, Level};
@@ -39,7 +41,13 @@ impl RemoteLink {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>)> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
         let fail = |reason: String| ControlError::Http { url: url.clone(), reason };
         let auth = format!("Bearer {}", self.token);
@@ -84,7 +92,8 @@ fn message(body: &[u8]) -> String {
 impl Link for RemoteLink {
     fn lease(&self, cap: &Capacity) -> Result<Option<Lease>> {
         let req = LeaseRequest { worker: self.worker.clone(), capacity: cap.clone() };
-        let (status, body) = self.call("POST", "/v1/worker/lease", serde_json::to_vec(&req).expect("json"), &[])?;
+        let (status, body) =
+            self.call("POST", "/v1/worker/lease", serde_json::to_vec(&req).expect("json"), &[])?;
         if status == 204 {
             return Ok(None);
         }
@@ -104,7 +113,10 @@ impl Link for RemoteLink {
         let (_, bytes) = self.call("GET", path, Vec::new(), &[])?;
         let actual = sha256_hex(&bytes);
         if actual != sha {
-            return Err(ControlError::Store(forja_store::StoreError::HashMismatch { expected: sha.into(), actual }));
+            return Err(ControlError::Store(forja_store::StoreError::HashMismatch {
+                expected: sha.into(),
+                actual,
+            }));
         }
         Ok(bytes)
     }
@@ -117,16 +129,32 @@ impl Link for RemoteLink {
     }
 
     fn heartbeat(&self, job: &str, progress: (u64, u64)) -> Result<()> {
-        let r = HeartbeatRequest { worker: self.worker.clone(), step: progress.0, total_steps: progress.1 };
+        let r = HeartbeatRequest {
+            worker: self.worker.clone(),
+            step: progress.0,
+            total_steps: progress.1,
+        };
         self.post(&format!("/v1/worker/jobs/{job}/heartbeat"), &r).map(|_| ())
     }
 
-    fn event(&self, job: &str, level: Level, message: &str, data: Option<serde_json::Value>) -> Result<()> {
+    fn event(
+        &self,
+        job: &str,
+        level: Level,
+        message: &str,
+        data: Option<serde_json::Value>,
+    ) -> Result<()> {
         let r = EventRequest { worker: self.worker.clone(), level, message: message.into(), data };
         self.post(&format!("/v1/worker/jobs/{job}/events"), &r).map(|_| ())
     }
 
-    fn checkpoint(&self, job: &str, step: u64, files: BTreeMap<String, String>, metrics: serde_json::Value) -> Result<()> {
+    fn checkpoint(
+        &self,
+        job: &str,
+        step: u64,
+        files: BTreeMap<String, String>,
+        metrics: serde_json::Value,
+    ) -> Result<()> {
         let r = CheckpointRequest { worker: self.worker.clone(), step, files, metrics };
         self.post(&format!("/v1/worker/jobs/{job}/checkpoints"), &r).map(|_| ())
     }

@@ -64,15 +64,25 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid_api_key", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::BadRequest { param, code, .. } => (StatusCode::BAD_REQUEST, code, param.clone()),
+            ApiError::BadRequest { param, code, .. } => {
+                (StatusCode::BAD_REQUEST, code, param.clone())
+            }
             ApiError::Client { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", None),
             ApiError::Control(c) => match c {
-                C::InvalidFile { .. } => (StatusCode::BAD_REQUEST, "invalid_file", Some("training_file".into())),
-                C::InvalidRequest { param, .. } => (StatusCode::BAD_REQUEST, "invalid_request", Some(param.clone())),
+                C::InvalidFile { .. } => {
+                    (StatusCode::BAD_REQUEST, "invalid_file", Some("training_file".into()))
+                }
+                C::InvalidRequest { param, .. } => {
+                    (StatusCode::BAD_REQUEST, "invalid_request", Some(param.clone()))
+                }
                 C::Stopped { .. } => (StatusCode::CONFLICT, "lease_lost", None),
                 C::Store(s) => match s {
-                    S::NotFound { .. } | S::ArtifactMissing { .. } => (StatusCode::NOT_FOUND, "not_found", None),
-                    S::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", None),
+                    S::NotFound { .. } | S::ArtifactMissing { .. } => {
+                        (StatusCode::NOT_FOUND, "not_found", None)
+                    }
+                    S::QuotaExceeded { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", None)
+                    }
                     S::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_busy", None),
                     S::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full", None),
                     S::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
@@ -103,7 +113,9 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (status, axum::Json(body)).into_response();
         let retry = match &self {
-            ApiError::Control(ControlError::Store(StoreError::QuotaExceeded { frees_at, .. })) => {
+            ApiError::Control(ControlError::Store(StoreError::QuotaExceeded {
+                frees_at, ..
+            })) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);

@@ -75,7 +75,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ready(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {
+async fn ready(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     if s.ready.load(Ordering::SeqCst) {
         "ready".into_response()

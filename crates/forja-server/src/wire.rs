@@ -1,9 +1,8 @@
 //! OpenAI's JSON objects (files, fine-tuning jobs, events, checkpoints,
 //! lists) and forja's own request bodies. Only this crate knows them.
 
-use forja_store::{
-    Auto, Checkpoint, FileRow, HyperRequest, Job, JobEvent, JobSpec, Resources,
-};
+use forja_control::JobRequest;
+use forja_store::{Auto, Checkpoint, FileRow, HyperRequest, Job, JobEvent, JobSpec, Resources};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -147,22 +146,33 @@ pub struct Supervised {
 }
 
 impl CreateJob {
-    /// The job's fixed settings, or which field is wrong.
-    pub fn spec(self) -> Result<(String, String, Option<String>, JobSpec), (String, String)> {
+    /// The control plane's request, or which field is wrong and why.
+    pub fn request(self) -> Result<JobRequest, (String, String)> {
         let mut hp = self.hyperparameters;
         if let Some(m) = self.method {
             if m.kind != "supervised" {
-                return Err(("method.type".into(), format!("`{}` is not offered; use `supervised`", m.kind)));
+                return Err((
+                    "method.type".into(),
+                    format!("`{}` is not offered; use `supervised`", m.kind),
+                ));
             }
             if let Some(h) = m.supervised.and_then(|s| s.hyperparameters) {
                 hp = Some(h);
             }
         }
-        if self.integrations.as_ref().is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
-            return Err(("integrations".into(), "forja sends no integrations (use job events and webhooks)".into()));
+        if self
+            .integrations
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+        {
+            return Err((
+                "integrations".into(),
+                "forja sends no integrations (use job events and webhooks)".into(),
+            ));
         }
         if let Some(s) = &self.suffix {
-            if s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(("suffix".into(), "up to 64 characters of a-z, 0-9, - and _".into()));
             }
         }
@@ -174,6 +184,11 @@ impl CreateJob {
             seed: self.seed,
             metadata: self.metadata.unwrap_or_default(),
         };
-        Ok((self.model, self.training_file, self.validation_file, spec))
+        Ok(JobRequest {
+            model: self.model,
+            training_file: self.training_file,
+            validation_file: self.validation_file,
+            spec,
+        })
     }
 }

@@ -118,10 +118,16 @@ impl From<FinishWire> for Finish {
 
 /// `POST /v1/worker/lease`: 200 with the lease (signed URLs for its
 /// artifacts), or 204 when nothing fits.
-pub async fn lease(State(s): State<AppState>, _: WorkerAuth, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn lease(
+    State(s): State<AppState>,
+    _: WorkerAuth,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let req: LeaseRequest = parse(&body)?;
     let ttl = s.control.cfg.lease_ttl_s;
-    let lease = s.run(move |c| Ok(lease_from_store(&*c.store, &req.worker, &req.capacity, ttl)?)).await?;
+    let lease =
+        s.run(move |c| Ok(lease_from_store(&*c.store, &req.worker, &req.capacity, ttl)?)).await?;
     let Some(mut lease) = lease else { return Ok(StatusCode::NO_CONTENT.into_response()) };
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let expires = s.control.store.now() + URL_TTL_S;
@@ -130,7 +136,10 @@ pub async fn lease(State(s): State<AppState>, _: WorkerAuth, headers: HeaderMap,
     shas.extend(lease.checkpoint.iter().flat_map(|c| c.files.values().cloned()));
     for sha in shas {
         let sig = s.control.sign(&sha, expires);
-        lease.urls.insert(sha.clone(), format!("http://{host}/v1/artifacts/{sha}?expires={expires}&sig={sig}"));
+        lease.urls.insert(
+            sha.clone(),
+            format!("http://{host}/v1/artifacts/{sha}?expires={expires}&sig={sig}"),
+        );
     }
     Ok(Json(lease).into_response())
 }
@@ -143,24 +152,42 @@ pub struct Signed {
 }
 
 /// `GET /v1/artifacts/{sha}?expires=&sig=`.
-pub async fn download(State(s): State<AppState>, Path(sha): Path<String>, Query(q): Query<Signed>) -> Result<Response, ApiError> {
+pub async fn download(
+    State(s): State<AppState>,
+    Path(sha): Path<String>,
+    Query(q): Query<Signed>,
+) -> Result<Response, ApiError> {
     if !s.control.verify(&sha, q.expires, &q.sig) {
-        return Err(ApiError::Forbidden("this artifact: the signed URL is invalid or expired; lease again"));
+        return Err(ApiError::Forbidden(
+            "this artifact: the signed URL is invalid or expired; lease again",
+        ));
     }
     let bytes = s.control.artifacts.get(&sha).await?;
     Ok(([("content-type", "application/octet-stream")], bytes).into_response())
 }
 
 /// `POST /v1/worker/jobs/{id}/heartbeat`.
-pub async fn heartbeat(State(s): State<AppState>, _: WorkerAuth, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn heartbeat(
+    State(s): State<AppState>,
+    _: WorkerAuth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let r: HeartbeatRequest = parse(&body)?;
     let ttl = s.control.cfg.lease_ttl_s;
-    let j = s.run(move |c| Ok(c.store.heartbeat(&id, &r.worker, ttl, (r.step, r.total_steps))?)).await?;
+    let j = s
+        .run(move |c| Ok(c.store.heartbeat(&id, &r.worker, ttl, (r.step, r.total_steps))?))
+        .await?;
     Ok(Json(json!({"status": j.status.as_str(), "lease_until": j.lease_until})))
 }
 
 /// `POST /v1/worker/jobs/{id}/events`.
-pub async fn event(State(s): State<AppState>, _: WorkerAuth, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn event(
+    State(s): State<AppState>,
+    _: WorkerAuth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let r: EventRequest = parse(&body)?;
     s.run(move |c| {
         held(c, &id, &r.worker)?;
@@ -177,37 +204,66 @@ fn held(c: &forja_control::Control, id: &str, worker: &str) -> Result<(), ApiErr
     if j.status == forja_store::JobStatus::Running && j.lease_worker.as_deref() == Some(worker) {
         return Ok(());
     }
-    Err(StoreError::LeaseLost { job: id.into(), worker: worker.into(), why: format!("the job is {}", j.status.as_str()) }.into())
+    Err(StoreError::LeaseLost {
+        job: id.into(),
+        worker: worker.into(),
+        why: format!("the job is {}", j.status.as_str()),
+    }
+    .into())
 }
 
 /// `PUT /v1/worker/jobs/{id}/artifacts` with `X-Forja-Sha256`: the body
 /// must hash to it, or nothing is stored.
-pub async fn upload(State(s): State<AppState>, _: WorkerAuth, Path(id): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn upload(
+    State(s): State<AppState>,
+    _: WorkerAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let declared = headers
         .get("x-forja-sha256")
         .and_then(|h| h.to_str().ok())
-        .ok_or_else(|| ApiError::bad("x-forja-sha256", "the header X-Forja-Sha256 (hex sha256 of the body) is required"))?
+        .ok_or_else(|| {
+            ApiError::bad(
+                "x-forja-sha256",
+                "the header X-Forja-Sha256 (hex sha256 of the body) is required",
+            )
+        })?
         .to_string();
-    let worker = headers.get("x-forja-worker").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let worker =
+        headers.get("x-forja-worker").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
     s.run(move |c| held(c, &id, &worker)).await?;
     let sha = s.control.artifacts.put_verified(body, &declared).await?;
     Ok(Json(json!({"sha256": sha})))
 }
 
 /// `POST /v1/worker/jobs/{id}/checkpoints`.
-pub async fn checkpoint(State(s): State<AppState>, _: WorkerAuth, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn checkpoint(
+    State(s): State<AppState>,
+    _: WorkerAuth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let r: CheckpointRequest = parse(&body)?;
     for sha in r.files.values() {
         if !s.control.artifacts.contains(sha).await? {
             return Err(StoreError::ArtifactMissing { sha256: sha.clone() }.into());
         }
     }
-    let ck = s.run(move |c| Ok(c.store.add_checkpoint(&id, &r.worker, r.step, &r.files, &r.metrics)?)).await?;
+    let ck = s
+        .run(move |c| Ok(c.store.add_checkpoint(&id, &r.worker, r.step, &r.files, &r.metrics)?))
+        .await?;
     Ok(Json(json!({"id": ck.id})))
 }
 
 /// `POST /v1/worker/jobs/{id}/finish`.
-pub async fn finish(State(s): State<AppState>, _: WorkerAuth, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn finish(
+    State(s): State<AppState>,
+    _: WorkerAuth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let r: FinishRequest = parse(&body)?;
     if let FinishWire::Succeeded { result, adapter_sha256, .. } = &r.outcome {
         for sha in result.adapter_files.values().chain([adapter_sha256]) {

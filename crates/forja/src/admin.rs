@@ -85,7 +85,10 @@ pub fn tenants(cmd: TenantsCommand) -> Result<ExitCode> {
         }
         TenantsCommand::List { data } => {
             let store = open(&data, Duration::from_secs(5))?;
-            println!("{:<26} {:<20} {:<9} {:>9} {:>8}  schedule", "id", "name", "tier", "threshold", "quota");
+            println!(
+                "{:<26} {:<20} {:<9} {:>9} {:>8}  schedule",
+                "id", "name", "tier", "threshold", "quota"
+            );
             for t in store.tenants()? {
                 let s = &t.settings;
                 println!(
@@ -170,9 +173,11 @@ fn follow(id: &str, data: &DataDirArgs) -> Result<ExitCode> {
     let store = open(data, Duration::from_secs(5))?;
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} steps {msg} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} steps {msg} {elapsed}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let mut seen = None;
     loop {
@@ -193,7 +198,11 @@ fn follow(id: &str, data: &DataDirArgs) -> Result<ExitCode> {
         if j.status.is_terminal() {
             bar.finish_and_clear();
             eprintln!("{} {}", j.id, j.status.as_str());
-            return Ok(if j.status == JobStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if j.status == JobStatus::Succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -101,7 +101,11 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState { control: control.clone(), ready: ready.clone(), max_upload: a.max_upload_mb << 20 };
+    let state = AppState {
+        control: control.clone(),
+        ready: ready.clone(),
+        max_upload: a.max_upload_mb << 20,
+    };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind((a.host.as_str(), a.port)))
         .with_context(|| format!("cannot listen on {}:{}", a.host, a.port))?;
@@ -112,7 +116,8 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     // Load the model off the async runtime, then start the workers.
     let handle = rt.handle().clone();
     let loader = {
-        let (stop, ready, store, artifacts) = (stop.clone(), ready.clone(), store.clone(), artifacts.clone());
+        let (stop, ready, store, artifacts) =
+            (stop.clone(), ready.clone(), store.clone(), artifacts.clone());
         let opts = LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
         let (workers, ttl, path) = (a.workers, a.lease_ttl.max(1), model_path.clone());
         std::thread::spawn(move || -> Result<Vec<std::thread::JoinHandle<()>>> {
@@ -131,7 +136,11 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                 let (engine, names, stop) = (engine.clone(), names.clone(), stop.clone());
                 let cfg = WorkerConfig {
                     id: link.worker.clone(),
-                    capacity: Capacity { gpus: 0, memory_gb: u32::MAX, models: Some(names.clone()) },
+                    capacity: Capacity {
+                        gpus: 0,
+                        memory_gb: u32::MAX,
+                        models: Some(names.clone()),
+                    },
                     work_dir: std::env::temp_dir().join(format!("forja-work-{}", link.worker)),
                     poll: Duration::from_millis(500),
                 };
@@ -140,7 +149,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                         if names.iter().any(|n| n == m) {
                             Ok(engine.clone())
                         } else {
-                            Err(forja_control::ControlError::invalid("model", format!("this worker trains {}, not `{m}`", names.join(", "))))
+                            Err(forja_control::ControlError::invalid(
+                                "model",
+                                format!("this worker trains {}, not `{m}`", names.join(", ")),
+                            ))
                         }
                     };
                     worker::run(&link, &resolve, &cfg, &stop);
@@ -187,7 +199,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -216,13 +229,17 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
     let allowed = a.model.clone();
     let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {
         if !allowed.is_empty() && !allowed.iter().any(|x| x == m) {
-            return Err(forja_control::ControlError::invalid("model", format!("this worker trains {}, not `{m}`", allowed.join(", "))));
+            return Err(forja_control::ControlError::invalid(
+                "model",
+                format!("this worker trains {}, not `{m}`", allowed.join(", ")),
+            ));
         }
         let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = c.get(m) {
             return Ok(e.clone());
         }
-        let path = crate::models::resolve(m).map_err(|e| forja_control::ControlError::invalid("model", e.to_string()))?;
+        let path = crate::models::resolve(m)
+            .map_err(|e| forja_control::ControlError::invalid("model", e.to_string()))?;
         let opts = LoadOptions { threads, dequantize: true, ..Default::default() };
         let e = Arc::new(Engine::load(&path, &opts, &mut |_| {})?);
         c.insert(m.to_string(), e.clone());

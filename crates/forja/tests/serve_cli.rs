@@ -62,7 +62,11 @@ fn serve(data: &Path, model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Ser
         let _ = err.read_to_string(&mut sink);
     });
     let s = Server { child, url: url.unwrap() };
-    wait_for(Duration::from_secs(60), || get_status(&s, "/ready", "") == 200, "the server to be ready");
+    wait_for(
+        Duration::from_secs(60),
+        || get_status(&s, "/ready", "") == 200,
+        "the server to be ready",
+    );
     s
 }
 
@@ -78,13 +82,24 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
-fn call(s: &Server, method: &str, path: &str, key: &str, body: Option<Vec<u8>>, ctype: &str) -> (u16, Value, Option<String>) {
+fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Vec<u8>>,
+    ctype: &str,
+) -> (u16, Value, Option<String>) {
     let url = format!("{}{path}", s.url);
     let a = agent();
     let auth = format!("Bearer {key}");
     let mut resp = match (method, body) {
         ("GET", _) => a.get(&url).header("authorization", &auth).call(),
-        (_, b) => a.post(&url).header("authorization", &auth).header("content-type", ctype).send(&b.unwrap_or_default()[..]),
+        (_, b) => a
+            .post(&url)
+            .header("authorization", &auth)
+            .header("content-type", ctype)
+            .send(&b.unwrap_or_default()[..]),
     }
     .unwrap();
     let status = resp.status().as_u16();
@@ -95,7 +110,10 @@ fn call(s: &Server, method: &str, path: &str, key: &str, body: Option<Vec<u8>>, 
 
 fn get_status(s: &Server, path: &str, key: &str) -> u16 {
     let a = agent();
-    a.get(format!("{}{path}", s.url)).header("authorization", format!("Bearer {key}")).call().map_or(0, |r| r.status().as_u16())
+    a.get(format!("{}{path}", s.url))
+        .header("authorization", format!("Bearer {key}"))
+        .call()
+        .map_or(0, |r| r.status().as_u16())
 }
 
 fn get(s: &Server, path: &str, key: &str) -> (u16, Value) {
@@ -112,7 +130,14 @@ fn upload(s: &Server, key: &str, name: &str, content: &str) -> (u16, Value) {
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfine-tune\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/jsonl\r\n\r\n{content}\r\n--{boundary}--\r\n"
     );
-    let (st, v, _) = call(s, "POST", "/v1/files", key, Some(body.into_bytes()), &format!("multipart/form-data; boundary={boundary}"));
+    let (st, v, _) = call(
+        s,
+        "POST",
+        "/v1/files",
+        key,
+        Some(body.into_bytes()),
+        &format!("multipart/form-data; boundary={boundary}"),
+    );
     (st, v)
 }
 
@@ -180,25 +205,56 @@ fn files_jobs_and_isolation_over_http() {
     assert_eq!(get(&s, "/v1/fine_tuning/jobs", "").0, 401);
     assert_eq!(get(&s, "/v1/fine_tuning/jobs", "forja-sk-nope").0, 401);
     assert_eq!(get(&s, "/v1/fine_tuning/jobs", &kw).0, 403);
-    assert_eq!(post(&s, "/v1/worker/lease", &ka, json!({"worker": "x", "capacity": {"gpus": 0, "memory_gb": 1, "models": null}})).0, 403);
+    assert_eq!(
+        post(
+            &s,
+            "/v1/worker/lease",
+            &ka,
+            json!({"worker": "x", "capacity": {"gpus": 0, "memory_gb": 1, "models": null}})
+        )
+        .0,
+        403
+    );
 
     // An invalid JSONL upload names the line and the reason.
-    let (st, e) = upload(&s, &ka, "bad.jsonl", &format!("{}\n{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}", chat_jsonl(1)));
+    let (st, e) = upload(
+        &s,
+        &ka,
+        "bad.jsonl",
+        &format!(
+            "{}\n{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}",
+            chat_jsonl(1)
+        ),
+    );
     assert_eq!(st, 400, "{e}");
     assert_eq!(e["error"]["code"], "invalid_file");
-    assert!(e["error"]["message"].as_str().unwrap().contains("bad.jsonl: line 2: no assistant message"), "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("bad.jsonl: line 2: no assistant message"),
+        "{e}"
+    );
 
     let (st, f) = upload(&s, &ka, "train.jsonl", &chat_jsonl(24));
     assert_eq!((st, f["object"].as_str()), (200, Some("file")), "{f}");
     let fid = f["id"].as_str().unwrap();
 
     // Unknown base model and bad hyperparameters are refused up front.
-    let (st, e, _) = post(&s, "/v1/fine_tuning/jobs", &ka, json!({"model": "gpt-9", "training_file": fid}));
+    let (st, e, _) =
+        post(&s, "/v1/fine_tuning/jobs", &ka, json!({"model": "gpt-9", "training_file": fid}));
     assert_eq!((st, e["error"]["param"].as_str()), (400, Some("model")), "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("unknown base model `gpt-9`"), "{e}");
-    let (st, e, _) = post(&s, "/v1/fine_tuning/jobs", &ka, json!({"model": model, "training_file": fid, "hyperparameters": {"n_epochs": 0}}));
+    let (st, e, _) = post(
+        &s,
+        "/v1/fine_tuning/jobs",
+        &ka,
+        json!({"model": model, "training_file": fid, "hyperparameters": {"n_epochs": 0}}),
+    );
     assert_eq!(st, 400, "{e}");
-    let (st, e, _) = post(&s, "/v1/fine_tuning/jobs", &ka, json!({"model": model, "training_file": "file-nope"}));
+    let (st, e, _) = post(
+        &s,
+        "/v1/fine_tuning/jobs",
+        &ka,
+        json!({"model": model, "training_file": "file-nope"}),
+    );
     assert_eq!((st, e["error"]["param"].as_str()), (400, Some("training_file")), "{e}");
 
     let (st, j, _) = post(
@@ -218,7 +274,8 @@ fn files_jobs_and_isolation_over_http() {
     assert_eq!(post(&s, &format!("/v1/fine_tuning/jobs/{id}/cancel"), &kb, json!({})).0, 404);
     let (_, l) = get(&s, "/v1/fine_tuning/jobs", &kb);
     assert_eq!(l["data"].as_array().unwrap().len(), 0);
-    let (st, e, _) = post(&s, "/v1/fine_tuning/jobs", &kb, json!({"model": model, "training_file": fid}));
+    let (st, e, _) =
+        post(&s, "/v1/fine_tuning/jobs", &kb, json!({"model": model, "training_file": fid}));
     assert_eq!((st, e["error"]["param"].as_str()), (400, Some("training_file")), "{e}");
 
     let j = wait_job(&s, &ka, &id, "succeeded", Duration::from_secs(300));
@@ -226,7 +283,8 @@ fn files_jobs_and_isolation_over_http() {
     assert!(j["trained_tokens"].as_u64().unwrap() > 0, "{j}");
     assert_eq!(j["hyperparameters"]["n_epochs"], 2);
     let (_, ev) = get(&s, &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), &ka);
-    let msgs: Vec<&str> = ev["data"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let msgs: Vec<&str> =
+        ev["data"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
     assert!(msgs.iter().any(|m| m.starts_with("Step ")), "{msgs:?}");
     assert!(msgs[0].contains("successfully completed"), "{msgs:?}");
     let (_, ck) = get(&s, &format!("/v1/fine_tuning/jobs/{id}/checkpoints"), &ka);
@@ -289,7 +347,8 @@ fn threshold_trigger_creates_exactly_one_job_per_crossing_under_concurrent_posts
         assert!(lines > 0);
     }
     // A refused example is kept with its reason and not counted.
-    let (st, v, _) = post(&s, "/v1/feedback", &k, json!({"prompt": "hola", "output": "x", "rating": 1}));
+    let (st, v, _) =
+        post(&s, "/v1/feedback", &k, json!({"prompt": "hola", "output": "x", "rating": 1}));
     assert_eq!(st, 200);
     assert_eq!(v["data"][0]["status"], "rejected", "{v}");
     let (st, e, _) = post(&s, "/v1/feedback", &k, json!({"prompt": "hola", "rating": 7}));
@@ -320,11 +379,23 @@ fn quota_blocks_with_429_and_frees() {
 }
 
 fn spawn_worker(s: &Server, token: &str, model: &Path, name: &str) -> Child {
-    forja_cmd(&["worker", "--control", &s.url, "--token", token, "--model", model.to_str().unwrap(), "--name", name, "-t", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    forja_cmd(&[
+        "worker",
+        "--control",
+        &s.url,
+        "--token",
+        token,
+        "--model",
+        model.to_str().unwrap(),
+        "--name",
+        name,
+        "-t",
+        "1",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
 }
 
 /// Steps of [`long_job`].
@@ -345,7 +416,13 @@ fn long_job(s: &Server, k: &str, model: &Path) -> String {
 
 fn events(s: &Server, k: &str, id: &str) -> Vec<String> {
     let (_, ev) = get(s, &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), k);
-    ev["data"].as_array().unwrap().iter().rev().map(|e| e["message"].as_str().unwrap().to_string()).collect()
+    ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -359,7 +436,11 @@ fn a_killed_remote_worker_is_replaced_and_the_job_resumes_from_its_checkpoint() 
     let id = long_job(&s, &k, &model);
     let mut a = spawn_worker(&s, &kw, &model, "worker-a");
     let ck_path = format!("/v1/fine_tuning/jobs/{id}/checkpoints");
-    wait_for(Duration::from_secs(120), || !get(&s, &ck_path, &k).1["data"].as_array().unwrap().is_empty(), "a checkpoint");
+    wait_for(
+        Duration::from_secs(120),
+        || !get(&s, &ck_path, &k).1["data"].as_array().unwrap().is_empty(),
+        "a checkpoint",
+    );
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
     let at_kill = job_status(&s, &k, &id);
@@ -371,7 +452,9 @@ fn a_killed_remote_worker_is_replaced_and_the_job_resumes_from_its_checkpoint() 
     let _ = b.wait();
     assert_eq!(j["attempts"], 2, "{j}");
     let ev = events(&s, &k, &id);
-    let pos = |p: &str| ev.iter().position(|m| m.contains(p)).unwrap_or_else(|| panic!("no `{p}` in {ev:#?}"));
+    let pos = |p: &str| {
+        ev.iter().position(|m| m.contains(p)).unwrap_or_else(|| panic!("no `{p}` in {ev:#?}"))
+    };
     assert!(pos("Worker worker-a started") < pos("stopped renewing its lease"));
     assert!(pos("stopped renewing its lease") < pos("Worker worker-b started the job (attempt 2)"));
     let resumed = &ev[pos("Resuming from the checkpoint at step")];
@@ -390,7 +473,11 @@ fn kill_9_of_the_server_during_a_run_ends_consistently() {
     let s = serve(&data, &model, &["--workers", "1", "--lease-ttl", "2"], &[]);
     let id = long_job(&s, &k, &model);
     let ck_path = format!("/v1/fine_tuning/jobs/{id}/checkpoints");
-    wait_for(Duration::from_secs(120), || !get(&s, &ck_path, &k).1["data"].as_array().unwrap().is_empty(), "a checkpoint");
+    wait_for(
+        Duration::from_secs(120),
+        || !get(&s, &ck_path, &k).1["data"].as_array().unwrap().is_empty(),
+        "a checkpoint",
+    );
     drop(s); // SIGKILL, mid-run
     let s = serve(&data, &model, &["--workers", "1", "--lease-ttl", "2"], &[]);
     let j = wait_job(&s, &k, &id, "succeeded", Duration::from_secs(600));
@@ -429,7 +516,8 @@ fn webhook_receiver(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<(S
             let mut body = vec![0; len];
             r.read_exact(&mut body).unwrap();
             use std::io::Write as _;
-            write!(c, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+            write!(c, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
             tx.send((sig, String::from_utf8(body).unwrap())).unwrap();
         }
     });
@@ -446,8 +534,15 @@ fn terminal_states_are_posted_to_a_signed_webhook_with_retries() {
     let k = key(&data, &["--tenant", "acme"]);
     let s = serve(&data, &model, &["--workers", "0"], &[]);
     let fid = upload(&s, &k, "t.jsonl", &chat_jsonl(4)).1["id"].as_str().unwrap().to_string();
-    let id = post(&s, "/v1/fine_tuning/jobs", &k, json!({"model": model, "training_file": fid})).1["id"].as_str().unwrap().to_string();
-    assert_eq!(post(&s, &format!("/v1/fine_tuning/jobs/{id}/cancel"), &k, json!({})).1["status"], "cancelled");
+    let id = post(&s, "/v1/fine_tuning/jobs", &k, json!({"model": model, "training_file": fid})).1
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        post(&s, &format!("/v1/fine_tuning/jobs/{id}/cancel"), &k, json!({})).1["status"],
+        "cancelled"
+    );
     let first = rx.recv_timeout(Duration::from_secs(30)).expect("a delivery");
     let second = rx.recv_timeout(Duration::from_secs(30)).expect("a retry after the 500");
     assert_eq!(first.1, second.1, "the retry sends the same event");
@@ -456,7 +551,10 @@ fn terminal_states_are_posted_to_a_signed_webhook_with_retries() {
         assert!(!forja_control::webhook::verify("other", sig, body));
     }
     let v: Value = serde_json::from_str(&second.1).unwrap();
-    assert_eq!((v["type"].as_str(), v["data"]["id"].as_str()), (Some("fine_tuning.job.cancelled"), Some(id.as_str())));
+    assert_eq!(
+        (v["type"].as_str(), v["data"]["id"].as_str()),
+        (Some("fine_tuning.job.cancelled"), Some(id.as_str()))
+    );
 }
 
 #[test]
@@ -465,10 +563,33 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
     let model = tiny_gguf(tmp.path());
     let data = tmp.path().join("data");
     let k = key(&data, &["--tenant", "acme"]);
-    let s = serve(&data, &model, &["--workers", "0", "--db-busy-timeout-ms", "300"], &[("FORJA_DB_MAX_PAGES", "60")]);
-    let words = ["el", "pleno", "aprobó", "moción", "concejal", "votos", "favor", "acta", "sesión", "punto", "orden", "día", "alcaldía", "propuesta", "presupuesto", "obras"];
+    let s = serve(
+        &data,
+        &model,
+        &["--workers", "0", "--db-busy-timeout-ms", "300"],
+        &[("FORJA_DB_MAX_PAGES", "60")],
+    );
+    let words = [
+        "el",
+        "pleno",
+        "aprobó",
+        "moción",
+        "concejal",
+        "votos",
+        "favor",
+        "acta",
+        "sesión",
+        "punto",
+        "orden",
+        "día",
+        "alcaldía",
+        "propuesta",
+        "presupuesto",
+        "obras",
+    ];
     let fb = |i: usize| {
-        let text: Vec<&str> = (0..6000).map(|j| words[(i * 7 + j * j * 31 + j / 3) % words.len()]).collect();
+        let text: Vec<&str> =
+            (0..6000).map(|j| words[(i * 7 + j * j * 31 + j / 3) % words.len()]).collect();
         json!({"prompt": format!("p{i}"), "correction": text.join(" ")})
     };
     {
@@ -486,7 +607,11 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
         let (st, e, retry) = post(&s, "/v1/feedback", &k, fb(0));
         let _ = lock.kill();
         let _ = lock.wait();
-        assert_eq!((st, e["error"]["code"].as_str(), retry.as_deref()), (503, Some("database_busy"), Some("1")), "{e}");
+        assert_eq!(
+            (st, e["error"]["code"].as_str(), retry.as_deref()),
+            (503, Some("database_busy"), Some("1")),
+            "{e}"
+        );
     }
     let mut full = None;
     for i in 1..100 {
@@ -501,4 +626,104 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
     // Nothing half-written: every stored example is whole and counted.
     let (_, status) = get(&s, "/v1/learning/status", &k);
     assert!(status["pending"]["curated"].as_u64().unwrap() >= 1, "{status}");
+}
+
+#[test]
+fn a_worker_cannot_store_an_artifact_under_a_wrong_hash_or_act_without_the_lease() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let data = tmp.path().join("data");
+    let k = key(&data, &["--tenant", "acme"]);
+    let kw = key(&data, &["--worker"]);
+    let s = serve(&data, &model, &["--workers", "0"], &[]);
+    let fid = upload(&s, &k, "t.jsonl", &chat_jsonl(4)).1["id"].as_str().unwrap().to_string();
+    let id = post(&s, "/v1/fine_tuning/jobs", &k, json!({"model": model, "training_file": fid})).1
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_job(&s, &k, &id, "queued", Duration::from_secs(30));
+    let (st, lease, _) = post(
+        &s,
+        "/v1/worker/lease",
+        &kw,
+        json!({"worker": "probe", "capacity": {"gpus": 0, "memory_gb": 8, "models": null}}),
+    );
+    assert_eq!((st, lease["job"]["id"].as_str()), (200, Some(id.as_str())), "{lease}");
+    // The signed URL works without a key; a tampered one does not.
+    let url = lease["urls"][lease["training_sha"].as_str().unwrap()].as_str().unwrap().to_string();
+    assert_eq!(agent().get(&url).call().unwrap().status().as_u16(), 200);
+    assert_eq!(agent().get(url.replace("sig=", "sig=0")).call().unwrap().status().as_u16(), 403);
+    let put = |worker: &str, sha: &str, body: &[u8]| {
+        let mut r = agent()
+            .put(format!("{}/v1/worker/jobs/{id}/artifacts", s.url))
+            .header("authorization", format!("Bearer {kw}"))
+            .header("x-forja-sha256", sha)
+            .header("x-forja-worker", worker)
+            .send(body)
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let (st, body) = put("probe", &"ab".repeat(32), b"adapter bytes");
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("hash_mismatch") && body.contains("upload it again"), "{body}");
+    assert_eq!(put("intruder", &"ab".repeat(32), b"x").0, 409, "only the lease holder uploads");
+    let (st, e, _) = post(
+        &s,
+        &format!("/v1/worker/jobs/{id}/finish"),
+        &kw,
+        json!({"worker": "probe", "outcome": {
+        "status": "succeeded", "trained_tokens": 1, "fine_tuned_model": "x", "adapter_sha256": "cd".repeat(32),
+        "result": {"adapter_files": {}, "steps": 1, "stopped_by": "completed", "kept_step": 1, "best_val_loss": null, "first_loss": null, "last_loss": null, "seconds": 0.0}}}),
+    );
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "an adapter that was never uploaded: {e}"
+    );
+    let (st, _, _) = post(
+        &s,
+        &format!("/v1/worker/jobs/{id}/heartbeat"),
+        &kw,
+        json!({"worker": "intruder", "step": 1, "total_steps": 2}),
+    );
+    assert_eq!(st, 409);
+    assert_eq!(job_status(&s, &k, &id)["status"], "running");
+}
+
+/// The official `openai` client (installed by `make setup-test` under
+/// FORJA_HOME/py) uploads, creates a job, follows it and reads events.
+#[test]
+fn the_official_openai_client_fine_tunes_against_forja() {
+    let py = std::env::var("FORJA_PYTHONPATH").ok();
+    let has_openai = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .env("PYTHONPATH", py.clone().unwrap_or_default())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_openai {
+        assert!(
+            std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
+            "the openai package is missing: run `make setup-test`"
+        );
+        eprintln!("skipping: the openai package is not installed (make setup-test installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let data = tmp.path().join("data");
+    let k = key(&data, &["--tenant", "acme"]);
+    let s = serve(&data, &model, &["--workers", "1"], &[]);
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/openai-finetune-check.py");
+    let o = std::process::Command::new("python3")
+        .arg(script)
+        .args([&s.url, &k, model.to_str().unwrap()])
+        .env("PYTHONPATH", py.unwrap_or_default())
+        .output()
+        .unwrap();
+    let out =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("succeeded"), "{out}");
 }
