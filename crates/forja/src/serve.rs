@@ -112,6 +112,8 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let addr = listener.local_addr()?;
     eprintln!("forja: listening on http://{addr} (data: {})", dir.display());
     let stop = Arc::new(AtomicBool::new(false));
+    // A model that fails to load ends the server (it could never train).
+    let failed = Arc::new(tokio::sync::Notify::new());
 
     // Load the model off the async runtime, then start the workers.
     let handle = rt.handle().clone();
@@ -120,8 +122,15 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
             (stop.clone(), ready.clone(), store.clone(), artifacts.clone());
         let opts = LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
         let (workers, ttl, path) = (a.workers, a.lease_ttl.max(1), model_path.clone());
+        let failed = failed.clone();
         std::thread::spawn(move || -> Result<Vec<std::thread::JoinHandle<()>>> {
-            let engine = Arc::new(Engine::load(&path, &opts, &mut |_| {})?);
+            let engine = match Engine::load(&path, &opts, &mut |_| {}) {
+                Ok(e) => Arc::new(e),
+                Err(e) => {
+                    failed.notify_one();
+                    return Err(e.into());
+                }
+            };
             ready.store(true, Ordering::SeqCst);
             eprintln!("forja: ready ({} loaded, {workers} in-process worker(s))", path.display());
             let mut threads = Vec::new();
@@ -174,15 +183,17 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     };
     let app = forja_server::router(state);
     let served = rt.block_on(async {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
-        server.await
+        let stopped = async move {
+            tokio::select! { _ = shutdown_signal() => {}, _ = failed.notified() => {} }
+        };
+        axum::serve(listener, app).with_graceful_shutdown(stopped).await
     });
-    eprintln!("forja: shutting down");
     stop.store(true, Ordering::SeqCst);
     ticker.abort();
     served.context("the HTTP server failed")?;
     match loader.join() {
         Ok(Ok(threads)) => {
+            eprintln!("forja: shutting down");
             for t in threads {
                 let _ = t.join();
             }
