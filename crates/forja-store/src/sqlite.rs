@@ -293,6 +293,19 @@ fn example_row(r: &Row<'_>) -> rusqlite::Result<Example> {
     })
 }
 
+/// Every row of `query`, mapped by `row`.
+fn rows<T>(
+    c: &Connection,
+    op: &'static str,
+    query: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = c.prepare(query).map_err(sql(op))?;
+    let out = st.query_map(params, row).map_err(sql(op))?.collect::<rusqlite::Result<_>>();
+    out.map_err(sql(op))
+}
+
 fn get_tenant(c: &Connection, id: &str) -> Result<Tenant> {
     c.query_row(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?1"), [id], tenant_row)
         .optional()
@@ -516,11 +529,13 @@ impl Store for SqliteStore {
 
     fn tenants(&self) -> Result<Vec<Tenant>> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare(&format!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"))
-                .map_err(sql("list tenants"))?;
-            let rows = st.query_map([], tenant_row).map_err(sql("list tenants"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list tenants"))
+            rows(
+                c,
+                "list tenants",
+                &format!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"),
+                [],
+                tenant_row,
+            )
         })
     }
 
@@ -651,19 +666,15 @@ impl Store for SqliteStore {
 
     fn pending(&self, tenant_id: &str) -> Result<PendingCounts> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare(
-                    "SELECT status, COUNT(*) FROM examples WHERE tenant_id = ?1 GROUP BY status",
-                )
-                .map_err(sql("count examples"))?;
+            let counts = rows(
+                c,
+                "count examples",
+                "SELECT status, COUNT(*) FROM examples WHERE tenant_id = ?1 GROUP BY status",
+                [tenant_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )?;
             let mut p = PendingCounts::default();
-            let rows = st
-                .query_map([tenant_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })
-                .map_err(sql("count examples"))?;
-            for row in rows {
-                let (s, n) = row.map_err(sql("count examples"))?;
+            for (s, n) in counts {
                 match s.as_str() {
                     "curated" => p.curated = n,
                     "rejected" => p.rejected = n,
@@ -676,11 +687,7 @@ impl Store for SqliteStore {
 
     fn job_examples(&self, job_id: &str) -> Result<Vec<Example>> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare("SELECT id, status, reason, record, job_id FROM examples WHERE job_id = ?1 ORDER BY id")
-                .map_err(sql("read examples"))?;
-            let rows = st.query_map([job_id], example_row).map_err(sql("read examples"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("read examples"))
+            rows(c, "read examples", "SELECT id, status, reason, record, job_id FROM examples WHERE job_id = ?1 ORDER BY id", [job_id], example_row)
         })
     }
 
@@ -731,11 +738,7 @@ impl Store for SqliteStore {
 
     fn files(&self, tenant_id: &str) -> Result<Vec<FileRow>> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare(&format!("SELECT {FILE_COLS} FROM files WHERE tenant_id = ?1 ORDER BY created_at DESC, id DESC"))
-                .map_err(sql("list files"))?;
-            let rows = st.query_map([tenant_id], file_row).map_err(sql("list files"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list files"))
+            rows(c, "list files", &format!("SELECT {FILE_COLS} FROM files WHERE tenant_id = ?1 ORDER BY created_at DESC, id DESC"), [tenant_id], file_row)
         })
     }
 
@@ -759,27 +762,23 @@ impl Store for SqliteStore {
                 }
                 None => None,
             };
-            let (t, ca, ia) = (tenant, cursor.as_ref().map(|c| c.0), cursor.as_ref().map(|c| c.1.clone()));
-            let mut st = c
-                .prepare(&format!(
+            let (ca, ia) = cursor.unzip();
+            rows(c, "list jobs", &format!(
                     "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR tenant_id = ?1) \
                      AND (?2 IS NULL OR (created_at, id) < (?2, ?3)) ORDER BY created_at DESC, id DESC LIMIT ?4"
-                ))
-                .map_err(sql("list jobs"))?;
-            let rows = st.query_map(params![t, ca, ia, limit as i64], job_row).map_err(sql("list jobs"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list jobs"))
+                ), params![tenant, ca, ia, limit as i64], job_row)
         })
     }
 
     fn jobs_in(&self, status: JobStatus) -> Result<Vec<Job>> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare(&format!(
-                    "SELECT {JOB_COLS} FROM jobs WHERE status = ?1 ORDER BY created_at, id"
-                ))
-                .map_err(sql("list jobs"))?;
-            let rows = st.query_map([status.as_str()], job_row).map_err(sql("list jobs"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list jobs"))
+            rows(
+                c,
+                "list jobs",
+                &format!("SELECT {JOB_COLS} FROM jobs WHERE status = ?1 ORDER BY created_at, id"),
+                [status.as_str()],
+                job_row,
+            )
         })
     }
 
@@ -843,14 +842,7 @@ impl Store for SqliteStore {
 
     fn lease(&self, worker: &str, cap: &Capacity, ttl_s: i64) -> Result<Option<Job>> {
         self.tx("lease job", |c, now| {
-            let mut st = c
-                .prepare(&format!("SELECT {JOB_COLS} FROM jobs WHERE status = 'queued' ORDER BY priority DESC, created_at, id"))
-                .map_err(sql("lease job"))?;
-            let queued: Vec<Job> = st
-                .query_map([], job_row)
-                .map_err(sql("lease job"))?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql("lease job"))?;
+            let queued: Vec<Job> = rows(c, "lease job", &format!("SELECT {JOB_COLS} FROM jobs WHERE status = 'queued' ORDER BY priority DESC, created_at, id"), [], job_row)?;
             let fits = |j: &Job| {
                 j.spec.resources.gpus <= cap.gpus
                     && j.spec.resources.memory_gb <= cap.memory_gb
@@ -882,14 +874,7 @@ impl Store for SqliteStore {
 
     fn reap_expired(&self, max_attempts: u32) -> Result<Vec<Job>> {
         self.tx("reap leases", |c, now| {
-            let mut st = c
-                .prepare(&format!("SELECT {JOB_COLS} FROM jobs WHERE status = 'running' AND lease_until < ?1"))
-                .map_err(sql("reap leases"))?;
-            let expired: Vec<Job> = st
-                .query_map([now], job_row)
-                .map_err(sql("reap leases"))?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql("reap leases"))?;
+            let expired: Vec<Job> = rows(c, "reap leases", &format!("SELECT {JOB_COLS} FROM jobs WHERE status = 'running' AND lease_until < ?1"), [now], job_row)?;
             let mut out = Vec::new();
             for job in expired {
                 let worker = job.lease_worker.clone().unwrap_or_default();
@@ -957,16 +942,14 @@ impl Store for SqliteStore {
 
     fn events(&self, job_id: &str, after: Option<i64>, limit: usize) -> Result<Vec<JobEvent>> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, job_id, created_at, level, kind, message, data FROM job_events \
+            rows(
+                c,
+                "list events",
+                "SELECT id, job_id, created_at, level, kind, message, data FROM job_events \
                      WHERE job_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-                )
-                .map_err(sql("list events"))?;
-            let rows = st
-                .query_map(params![job_id, after, limit as i64], event_row)
-                .map_err(sql("list events"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list events"))
+                params![job_id, after, limit as i64],
+                event_row,
+            )
         })
     }
 
@@ -999,11 +982,7 @@ impl Store for SqliteStore {
 
     fn checkpoints(&self, job_id: &str) -> Result<Vec<Checkpoint>> {
         self.read(|c, _| {
-            let mut st = c
-                .prepare("SELECT id, job_id, step, files, metrics, created_at FROM checkpoints WHERE job_id = ?1 ORDER BY step DESC")
-                .map_err(sql("list checkpoints"))?;
-            let rows = st.query_map([job_id], checkpoint_row).map_err(sql("list checkpoints"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list checkpoints"))
+            rows(c, "list checkpoints", "SELECT id, job_id, step, files, metrics, created_at FROM checkpoints WHERE job_id = ?1 ORDER BY step DESC", [job_id], checkpoint_row)
         })
     }
 
@@ -1035,14 +1014,13 @@ impl Store for SqliteStore {
 
     fn due_webhooks(&self, limit: usize) -> Result<Vec<Webhook>> {
         self.read(|c, now| {
-            let mut st = c
-                .prepare(
-                    "SELECT id, tenant_id, job_id, url, event, attempts FROM webhooks \
+            rows(
+                c,
+                "list webhooks",
+                "SELECT id, tenant_id, job_id, url, event, attempts FROM webhooks \
                      WHERE status = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
-                )
-                .map_err(sql("list webhooks"))?;
-            let rows = st
-                .query_map(params![now, limit as i64], |r| {
+                params![now, limit as i64],
+                |r| {
                     Ok(Webhook {
                         id: r.get(0)?,
                         tenant_id: r.get(1)?,
@@ -1051,9 +1029,8 @@ impl Store for SqliteStore {
                         event: r.get(4)?,
                         attempts: r.get::<_, i64>(5)? as u32,
                     })
-                })
-                .map_err(sql("list webhooks"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(sql("list webhooks"))
+                },
+            )
         })
     }
 
