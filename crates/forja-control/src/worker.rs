@@ -136,9 +136,10 @@ impl Link for LocalLink {
         message: &str,
         data: Option<serde_json::Value>,
     ) -> Result<()> {
-        let kind = if data.is_some() { "metrics" } else { "message" };
-        self.store.add_event(job, level, kind, message, data.as_ref())?;
-        Ok(())
+        self.store
+            .worker_event(job, &self.worker, level, message, data.as_ref())
+            .map(|_| ())
+            .map_err(|e| lost(job, e))
     }
     fn checkpoint(
         &self,

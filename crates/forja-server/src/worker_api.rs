@@ -190,26 +190,10 @@ pub async fn event(
 ) -> Result<Json<Value>, ApiError> {
     let r: EventRequest = parse(&body)?;
     s.run(move |c| {
-        held(c, &id, &r.worker)?;
-        let kind = if r.data.is_some() { "metrics" } else { "message" };
-        Ok(c.store.add_event(&id, r.level, kind, &r.message, r.data.as_ref())?)
+        Ok(c.store.worker_event(&id, &r.worker, r.level, &r.message, r.data.as_ref())?)
     })
     .await?;
     Ok(Json(json!({"ok": true})))
-}
-
-/// The job, if `worker` holds its lease.
-fn held(c: &forja_control::Control, id: &str, worker: &str) -> Result<(), ApiError> {
-    let j = c.store.job(None, id)?;
-    if j.status == forja_store::JobStatus::Running && j.lease_worker.as_deref() == Some(worker) {
-        return Ok(());
-    }
-    Err(StoreError::LeaseLost {
-        job: id.into(),
-        worker: worker.into(),
-        why: format!("the job is {}", j.status.as_str()),
-    }
-    .into())
 }
 
 /// `PUT /v1/worker/jobs/{id}/artifacts` with `X-Forja-Sha256`: the body
@@ -233,7 +217,7 @@ pub async fn upload(
         .to_string();
     let worker =
         headers.get("x-forja-worker").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    s.run(move |c| held(c, &id, &worker)).await?;
+    s.run(move |c| Ok(c.store.lease_holder(&id, &worker)?)).await?;
     let sha = s.control.artifacts.put_verified(body, &declared).await?;
     Ok(Json(json!({"sha256": sha})))
 }

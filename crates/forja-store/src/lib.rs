@@ -132,12 +132,15 @@ pub trait Store: Send + Sync {
     /// The lease holder ends a job.
     fn finish(&self, id: &str, worker: &str, outcome: &Finish) -> Result<Job>;
 
-    /// Appends an event.
-    fn add_event(
+    /// The job, if `worker` holds its lease; `LeaseLost` otherwise.
+    fn lease_holder(&self, id: &str, worker: &str) -> Result<Job>;
+    /// The lease holder appends an event (`metrics` when it has data,
+    /// else `message`).
+    fn worker_event(
         &self,
         job_id: &str,
+        worker: &str,
         level: Level,
-        kind: &str,
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> Result<JobEvent>;

@@ -929,15 +929,23 @@ impl Store for SqliteStore {
         })
     }
 
-    fn add_event(
+    fn lease_holder(&self, id: &str, worker: &str) -> Result<Job> {
+        self.read(|c, _| held(c, id, worker))
+    }
+
+    fn worker_event(
         &self,
         job_id: &str,
+        worker: &str,
         level: Level,
-        kind: &str,
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> Result<JobEvent> {
-        self.tx("add event", |c, now| add_event(c, now, job_id, level, kind, message, data))
+        self.tx("add event", |c, now| {
+            held(c, job_id, worker)?;
+            let kind = if data.is_some() { "metrics" } else { "message" };
+            add_event(c, now, job_id, level, kind, message, data)
+        })
     }
 
     fn events(&self, job_id: &str, after: Option<i64>, limit: usize) -> Result<Vec<JobEvent>> {
