@@ -692,6 +692,11 @@ impl Store for SqliteStore {
     }
 
     fn job_from_pending(&self, new: &NewJob, min: u64) -> Result<Option<Job>> {
+        // Called for every tenant on every tick: decide "too few" without
+        // taking the write lock (the transaction checks again).
+        if self.read(|c, _| count_curated(c, &new.tenant_id))? < min.max(1) {
+            return Ok(None);
+        }
         self.tx("create job from pending examples", |c, now| {
             let tenant = get_tenant(c, &new.tenant_id)?;
             if count_curated(c, &tenant.id)? < min.max(1) {
@@ -873,6 +878,18 @@ impl Store for SqliteStore {
     }
 
     fn reap_expired(&self, max_attempts: u32) -> Result<Vec<Job>> {
+        // Called on every tick; most find nothing, without the write lock.
+        let any: bool = self.read(|c, now| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND lease_until < ?1)",
+                [now],
+                |r| r.get(0),
+            )
+            .map_err(sql("reap leases"))
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
         self.tx("reap leases", |c, now| {
             let expired: Vec<Job> = rows(c, "reap leases", &format!("SELECT {JOB_COLS} FROM jobs WHERE status = 'running' AND lease_until < ?1"), [now], job_row)?;
             let mut out = Vec::new();
