@@ -70,6 +70,18 @@ fn model_names(given: &str, path: &Path) -> Vec<String> {
     names
 }
 
+/// Refuses a job whose base model is not one of `names` (the lease
+/// already filters by model; this guards the resolver itself).
+fn check_trains(names: &[String], m: &str) -> forja_control::Result<()> {
+    if names.iter().any(|n| n == m) {
+        return Ok(());
+    }
+    Err(forja_control::ControlError::invalid(
+        "model",
+        format!("this worker trains {}, not `{m}`", names.join(", ")),
+    ))
+}
+
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let dir = admin::data_dir(&a.data);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -155,14 +167,8 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                 };
                 threads.push(std::thread::spawn(move || {
                     let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {
-                        if names.iter().any(|n| n == m) {
-                            Ok(engine.clone())
-                        } else {
-                            Err(forja_control::ControlError::invalid(
-                                "model",
-                                format!("this worker trains {}, not `{m}`", names.join(", ")),
-                            ))
-                        }
+                        check_trains(&names, m)?;
+                        Ok(engine.clone())
                     };
                     worker::run(&link, &resolve, &cfg, &stop);
                 }));
@@ -239,11 +245,8 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
     let threads = a.threads;
     let allowed = a.model.clone();
     let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {
-        if !allowed.is_empty() && !allowed.iter().any(|x| x == m) {
-            return Err(forja_control::ControlError::invalid(
-                "model",
-                format!("this worker trains {}, not `{m}`", allowed.join(", ")),
-            ));
+        if !allowed.is_empty() {
+            check_trains(&allowed, m)?;
         }
         let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = c.get(m) {
