@@ -361,7 +361,12 @@ impl Control {
         if let Err(e) = self.validate_jobs().await {
             tracing::warn!("validation: {e}");
         }
-        webhook::deliver_due(&*self.store).await;
+        let store = self.store.clone();
+        let _ = blocking(move || {
+            webhook::deliver_due(&*store);
+            Ok(())
+        })
+        .await;
     }
 
     /// Signs a download URL query for an artifact: `expires` and `sig`.

@@ -68,8 +68,9 @@ fn body(store: &dyn Store, w: &Webhook) -> Option<String> {
     )
 }
 
-/// Sends every due delivery once.
-pub async fn deliver_due(store: &dyn Store) {
+/// Sends every due delivery once. Blocking (store and HTTP calls): async
+/// callers run it on a blocking thread.
+pub fn deliver_due(store: &dyn Store) {
     let due = match store.due_webhooks(32) {
         Ok(d) => d,
         Err(e) => {
@@ -85,9 +86,7 @@ pub async fn deliver_due(store: &dyn Store) {
             .and_then(|t| t.settings.webhook_secret)
             .unwrap_or_default();
         let sig = signature(&secret, store.now(), &body);
-        let url = w.url.clone();
-        let sent = tokio::task::spawn_blocking(move || send(&url, &body, &sig)).await;
-        let sent = sent.unwrap_or_else(|e| Err(e.to_string()));
+        let sent = send(&w.url, &body, &sig);
         let attempts = w.attempts + 1;
         let r = match sent {
             Ok(()) => store.webhook_attempted(w.id, true, None, None),
