@@ -14,11 +14,16 @@
 
 mod artifacts;
 mod error;
+pub mod registry;
 mod sqlite;
 mod types;
 
 pub use artifacts::{sha256_hex, ArtifactConfig, Artifacts};
 pub use error::{Result, StoreError};
+pub use registry::{
+    Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
+    VersionStatus, CANDIDATE, CHAMPION,
+};
 pub use sqlite::{new_id, SqliteStore};
 pub use types::*;
 
@@ -45,7 +50,7 @@ pub enum Finish {
 /// The control plane's durable state. Methods are synchronous and short;
 /// async callers run them on a blocking thread. `tenant` arguments scope a
 /// lookup: a row of another tenant is `NotFound`, never returned.
-pub trait Store: Send + Sync {
+pub trait Store: Registry + Send + Sync {
     /// The store's clock (unix seconds).
     fn now(&self) -> Timestamp;
 
