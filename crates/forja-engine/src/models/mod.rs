@@ -1,4 +1,6 @@
 //! Model families. One file per family; each has a serde `Config`, private
-//! blocks and a public model with `new(&Config, &Weights)` and forwards.
+//! blocks and a public model with `new(&Config, &Weights)` (or a
+//! `VarBuilder`, for inference-only encoders) and forwards.
 
+pub mod bert;
 pub mod llama;
