@@ -3,11 +3,12 @@
 //! that validates new jobs, requeues lost leases, fires schedules, retries
 //! held thresholds and delivers webhooks.
 
+use crate::events::{Event, EventBus};
 use crate::feedback::{Curator, Feedback};
 use crate::{dataset, hyper, schedule, webhook, ControlError, Result};
 use forja_store::*;
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Settings of the control plane.
 #[derive(Debug, Clone)]
@@ -83,6 +84,9 @@ pub struct Control {
     pub curator: Curator,
     /// Settings.
     pub cfg: ControlConfig,
+    /// Where registry moves and job state changes are published.
+    pub bus: Arc<dyn EventBus>,
+    pub(crate) seen: Mutex<crate::registry::Seen>,
 }
 
 impl std::fmt::Debug for Control {
@@ -91,13 +95,35 @@ impl std::fmt::Debug for Control {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(ControlError::invalid("internal", e.to_string())))
 }
 
 impl Control {
+    /// A control plane over `store` and `artifacts`, publishing on `bus`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        artifacts: Artifacts,
+        curator: Curator,
+        cfg: ControlConfig,
+        bus: Arc<dyn EventBus>,
+    ) -> Control {
+        Control { store, artifacts, curator, cfg, bus, seen: Mutex::default() }
+    }
+
+    /// Publishes a job's new state.
+    pub fn job_changed(&self, job: &Job) {
+        self.bus.publish(Event::JobStateChanged {
+            tenant: job.tenant_id.clone(),
+            job: job.id.clone(),
+            status: job.status.as_str().into(),
+        });
+    }
+
     /// Checks and stores an uploaded file. A fine-tuning file that fails the
     /// check is refused with the line and the reason (`InvalidFile`).
     pub async fn upload_file(
@@ -171,14 +197,23 @@ impl Control {
         }
         // Fail now, not in the queue, on hyperparameters that cannot work.
         hyper::resolve(&req.spec.hyperparameters, train.lines, 0)?;
-        Ok(self.store.create_job(&NewJob {
+        let job = self.store.create_job(&NewJob {
             tenant_id: tenant.id.clone(),
             model: req.model.clone(),
             training_file: Some(req.training_file.clone()),
             validation_file: req.validation_file.clone(),
             trigger: Trigger::Manual,
             spec: req.spec.clone(),
-        })?)
+        })?;
+        self.job_changed(&job);
+        Ok(job)
+    }
+
+    /// Cancels a tenant's job.
+    pub fn cancel_job(&self, tenant: &Tenant, id: &str) -> Result<Job> {
+        let job = self.store.cancel_job(Some(&tenant.id), id)?;
+        self.job_changed(&job);
+        Ok(job)
     }
 
     /// Starts a job now on the tenant's pending examples (`None`: none pending).
@@ -289,7 +324,8 @@ impl Control {
                 };
                 let err = JobError { code: code.into(), message: e.to_string(), param: None };
                 let store = self.store.clone();
-                blocking(move || Ok(store.fail_job(&job.id, &err)?)).await?;
+                let failed = blocking(move || Ok(store.fail_job(&job.id, &err)?)).await?;
+                self.job_changed(&failed);
             }
         }
         Ok(n)
@@ -302,12 +338,21 @@ impl Control {
                 let f = store.file(&job.tenant_id, t)?;
                 let bytes = self.artifacts.get(&f.sha256).await?;
                 let n = dataset::check_training_file(&f.filename, &bytes)?.examples;
+                let golden = self.golden_keys(&job.tenant_id)?;
+                dataset::check_no_golden(&f.filename, &bytes, &golden)?;
                 (t.clone(), job.validation_file.clone(), n)
             }
             None => {
                 let j = job.id.clone();
                 let examples = blocking(move || Ok(store.job_examples(&j)?)).await?;
                 let records: Vec<_> = examples.into_iter().filter_map(|e| e.record).collect();
+                let golden = self.golden_keys(&job.tenant_id)?;
+                let before = records.len();
+                let records: Vec<_> =
+                    records.into_iter().filter(|r| !dataset::is_golden(r, &golden)).collect();
+                if records.len() < before {
+                    tracing::info!(job = %job.id, dropped = before - records.len(), "examples whose prompt is in the golden set were kept out of training");
+                }
                 if records.is_empty() {
                     return Err(ControlError::InvalidFile {
                         file: job.id.clone(),
@@ -332,8 +377,15 @@ impl Control {
         let seed = job.spec.seed.unwrap_or_else(|| seed_of(&job.id));
         let hp = hyper::resolve(&job.spec.hyperparameters, n, seed)?;
         let (store, id) = (self.store.clone(), job.id.clone());
-        blocking(move || Ok(store.job_validated(&id, &train_id, val_id.as_deref(), &hp)?)).await?;
+        let queued =
+            blocking(move || Ok(store.job_validated(&id, &train_id, val_id.as_deref(), &hp)?))
+                .await?;
+        self.job_changed(&queued);
         Ok(())
+    }
+
+    fn golden_keys(&self, tenant: &str) -> Result<std::collections::HashSet<String>> {
+        Ok(self.store.golden_sets(tenant)?.into_iter().flat_map(|g| g.prompt_keys).collect())
     }
 
     async fn store_file(&self, tenant: &Tenant, name: &str, bytes: Vec<u8>) -> Result<FileRow> {
@@ -349,6 +401,7 @@ impl Control {
             Ok(jobs) => {
                 for j in jobs {
                     tracing::warn!(job = %j.id, status = j.status.as_str(), "lease expired");
+                    self.job_changed(&j);
                 }
             }
             Err(e) => tracing::warn!("cannot reap leases: {e}"),
@@ -360,6 +413,12 @@ impl Control {
         }
         if let Err(e) = self.validate_jobs().await {
             tracing::warn!("validation: {e}");
+        }
+        if let Err(e) = self.register_finished().await {
+            tracing::warn!("registry: {e}");
+        }
+        if let Err(e) = self.poll_registry() {
+            tracing::warn!("registry polling: {e}");
         }
         let store = self.store.clone();
         let _ = blocking(move || {

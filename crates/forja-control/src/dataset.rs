@@ -5,6 +5,7 @@
 use crate::{ControlError, Result};
 use forja_store::sha256_hex;
 use serde_json::Value;
+use std::collections::HashSet;
 
 /// What checking a file found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,45 @@ pub fn check_training_file(name: &str, bytes: &[u8]) -> Result<FileCheck> {
         return Err(bad(1, "the file has no examples".into()));
     }
     Ok(FileCheck { examples })
+}
+
+/// The chat messages of a training line (`messages`, or `prompt` as a
+/// user turn).
+fn messages_of(v: &Value) -> Vec<forja_core::ChatMessage> {
+    if let Some(m) = v.get("messages").and_then(|m| serde_json::from_value(m.clone()).ok()) {
+        return m;
+    }
+    v.get("prompt")
+        .and_then(Value::as_str)
+        .map(|p| vec![forja_core::ChatMessage::user(p)])
+        .unwrap_or_default()
+}
+
+/// Whether a training line asks a golden-set prompt.
+pub fn is_golden(v: &Value, golden: &HashSet<String>) -> bool {
+    let m = messages_of(v);
+    !golden.is_empty()
+        && m.iter().any(|m| m.role == forja_core::Role::User)
+        && golden.contains(&forja_eval::golden::prompt_key(&m))
+}
+
+/// Refuses a training file that contains a golden-set prompt: golden
+/// examples are never trained on, or the evaluation would measure recall.
+pub fn check_no_golden(name: &str, bytes: &[u8], golden: &HashSet<String>) -> Result<()> {
+    if golden.is_empty() {
+        return Ok(());
+    }
+    for (i, line) in String::from_utf8_lossy(bytes).lines().enumerate() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if is_golden(&v, golden) {
+            return Err(ControlError::InvalidFile {
+                file: name.into(),
+                line: i + 1,
+                reason: "this prompt is in the tenant's golden set; remove it (golden examples are never trained on)".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A triggered job's files: JSONL of its claimed examples, with every

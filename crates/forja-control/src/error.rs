@@ -28,6 +28,9 @@ pub enum ControlError {
     /// Training or model loading failed.
     #[error(transparent)]
     Engine(#[from] forja_engine::EngineError),
+    /// Evaluation (golden set, metrics, gate policy) failed.
+    #[error(transparent)]
+    Eval(#[from] forja_eval::EvalError),
     /// The curation library failed.
     #[error(transparent)]
     Data(#[from] forja_data::DataError),

@@ -8,7 +8,9 @@
 //! the control plane requeues the job and the next worker restores the
 //! last checkpoint and continues on the same loss curve.
 
+use crate::evaluation::{evaluate_job, EvalPlan};
 use crate::{ControlError, Result};
+use forja_engine::embed::Embedder;
 use forja_engine::lora::{parse_targets, Adapter, LoraConfig};
 use forja_engine::train::{self, Event, OnBadLine, TrainConfig, Trainable};
 use forja_engine::{ChatTemplate, Engine};
@@ -38,6 +40,9 @@ pub struct Lease {
     /// Short-lived signed download URLs by sha256 (remote workers).
     #[serde(default)]
     pub urls: BTreeMap<String, String>,
+    /// What to evaluate after training (`None`: the tenant has no golden set).
+    #[serde(default)]
+    pub eval: Option<EvalPlan>,
 }
 
 /// How a worker reaches the control plane.
@@ -78,6 +83,7 @@ pub fn lease_from_store(
     ttl_s: i64,
 ) -> Result<Option<Lease>> {
     let Some(job) = store.lease(worker, cap, ttl_s)? else { return Ok(None) };
+    let eval = eval_plan(store, &job)?;
     let sha = |id: &str| store.file(&job.tenant_id, id).map(|f| f.sha256);
     let training = job.training_file.as_deref().ok_or_else(|| {
         ControlError::invalid("training_file", format!("job {} has no training file", job.id))
@@ -88,7 +94,30 @@ pub fn lease_from_store(
         checkpoint: store.checkpoints(&job.id)?.into_iter().next(),
         lease_ttl_s: ttl_s,
         urls: BTreeMap::new(),
+        eval,
         job,
+    }))
+}
+
+/// The golden set, the champion to compare with (when it is an adapter of
+/// the same base model) and the gate policy of a job's tenant.
+fn eval_plan(store: &dyn Store, job: &Job) -> Result<Option<EvalPlan>> {
+    let Some(golden) = store.golden_sets(&job.tenant_id)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let tenant = store.tenant(&job.tenant_id)?;
+    let policy = crate::registry::policy_of(&tenant);
+    let champion = match store.resolve_alias(&job.tenant_id, forja_store::CHAMPION) {
+        Ok(v) if v.lineage.base_model == job.model => Some(v),
+        Ok(_) | Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(EvalPlan {
+        golden_set_id: golden.id,
+        golden_sha256: golden.sha256,
+        baseline_version: champion.as_ref().map(|v| v.id.clone()),
+        baseline_files: champion.map(|v| v.lineage.adapter_files).unwrap_or_default(),
+        policy,
     }))
 }
 
@@ -111,6 +140,8 @@ pub struct LocalLink {
     pub worker: String,
     /// Lease length in seconds.
     pub lease_ttl_s: i64,
+    /// Where job state changes are published.
+    pub bus: Arc<dyn crate::EventBus>,
 }
 
 impl Link for LocalLink {
@@ -154,7 +185,13 @@ impl Link for LocalLink {
             .map_err(|e| lost(job, e))
     }
     fn finish(&self, job: &str, outcome: Finish) -> Result<()> {
-        self.store.finish(job, &self.worker, &outcome).map(|_| ()).map_err(|e| lost(job, e))
+        let j = self.store.finish(job, &self.worker, &outcome).map_err(|e| lost(job, e))?;
+        self.bus.publish(crate::Event::JobStateChanged {
+            tenant: j.tenant_id,
+            job: j.id,
+            status: j.status.as_str().into(),
+        });
+        Ok(())
     }
 }
 
@@ -171,6 +208,8 @@ pub struct WorkerConfig {
     pub work_dir: PathBuf,
     /// How long to wait when the queue is empty.
     pub poll: Duration,
+    /// Sentence embedder for the similarity metric (`None`: not measured).
+    pub embedder: Option<Arc<Embedder>>,
 }
 
 /// Runs jobs until `stop` is set.
@@ -202,7 +241,7 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
 }
 
 /// Writes `bytes` to `path`, creating its directory.
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| ControlError::io(d, e))?;
     }
@@ -424,9 +463,17 @@ fn train_leased(
             &mut on_event,
         )
     })?;
+    let (chosen, eval) = match &lease.eval {
+        Some(plan) => {
+            let (path, rec) =
+                evaluate_job(link, lease, plan, &engine, cfg.embedder.as_deref(), &dir, &out)?;
+            (path, Some(rec))
+        }
+        None => (out.clone(), None),
+    };
     let mut files = BTreeMap::new();
     for name in ["adapter_model.safetensors", "adapter_config.json"] {
-        let p = out.join(name);
+        let p = chosen.join(name);
         let bytes = std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?;
         files.insert(name.to_string(), link.upload(&job.id, bytes)?);
     }
@@ -457,6 +504,9 @@ fn train_leased(
             first_loss: report.first_loss.is_finite().then_some(report.first_loss),
             last_loss: report.last_loss.is_finite().then_some(report.last_loss),
             seconds: report.seconds,
+            eval,
+            base_sha256: model_sha256(&engine.info().path),
+            code_commit: Some(crate::CODE_COMMIT.to_string()),
         },
     })
 }
@@ -532,4 +582,23 @@ fn on_train_event(
         Event::Done { .. } => {}
     }
     Ok(())
+}
+
+/// sha256 of a model's weights: the GGUF file, or `model.safetensors` of
+/// an HF directory (`None` when neither can be read).
+pub fn model_sha256(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let file = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
+    let mut f = std::fs::File::open(file).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+    Some(hex::encode(h.finalize()))
 }

@@ -141,7 +141,7 @@ pub async fn cancel_job(
     TenantAuth(t): TenantAuth,
     Path(id): Path<String>,
 ) -> Api {
-    let j = s.run(move |c| Ok(c.store.cancel_job(Some(&t.id), &id)?)).await?;
+    let j = s.run(move |c| Ok(c.cancel_job(&t, &id)?)).await?;
     Ok(Json(wire::job(&j)))
 }
 

@@ -134,6 +134,10 @@ pub async fn lease(
     let mut shas = vec![lease.training_sha.clone()];
     shas.extend(lease.validation_sha.clone());
     shas.extend(lease.checkpoint.iter().flat_map(|c| c.files.values().cloned()));
+    if let Some(plan) = &lease.eval {
+        shas.push(plan.golden_sha256.clone());
+        shas.extend(plan.baseline_files.values().cloned());
+    }
     for sha in shas {
         let sig = s.control.sign(&sha, expires);
         lease.urls.insert(
@@ -257,5 +261,6 @@ pub async fn finish(
         }
     }
     let j = s.run(move |c| Ok(c.store.finish(&id, &r.worker, &r.outcome.into())?)).await?;
+    s.control.job_changed(&j);
     Ok(Json(json!({"status": j.status.as_str()})))
 }

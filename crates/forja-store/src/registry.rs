@@ -6,7 +6,7 @@
 //! `NotFound`, so nothing can resolve or load it for the wrong tenant
 //! (fail-closed in the library, not only in the API).
 
-use crate::{Result, Timestamp};
+use crate::{Job, Result, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -102,7 +102,8 @@ pub struct NewVersion {
     pub eval_sha256: Option<String>,
     /// The gate's decision.
     pub gate: Option<serde_json::Value>,
-    /// Initial status (candidate or rejected).
+    /// Initial status: candidate, rejected, or promoted (registered and
+    /// promoted at once).
     pub status: VersionStatus,
     /// Why it has that status, for people.
     pub status_reason: Option<String>,
@@ -195,8 +196,15 @@ pub trait Registry: Send + Sync {
     fn golden_sets(&self, tenant_id: &str) -> Result<Vec<GoldenSetRow>>;
 
     /// Registers a version and points `candidate` at it; `Conflict` if its
-    /// job was already registered.
-    fn register_version(&self, new: &NewVersion, actor: &str) -> Result<ModelVersion>;
+    /// job was already registered. With status `Promoted` it is also
+    /// promoted, in the same transaction.
+    fn register_version(
+        &self,
+        new: &NewVersion,
+        actor: &str,
+    ) -> Result<(ModelVersion, Option<AliasMove>)>;
+    /// Succeeded jobs not registered yet, oldest first.
+    fn unregistered_jobs(&self, limit: usize) -> Result<Vec<Job>>;
     /// A version of `tenant_id` (`NotFound` for another tenant's).
     fn model_version(&self, tenant_id: &str, id: &str) -> Result<ModelVersion>;
     /// A tenant's versions, newest first.

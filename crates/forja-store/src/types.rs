@@ -44,6 +44,8 @@ pub struct TenantSettings {
     pub webhook_url: Option<String>,
     /// HMAC-SHA256 key of the webhook signature.
     pub webhook_secret: Option<String>,
+    /// The promotion gate policy (TOML; `None`: the default policy).
+    pub gate_policy: Option<String>,
 }
 
 impl Default for TenantSettings {
@@ -104,6 +106,7 @@ impl TenantSettings {
             base_model: None,
             webhook_url: None,
             webhook_secret: None,
+            gate_policy: None,
         }
     }
 }
@@ -461,6 +464,32 @@ pub struct JobResult {
     pub last_loss: Option<f64>,
     /// Wall-clock seconds of training.
     pub seconds: f64,
+    /// The golden-set evaluation run after training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<JobEval>,
+    /// sha256 of the base model's weights file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<String>,
+    /// forja's commit that trained it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_commit: Option<String>,
+}
+
+/// What a worker's golden-set evaluation found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEval {
+    /// The golden set version used.
+    pub golden_set_id: String,
+    /// The champion evaluated as the baseline (`None`: the base model).
+    pub baseline_version: Option<String>,
+    /// The checkpoint chosen by the primary metric (`final`, `step-N`, `best`).
+    pub chosen: Option<String>,
+    /// Summaries: `candidate`, `baseline`, `checkpoints` (metrics only).
+    pub summary: serde_json::Value,
+    /// sha256 of the full reports (per-example results).
+    pub report_sha256: Option<String>,
+    /// Why the evaluation failed, if it did (the adapter is still kept).
+    pub error: Option<String>,
 }
 
 /// A job.

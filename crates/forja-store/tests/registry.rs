@@ -45,7 +45,7 @@ fn promote_and_rollback_move_the_champion_as_a_stack() {
     let e = s.rollback(&t.id, "op", "x").unwrap_err().to_string();
     assert!(e.contains("no champion yet"), "{e}");
     let v: Vec<ModelVersion> =
-        (1..=3).map(|n| s.register_version(&version(&t.id, n), "test").unwrap()).collect();
+        (1..=3).map(|n| s.register_version(&version(&t.id, n), "test").unwrap().0).collect();
     assert_eq!(v[0].id.len(), 36, "a UUID");
     assert_eq!(s.resolve_alias(&t.id, CANDIDATE).unwrap().id, v[2].id);
     let m = s.promote(&t.id, &v[0].id, "gate", "first").unwrap();
@@ -96,7 +96,7 @@ fn versions_of_other_tenants_cannot_be_resolved() {
     let s = open(&dir.path().join("f.db"));
     let a = s.create_tenant("a", "standard", &TenantSettings::default()).unwrap();
     let b = s.create_tenant("b", "standard", &TenantSettings::default()).unwrap();
-    let va = s.register_version(&version(&a.id, 1), "t").unwrap();
+    let va = s.register_version(&version(&a.id, 1), "t").unwrap().0;
     assert!(matches!(s.model_version(&b.id, &va.id), Err(StoreError::NotFound { .. })));
     assert!(matches!(s.promote(&b.id, &va.id, "x", "y"), Err(StoreError::NotFound { .. })));
     assert!(matches!(s.set_alias(&b.id, "mine", &va.id, "x"), Err(StoreError::NotFound { .. })));
@@ -114,7 +114,7 @@ fn concurrent_promotions_and_rollbacks_stay_consistent() {
     let s = open(&db);
     let t = s.create_tenant("acme", "standard", &TenantSettings::default()).unwrap();
     let ids: Vec<String> =
-        (0..6).map(|n| s.register_version(&version(&t.id, n), "t").unwrap().id).collect();
+        (0..6).map(|n| s.register_version(&version(&t.id, n), "t").unwrap().0.id).collect();
     s.promote(&t.id, &ids[0], "seed", "base").unwrap();
     let handles: Vec<_> = (0..6)
         .map(|w| {

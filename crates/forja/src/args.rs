@@ -545,6 +545,10 @@ pub struct ServeArgs {
     /// Largest accepted upload, MiB.
     #[arg(long, default_value_t = 512)]
     pub max_upload_mb: usize,
+    /// Sentence embedder for the similarity metric of evaluations: a built-in name, a
+    /// directory, `auto` (all-MiniLM-L6-v2 when installed) or `none`.
+    #[arg(long, default_value = "auto")]
+    pub embedding_model: String,
     /// Threads for training.
     #[arg(short, long)]
     pub threads: Option<usize>,
@@ -573,6 +577,10 @@ pub struct WorkerArgs {
     /// A name shown in job events (default: host and process id).
     #[arg(long)]
     pub name: Option<String>,
+    /// Sentence embedder for the similarity metric of evaluations: a built-in name, a
+    /// directory, `auto` (all-MiniLM-L6-v2 when installed) or `none`.
+    #[arg(long, default_value = "auto")]
+    pub embedding_model: String,
     /// Threads for training.
     #[arg(short, long)]
     pub threads: Option<usize>,

@@ -69,3 +69,22 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
         Err(_) => bail!("`{model}` is neither a path that exists nor a built-in model: run `forja models` to list them"),
     }
 }
+
+/// The `--embedding-model` value: `none`, `auto` (the built-in MiniLM when
+/// installed), a built-in name (installed on first use) or a directory.
+pub fn embedder(arg: &str) -> Result<Option<std::sync::Arc<forja_engine::Embedder>>> {
+    let path = match arg {
+        "none" => return Ok(None),
+        "auto" => {
+            let m = catalog::find("minilm")?;
+            if !install::is_installed(m, &catalog::models_dir()) {
+                tracing::info!("no embedding model installed: evaluations skip similarity");
+                return Ok(None);
+            }
+            catalog::models_dir().join(m.name)
+        }
+        other => resolve(other)?,
+    };
+    let e = forja_engine::Embedder::load(&path)?;
+    Ok(Some(std::sync::Arc::new(e)))
+}

@@ -7,7 +7,7 @@ use crate::args::{ServeArgs, WorkerArgs};
 use anyhow::{bail, Context, Result};
 use forja_control::feedback::Curator;
 use forja_control::worker::{self, LocalLink, ModelResolver, WorkerConfig};
-use forja_control::{Control, ControlConfig};
+use forja_control::{Control, ControlConfig, EventBus, LocalBus};
 use forja_engine::{Engine, LoadOptions};
 use forja_server::client::RemoteLink;
 use forja_server::AppState;
@@ -95,18 +95,21 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let artifacts = Artifacts::open(&artifact_config(a.artifacts.as_deref(), &dir)?)?;
     let model_path = crate::models::resolve(&a.model)?;
     let names = model_names(&a.model, &model_path);
-    let control = Arc::new(Control {
-        store: store.clone(),
-        artifacts: artifacts.clone(),
-        curator: Curator::new(&Default::default())?,
-        cfg: ControlConfig {
+    let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+    let control = Arc::new(Control::new(
+        store.clone(),
+        artifacts.clone(),
+        Curator::new(&Default::default())?,
+        ControlConfig {
             default_model: a.model.clone(),
             models: names.clone(),
             lease_ttl_s: a.lease_ttl.max(1),
             max_attempts: a.max_attempts.max(1),
             url_secret: url_secret(&dir)?,
         },
-    });
+        bus.clone(),
+    ));
+    let embedder = crate::models::embedder(&a.embedding_model)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -130,8 +133,8 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     // Load the model off the async runtime, then start the workers.
     let handle = rt.handle().clone();
     let loader = {
-        let (stop, ready, store, artifacts) =
-            (stop.clone(), ready.clone(), store.clone(), artifacts.clone());
+        let (stop, ready, store, artifacts, bus) =
+            (stop.clone(), ready.clone(), store.clone(), artifacts.clone(), bus.clone());
         let opts = LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
         let (workers, ttl, path) = (a.workers, a.lease_ttl.max(1), model_path.clone());
         let failed = failed.clone();
@@ -153,6 +156,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                     runtime: handle.clone(),
                     worker: format!("local-{}-{i}", std::process::id()),
                     lease_ttl_s: ttl,
+                    bus: bus.clone(),
                 };
                 let (engine, names, stop) = (engine.clone(), names.clone(), stop.clone());
                 let cfg = WorkerConfig {
@@ -164,6 +168,7 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                     },
                     work_dir: std::env::temp_dir().join(format!("forja-work-{}", link.worker)),
                     poll: Duration::from_millis(500),
+                    embedder: embedder.clone(),
                 };
                 threads.push(std::thread::spawn(move || {
                     let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {
@@ -269,6 +274,7 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         },
         work_dir,
         poll: Duration::from_secs(1),
+        embedder: crate::models::embedder(&a.embedding_model)?,
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());

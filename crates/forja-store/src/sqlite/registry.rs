@@ -3,10 +3,10 @@
 //! moves are serialised and the champion always points at a promoted
 //! version of its own tenant.
 
-use super::{col_json, col_json_opt, rows, to_json, BadEnum, SqliteStore};
+use super::{col_json, col_json_opt, job_row, rows, to_json, BadEnum, SqliteStore, JOB_COLS};
 use crate::error::{sql, Result, StoreError};
 use crate::registry::*;
-use crate::Timestamp;
+use crate::{Job, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const VERSION_COLS: &str = "id, tenant_id, job_id, parent_id, base_model, base_sha256, \
@@ -152,6 +152,50 @@ fn check_alias_name(name: &str) -> Result<()> {
     }
 }
 
+fn promote_in(
+    c: &Connection,
+    tenant_id: &str,
+    id: &str,
+    actor: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<AliasMove> {
+    let v = get_version(c, tenant_id, id)?;
+    if v.status() == VersionStatus::Archived {
+        return Err(StoreError::Conflict(format!(
+            "version {id} is archived (rolled back); register a new version instead"
+        )));
+    }
+    let previous = alias_target(c, tenant_id, CHAMPION)?;
+    if previous.as_deref() == Some(id) {
+        return Err(StoreError::Conflict(format!("version {id} is already the champion")));
+    }
+    c.execute(
+        "UPDATE model_versions SET status = 'promoted', status_reason = ?1, promoted_at = ?2, \
+         promoted_by = ?3 WHERE id = ?4",
+        params![reason, now, actor, id],
+    )
+    .map_err(sql("promote"))?;
+    put_alias(c, tenant_id, CHAMPION, id, actor, now)?;
+    let l = Log {
+        tenant: tenant_id,
+        kind: "promoted",
+        version: Some(id),
+        previous: previous.as_deref(),
+        alias: Some(CHAMPION),
+        actor,
+        reason: Some(reason),
+    };
+    let entry_id = log(c, l, now)?;
+    let generation = bump_generation(c, tenant_id)?;
+    Ok(AliasMove {
+        version: get_version(c, tenant_id, id)?,
+        previous_id: previous,
+        generation,
+        entry_id,
+    })
+}
+
 impl Registry for SqliteStore {
     fn add_golden_set(
         &self,
@@ -203,7 +247,11 @@ impl Registry for SqliteStore {
         })
     }
 
-    fn register_version(&self, new: &NewVersion, actor: &str) -> Result<ModelVersion> {
+    fn register_version(
+        &self,
+        new: &NewVersion,
+        actor: &str,
+    ) -> Result<(ModelVersion, Option<AliasMove>)> {
         self.tx("register model version", |c, now| {
             super::get_tenant(c, &new.tenant_id)?;
             if let Some(job) = &new.job_id {
@@ -221,6 +269,12 @@ impl Registry for SqliteStore {
                 get_version(c, &new.tenant_id, p)?;
             }
             let id = uuid::Uuid::new_v4().to_string();
+            // A version the gate promotes is registered and promoted in one
+            // transaction: a crash cannot leave it approved but not served.
+            let initial = match new.status {
+                VersionStatus::Promoted => VersionStatus::Candidate,
+                s => s,
+            };
             c.execute(
                 &format!(
                     "INSERT INTO model_versions ({VERSION_COLS}) VALUES \
@@ -243,7 +297,7 @@ impl Registry for SqliteStore {
                     new.eval.as_ref().map(to_json),
                     new.eval_sha256,
                     new.gate.as_ref().map(to_json),
-                    new.status.as_str(),
+                    initial.as_str(),
                     new.status_reason,
                     now
                 ],
@@ -260,7 +314,30 @@ impl Registry for SqliteStore {
                 reason: new.status_reason.as_deref(),
             };
             log(c, l, now)?;
-            get_version(c, &new.tenant_id, &id)
+            let moved = match new.status {
+                VersionStatus::Promoted => {
+                    let why = new.status_reason.as_deref().unwrap_or("passed the gate");
+                    Some(promote_in(c, &new.tenant_id, &id, actor, why, now)?)
+                }
+                _ => None,
+            };
+            Ok((get_version(c, &new.tenant_id, &id)?, moved))
+        })
+    }
+
+    fn unregistered_jobs(&self, limit: usize) -> Result<Vec<Job>> {
+        self.read(|c, _| {
+            rows(
+                c,
+                "list unregistered jobs",
+                &format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE status = 'succeeded' AND id NOT IN \
+                     (SELECT job_id FROM model_versions WHERE job_id IS NOT NULL) \
+                     ORDER BY finished_at, id LIMIT ?1"
+                ),
+                [limit as i64],
+                job_row,
+            )
         })
     }
 
@@ -334,37 +411,7 @@ impl Registry for SqliteStore {
     }
 
     fn promote(&self, tenant_id: &str, id: &str, actor: &str, reason: &str) -> Result<AliasMove> {
-        self.tx("promote", |c, now| {
-            let v = get_version(c, tenant_id, id)?;
-            if v.status() == VersionStatus::Archived {
-                return Err(StoreError::Conflict(format!(
-                    "version {id} is archived (rolled back); register a new version instead"
-                )));
-            }
-            let previous = alias_target(c, tenant_id, CHAMPION)?;
-            if previous.as_deref() == Some(id) {
-                return Err(StoreError::Conflict(format!("version {id} is already the champion")));
-            }
-            c.execute(
-                "UPDATE model_versions SET status = 'promoted', status_reason = ?1, promoted_at = ?2, \
-                 promoted_by = ?3 WHERE id = ?4",
-                params![reason, now, actor, id],
-            )
-            .map_err(sql("promote"))?;
-            put_alias(c, tenant_id, CHAMPION, id, actor, now)?;
-            let l = Log {
-                tenant: tenant_id,
-                kind: "promoted",
-                version: Some(id),
-                previous: previous.as_deref(),
-                alias: Some(CHAMPION),
-                actor,
-                reason: Some(reason),
-            };
-            let entry_id = log(c, l, now)?;
-            let generation = bump_generation(c, tenant_id)?;
-            Ok(AliasMove { version: get_version(c, tenant_id, id)?, previous_id: previous, generation, entry_id })
-        })
+        self.tx("promote", |c, now| promote_in(c, tenant_id, id, actor, reason, now))
     }
 
     fn rollback(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove> {

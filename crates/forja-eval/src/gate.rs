@@ -1,0 +1,320 @@
+//! The promotion gate: a tenant's policy (TOML) and the decision it gives
+//! for a candidate's report against the current model's report on the
+//! same golden set.
+//!
+//! ```toml
+//! primary_metric = "wer"     # chooses checkpoints and must not get worse
+//! guarded = ["wer"]          # may not regress by more than max_regression
+//! max_regression = 0.02      # relative: WER may rise by at most 2 %
+//! min_improvement = 0.0      # relative gain on the primary metric needed
+//! task = "text"              # "json" / "xml": one invalid output rejects
+//! auto_promote = true        # promote on pass; false leaves it READY
+//! ```
+//! Validity may never drop below the current model's.
+
+use crate::report::{EvalReport, Metric};
+use crate::validity::Format;
+use crate::{EvalError, Result};
+use serde::{Deserialize, Serialize};
+
+/// A tenant's promotion policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatePolicy {
+    /// The metric that selects checkpoints and decides "better".
+    pub primary_metric: Metric,
+    /// Metrics that may not regress by more than `max_regression`.
+    pub guarded: Vec<Metric>,
+    /// Largest relative regression allowed on a guarded metric.
+    pub max_regression: f64,
+    /// Relative improvement on the primary metric needed to promote.
+    pub min_improvement: f64,
+    /// The output format of the task: hard validity rule when structured.
+    pub task: Format,
+    /// Promote when the gate passes (otherwise the version waits, READY).
+    pub auto_promote: bool,
+}
+
+impl Default for GatePolicy {
+    fn default() -> Self {
+        GatePolicy {
+            primary_metric: Metric::Wer,
+            guarded: vec![Metric::Wer],
+            max_regression: 0.02,
+            min_improvement: 0.0,
+            task: Format::Text,
+            auto_promote: true,
+        }
+    }
+}
+
+impl GatePolicy {
+    /// Parses and checks a TOML policy.
+    pub fn from_toml(text: &str) -> Result<GatePolicy> {
+        let p: GatePolicy = toml::from_str(text).map_err(|e| EvalError::Policy(e.to_string()))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The policy as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a policy always serialises")
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<()> {
+        let frac = |name: &str, v: f64| {
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(EvalError::Policy(format!(
+                    "`{name}` must be between 0 and 1 (a fraction), got {v}"
+                )))
+            }
+        };
+        frac("max_regression", self.max_regression)?;
+        frac("min_improvement", self.min_improvement)?;
+        if self.primary_metric == Metric::LatencyMs {
+            return Err(EvalError::Policy(
+                "`primary_metric` cannot be latency_ms: it measures the machine, not the model"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the gate decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// Passed; waits for a manual promotion.
+    Ready,
+    /// Passed; promote now.
+    Promoted,
+    /// Failed; see the reasons.
+    Rejected,
+}
+
+/// One comparison the gate made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The metric.
+    pub metric: Metric,
+    /// The candidate's value.
+    pub candidate: f64,
+    /// The current model's value.
+    pub baseline: f64,
+    /// Relative change, positive = better.
+    pub relative_gain: f64,
+    /// Whether the rule held.
+    pub passed: bool,
+    /// The rule, for people.
+    pub rule: String,
+}
+
+/// The gate's decision, stored on the model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// READY, PROMOTED or REJECTED.
+    pub outcome: Outcome,
+    /// Why it was rejected (empty when it passed).
+    pub reasons: Vec<String>,
+    /// Every comparison made.
+    pub checks: Vec<Check>,
+}
+
+impl Decision {
+    /// A rejection that needed no comparison (no golden set, eval failed).
+    pub fn rejected(reason: impl Into<String>) -> Decision {
+        Decision { outcome: Outcome::Rejected, reasons: vec![reason.into()], checks: Vec::new() }
+    }
+}
+
+/// Relative gain of `cand` over `base` (positive = better).
+fn relative_gain(m: Metric, cand: f64, base: f64) -> f64 {
+    let diff = if m.higher_is_better() { cand - base } else { base - cand };
+    if base.abs() > 1e-12 {
+        diff / base.abs()
+    } else if diff.abs() <= 1e-12 {
+        0.0
+    } else {
+        diff.signum() * f64::INFINITY
+    }
+}
+
+/// The index of the best report by `metric` (ties go to the earlier one);
+/// reports without the metric never win.
+pub fn best_index(metric: Metric, reports: &[EvalReport]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, r) in reports.iter().enumerate() {
+        let Some(v) = r.get(metric).filter(|v| v.is_finite()) else { continue };
+        let better = match best {
+            None => true,
+            Some((_, b)) if metric.higher_is_better() => v > b,
+            Some((_, b)) => v < b,
+        };
+        if better {
+            best = Some((i, v));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Decides on `candidate` given the current model's `baseline` report.
+pub fn decide(policy: &GatePolicy, candidate: &EvalReport, baseline: &EvalReport) -> Decision {
+    let mut reasons = Vec::new();
+    let mut checks = Vec::new();
+    if candidate.golden_sha256 != baseline.golden_sha256 {
+        return Decision::rejected(
+            "the candidate and the current model were evaluated on different golden sets",
+        );
+    }
+    let pct = |x: f64| format!("{:.2}%", x * 100.0);
+    let mut compare = |m: Metric, rule: String, pass: &dyn Fn(f64) -> bool| match (
+        candidate.get(m),
+        baseline.get(m),
+    ) {
+        (Some(c), Some(b)) => {
+            let gain = relative_gain(m, c, b);
+            let passed = pass(gain);
+            if !passed {
+                let change = if gain.is_finite() {
+                    format!("{:+.2}%", gain * 100.0)
+                } else {
+                    "from a perfect score".into()
+                };
+                reasons.push(format!("{m} {b:.4} -> {c:.4} ({change}): {rule}"));
+            }
+            checks.push(Check {
+                metric: m,
+                candidate: c,
+                baseline: b,
+                relative_gain: gain,
+                passed,
+                rule,
+            });
+        }
+        _ => reasons.push(format!("{m} was not measured on both models; cannot check: {rule}")),
+    };
+    for &m in &policy.guarded {
+        let limit = policy.max_regression;
+        compare(m, format!("may not regress by more than {}", pct(limit)), &|g| {
+            g >= -limit - 1e-12
+        });
+    }
+    let need = policy.min_improvement;
+    compare(
+        policy.primary_metric,
+        format!("primary metric must improve by at least {}", pct(need)),
+        &|g| g >= need - 1e-12,
+    );
+    if candidate.get(Metric::Validity).is_some() || baseline.get(Metric::Validity).is_some() {
+        compare(Metric::Validity, "validity may not drop".into(), &|g| g >= -1e-12);
+    }
+    if policy.task.is_structured() {
+        let bad: Vec<&str> = candidate
+            .examples
+            .iter()
+            .filter(|e| e.valid == Some(false))
+            .map(|e| e.id.as_str())
+            .collect();
+        let all_checked = candidate.examples.iter().all(|e| e.valid.is_some());
+        if !bad.is_empty() {
+            reasons.push(format!(
+                "the task is {:?} and {} output(s) are invalid (examples {})",
+                policy.task,
+                bad.len(),
+                bad.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            ));
+        } else if !all_checked || candidate.examples.is_empty() {
+            reasons.push(format!(
+                "the task is {:?} but the golden set does not mark every example with that format",
+                policy.task
+            ));
+        }
+    }
+    reasons.dedup();
+    let outcome = match (reasons.is_empty(), policy.auto_promote) {
+        (false, _) => Outcome::Rejected,
+        (true, true) => Outcome::Promoted,
+        (true, false) => Outcome::Ready,
+    };
+    Decision { outcome, reasons, checks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Normalization;
+    use crate::report::ExampleResult;
+
+    fn report(pairs: &[(&str, &str)], format: Format) -> EvalReport {
+        let ex = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (r, p))| {
+                ExampleResult::score(&i.to_string(), r, p, format, None, Normalization::Standard)
+            })
+            .collect();
+        let mut r = EvalReport::new(ex, Normalization::Standard, None);
+        r.golden_sha256 = Some("g".into());
+        r
+    }
+
+    #[test]
+    fn decisions() {
+        let refs = ["se aprueba la moción", "votos a favor doce"];
+        let perfect = report(&[(refs[0], refs[0]), (refs[1], refs[1])], Format::Text);
+        let half = report(&[(refs[0], refs[0]), (refs[1], "nada")], Format::Text);
+        let p = GatePolicy::default();
+        assert_eq!(decide(&p, &perfect, &half).outcome, Outcome::Promoted);
+        let d = decide(&p, &half, &perfect);
+        assert_eq!(d.outcome, Outcome::Rejected);
+        assert!(
+            d.reasons[0]
+                .starts_with("wer 0.0000 -> 0.5000 (from a perfect score): may not regress"),
+            "{:?}",
+            d.reasons
+        );
+        let manual = GatePolicy { auto_promote: false, ..p.clone() };
+        assert_eq!(decide(&manual, &perfect, &half).outcome, Outcome::Ready);
+        let demanding = GatePolicy { min_improvement: 0.5, ..p.clone() };
+        assert_eq!(decide(&demanding, &half, &half).outcome, Outcome::Rejected);
+        let mut other = perfect.clone();
+        other.golden_sha256 = Some("h".into());
+        assert_eq!(decide(&p, &other, &half).outcome, Outcome::Rejected);
+    }
+
+    #[test]
+    fn structured_tasks_reject_any_invalid_output() {
+        let xml = GatePolicy { task: Format::Xml, ..GatePolicy::default() };
+        let good = report(&[("<a>1</a>", "<a>1</a>"), ("<b/>", "<b/>")], Format::Xml);
+        let one_bad = report(&[("<a>1</a>", "<a>1</a>"), ("<b/>", "<b>")], Format::Xml);
+        assert_eq!(decide(&xml, &good, &one_bad).outcome, Outcome::Promoted);
+        let d = decide(&xml, &one_bad, &one_bad);
+        assert_eq!(d.outcome, Outcome::Rejected);
+        assert!(
+            d.reasons.iter().any(|r| r.contains("1 output(s) are invalid (examples 1)")),
+            "{:?}",
+            d.reasons
+        );
+    }
+
+    #[test]
+    fn policy_toml() {
+        let p = GatePolicy::from_toml("primary_metric = \"token_f1\"\nmax_regression = 0.05\n")
+            .unwrap();
+        assert_eq!(p.primary_metric, Metric::TokenF1);
+        assert_eq!(p.guarded, vec![Metric::Wer]);
+        assert_eq!(GatePolicy::from_toml(&p.to_toml()).unwrap(), p);
+        for (bad, want) in [
+            ("max_regression = 2.0", "`max_regression` must be between 0 and 1"),
+            ("primary_metric = \"bleu\"", "unknown variant `bleu`"),
+            ("colour = 1", "unknown field `colour`"),
+        ] {
+            let e = GatePolicy::from_toml(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+}

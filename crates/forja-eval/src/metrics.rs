@@ -1,0 +1,212 @@
+//! Text metrics: word and character error rate, exact match and token F1.
+//!
+//! WER and CER follow `jiwer` (4.x) exactly so the numbers can be compared
+//! with other systems: with [`Normalization::None`] a text is treated as
+//! `jiwer.wer_default` / `jiwer.cer_default` treat it (runs of two or more
+//! whitespace characters become one space, the ends are stripped, words
+//! are split on single spaces; CER keeps every character, spaces
+//! included). [`Normalization::Standard`] lower-cases and removes Unicode
+//! punctuation (general category `P*`) first, the usual ASR scoring. Corpus
+//! rates are total edits over total reference length, not a mean of
+//! per-example rates. `scripts/jiwer-check.py` holds the Python side.
+
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// How texts are normalised before scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// jiwer's defaults: whitespace only.
+    None,
+    /// Lower case, Unicode punctuation removed, then whitespace as in `None`.
+    #[default]
+    Standard,
+}
+
+static PUNCT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{P}").expect("valid regex"));
+
+/// Python's `str.isspace`: Unicode White_Space plus the four ASCII
+/// information separators.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Applies `norm` and jiwer's `RemoveMultipleSpaces` + `Strip`.
+pub fn normalize(text: &str, norm: Normalization) -> String {
+    let text = match norm {
+        Normalization::None => text.to_string(),
+        Normalization::Standard => PUNCT.replace_all(&text.to_lowercase(), "").into_owned(),
+    };
+    // `re.sub(r"\s\s+", " ", s)`: a run of two or more spaces becomes one
+    // space; a lone tab stays a tab.
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if is_space(chars[i]) {
+            let mut j = i;
+            while j < chars.len() && is_space(chars[j]) {
+                j += 1;
+            }
+            if j - i >= 2 {
+                out.push(' ');
+            } else {
+                out.push(chars[i]);
+            }
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out.trim_matches(is_space).to_string()
+}
+
+/// Words as jiwer splits them: on single spaces, empty pieces dropped.
+pub fn words(normalized: &str) -> Vec<&str> {
+    normalized.split(' ').filter(|w| !w.is_empty()).collect()
+}
+
+/// Levenshtein distance between two sequences (unit costs).
+pub fn levenshtein<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    if a.is_empty() {
+        return b.len();
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, x) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, y) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(x != y);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Edits and reference length of one pair, for summing over a corpus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EditCount {
+    /// Substitutions + deletions + insertions.
+    pub edits: usize,
+    /// Reference length (words or characters).
+    pub reference_len: usize,
+}
+
+impl EditCount {
+    /// `edits / reference_len` (0 for an empty reference and hypothesis).
+    pub fn rate(&self) -> f64 {
+        match self.reference_len {
+            0 if self.edits == 0 => 0.0,
+            0 => f64::INFINITY,
+            n => self.edits as f64 / n as f64,
+        }
+    }
+
+    /// Adds another pair's counts.
+    pub fn add(&mut self, o: EditCount) {
+        self.edits += o.edits;
+        self.reference_len += o.reference_len;
+    }
+}
+
+/// Word edits of one pair.
+pub fn word_edits(reference: &str, hypothesis: &str, norm: Normalization) -> EditCount {
+    let (r, h) = (normalize(reference, norm), normalize(hypothesis, norm));
+    let (r, h) = (words(&r), words(&h));
+    EditCount { edits: levenshtein(&r, &h), reference_len: r.len() }
+}
+
+/// Character edits of one pair.
+pub fn char_edits(reference: &str, hypothesis: &str, norm: Normalization) -> EditCount {
+    let r: Vec<char> = normalize(reference, norm).chars().collect();
+    let h: Vec<char> = normalize(hypothesis, norm).chars().collect();
+    EditCount { edits: levenshtein(&r, &h), reference_len: r.len() }
+}
+
+/// Whether the texts are equal after [`Normalization::Standard`].
+pub fn exact_match(reference: &str, hypothesis: &str) -> bool {
+    normalize(reference, Normalization::Standard) == normalize(hypothesis, Normalization::Standard)
+}
+
+/// SQuAD-style token F1 over the multiset of normalised words.
+pub fn token_f1(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (
+        normalize(reference, Normalization::Standard),
+        normalize(hypothesis, Normalization::Standard),
+    );
+    let (r, h) = (words(&r), words(&h));
+    if r.is_empty() || h.is_empty() {
+        return f64::from(u8::from(r.is_empty() && h.is_empty()));
+    }
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for w in &r {
+        *counts.entry(w).or_default() += 1;
+    }
+    let mut common = 0usize;
+    for w in &h {
+        if let Some(c) = counts.get_mut(w).filter(|c| **c > 0) {
+            *c -= 1;
+            common += 1;
+        }
+    }
+    if common == 0 {
+        return 0.0;
+    }
+    let p = common as f64 / h.len() as f64;
+    let rc = common as f64 / r.len() as f64;
+    2.0 * p * rc / (p + rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_matches_jiwer_rules() {
+        let cases = [
+            ("  hola   mundo  ", Normalization::None, "hola mundo"),
+            ("a\tb", Normalization::None, "a\tb"),
+            ("a \t b\n", Normalization::None, "a b"),
+            ("¡Hola, Mundo!", Normalization::Standard, "hola mundo"),
+            ("El 3,5 % — dijo", Normalization::Standard, "el 35 dijo"),
+        ];
+        for (input, norm, want) in cases {
+            assert_eq!(normalize(input, norm), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn error_rates() {
+        let n = Normalization::None;
+        let cases = [
+            ("a b c", "a b c", 0, 3),
+            ("a b c", "a x c", 1, 3),
+            ("a b c", "a c", 1, 3),
+            ("a b c", "a b c d e", 2, 3),
+            ("a b c", "", 3, 3),
+            ("kitten sitting", "sitting kitten", 2, 2),
+        ];
+        for (r, h, edits, len) in cases {
+            assert_eq!(word_edits(r, h, n), EditCount { edits, reference_len: len }, "{r} / {h}");
+        }
+        assert_eq!(char_edits("kitten", "sitting", n).edits, 3);
+        assert_eq!(char_edits("ab cd", "abcd", n), EditCount { edits: 1, reference_len: 5 });
+        assert!(EditCount { edits: 1, reference_len: 0 }.rate().is_infinite());
+    }
+
+    #[test]
+    fn match_and_f1() {
+        assert!(exact_match("Se aprueba.", "se aprueba"));
+        assert!(!exact_match("se aprueba", "no se aprueba"));
+        assert_eq!(token_f1("a b c d", "a b c d"), 1.0);
+        assert_eq!(token_f1("a b", "c d"), 0.0);
+        // 2 common of 3 predicted, 2 of 4 reference: p = 2/3, r = 1/2.
+        let f = token_f1("a b c d", "a b x");
+        assert!((f - 2.0 * (2.0 / 3.0) * 0.5 / (2.0 / 3.0 + 0.5)).abs() < 1e-12);
+        assert_eq!(token_f1("", ""), 1.0);
+    }
+}
