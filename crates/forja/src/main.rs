@@ -6,9 +6,11 @@ mod args;
 mod bench;
 mod curate;
 mod debug;
+mod eval;
 mod install;
 mod models;
 mod progress;
+mod registry;
 mod run;
 mod serve;
 mod train;
@@ -41,6 +43,8 @@ fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
         args::Command::Merge(a) => train::merge(a),
         args::Command::Curate(a) => curate::run(a),
         args::Command::Models(a) => models::run(a),
+        args::Command::Eval(a) => eval::run(a),
+        args::Command::Golden(c) => registry::golden(c),
         args::Command::Serve(a) => serve::serve(a),
         args::Command::Worker(a) => serve::worker_cmd(a),
         args::Command::Tenants(c) => admin::tenants(c),

@@ -10,8 +10,12 @@ use std::process::ExitCode;
 
 pub fn run(a: ModelsArgs) -> Result<ExitCode> {
     let dir = catalog::models_dir();
-    match a.command.unwrap_or(ModelsCommand::List) {
-        ModelsCommand::List => {
+    let cmd = a.command.unwrap_or(ModelsCommand::List { tenant: None, data: Default::default() });
+    if let Some(r) = crate::registry::models(&cmd) {
+        return r;
+    }
+    match cmd {
+        ModelsCommand::List { .. } => {
             println!("models cache: {}", dir.display());
             for m in BUILTIN {
                 let state =
@@ -47,6 +51,7 @@ pub fn run(a: ModelsArgs) -> Result<ExitCode> {
             engine.save_hf(&out)?;
             println!("{}", out.display());
         }
+        _ => unreachable!("registry commands are handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// The key of signed download URLs: 32 random bytes kept in the data
 /// directory (so URLs survive a restart), created on first use.
-fn url_secret(dir: &Path) -> Result<Vec<u8>> {
+pub(crate) fn url_secret(dir: &Path) -> Result<Vec<u8>> {
     let p = dir.join("url-signing.key");
     if let Ok(k) = std::fs::read(&p) {
         if k.len() >= 32 {
@@ -35,7 +35,7 @@ fn url_secret(dir: &Path) -> Result<Vec<u8>> {
     Ok(k.to_vec())
 }
 
-fn artifact_config(spec: Option<&str>, data_dir: &Path) -> Result<ArtifactConfig> {
+pub(crate) fn artifact_config(spec: Option<&str>, data_dir: &Path) -> Result<ArtifactConfig> {
     Ok(match spec {
         None => ArtifactConfig::Local { dir: data_dir.join("artifacts") },
         Some(s) if s.starts_with("s3://") => {

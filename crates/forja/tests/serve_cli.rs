@@ -567,7 +567,7 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
         &data,
         &model,
         &["--workers", "0", "--db-busy-timeout-ms", "300"],
-        &[("FORJA_DB_MAX_PAGES", "60")],
+        &[("FORJA_DB_MAX_PAGES", "72")],
     );
     let words = [
         "el",

@@ -1,0 +1,274 @@
+//! The evaluation gate end to end, in process, on a real SQLite file, a
+//! real artifact directory and real training of a tiny model: a good
+//! adapter is promoted (and MODEL_PROMOTED fires), an adapter trained on
+//! shuffled targets is rejected with reasons, rollback restores the
+//! previous champion, lineage reaches the dataset and the job, golden
+//! prompts never reach training, and a corrupted adapter cannot be
+//! promoted.
+
+use forja_control::feedback::Curator;
+use forja_control::worker::{self, LocalLink, WorkerConfig};
+use forja_control::{Control, ControlConfig, Event, EventBus, JobRequest, LocalBus};
+use forja_engine::fixtures::{self as fx, Spec};
+use forja_engine::{Engine, LoadOptions};
+use forja_store::*;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEYS: [(&str, &str); 5] = [
+    ("fox", "dog"),
+    ("budget", "council"),
+    ("votes", "minutes"),
+    ("session", "world"),
+    ("hello", "forja"),
+];
+
+/// Keyword → answer lines; `shift` answers with another keyword's word
+/// (shuffled targets) when non-zero.
+fn lines(range: std::ops::Range<usize>, shift: usize) -> String {
+    range
+        .map(|i| {
+            let (w, _) = KEYS[i % KEYS.len()];
+            let (_, a) = KEYS[(i + shift) % KEYS.len()];
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("{w} {i}")},
+                {"role": "assistant", "content": a},
+            ]})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+struct Bed {
+    control: Arc<Control>,
+    tenant: Tenant,
+    bus: Arc<LocalBus>,
+    engine: Arc<Engine>,
+    rt: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+    work: std::path::PathBuf,
+}
+
+fn bed() -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec::llama();
+    let model = tmp.path().join("model");
+    fx::write_hf(&model, &spec, &fx::weights(&spec, 3));
+    let engine = Arc::new(
+        Engine::load(&model, &LoadOptions { threads: Some(2), ..Default::default() }, &mut |_| {})
+            .unwrap(),
+    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&tmp.path().join("f.db"), Duration::from_secs(10)).unwrap());
+    let artifacts =
+        Artifacts::open(&ArtifactConfig::Local { dir: tmp.path().join("artifacts") }).unwrap();
+    let bus = Arc::new(LocalBus::default());
+    let control = Arc::new(Control::new(
+        store.clone(),
+        artifacts,
+        Curator::new(&Default::default()).unwrap(),
+        ControlConfig {
+            default_model: "tiny".into(),
+            models: vec!["tiny".into()],
+            lease_ttl_s: 30,
+            max_attempts: 3,
+            url_secret: b"k".to_vec(),
+        },
+        bus.clone(),
+    ));
+    let settings = TenantSettings { threshold: None, max_trainings: 100, ..Default::default() };
+    let tenant = store.create_tenant("acme", "standard", &settings).unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let work = tmp.path().join("work");
+    Bed { control, tenant, bus, engine, rt, _tmp: tmp, work }
+}
+
+impl Bed {
+    /// Uploads `data`, trains a job on it with the in-process worker, and
+    /// runs the control plane's tick (validation before, registration after).
+    fn train(&self, data: &str) -> Job {
+        let c = &self.control;
+        let f = self
+            .rt
+            .block_on(c.upload_file(
+                &self.tenant,
+                "train.jsonl",
+                "fine-tune",
+                data.to_string().into(),
+            ))
+            .unwrap();
+        let spec = JobSpec {
+            hyperparameters: HyperRequest {
+                n_epochs: Auto::Value(8),
+                batch_size: Auto::Value(8),
+                learning_rate_multiplier: Auto::Value(25.0),
+                ..Default::default()
+            },
+            seed: Some(5),
+            ..Default::default()
+        };
+        let req =
+            JobRequest { model: "tiny".into(), training_file: f.id, validation_file: None, spec };
+        let job = c.create_job(&self.tenant, &req).unwrap();
+        self.rt.block_on(c.tick());
+        let link = LocalLink {
+            store: c.store.clone(),
+            artifacts: c.artifacts.clone(),
+            runtime: self.rt.handle().clone(),
+            worker: "w1".into(),
+            lease_ttl_s: 30,
+            bus: self.bus.clone(),
+        };
+        let cfg = WorkerConfig {
+            id: "w1".into(),
+            capacity: Capacity { gpus: 0, memory_gb: 64, models: None },
+            work_dir: self.work.clone(),
+            poll: Duration::from_millis(10),
+            embedder: None,
+        };
+        let lease =
+            forja_control::worker::Link::lease(&link, &cfg.capacity).unwrap().expect("a job");
+        assert_eq!(lease.job.id, job.id);
+        let engine = self.engine.clone();
+        let resolve = move |_: &str| -> forja_control::Result<Arc<Engine>> { Ok(engine.clone()) };
+        worker::run_job(&link, &resolve, &cfg, lease, &AtomicBool::new(false)).unwrap();
+        self.rt.block_on(c.tick());
+        c.store.job(Some(&self.tenant.id), &job.id).unwrap()
+    }
+
+    fn version_of(&self, job: &Job) -> ModelVersion {
+        self.control.store.version_of_job(&self.tenant.id, &job.id).unwrap().expect("registered")
+    }
+}
+
+fn reasons(v: &ModelVersion) -> Vec<String> {
+    serde_json::from_value(v.lineage.gate.as_ref().unwrap()["reasons"].clone()).unwrap()
+}
+
+#[test]
+fn good_adapters_are_promoted_bad_ones_rejected_and_rollback_restores_the_champion() {
+    let b = bed();
+    let mut events = b.bus.subscribe();
+    let c = &b.control;
+
+    // Without a golden set the adapter is registered but promotion is refused.
+    let job0 = b.train(&lines(0..40, 0));
+    let v0 = b.version_of(&job0);
+    assert_eq!(v0.status(), VersionStatus::Candidate);
+    assert!(v0.lineage.status_reason.as_deref().unwrap().contains("no golden set"), "{v0:?}");
+    let e = b.rt.block_on(c.promote(&b.tenant, &v0.id, "alice", false)).unwrap_err().to_string();
+    assert!(e.contains("did not pass the gate"), "{e}");
+    assert!(b
+        .rt
+        .block_on(c.add_golden(&b.tenant, "empty.jsonl", "\n".into()))
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
+
+    // Golden prompts (numbers 100..) differ from training prompts (0..).
+    let golden = lines(100..110, 0).replace("\"messages\"", "\"format\":\"text\",\"messages\"");
+    let g = b.rt.block_on(c.add_golden(&b.tenant, "golden.jsonl", golden.into())).unwrap();
+    assert_eq!(g.examples, 10);
+
+    // A good adapter beats the base model and is promoted; the event fires.
+    let good = b.train(&lines(0..40, 0));
+    assert_eq!(good.status, JobStatus::Succeeded, "{good:?}");
+    let vg = b.version_of(&good);
+    let summary = &vg.lineage.eval.as_ref().unwrap()["summary"];
+    let (base_wer, good_wer) = (
+        summary["baseline"]["metrics"]["wer"].as_f64().unwrap(),
+        summary["candidate"]["metrics"]["wer"].as_f64().unwrap(),
+    );
+    eprintln!("golden WER: base model {base_wer:.3}, good adapter {good_wer:.3}");
+    assert!(good_wer < 0.5 * base_wer, "wer {base_wer} -> {good_wer}");
+    assert_eq!(vg.status(), VersionStatus::Promoted, "{:?}", vg.lineage.status_reason);
+    assert_eq!(c.store.resolve_alias(&b.tenant.id, CHAMPION).unwrap().id, vg.id);
+    let promoted = std::iter::from_fn(|| events.try_recv().ok())
+        .find(|e| matches!(e, Event::ModelPromoted { .. }))
+        .expect("MODEL_PROMOTED was published");
+    assert_eq!(
+        promoted,
+        Event::ModelPromoted {
+            tenant: b.tenant.id.clone(),
+            version: vg.id.clone(),
+            alias: CHAMPION.into(),
+            previous: None
+        }
+    );
+    // Its checkpoints were all evaluated and the best one chosen.
+    let checkpoints = summary["checkpoints"].as_array().unwrap();
+    assert!(!checkpoints.is_empty(), "{summary}");
+    assert!(summary["chosen"].is_string());
+
+    // Shuffled targets: rejected against the champion, with reasons.
+    let bad = b.train(&lines(0..40, 2));
+    let vb = b.version_of(&bad);
+    assert_eq!(vb.status(), VersionStatus::Rejected);
+    let why = reasons(&vb);
+    eprintln!("shuffled-target adapter rejected: {why:?}");
+    assert!(why.iter().any(|r| r.starts_with("wer ") && r.contains("may not regress")), "{why:?}");
+    assert_eq!(vb.lineage.parent_id.as_deref(), Some(vg.id.as_str()), "compared with the champion");
+    assert_eq!(c.store.resolve_alias(&b.tenant.id, CHAMPION).unwrap().id, vg.id, "champion kept");
+
+    // Lineage: version -> job -> training file (with hash) -> golden set.
+    let l = c.lineage(&b.tenant, &vb.id).unwrap();
+    assert_eq!(l.job.as_ref().unwrap().id, bad.id);
+    let tf = l.training_file.as_ref().unwrap();
+    assert_eq!(Some(&tf.sha256), vb.lineage.dataset_sha256.as_ref());
+    assert_eq!(vb.lineage.manifest["training_file"]["sha256"], tf.sha256.as_str());
+    assert_eq!(l.golden_set.as_ref().unwrap().id, g.id);
+    assert_eq!(l.ancestors.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), [vg.id.clone()]);
+    assert_eq!(vb.lineage.base_sha256.as_ref().map(String::len), Some(64));
+    assert!(vb.lineage.code_commit.is_some());
+    assert!(vb.lineage.hyperparameters.is_some());
+
+    // Force-promote the rejected one, then roll back to the good champion.
+    let m = b.rt.block_on(c.promote(&b.tenant, &vb.id, "alice", true)).unwrap();
+    assert_eq!(m.previous_id.as_deref(), Some(vg.id.as_str()));
+    let r = b.rt.block_on(c.rollback(&b.tenant, "alice", "bad answers")).unwrap();
+    assert_eq!(r.version.id, vg.id);
+    assert_eq!(c.store.resolve_alias(&b.tenant.id, CHAMPION).unwrap().id, vg.id);
+    assert!(std::iter::from_fn(|| events.try_recv().ok()).any(|e| e
+        == Event::ModelRolledBack {
+            tenant: b.tenant.id.clone(),
+            version: vg.id.clone(),
+            from: vb.id.clone(),
+            alias: CHAMPION.into()
+        }));
+    let e = b.rt.block_on(c.rollback(&b.tenant, "alice", "again")).unwrap_err().to_string();
+    assert!(e.contains("no previous promoted version"), "{e}");
+}
+
+#[test]
+fn golden_prompts_never_reach_training_and_corrupted_adapters_are_refused() {
+    let b = bed();
+    let c = &b.control;
+    let golden = lines(100..105, 0);
+    b.rt.block_on(c.add_golden(&b.tenant, "golden.jsonl", golden.clone().into())).unwrap();
+    // A training file with a golden prompt fails validation, naming the line.
+    let leaky = lines(0..3, 0) + golden.lines().nth(2).unwrap() + "\n";
+    let f =
+        b.rt.block_on(c.upload_file(&b.tenant, "leaky.jsonl", "fine-tune", leaky.into())).unwrap();
+    let req = JobRequest { model: "tiny".into(), training_file: f.id, ..Default::default() };
+    let job = c.create_job(&b.tenant, &req).unwrap();
+    b.rt.block_on(c.tick());
+    let job = c.store.job(Some(&b.tenant.id), &job.id).unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    let msg = job.error.unwrap().message;
+    assert!(msg.contains("leaky.jsonl: line 4") && msg.contains("golden set"), "{msg}");
+
+    // A registered adapter whose artifact was tampered with cannot be promoted.
+    let good = b.train(&lines(0..40, 0));
+    let v = b.version_of(&good);
+    let sha = &v.lineage.adapter_sha256;
+    let path = b._tmp.path().join("artifacts/sha256").join(&sha[..2]).join(sha);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let e = b.rt.block_on(c.promote(&b.tenant, &v.id, "alice", true)).unwrap_err().to_string();
+    assert!(e.contains("adapter file adapter_model.safetensors") && e.contains("sha256"), "{e}");
+}
