@@ -6,9 +6,10 @@
 SHELL := /bin/bash
 FORJA_HOME ?= $(HOME)/.cache/forja
 export FORJA_LLAMACPP_VOCAB ?= $(FORJA_HOME)/testdata/llamacpp-vocab
-# The official openai client, for the API compatibility test (pip --target, no venv needed).
+# The official openai client and jiwer, for the API and WER/CER agreement tests (pip --target, no venv needed).
 export FORJA_PYTHONPATH ?= $(FORJA_HOME)/py
 OPENAI_VERSION := 3.54.0
+JIWER_VERSION := 4.0.0
 CARGO ?= cargo
 
 .PHONY: run test build setup-test lint unit doc bench
@@ -30,6 +31,8 @@ setup-test:
 	python3 scripts/fetch-testdata.py "$(FORJA_LLAMACPP_VOCAB)"
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import openai, sys; sys.exit(openai.__version__ != '$(OPENAI_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "openai==$(OPENAI_VERSION)"
+	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('jiwer') != '$(JIWER_VERSION)')" 2>/dev/null \
+		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "jiwer==$(JIWER_VERSION)"
 
 lint:
 	$(CARGO) fmt --all -- --check

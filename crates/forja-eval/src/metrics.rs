@@ -5,7 +5,7 @@
 //! `jiwer.wer_default` / `jiwer.cer_default` treat it (runs of two or more
 //! whitespace characters become one space, the ends are stripped, words
 //! are split on single spaces; CER keeps every character, spaces
-//! included). [`Normalization::Standard`] lower-cases and removes Unicode
+//! included, runs of spaces too). [`Normalization::Standard`] lower-cases and removes Unicode
 //! punctuation (general category `P*`) first, the usual ASR scoring. Corpus
 //! rates are total edits over total reference length, not a mean of
 //! per-example rates. `scripts/jiwer-check.py` holds the Python side.
@@ -120,10 +120,16 @@ pub fn word_edits(reference: &str, hypothesis: &str, norm: Normalization) -> Edi
     EditCount { edits: levenshtein(&r, &h), reference_len: r.len() }
 }
 
-/// Character edits of one pair.
+/// Character edits of one pair. Like `jiwer.cer_default`, `None` only
+/// strips the ends: runs of spaces count character by character.
 pub fn char_edits(reference: &str, hypothesis: &str, norm: Normalization) -> EditCount {
-    let r: Vec<char> = normalize(reference, norm).chars().collect();
-    let h: Vec<char> = normalize(hypothesis, norm).chars().collect();
+    let prep = |t: &str| -> Vec<char> {
+        match norm {
+            Normalization::None => t.trim_matches(is_space).chars().collect(),
+            Normalization::Standard => normalize(t, norm).chars().collect(),
+        }
+    };
+    let (r, h) = (prep(reference), prep(hypothesis));
     EditCount { edits: levenshtein(&r, &h), reference_len: r.len() }
 }
 

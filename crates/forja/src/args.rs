@@ -217,7 +217,8 @@ pub enum ModelsCommand {
         #[arg(long)]
         tenant: String,
         /// Version id, or an alias (`champion`, `candidate`, ...).
-        version: String,
+        #[arg(value_name = "VERSION")]
+        id: String,
         #[command(flatten)]
         data: DataDirArgs,
     },
@@ -227,7 +228,8 @@ pub enum ModelsCommand {
         #[arg(long)]
         tenant: String,
         /// Version id, or an alias.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        id: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -240,7 +242,8 @@ pub enum ModelsCommand {
         #[arg(long)]
         tenant: String,
         /// Version id, or an alias.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        id: String,
         /// Promote a version that did not pass the gate.
         #[arg(long)]
         force: bool,
@@ -272,7 +275,8 @@ pub enum ModelsCommand {
         /// The alias.
         name: String,
         /// Version id.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        id: String,
         #[command(flatten)]
         data: DataDirArgs,
     },
@@ -844,4 +848,15 @@ pub enum JobsCommand {
         #[command(flatten)]
         data: DataDirArgs,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (a flag clashing
+    /// with `--version` would otherwise panic only when that command runs).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -90,12 +90,12 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
                     );
                 }
             }
-            ModelsCommand::Show { tenant, version: v, data } => {
+            ModelsCommand::Show { tenant, id: v, data } => {
                 let store = admin::open(data, Duration::from_secs(5))?;
                 let t = store.tenant_by_name(tenant)?;
                 println!("{}", serde_json::to_string_pretty(&version(&store, &t, v)?)?);
             }
-            ModelsCommand::Lineage { tenant, version: v, json, data } => {
+            ModelsCommand::Lineage { tenant, id: v, json, data } => {
                 let (c, _rt) = control(data)?;
                 let t = c.store.tenant_by_name(tenant)?;
                 let id = version(&*c.store, &t, v)?.id;
@@ -106,7 +106,7 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
                     print_lineage(&l);
                 }
             }
-            ModelsCommand::Promote { tenant, version: v, force, actor, data } => {
+            ModelsCommand::Promote { tenant, id: v, force, actor, data } => {
                 let (c, rt) = control(data)?;
                 let t = c.store.tenant_by_name(tenant)?;
                 let id = version(&*c.store, &t, v)?.id;
@@ -127,7 +127,7 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
                     m.previous_id.as_deref().unwrap_or("-")
                 );
             }
-            ModelsCommand::Alias { tenant, name, version: v, data } => {
+            ModelsCommand::Alias { tenant, name, id: v, data } => {
                 let store = admin::open(data, Duration::from_secs(5))?;
                 let t = store.tenant_by_name(tenant)?;
                 let id = version(&store, &t, v)?.id;

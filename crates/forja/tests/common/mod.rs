@@ -2,6 +2,8 @@
 //! tiny model, check that user errors are one line.
 #![allow(dead_code)]
 
+pub mod server;
+
 use candle_core::quantized::GgmlDType;
 use forja_engine::fixtures::{self, Spec};
 use std::io::Write;

@@ -1,0 +1,189 @@
+//! A real `forja serve` on loopback for end-to-end tests, and small HTTP
+//! and CLI helpers around it.
+#![allow(dead_code)]
+
+use super::{forja, forja_cmd, stderr};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `forja serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn serve(data: &Path, model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut args = vec![
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--tick-ms",
+        "200",
+        "-t",
+        "1",
+    ];
+    args.extend(extra);
+    let mut cmd = forja_cmd(&args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut url = None;
+    let mut line = String::new();
+    while url.is_none() {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("forja serve exited: {line}");
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            url = Some(rest.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    let s = Server { child, url: url.unwrap() };
+    wait_for(
+        Duration::from_secs(60),
+        || get_status(&s, "/ready", "") == 200,
+        "the server to be ready",
+    );
+    s
+}
+
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+pub fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Vec<u8>>,
+    ctype: &str,
+) -> (u16, Value, Option<String>) {
+    let url = format!("{}{path}", s.url);
+    let a = agent();
+    let auth = format!("Bearer {key}");
+    let mut resp = match (method, body) {
+        ("GET", _) => a.get(&url).header("authorization", &auth).call(),
+        (_, b) => a
+            .post(&url)
+            .header("authorization", &auth)
+            .header("content-type", ctype)
+            .send(&b.unwrap_or_default()[..]),
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry)
+}
+
+pub fn get_status(s: &Server, path: &str, key: &str) -> u16 {
+    let a = agent();
+    a.get(format!("{}{path}", s.url))
+        .header("authorization", format!("Bearer {key}"))
+        .call()
+        .map_or(0, |r| r.status().as_u16())
+}
+
+pub fn get(s: &Server, path: &str, key: &str) -> (u16, Value) {
+    let (st, v, _) = call(s, "GET", path, key, None, "");
+    (st, v)
+}
+
+pub fn post(s: &Server, path: &str, key: &str, body: Value) -> (u16, Value, Option<String>) {
+    call(s, "POST", path, key, Some(body.to_string().into_bytes()), "application/json")
+}
+
+pub fn upload(s: &Server, key: &str, name: &str, content: &str) -> (u16, Value) {
+    let boundary = "forjaboundary7";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfine-tune\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/jsonl\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    );
+    let (st, v, _) = call(
+        s,
+        "POST",
+        "/v1/files",
+        key,
+        Some(body.into_bytes()),
+        &format!("multipart/form-data; boundary={boundary}"),
+    );
+    (st, v)
+}
+
+pub fn key(data: &Path, args: &[&str]) -> String {
+    let mut a = vec!["keys", "create", "--data-dir", data.to_str().unwrap()];
+    a.extend(args);
+    let o = forja(&a, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+pub fn tenant(data: &Path, name: &str, flags: &[&str]) {
+    let mut a = vec!["tenants", "create", name, "--data-dir", data.to_str().unwrap()];
+    a.extend(flags);
+    let o = forja(&a, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Chat examples the tiny model learns in a few steps.
+pub fn chat_jsonl(n: usize) -> String {
+    let words = ["hello", "world", "forja", "tokenizer"];
+    (0..n)
+        .map(|i| {
+            json!({"messages": [
+                {"role": "user", "content": format!("{} {}", words[i % 4], words[(i / 4) % 4])},
+                {"role": "assistant", "content": format!("{} {}", words[(i + 1) % 4], words[(i + 2) % 4])},
+            ]})
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn job_status(s: &Server, key: &str, id: &str) -> Value {
+    let (st, j) = get(s, &format!("/v1/fine_tuning/jobs/{id}"), key);
+    assert_eq!(st, 200, "{j}");
+    j
+}
+
+pub fn wait_job(s: &Server, key: &str, id: &str, want: &str, limit: Duration) -> Value {
+    let mut last = Value::Null;
+    wait_for(
+        limit,
+        || {
+            last = job_status(s, key, id);
+            last["status"] == want
+        },
+        &format!("job {id} to be {want}"),
+    );
+    last
+}
