@@ -495,7 +495,7 @@ fn train_leased(
             job.id.trim_start_matches("ftjob-")
         ),
         adapter_sha256: files["adapter_model.safetensors"].clone(),
-        result: JobResult {
+        result: Box::new(JobResult {
             adapter_files: files,
             steps: report.steps as u64,
             stopped_by: report.stopped_by,
@@ -507,7 +507,7 @@ fn train_leased(
             eval,
             base_sha256: model_sha256(&engine.info().path),
             code_commit: Some(crate::CODE_COMMIT.to_string()),
-        },
+        }),
     })
 }
 

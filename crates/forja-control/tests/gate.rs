@@ -220,7 +220,8 @@ fn good_adapters_are_promoted_bad_ones_rejected_and_rollback_restores_the_champi
     assert_eq!(Some(&tf.sha256), vb.lineage.dataset_sha256.as_ref());
     assert_eq!(vb.lineage.manifest["training_file"]["sha256"], tf.sha256.as_str());
     assert_eq!(l.golden_set.as_ref().unwrap().id, g.id);
-    assert_eq!(l.ancestors.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), [vg.id.clone()]);
+    let ancestors: Vec<&str> = l.ancestors.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ancestors, [vg.id.as_str()]);
     assert_eq!(vb.lineage.base_sha256.as_ref().map(String::len), Some(64));
     assert!(vb.lineage.code_commit.is_some());
     assert!(vb.lineage.hyperparameters.is_some());

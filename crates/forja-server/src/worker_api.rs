@@ -85,7 +85,7 @@ pub enum FinishWire {
         /// Weights hash.
         adapter_sha256: String,
         /// Details.
-        result: forja_store::JobResult,
+        result: Box<forja_store::JobResult>,
     },
     /// An error.
     Failed {

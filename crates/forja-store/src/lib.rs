@@ -41,7 +41,7 @@ pub enum Finish {
         /// sha256 of its weights file.
         adapter_sha256: String,
         /// Details.
-        result: JobResult,
+        result: Box<JobResult>,
     },
     /// It could not be trained.
     Failed(JobError),

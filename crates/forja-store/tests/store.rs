@@ -189,7 +189,7 @@ fn leases_expire_resume_and_fence_the_old_worker() {
         trained_tokens: 100,
         fine_tuned_model: "ft:m:acme".into(),
         adapter_sha256: "cd".repeat(32),
-        result: JobResult::default(),
+        result: Box::default(),
     };
     assert!(s.finish(&a.id, "w1", &done).is_err(), "the fenced worker cannot finish it");
     let j = s.finish(&a.id, "w2", &done).unwrap();
