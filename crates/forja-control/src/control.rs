@@ -296,12 +296,8 @@ impl Control {
             next_trigger
                 .push_str(&format!(" (quota used: the next training can start at unix time {f})"));
         }
-        let alias = |name: &str| match self.store.resolve_alias(&tenant.id, name) {
-            Ok(v) => Ok(Some(v)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        };
-        let (champion, candidate) = (alias(CHAMPION)?, alias(CANDIDATE)?);
+        let champion = self.store.find_alias(&tenant.id, CHAMPION)?;
+        let candidate = self.store.find_alias(&tenant.id, CANDIDATE)?;
         Ok(LearningStatus {
             champion,
             candidate,

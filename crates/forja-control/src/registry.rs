@@ -27,6 +27,12 @@ pub fn policy_of(tenant: &Tenant) -> GatePolicy {
     }
 }
 
+/// The tenant's champion when it is an adapter of the job's base model:
+/// what a job is evaluated against and trained to replace.
+pub fn champion_for(store: &dyn Store, job: &Job) -> Result<Option<ModelVersion>> {
+    Ok(store.find_alias(&job.tenant_id, CHAMPION)?.filter(|v| v.lineage.base_model == job.model))
+}
+
 /// A version and everything it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lineage {
@@ -110,10 +116,7 @@ impl Control {
         let eval = result.eval.clone();
         let parent = match eval.as_ref().and_then(|e| e.baseline_version.clone()) {
             Some(v) => Some(v),
-            None => match self.store.resolve_alias(&job.tenant_id, CHAMPION) {
-                Ok(v) if v.lineage.base_model == job.model => Some(v.id),
-                _ => None,
-            },
+            None => champion_for(&*self.store, job)?.map(|v| v.id),
         };
         let policy = policy_of(&tenant);
         let (status, reason, decision) = match &eval {

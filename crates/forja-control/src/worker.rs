@@ -107,11 +107,7 @@ fn eval_plan(store: &dyn Store, job: &Job) -> Result<Option<EvalPlan>> {
     };
     let tenant = store.tenant(&job.tenant_id)?;
     let policy = crate::registry::policy_of(&tenant);
-    let champion = match store.resolve_alias(&job.tenant_id, forja_store::CHAMPION) {
-        Ok(v) if v.lineage.base_model == job.model => Some(v),
-        Ok(_) | Err(StoreError::NotFound { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let champion = crate::registry::champion_for(store, job)?;
     Ok(Some(EvalPlan {
         golden_set_id: golden.id,
         golden_sha256: golden.sha256,
@@ -587,18 +583,6 @@ fn on_train_event(
 /// sha256 of a model's weights: the GGUF file, or `model.safetensors` of
 /// an HF directory (`None` when neither can be read).
 pub fn model_sha256(path: &Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
     let file = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
-    let mut f = std::fs::File::open(file).ok()?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(_) => return None,
-        }
-    }
-    Some(hex::encode(h.finalize()))
+    forja_store::sha256_file(&file).ok()
 }

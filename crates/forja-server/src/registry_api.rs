@@ -5,21 +5,11 @@ use crate::auth::TenantAuth;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use forja_store::{ModelVersion, Store, StoreError, Tenant};
+use forja_store::{GoldenSetRow, ModelVersion, Store, StoreError, Tenant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 type Api = Result<Json<Value>, ApiError>;
-
-/// A version id, or an alias of the tenant.
-fn version(store: &dyn Store, t: &Tenant, v: &str) -> Result<ModelVersion, ApiError> {
-    match store.model_version(&t.id, v) {
-        Err(StoreError::NotFound { .. }) => Ok(store
-            .resolve_alias(&t.id, v)
-            .map_err(|_| StoreError::NotFound { what: "model version or alias", id: v.into() })?),
-        r => Ok(r?),
-    }
-}
 
 fn with_aliases(store: &dyn Store, t: &Tenant, v: ModelVersion) -> Result<Value, ApiError> {
     let aliases: Vec<String> = store
@@ -32,6 +22,11 @@ fn with_aliases(store: &dyn Store, t: &Tenant, v: ModelVersion) -> Result<Value,
     out["object"] = json!("model.version");
     out["aliases"] = json!(aliases);
     Ok(out)
+}
+
+fn golden_json(g: GoldenSetRow) -> Value {
+    json!({ "object": "golden_set", "id": g.id, "version": g.version, "name": g.name,
+        "sha256": g.sha256, "examples": g.examples, "created_at": g.created_at })
 }
 
 /// Query of `POST /v1/registry/golden`.
@@ -49,8 +44,7 @@ pub async fn add_golden(
 ) -> Api {
     let name = q.name.unwrap_or_else(|| "golden.jsonl".into());
     let g = s.control.add_golden(&t, &name, body).await?;
-    Ok(Json(json!({ "object": "golden_set", "id": g.id, "version": g.version, "name": g.name,
-        "sha256": g.sha256, "examples": g.examples, "created_at": g.created_at })))
+    Ok(Json(golden_json(g)))
 }
 
 /// `GET /v1/registry/golden`.
@@ -85,7 +79,7 @@ pub async fn get_version(
 ) -> Api {
     let v = s
         .run(move |c| {
-            let v = version(&*c.store, &t, &id)?;
+            let v = c.store.version_or_alias(&t.id, &id)?;
             with_aliases(&*c.store, &t, v)
         })
         .await?;
@@ -100,7 +94,7 @@ pub async fn lineage(
 ) -> Api {
     let l = s
         .run(move |c| {
-            let v = version(&*c.store, &t, &id)?;
+            let v = c.store.version_or_alias(&t.id, &id)?;
             Ok(c.lineage(&t, &v.id)?)
         })
         .await?;
@@ -116,7 +110,7 @@ pub async fn eval_report(
     TenantAuth(t): TenantAuth,
     Path(id): Path<String>,
 ) -> Api {
-    let v = s.run(move |c| version(&*c.store, &t, &id)).await?;
+    let v = s.run(move |c| Ok(c.store.version_or_alias(&t.id, &id)?)).await?;
     let Some(sha) = v.lineage.eval_sha256.clone() else {
         return Err(StoreError::NotFound { what: "evaluation report of version", id: v.id }.into());
     };
@@ -159,7 +153,7 @@ pub async fn promote(
 ) -> Api {
     let b: PromoteBody = parse_opt(&body)?;
     let t2 = t.clone();
-    let v = s.run(move |c| version(&*c.store, &t2, &id)).await?;
+    let v = s.run(move |c| Ok(c.store.version_or_alias(&t2.id, &id)?)).await?;
     let actor = format!("api:{}", t.name);
     Ok(Json(moved(s.control.promote(&t, &v.id, &actor, b.force).await?)))
 }
@@ -207,7 +201,7 @@ pub async fn set_alias(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", e.to_string()))?;
     let a = s
         .run(move |c| {
-            let v = version(&*c.store, &t, &b.version)?;
+            let v = c.store.version_or_alias(&t.id, &b.version)?;
             Ok(c.store.set_alias(&t.id, &name, &v.id, &format!("api:{}", t.name))?)
         })
         .await?;

@@ -18,7 +18,7 @@ pub mod registry;
 mod sqlite;
 mod types;
 
-pub use artifacts::{sha256_hex, ArtifactConfig, Artifacts};
+pub use artifacts::{sha256_file, sha256_hex, ArtifactConfig, Artifacts};
 pub use error::{Result, StoreError};
 pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,

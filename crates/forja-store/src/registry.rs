@@ -6,7 +6,7 @@
 //! `NotFound`, so nothing can resolve or load it for the wrong tenant
 //! (fail-closed in the library, not only in the API).
 
-use crate::{Job, Result, Timestamp};
+use crate::{Job, Result, StoreError, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -238,4 +238,23 @@ pub trait Registry: Send + Sync {
     /// Every tenant's model generation (bumped by each champion move): the
     /// NEW_MODEL_AVAILABLE flag any process can poll.
     fn model_generations(&self) -> Result<Vec<(String, i64)>>;
+
+    /// The version an alias points at, `None` when the alias is not set.
+    fn find_alias(&self, tenant_id: &str, name: &str) -> Result<Option<ModelVersion>> {
+        match self.resolve_alias(tenant_id, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A version by id, or by one of the tenant's aliases.
+    fn version_or_alias(&self, tenant_id: &str, key: &str) -> Result<ModelVersion> {
+        match self.model_version(tenant_id, key) {
+            Err(StoreError::NotFound { .. }) => self.find_alias(tenant_id, key)?.ok_or_else(|| {
+                StoreError::NotFound { what: "model version or alias", id: key.into() }
+            }),
+            r => r,
+        }
+    }
 }

@@ -121,10 +121,7 @@ fn stamp(m: &BuiltinModel, dir: &Path) -> Result<String> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut f, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
+    Ok(forja_store::sha256_file(path)?)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -8,7 +8,7 @@ use crate::args::{DataDirArgs, GoldenCommand, ModelsCommand};
 use anyhow::{Context, Result};
 use forja_control::feedback::Curator;
 use forja_control::{Control, ControlConfig, LocalBus};
-use forja_store::{ModelVersion, Registry, Store, StoreError, Tenant};
+use forja_store::{ModelVersion, Registry, Store};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,18 +41,7 @@ fn control(data: &DataDirArgs) -> Result<(Control, tokio::runtime::Runtime)> {
     Ok((c, rt))
 }
 
-/// A version id, or an alias of the tenant.
-fn version(store: &dyn Store, t: &Tenant, v: &str) -> Result<ModelVersion> {
-    match store.model_version(&t.id, v) {
-        Ok(mv) => Ok(mv),
-        Err(StoreError::NotFound { .. }) => Ok(store
-            .resolve_alias(&t.id, v)
-            .map_err(|_| StoreError::NotFound { what: "model version or alias", id: v.into() })?),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn primary(v: &ModelVersion) -> String {
+fn wer_change(v: &ModelVersion) -> String {
     let m =
         |k: &str| v.lineage.eval.as_ref().and_then(|e| e["summary"][k]["metrics"]["wer"].as_f64());
     match (m("baseline"), m("candidate")) {
@@ -84,7 +73,7 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
                         v.id,
                         v.status().as_str(),
                         v.lineage.job_id.as_deref().unwrap_or("-"),
-                        primary(&v),
+                        wer_change(&v),
                         v.lineage.base_model,
                         names.join(",")
                     );
@@ -93,12 +82,12 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
             ModelsCommand::Show { tenant, id: v, data } => {
                 let store = admin::open(data, Duration::from_secs(5))?;
                 let t = store.tenant_by_name(tenant)?;
-                println!("{}", serde_json::to_string_pretty(&version(&store, &t, v)?)?);
+                println!("{}", serde_json::to_string_pretty(&store.version_or_alias(&t.id, v)?)?);
             }
             ModelsCommand::Lineage { tenant, id: v, json, data } => {
                 let (c, _rt) = control(data)?;
                 let t = c.store.tenant_by_name(tenant)?;
-                let id = version(&*c.store, &t, v)?.id;
+                let id = c.store.version_or_alias(&t.id, v)?.id;
                 let l = c.lineage(&t, &id)?;
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&l)?);
@@ -109,7 +98,7 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
             ModelsCommand::Promote { tenant, id: v, force, actor, data } => {
                 let (c, rt) = control(data)?;
                 let t = c.store.tenant_by_name(tenant)?;
-                let id = version(&*c.store, &t, v)?.id;
+                let id = c.store.version_or_alias(&t.id, v)?.id;
                 let m = rt.block_on(c.promote(&t, &id, actor, *force))?;
                 eprintln!(
                     "champion of `{tenant}`: {} (was {})",
@@ -130,7 +119,7 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
             ModelsCommand::Alias { tenant, name, id: v, data } => {
                 let store = admin::open(data, Duration::from_secs(5))?;
                 let t = store.tenant_by_name(tenant)?;
-                let id = version(&store, &t, v)?.id;
+                let id = store.version_or_alias(&t.id, v)?.id;
                 store.set_alias(&t.id, name, &id, "cli")?;
             }
             _ => unreachable!("only registry commands reach here"),
