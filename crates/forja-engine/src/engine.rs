@@ -89,13 +89,13 @@ pub struct ModelInfo {
 
 /// A loaded model, ready to generate.
 pub struct Engine {
-    model: Llama,
-    tokenizer: Tokenizer,
+    pub(crate) model: Llama,
+    pub(crate) tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     pool: SpinPool,
     info: ModelInfo,
-    ctx: usize,
-    ubatch: usize,
+    pub(crate) ctx: usize,
+    pub(crate) ubatch: usize,
 }
 
 impl std::fmt::Debug for Engine {

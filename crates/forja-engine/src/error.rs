@@ -127,6 +127,10 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
+    /// A forward pass shared by several requests failed; each of them gets
+    /// this, with the cause.
+    #[error("generation failed: {0}")]
+    Generation(String),
     /// An error from the tensor library (a bug in forja if it reaches users).
     #[error("tensor error: {0}")]
     Candle(String),

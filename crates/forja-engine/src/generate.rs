@@ -1,10 +1,15 @@
-//! The generation loop: prefill every prompt in batched passes, then decode
-//! all live sequences together one token per pass, with per-sequence
-//! sampling, end-of-generation tokens, stop strings (held back while they
-//! might still be forming, so streamed text never shows part of one), token
-//! limits and cancellation from the streaming callback.
+//! The generation core: sequences that prefill their prompt in chunks and
+//! then decode one token per pass, all live sequences of one adapter in
+//! the same forward pass (chunked prefill mixed with decode, as vLLM
+//! does), with per-sequence sampling, optional token filters (grammars),
+//! end-of-generation tokens, stop strings (held back while they might still
+//! be forming, so streamed text never shows part of one), token limits and
+//! cancellation from the streaming callback. [`run`] drives a fixed batch
+//! to completion; the [`crate::batcher`] admits and retires sequences
+//! between passes.
 
 use crate::attention::Slot;
+use crate::kv_cache::KvCache;
 use crate::models::llama::{Batch, Llama, Lora};
 use crate::sampler::Sampler;
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -21,10 +26,22 @@ pub struct Request {
     pub params: GenerationParams,
 }
 
+/// Restricts which token may come next (a grammar; see
+/// [`crate::constraint`]). The generation loop masks the logits before
+/// sampling, reports the sampled token, and stops when the filter is done.
+pub trait TokenFilter: Send {
+    /// Sets the logits of forbidden tokens to `-inf`.
+    fn mask(&mut self, logits: &mut [f32]) -> Result<()>;
+    /// Records the token that was sampled.
+    fn accept(&mut self, token: u32) -> Result<()>;
+    /// True when nothing more may follow.
+    fn is_finished(&self) -> bool;
+}
+
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// An end-of-generation token or a stop string.
+    /// An end-of-generation token, a stop string, or a completed grammar.
     Stop,
     /// `max_tokens` reached, or the context window is full.
     Length,
@@ -61,11 +78,12 @@ pub struct Completion {
 pub struct Timings {
     /// Prompt tokens processed.
     pub prompt_tokens: usize,
-    /// Seconds spent on prompt prefill (including the first sampling).
+    /// Seconds spent in passes that carried prompt tokens (including the
+    /// first sampling).
     pub prompt_secs: f64,
-    /// Tokens produced by decode passes (after the first one of each sequence).
+    /// Tokens produced by decode-only passes.
     pub decode_tokens: usize,
-    /// Seconds spent in decode passes.
+    /// Seconds spent in decode-only passes.
     pub decode_secs: f64,
 }
 
@@ -84,19 +102,232 @@ impl Timings {
 /// cancel that request.
 pub type OnText<'a> = &'a mut (dyn FnMut(usize, &str) -> bool + Send);
 
-struct Seq<'t> {
-    history: Vec<u32>,
+/// Checks a request against the model before any work: parameters, an
+/// empty or too long prompt, token ids outside the vocabulary.
+pub(crate) fn check(model: &Llama, tok: &Tokenizer, r: &Request, ctx: usize) -> Result<()> {
+    r.params.validate()?;
+    if r.prompt.is_empty() {
+        return Err(EngineError::EmptyPrompt);
+    }
+    if r.prompt.len() >= ctx {
+        return Err(EngineError::PromptTooLong {
+            prompt_tokens: r.prompt.len(),
+            context: ctx,
+            model_max: model.config().max_position_embeddings,
+        });
+    }
+    let vocab = model.config().vocab_size;
+    if let Some(&bad) = r.prompt.iter().find(|&&t| t as usize >= vocab) {
+        return Err(EngineError::Tokenizer {
+            source_desc: tok.source().to_string(),
+            reason: format!("token id {bad} is outside the model's vocabulary of {vocab}"),
+        });
+    }
+    Ok(())
+}
+
+/// One sequence being generated, with its own KV cache.
+pub(crate) struct Seq<'t> {
+    pub(crate) history: Vec<u32>,
     n_prompt: usize,
+    /// Positions already in `cache`.
+    fed: usize,
     max_new: usize,
+    params: GenerationParams,
     sampler: Sampler,
     stream: TextStream<'t>,
     text: String,
     emitted: usize,
-    finish: Option<FinishReason>,
+    pub(crate) finish: Option<FinishReason>,
+    /// Why a filter failed, if it did (the sequence stops).
+    pub(crate) error: Option<EngineError>,
+    pub(crate) cache: KvCache,
+    filter: Option<Box<dyn TokenFilter + 't>>,
+}
+
+impl<'t> Seq<'t> {
+    /// A sequence for a request already [`check`]ed.
+    pub(crate) fn new(
+        model: &Llama,
+        tok: &'t Tokenizer,
+        r: Request,
+        ctx: usize,
+        filter: Option<Box<dyn TokenFilter + 't>>,
+    ) -> Seq<'t> {
+        Seq {
+            n_prompt: r.prompt.len(),
+            max_new: r.params.max_tokens.min(ctx - r.prompt.len()),
+            sampler: Sampler::new(&r.params.sampling),
+            history: r.prompt,
+            fed: 0,
+            params: r.params,
+            stream: tok.stream(),
+            text: String::new(),
+            emitted: 0,
+            finish: None,
+            error: None,
+            cache: model.new_cache(),
+            filter,
+        }
+    }
+
+    /// Whether the prompt is still being fed.
+    pub(crate) fn in_prefill(&self) -> bool {
+        self.fed < self.n_prompt
+    }
+
+    /// Tokens generated so far.
+    pub(crate) fn generated(&self) -> usize {
+        self.history.len() - self.n_prompt
+    }
+
+    /// The finished result.
+    pub(crate) fn into_completion(self) -> Completion {
+        Completion {
+            tokens: self.history[self.n_prompt..].to_vec(),
+            prompt_tokens: self.n_prompt,
+            text: self.text,
+            finish: self.finish.unwrap_or(FinishReason::Length),
+        }
+    }
+
+    /// Samples the next token from `logits` (filter applied) and records it.
+    fn sample(
+        &mut self,
+        logits: &mut [f32],
+        tok: &Tokenizer,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) {
+        if let Some(f) = &mut self.filter {
+            if let Err(e) = f.mask(logits) {
+                self.fail(e);
+                return;
+            }
+        }
+        let id = self.sampler.sample(logits, &self.history);
+        self.push(id, tok, on_text);
+    }
+
+    fn fail(&mut self, e: EngineError) {
+        self.error = Some(e);
+        self.finish = Some(FinishReason::Stop);
+    }
+
+    /// Appends a decided token: text, stop strings, limits, streaming.
+    pub(crate) fn push(&mut self, id: u32, tok: &Tokenizer, on_text: &mut dyn FnMut(&str) -> bool) {
+        self.history.push(id);
+        let p = &self.params;
+        if !p.ignore_eos && tok.eog_ids().contains(&id) {
+            self.finish = Some(FinishReason::Stop);
+        } else {
+            if let Some(f) = &mut self.filter {
+                if let Err(e) = f.accept(id) {
+                    return self.fail(e);
+                }
+            }
+            // A decoding error leaves the token out of the text; it is still counted.
+            self.text.push_str(&self.stream.push(id).unwrap_or_default());
+            if let Some(cut) = find_stop(&self.text, self.emitted, &p.stop) {
+                self.text.truncate(cut);
+                self.finish = Some(FinishReason::Stop);
+            } else if self.filter.as_ref().is_some_and(|f| f.is_finished()) {
+                self.finish = Some(FinishReason::Stop);
+            }
+        }
+        if self.finish.is_none() && self.generated() >= self.max_new {
+            self.finish = Some(FinishReason::Length);
+        }
+        let end = if self.finish.is_some() {
+            self.text.len()
+        } else {
+            self.text.len() - held_back(&self.text, &p.stop)
+        };
+        if end > self.emitted {
+            if !on_text(&self.text[self.emitted..end]) && self.finish.is_none() {
+                self.finish = Some(FinishReason::Cancelled);
+            }
+            self.emitted = end;
+        }
+    }
+}
+
+/// What one [`advance`] pass did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Pass {
+    /// Prompt tokens fed.
+    pub(crate) prompt_tokens: usize,
+    /// Tokens sampled for sequences that were already decoding.
+    pub(crate) decoded: usize,
+}
+
+/// One forward pass over `seqs` (all with the same adapter): every
+/// decoding sequence feeds its last token, and sequences still in prefill
+/// feed prompt chunks while `budget` tokens last. Sequences that reach the
+/// end of their prompt or decode a step sample a token; `on_text(i, text)`
+/// gets text of `seqs[i]`.
+pub(crate) fn advance(
+    model: &Llama,
+    tok: &Tokenizer,
+    seqs: &mut [&mut Seq<'_>],
+    budget: usize,
+    lora: Lora<'_>,
+    on_text: &mut dyn FnMut(usize, &str) -> bool,
+) -> Result<Pass> {
+    let mut tokens = Vec::new();
+    let mut slots = Vec::new();
+    // (sequence, was decoding) of each logits row.
+    let mut rows: Vec<(usize, bool)> = Vec::new();
+    let mut logits_rows = Vec::new();
+    let mut pass = Pass::default();
+    for (i, s) in seqs.iter().enumerate() {
+        if s.finish.is_none() && !s.in_prefill() {
+            tokens.push(*s.history.last().expect("a prompt"));
+            slots.push(Slot { seq: i, pos: s.history.len() - 1 });
+            logits_rows.push(tokens.len() - 1);
+            rows.push((i, true));
+        }
+    }
+    let mut left = budget.saturating_sub(tokens.len()).max(1);
+    for (i, s) in seqs.iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        if s.finish.is_none() && s.in_prefill() {
+            let take = (s.n_prompt - s.fed).min(left);
+            for pos in s.fed..s.fed + take {
+                tokens.push(s.history[pos]);
+                slots.push(Slot { seq: i, pos });
+            }
+            left -= take;
+            pass.prompt_tokens += take;
+            if s.fed + take == s.n_prompt {
+                logits_rows.push(tokens.len() - 1);
+                rows.push((i, false));
+            }
+        }
+    }
+    if tokens.is_empty() {
+        return Ok(pass);
+    }
+    let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|s| &mut s.cache).collect();
+    let logits = model.forward(
+        &Batch { tokens: &tokens, slots: &slots, logits_rows: &logits_rows },
+        &mut caches,
+        lora,
+    )?;
+    for s in slots.iter() {
+        seqs[s.seq].fed = seqs[s.seq].fed.max(s.pos + 1);
+    }
+    let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+    for (&(i, decoding), mut l) in rows.iter().zip(logits) {
+        seqs[i].sample(&mut l, tok, &mut |t| on_text(i, t));
+        pass.decoded += usize::from(decoding);
+    }
+    Ok(pass)
 }
 
 /// Runs `reqs` to completion. `ctx` bounds prompt + generated tokens per
-/// sequence; `ubatch` bounds the tokens of one prefill pass.
+/// sequence; `ubatch` bounds the tokens of one pass.
 pub(crate) fn run(
     model: &Llama,
     tok: &Tokenizer,
@@ -106,144 +337,30 @@ pub(crate) fn run(
     lora: Lora<'_>,
     on_text: OnText<'_>,
 ) -> Result<(Vec<Completion>, Timings)> {
-    let model_max = model.config().max_position_embeddings;
     for r in reqs {
-        r.params.validate()?;
-        if r.prompt.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        if r.prompt.len() >= ctx {
-            return Err(EngineError::PromptTooLong {
-                prompt_tokens: r.prompt.len(),
-                context: ctx,
-                model_max,
-            });
-        }
-        let vocab = model.config().vocab_size;
-        if let Some(&bad) = r.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return Err(EngineError::Tokenizer {
-                source_desc: tok.source().to_string(),
-                reason: format!("token id {bad} is outside the model's vocabulary of {vocab}"),
-            });
-        }
+        check(model, tok, r, ctx)?;
     }
-    let mut seqs: Vec<Seq> = reqs
-        .iter()
-        .map(|r| Seq {
-            history: r.prompt.clone(),
-            n_prompt: r.prompt.len(),
-            max_new: r.params.max_tokens.min(ctx - r.prompt.len()),
-            sampler: Sampler::new(&r.params.sampling),
-            stream: tok.stream(),
-            text: String::new(),
-            emitted: 0,
-            finish: None,
-        })
-        .collect();
-    let mut caches: Vec<_> = reqs.iter().map(|_| model.new_cache()).collect();
+    let mut seqs: Vec<Seq> =
+        reqs.iter().map(|r| Seq::new(model, tok, r.clone(), ctx, None)).collect();
     let mut timings = Timings::default();
-
-    // Prefill: all prompts, flattened, in passes of at most `ubatch` tokens.
-    let t0 = Instant::now();
-    let flat: Vec<(usize, usize)> = reqs
-        .iter()
-        .enumerate()
-        .flat_map(|(s, r)| (0..r.prompt.len()).map(move |p| (s, p)))
-        .collect();
-    timings.prompt_tokens = flat.len();
-    for chunk in flat.chunks(ubatch.max(1)) {
-        let tokens: Vec<u32> = chunk.iter().map(|&(s, p)| reqs[s].prompt[p]).collect();
-        let slots: Vec<Slot> = chunk.iter().map(|&(seq, pos)| Slot { seq, pos }).collect();
-        let last: Vec<usize> =
-            (0..chunk.len()).filter(|&i| chunk[i].1 + 1 == reqs[chunk[i].0].prompt.len()).collect();
-        let mut refs: Vec<_> = caches.iter_mut().collect();
-        let logits = model.forward(
-            &Batch { tokens: &tokens, slots: &slots, logits_rows: &last },
-            &mut refs,
-            lora,
-        )?;
-        let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-        for (row, mut l) in last.iter().zip(logits) {
-            let s = chunk[*row].0;
-            step(&mut seqs[s], s, &mut l, &reqs[s].params, tok, on_text);
-        }
-    }
-    timings.prompt_secs = t0.elapsed().as_secs_f64();
-
-    // Decode: every live sequence advances by one token per pass.
-    let t1 = Instant::now();
     loop {
-        let live: Vec<usize> = (0..seqs.len()).filter(|&s| seqs[s].finish.is_none()).collect();
-        if live.is_empty() {
+        let idx: Vec<usize> = (0..seqs.len()).filter(|&i| seqs[i].finish.is_none()).collect();
+        if idx.is_empty() {
             break;
         }
-        let tokens: Vec<u32> =
-            live.iter().map(|&s| *seqs[s].history.last().expect("prompt")).collect();
-        let slots: Vec<Slot> =
-            live.iter().map(|&s| Slot { seq: s, pos: seqs[s].history.len() - 1 }).collect();
-        let rows: Vec<usize> = (0..live.len()).collect();
-        let mut refs: Vec<_> = caches.iter_mut().collect();
-        let logits = model.forward(
-            &Batch { tokens: &tokens, slots: &slots, logits_rows: &rows },
-            &mut refs,
-            lora,
-        )?;
-        let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-        for (&s, mut l) in live.iter().zip(logits) {
-            step(&mut seqs[s], s, &mut l, &reqs[s].params, tok, on_text);
-            timings.decode_tokens += 1;
+        let mut live: Vec<&mut Seq> = seqs.iter_mut().filter(|s| s.finish.is_none()).collect();
+        let t = Instant::now();
+        let pass = advance(model, tok, &mut live, ubatch, lora, &mut |i, t| on_text(idx[i], t))?;
+        let secs = t.elapsed().as_secs_f64();
+        if pass.prompt_tokens > 0 {
+            timings.prompt_tokens += pass.prompt_tokens;
+            timings.prompt_secs += secs;
+        } else {
+            timings.decode_secs += secs;
+            timings.decode_tokens += pass.decoded;
         }
     }
-    timings.decode_secs = t1.elapsed().as_secs_f64();
-
-    let out = seqs
-        .into_iter()
-        .map(|s| Completion {
-            tokens: s.history[s.n_prompt..].to_vec(),
-            prompt_tokens: s.n_prompt,
-            text: s.text,
-            finish: s.finish.unwrap_or(FinishReason::Length),
-        })
-        .collect();
-    Ok((out, timings))
-}
-
-/// Samples one token for `seq` and updates its text, stop state and stream.
-fn step(
-    seq: &mut Seq<'_>,
-    idx: usize,
-    logits: &mut [f32],
-    p: &GenerationParams,
-    tok: &Tokenizer,
-    on_text: OnText<'_>,
-) {
-    let id = seq.sampler.sample(logits, &seq.history);
-    seq.history.push(id);
-    let generated = seq.history.len() - seq.n_prompt;
-    if !p.ignore_eos && tok.eog_ids().contains(&id) {
-        seq.finish = Some(FinishReason::Stop);
-    } else {
-        // A decoding error leaves the token out of the text; it is still counted.
-        seq.text.push_str(&seq.stream.push(id).unwrap_or_default());
-        if let Some(cut) = find_stop(&seq.text, seq.emitted, &p.stop) {
-            seq.text.truncate(cut);
-            seq.finish = Some(FinishReason::Stop);
-        }
-    }
-    if seq.finish.is_none() && generated >= seq.max_new {
-        seq.finish = Some(FinishReason::Length);
-    }
-    let end = if seq.finish.is_some() {
-        seq.text.len()
-    } else {
-        seq.text.len() - held_back(&seq.text, &p.stop)
-    };
-    if end > seq.emitted {
-        if !on_text(idx, &seq.text[seq.emitted..end]) && seq.finish.is_none() {
-            seq.finish = Some(FinishReason::Cancelled);
-        }
-        seq.emitted = end;
-    }
+    Ok((seqs.into_iter().map(Seq::into_completion).collect(), timings))
 }
 
 /// Byte offset of the earliest stop string at or after `from`.

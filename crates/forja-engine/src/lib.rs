@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod attention;
+pub mod batcher;
 mod chat_template;
 pub mod device;
 pub mod embed;
@@ -57,11 +58,12 @@ pub mod train;
 mod weights;
 
 pub use attention::Slot;
+pub use batcher::{Batcher, BatcherConfig, Job, JobEvent};
 pub use chat_template::ChatTemplate;
 pub use embed::Embedder;
 pub use engine::{Engine, LoadOptions, LoadProgress, ModelFormat, ModelInfo};
 pub use error::{EngineError, Result};
-pub use generate::{Completion, FinishReason, OnText, Request, Timings};
+pub use generate::{Completion, FinishReason, OnText, Request, Timings, TokenFilter};
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use parallel::SpinPool;
