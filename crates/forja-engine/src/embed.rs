@@ -204,6 +204,22 @@ impl Embedder {
         self.normalize
     }
 
+    /// The model's name (its directory's name).
+    pub fn name(&self) -> String {
+        self.dir.file_name().map_or_else(|| "embedder".into(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// Tokens `text` is embedded from (special tokens included, truncated
+    /// to [`Embedder::max_seq_length`] as embedding truncates).
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        let text = if self.lowercase { text.to_lowercase() } else { text.to_string() };
+        let enc = self.tokenizer.encode(text, true).map_err(|e| EngineError::Tokenizer {
+            source_desc: self.dir.join("tokenizer.json").display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(enc.get_ids().len().min(self.max_seq_length))
+    }
+
     /// Embeds `texts`, one vector of [`Embedder::dim`] floats per text, in
     /// order. Texts are sorted by length and processed in batches of up to
     /// 32 (a batch holds no text shorter than half its longest), each padded

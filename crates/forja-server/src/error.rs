@@ -32,6 +32,15 @@ pub enum ApiError {
     /// The control plane refused or failed.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The model is still loading.
+    #[error("the model is still loading; retry when /ready answers 200")]
+    NotReady,
+    /// The request ran past the server's timeout and was cancelled.
+    #[error("the request took longer than this server's limit of {0} s (--request-timeout-s) and was cancelled")]
+    Timeout(u64),
+    /// Serving refused or failed.
+    #[error(transparent)]
+    Serve(#[from] forja_serve::ServeError),
     /// The worker client could not reach or understand the control plane.
     #[error("{url}: {reason}")]
     Client {
@@ -60,7 +69,6 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
         use ControlError as C;
-        use StoreError as S;
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid_api_key", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
@@ -68,6 +76,9 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, code, param.clone())
             }
             ApiError::Client { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", None),
+            ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "model_loading", None),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", None),
+            ApiError::Serve(e) => serve_parts(e),
             ApiError::Control(c) => match c {
                 C::InvalidFile { .. } => {
                     (StatusCode::BAD_REQUEST, "invalid_file", Some("training_file".into()))
@@ -77,32 +88,64 @@ impl ApiError {
                 }
                 C::Stopped { .. } => (StatusCode::CONFLICT, "lease_lost", None),
                 C::Eval(_) => (StatusCode::BAD_REQUEST, "invalid_golden_set", Some("file".into())),
-                C::Store(s) => match s {
-                    S::NotFound { .. } | S::ArtifactMissing { .. } => {
-                        (StatusCode::NOT_FOUND, "not_found", None)
-                    }
-                    S::QuotaExceeded { .. } => {
-                        (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", None)
-                    }
-                    S::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_busy", None),
-                    S::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full", None),
-                    S::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-                    S::LeaseLost { .. } => (StatusCode::CONFLICT, "lease_lost", None),
-                    S::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "hash_mismatch", None),
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
-                },
+                C::Store(s) => store_parts(s),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
             },
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, param) = self.parts();
-        if status.is_server_error() {
-            tracing::error!("{self}");
+fn store_parts(s: &StoreError) -> (StatusCode, &'static str, Option<String>) {
+    use StoreError as S;
+    match s {
+                S::NotFound { .. } | S::ArtifactMissing { .. } => {
+                    (StatusCode::NOT_FOUND, "not_found", None)
+                }
+                S::QuotaExceeded { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", None)
+                }
+                S::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_busy", None),
+                S::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full", None),
+                S::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+                S::LeaseLost { .. } => (StatusCode::CONFLICT, "lease_lost", None),
+                S::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "hash_mismatch", None),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+            
+    }
+}
+
+fn serve_parts(e: &forja_serve::ServeError) -> (StatusCode, &'static str, Option<String>) {
+    use forja_engine::EngineError as E;
+    use forja_serve::ServeError as V;
+    let p = |s: &str| Some(s.to_string());
+    match e {
+        V::NotFound(_) => (StatusCode::NOT_FOUND, "model_not_found", p("model")),
+        V::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request", p("model")),
+        V::Load(_) | V::Unavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", None)
         }
+        V::Engine(E::PromptTooLong { .. }) => {
+            (StatusCode::BAD_REQUEST, "context_length_exceeded", p("messages"))
+        }
+        V::Engine(E::EmptyPrompt) => (StatusCode::BAD_REQUEST, "invalid_request", p("messages")),
+        V::Engine(E::Params(forja_core::CoreError::InvalidParam { name, .. })) => {
+            (StatusCode::BAD_REQUEST, "invalid_request", p(name))
+        }
+        V::Engine(E::Tokenizer { .. } | E::NoChatTemplate | E::ChatTemplate(_)) => {
+            (StatusCode::BAD_REQUEST, "invalid_request", p("messages"))
+        }
+        V::Engine(E::Grammar { .. }) => {
+            (StatusCode::BAD_REQUEST, "invalid_grammar", p("response_format"))
+        }
+        V::Store(s) => store_parts(s),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+    }
+}
+
+impl ApiError {
+    /// The status and the OpenAI-shaped error body.
+    pub fn body(&self) -> (StatusCode, serde_json::Value) {
+        let (status, code, param) = self.parts();
         let kind = match status {
             StatusCode::UNAUTHORIZED => "authentication_error",
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
@@ -112,6 +155,16 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": { "message": self.to_string(), "type": kind, "param": param, "code": code }
         });
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.body();
+        if status.is_server_error() {
+            tracing::error!("{self}");
+        }
         let mut resp = (status, axum::Json(body)).into_response();
         let retry = match &self {
             ApiError::Control(ControlError::Store(StoreError::QuotaExceeded {

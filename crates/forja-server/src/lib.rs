@@ -1,5 +1,7 @@
 //! forja's HTTP API (axum), OpenAI-compatible where OpenAI has the
-//! endpoint: files and fine-tuning jobs (with events and checkpoints), plus
+//! endpoint: chat completions, completions, models and embeddings served
+//! per tenant (base, version or `name@alias`), files and fine-tuning jobs
+//! (with events and checkpoints), the model registry, `/metrics`, plus
 //! forja's feedback and learning status, the worker protocol, and signed
 //! artifact downloads. [`client::RemoteLink`] is the worker side of that
 //! protocol.
@@ -11,6 +13,9 @@ mod api;
 mod auth;
 pub mod client;
 mod error;
+mod grammar;
+mod infer_wire;
+mod inference;
 mod registry_api;
 mod wire;
 mod worker_api;
@@ -20,8 +25,40 @@ pub use error::ApiError;
 use axum::routing::{get, post, put};
 use axum::Router;
 use forja_control::Control;
+use forja_serve::{Metrics, Serving};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Limits on inference requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest `max_tokens` accepted (also the default).
+    pub max_tokens_cap: usize,
+    /// A generation still running after this is cancelled (504).
+    pub request_timeout: Duration,
+    /// Largest inference request body, bytes.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tokens_cap: 2048,
+            request_timeout: Duration::from_secs(300),
+            max_body: 4 << 20,
+        }
+    }
+}
+
+/// The sentence embedder behind `/v1/embeddings` and the names that select it.
+#[derive(Debug, Clone)]
+pub struct EmbeddingModel {
+    /// The model.
+    pub embedder: Arc<forja_engine::Embedder>,
+    /// Names a request may use (`model`).
+    pub names: Vec<String>,
+}
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -32,6 +69,14 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Largest upload accepted, bytes.
     pub max_upload: usize,
+    /// Serving, once the model is loaded.
+    pub serving: Arc<OnceLock<Arc<Serving>>>,
+    /// Serving metrics (exported even before the model is loaded).
+    pub metrics: Metrics,
+    /// Inference limits.
+    pub limits: Limits,
+    /// `/v1/embeddings`, when an embedder is configured.
+    pub embedder: Option<EmbeddingModel>,
 }
 
 impl AppState {
@@ -50,7 +95,15 @@ impl AppState {
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
     let max = state.max_upload;
+    let inference = Router::new()
+        .route("/v1/chat/completions", post(inference::chat))
+        .route("/v1/completions", post(inference::completions))
+        .route("/v1/embeddings", post(inference::embeddings))
+        .route("/v1/models", get(inference::models))
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), inference::track));
     Router::new()
+        .route("/metrics", get(inference::metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/v1/files", post(api::upload_file).get(api::list_files))
@@ -82,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/worker/jobs/{id}/finish", post(worker_api::finish))
         .route("/v1/artifacts/{sha}", get(worker_api::download))
         .layer(axum::extract::DefaultBodyLimit::max(max))
+        .merge(inference)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

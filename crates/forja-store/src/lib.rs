@@ -13,12 +13,14 @@
 //! by sha256 and verified on every read.
 
 mod artifacts;
+pub mod completions;
 mod error;
 pub mod registry;
 mod sqlite;
 mod types;
 
 pub use artifacts::{sha256_file, sha256_hex, ArtifactConfig, Artifacts};
+pub use completions::{CompletionLog, CompletionRecord};
 pub use error::{Result, StoreError};
 pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
@@ -50,7 +52,7 @@ pub enum Finish {
 /// The control plane's durable state. Methods are synchronous and short;
 /// async callers run them on a blocking thread. `tenant` arguments scope a
 /// lookup: a row of another tenant is `NotFound`, never returned.
-pub trait Store: Registry + Send + Sync {
+pub trait Store: Registry + CompletionLog + Send + Sync {
     /// The store's clock (unix seconds).
     fn now(&self) -> Timestamp;
 

@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod completions;
 mod registry;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_registry.sql")),
+    (3, include_str!("../migrations/sqlite/0003_completions.sql")),
 ];
 
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

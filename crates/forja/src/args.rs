@@ -630,9 +630,27 @@ pub struct ServeArgs {
     /// directory, `auto` (all-MiniLM-L6-v2 when installed) or `none`.
     #[arg(long, default_value = "auto")]
     pub embedding_model: String,
-    /// Threads for training.
+    /// Threads for training and inference.
     #[arg(short, long)]
     pub threads: Option<usize>,
+    /// Most sequences generated together (continuous batching).
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: usize,
+    /// Largest `max_tokens` a request may ask for (also the default).
+    #[arg(long, default_value_t = 2048)]
+    pub max_tokens_cap: usize,
+    /// Seconds a generation may run before it is cancelled (504).
+    #[arg(long, default_value_t = 300)]
+    pub request_timeout_s: u64,
+    /// Largest inference request body, KiB.
+    #[arg(long, default_value_t = 4096)]
+    pub max_request_kb: usize,
+    /// Memory for loaded LoRA adapters, MiB (least recently used are evicted).
+    #[arg(long, default_value_t = 512)]
+    pub adapter_cache_mb: usize,
+    /// Days a served completion is kept for feedback by id.
+    #[arg(long, default_value_t = 7)]
+    pub completion_retention_days: i64,
 }
 
 #[derive(Debug, Args)]

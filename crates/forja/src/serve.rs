@@ -110,16 +110,33 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         bus.clone(),
     ));
     let embedder = crate::models::embedder(&a.embedding_model)?;
+    let embedding_model = embedder.clone().map(|e| {
+        let mut names = vec![e.name(), "minilm".to_string()];
+        if !["auto", "none"].contains(&a.embedding_model.as_str()) {
+            names.push(a.embedding_model.clone());
+        }
+        names.dedup();
+        forja_server::EmbeddingModel { embedder: e, names }
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .build()
         .context("cannot start the async runtime")?;
     let ready = Arc::new(AtomicBool::new(false));
+    let metrics = forja_serve::Metrics::new();
     let state = AppState {
         control: control.clone(),
         ready: ready.clone(),
         max_upload: a.max_upload_mb << 20,
+        serving: Default::default(),
+        metrics: metrics.clone(),
+        limits: forja_server::Limits {
+            max_tokens_cap: a.max_tokens_cap.max(1),
+            request_timeout: Duration::from_secs(a.request_timeout_s.max(1)),
+            max_body: a.max_request_kb << 10,
+        },
+        embedder: embedding_model,
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind((a.host.as_str(), a.port)))
@@ -135,6 +152,13 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     let loader = {
         let (stop, ready, store, artifacts, bus) =
             (stop.clone(), ready.clone(), store.clone(), artifacts.clone(), bus.clone());
+        let (serving_slot, control) = (state.serving.clone(), control.clone());
+        let serving_cfg = forja_serve::ServingConfig {
+            base_names: names.clone(),
+            adapter_budget: a.adapter_cache_mb << 20,
+            adapter_dir: dir.join("adapters"),
+            max_batch: a.max_batch,
+        };
         let opts = LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
         let (workers, ttl, path) = (a.workers, a.lease_ttl.max(1), model_path.clone());
         let failed = failed.clone();
@@ -146,6 +170,19 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                     return Err(e.into());
                 }
             };
+            let serving =
+                match forja_serve::Serving::new(engine.clone(), control, serving_cfg, metrics) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        failed.notify_one();
+                        return Err(e.into());
+                    }
+                };
+            {
+                let _rt = handle.enter();
+                serving.watch();
+            }
+            let _ = serving_slot.set(serving);
             ready.store(true, Ordering::SeqCst);
             eprintln!("forja: ready ({} loaded, {workers} in-process worker(s))", path.display());
             let mut threads = Vec::new();
@@ -183,11 +220,19 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     };
 
     let tick = Duration::from_millis(a.tick_ms.max(10));
+    let retention = a.completion_retention_days.max(0) * 86_400;
     let ticker = {
         let (control, stop) = (control.clone(), stop.clone());
         rt.spawn(async move {
+            let mut purged = std::time::Instant::now() - Duration::from_secs(3600);
             while !stop.load(Ordering::SeqCst) {
                 control.tick().await;
+                if purged.elapsed() > Duration::from_secs(600) {
+                    purged = std::time::Instant::now();
+                    let store = control.store.clone();
+                    let before = store.now() - retention;
+                    let _ = tokio::task::spawn_blocking(move || store.purge_completions(before)).await;
+                }
                 tokio::time::sleep(tick).await;
             }
         })

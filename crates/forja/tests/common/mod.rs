@@ -48,3 +48,35 @@ pub fn check_user_error(o: &Output, want: &str) {
     assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "{err:?} lacks {want:?}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
+
+/// `promtool check metrics` on `text` (Prometheus' own linter). Skipped
+/// when promtool is missing, unless `FORJA_REQUIRE_TESTDATA` is set (CI,
+/// where `make setup-test` installs it).
+pub fn promtool_check(text: &str) {
+    let tool = std::env::var("FORJA_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let child = Command::new(&tool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
+                "promtool is required ({tool}: {e}); run `make setup-test`"
+            );
+            eprintln!("skipping promtool check: {tool}: {e}");
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
+}

@@ -1,0 +1,308 @@
+//! OpenAI inference wire formats: chat completion and completion request
+//! bodies read field by field (so an error names the field), the
+//! `response_format` grammars (plus forja's `regex` and `lark`), and the
+//! response and stream chunk objects.
+
+use crate::ApiError;
+use forja_core::{ChatMessage, GenerationParams, Role, SamplingParams};
+use serde_json::{json, Map, Value};
+
+/// A grammar the output must follow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Format {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON value valid against the schema.
+    JsonSchema(Value),
+    /// A regular expression (forja extension).
+    Regex(String),
+    /// A Lark grammar (forja extension, llguidance's dialect).
+    Lark(String),
+}
+
+impl Format {
+    /// The metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::JsonObject => "json_object",
+            Format::JsonSchema(_) => "json_schema",
+            Format::Regex(_) => "regex",
+            Format::Lark(_) => "lark",
+        }
+    }
+}
+
+/// What both generation endpoints accept.
+#[derive(Debug, Clone)]
+pub struct GenBody {
+    /// `model`.
+    pub model: String,
+    /// Limits and sampling (max_tokens already capped).
+    pub params: GenerationParams,
+    /// Choices per prompt.
+    pub n: usize,
+    /// Server-sent events.
+    pub stream: bool,
+    /// A final usage chunk when streaming.
+    pub include_usage: bool,
+    /// The grammar.
+    pub format: Format,
+}
+
+/// A chat completion request.
+#[derive(Debug, Clone)]
+pub struct ChatBody {
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Everything else.
+    pub gen: GenBody,
+}
+
+/// A completion request: one or more raw prompts.
+#[derive(Debug, Clone)]
+pub struct CompletionBody {
+    /// The prompts.
+    pub prompts: Vec<String>,
+    /// Everything else.
+    pub gen: GenBody,
+}
+
+fn bad(param: &str, msg: impl Into<String>) -> ApiError {
+    ApiError::bad(param, msg)
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad("body", "the body must be a JSON object")),
+        Err(e) => Err(bad("body", format!("invalid JSON: {e}"))),
+    }
+}
+
+fn num(m: &Map<String, Value>, k: &str) -> Result<Option<f64>, ApiError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| bad(k, format!("`{k}` must be a number"))),
+    }
+}
+
+fn uint(m: &Map<String, Value>, k: &str) -> Result<Option<u64>, ApiError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(k, format!("`{k}` must be a non-negative integer"))),
+    }
+}
+
+fn flag(m: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(k, format!("`{k}` must be true or false"))),
+    }
+}
+
+/// Reads the shared fields; `max_cap` is the server's max_tokens cap.
+fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
+    let model = match m.get("model") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(bad("model", "`model` is required: `base`, a version id or `<base>@<alias>`")),
+    };
+    for k in ["logprobs", "echo"] {
+        if flag(m, k)? {
+            return Err(bad(k, format!("`{k}` is not supported by forja yet")));
+        }
+    }
+    for k in ["presence_penalty", "frequency_penalty"] {
+        if num(m, k)?.is_some_and(|v| v != 0.0) {
+            return Err(bad(k, format!("`{k}` is not supported; use `repetition_penalty` (forja)")));
+        }
+    }
+    if m.get("tools").is_some_and(|t| !t.is_null()) {
+        return Err(bad("tools", "tool calling is not supported by forja yet"));
+    }
+    let max_tokens = uint(m, "max_completion_tokens")?.or(uint(m, "max_tokens")?);
+    let max_tokens = match max_tokens {
+        Some(0) => return Err(bad("max_tokens", "`max_tokens` must be at least 1")),
+        Some(n) if n as usize > max_cap => {
+            return Err(bad(
+                "max_tokens",
+                format!("`max_tokens` {n} exceeds this server's cap of {max_cap} (--max-tokens-cap)"),
+            ))
+        }
+        Some(n) => n as usize,
+        None => max_cap,
+    };
+    let stop = match m.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("stop", "`stop` must be a string or a list of strings"))?,
+        Some(_) => return Err(bad("stop", "`stop` must be a string or a list of strings")),
+    };
+    if stop.len() > 4 {
+        return Err(bad("stop", "at most 4 stop sequences"));
+    }
+    let temperature = num(m, "temperature")?.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(bad("temperature", "`temperature` must be between 0 and 2"));
+    }
+    let sampling = SamplingParams {
+        temperature: temperature as f32,
+        top_p: num(m, "top_p")?.unwrap_or(1.0) as f32,
+        top_k: uint(m, "top_k")?.unwrap_or(0) as usize,
+        min_p: num(m, "min_p")?.unwrap_or(0.0) as f32,
+        repetition_penalty: num(m, "repetition_penalty")?.unwrap_or(1.0) as f32,
+        seed: uint(m, "seed")?,
+        ..SamplingParams::default()
+    };
+    let params = GenerationParams { max_tokens, stop, ignore_eos: false, sampling };
+    params.validate().map_err(|e| match e {
+        forja_core::CoreError::InvalidParam { name, reason } => bad(name, format!("`{name}` {reason}")),
+        e => bad("body", e.to_string()),
+    })?;
+    let n = uint(m, "n")?.unwrap_or(1) as usize;
+    if !(1..=8).contains(&n) {
+        return Err(bad("n", "`n` must be between 1 and 8"));
+    }
+    let stream = flag(m, "stream")?;
+    let include_usage = m
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(GenBody { model, params, n, stream, include_usage, format: format(m)? })
+}
+
+fn format(m: &Map<String, Value>) -> Result<Format, ApiError> {
+    let p = "response_format";
+    let rf = match m.get(p) {
+        None | Some(Value::Null) => return Ok(Format::Text),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(bad(p, "`response_format` must be an object with a `type`")),
+    };
+    let field = |k: &str| rf.get(k).filter(|v| !v.is_null());
+    let text = |k: &str| {
+        field(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| bad(p, format!("`response_format.{k}` must be a string")))
+    };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(Format::Text),
+        Some("json_object") => Ok(Format::JsonObject),
+        Some("json_schema") => {
+            let js = field("json_schema").ok_or_else(|| {
+                bad(p, "`response_format.json_schema` is required for type json_schema")
+            })?;
+            let schema = js.get("schema").filter(|s| s.is_object() || s.is_boolean()).ok_or_else(
+                || bad(p, "`response_format.json_schema.schema` must be a JSON Schema object"),
+            )?;
+            Ok(Format::JsonSchema(schema.clone()))
+        }
+        Some("regex") => Ok(Format::Regex(text("regex")?)),
+        Some("lark") | Some("grammar") => Ok(Format::Lark(text("grammar")?)),
+        Some(other) => Err(bad(
+            p,
+            format!("unknown response_format type `{other}` (text, json_object, json_schema, regex, lark)"),
+        )),
+        None => Err(bad(p, "`response_format.type` is required")),
+    }
+}
+
+fn content(v: &Value, i: usize) -> Result<String, ApiError> {
+    let param = format!("messages[{i}].content");
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for part in parts {
+                match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => out.push_str(t),
+                    (Some(t), _) => {
+                        return Err(bad(&param, format!("content part type `{t}` is not supported (text only)")))
+                    }
+                    _ => return Err(bad(&param, "content parts need a `type`")),
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(bad(&param, "`content` must be a string or a list of text parts")),
+    }
+}
+
+/// Parses a chat completion body.
+pub fn chat(body: &[u8], max_cap: usize) -> Result<ChatBody, ApiError> {
+    let m = object(body)?;
+    let list = match m.get("messages") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        _ => return Err(bad("messages", "`messages` must be a non-empty list")),
+    };
+    let mut messages = Vec::with_capacity(list.len());
+    for (i, msg) in list.iter().enumerate() {
+        let role = match msg.get("role").and_then(Value::as_str) {
+            Some("system") | Some("developer") => Role::System,
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            Some("tool") => Role::Tool,
+            Some(r) => return Err(bad(&format!("messages[{i}].role"), format!("unknown role `{r}`"))),
+            None => return Err(bad(&format!("messages[{i}].role"), "every message needs a `role`")),
+        };
+        let content = content(msg.get("content").unwrap_or(&Value::Null), i)?;
+        messages.push(ChatMessage { role, content });
+    }
+    Ok(ChatBody { messages, gen: gen(&m, max_cap)? })
+}
+
+/// Parses a completion body.
+pub fn completion(body: &[u8], max_cap: usize) -> Result<CompletionBody, ApiError> {
+    let m = object(body)?;
+    if m.get("suffix").is_some_and(|s| !s.is_null()) {
+        return Err(bad("suffix", "`suffix` is not supported"));
+    }
+    let prompts = match m.get("prompt") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            return Err(bad("prompt", "token-id prompts are not supported; send text"))
+        }
+        _ => return Err(bad("prompt", "`prompt` must be a string or a non-empty list of strings")),
+    };
+    Ok(CompletionBody { prompts, gen: gen(&m, max_cap)? })
+}
+
+/// Token counts of a response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Prompt tokens (summed over prompts, once per prompt).
+    pub prompt: usize,
+    /// Generated tokens over every choice.
+    pub completion: usize,
+}
+
+impl Usage {
+    /// The `usage` object.
+    pub fn json(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+        })
+    }
+}
+
+/// `system_fingerprint`: forja's version.
+pub fn fingerprint() -> String {
+    format!("forja-{}", env!("CARGO_PKG_VERSION"))
+}

@@ -1,0 +1,51 @@
+//! [`CompletionLog`] on SQLite.
+
+use super::{col_json, to_json, SqliteStore};
+use crate::completions::{CompletionLog, CompletionRecord};
+use crate::error::{sql, Result, StoreError};
+use crate::Timestamp;
+use rusqlite::{params, OptionalExtension};
+
+impl CompletionLog for SqliteStore {
+    fn record_completion(&self, c: &CompletionRecord) -> Result<()> {
+        self.tx("record completion", |tx, now| {
+            tx.execute(
+                "INSERT INTO completions (id, tenant_id, model, messages, output, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![c.id, c.tenant_id, c.model, to_json(&c.messages), c.output, now],
+            )
+            .map_err(sql("record completion"))?;
+            Ok(())
+        })
+    }
+
+    fn completion(&self, tenant_id: &str, id: &str) -> Result<CompletionRecord> {
+        self.read(|c, _| {
+            c.query_row(
+                "SELECT id, tenant_id, model, messages, output, created_at FROM completions
+                 WHERE id = ?1 AND tenant_id = ?2",
+                params![id, tenant_id],
+                |r| {
+                    Ok(CompletionRecord {
+                        id: r.get(0)?,
+                        tenant_id: r.get(1)?,
+                        model: r.get(2)?,
+                        messages: col_json(r, 3)?,
+                        output: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read completion"))?
+            .ok_or_else(|| StoreError::NotFound { what: "completion", id: id.into() })
+        })
+    }
+
+    fn purge_completions(&self, before: Timestamp) -> Result<usize> {
+        self.tx("purge completions", |tx, _| {
+            tx.execute("DELETE FROM completions WHERE created_at < ?1", params![before])
+                .map_err(sql("purge completions"))
+        })
+    }
+}
