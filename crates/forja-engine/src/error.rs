@@ -131,6 +131,20 @@ pub enum EngineError {
     /// this, with the cause.
     #[error("generation failed: {0}")]
     Generation(String),
+    /// A grammar, JSON Schema or regular expression for constrained
+    /// decoding does not compile.
+    #[error("invalid grammar: {reason}")]
+    Grammar {
+        /// What is wrong with it, as the grammar compiler says.
+        reason: String,
+    },
+    /// Constrained decoding failed while generating: a token the grammar
+    /// forbids was accepted, or the parser gave up (a bug or a limit).
+    #[error("constrained decoding: {reason}")]
+    Constraint {
+        /// What happened.
+        reason: String,
+    },
     /// An error from the tensor library (a bug in forja if it reaches users).
     #[error("tensor error: {0}")]
     Candle(String),

@@ -9,8 +9,10 @@
 //! sampling controls. The same model code trains: LoRA adapters in PEFT's
 //! format ([`lora`]), supervised fine-tuning and tiny-model pre-training
 //! ([`train`]). It also embeds sentences with BERT encoders from
-//! sentence-transformers directories ([`Embedder`], all-MiniLM-L6-v2). It
-//! knows nothing of HTTP, SQL or JSON wire formats.
+//! sentence-transformers directories ([`Embedder`], all-MiniLM-L6-v2), and
+//! keeps generated text inside a JSON Schema, regex or Lark grammar with
+//! token masks ([`constraint`]). It knows nothing of HTTP, SQL or JSON wire
+//! formats.
 //!
 //! ```no_run
 //! use forja_engine::{Engine, LoadOptions};
@@ -31,6 +33,7 @@
 mod attention;
 pub mod batcher;
 mod chat_template;
+pub mod constraint;
 pub mod device;
 pub mod embed;
 mod engine;
@@ -60,6 +63,7 @@ mod weights;
 pub use attention::Slot;
 pub use batcher::{Batcher, BatcherConfig, Job, JobEvent};
 pub use chat_template::ChatTemplate;
+pub use constraint::{Constraint, ConstraintCompiler, Grammar};
 pub use embed::Embedder;
 pub use engine::{Engine, LoadOptions, LoadProgress, ModelFormat, ModelInfo};
 pub use error::{EngineError, Result};

@@ -265,6 +265,12 @@ impl Tokenizer {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// The wrapped Hugging Face tokenizer (constrained decoding reads its
+    /// vocabulary and pipeline).
+    pub(crate) fn hf(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
 }
 
 /// Incremental detokenizer (see [`Tokenizer::stream`]).

@@ -77,6 +77,9 @@ pub struct Serving {
     failed: Mutex<HashSet<Key>>,
     /// Grammar compiler for the tokenizer, built on first use.
     compiler: OnceLock<std::result::Result<ConstraintCompiler, String>>,
+    /// Compiled grammars by their text; requests get clones (which share
+    /// the lexer tables llguidance builds while masking).
+    grammars: Mutex<HashMap<String, Constraint>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -115,6 +118,7 @@ impl Serving {
             swapping: Mutex::new(HashSet::new()),
             failed: Mutex::new(HashSet::new()),
             compiler: OnceLock::new(),
+            grammars: Mutex::new(HashMap::new()),
             metrics,
         }))
     }
@@ -134,10 +138,20 @@ impl Serving {
         let compiler = self.compiler.get_or_init(|| {
             ConstraintCompiler::new(self.engine.tokenizer()).map_err(|e| e.to_string())
         });
-        match compiler {
-            Ok(c) => Ok(c.compile(g)?),
-            Err(e) => Err(ServeError::Invalid(format!("constrained decoding is unavailable: {e}"))),
+        let compiler = compiler.as_ref().map_err(|e| {
+            ServeError::Invalid(format!("constrained decoding is unavailable: {e}"))
+        })?;
+        let key = format!("{g:?}");
+        if let Some(c) = lock(&self.grammars).get(&key) {
+            return Ok(c.clone());
         }
+        let c = compiler.compile(g)?;
+        let mut cache = lock(&self.grammars);
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(key, c.clone());
+        Ok(c)
     }
 
     /// The name responses use for the base model: the first name that is
