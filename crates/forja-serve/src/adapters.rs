@@ -102,9 +102,8 @@ mod tests {
         let spec = Spec::llama();
         fixtures::write_hf(tmp.path(), &spec, &fixtures::weights(&spec, 1));
         let e = Engine::load(tmp.path(), &LoadOptions::default(), &mut |_| {}).unwrap();
-        let a = |seed| {
-            Arc::new(Adapter::new(e.model(), &LoraConfig::default(), "t", seed).unwrap())
-        };
+        let a =
+            |seed| Arc::new(Adapter::new(e.model(), &LoraConfig::default(), "t", seed).unwrap());
         let one = adapter_bytes(&a(0));
         let key = |v: &str| ("tn".to_string(), v.to_string());
         let mut c = AdapterCache::new(2 * one);

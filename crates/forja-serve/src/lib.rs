@@ -255,7 +255,11 @@ impl Serving {
                 }
                 if let Some(old) = self.version(tenant, &old).await? {
                     let adapter = self.adapter(tenant, &old).await?;
-                    return Ok(Target { model: old.id.clone(), version: Some(old), adapter: Some(adapter) });
+                    return Ok(Target {
+                        model: old.id.clone(),
+                        version: Some(old),
+                        adapter: Some(adapter),
+                    });
                 }
             }
             None if failed => return Ok(self.base_target()),
@@ -305,9 +309,9 @@ impl Serving {
     /// Downloads `v`'s files (each checked against its sha256) and loads them.
     async fn fetch(&self, v: &ModelVersion) -> Result<Arc<Adapter>> {
         let dir = self.cfg.adapter_dir.join(&v.id);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| ServeError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            ServeError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
         for (name, sha) in &v.lineage.adapter_files {
             if name.contains('/') || name.contains("..") {
                 return Err(ServeError::Load(format!("version {}: bad file name `{name}`", v.id)));
@@ -316,14 +320,19 @@ impl Serving {
             if path.is_file() && forja_store::sha256_file(&path).is_ok_and(|s| &s == sha) {
                 continue;
             }
-            let bytes = self.control.artifacts.get(sha).await.map_err(|e| {
-                ServeError::Load(format!("version {}: file {name}: {e}", v.id))
-            })?;
+            let bytes = self
+                .control
+                .artifacts
+                .get(sha)
+                .await
+                .map_err(|e| ServeError::Load(format!("version {}: file {name}: {e}", v.id)))?;
             let tmp = dir.join(format!(".{name}.tmp"));
             tokio::fs::write(&tmp, &bytes)
                 .await
                 .and(tokio::fs::rename(&tmp, &path).await)
-                .map_err(|e| ServeError::Unavailable(format!("cannot write {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    ServeError::Unavailable(format!("cannot write {}: {e}", path.display()))
+                })?;
         }
         let weights = v.lineage.adapter_files.get("adapter_model.safetensors");
         if weights != Some(&v.lineage.adapter_sha256) {
@@ -384,7 +393,9 @@ impl Serving {
         })?;
         match rx.await {
             Ok(Ok(4)) => Ok(adapter),
-            Ok(Ok(n)) => Err(ServeError::Load(format!("smoke generation stopped after {n} tokens"))),
+            Ok(Ok(n)) => {
+                Err(ServeError::Load(format!("smoke generation stopped after {n} tokens")))
+            }
             Ok(Err(e)) => Err(ServeError::Load(format!("smoke generation failed: {e}"))),
             Err(_) => Err(ServeError::Unavailable("the batcher stopped".into())),
         }
@@ -478,7 +489,10 @@ impl Serving {
     }
 
     /// The tenant's versions and aliases (for `/v1/models`).
-    pub async fn models(&self, tenant: &Tenant) -> Result<(Vec<ModelVersion>, Vec<forja_store::Alias>)> {
+    pub async fn models(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<(Vec<ModelVersion>, Vec<forja_store::Alias>)> {
         let tid = tenant.id.clone();
         self.store(move |s| Ok((s.model_versions(&tid)?, s.aliases(&tid)?))).await
     }

@@ -98,19 +98,16 @@ impl ApiError {
 fn store_parts(s: &StoreError) -> (StatusCode, &'static str, Option<String>) {
     use StoreError as S;
     match s {
-                S::NotFound { .. } | S::ArtifactMissing { .. } => {
-                    (StatusCode::NOT_FOUND, "not_found", None)
-                }
-                S::QuotaExceeded { .. } => {
-                    (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", None)
-                }
-                S::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_busy", None),
-                S::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full", None),
-                S::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-                S::LeaseLost { .. } => (StatusCode::CONFLICT, "lease_lost", None),
-                S::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "hash_mismatch", None),
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
-            
+        S::NotFound { .. } | S::ArtifactMissing { .. } => {
+            (StatusCode::NOT_FOUND, "not_found", None)
+        }
+        S::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", None),
+        S::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "database_busy", None),
+        S::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full", None),
+        S::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+        S::LeaseLost { .. } => (StatusCode::CONFLICT, "lease_lost", None),
+        S::HashMismatch { .. } => (StatusCode::BAD_REQUEST, "hash_mismatch", None),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
     }
 }
 

@@ -111,7 +111,12 @@ fn flag(m: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
 fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
     let model = match m.get("model") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Err(bad("model", "`model` is required: `base`, a version id or `<base>@<alias>`")),
+        _ => {
+            return Err(bad(
+                "model",
+                "`model` is required: `base`, a version id or `<base>@<alias>`",
+            ))
+        }
     };
     for k in ["logprobs", "echo"] {
         if flag(m, k)? {
@@ -120,24 +125,28 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
     }
     for k in ["presence_penalty", "frequency_penalty"] {
         if num(m, k)?.is_some_and(|v| v != 0.0) {
-            return Err(bad(k, format!("`{k}` is not supported; use `repetition_penalty` (forja)")));
+            return Err(bad(
+                k,
+                format!("`{k}` is not supported; use `repetition_penalty` (forja)"),
+            ));
         }
     }
     if m.get("tools").is_some_and(|t| !t.is_null()) {
         return Err(bad("tools", "tool calling is not supported by forja yet"));
     }
     let max_tokens = uint(m, "max_completion_tokens")?.or(uint(m, "max_tokens")?);
-    let max_tokens = match max_tokens {
-        Some(0) => return Err(bad("max_tokens", "`max_tokens` must be at least 1")),
-        Some(n) if n as usize > max_cap => {
-            return Err(bad(
+    let max_tokens =
+        match max_tokens {
+            Some(0) => return Err(bad("max_tokens", "`max_tokens` must be at least 1")),
+            Some(n) if n as usize > max_cap => return Err(bad(
                 "max_tokens",
-                format!("`max_tokens` {n} exceeds this server's cap of {max_cap} (--max-tokens-cap)"),
-            ))
-        }
-        Some(n) => n as usize,
-        None => max_cap,
-    };
+                format!(
+                    "`max_tokens` {n} exceeds this server's cap of {max_cap} (--max-tokens-cap)"
+                ),
+            )),
+            Some(n) => n as usize,
+            None => max_cap,
+        };
     let stop = match m.get("stop") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
@@ -166,7 +175,9 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
     };
     let params = GenerationParams { max_tokens, stop, ignore_eos: false, sampling };
     params.validate().map_err(|e| match e {
-        forja_core::CoreError::InvalidParam { name, reason } => bad(name, format!("`{name}` {reason}")),
+        forja_core::CoreError::InvalidParam { name, reason } => {
+            bad(name, format!("`{name}` {reason}"))
+        }
         e => bad("body", e.to_string()),
     })?;
     let n = uint(m, "n")?.unwrap_or(1) as usize;
@@ -229,7 +240,10 @@ fn content(v: &Value, i: usize) -> Result<String, ApiError> {
                 match (part.get("type").and_then(Value::as_str), part.get("text")) {
                     (Some("text"), Some(Value::String(t))) => out.push_str(t),
                     (Some(t), _) => {
-                        return Err(bad(&param, format!("content part type `{t}` is not supported (text only)")))
+                        return Err(bad(
+                            &param,
+                            format!("content part type `{t}` is not supported (text only)"),
+                        ))
                     }
                     _ => return Err(bad(&param, "content parts need a `type`")),
                 }
@@ -254,8 +268,12 @@ pub fn chat(body: &[u8], max_cap: usize) -> Result<ChatBody, ApiError> {
             Some("user") => Role::User,
             Some("assistant") => Role::Assistant,
             Some("tool") => Role::Tool,
-            Some(r) => return Err(bad(&format!("messages[{i}].role"), format!("unknown role `{r}`"))),
-            None => return Err(bad(&format!("messages[{i}].role"), "every message needs a `role`")),
+            Some(r) => {
+                return Err(bad(&format!("messages[{i}].role"), format!("unknown role `{r}`")))
+            }
+            None => {
+                return Err(bad(&format!("messages[{i}].role"), "every message needs a `role`"))
+            }
         };
         let content = content(msg.get("content").unwrap_or(&Value::Null), i)?;
         messages.push(ChatMessage { role, content });

@@ -64,7 +64,11 @@ fn now_secs() -> u64 {
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn chat(State(s): State<AppState>, TenantAuth(t): TenantAuth, body: axum::body::Bytes) -> Response {
+pub async fn chat(
+    State(s): State<AppState>,
+    TenantAuth(t): TenantAuth,
+    body: axum::body::Bytes,
+) -> Response {
     let r = async {
         let body = infer_wire::chat(&body, s.limits.max_tokens_cap)?;
         let sv = serving(&s)?;
@@ -143,9 +147,6 @@ async fn generate(
     let (tx, rx) = mpsc::unbounded_channel();
     let n = gen.n;
     let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
-    if gen.format != Format::Text {
-        sv.metrics.constrained.with_label_values(&[gen.format.kind()]).inc();
-    }
     let jobs = prompts.len() * n;
     for (p, prompt) in prompts.into_iter().enumerate() {
         for c in 0..n {
@@ -169,6 +170,9 @@ async fn generate(
         }
     }
     drop(tx);
+    if gen.format != Format::Text {
+        sv.metrics.constrained.with_label_values(&[gen.format.kind()]).inc();
+    }
     sv.metrics.prompt_tokens.with_label_values(&[&t.name]).inc_by(prompt_tokens as u64);
     let run = Run {
         rx,
@@ -343,7 +347,8 @@ impl Run {
                     }
                 }
             }
-            let (mut left, mut usage) = (self.jobs, Usage { prompt: self.prompt_tokens, completion: 0 });
+            let (mut left, mut usage) =
+                (self.jobs, Usage { prompt: self.prompt_tokens, completion: 0 });
             let (mut output, mut longest) = (String::new(), 0);
             while left > 0 {
                 let ev = match self.next().await {
@@ -458,7 +463,12 @@ pub async fn embeddings(
             Some(Value::Array(a)) if !a.is_empty() => {
                 return Err(ApiError::bad("input", "token-id inputs are not supported; send text"))
             }
-            _ => return Err(ApiError::bad("input", "`input` must be a string or a non-empty list of strings")),
+            _ => {
+                return Err(ApiError::bad(
+                    "input",
+                    "`input` must be a string or a non-empty list of strings",
+                ))
+            }
         };
         if inputs.len() > 2048 {
             return Err(ApiError::bad("input", "at most 2048 inputs per request"));
@@ -466,7 +476,12 @@ pub async fn embeddings(
         let base64 = match v.get("encoding_format").and_then(Value::as_str) {
             None | Some("float") => false,
             Some("base64") => true,
-            Some(f) => return Err(ApiError::bad("encoding_format", format!("`{f}` is not float or base64"))),
+            Some(f) => {
+                return Err(ApiError::bad(
+                    "encoding_format",
+                    format!("`{f}` is not float or base64"),
+                ))
+            }
         };
         if v.get("dimensions").is_some_and(|d| !d.is_null()) {
             return Err(ApiError::bad("dimensions", "`dimensions` is not supported by this model"));

@@ -231,7 +231,8 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                     purged = std::time::Instant::now();
                     let store = control.store.clone();
                     let before = store.now() - retention;
-                    let _ = tokio::task::spawn_blocking(move || store.purge_completions(before)).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || store.purge_completions(before)).await;
                 }
                 tokio::time::sleep(tick).await;
             }
