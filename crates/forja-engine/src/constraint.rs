@@ -514,6 +514,18 @@ WRITE_KEYWORD: "INSERT"i | "UPDATE"i | "DELETE"i | "DROP"i | "ALTER"i | "CREATE"
     | "VACUUM"i | "COPY"i | "SET"i | "LOCK"i | "COMMIT"i | "ROLLBACK"i | "BEGIN"i
 "#;
 
+impl crate::TokenFilter for Constraint {
+    fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+        Constraint::mask(self, logits)
+    }
+    fn accept(&mut self, token: u32) -> Result<()> {
+        Constraint::accept(self, token)
+    }
+    fn is_finished(&self) -> bool {
+        Constraint::is_finished(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,17 +556,5 @@ mod tests {
             one_line("at 1(8): bad regex:\n(x\n ^\nerror: unclosed group\n1 | start: /(x/\n   ^"),
             "at 1(8): bad regex: (x; error: unclosed group"
         );
-    }
-}
-
-impl crate::TokenFilter for Constraint {
-    fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
-        Constraint::mask(self, logits)
-    }
-    fn accept(&mut self, token: u32) -> Result<()> {
-        Constraint::accept(self, token)
-    }
-    fn is_finished(&self) -> bool {
-        Constraint::is_finished(self)
     }
 }

@@ -135,18 +135,19 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
         return Err(bad("tools", "tool calling is not supported by forja yet"));
     }
     let max_tokens = uint(m, "max_completion_tokens")?.or(uint(m, "max_tokens")?);
-    let max_tokens =
-        match max_tokens {
-            Some(0) => return Err(bad("max_tokens", "`max_tokens` must be at least 1")),
-            Some(n) if n as usize > max_cap => return Err(bad(
+    let max_tokens = match max_tokens {
+        Some(0) => return Err(bad("max_tokens", "`max_tokens` must be at least 1")),
+        Some(n) if n as usize > max_cap => {
+            return Err(bad(
                 "max_tokens",
                 format!(
                     "`max_tokens` {n} exceeds this server's cap of {max_cap} (--max-tokens-cap)"
                 ),
-            )),
-            Some(n) => n as usize,
-            None => max_cap,
-        };
+            ))
+        }
+        Some(n) => n as usize,
+        None => max_cap,
+    };
     let stop = match m.get("stop") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],

@@ -449,7 +449,7 @@ pub async fn embeddings(
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad("body", format!("invalid JSON: {e}")))?;
         let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-        if !emb.names.iter().any(|n| *n == model) {
+        if !emb.names.contains(&model) {
             return Err(ApiError::Serve(ServeError::NotFound(format!(
                 "embedding model `{model}` does not exist; this server embeds with {}",
                 emb.names.join(", ")
