@@ -174,7 +174,9 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
         seed: uint(m, "seed")?,
         ..SamplingParams::default()
     };
-    let params = GenerationParams { max_tokens, stop, ignore_eos: false, sampling };
+    // forja (and llama.cpp) extension: keep going past end tokens (benchmarks).
+    let ignore_eos = flag(m, "ignore_eos")?;
+    let params = GenerationParams { max_tokens, stop, ignore_eos, sampling };
     params.validate().map_err(|e| match e {
         forja_core::CoreError::InvalidParam { name, reason } => {
             bad(name, format!("`{name}` {reason}"))

@@ -159,7 +159,10 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
             adapter_dir: dir.join("adapters"),
             max_batch: a.max_batch,
         };
-        let opts = LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
+        // Training needs dense weights; a serving-only node keeps them quantized
+        // (faster decoding, a quarter of the memory for Q4 files).
+        let opts =
+            LoadOptions { threads: a.threads, dequantize: a.workers > 0, ..Default::default() };
         let (workers, ttl, path) = (a.workers, a.lease_ttl.max(1), model_path.clone());
         let failed = failed.clone();
         std::thread::spawn(move || -> Result<Vec<std::thread::JoinHandle<()>>> {
