@@ -36,7 +36,7 @@ import json, statistics, sys, time, urllib.request
 furl, key, lurl, n, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 msgs = [{"role": "user", "content": "Write a long story about a town council meeting."}]
 def ask(url, auth, max_tokens):
-    body = {"model": "default", "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
+    body = {"model": "base", "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
             "ignore_eos": True}
     req = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(),
         headers={"content-type": "application/json", "authorization": f"Bearer {auth}"})

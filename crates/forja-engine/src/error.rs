@@ -145,6 +145,10 @@ pub enum EngineError {
         /// What happened.
         reason: String,
     },
+    /// A draft model cannot speculate for its target (different vocabulary
+    /// or tokenizer), or a speculative step was called out of order.
+    #[error("speculative decoding: {0}")]
+    Speculative(String),
     /// An error from the tensor library (a bug in forja if it reaches users).
     #[error("tensor error: {0}")]
     Candle(String),

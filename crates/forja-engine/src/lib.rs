@@ -5,8 +5,9 @@
 //! decoders (Llama 2/3, SmolLM2, Mistral, Qwen2, Qwen3) from GGUF files
 //! (`F32`, `F16`, `BF16`, `Q4_0`, `Q4_1`, `Q8_0`, k-quants) or Hugging Face
 //! safetensors directories, rebuilds their tokenizer and chat template, and
-//! generates with a KV cache, batched prefill and decode, and the usual
-//! sampling controls. The same model code trains: LoRA adapters in PEFT's
+//! generates with a KV cache, batched prefill and decode, the usual
+//! sampling controls, and speculative decoding with a draft model
+//! ([`speculative`]). The same model code trains: LoRA adapters in PEFT's
 //! format ([`lora`]), supervised fine-tuning and tiny-model pre-training
 //! ([`train`]). It also embeds sentences with BERT encoders from
 //! sentence-transformers directories ([`Embedder`], all-MiniLM-L6-v2), and
@@ -54,6 +55,7 @@ pub mod quant;
 mod safetensors_io;
 mod sampler;
 mod simd;
+pub mod speculative;
 #[cfg(test)]
 mod test_util;
 mod tokenizer;

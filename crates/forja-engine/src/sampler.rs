@@ -1,7 +1,8 @@
 //! Picking the next token: repetition penalty, then greedy arg-max or
 //! top-k → top-p → min-p → temperature → a draw from a seeded ChaCha8
 //! generator (llama.cpp's default order, so the same settings mean the same
-//! thing in both tools).
+//! thing in both tools). [`Sampler::distribution`] exposes the filtered
+//! distribution itself (speculative decoding compares two of them).
 
 use forja_core::SamplingParams;
 use rand::{Rng, SeedableRng};
@@ -29,6 +30,34 @@ impl Sampler {
         if self.p.is_greedy() {
             return argmax(logits);
         }
+        let probs = self.filter(logits);
+        let mut r: f32 = self.rng.random();
+        for (p, c) in probs.iter().zip(self.cand.iter()) {
+            if r < *p {
+                return c.1;
+            }
+            r -= p;
+        }
+        self.cand.last().expect("at least one candidate").1
+    }
+
+    /// The distribution [`Sampler::sample`] would draw from, as sparse
+    /// `(token, probability)` pairs, most likely first (one pair with
+    /// probability 1 when greedy). `logits` is modified in place by the
+    /// penalty, as in `sample`; the generator is not touched.
+    pub fn distribution(&mut self, logits: &mut [f32], history: &[u32]) -> Vec<(u32, f32)> {
+        self.penalize(logits, history);
+        if self.p.is_greedy() {
+            return vec![(argmax(logits), 1.0)];
+        }
+        let probs = self.filter(logits);
+        self.cand.iter().zip(probs).map(|(c, p)| (c.1, p)).collect()
+    }
+
+    /// Applies top-k → top-p → min-p to penalized `logits`, leaving the
+    /// survivors in `self.cand` (most likely first), and returns their
+    /// probabilities at the sampling temperature.
+    fn filter(&mut self, logits: &[f32]) -> Vec<f32> {
         let cand = &mut self.cand;
         cand.clear();
         if self.p.min_p > 0.0 {
@@ -65,15 +94,7 @@ impl Sampler {
             keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
         }
         cand.truncate(keep.max(1));
-        let probs = softmax(cand.iter().map(|c| c.0), self.p.temperature);
-        let mut r: f32 = self.rng.random();
-        for (p, c) in probs.iter().zip(cand.iter()) {
-            if r < *p {
-                return c.1;
-            }
-            r -= p;
-        }
-        cand.last().expect("at least one candidate").1
+        softmax(cand.iter().map(|c| c.0), self.p.temperature)
     }
 
     fn penalize(&self, logits: &mut [f32], history: &[u32]) {
@@ -174,6 +195,29 @@ mod tests {
             let f = *c as f32 / n as f32;
             assert!((f - w).abs() < 0.02, "freq {f} vs p {w}");
         }
+    }
+
+    #[test]
+    fn distribution_is_what_sample_draws_from() {
+        let logits = [2.0, 1.0, 0.0, -1.0, -5.0];
+        let n = 20_000;
+        for p in [
+            params(|p| p.top_k = 2),
+            params(|p| p.top_p = 0.9),
+            params(|p| p.min_p = 0.3),
+            params(|p| p.temperature = 1.5),
+        ] {
+            let d = Sampler::new(&p).distribution(&mut logits.to_vec(), &[]);
+            assert!((d.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-5);
+            for (t, c) in histogram(&p, &logits, n).into_iter().enumerate() {
+                let want = d.iter().find(|x| x.0 == t as u32).map_or(0.0, |x| x.1);
+                let f = c as f32 / n as f32;
+                assert!((f - want).abs() < 0.02, "{p:?}: token {t} freq {f} vs p {want}");
+            }
+        }
+        // Greedy: the penalized arg-max, with certainty.
+        let p = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };
+        assert_eq!(Sampler::new(&p).distribution(&mut [3.0, -1.0, 2.0], &[0]), vec![(2, 1.0)]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The real default model, SmolLM2-135M-Instruct Q4_1 (installed by `make
 //! test` from PyPI): tokenization and greedy decoding match llama.cpp token
-//! for token, and the GGUF chat template renders like transformers would.
+//! for token, the GGUF chat template renders like transformers would, and
+//! speculative decoding (f32 target, the Q4_1 file as draft) keeps greedy output.
 //!
 //! Greedy parity, and why it is checked the way it is. The fixture
 //! (scripts/llamacpp-greedy-fixture.py) holds llama.cpp's greedy tokens for
@@ -247,4 +248,26 @@ fn chat_answers_and_stops_at_end_of_turn() {
     assert_eq!(reply.finish, forja_engine::FinishReason::Stop);
     assert_eq!(reply.tokens.last(), Some(&2), "ends on <|im_end|>");
     assert!(!reply.text.contains("<|im_end|>"));
+}
+
+#[test]
+fn speculative_greedy_with_the_quantized_model_as_draft_equals_plain() {
+    use forja_engine::speculative::{self, SpecConfig};
+    let (Some(target), Some(draft)) = (reference(), engine()) else { return };
+    let p = GenerationParams {
+        max_tokens: 32,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    for q in ["Explain how a bicycle works.", "Write a haiku about the sea."] {
+        let text = target.render_chat(&[ChatMessage::user(q)], true).unwrap();
+        let prompt = target.tokenizer().encode(&text, false).unwrap();
+        let req = Request { prompt: prompt.clone(), params: p.clone() };
+        let (plain, _) = target.generate_batch(&[req], None, &mut |_, _| true).unwrap();
+        let (spec, stats, _) =
+            speculative::generate(target, draft, &prompt, &p, None, &SpecConfig::default())
+                .unwrap();
+        assert_eq!(spec, plain[0].tokens, "{q}: {stats:?}");
+        assert!(stats.token_acceptance() > 0.8, "{q}: {stats:?}");
+    }
 }
