@@ -304,6 +304,8 @@ pub enum ModelsCommand {
 pub enum BenchCommand {
     /// Prompt (prefill) and decode throughput, like llama-bench's pp and tg tests.
     Generate(BenchGenerateArgs),
+    /// Decode throughput with a draft model (speculative decoding) against plain decoding.
+    Speculative(BenchSpeculativeArgs),
     /// LoRA training throughput (tokens/s) and model FLOP utilisation.
     Train(BenchTrainArgs),
     /// MinHash signature throughput and LSH candidate pairs on a JSONL corpus.
@@ -577,6 +579,38 @@ pub struct BenchGenerateArgs {
     pub gen_tokens: usize,
     /// Repetitions of each test.
     #[arg(short, long, default_value_t = 5)]
+    pub repetitions: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSpeculativeArgs {
+    /// The target model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Draft model (GGUF, HF directory or built-in name) with the target's tokenizer,
+    /// loaded as stored (e.g. the same model quantized).
+    #[arg(long)]
+    pub draft: String,
+    /// Load the target dequantized to dense f32 (what `forja serve` runs).
+    #[arg(long)]
+    pub dequantize: bool,
+    /// User message, rendered with the target's chat template (raw text without one).
+    #[arg(
+        long,
+        default_value = "Explain step by step how a bicycle turns pedalling into forward motion."
+    )]
+    pub prompt: String,
+    /// Tokens generated greedily (end tokens ignored).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Draft tokens per step to start with (adapts within 1..=8).
+    #[arg(short = 'k', long, default_value_t = 4)]
+    pub draft_k: usize,
+    /// Repetitions; medians are reported.
+    #[arg(short, long, default_value_t = 3)]
     pub repetitions: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]

@@ -1,8 +1,10 @@
 //! `forja bench generate`: llama-bench-style throughput tests. `pp`: one
 //! prefill pass over N prompt tokens; `tg`: N tokens decoded one at a time
 //! after a single BOS token. Both use random token ids, like llama-bench.
+//! `forja bench speculative`: greedy decoding of a chat prompt, plain and
+//! with a draft model. `forja bench train`: LoRA training throughput.
 
-use crate::args::BenchGenerateArgs;
+use crate::args::{BenchGenerateArgs, BenchSpeculativeArgs};
 use crate::run::load;
 use anyhow::Result;
 use forja_core::{GenerationParams, SamplingParams};
@@ -102,6 +104,111 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
                 a.gen_tokens,
                 tg.mean,
                 tg.std
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// `forja bench speculative`: greedy decode of a chat prompt, plainly and
+/// with a draft model, `repetitions` times each; medians of decode tok/s.
+pub fn speculative(a: BenchSpeculativeArgs) -> Result<ExitCode> {
+    use forja_engine::speculative::{self, SpecConfig};
+    let opts = forja_engine::LoadOptions { dequantize: a.dequantize, ..a.model.load_options() };
+    let target = crate::run::load_with(&crate::models::resolve(&a.model.model)?, &opts)?;
+    let draft_opts = forja_engine::LoadOptions { dequantize: false, ..opts.clone() };
+    let draft = crate::run::load_with(&crate::models::resolve(&a.draft)?, &draft_opts)?;
+    speculative::check_compatible(&target, &draft)?;
+    let tok = target.tokenizer();
+    let prompt = if target.has_chat_template() {
+        let text = target.render_chat(&[forja_core::ChatMessage::user(a.prompt.clone())], true)?;
+        tok.encode(&text, false)?
+    } else {
+        tok.encode(&a.prompt, true)?
+    };
+    let params = GenerationParams {
+        max_tokens: a.gen_tokens.max(1),
+        ignore_eos: true,
+        sampling: SamplingParams::greedy(),
+        ..Default::default()
+    };
+    let cfg = SpecConfig { k: a.draft_k, k_max: a.draft_k.max(8), ..Default::default() };
+    let warm = GenerationParams { max_tokens: 4, ..params.clone() };
+    let req = |p: &GenerationParams| Request { prompt: prompt.clone(), params: p.clone() };
+    target.generate_batch(&[req(&warm)], None, &mut |_, _| true)?;
+    speculative::generate(&target, &draft, &prompt, &warm, None, &cfg)?;
+    let (mut plain_tps, mut spec_tps) = (Vec::new(), Vec::new());
+    let mut identical = true;
+    let mut last = None;
+    for _ in 0..a.repetitions.max(1) {
+        let (out, t) = target.generate_batch(&[req(&params)], None, &mut |_, _| true)?;
+        plain_tps.push(t.decode_tps());
+        let (tokens, stats, secs) =
+            speculative::generate(&target, &draft, &prompt, &params, None, &cfg)?;
+        spec_tps.push(tokens.len() as f64 / secs.max(1e-9));
+        identical &= tokens == out[0].tokens;
+        last = Some((tokens.len(), stats));
+    }
+    let (n, stats) = last.expect("at least one repetition");
+    let (plain, spec) = (median(&mut plain_tps), median(&mut spec_tps));
+    let per_pass = n as f64 / stats.steps.max(1) as f64;
+    if a.json {
+        let j = serde_json::json!({
+            "engine": "forja",
+            "target": target.info().path.display().to_string(),
+            "target_dequantized": a.dequantize,
+            "draft": draft.info().path.display().to_string(),
+            "threads": target.threads(),
+            "n_prompt": prompt.len(),
+            "n_gen": n,
+            "repetitions": a.repetitions.max(1),
+            "plain_tps": plain, "speculative_tps": spec, "speedup": spec / plain.max(1e-9),
+            "acceptance": stats.acceptance(), "token_acceptance": stats.token_acceptance(),
+            "drafted": stats.drafted, "accepted": stats.accepted, "rejected": stats.rejected,
+            "tokens_per_target_pass": per_pass, "k_start": cfg.k, "k_end": stats.k,
+            "fell_back": stats.fell_back, "identical_to_plain": identical,
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "| target | draft | threads | tokens | plain t/s | speculative t/s | speedup | kept drafts | token acceptance | tokens/pass | k end | same output |"
+        );
+        println!(
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        );
+        println!(
+            "| {}{} | {} | {} | {} | {:.2} | {:.2} | {:.2}x | {:.1}% | {:.1}% | {:.2} | {} | {} |",
+            target.info().name,
+            if a.dequantize { " (f32)" } else { "" },
+            draft.info().path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+            target.threads(),
+            n,
+            plain,
+            spec,
+            spec / plain.max(1e-9),
+            100.0 * stats.acceptance(),
+            100.0 * stats.token_acceptance(),
+            per_pass,
+            stats.k,
+            if identical { "yes" } else { "no" }
+        );
+        if stats.fell_back {
+            println!(
+                "(acceptance fell below {:.0}%: speculation stopped)",
+                100.0 * cfg.min_acceptance
             );
         }
     }

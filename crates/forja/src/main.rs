@@ -51,6 +51,7 @@ fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
         args::Command::Keys(c) => admin::keys(c),
         args::Command::Jobs(c) => admin::jobs(c),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
+        args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),
         args::Command::Bench(args::BenchCommand::Minhash(a)) => curate::bench_minhash(a),
         args::Command::Bench(args::BenchCommand::Pii(a)) => curate::bench_pii(a),
