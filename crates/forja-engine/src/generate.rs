@@ -176,6 +176,34 @@ impl<'t> Seq<'t> {
         self.fed < self.n_prompt
     }
 
+    /// Tokens this sequence may still generate.
+    pub(crate) fn remaining(&self) -> usize {
+        self.max_new.saturating_sub(self.generated())
+    }
+
+    /// Whether a grammar restricts it (speculation does not apply).
+    pub(crate) fn constrained(&self) -> bool {
+        self.filter.is_some()
+    }
+
+    /// Appends tokens decided elsewhere (a speculative step, which left the
+    /// cache holding all of them but the last), stopping at the first that
+    /// ends the sequence.
+    pub(crate) fn push_run(
+        &mut self,
+        ids: &[u32],
+        tok: &Tokenizer,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) {
+        for &id in ids {
+            self.push(id, tok, on_text);
+            if self.finish.is_some() {
+                break;
+            }
+        }
+        self.fed = self.cache.len();
+    }
+
     /// Tokens generated so far.
     pub(crate) fn generated(&self) -> usize {
         self.history.len() - self.n_prompt

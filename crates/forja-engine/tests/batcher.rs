@@ -103,7 +103,7 @@ fn staggered_requests_with_mixed_adapters_match_running_alone() {
             )
         })
         .collect();
-    let b = Batcher::start(e.clone(), BatcherConfig { max_batch: 4 }).unwrap();
+    let b = Batcher::start(e.clone(), BatcherConfig { max_batch: 4, draft: None }).unwrap();
     let (tx, rx): (_, Done) = mpsc::channel();
     for (i, (req, a)) in jobs.iter().enumerate() {
         submit(&b, &tx, i, req.clone(), a.clone(), None);
@@ -154,4 +154,41 @@ fn a_cancelled_request_stops_alone_and_bad_requests_are_refused() {
     let sink: forja_engine::batcher::Sink = Box::new(|_| true);
     let err = b.submit(Job { request: bad, adapter: None, filter: None, sink }).unwrap_err();
     assert!(err.to_string().contains("max_tokens"), "{err}");
+}
+
+#[test]
+fn a_request_alone_speculates_with_a_draft_and_keeps_greedy_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = Arc::new(engine(&tmp.path().join("target")));
+    // A draft with other weights: some drafts are rejected, the output may not change.
+    let spec = Spec::llama();
+    let ddir = tmp.path().join("draft");
+    common::write_hf(&ddir, &spec, &common::weights(&spec, 9));
+    let draft = Arc::new(
+        Engine::load(&ddir, &LoadOptions { threads: Some(1), ..Default::default() }, &mut |_| {})
+            .unwrap(),
+    );
+    for d in [e.clone(), draft] {
+        let cfg =
+            forja_engine::speculative::SpecConfig { min_acceptance: 0.0, ..Default::default() };
+        let b = Batcher::start(e.clone(), BatcherConfig { max_batch: 4, draft: Some((d, cfg)) })
+            .unwrap();
+        let (tx, rx): (_, Done) = mpsc::channel();
+        let reqs: Vec<Request> = [vec![5u32, 17, 42, 99], vec![9, 10, 11]]
+            .into_iter()
+            .map(|p| Request { prompt: p, params: params(30, None) })
+            .collect();
+        for (i, r) in reqs.iter().enumerate() {
+            // One at a time: each decodes alone, so it speculates.
+            submit(&b, &tx, i, r.clone(), None, None);
+            let (_, streamed, got) = rx.recv().unwrap();
+            let c = got.unwrap();
+            let (alone, _) =
+                e.generate_batch(std::slice::from_ref(r), None, &mut |_, _| true).unwrap();
+            assert_eq!(c.tokens, alone[0].tokens, "request {i}");
+            assert_eq!(streamed, c.text);
+        }
+        let s = b.stats();
+        assert!(s.spec_drafted.load(std::sync::atomic::Ordering::Relaxed) > 0, "no speculation");
+    }
 }

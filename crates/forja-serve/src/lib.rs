@@ -49,6 +49,8 @@ pub struct ServingConfig {
     pub adapter_dir: PathBuf,
     /// Sequences decoded together.
     pub max_batch: usize,
+    /// A draft model for speculative decoding of requests decoding alone.
+    pub draft: Option<(Arc<Engine>, forja_engine::speculative::SpecConfig)>,
 }
 
 /// What answers one request.
@@ -102,8 +104,10 @@ impl Serving {
         cfg: ServingConfig,
         metrics: Metrics,
     ) -> Result<Arc<Self>> {
-        let batcher =
-            Batcher::start(engine.clone(), BatcherConfig { max_batch: cfg.max_batch.max(1) })?;
+        let batcher = Batcher::start(
+            engine.clone(),
+            BatcherConfig { max_batch: cfg.max_batch.max(1), draft: cfg.draft.clone() },
+        )?;
         let mut cfg = cfg;
         if !cfg.base_names.iter().any(|n| n == "base") {
             cfg.base_names.insert(0, "base".into());
@@ -178,6 +182,15 @@ impl Serving {
         let s = self.batcher.stats();
         self.metrics.batch_live.set(s.live.load(Relaxed) as i64);
         self.metrics.queued.set(s.queued.load(Relaxed) as i64);
+        // Counters only grow: add what the batcher counted since last time.
+        let m = &self.metrics;
+        for (c, v) in [
+            (&m.spec_drafted, &s.spec_drafted),
+            (&m.spec_accepted, &s.spec_accepted),
+            (&m.spec_fallbacks, &s.spec_fallbacks),
+        ] {
+            c.inc_by((v.load(Relaxed) as u64).saturating_sub(c.get()));
+        }
     }
 
     /// Which weights serve `model` for `tenant`.

@@ -685,6 +685,16 @@ pub struct ServeArgs {
     /// Days a served completion is kept for feedback by id.
     #[arg(long, default_value_t = 7)]
     pub completion_retention_days: i64,
+    /// Draft model for speculative decoding (same tokenizer; e.g. a quantized GGUF of
+    /// the served model): requests that decode alone draft with it.
+    #[arg(long)]
+    pub draft_model: Option<String>,
+    /// Draft tokens per speculative step to start with (adapted in 1..=8).
+    #[arg(long, default_value_t = 4)]
+    pub spec_k: usize,
+    /// Below this acceptance rate a sequence stops speculating.
+    #[arg(long, default_value_t = 0.6)]
+    pub spec_min_acceptance: f32,
 }
 
 #[derive(Debug, Args)]

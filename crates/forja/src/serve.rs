@@ -153,11 +153,19 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         let (stop, ready, store, artifacts, bus) =
             (stop.clone(), ready.clone(), store.clone(), artifacts.clone(), bus.clone());
         let (serving_slot, control) = (state.serving.clone(), control.clone());
-        let serving_cfg = forja_serve::ServingConfig {
+        let draft_path = a.draft_model.as_deref().map(crate::models::resolve).transpose()?;
+        let spec_cfg = forja_engine::speculative::SpecConfig {
+            k: a.spec_k,
+            min_acceptance: a.spec_min_acceptance,
+            ..Default::default()
+        };
+        spec_cfg.validate()?;
+        let mut serving_cfg = forja_serve::ServingConfig {
             base_names: names.clone(),
             adapter_budget: a.adapter_cache_mb << 20,
             adapter_dir: dir.join("adapters"),
             max_batch: a.max_batch,
+            draft: None,
         };
         // Training needs dense weights; a serving-only node keeps them quantized
         // (faster decoding, a quarter of the memory for Q4 files).
@@ -173,6 +181,17 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
                     return Err(e.into());
                 }
             };
+            if let Some(p) = &draft_path {
+                let dopts = LoadOptions { threads: opts.threads, ..Default::default() };
+                match Engine::load(p, &dopts, &mut |_| {}) {
+                    Ok(d) => serving_cfg.draft = Some((Arc::new(d), spec_cfg)),
+                    Err(e) => {
+                        failed.notify_one();
+                        return Err(anyhow::Error::from(e)
+                            .context(format!("cannot load the draft model {}", p.display())));
+                    }
+                }
+            }
             let serving =
                 match forja_serve::Serving::new(engine.clone(), control, serving_cfg, metrics) {
                     Ok(s) => s,

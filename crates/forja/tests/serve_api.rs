@@ -460,3 +460,36 @@ fn the_official_openai_client_chats_streams_and_embeds() {
     assert!(o.status.success(), "{out}");
     eprintln!("{out}");
 }
+
+/// `--draft-model`: a request decoding alone speculates, and greedy answers
+/// are the ones the server gives without a draft.
+#[test]
+fn a_draft_model_speeds_decoding_without_changing_greedy_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let (d1, d2) = (tmp.path().join("d1"), tmp.path().join("d2"));
+    let (k1, k2) = (key(&d1, &["--tenant", "acme"]), key(&d2, &["--tenant", "acme"]));
+    let plain = serve(&d1, &model, &["--embedding-model", "none", "--workers", "0"], &[]);
+    let draft = model.to_str().unwrap();
+    let spec = serve(
+        &d2,
+        &model,
+        &["--embedding-model", "none", "--workers", "0", "--draft-model", draft],
+        &[],
+    );
+    for prompt in ["hello world", "the council approved the budget"] {
+        let body = chat("base", prompt, json!({"max_tokens": 24, "ignore_eos": true}));
+        let (_, a, _) = post(&plain, "/v1/chat/completions", &k1, body.clone());
+        let (_, b, _) = post(&spec, "/v1/chat/completions", &k2, body);
+        assert_eq!(a["choices"][0]["message"], b["choices"][0]["message"], "{prompt}");
+        assert_eq!(b["usage"]["completion_tokens"], 24);
+    }
+    let (_, m) = get(&spec, "/metrics", "");
+    let m = m.as_str().unwrap();
+    let drafted: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("forja_speculative_draft_tokens_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(drafted > 0.0, "{m}");
+}
