@@ -339,7 +339,10 @@ impl Serving {
                 .get(sha)
                 .await
                 .map_err(|e| ServeError::Load(format!("version {}: file {name}: {e}", v.id)))?;
-            let tmp = dir.join(format!(".{name}.tmp"));
+            // A unique temporary name: two requests may fetch the same version.
+            static FETCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
             tokio::fs::write(&tmp, &bytes)
                 .await
                 .and(tokio::fs::rename(&tmp, &path).await)
