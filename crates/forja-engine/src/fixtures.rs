@@ -35,6 +35,29 @@ pub fn tokenizer_json() -> &'static str {
     })
 }
 
+/// Skips a test that needs something `make setup-test` installs: prints
+/// `why` and returns, or panics with it when `FORJA_REQUIRE_TESTDATA` is
+/// set (CI, where a missing piece is a failure, not a skip).
+pub fn skip_unless_required(why: &str) {
+    assert!(std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(), "{why} (run `make setup-test`)");
+    eprintln!("skipping: {why} (make setup-test installs it)");
+}
+
+/// Where the built-in model `name` (`default`, `minilm`) is installed, or
+/// `None` after [`skip_unless_required`] when it is not.
+pub fn installed_model(name: &str) -> Option<std::path::PathBuf> {
+    let m = forja_core::catalog::find(name).expect("a built-in model name");
+    let path = m.entry_in(&forja_core::catalog::models_dir());
+    if path.exists() {
+        return Some(path);
+    }
+    skip_unless_required(&format!(
+        "{} is missing: run `forja models install {name}`",
+        path.display()
+    ));
+    None
+}
+
 pub fn sample_texts() -> &'static [&'static str] {
     CORPUS
 }

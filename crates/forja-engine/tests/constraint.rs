@@ -519,17 +519,7 @@ fn compiler_needs_an_end_token() {
 /// The installed SmolLM2, or `None` (skip) when it is not installed and
 /// FORJA_REQUIRE_TESTDATA is unset.
 fn smollm2() -> Option<Model> {
-    let m = forja_core::catalog::find("default").unwrap();
-    let path = m.entry_in(&forja_core::catalog::models_dir());
-    if !path.exists() {
-        assert!(
-            std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
-            "{} is missing: run `forja models install default`",
-            path.display()
-        );
-        eprintln!("{} not installed; skipping", path.display());
-        return None;
-    }
+    let path = forja_engine::fixtures::installed_model("default")?;
     let opts = LoadOptions { threads: Some(2), ..Default::default() };
     let engine = Engine::load(&path, &opts, &mut |_| {}).expect("load SmolLM2");
     let t0 = Instant::now();

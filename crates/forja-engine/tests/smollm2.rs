@@ -50,23 +50,9 @@ fn reference() -> Option<&'static Engine> {
 /// The installed model, or `None` (skip) when it is not installed and
 /// FORJA_REQUIRE_TESTDATA is unset. `make test` installs and requires it.
 fn load(dequantize: bool) -> Option<Engine> {
-    {
-        {
-            let m = forja_core::catalog::find("default").unwrap();
-            let path = m.entry_in(&forja_core::catalog::models_dir());
-            if !path.exists() {
-                assert!(
-                    std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
-                    "{} is missing: run `forja models install default`",
-                    path.display()
-                );
-                eprintln!("{} not installed; skipping (make test installs it)", path.display());
-                return None;
-            }
-            let opts = LoadOptions { threads: Some(2), dequantize, ..Default::default() };
-            Some(Engine::load(&path, &opts, &mut |_| {}).expect("load SmolLM2"))
-        }
-    }
+    let path = forja_engine::fixtures::installed_model("default")?;
+    let opts = LoadOptions { threads: Some(2), dequantize, ..Default::default() };
+    Some(Engine::load(&path, &opts, &mut |_| {}).expect("load SmolLM2"))
 }
 
 fn fixture() -> Value {

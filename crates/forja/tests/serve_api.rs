@@ -425,24 +425,11 @@ fn adapters_hot_swap_under_load_fall_back_when_broken_and_stay_isolated() {
 /// json_schema, embeddings, errors (scripts/openai-serve-check.py).
 #[test]
 fn the_official_openai_client_chats_streams_and_embeds() {
-    let py = std::env::var("FORJA_PYTHONPATH").unwrap_or_default();
-    let has_openai = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .env("PYTHONPATH", &py)
-        .status()
-        .is_ok_and(|s| s.success());
-    let home = std::env::var("FORJA_HOME").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cache/forja")
-    });
-    let models = ["smollm2-135m-instruct", "all-minilm-l6-v2"];
-    let installed = models.iter().all(|m| home.join("models").join(m).is_dir());
-    if !has_openai || !installed {
-        assert!(
-            std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
-            "the openai package or the models are missing: run `make setup-test`"
-        );
-        eprintln!("skipping: needs the openai package and the default models (make setup-test)");
-        return;
+    let Some(py) = common::python_path_with("openai") else { return };
+    for m in ["default", "minilm"] {
+        if forja_engine::fixtures::installed_model(m).is_none() {
+            return;
+        }
     }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -517,20 +517,7 @@ fn a_worker_cannot_store_an_artifact_under_a_wrong_hash_or_act_without_the_lease
 /// FORJA_HOME/py) uploads, creates a job, follows it and reads events.
 #[test]
 fn the_official_openai_client_fine_tunes_against_forja() {
-    let py = std::env::var("FORJA_PYTHONPATH").ok();
-    let has_openai = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .env("PYTHONPATH", py.clone().unwrap_or_default())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_openai {
-        assert!(
-            std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
-            "the openai package is missing: run `make setup-test`"
-        );
-        eprintln!("skipping: the openai package is not installed (make setup-test installs it)");
-        return;
-    }
+    let Some(py) = common::python_path_with("openai") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_gguf(tmp.path());
     let data = tmp.path().join("data");
@@ -541,7 +528,7 @@ fn the_official_openai_client_fine_tunes_against_forja() {
     let o = std::process::Command::new("python3")
         .arg(script)
         .args([&s.url, &k, model.to_str().unwrap()])
-        .env("PYTHONPATH", py.unwrap_or_default())
+        .env("PYTHONPATH", py)
         .output()
         .unwrap();
     let out =

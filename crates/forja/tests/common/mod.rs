@@ -63,12 +63,7 @@ pub fn promtool_check(text: &str) {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            assert!(
-                std::env::var_os("FORJA_REQUIRE_TESTDATA").is_none(),
-                "promtool is required ({tool}: {e}); run `make setup-test`"
-            );
-            eprintln!("skipping promtool check: {tool}: {e}");
-            return;
+            return fixtures::skip_unless_required(&format!("promtool is missing ({tool}: {e})"))
         }
     };
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
@@ -76,4 +71,21 @@ pub fn promtool_check(text: &str) {
     let report =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}");
+}
+
+/// `FORJA_PYTHONPATH` when `python3` can import `module` with it (the
+/// official clients `make setup-test` installs), else `None` after
+/// [`fixtures::skip_unless_required`].
+pub fn python_path_with(module: &str) -> Option<String> {
+    let py = std::env::var("FORJA_PYTHONPATH").unwrap_or_default();
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .env("PYTHONPATH", &py)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    fixtures::skip_unless_required(&format!("the `{module}` Python package is missing"));
+    None
 }
