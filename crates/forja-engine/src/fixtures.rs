@@ -73,6 +73,8 @@ pub struct Spec {
     pub head_dim: usize,
     pub tie: bool,
     pub window: Option<usize>,
+    /// Context window (max positions).
+    pub context: usize,
 }
 
 impl Spec {
@@ -87,6 +89,7 @@ impl Spec {
             head_dim: 16,
             tie: true,
             window: None,
+            context: 256,
         }
     }
     pub fn qwen2() -> Self {
@@ -191,7 +194,7 @@ pub fn write_hf(dir: &Path, spec: &Spec, w: &HashMap<String, Tensor>) {
         "vocab_size": spec.vocab(),
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
-        "max_position_embeddings": 256,
+        "max_position_embeddings": spec.context,
         "tie_word_embeddings": spec.tie,
         "bos_token_id": 0,
         "eos_token_id": 2,
@@ -258,7 +261,7 @@ pub fn write_gguf(path: &Path, spec: &Spec, w: &HashMap<String, Tensor>, dtype: 
         ("general.architecture".into(), Value::String(arch.into())),
         ("general.name".into(), Value::String(format!("tiny-{}", spec.family))),
         (k("block_count"), Value::U32(spec.layers as u32)),
-        (k("context_length"), Value::U32(256)),
+        (k("context_length"), Value::U32(spec.context as u32)),
         (k("embedding_length"), Value::U32(spec.hidden as u32)),
         (k("feed_forward_length"), Value::U32(spec.inter as u32)),
         (k("attention.head_count"), Value::U32(spec.heads as u32)),

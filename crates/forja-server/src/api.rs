@@ -221,7 +221,8 @@ pub async fn learning_status(State(s): State<AppState>, TenantAuth(t): TenantAut
 
 /// `POST /v1/learning/train`: a job now on the pending examples.
 pub async fn train_now(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Api {
-    let job = s.run(move |c| Ok(c.train_now(&t, Default::default())?)).await?;
+    // Like a trigger: the tenant's job spec (hyperparameters, time limit).
+    let job = s.run(move |c| Ok(c.train_now(&t, t.settings.triggered_spec())?)).await?;
     match job {
         Some(j) => Ok(Json(wire::job(&j))),
         None => Err(ApiError::Control(ControlError::invalid(

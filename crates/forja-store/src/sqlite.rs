@@ -652,7 +652,7 @@ impl Store for SqliteStore {
                         training_file: None,
                         validation_file: None,
                         trigger: Trigger::Threshold,
-                        spec: JobSpec::default(),
+                        spec: tenant.settings.triggered_spec(),
                     };
                     match job_claiming(c, now, &tenant, &new) {
                         Ok(j) => {

@@ -46,6 +46,9 @@ pub struct TenantSettings {
     pub webhook_secret: Option<String>,
     /// The promotion gate policy (TOML; `None`: the default policy).
     pub gate_policy: Option<String>,
+    /// What triggered (threshold, cron) jobs train with: hyperparameters,
+    /// time limit, seed. `None`: everything "auto".
+    pub job_spec: Option<JobSpec>,
 }
 
 impl Default for TenantSettings {
@@ -107,7 +110,13 @@ impl TenantSettings {
             webhook_url: None,
             webhook_secret: None,
             gate_policy: None,
+            job_spec: None,
         }
+    }
+
+    /// The spec of this tenant's triggered jobs.
+    pub fn triggered_spec(&self) -> JobSpec {
+        self.job_spec.clone().unwrap_or_default()
     }
 }
 

@@ -61,6 +61,21 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
     if let Some(k) = &f.webhook_secret {
         s.webhook_secret = Some(k.clone());
     }
+    if let Some(j) = &f.job_spec {
+        let v: serde_json::Value =
+            serde_json::from_str(j).with_context(|| format!("--job-spec: not JSON: {j}"))?;
+        const KEYS: [&str; 6] =
+            ["hyperparameters", "resources", "time_limit_s", "suffix", "seed", "metadata"];
+        if let Some(k) = v.as_object().and_then(|o| o.keys().find(|k| !KEYS.contains(&k.as_str())))
+        {
+            bail!("--job-spec: unknown key `{k}` (known: {})", KEYS.join(", "));
+        }
+        let spec: forja_store::JobSpec =
+            serde_json::from_value(v).with_context(|| format!("--job-spec: {j}"))?;
+        // Fail now on hyperparameters no job could train with.
+        forja_control::hyper::resolve(&spec.hyperparameters, 100, 0).context("--job-spec")?;
+        s.job_spec = (spec != forja_store::JobSpec::default()).then_some(spec);
+    }
     if let Some(p) = &f.gate_policy {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;

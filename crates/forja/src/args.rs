@@ -19,6 +19,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Bring a node up on the embedded default (API, serving, in-process worker); with
+    /// --demo, seed a demo tenant and run one learning-loop iteration end to end.
+    Up(UpArgs),
+    /// The effective configuration of `forja up` (defaults < forja.toml < FORJA_* env < flags).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Continue a raw prompt (no chat template); prints only the generated text.
     Generate(GenerateArgs),
     /// Chat with a model in the terminal, streaming its replies.
@@ -627,6 +633,10 @@ pub struct DataDirArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Configuration file: TOML whose keys are these flags' long names (`port = 8080`,
+    /// `max_batch = 8`). Default: DATA_DIR/forja.toml when it exists.
+    #[arg(long, env = "FORJA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -695,6 +705,64 @@ pub struct ServeArgs {
     /// Below this acceptance rate a sequence stops speculating.
     #[arg(long, default_value_t = 0.6)]
     pub spec_min_acceptance: f32,
+    /// Names never masked by the PII scrubber of feedback (repeatable; e.g. the
+    /// council members named in public minutes). Applies to every tenant of the node.
+    #[arg(long = "pii-allow", value_name = "NAME")]
+    pub pii_allow: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The PII scrubber configuration of feedback curation.
+    pub fn pii_config(&self) -> anyhow::Result<forja_data::pii::PiiConfig> {
+        Ok(forja_data::pii::PiiConfig { allow_list: self.pii_allow.clone(), ..Default::default() })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The tenant created on first start (its API key is printed once).
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Seed the demo tenant (Spanish council minutes: ASR transcript -> acta) and run one
+    /// loop iteration: curate -> train -> evaluate -> gate -> promote -> hot-swap.
+    /// Each run of --demo is one more iteration on new corrections.
+    #[arg(long)]
+    pub demo: bool,
+    /// Exit 0 once the demo loop is done (scripts, CI); the report stays in the data dir.
+    #[arg(long, requires = "demo")]
+    pub exit_after_loop: bool,
+    /// Corrections posted per demo iteration (the threshold that triggers training).
+    #[arg(long, default_value_t = 400)]
+    pub demo_corrections: usize,
+    /// Golden-set examples (held-out sessions, never trained on).
+    #[arg(long, default_value_t = 60)]
+    pub demo_golden: usize,
+    /// Seed of the demo's generator (the municipality and its sessions).
+    #[arg(long, default_value_t = 7)]
+    pub demo_seed: u64,
+    /// Epochs of the demo tenant's training.
+    #[arg(long, default_value_t = 2)]
+    pub demo_epochs: u32,
+    /// Batch size of the demo tenant's training.
+    #[arg(long, default_value_t = 8)]
+    pub demo_batch_size: u32,
+    /// Multiplier of the base LoRA learning rate (2e-4) for the demo tenant.
+    #[arg(long, default_value_t = 5.0)]
+    pub demo_lr_multiplier: f64,
+    /// LoRA rank of the demo tenant's adapters.
+    #[arg(long, default_value_t = 16)]
+    pub demo_lora_r: u32,
+    /// Training time limit of a demo job, seconds (the best checkpoint so far is kept).
+    #[arg(long, default_value_t = 900)]
+    pub demo_time_limit_s: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of `forja up` and where each value comes from.
+    Show(UpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -813,6 +881,10 @@ pub struct TenantFlags {
     /// min_improvement, task, auto_promote).
     #[arg(long)]
     pub gate_policy: Option<PathBuf>,
+    /// What triggered jobs train with, as JSON: `{"hyperparameters": {"n_epochs": 3,
+    /// "learning_rate_multiplier": 2}, "time_limit_s": 900, "seed": 1}` (`{}`: all auto).
+    #[arg(long)]
+    pub job_spec: Option<String>,
     /// Base model of triggered jobs.
     #[arg(long)]
     pub base_model: Option<String>,

@@ -4,8 +4,10 @@
 mod admin;
 mod args;
 mod bench;
+mod config;
 mod curate;
 mod debug;
+mod demo;
 mod eval;
 mod install;
 mod models;
@@ -14,18 +16,26 @@ mod registry;
 mod run;
 mod serve;
 mod train;
+mod up;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     tune_malloc();
-    let cli = args::Cli::parse();
+    let applied = match config::apply(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = args::Cli::parse_from(&applied.argv);
     if cli.command.trains() {
         quiet_candle_pool();
     }
     init_logging(cli.verbose);
-    match dispatch(cli) {
+    match dispatch(cli, &applied) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -34,8 +44,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: args::Cli) -> anyhow::Result<ExitCode> {
+fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCode> {
     match cli.command {
+        args::Command::Up(a) => up::up(a),
+        args::Command::Config(args::ConfigCommand::Show(_)) => config::show(applied),
         args::Command::Generate(a) => run::generate(a),
         args::Command::Chat(a) => run::chat(a),
         args::Command::Train(a) => train::train(a),

@@ -125,6 +125,12 @@ pub struct PiiConfig {
     /// Names always masked wherever they occur (case-, accent- and
     /// whitespace-insensitive, whole words).
     pub deny_list: Vec<String>,
+    /// Names never masked, like Presidio's `allow_list` (public officials in
+    /// minutes, a tenant's product names): a finding whose words, folded
+    /// like `deny_list` and without a leading title (D., Dña., Sr., Sra.,
+    /// Don, Doña, Mr., Mrs., Ms.), are a run of whole words of an entry is
+    /// dropped. Deny-list hits are masked even when allowed.
+    pub allow_list: Vec<String>,
     /// The operator for kinds without an entry in `operators` (default `replace`).
     pub operator: Operator,
     /// Operator per kind, overriding `operator`.
@@ -141,6 +147,7 @@ impl Default for PiiConfig {
             enabled: EntityKind::ALL.to_vec(),
             min_score: 0.5,
             deny_list: Vec::new(),
+            allow_list: Vec::new(),
             operator: Operator::Replace,
             operators: BTreeMap::new(),
             salt: String::new(),

@@ -71,6 +71,8 @@ pub struct Scrubber {
     salt: String,
     mask_char: char,
     deny: Option<DenyList>,
+    /// Allow-list entries, folded, as word lists.
+    allow: Vec<Vec<String>>,
     gaz: &'static Gazetteer,
 }
 
@@ -106,6 +108,12 @@ impl Scrubber {
             salt: cfg.salt.clone(),
             mask_char: cfg.mask_char,
             deny: DenyList::new(&cfg.deny_list)?,
+            allow: cfg
+                .allow_list
+                .iter()
+                .map(|e| text::fold_words(e).split(' ').map(String::from).collect::<Vec<_>>())
+                .filter(|w: &Vec<String>| !w.iter().all(String::is_empty))
+                .collect(),
             gaz: names::gazetteer(),
         })
     }
@@ -144,11 +152,29 @@ impl Scrubber {
         if on(EntityKind::Person) {
             names::find_names(text, self.gaz, &mut found);
         }
-        found.retain(|f| f.score >= self.min_score);
+        found.retain(|f| f.score >= self.min_score && !self.allowed(&text[f.start..f.end]));
         if let Some(deny) = &self.deny {
             deny.find(text, &mut found);
         }
         resolve(text, found)
+    }
+}
+
+impl Scrubber {
+    /// Whether a finding's text is on the allow list (see [`PiiConfig::allow_list`]).
+    fn allowed(&self, found: &str) -> bool {
+        if self.allow.is_empty() {
+            return false;
+        }
+        const TITLES: [&str; 10] =
+            ["d", "dna", "sr", "sra", "don", "dona", "mr", "mrs", "ms", "srta"];
+        let folded = text::fold_words(&found.replace('.', " "));
+        let mut words: Vec<&str> = folded.split(' ').filter(|w| !w.is_empty()).collect();
+        while words.len() > 1 && TITLES.contains(&words[0]) {
+            words.remove(0);
+        }
+        !words.is_empty()
+            && self.allow.iter().any(|e| e.windows(words.len()).any(|w| w.iter().eq(words.iter())))
     }
 }
 

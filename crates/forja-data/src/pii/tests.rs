@@ -442,3 +442,28 @@ fn throughput() {
         }
     }
 }
+
+#[test]
+fn allow_list_keeps_public_names_and_deny_list_still_wins() {
+    let allow = vec!["María Johnson".to_string(), "Jorge Gil".to_string()];
+    // (text, allow list on?, a deny list, name expected to survive)
+    let cases = [
+        ("La alcaldesa, Dña. María Johnson, abre la sesión.", true, None, Some("María Johnson")),
+        ("La alcaldesa, Dña. María Johnson, abre la sesión.", false, None, None),
+        ("Interviene el concejal D. Jorge Gil.", true, None, Some("Jorge Gil")),
+        ("Interviene el concejal D. Jorge Gil.", true, Some("Jorge Gil"), None),
+        ("Llamó la señora Carmen Valverde.", true, None, None),
+    ];
+    for (text, on, deny, keeps) in cases {
+        let cfg = PiiConfig {
+            allow_list: if on { allow.clone() } else { Vec::new() },
+            deny_list: deny.map(|d| vec![d.to_string()]).unwrap_or_default(),
+            ..Default::default()
+        };
+        let out = Scrubber::new(&cfg).unwrap().scrub(text, &mut DocScrub::default()).text;
+        match keeps {
+            Some(name) => assert!(out.contains(name), "{text} -> {out}"),
+            None => assert!(out.contains('<'), "{text} -> {out}: a name should be masked"),
+        }
+    }
+}

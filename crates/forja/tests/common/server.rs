@@ -4,7 +4,7 @@
 
 use super::{forja, forja_cmd, stderr};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -37,7 +37,24 @@ pub fn serve(data: &Path, model: &Path, extra: &[&str], env: &[(&str, &str)]) ->
         "1",
     ];
     args.extend(extra);
-    let mut cmd = forja_cmd(&args);
+    let s = spawn(&args, env, |_| {});
+    wait_for(
+        Duration::from_secs(60),
+        || get_status(&s, "/ready", "") == 200,
+        "the server to be ready",
+    );
+    s
+}
+
+/// Starts `forja ARGS` (a `serve` or `up`), waits for its "listening on"
+/// line and hands every later stderr line to `lines` (on a thread that
+/// keeps draining stderr so the process never blocks on a full pipe).
+pub fn spawn(
+    args: &[&str],
+    env: &[(&str, &str)],
+    mut lines: impl FnMut(&str) + Send + 'static,
+) -> Server {
+    let mut cmd = forja_cmd(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -48,24 +65,20 @@ pub fn serve(data: &Path, model: &Path, extra: &[&str], env: &[(&str, &str)]) ->
     while url.is_none() {
         line.clear();
         if err.read_line(&mut line).unwrap() == 0 {
-            panic!("forja serve exited: {line}");
+            panic!("forja {} exited: {line}", args[0]);
         }
         if let Some(rest) = line.split("listening on ").nth(1) {
             url = Some(rest.split_whitespace().next().unwrap().to_string());
         }
     }
-    // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
+        let mut line = String::new();
+        while matches!(err.read_line(&mut line), Ok(n) if n > 0) {
+            lines(&line);
+            line.clear();
+        }
     });
-    let s = Server { child, url: url.unwrap() };
-    wait_for(
-        Duration::from_secs(60),
-        || get_status(&s, "/ready", "") == 200,
-        "the server to be ready",
-    );
-    s
+    Server { child, url: url.unwrap() }
 }
 
 pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
