@@ -30,7 +30,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cli = args::Cli::parse_from(&applied.argv);
+    let cli = match args::Cli::try_parse_from(&applied.argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            if let (Some(f), false) = (&applied.file, applied.from_file.is_empty()) {
+                eprintln!("note: values of {} came from {}", list(&applied.from_file), f.display());
+            }
+            std::process::exit(code);
+        }
+    };
     if cli.command.trains() {
         quiet_candle_pool();
     }
@@ -42,6 +52,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn list(keys: &std::collections::BTreeSet<String>) -> String {
+    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCode> {

@@ -122,3 +122,43 @@ fn models_path_resolves_paths_and_names() {
     let o = forja(&["models", "list"], None);
     assert!(String::from_utf8(o.stdout).unwrap().contains("smollm2-135m-instruct"));
 }
+
+#[test]
+fn config_file_env_and_flags_in_precedence_and_unknown_keys_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    std::fs::write(
+        tmp.path().join("forja.toml"),
+        "port = 8123\nmax_batch = 4\ntick_ms = 700\npii_allow = [\"Ana Ruiz\", \"Jorge Gil\"]\n",
+    )
+    .unwrap();
+    let mut cmd = common::forja_cmd(&["config", "show", "--data-dir", d, "--tick-ms", "900"]);
+    let o = cmd.env("FORJA_MODEL", "tiny.gguf").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // (key line, source)
+    for (line, source) in [
+        ("port = 8123", "# file"),
+        ("max_batch = 4", "# file"),
+        ("pii_allow = [\"Ana Ruiz\", \"Jorge Gil\"]", "# file"),
+        ("tick_ms = 900", "# flag"),
+        ("model = \"tiny.gguf\"", "# env FORJA_MODEL"),
+        ("host = \"127.0.0.1\"", "# default"),
+    ] {
+        let l =
+            out.lines().find(|l| l.starts_with(line)).unwrap_or_else(|| panic!("{line}: {out}"));
+        assert!(l.ends_with(source), "{l}");
+    }
+    let bad = tmp.path().join("bad.toml");
+    for (text, want) in [
+        ("prot = 1\n", "unknown key `prot`"),
+        ("port = [\n", "bad.toml"),
+        ("demo = 3\n", "`demo` is a switch"),
+        ("port = \"x\"\n", "came from"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let o = forja(&["up", "--config", bad.to_str().unwrap(), "--data-dir", d], None);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(want), "{text}: {}", stderr(&o));
+    }
+}
