@@ -1,22 +1,60 @@
 //! [`Control`]: the control plane's operations, shared by the HTTP API and
 //! the CLI: files, jobs, feedback, learning status, and the periodic tick
-//! that validates new jobs, requeues lost leases, fires schedules, retries
-//! held thresholds and delivers webhooks.
+//! that validates new jobs (with the final PII audit), requeues lost
+//! leases, fires schedules, retries held thresholds and registers
+//! finished jobs. Webhooks are delivered by their own task
+//! ([`crate::webhook::Deliverer`]).
 
-use crate::events::{Event, EventBus};
-use crate::feedback::{Curator, Feedback};
-use crate::{dataset, hyper, schedule, webhook, ControlError, Result};
+use crate::feedback::{Curator, Feedback, ScrubCounts};
+use crate::{dataset, hyper, schedule, ControlError, Result};
+use forja_data::pii::DocScrub;
+use forja_store::prelude::*;
 use forja_store::*;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
+/// The base model a node fine-tunes: the name clients see and every name
+/// that selects it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelNames {
+    /// The short name jobs, versions and `ft:` ids use (`default`,
+    /// `tiny.gguf`); never a filesystem path.
+    pub public: String,
+    /// Every other name a request may use (`base`, the name it was started
+    /// with, the file name, a Hugging Face id).
+    pub aliases: Vec<String>,
+}
+
+impl ModelNames {
+    /// The public name if `name` selects this model (names compare as
+    /// given, and case-insensitively for Hugging Face style ids).
+    pub fn canonical(&self, name: &str) -> Option<&str> {
+        let hit = name == self.public
+            || self
+                .aliases
+                .iter()
+                .any(|a| a == name || (a.contains('/') && a.eq_ignore_ascii_case(name)));
+        hit.then_some(self.public.as_str())
+    }
+
+    /// Every name, public first.
+    pub fn all(&self) -> Vec<String> {
+        let mut v = vec![self.public.clone()];
+        v.extend(self.aliases.iter().filter(|a| **a != self.public).cloned());
+        v
+    }
+
+    /// The names a client may be shown (a filesystem path never is).
+    pub fn shown(&self) -> Vec<String> {
+        self.all().into_iter().filter(|n| !n.starts_with('/') && !n.starts_with('.')).collect()
+    }
+}
+
 /// Settings of the control plane.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    /// Base model of triggered jobs when the tenant names none.
-    pub default_model: String,
-    /// Base models this node fine-tunes.
-    pub models: Vec<String>,
+    /// The base model this node fine-tunes.
+    pub model: ModelNames,
     /// Lease length given to workers, seconds.
     pub lease_ttl_s: i64,
     /// Leases a job may lose before it fails.
@@ -55,6 +93,8 @@ pub struct LearningStatus {
     pub next_scheduled_at: Option<Timestamp>,
     /// Quota use.
     pub quota: QuotaUsage,
+    /// Storage use.
+    pub storage: StorageUsage,
     /// The job running now, with progress.
     pub running: Option<RunningJob>,
     /// The latest jobs.
@@ -95,16 +135,39 @@ pub struct Control {
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Control").field("cfg", &self.cfg.default_model).finish_non_exhaustive()
+        f.debug_struct("Control").field("model", &self.cfg.model.public).finish_non_exhaustive()
     }
 }
 
+/// Runs `f` on a blocking thread; a panic there is an internal error, not
+/// the caller's fault.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(ControlError::invalid("internal", e.to_string())))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ControlError::Internal(format!("a control-plane task failed: {e}")))
+    })
+}
+
+/// `outcome` with the adapter's name set by the control plane (OpenAI's
+/// `ft:BASE:ORG:SUFFIX:ID`, with the tenant's name as the organisation),
+/// whatever a worker reported.
+pub fn named(outcome: Finish, job: &Job, tenant: &Tenant) -> Finish {
+    match outcome {
+        Finish::Succeeded { trained_tokens, adapter_sha256, result, .. } => Finish::Succeeded {
+            trained_tokens,
+            fine_tuned_model: fine_tuned_name(job, tenant),
+            adapter_sha256,
+            result,
+        },
+        f => f,
+    }
+}
+
+/// A job's adapter name: `ft:<base>:<tenant>[:<suffix>]:<job>`.
+pub fn fine_tuned_name(job: &Job, tenant: &Tenant) -> String {
+    let suffix = job.spec.suffix.as_deref().map(|s| format!(":{s}")).unwrap_or_default();
+    format!("ft:{}:{}{suffix}:{}", job.model, tenant.name, job.id.trim_start_matches("ftjob-"))
 }
 
 impl Control {
@@ -128,8 +191,12 @@ impl Control {
         });
     }
 
-    /// Checks and stores an uploaded file. A fine-tuning file that fails the
-    /// check is refused with the line and the reason (`InvalidFile`).
+    /// Checks, scrubs and stores an uploaded file. A fine-tuning file that
+    /// fails the check is refused with the line and the reason
+    /// (`InvalidFile`); what is stored is the file with every string
+    /// PII-scrubbed (with the tenant's deny list), and the file's details
+    /// say how many items were rewritten. The work runs off the async
+    /// runtime.
     pub async fn upload_file(
         &self,
         tenant: &Tenant,
@@ -137,15 +204,37 @@ impl Control {
         purpose: &str,
         bytes: bytes::Bytes,
     ) -> Result<FileRow> {
-        let lines = if purpose == "fine-tune" {
-            dataset::check_training_file(filename, &bytes)?.examples
-        } else {
-            bytecount_lines(&bytes)
-        };
+        let scrubber = self.curator.scrubber(tenant)?;
+        let (name, fine_tune) = (filename.to_string(), purpose == "fine-tune");
+        let (bytes, lines, details) = blocking(move || {
+            if !fine_tune {
+                let lines = bytes.iter().filter(|&&c| c == b'\n').count() as u64;
+                return Ok((bytes, lines, None));
+            }
+            let n = dataset::check_training_file(&name, &bytes)?.examples;
+            let (clean, counts) = dataset::scrub_training_file(&bytes, &scrubber);
+            let details = (!counts.is_empty()).then(|| describe(&counts));
+            Ok((bytes::Bytes::from(clean), n, details))
+        })
+        .await?;
+        self.store_file(tenant, filename, purpose, bytes, lines, details, FileOrigin::Upload).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_file(
+        &self,
+        tenant: &Tenant,
+        filename: &str,
+        purpose: &str,
+        bytes: bytes::Bytes,
+        lines: u64,
+        details: Option<String>,
+        origin: FileOrigin,
+    ) -> Result<FileRow> {
         let size = bytes.len() as u64;
         let sha256 = self.artifacts.put(bytes).await?;
         let row = FileRow {
-            id: new_file_id(),
+            id: forja_store::new_id("file"),
             tenant_id: tenant.id.clone(),
             purpose: purpose.into(),
             filename: filename.into(),
@@ -153,8 +242,9 @@ impl Control {
             sha256,
             lines,
             status: "processed".into(),
-            status_details: None,
+            status_details: details,
             created_at: self.store.now(),
+            origin,
         };
         let store = self.store.clone();
         let r = row.clone();
@@ -162,15 +252,17 @@ impl Control {
         Ok(row)
     }
 
-    fn check_model(&self, model: &str) -> Result<()> {
-        if self.cfg.models.iter().any(|m| m == model) {
-            return Ok(());
+    /// The public name of base model `model`, or which names work.
+    pub fn check_model(&self, model: &str) -> Result<String> {
+        if let Some(m) = self.cfg.model.canonical(model) {
+            return Ok(m.to_string());
         }
         Err(ControlError::invalid(
             "model",
             format!(
-                "unknown base model `{model}`; this node fine-tunes: {}",
-                self.cfg.models.join(", ")
+                "unknown base model `{}`; this node fine-tunes: {}",
+                crate::clip(model, 80),
+                self.cfg.model.shown().join(", ")
             ),
         ))
     }
@@ -178,11 +270,12 @@ impl Control {
     /// Creates a job on an uploaded file (quota checked in the same
     /// transaction that inserts it).
     pub fn create_job(&self, tenant: &Tenant, req: &JobRequest) -> Result<Job> {
-        self.check_model(&req.model)?;
+        let model = self.check_model(&req.model)?;
+        hyper::check_spec(&req.spec)?;
         let file_ok = |param: &str, id: &str| -> Result<FileRow> {
             let f = self.store.file(&tenant.id, id).map_err(|e| match e {
                 StoreError::NotFound { .. } => {
-                    ControlError::invalid(param, format!("no file `{id}`"))
+                    ControlError::invalid(param, format!("no file `{}`", crate::clip(id, 80)))
                 }
                 e => e.into(),
             })?;
@@ -203,7 +296,7 @@ impl Control {
         hyper::resolve(&req.spec.hyperparameters, train.lines, 0)?;
         let job = self.store.create_job(&NewJob {
             tenant_id: tenant.id.clone(),
-            model: req.model.clone(),
+            model,
             training_file: Some(req.training_file.clone()),
             validation_file: req.validation_file.clone(),
             trigger: Trigger::Manual,
@@ -213,18 +306,24 @@ impl Control {
         Ok(job)
     }
 
-    /// Cancels a tenant's job.
+    /// Cancels a tenant's job (its examples are held back, not re-triggered).
     pub fn cancel_job(&self, tenant: &Tenant, id: &str) -> Result<Job> {
         let job = self.store.cancel_job(Some(&tenant.id), id)?;
         self.job_changed(&job);
         Ok(job)
     }
 
-    /// Starts a job now on the tenant's pending examples (`None`: none pending).
+    /// The base model triggered jobs of `tenant` train.
+    fn triggered_model(&self, tenant: &Tenant) -> String {
+        let m = tenant.settings.base_model.as_deref().unwrap_or(&self.cfg.model.public);
+        self.cfg.model.canonical(m).unwrap_or(m).to_string()
+    }
+
+    /// Starts a job now on the tenant's pending examples, held ones
+    /// included (a deliberate choice); `None`: none pending.
     pub fn train_now(&self, tenant: &Tenant, spec: JobSpec) -> Result<Option<Job>> {
-        let model =
-            tenant.settings.base_model.clone().unwrap_or_else(|| self.cfg.default_model.clone());
-        self.check_model(&model)?;
+        let model = self.check_model(&self.triggered_model(tenant))?;
+        hyper::check_spec(&spec)?;
         let new = NewJob {
             tenant_id: tenant.id.clone(),
             model,
@@ -233,7 +332,17 @@ impl Control {
             trigger: Trigger::Manual,
             spec,
         };
-        Ok(self.store.job_from_pending(&new, 1)?)
+        let job = self.store.job_from_pending(&new, 1, true)?;
+        if let Some(j) = &job {
+            self.job_changed(j);
+        }
+        Ok(job)
+    }
+
+    /// Returns the tenant's held examples (from cancelled jobs) to the
+    /// pool, where triggers count them again; how many.
+    pub fn release_held(&self, tenant: &Tenant) -> Result<u64> {
+        Ok(self.store.release_held(&tenant.id)?)
     }
 
     /// Curates and appends feedback (one transaction; it may create the
@@ -244,15 +353,16 @@ impl Control {
         }
         let mut new = Vec::with_capacity(items.len());
         for (i, f) in items.iter().enumerate() {
-            let f = self.with_completion(tenant, f)?;
-            new.push(self.curator.curate(&f).map_err(|e| match e {
+            let at = |e| match e {
                 ControlError::InvalidRequest { param, reason } if items.len() > 1 => {
                     ControlError::InvalidRequest { param: format!("examples[{i}].{param}"), reason }
                 }
                 e => e,
-            })?);
+            };
+            let f = self.with_completion(tenant, f).map_err(at)?;
+            new.push(self.curator.curate(&f, tenant).map_err(at)?);
         }
-        Ok(self.store.append_examples(&tenant.id, &new, &self.cfg.default_model)?)
+        Ok(self.store.append_examples(&tenant.id, &new, &self.triggered_model(tenant))?)
     }
 
     /// `f` with the conversation and output of the completion it names.
@@ -260,9 +370,12 @@ impl Control {
         let mut f = f.clone();
         let Some(id) = f.completion_id.clone() else { return Ok(f) };
         let c = self.store.completion(&tenant.id, &id).map_err(|e| match e {
-            forja_store::StoreError::NotFound { .. } => ControlError::invalid(
+            StoreError::NotFound { .. } => ControlError::invalid(
                 "completion_id",
-                format!("no completion `{id}` (completions are kept for a limited time)"),
+                format!(
+                    "no completion `{}` (completions are kept for a limited time)",
+                    crate::clip(&id, 80)
+                ),
             ),
             e => e.into(),
         })?;
@@ -274,10 +387,23 @@ impl Control {
         Ok(f)
     }
 
+    /// A served completion scrubbed for the completion log (the tenant's
+    /// scrubber over the conversation and the answer).
+    pub fn scrub_completion(&self, tenant: &Tenant, rec: &mut CompletionRecord) -> Result<()> {
+        let s = self.curator.scrubber(tenant)?;
+        let mut doc = DocScrub::default();
+        for m in &mut rec.messages {
+            m.content = s.scrub(&m.content, &mut doc).text;
+        }
+        rec.output = s.scrub(&rec.output, &mut doc).text;
+        Ok(())
+    }
+
     /// The tenant's learning status.
     pub fn status(&self, tenant: &Tenant) -> Result<LearningStatus> {
         let pending = self.store.pending(&tenant.id)?;
         let quota = self.store.quota(&tenant.id)?;
+        let storage = self.store.storage(&tenant.id)?;
         let recent_jobs = self.store.jobs(Some(&tenant.id), None, 5)?;
         let running =
             recent_jobs.iter().find(|j| j.status == JobStatus::Running).map(|j| RunningJob {
@@ -316,6 +442,12 @@ impl Control {
             next_trigger
                 .push_str(&format!(" (quota used: the next training can start at unix time {f})"));
         }
+        if pending.held > 0 {
+            next_trigger.push_str(&format!(
+                " ({} examples held back after a cancel: POST /v1/learning/release)",
+                pending.held
+            ));
+        }
         let champion = self.store.find_alias(&tenant.id, CHAMPION)?;
         let candidate = self.store.find_alias(&tenant.id, CANDIDATE)?;
         Ok(LearningStatus {
@@ -328,6 +460,7 @@ impl Control {
             next_trigger,
             next_scheduled_at,
             quota,
+            storage,
             running,
             recent_jobs,
         })
@@ -335,7 +468,8 @@ impl Control {
 
     /// Validates jobs waiting in `validating_files`: builds the training
     /// file of triggered jobs from their examples, resolves "auto"
-    /// hyperparameters, and queues them (or fails them with `invalid_file`).
+    /// hyperparameters, audits the final data for personal data, and
+    /// queues them (or fails them with `invalid_file`).
     pub async fn validate_jobs(&self) -> Result<usize> {
         let store = self.store.clone();
         let jobs = blocking(move || Ok(store.jobs_in(JobStatus::ValidatingFiles)?)).await?;
@@ -360,14 +494,36 @@ impl Control {
     }
 
     async fn validate(&self, job: &Job) -> Result<()> {
+        if self.cfg.model.canonical(&job.model).is_none() {
+            return Err(ControlError::invalid(
+                "model",
+                format!(
+                    "this node fine-tunes {}, not `{}` (the tenant's base_model setting?)",
+                    self.cfg.model.public, job.model
+                ),
+            ));
+        }
         let store = self.store.clone();
+        let tenant = self.store.tenant(&job.tenant_id)?;
         let (train_id, val_id, n) = match &job.training_file {
             Some(t) => {
                 let f = store.file(&job.tenant_id, t)?;
                 let bytes = self.artifacts.get(&f.sha256).await?;
-                let n = dataset::check_training_file(&f.filename, &bytes)?.examples;
                 let golden = self.golden_keys(&job.tenant_id)?;
-                dataset::check_no_golden(&f.filename, &bytes, &golden)?;
+                let (name, audit) = (f.filename.clone(), self.curator.auditor(&tenant)?);
+                let n = blocking(move || {
+                    let n = dataset::check_training_file(&name, &bytes)?.examples;
+                    dataset::check_no_golden(&name, &bytes, &golden)?;
+                    dataset::audit_file(&name, &bytes, &audit)?;
+                    Ok(n)
+                })
+                .await?;
+                if let Some(v) = &job.validation_file {
+                    let f = store.file(&job.tenant_id, v)?;
+                    let bytes = self.artifacts.get(&f.sha256).await?;
+                    let (name, audit) = (f.filename.clone(), self.curator.auditor(&tenant)?);
+                    blocking(move || dataset::audit_file(&name, &bytes, &audit)).await?;
+                }
                 (t.clone(), job.validation_file.clone(), n)
             }
             None => {
@@ -389,14 +545,49 @@ impl Control {
                     });
                 }
                 let (train, val) = dataset::build_files(&records);
-                let tenant = self.store.tenant(&job.tenant_id)?;
-                let t = self.store_file(&tenant, &format!("{}-train.jsonl", job.id), train).await?;
+                let audit = self.curator.auditor(&tenant)?;
+                let (t_name, v_name) =
+                    (format!("{}-train.jsonl", job.id), format!("{}-validation.jsonl", job.id));
+                let (tb, vb) = (train.clone(), val.clone());
+                let (tn, vn) = (t_name.clone(), v_name.clone());
+                blocking(move || {
+                    dataset::audit_file(&tn, &tb, &audit)?;
+                    if let Some(v) = &vb {
+                        dataset::audit_file(&vn, v, &audit)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
+                let n = lines(&train);
+                let t = self
+                    .store_file(
+                        &tenant,
+                        &t_name,
+                        "fine-tune",
+                        train.into(),
+                        n,
+                        None,
+                        FileOrigin::Generated,
+                    )
+                    .await?;
                 let v = match val {
-                    Some(v) => Some(
-                        self.store_file(&tenant, &format!("{}-validation.jsonl", job.id), v)
+                    Some(v) => {
+                        let n = lines(&v);
+                        Some(
+                            self.store_file(
+                                &tenant,
+                                &v_name,
+                                "fine-tune",
+                                v.into(),
+                                n,
+                                None,
+                                FileOrigin::Generated,
+                            )
                             .await?
                             .id,
-                    ),
+                        )
+                    }
                     None => None,
                 };
                 (t.id, v, t.lines)
@@ -416,10 +607,6 @@ impl Control {
         Ok(self.store.golden_sets(tenant)?.into_iter().flat_map(|g| g.prompt_keys).collect())
     }
 
-    async fn store_file(&self, tenant: &Tenant, name: &str, bytes: Vec<u8>) -> Result<FileRow> {
-        self.upload_file(tenant, name, "fine-tune", bytes.into()).await
-    }
-
     /// One round of background work. Errors are logged, not returned: the
     /// next tick retries.
     pub async fn tick(&self) {
@@ -435,8 +622,8 @@ impl Control {
             Err(e) => tracing::warn!("cannot reap leases: {e}"),
         }
         let store = self.store.clone();
-        let default_model = self.cfg.default_model.clone();
-        if let Err(e) = blocking(move || triggers(&*store, &default_model)).await {
+        let (model, public) = (self.cfg.model.clone(), self.cfg.model.public.clone());
+        if let Err(e) = blocking(move || triggers(&*store, &model, &public)).await {
             tracing::warn!("triggers: {e}");
         }
         if let Err(e) = self.validate_jobs().await {
@@ -448,30 +635,31 @@ impl Control {
         if let Err(e) = self.poll_registry() {
             tracing::warn!("registry polling: {e}");
         }
-        let store = self.store.clone();
-        let _ = blocking(move || {
-            webhook::deliver_due(&*store);
-            Ok(())
-        })
-        .await;
     }
 
     /// Signs a download URL query for an artifact: `expires` and `sig`.
     pub fn sign(&self, sha: &str, expires: Timestamp) -> String {
-        webhook::hmac_hex(&self.cfg.url_secret, format!("{sha}.{expires}").as_bytes())
+        crate::webhook::hmac_hex(&self.cfg.url_secret, format!("{sha}.{expires}").as_bytes())
     }
 
     /// Whether a signed download URL is valid now.
     pub fn verify(&self, sha: &str, expires: Timestamp, sig: &str) -> bool {
-        expires >= self.store.now() && webhook::constant_eq(&self.sign(sha, expires), sig)
+        expires >= self.store.now() && crate::webhook::constant_eq(&self.sign(sha, expires), sig)
     }
 }
 
+/// "3 PERSON, 1 PHONE_NUMBER scrubbed".
+fn describe(counts: &ScrubCounts) -> String {
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("personal data scrubbed: {}", parts.join(", "))
+}
+
 /// Cron fires and thresholds held back by the quota.
-fn triggers(store: &dyn Store, default_model: &str) -> Result<()> {
+fn triggers(store: &dyn Store, names: &crate::ModelNames, default_model: &str) -> Result<()> {
     let now = store.now();
     for t in store.tenants()? {
-        let model = t.settings.base_model.clone().unwrap_or_else(|| default_model.to_string());
+        let m = t.settings.base_model.as_deref().unwrap_or(default_model);
+        let model = names.canonical(m).unwrap_or(m).to_string();
         let new = |trigger| NewJob {
             tenant_id: t.id.clone(),
             model: model.clone(),
@@ -480,7 +668,7 @@ fn triggers(store: &dyn Store, default_model: &str) -> Result<()> {
             trigger,
             spec: t.settings.triggered_spec(),
         };
-        let attempt = |trigger, min| match store.job_from_pending(&new(trigger), min) {
+        let attempt = |trigger, min| match store.job_from_pending(&new(trigger), min, false) {
             Ok(Some(job)) => {
                 tracing::info!(job = %job.id, tenant = %t.name, "{} trigger fired", trigger.as_str());
                 Ok(())
@@ -506,12 +694,4 @@ fn triggers(store: &dyn Store, default_model: &str) -> Result<()> {
 
 fn seed_of(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3))
-}
-
-fn new_file_id() -> String {
-    forja_store::new_id("file")
-}
-
-fn bytecount_lines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
 }

@@ -2,7 +2,9 @@
 //! the reason when it does not), the file a triggered job trains on (built
 //! from the examples it claimed), and the validation split.
 
+use crate::feedback::{audit_strings, scrub_strings, ScrubCounts};
 use crate::{ControlError, Result};
+use forja_data::pii::{Auditor, DocScrub, Scrubber};
 use forja_store::sha256_hex;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -75,6 +77,45 @@ pub fn check_training_file(name: &str, bytes: &[u8]) -> Result<FileCheck> {
         return Err(bad(1, "the file has no examples".into()));
     }
     Ok(FileCheck { examples })
+}
+
+/// A checked training file with every string PII-scrubbed (one document
+/// state per line, so a name keeps one replacement within an example),
+/// and how many items were rewritten. Blank lines are dropped; lines are
+/// re-serialised as compact JSON.
+pub fn scrub_training_file(bytes: &[u8], s: &Scrubber) -> (Vec<u8>, ScrubCounts) {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut counts = ScrubCounts::new();
+    for line in String::from_utf8_lossy(bytes).lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(mut v) = serde_json::from_str::<Value>(line) else { continue };
+        scrub_strings(s, &mut v, &mut DocScrub::default(), &mut counts);
+        out.extend_from_slice(v.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    (out, counts)
+}
+
+/// The final audit before a dataset reaches training (seed 002: "regex
+/// scan for DNI/email on the final JSONL"): every string of every line;
+/// the first finding fails with its line and kind.
+pub fn audit_file(name: &str, bytes: &[u8], a: &Auditor) -> Result<()> {
+    for (i, line) in String::from_utf8_lossy(bytes).lines().enumerate() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        if let Some(f) = audit_strings(a, &v).first() {
+            return Err(ControlError::InvalidFile {
+                file: name.into(),
+                line: i + 1,
+                reason: format!(
+                    "the final PII audit found a {} left in the data; the job will not train on it",
+                    f.kind.as_str()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The chat messages of a training line (`messages`, or `prompt` as a
@@ -189,5 +230,25 @@ mod tests {
         assert!((8..=35).contains(&nv), "{nv}");
         let (train, val) = build_files(&records[..5]);
         assert_eq!((train.iter().filter(|&&b| b == b'\n').count(), val), (5, None));
+    }
+
+    /// Regression (hardening #13): uploaded training files were validated
+    /// but stored with their personal data.
+    #[test]
+    fn uploads_are_scrubbed_and_the_final_audit_catches_leftovers() {
+        let s = Scrubber::new(&Default::default()).unwrap();
+        let file = "{\"prompt\": \"Mi DNI es 12345678Z\", \"completion\": \"Escriba a ana@correo.es\"}\n\n{\"text\": \"nada\"}\n";
+        check_training_file("f.jsonl", file.as_bytes()).unwrap();
+        let (clean, counts) = scrub_training_file(file.as_bytes(), &s);
+        let text = String::from_utf8(clean.clone()).unwrap();
+        assert!(!text.contains("12345678Z") && !text.contains("ana@correo.es"), "{text}");
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(counts.values().sum::<u32>(), 2, "{counts:?}");
+        assert_eq!(check_training_file("f.jsonl", &clean).unwrap().examples, 2);
+        let audit = Auditor::new(&["Ana Ruiz".into()]).unwrap();
+        audit_file("f.jsonl", &clean, &audit).unwrap();
+        let leak = b"{\"text\": \"ok\"}\n{\"text\": \"hola Ana Ruiz\"}\n";
+        let e = audit_file("t.jsonl", leak, &audit).unwrap_err().to_string();
+        assert!(e.starts_with("t.jsonl: line 2: the final PII audit"), "{e}");
     }
 }

@@ -50,6 +50,13 @@ pub enum ControlError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The caller may not do this (a tenant key forcing a promotion).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A bug: a panic in a background task, a broken invariant. The detail
+    /// is logged; clients are told only that something failed inside.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The job was cancelled or its lease lost while a worker ran it.
     #[error("job {job} stopped: {why}")]
     Stopped {

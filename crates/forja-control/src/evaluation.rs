@@ -5,33 +5,15 @@
 //! last one. The full reports (per-example results) are uploaded as an
 //! artifact so a dashboard can show before/after diffs.
 
-use crate::worker::{Lease, Link};
+use crate::link::{write, EvalPlan, Lease, Link};
 use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
 use forja_engine::lora::Adapter;
 use forja_engine::Engine;
 use forja_eval::gate::best_index;
-use forja_eval::{EvalOptions, EvalReport, GatePolicy};
+use forja_eval::{EvalOptions, EvalReport};
 use forja_store::{JobEval, Level};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// What the golden set and the current model are, in a lease.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalPlan {
-    /// The golden set version.
-    pub golden_set_id: String,
-    /// Its sha256.
-    pub golden_sha256: String,
-    /// The champion to compare with (`None`: the base model).
-    pub baseline_version: Option<String>,
-    /// The champion's adapter files (name → sha256).
-    #[serde(default)]
-    pub baseline_files: BTreeMap<String, String>,
-    /// The tenant's gate policy (its primary metric picks the checkpoint).
-    #[serde(default)]
-    pub policy: GatePolicy,
-}
 
 const WEIGHTS: &str = "adapter_model.safetensors";
 
@@ -78,7 +60,6 @@ pub fn evaluate_job(
     dir: &Path,
     out: &Path,
 ) -> Result<(PathBuf, JobEval)> {
-    let job = &lease.job.id;
     let mut record = JobEval {
         golden_set_id: plan.golden_set_id.clone(),
         baseline_version: plan.baseline_version.clone(),
@@ -96,7 +77,7 @@ pub fn evaluate_job(
         }
         Err(e @ ControlError::Stopped { .. }) => Err(e),
         Err(e) => {
-            link.event(job, Level::Error, &format!("Evaluation failed: {e}"), None)?;
+            link.event(lease, Level::Error, &format!("Evaluation failed: {e}"), None)?;
             record.error = Some(e.to_string());
             Ok((out.to_path_buf(), record))
         }
@@ -114,7 +95,6 @@ fn run(
     dir: &Path,
     out: &Path,
 ) -> Result<Outcome> {
-    let job = &lease.job.id;
     let bytes = link.download(lease, &plan.golden_sha256)?;
     let golden = forja_eval::parse_golden(&plan.golden_set_id, &bytes)?;
     let opts = EvalOptions::default();
@@ -131,7 +111,7 @@ fn run(
             if name.contains('/') || name.contains("..") {
                 return Err(ControlError::invalid("baseline", format!("bad file name `{name}`")));
             }
-            crate::worker::write(&baseline_dir.join(name), &link.download(lease, sha)?)?;
+            write(&baseline_dir.join(name), &link.download(lease, sha)?)?;
         }
         Some(engine.load_adapter(&baseline_dir)?)
     };
@@ -140,7 +120,7 @@ fn run(
         .as_deref()
         .map_or("the base model".to_string(), |v| format!("champion {v}"));
     link.event(
-        job,
+        lease,
         Level::Info,
         &format!(
             "Evaluating {what} on golden set {} ({} examples)",
@@ -160,7 +140,7 @@ fn run(
         r.subject = Some(name.clone());
         let shown = r.get(metric).map_or("n/a".into(), |v| format!("{v:.4}"));
         link.event(
-            job,
+            lease,
             Level::Info,
             &format!(
                 "Checkpoint {name}: {metric}={shown} (current model {})",
@@ -183,6 +163,6 @@ fn run(
         "checkpoints": reports.iter().map(|r| serde_json::json!({"name": r.subject, "metrics": r.metrics})).collect::<Vec<_>>(),
     });
     let full = serde_json::json!({ "candidate": reports[best], "baseline": baseline });
-    let sha = link.upload(job, serde_json::to_vec(&full).expect("reports serialise"))?;
+    let sha = link.upload(lease, serde_json::to_vec(&full).expect("reports serialise"))?;
     Ok((chosen, path, summary, sha))
 }

@@ -7,12 +7,17 @@
 //!   validates jobs, requeues lost leases, fires schedules and thresholds
 //!   held by a quota, and delivers webhooks.
 //! - [`worker`]: the loop that leases a job, trains it with the engine,
-//!   heartbeats, uploads checkpoints and the adapter; it runs in-process
-//!   ([`worker::LocalLink`]) or remotely over HTTP; after training it
+//!   heartbeats, uploads checkpoints and the adapter; it reaches the
+//!   control plane through a [`link::Link`], in-process
+//!   ([`link::LocalLink`]) or remotely over HTTP; after training it
 //!   evaluates every kept checkpoint and the current model on the tenant's
 //!   golden set ([`evaluation`]) and keeps the best checkpoint.
-//! - [`registry`]: golden sets, model versions with lineage, the gate,
-//!   promotion and rollback; [`events`] publishes what changed.
+//! - [`registry`]: golden sets, model versions with lineage, the gate
+//!   (which re-scores the worker's predictions itself), promotion,
+//!   rollback and demotion; what changed is published on the store's
+//!   [`forja_store::EventBus`].
+//! - [`webhook`]: signed deliveries on their own task, with a concurrency
+//!   limit and an optional guard against private addresses.
 //!
 //! State lives in a [`forja_store::Store`]; this crate knows nothing of
 //! HTTP routing or SQL.
@@ -21,19 +26,27 @@ mod control;
 pub mod dataset;
 mod error;
 pub mod evaluation;
-pub mod events;
 pub mod feedback;
 pub mod hyper;
 pub mod keys;
+pub mod link;
 pub mod registry;
 pub mod schedule;
 pub mod webhook;
 pub mod worker;
 
-pub use control::{Control, ControlConfig, JobRequest, LearningStatus, RunningJob};
+pub use control::{Control, ControlConfig, JobRequest, LearningStatus, ModelNames, RunningJob};
 pub use error::{ControlError, Result};
-pub use events::{Event, EventBus, LocalBus};
 pub use registry::Lineage;
+
+/// `s` cut to `max` characters (with `…`): user input echoed in an error
+/// message never makes the message huge.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
 
 /// The git commit this forja was built from (`unknown` outside a checkout).
 pub const CODE_COMMIT: &str = env!("FORJA_COMMIT");

@@ -1,13 +1,22 @@
 //! The model registry's operations: golden sets, registering what a job
 //! produced with its lineage, the promotion gate, promotion, rollback,
-//! lineage, and republishing registry moves made by other processes.
+//! demotion, lineage, and republishing registry moves made by other
+//! processes.
 //!
 //! Every operation takes the tenant and the store refuses versions of
 //! another tenant, so isolation holds whatever the caller.
+//!
+//! The gate trusts nothing a worker reported that it can check: the
+//! adapter's files are re-read (each read re-hashes them), and the
+//! evaluation is re-scored from the worker's predictions against the
+//! control plane's own copy of the golden set (forja-eval's `rescore`), so
+//! a report whose metrics do not follow from its predictions is rejected.
+//! Predictions themselves are trusted from the worker holding the lease
+//! (a lease answers only to the key and token that took it).
 
-use crate::events::Event;
 use crate::{Control, ControlError, Result};
 use forja_eval::{decide, Decision, EvalReport, GatePolicy, Outcome};
+use forja_store::prelude::*;
 use forja_store::*;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -24,6 +33,14 @@ pub fn policy_of(tenant: &Tenant) -> GatePolicy {
             GatePolicy::default()
         }
         None => GatePolicy::default(),
+    }
+}
+
+/// A lookup whose row may have been deleted since (a file): `None` then.
+fn present<T>(r: std::result::Result<Option<T>, StoreError>) -> Result<Option<T>> {
+    match r {
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        r => Ok(r?),
     }
 }
 
@@ -61,6 +78,24 @@ pub(crate) struct Seen {
     primed: bool,
 }
 
+/// Who moves the registry: a name for the log, and whether it may force a
+/// promotion the gate refused (admin keys and the CLI on the data
+/// directory may; tenant keys only when the tenant's settings allow it).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Recorded in the registry log (`api:acme`, `cli`, `gate`).
+    pub name: String,
+    /// An operator, not a tenant's key.
+    pub admin: bool,
+}
+
+impl Actor {
+    /// A tenant's own key.
+    pub fn tenant(t: &Tenant) -> Actor {
+        Actor { name: format!("api:{}", t.name), admin: false }
+    }
+}
+
 fn file_json(f: &FileRow) -> serde_json::Value {
     serde_json::json!({ "id": f.id, "filename": f.filename, "sha256": f.sha256, "lines": f.lines })
 }
@@ -73,13 +108,20 @@ impl Control {
         name: &str,
         bytes: bytes::Bytes,
     ) -> Result<GoldenSetRow> {
-        let set = forja_eval::parse_golden(name, &bytes)?;
-        let keys: Vec<String> = set.examples.iter().map(|e| e.prompt_key()).collect();
+        let (n2, b2) = (name.to_string(), bytes.clone());
+        let (keys, n) = crate::control::blocking(move || {
+            let set = forja_eval::parse_golden(&n2, &b2)?;
+            let keys: Vec<String> = set.examples.iter().map(|e| e.prompt_key()).collect();
+            Ok((keys, set.examples.len() as u64))
+        })
+        .await?;
+        let size = bytes.len() as u64;
         let sha = self.artifacts.put(bytes).await?;
         let (store, tid, name) = (self.store.clone(), tenant.id.clone(), name.to_string());
-        let n = set.examples.len() as u64;
-        crate::control::blocking(move || Ok(store.add_golden_set(&tid, &name, &sha, n, &keys)?))
-            .await
+        crate::control::blocking(move || {
+            Ok(store.add_golden_set(&tid, &name, &sha, n, size, &keys)?)
+        })
+        .await
     }
 
     /// Registers succeeded jobs' adapters as model versions and runs the
@@ -100,7 +142,7 @@ impl Control {
         let tenant = self.store.tenant(&job.tenant_id)?;
         let result = job.result.clone().unwrap_or_default();
         let file = |id: &Option<String>| -> Result<Option<FileRow>> {
-            Ok(id.as_deref().map(|f| self.store.file(&job.tenant_id, f)).transpose()?)
+            present(id.as_deref().map(|f| self.store.file(&job.tenant_id, f)).transpose())
         };
         let (train, val) = (file(&job.training_file)?, file(&job.validation_file)?);
         let examples: Vec<i64> = self.store.job_examples(&job.id)?.iter().map(|e| e.id).collect();
@@ -133,7 +175,7 @@ impl Control {
                 None,
             ),
             Some(e) => {
-                let d = self.gate(&policy, e).await;
+                let d = self.gate(job, &result, &policy, e).await;
                 let reason = match d.outcome {
                     Outcome::Promoted => "passed the gate".to_string(),
                     Outcome::Ready => "passed the gate; waiting for a manual promotion".into(),
@@ -171,41 +213,83 @@ impl Control {
             crate::control::blocking(move || Ok(store.register_version(&new, GATE_ACTOR)?)).await?;
         tracing::info!(job = %job.id, version = %v.id, status = v.status().as_str(), "registered");
         if let Some(m) = moved {
-            self.published(
-                &job.tenant_id,
-                &m,
-                Event::ModelPromoted {
-                    tenant: job.tenant_id.clone(),
-                    version: m.version.id.clone(),
-                    alias: CHAMPION.into(),
-                    previous: m.previous_id.clone(),
-                },
-            );
+            self.published_move(&job.tenant_id, &m, true);
         }
         Ok(())
     }
 
-    /// The gate's decision on a job's evaluation, after checking that the
-    /// adapter it would promote is intact.
-    async fn gate(&self, policy: &GatePolicy, e: &JobEval) -> Decision {
-        let parse = |k: &str| serde_json::from_value::<EvalReport>(e.summary[k].clone());
-        let (cand, base) = match (parse("candidate"), parse("baseline")) {
-            (Ok(c), Ok(b)) => (c, b),
-            _ => return Decision::rejected("the evaluation summary is unreadable"),
+    /// The gate's decision on a job's evaluation: the adapter's files must
+    /// be intact, and both reports are re-scored from their predictions
+    /// against the golden set the store holds (a worker's summary is never
+    /// taken as is).
+    async fn gate(
+        &self,
+        job: &Job,
+        result: &JobResult,
+        policy: &GatePolicy,
+        e: &JobEval,
+    ) -> Decision {
+        match self.verified_reports(job, result, e).await {
+            Ok((cand, base)) => decide(policy, &cand, &base),
+            Err(why) => Decision::rejected(why),
+        }
+    }
+
+    /// The candidate and baseline reports, re-scored; or why they cannot
+    /// be trusted.
+    async fn verified_reports(
+        &self,
+        job: &Job,
+        result: &JobResult,
+        e: &JobEval,
+    ) -> std::result::Result<(EvalReport, EvalReport), String> {
+        if result.adapter_files.get("adapter_model.safetensors") != job.adapter_sha256.as_ref() {
+            return Err("the adapter's weights file is not the one the job reported".into());
+        }
+        for (name, sha) in &result.adapter_files {
+            self.artifacts.get(sha).await.map_err(|err| format!("adapter file {name}: {err}"))?;
+        }
+        let sha = e
+            .report_sha256
+            .as_deref()
+            .ok_or("the worker uploaded no evaluation report to check")?;
+        let full =
+            self.artifacts.get(sha).await.map_err(|err| format!("the evaluation report: {err}"))?;
+        let full: serde_json::Value =
+            serde_json::from_slice(&full).map_err(|err| format!("the evaluation report: {err}"))?;
+        let report = |k: &str| {
+            serde_json::from_value::<EvalReport>(full[k].clone())
+                .map_err(|err| format!("the evaluation report's {k}: {err}"))
         };
-        // The per-example reports: the structured-output hard rule needs them.
-        let full = match &e.report_sha256 {
-            Some(sha) => match self.artifacts.get(sha).await {
-                Ok(b) => serde_json::from_slice::<serde_json::Value>(&b).ok(),
-                Err(err) => return Decision::rejected(format!("the evaluation report: {err}")),
-            },
-            None => None,
-        };
-        let cand = full
-            .as_ref()
-            .and_then(|f| serde_json::from_value::<EvalReport>(f["candidate"].clone()).ok())
-            .unwrap_or(cand);
-        decide(policy, &cand, &base)
+        let (cand, base) = (report("candidate")?, report("baseline")?);
+        let golden = self
+            .store
+            .golden_sets(&job.tenant_id)
+            .map_err(|err| err.to_string())?
+            .into_iter()
+            .find(|g| g.id == e.golden_set_id)
+            .ok_or_else(|| format!("golden set {} is not this tenant's", e.golden_set_id))?;
+        let bytes = self.artifacts.get(&golden.sha256).await.map_err(|err| err.to_string())?;
+        let set = forja_eval::parse_golden(&golden.name, &bytes).map_err(|err| err.to_string())?;
+        let (cand, base) = crate::control::blocking(move || {
+            let c = forja_eval::rescore(&set, &cand)?;
+            let b = forja_eval::rescore(&set, &base)?;
+            Ok((c, b))
+        })
+        .await
+        .map_err(|err| err.to_string())?;
+        // The summary recorded with the version must say what the reports say.
+        let summary = serde_json::from_value::<EvalReport>(e.summary["candidate"].clone())
+            .map_err(|_| "the evaluation summary is unreadable".to_string())?;
+        for m in forja_eval::run::RECOMPUTED {
+            let (a, b) = (summary.get(m), cand.get(m));
+            if a.zip(b).is_some_and(|(a, b)| (a - b).abs() > 1e-9 * a.abs().max(1.0))
+                || a.is_some() != b.is_some()
+            {
+                return Err(format!("the evaluation summary's {m} does not match its report"));
+            }
+        }
+        Ok((cand, base))
     }
 
     /// Reads every file of a version's adapter (each read re-hashes it):
@@ -220,12 +304,13 @@ impl Control {
     }
 
     /// Promotes a version to `champion`. A version the gate did not pass
-    /// (no golden set, evaluation failed, rejected) needs `force`.
+    /// (no golden set, evaluation failed, rejected) needs `force`, and
+    /// forcing needs an admin (or a tenant whose settings allow it).
     pub async fn promote(
         &self,
         tenant: &Tenant,
         version: &str,
-        actor: &str,
+        actor: &Actor,
         force: bool,
     ) -> Result<AliasMove> {
         let v = self.store.model_version(&tenant.id, version)?;
@@ -241,42 +326,80 @@ impl Control {
                 v.lineage.status_reason.as_deref().unwrap_or("no gate decision")
             ))));
         }
+        if !passed && !actor.admin && !tenant.settings.allow_forced_promotion {
+            return Err(ControlError::Forbidden(format!(
+                "version {version} did not pass the gate; forcing it needs an admin key \
+                 (or the tenant setting allow_forced_promotion)"
+            )));
+        }
+        if v.status() == VersionStatus::Failed {
+            return Err(ControlError::Store(StoreError::Conflict(format!(
+                "version {version} failed to load in serving; it cannot be promoted"
+            ))));
+        }
         self.verify_adapter(&v).await?;
         let reason =
             if passed { "promoted" } else { "promoted by force, without passing the gate" };
         let (store, tid, id, who) =
-            (self.store.clone(), tenant.id.clone(), version.to_string(), actor.to_string());
+            (self.store.clone(), tenant.id.clone(), version.to_string(), actor.name.clone());
         let m =
             crate::control::blocking(move || Ok(store.promote(&tid, &id, &who, reason)?)).await?;
-        self.published(
-            &tenant.id,
-            &m,
-            Event::ModelPromoted {
-                tenant: tenant.id.clone(),
-                version: m.version.id.clone(),
-                alias: CHAMPION.into(),
-                previous: m.previous_id.clone(),
-            },
-        );
+        self.published_move(&tenant.id, &m, true);
         Ok(m)
     }
 
-    /// Points `champion` back at the previously promoted version.
-    pub async fn rollback(&self, tenant: &Tenant, actor: &str, reason: &str) -> Result<AliasMove> {
+    /// Points `champion` back at the previously promoted version (with
+    /// `to_base`, removes it: the base model serves again).
+    pub async fn rollback(
+        &self,
+        tenant: &Tenant,
+        actor: &str,
+        reason: &str,
+        to_base: bool,
+    ) -> Result<AliasMove> {
         let (store, tid, who, why) =
             (self.store.clone(), tenant.id.clone(), actor.to_string(), reason.to_string());
-        let m = crate::control::blocking(move || Ok(store.rollback(&tid, &who, &why)?)).await?;
-        self.published(
-            &tenant.id,
-            &m,
+        let m = crate::control::blocking(move || {
+            Ok(if to_base {
+                store.demote(&tid, &who, &why)?
+            } else {
+                store.rollback(&tid, &who, &why)?
+            })
+        })
+        .await?;
+        self.published_move(&tenant.id, &m, false);
+        Ok(m)
+    }
+
+    /// Takes a champion that failed in serving out, now (for serving's
+    /// rollback callback, off the runtime): back to the previous champion,
+    /// or to the base model when it was the first.
+    pub fn take_out(&self, tenant: &Tenant, actor: &str, reason: &str) -> Result<AliasMove> {
+        let m = match self.store.rollback(&tenant.id, actor, reason) {
+            Err(StoreError::Conflict(_)) => self.store.demote(&tenant.id, actor, reason)?,
+            r => r?,
+        };
+        self.published_move(&tenant.id, &m, false);
+        Ok(m)
+    }
+
+    fn published_move(&self, tenant: &str, m: &AliasMove, promoted: bool) {
+        let event = if promoted {
+            Event::ModelPromoted {
+                tenant: tenant.to_string(),
+                version: m.version.as_ref().map(|v| v.id.clone()).unwrap_or_default(),
+                alias: CHAMPION.into(),
+                previous: m.previous_id.clone(),
+            }
+        } else {
             Event::ModelRolledBack {
-                tenant: tenant.id.clone(),
-                version: m.version.id.clone(),
+                tenant: tenant.to_string(),
+                version: m.version.as_ref().map(|v| v.id.clone()),
                 from: m.previous_id.clone().unwrap_or_default(),
                 alias: CHAMPION.into(),
-            },
-        );
-        Ok(m)
+            }
+        };
+        self.published(tenant, m, event);
     }
 
     /// A version's lineage: parents, job, data files, golden set, aliases.
@@ -295,7 +418,7 @@ impl Control {
         let job =
             v.lineage.job_id.as_deref().map(|j| self.store.job(Some(&tenant.id), j)).transpose()?;
         let file = |id: Option<&str>| -> Result<Option<FileRow>> {
-            Ok(id.map(|f| self.store.file(&tenant.id, f)).transpose()?)
+            present(id.map(|f| self.store.file(&tenant.id, f)).transpose())
         };
         let training_file = file(job.as_ref().and_then(|j| j.training_file.as_deref()))?;
         let validation_file = file(job.as_ref().and_then(|j| j.validation_file.as_deref()))?;
@@ -356,6 +479,16 @@ impl Control {
             }
             let after = seen.entry.get(&t).copied().unwrap_or(0);
             for e in self.store.registry_log(&t, after)? {
+                if e.kind == "demoted" {
+                    self.bus.publish(Event::ModelRolledBack {
+                        tenant: t.clone(),
+                        version: None,
+                        from: e.previous_id.clone().unwrap_or_default(),
+                        alias: e.alias.clone().unwrap_or_else(|| CHAMPION.into()),
+                    });
+                    seen.entry.insert(t.clone(), e.id);
+                    continue;
+                }
                 let (Some(v), Some(alias)) = (e.version_id.clone(), e.alias.clone()) else {
                     seen.entry.insert(t.clone(), e.id);
                     continue;
@@ -369,7 +502,7 @@ impl Control {
                     }),
                     "rolled_back" => Some(Event::ModelRolledBack {
                         tenant: t.clone(),
-                        version: v,
+                        version: Some(v),
                         from: e.previous_id.unwrap_or_default(),
                         alias,
                     }),

@@ -1,195 +1,27 @@
 //! Training workers. One loop serves both kinds: the in-process worker of
-//! the embedded default talks to the store directly ([`LocalLink`]); a
-//! remote `forja worker` talks to the control plane over HTTP (the
-//! server's link). Either way a worker leases a job, renews the lease from
-//! a heartbeat thread while it trains, uploads each checkpoint (weights,
-//! optimizer state, position in the data) as content-addressed artifacts,
-//! and on success uploads the adapter. A worker that dies stops renewing;
-//! the control plane requeues the job and the next worker restores the
-//! last checkpoint and continues on the same loss curve.
+//! the embedded default talks to the store directly
+//! ([`crate::link::LocalLink`]); a remote `forja worker` talks to the
+//! control plane over HTTP (the server's link). Either way a worker leases
+//! a job, renews the lease from a heartbeat thread while it trains,
+//! uploads each checkpoint (weights, optimizer state, position in the
+//! data) as content-addressed artifacts, and on success uploads the
+//! adapter. A worker that dies stops renewing; the control plane requeues
+//! the job and the next worker restores the last checkpoint and continues
+//! on the same loss curve. A training run that panics ends its heartbeat
+//! and fails its job (`internal_error`); the worker goes on to the next.
 
-use crate::evaluation::{evaluate_job, EvalPlan};
+use crate::evaluation::evaluate_job;
+use crate::link::{write, Lease, Link};
 use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
-use forja_engine::lora::{parse_targets, Adapter, LoraConfig};
-use forja_engine::train::{self, Event, OnBadLine, TrainConfig, Trainable};
-use forja_engine::{ChatTemplate, Engine};
-use forja_store::{
-    Artifacts, Capacity, Checkpoint, Finish, Job, JobError, JobResult, Level, Store, StoreError,
-};
-use serde::{Deserialize, Serialize};
+use forja_engine::train::{self, Event, LoraData};
+use forja_engine::Engine;
+use forja_store::{Capacity, Finish, JobError, JobResult, Level};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// What a worker gets with a lease.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Lease {
-    /// The job (hyperparameters resolved).
-    pub job: Job,
-    /// sha256 of the training file.
-    pub training_sha: String,
-    /// sha256 of the validation file.
-    pub validation_sha: Option<String>,
-    /// The newest checkpoint to resume from.
-    pub checkpoint: Option<Checkpoint>,
-    /// Renew the lease well within this many seconds.
-    pub lease_ttl_s: i64,
-    /// Short-lived signed download URLs by sha256 (remote workers).
-    #[serde(default)]
-    pub urls: BTreeMap<String, String>,
-    /// What to evaluate after training (`None`: the tenant has no golden set).
-    #[serde(default)]
-    pub eval: Option<EvalPlan>,
-}
-
-/// How a worker reaches the control plane.
-pub trait Link: Send + Sync {
-    /// Takes the next job that fits.
-    fn lease(&self, cap: &Capacity) -> Result<Option<Lease>>;
-    /// Fetches an artifact of the lease (verified against its hash).
-    fn download(&self, lease: &Lease, sha: &str) -> Result<Vec<u8>>;
-    /// Stores an artifact for `job`; returns its sha256.
-    fn upload(&self, job: &str, bytes: Vec<u8>) -> Result<String>;
-    /// Renews the lease; `Stopped` when the job was cancelled or the lease lost.
-    fn heartbeat(&self, job: &str, progress: (u64, u64)) -> Result<()>;
-    /// Appends an event.
-    fn event(
-        &self,
-        job: &str,
-        level: Level,
-        message: &str,
-        data: Option<serde_json::Value>,
-    ) -> Result<()>;
-    /// Records a checkpoint (its files already uploaded).
-    fn checkpoint(
-        &self,
-        job: &str,
-        step: u64,
-        files: BTreeMap<String, String>,
-        metrics: serde_json::Value,
-    ) -> Result<()>;
-    /// Ends the job.
-    fn finish(&self, job: &str, outcome: Finish) -> Result<()>;
-}
-
-/// Leases a job from the store and gathers what a worker needs for it.
-pub fn lease_from_store(
-    store: &dyn Store,
-    worker: &str,
-    cap: &Capacity,
-    ttl_s: i64,
-) -> Result<Option<Lease>> {
-    let Some(job) = store.lease(worker, cap, ttl_s)? else { return Ok(None) };
-    let eval = eval_plan(store, &job)?;
-    let sha = |id: &str| store.file(&job.tenant_id, id).map(|f| f.sha256);
-    let training = job.training_file.as_deref().ok_or_else(|| {
-        ControlError::invalid("training_file", format!("job {} has no training file", job.id))
-    })?;
-    Ok(Some(Lease {
-        training_sha: sha(training)?,
-        validation_sha: job.validation_file.as_deref().map(sha).transpose()?,
-        checkpoint: store.checkpoints(&job.id)?.into_iter().next(),
-        lease_ttl_s: ttl_s,
-        urls: BTreeMap::new(),
-        eval,
-        job,
-    }))
-}
-
-/// The golden set, the champion to compare with (when it is an adapter of
-/// the same base model) and the gate policy of a job's tenant.
-fn eval_plan(store: &dyn Store, job: &Job) -> Result<Option<EvalPlan>> {
-    let Some(golden) = store.golden_sets(&job.tenant_id)?.into_iter().next() else {
-        return Ok(None);
-    };
-    let tenant = store.tenant(&job.tenant_id)?;
-    let policy = crate::registry::policy_of(&tenant);
-    let champion = crate::registry::champion_for(store, job)?;
-    Ok(Some(EvalPlan {
-        golden_set_id: golden.id,
-        golden_sha256: golden.sha256,
-        baseline_version: champion.as_ref().map(|v| v.id.clone()),
-        baseline_files: champion.map(|v| v.lineage.adapter_files).unwrap_or_default(),
-        policy,
-    }))
-}
-
-fn lost(job: &str, e: StoreError) -> ControlError {
-    match e {
-        StoreError::LeaseLost { why, .. } => ControlError::Stopped { job: job.into(), why },
-        e => e.into(),
-    }
-}
-
-/// The in-process link: the store and artifact store directly.
-pub struct LocalLink {
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The artifact store.
-    pub artifacts: Artifacts,
-    /// Runs the artifact store's futures from worker threads.
-    pub runtime: tokio::runtime::Handle,
-    /// This worker's id.
-    pub worker: String,
-    /// Lease length in seconds.
-    pub lease_ttl_s: i64,
-    /// Where job state changes are published.
-    pub bus: Arc<dyn crate::EventBus>,
-}
-
-impl Link for LocalLink {
-    fn lease(&self, cap: &Capacity) -> Result<Option<Lease>> {
-        lease_from_store(&*self.store, &self.worker, cap, self.lease_ttl_s)
-    }
-    fn download(&self, _lease: &Lease, sha: &str) -> Result<Vec<u8>> {
-        Ok(self.runtime.block_on(self.artifacts.get(sha))?.to_vec())
-    }
-    fn upload(&self, _job: &str, bytes: Vec<u8>) -> Result<String> {
-        Ok(self.runtime.block_on(self.artifacts.put(bytes.into()))?)
-    }
-    fn heartbeat(&self, job: &str, progress: (u64, u64)) -> Result<()> {
-        self.store
-            .heartbeat(job, &self.worker, self.lease_ttl_s, progress)
-            .map(|_| ())
-            .map_err(|e| lost(job, e))
-    }
-    fn event(
-        &self,
-        job: &str,
-        level: Level,
-        message: &str,
-        data: Option<serde_json::Value>,
-    ) -> Result<()> {
-        self.store
-            .worker_event(job, &self.worker, level, message, data.as_ref())
-            .map(|_| ())
-            .map_err(|e| lost(job, e))
-    }
-    fn checkpoint(
-        &self,
-        job: &str,
-        step: u64,
-        files: BTreeMap<String, String>,
-        metrics: serde_json::Value,
-    ) -> Result<()> {
-        self.store
-            .add_checkpoint(job, &self.worker, step, &files, &metrics)
-            .map(|_| ())
-            .map_err(|e| lost(job, e))
-    }
-    fn finish(&self, job: &str, outcome: Finish) -> Result<()> {
-        let j = self.store.finish(job, &self.worker, &outcome).map_err(|e| lost(job, e))?;
-        self.bus.publish(crate::Event::JobStateChanged {
-            tenant: j.tenant_id,
-            job: j.id,
-            status: j.status.as_str().into(),
-        });
-        Ok(())
-    }
-}
 
 /// Loads base models by name for the worker (cached by the caller).
 pub type ModelResolver = dyn Fn(&str) -> Result<Arc<Engine>> + Send + Sync;
@@ -236,18 +68,10 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) {
     }
 }
 
-/// Writes `bytes` to `path`, creating its directory.
-pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| ControlError::io(d, e))?;
-    }
-    std::fs::write(path, bytes).map_err(|e| ControlError::io(path, e))
-}
-
 /// Uploads every file under `out/<sub>` as `<sub>/<name>`.
 fn upload_dir(
     link: &dyn Link,
-    job: &str,
+    job: &Lease,
     out: &Path,
     sub: &Path,
     files: &mut BTreeMap<String, String>,
@@ -269,7 +93,7 @@ fn upload_dir(
 /// unreachable for a whole lease).
 fn heartbeat(
     link: &dyn Link,
-    job: &str,
+    job: &Lease,
     ttl: Duration,
     progress: &(AtomicU64, AtomicU64),
     done: &AtomicBool,
@@ -293,12 +117,22 @@ fn heartbeat(
                 format!("the control plane was unreachable for a whole lease ({e})")
             }
             Err(e) => {
-                tracing::warn!(job, "heartbeat failed, retrying: {e}");
+                tracing::warn!(job = job.id(), "heartbeat failed, retrying: {e}");
                 continue;
             }
         };
         *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         return;
+    }
+}
+
+/// Sets its flag when dropped: the heartbeat thread stops even when the
+/// training thread unwinds.
+struct Done<'a>(&'a AtomicBool);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -317,10 +151,20 @@ pub fn run_job(
     let stop = Mutex::new(None::<String>);
     let ttl = Duration::from_secs(lease.lease_ttl_s.max(1) as u64);
     let outcome = std::thread::scope(|s| {
-        s.spawn(|| heartbeat(link, &job, ttl, &progress, &done, &stop));
-        let r = train_leased(link, models, cfg, &lease, &progress, &stop, shutdown);
-        done.store(true, Ordering::SeqCst);
-        r
+        s.spawn(|| heartbeat(link, &lease, ttl, &progress, &done, &stop));
+        let _done = Done(&done);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train_leased(link, models, cfg, &lease, &progress, &stop, shutdown)
+        }))
+        .unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(job = %job, panic = %what, "training panicked");
+            Err(ControlError::Internal(format!("training panicked: {what}")))
+        })
     });
     let stopped = stop.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(why) = stopped {
@@ -331,19 +175,24 @@ pub fn run_job(
     let dir = cfg.work_dir.join(&job);
     match outcome {
         Ok(finish) => {
-            link.finish(&job, finish)?;
+            link.finish(&lease, finish)?;
             let _ = std::fs::remove_dir_all(&dir);
             Ok(())
         }
         Err(e) => {
-            let code = match &e {
+            let (code, message) = match &e {
                 ControlError::InvalidFile { .. } | ControlError::InvalidRequest { .. } => {
-                    "invalid_file"
+                    ("invalid_file", e.to_string())
                 }
-                _ => "training_failed",
+                // The panic's text is in the worker's log, not in the job.
+                ControlError::Internal(_) => (
+                    "internal_error",
+                    "training stopped on an internal error; the worker logged the details".into(),
+                ),
+                _ => ("training_failed", e.to_string()),
             };
-            let error = JobError { code: code.into(), message: e.to_string(), param: None };
-            link.finish(&job, Finish::Failed(error))?;
+            let error = JobError { code: code.into(), message, param: None };
+            link.finish(&lease, Finish::Failed(error))?;
             let _ = std::fs::remove_dir_all(&dir);
             Err(e)
         }
@@ -366,6 +215,7 @@ fn train_leased(
             format!("job {} was leased before validation", job.id),
         )
     })?;
+    let plan = crate::hyper::plan(&hp, &job.spec)?;
     let dir = cfg.work_dir.join(&job.id);
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&dir);
@@ -379,7 +229,7 @@ fn train_leased(
             write(&out.join(rel), &link.download(lease, sha)?)?;
         }
         link.event(
-            &job.id,
+            lease,
             Level::Info,
             &format!("Resuming from the checkpoint at step {}", ck.step),
             None,
@@ -396,46 +246,20 @@ fn train_leased(
         None => None,
     };
     let engine = models(&job.model)?;
-    let template = engine.chat_template().map(|src| ChatTemplate::new(src, "", "")).transpose()?;
-    let tcfg = TrainConfig {
-        epochs: hp.n_epochs as usize,
-        batch_size: hp.batch_size as usize,
-        lr: hp.learning_rate,
-        save_every: hp.save_every as usize,
-        keep_checkpoints: 2,
-        seed: hp.seed,
-        time_limit_secs: job.spec.time_limit_s,
-        on_bad_line: OnBadLine::Fail,
-        ..TrainConfig::default()
-    };
-    let load = |p: &Path| {
-        train::load_jsonl(p, engine.tokenizer(), template.as_ref(), tcfg.max_len, tcfg.on_bad_line)
-    };
-    let (tr, rep) = load(&train_path)?;
-    if rep.truncated > 0 {
+    let data = LoraData::load(&engine, &plan, &train_path, val_path.as_deref())?;
+    let truncated: usize = data.reports.iter().map(|r| r.truncated).sum();
+    if truncated > 0 {
         link.event(
-            &job.id,
+            lease,
             Level::Warn,
-            &format!("{} examples were cut to {} tokens", rep.truncated, tcfg.max_len),
+            &format!("{truncated} examples were cut to {} tokens", plan.train.max_len),
             None,
         )?;
     }
-    let val = match &val_path {
-        Some(p) => load(p)?.0,
-        None => Vec::new(),
-    };
-    let lcfg = LoraConfig {
-        r: hp.lora_r as usize,
-        alpha: hp.lora_alpha,
-        targets: parse_targets(&hp.lora_targets)?,
-        ..LoraConfig::default()
-    };
-    lcfg.validate()?;
-    let adapter = engine.install(|| Adapter::new(engine.model(), &lcfg, &job.model, hp.seed))?;
     let mut last_metrics = Instant::now() - Duration::from_secs(10);
     let mut metrics = serde_json::Map::new();
     let mut on_event = |e: &Event| -> forja_engine::Result<()> {
-        let r = on_train_event(link, job, &out, e, progress, &mut metrics, &mut last_metrics);
+        let r = on_train_event(link, lease, &out, e, progress, &mut metrics, &mut last_metrics);
         if let Some(why) = stop.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Err(forja_engine::EngineError::Training(format!("stopped: {why}")));
         }
@@ -446,23 +270,19 @@ fn train_leased(
         }
         r.map_err(|e| forja_engine::EngineError::Training(e.to_string()))
     };
-    let report = engine.install(|| {
-        train::train(
-            engine.model(),
-            Trainable::Lora(&adapter),
-            &tr,
-            &val,
-            &tcfg,
-            &out,
-            resume_from.is_some(),
-            &mut |d| adapter.save(d),
-            &mut on_event,
-        )
-    })?;
+    let (_, report) = train::fine_tune(
+        &engine,
+        &plan,
+        &data,
+        &job.model,
+        &out,
+        resume_from.is_some(),
+        &mut on_event,
+    )?;
     let (chosen, eval) = match &lease.eval {
-        Some(plan) => {
+        Some(ep) => {
             let (path, rec) =
-                evaluate_job(link, lease, plan, &engine, cfg.embedder.as_deref(), &dir, &out)?;
+                evaluate_job(link, lease, ep, &engine, cfg.embedder.as_deref(), &dir, &out)?;
             (path, Some(rec))
         }
         None => (out.clone(), None),
@@ -471,25 +291,20 @@ fn train_leased(
     for name in ["adapter_model.safetensors", "adapter_config.json"] {
         let p = chosen.join(name);
         let bytes = std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?;
-        files.insert(name.to_string(), link.upload(&job.id, bytes)?);
+        files.insert(name.to_string(), link.upload(lease, bytes)?);
     }
     if report.stopped_by == "time_limit" {
         link.event(
-            &job.id,
+            lease,
             Level::Warn,
             "Training reached the job's wall-clock limit; the best adapter so far was kept",
             None,
         )?;
     }
-    let suffix = job.spec.suffix.as_deref().map(|s| format!(":{s}")).unwrap_or_default();
     Ok(Finish::Succeeded {
         trained_tokens: report.tokens as u64,
-        fine_tuned_model: format!(
-            "ft:{}:{}{suffix}:{}",
-            job.model,
-            job.tenant_id,
-            job.id.trim_start_matches("ftjob-")
-        ),
+        // The control plane names the adapter (`ft:BASE:TENANT:…`).
+        fine_tuned_model: String::new(),
         adapter_sha256: files["adapter_model.safetensors"].clone(),
         result: Box::new(JobResult {
             adapter_files: files,
@@ -511,7 +326,7 @@ fn train_leased(
 /// checkpoints.
 fn on_train_event(
     link: &dyn Link,
-    job: &Job,
+    job: &Lease,
     out: &Path,
     e: &Event,
     progress: &(AtomicU64, AtomicU64),
@@ -529,7 +344,7 @@ fn on_train_event(
                     s + 1
                 ),
             };
-            link.event(&job.id, Level::Info, &msg, None)?;
+            link.event(job, Level::Info, &msg, None)?;
         }
         Event::Step { step, loss, lr, tokens, tok_per_s, .. } => {
             progress.0.store(*step as u64, Ordering::SeqCst);
@@ -544,7 +359,7 @@ fn on_train_event(
                     "tokens": tokens, "tokens_per_second": tok_per_s, "total_steps": total,
                 });
                 link.event(
-                    &job.id,
+                    job,
                     Level::Info,
                     &format!("Step {step}/{total}: training loss={loss:.4}"),
                     Some(data),
@@ -556,7 +371,7 @@ fn on_train_event(
             metrics.insert("valid_mean_token_accuracy".into(), (*token_accuracy).into());
             let data = serde_json::json!({ "step": step, "valid_loss": loss, "valid_mean_token_accuracy": token_accuracy });
             link.event(
-                &job.id,
+                job,
                 Level::Info,
                 &format!("Step {step}: validation loss={loss:.4}"),
                 Some(data),
@@ -565,16 +380,11 @@ fn on_train_event(
         Event::Checkpoint { step, path } => {
             let mut files = BTreeMap::new();
             let rel = path.strip_prefix(out).unwrap_or(path).to_path_buf();
-            upload_dir(link, &job.id, out, &rel, &mut files)?;
-            upload_dir(link, &job.id, out, Path::new("best"), &mut files)?;
-            link.checkpoint(
-                &job.id,
-                *step as u64,
-                files,
-                serde_json::Value::Object(metrics.clone()),
-            )?;
+            upload_dir(link, job, out, &rel, &mut files)?;
+            upload_dir(link, job, out, Path::new("best"), &mut files)?;
+            link.checkpoint(job, *step as u64, files, serde_json::Value::Object(metrics.clone()))?;
         }
-        Event::Warning { message } => link.event(&job.id, Level::Warn, message, None)?,
+        Event::Warning { message } => link.event(job, Level::Warn, message, None)?,
         Event::Done { .. } => {}
     }
     Ok(())

@@ -7,10 +7,13 @@
 //! promoted.
 
 use forja_control::feedback::Curator;
-use forja_control::worker::{self, LocalLink, WorkerConfig};
-use forja_control::{Control, ControlConfig, Event, EventBus, JobRequest, LocalBus};
+use forja_control::link::{Link, LocalLink};
+use forja_control::registry::Actor;
+use forja_control::worker::{self, WorkerConfig};
+use forja_control::{Control, ControlConfig, JobRequest, ModelNames};
 use forja_engine::fixtures::{self as fx, Spec};
 use forja_engine::{Engine, LoadOptions};
+use forja_store::prelude::*;
 use forja_store::*;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -70,8 +73,7 @@ fn bed() -> Bed {
         artifacts,
         Curator::new(&Default::default()).unwrap(),
         ControlConfig {
-            default_model: "tiny".into(),
-            models: vec!["tiny".into()],
+            model: ModelNames { public: "tiny".into(), aliases: vec!["base".into()] },
             lease_ttl_s: 30,
             max_attempts: 3,
             url_secret: b"k".to_vec(),
@@ -129,8 +131,7 @@ impl Bed {
             poll: Duration::from_millis(10),
             embedder: None,
         };
-        let lease =
-            forja_control::worker::Link::lease(&link, &cfg.capacity).unwrap().expect("a job");
+        let lease = link.lease(&cfg.capacity).unwrap().expect("a job");
         assert_eq!(lease.job.id, job.id);
         let engine = self.engine.clone();
         let resolve = move |_: &str| -> forja_control::Result<Arc<Engine>> { Ok(engine.clone()) };
@@ -159,7 +160,7 @@ fn good_adapters_are_promoted_bad_ones_rejected_and_rollback_restores_the_champi
     let v0 = b.version_of(&job0);
     assert_eq!(v0.status(), VersionStatus::Candidate);
     assert!(v0.lineage.status_reason.as_deref().unwrap().contains("no golden set"), "{v0:?}");
-    let e = b.rt.block_on(c.promote(&b.tenant, &v0.id, "alice", false)).unwrap_err().to_string();
+    let e = b.rt.block_on(c.promote(&b.tenant, &v0.id, &admin(), false)).unwrap_err().to_string();
     assert!(e.contains("did not pass the gate"), "{e}");
     assert!(b
         .rt
@@ -226,21 +227,31 @@ fn good_adapters_are_promoted_bad_ones_rejected_and_rollback_restores_the_champi
     assert!(vb.lineage.code_commit.is_some());
     assert!(vb.lineage.hyperparameters.is_some());
 
-    // Force-promote the rejected one, then roll back to the good champion.
-    let m = b.rt.block_on(c.promote(&b.tenant, &vb.id, "alice", true)).unwrap();
+    // Forcing a rejected version needs an admin (or the tenant's consent).
+    let e = b.rt.block_on(c.promote(&b.tenant, &vb.id, &Actor::tenant(&b.tenant), true));
+    assert!(e.unwrap_err().to_string().contains("needs an admin key"));
+    let m = b.rt.block_on(c.promote(&b.tenant, &vb.id, &admin(), true)).unwrap();
     assert_eq!(m.previous_id.as_deref(), Some(vg.id.as_str()));
-    let r = b.rt.block_on(c.rollback(&b.tenant, "alice", "bad answers")).unwrap();
-    assert_eq!(r.version.id, vg.id);
+    let r = b.rt.block_on(c.rollback(&b.tenant, "alice", "bad answers", false)).unwrap();
+    assert_eq!(r.version.unwrap().id, vg.id);
     assert_eq!(c.store.resolve_alias(&b.tenant.id, CHAMPION).unwrap().id, vg.id);
     assert!(std::iter::from_fn(|| events.try_recv().ok()).any(|e| e
         == Event::ModelRolledBack {
             tenant: b.tenant.id.clone(),
-            version: vg.id.clone(),
+            version: Some(vg.id.clone()),
             from: vb.id.clone(),
             alias: CHAMPION.into()
         }));
-    let e = b.rt.block_on(c.rollback(&b.tenant, "alice", "again")).unwrap_err().to_string();
+    let e = b.rt.block_on(c.rollback(&b.tenant, "alice", "again", false)).unwrap_err().to_string();
     assert!(e.contains("no previous promoted version"), "{e}");
+    // The first champion can still be taken out: the base model serves.
+    let d = b.rt.block_on(c.rollback(&b.tenant, "alice", "back to base", true)).unwrap();
+    assert_eq!((d.version, d.previous_id.as_deref()), (None, Some(vg.id.as_str())));
+    assert!(c.store.find_alias(&b.tenant.id, CHAMPION).unwrap().is_none());
+}
+
+fn admin() -> Actor {
+    Actor { name: "cli".into(), admin: true }
 }
 
 #[test]
@@ -270,6 +281,176 @@ fn golden_prompts_never_reach_training_and_corrupted_adapters_are_refused() {
     let n = bytes.len();
     bytes[n - 1] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let e = b.rt.block_on(c.promote(&b.tenant, &v.id, "alice", true)).unwrap_err().to_string();
+    let e = b.rt.block_on(c.promote(&b.tenant, &v.id, &admin(), true)).unwrap_err().to_string();
     assert!(e.contains("adapter file adapter_model.safetensors") && e.contains("sha256"), "{e}");
+}
+
+/// A leased job, finished by hand through the in-process link with
+/// whatever a (compromised) worker claims.
+fn finish_with(b: &Bed, job: &Job, eval: JobEval, adapter: &[u8]) {
+    let c = &b.control;
+    let link = LocalLink {
+        store: c.store.clone(),
+        artifacts: c.artifacts.clone(),
+        runtime: b.rt.handle().clone(),
+        worker: "w9".into(),
+        lease_ttl_s: 30,
+        bus: b.bus.clone(),
+    };
+    let lease = link.lease(&Capacity { gpus: 0, memory_gb: 64, models: None }).unwrap().unwrap();
+    assert_eq!(lease.job.id, job.id);
+    let sha = link.upload(&lease, adapter.to_vec()).unwrap();
+    let cfg = link.upload(&lease, b"{}".to_vec()).unwrap();
+    let result = JobResult {
+        adapter_files: [
+            ("adapter_model.safetensors".to_string(), sha.clone()),
+            ("adapter_config.json".to_string(), cfg),
+        ]
+        .into(),
+        eval: Some(eval),
+        ..Default::default()
+    };
+    let done = Finish::Succeeded {
+        trained_tokens: 1,
+        fine_tuned_model: "anything the worker likes".into(),
+        adapter_sha256: sha,
+        result: Box::new(result),
+    };
+    link.finish(&lease, done).unwrap();
+    b.rt.block_on(c.tick());
+}
+
+/// Regression (hardening #8): the gate promoted on the summary a worker
+/// reported. It re-scores the worker's predictions against its own golden
+/// set: a report that claims better numbers than its predictions earn is
+/// rejected, whatever the summary says. The adapter's name is the control
+/// plane's, not the worker's.
+#[test]
+fn a_worker_cannot_report_better_numbers_than_its_predictions() {
+    use forja_eval::{EvalReport, ExampleResult, Normalization};
+    let b = bed();
+    let c = &b.control;
+    let golden = lines(100..104, 0);
+    let g = b.rt.block_on(c.add_golden(&b.tenant, "golden.jsonl", golden.clone().into())).unwrap();
+    let set = forja_eval::parse_golden("golden.jsonl", golden.as_bytes()).unwrap();
+    let report = |pred: &dyn Fn(&str) -> String| {
+        let ex = set
+            .examples
+            .iter()
+            .map(|e| {
+                ExampleResult::score(
+                    &e.id,
+                    &e.reference,
+                    &pred(&e.reference),
+                    e.format,
+                    None,
+                    Normalization::Standard,
+                )
+            })
+            .collect();
+        EvalReport::new(ex, Normalization::Standard, None)
+    };
+    let base = report(&|_| "nothing".into());
+    let junk = report(&|_| "junk answer".into());
+    // The lie: junk predictions with a perfect summary and perfect metrics.
+    let mut lie = junk.clone();
+    for m in ["wer", "cer"] {
+        lie.metrics.insert(m.into(), 0.0);
+    }
+    lie.metrics.insert("exact_match".into(), 1.0);
+    let full = serde_json::json!({"candidate": lie, "baseline": base});
+    let upload = |v: &serde_json::Value| {
+        b.rt.block_on(c.artifacts.put(serde_json::to_vec(v).unwrap().into())).unwrap()
+    };
+    let eval = JobEval {
+        golden_set_id: g.id.clone(),
+        baseline_version: None,
+        chosen: Some("final".into()),
+        summary: serde_json::json!({"candidate": lie.summary(), "baseline": base.summary()}),
+        report_sha256: Some(upload(&full)),
+        error: None,
+    };
+    let f =
+        b.rt.block_on(c.upload_file(&b.tenant, "t.jsonl", "fine-tune", lines(0..5, 0).into()))
+            .unwrap();
+    let req = JobRequest { model: "base".into(), training_file: f.id, ..Default::default() };
+    let job = c.create_job(&b.tenant, &req).unwrap();
+    assert_eq!(job.model, "tiny", "the public name, whatever name the request used");
+    b.rt.block_on(c.tick());
+    finish_with(&b, &job, eval, b"weights");
+    let v = b.version_of(&job);
+    assert_eq!(v.status(), VersionStatus::Rejected, "{:?}", v.lineage.status_reason);
+    let why = v.lineage.status_reason.clone().unwrap();
+    assert!(why.contains("does not follow from its predictions"), "{why}");
+    let j = c.store.job(None, &job.id).unwrap();
+    assert_eq!(
+        j.fine_tuned_model.as_deref(),
+        Some(format!("ft:tiny:acme:{}", &job.id[6..]).as_str())
+    );
+    assert!(c.store.find_alias(&b.tenant.id, CHAMPION).unwrap().is_none());
+}
+
+/// Regression (hardening #2): a panic in the trainer left the heartbeat
+/// renewing the lease forever (the in-process worker hung, SIGTERM did not
+/// stop the node). The panic ends the heartbeat and fails the job cleanly.
+#[test]
+fn a_panicking_training_run_fails_its_job_and_frees_the_worker() {
+    let b = bed();
+    let c = &b.control;
+    let f =
+        b.rt.block_on(c.upload_file(&b.tenant, "t.jsonl", "fine-tune", lines(0..5, 0).into()))
+            .unwrap();
+    let req = JobRequest { model: "tiny".into(), training_file: f.id, ..Default::default() };
+    let job = c.create_job(&b.tenant, &req).unwrap();
+    b.rt.block_on(c.tick());
+    let link = LocalLink {
+        store: c.store.clone(),
+        artifacts: c.artifacts.clone(),
+        runtime: b.rt.handle().clone(),
+        worker: "w1".into(),
+        lease_ttl_s: 1,
+        bus: b.bus.clone(),
+    };
+    let cfg = WorkerConfig {
+        id: "w1".into(),
+        capacity: Capacity { gpus: 0, memory_gb: 64, models: None },
+        work_dir: b.work.clone(),
+        poll: Duration::from_millis(10),
+        embedder: None,
+    };
+    let lease = link.lease(&cfg.capacity).unwrap().unwrap();
+    let resolve =
+        |_: &str| -> forja_control::Result<Arc<Engine>> { panic!("a bug in the trainer") };
+    let e = worker::run_job(&link, &resolve, &cfg, lease, &AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(e, forja_control::ControlError::Internal(_)), "{e}");
+    let j = c.store.job(None, &job.id).unwrap();
+    assert_eq!(j.status, JobStatus::Failed);
+    let err = j.error.unwrap();
+    assert_eq!(err.code, "internal_error");
+    assert!(!err.message.contains("a bug in the trainer"), "internal text leaked: {}", err.message);
+}
+
+/// Regression (hardening #2): `time_limit_s = 18446744073709551615` was
+/// accepted at the API.
+#[test]
+fn job_fields_are_checked_when_the_job_is_asked_for() {
+    let b = bed();
+    let c = &b.control;
+    let f =
+        b.rt.block_on(c.upload_file(&b.tenant, "t.jsonl", "fine-tune", lines(0..5, 0).into()))
+            .unwrap();
+    let spec = JobSpec { time_limit_s: Some(u64::MAX), ..Default::default() };
+    let req = JobRequest {
+        model: "tiny".into(),
+        training_file: f.id.clone(),
+        validation_file: None,
+        spec,
+    };
+    let e = c.create_job(&b.tenant, &req).unwrap_err().to_string();
+    assert!(e.contains("time_limit_s"), "{e}");
+    let e = c.train_now(&b.tenant, JobSpec { time_limit_s: Some(0), ..Default::default() });
+    assert!(e.unwrap_err().to_string().contains("time_limit_s"));
+    let req = JobRequest { model: "/etc/passwd".into(), training_file: f.id, ..Default::default() };
+    let e = c.create_job(&b.tenant, &req).unwrap_err().to_string();
+    assert!(e.contains("unknown base model") && e.contains("tiny"), "{e}");
 }

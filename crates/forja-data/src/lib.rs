@@ -20,7 +20,6 @@
 
 mod config;
 mod dedup;
-pub mod demo;
 mod error;
 mod format;
 mod license;

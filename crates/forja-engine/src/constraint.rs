@@ -133,6 +133,12 @@ impl ConstraintCompiler {
             let env: TokEnv = Arc::new(Env { hf, trie });
             let mut factory = ParserFactory::new_simple(&env)?;
             factory.quiet();
+            // Bounded work per grammar and per token, and errors without the
+            // parser's state or the grammar (no internal text reaches a client).
+            let limits = factory.limits_mut();
+            limits.max_grammar_size = 100_000;
+            limits.max_lexer_states = 50_000;
+            limits.verbose_errors = false;
             Ok(factory)
         }))
         .map_err(|e| err(one_line(&e.to_string())))?;
@@ -216,6 +222,22 @@ impl Constraint {
     fn failed(&self, e: impl std::fmt::Display) -> EngineError {
         EngineError::Constraint { reason: one_line(&e.to_string()) }
     }
+}
+
+/// The bytes each token id of `tok` stands for (byte-level BPE or
+/// SentencePiece pieces; special tokens as their text). What a log-probability
+/// report shows as the token's `bytes`.
+pub fn vocab_bytes(tok: &Tokenizer) -> Result<Vec<Vec<u8>>> {
+    let (mut words, _) = token_bytes(tok.hf()).map_err(|reason| EngineError::Tokenizer {
+        source_desc: tok.source().to_string(),
+        reason,
+    })?;
+    for w in &mut words {
+        if w.first() == Some(&TokTrie::SPECIAL_TOKEN_MARKER) {
+            w.remove(0);
+        }
+    }
+    Ok(words)
 }
 
 /// A JSON Schema with our whitespace rules (any `x-guidance` options in the

@@ -11,7 +11,7 @@
 use crate::attention::Slot;
 use crate::kv_cache::KvCache;
 use crate::models::llama::{Batch, Llama, Lora};
-use crate::sampler::Sampler;
+use crate::sampler::{logprob, Sampler, TokenLogprob};
 use crate::tokenizer::{TextStream, Tokenizer};
 use crate::{EngineError, Result};
 use forja_core::GenerationParams;
@@ -71,6 +71,11 @@ pub struct Completion {
     pub prompt_tokens: usize,
     /// Why it ended.
     pub finish: FinishReason,
+    /// Each generated token's log-probability (when the request asked).
+    pub logprobs: Vec<TokenLogprob>,
+    /// Each prompt token's log-probability given those before it (when the
+    /// request asked; the first token has none).
+    pub prompt_logprobs: Vec<Option<TokenLogprob>>,
 }
 
 /// Where the time went in one call.
@@ -143,6 +148,8 @@ pub(crate) struct Seq<'t> {
     pub(crate) error: Option<EngineError>,
     pub(crate) cache: KvCache,
     filter: Option<Box<dyn TokenFilter + 't>>,
+    logprobs: Vec<TokenLogprob>,
+    prompt_logprobs: Vec<Option<TokenLogprob>>,
 }
 
 impl<'t> Seq<'t> {
@@ -168,6 +175,29 @@ impl<'t> Seq<'t> {
             error: None,
             cache: model.new_cache(),
             filter,
+            logprobs: Vec::new(),
+            prompt_logprobs: Vec::new(),
+        }
+    }
+
+    /// Whether prompt tokens are scored (every prompt position needs logits).
+    pub(crate) fn scores_prompt(&self) -> bool {
+        self.params.prompt_logprobs.is_some()
+    }
+
+    /// Whether it reports log-probabilities (no speculation then).
+    pub(crate) fn wants_logprobs(&self) -> bool {
+        self.params.logprobs.is_some() || self.params.prompt_logprobs.is_some()
+    }
+
+    /// Scores prompt token `pos + 1` with the logits of position `pos`.
+    fn score_prompt(&mut self, pos: usize, logits: &[f32]) {
+        let top = self.params.prompt_logprobs.unwrap_or(0);
+        if self.prompt_logprobs.is_empty() {
+            self.prompt_logprobs.push(None);
+        }
+        if pos + 1 < self.n_prompt && self.prompt_logprobs.len() == pos + 1 {
+            self.prompt_logprobs.push(Some(logprob(logits, self.history[pos + 1], top)));
         }
     }
 
@@ -210,12 +240,17 @@ impl<'t> Seq<'t> {
     }
 
     /// The finished result.
-    pub(crate) fn into_completion(self) -> Completion {
+    pub(crate) fn into_completion(mut self) -> Completion {
+        if self.scores_prompt() && self.prompt_logprobs.is_empty() {
+            self.prompt_logprobs.push(None);
+        }
         Completion {
             tokens: self.history[self.n_prompt..].to_vec(),
             prompt_tokens: self.n_prompt,
             text: self.text,
             finish: self.finish.unwrap_or(FinishReason::Length),
+            logprobs: self.logprobs,
+            prompt_logprobs: self.prompt_logprobs,
         }
     }
 
@@ -226,13 +261,25 @@ impl<'t> Seq<'t> {
         tok: &Tokenizer,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) {
+        if self.max_new == 0 {
+            // Only the prompt was to be scored (echo with max_tokens 0).
+            self.finish = Some(FinishReason::Length);
+            return;
+        }
+        let raw = self.params.logprobs.map(|_| logits.to_vec());
         if let Some(f) = &mut self.filter {
             if let Err(e) = f.mask(logits) {
                 self.fail(e);
                 return;
             }
         }
-        let id = self.sampler.sample(logits, &self.history);
+        let id = match self.sampler.sample(logits, &self.history) {
+            Ok(id) => id,
+            Err(e) => return self.fail(e),
+        };
+        if let (Some(raw), Some(top)) = (raw, self.params.logprobs) {
+            self.logprobs.push(logprob(&raw, id, top));
+        }
         self.push(id, tok, on_text);
     }
 
@@ -303,8 +350,8 @@ pub(crate) fn advance(
 ) -> Result<Pass> {
     let mut tokens = Vec::new();
     let mut slots = Vec::new();
-    // (sequence, was decoding) of each logits row.
-    let mut rows: Vec<(usize, bool)> = Vec::new();
+    // What each logits row is for.
+    let mut rows: Vec<(usize, Row)> = Vec::new();
     let mut logits_rows = Vec::new();
     let mut pass = Pass::default();
     for (i, s) in seqs.iter().enumerate() {
@@ -312,7 +359,7 @@ pub(crate) fn advance(
             tokens.push(*s.history.last().expect("a prompt"));
             slots.push(Slot { seq: i, pos: s.history.len() - 1 });
             logits_rows.push(tokens.len() - 1);
-            rows.push((i, true));
+            rows.push((i, Row::Decode));
         }
     }
     let mut left = budget.saturating_sub(tokens.len()).max(1);
@@ -322,15 +369,20 @@ pub(crate) fn advance(
         }
         if s.finish.is_none() && s.in_prefill() {
             let take = (s.n_prompt - s.fed).min(left);
+            let end = s.fed + take == s.n_prompt;
             for pos in s.fed..s.fed + take {
                 tokens.push(s.history[pos]);
                 slots.push(Slot { seq: i, pos });
+                if s.scores_prompt() && !(end && pos + 1 == s.n_prompt) {
+                    logits_rows.push(tokens.len() - 1);
+                    rows.push((i, Row::Score(pos)));
+                }
             }
             left -= take;
             pass.prompt_tokens += take;
-            if s.fed + take == s.n_prompt {
+            if end {
                 logits_rows.push(tokens.len() - 1);
-                rows.push((i, false));
+                rows.push((i, Row::PromptEnd));
             }
         }
     }
@@ -347,11 +399,30 @@ pub(crate) fn advance(
         seqs[s.seq].fed = seqs[s.seq].fed.max(s.pos + 1);
     }
     let logits: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-    for (&(i, decoding), mut l) in rows.iter().zip(logits) {
-        seqs[i].sample(&mut l, tok, &mut |t| on_text(i, t));
-        pass.decoded += usize::from(decoding);
+    for (&(i, row), mut l) in rows.iter().zip(logits) {
+        match row {
+            Row::Score(pos) => seqs[i].score_prompt(pos, &l),
+            Row::PromptEnd | Row::Decode => {
+                if row == Row::PromptEnd && seqs[i].scores_prompt() {
+                    seqs[i].score_prompt(seqs[i].n_prompt - 1, &l);
+                }
+                seqs[i].sample(&mut l, tok, &mut |t| on_text(i, t));
+                pass.decoded += usize::from(row == Row::Decode);
+            }
+        }
     }
     Ok(pass)
+}
+
+/// What a logits row of a pass is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// The next token of a decoding sequence.
+    Decode,
+    /// The first token after the prompt.
+    PromptEnd,
+    /// Scoring the prompt token after this position (echo logprobs).
+    Score(usize),
 }
 
 /// Runs `reqs` to completion. `ctx` bounds prompt + generated tokens per

@@ -3,7 +3,7 @@
 //! hardened reader; this module turns it into forja's types and errors.
 
 use crate::error::candle_text;
-use crate::models::llama::{Family, LlamaConfig, RopeScaling, TokenIds};
+use crate::models::config::{Family, LlamaConfig, RopeScaling, TokenIds};
 use crate::{EngineError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::GgmlDType;

@@ -73,6 +73,6 @@ pub use generate::{Completion, FinishReason, OnText, Request, Timings, TokenFilt
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use parallel::SpinPool;
-pub use sampler::{argmax, Sampler};
+pub use sampler::{argmax, logprob, Sampler, TokenLogprob};
 pub use tokenizer::{train_byte_level_bpe, TextStream, Tokenizer};
 pub use weights::Weights;

@@ -3,7 +3,14 @@
 //! generator (llama.cpp's default order, so the same settings mean the same
 //! thing in both tools). [`Sampler::distribution`] exposes the filtered
 //! distribution itself (speculative decoding compares two of them).
+//! [`logprob`] scores a token under the model's raw distribution (before
+//! penalties, filters and grammar masks, as vLLM's `raw_logprobs`).
+//!
+//! A row with a NaN, or with every token forbidden, is an error for that
+//! sequence (a broken adapter, a grammar that allows nothing), never a
+//! panic.
 
+use crate::{EngineError, Result};
 use forja_core::SamplingParams;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,39 +32,41 @@ impl Sampler {
 
     /// Chooses a token from `logits` (modified in place by the penalty);
     /// `history` is the sequence so far, prompt included.
-    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Result<u32> {
+        check_row(logits)?;
         self.penalize(logits, history);
         if self.p.is_greedy() {
-            return argmax(logits);
+            return Ok(argmax(logits));
         }
-        let probs = self.filter(logits);
+        let probs = self.filter(logits)?;
         let mut r: f32 = self.rng.random();
         for (p, c) in probs.iter().zip(self.cand.iter()) {
             if r < *p {
-                return c.1;
+                return Ok(c.1);
             }
             r -= p;
         }
-        self.cand.last().expect("at least one candidate").1
+        self.cand.last().map(|c| c.1).ok_or_else(nothing_allowed)
     }
 
     /// The distribution [`Sampler::sample`] would draw from, as sparse
     /// `(token, probability)` pairs, most likely first (one pair with
     /// probability 1 when greedy). `logits` is modified in place by the
     /// penalty, as in `sample`; the generator is not touched.
-    pub fn distribution(&mut self, logits: &mut [f32], history: &[u32]) -> Vec<(u32, f32)> {
+    pub fn distribution(&mut self, logits: &mut [f32], history: &[u32]) -> Result<Vec<(u32, f32)>> {
+        check_row(logits)?;
         self.penalize(logits, history);
         if self.p.is_greedy() {
-            return vec![(argmax(logits), 1.0)];
+            return Ok(vec![(argmax(logits), 1.0)]);
         }
-        let probs = self.filter(logits);
-        self.cand.iter().zip(probs).map(|(c, p)| (c.1, p)).collect()
+        let probs = self.filter(logits)?;
+        Ok(self.cand.iter().zip(probs).map(|(c, p)| (c.1, p)).collect())
     }
 
     /// Applies top-k → top-p → min-p to penalized `logits`, leaving the
     /// survivors in `self.cand` (most likely first), and returns their
     /// probabilities at the sampling temperature.
-    fn filter(&mut self, logits: &[f32]) -> Vec<f32> {
+    fn filter(&mut self, logits: &[f32]) -> Result<Vec<f32>> {
         let cand = &mut self.cand;
         cand.clear();
         if self.p.min_p > 0.0 {
@@ -76,6 +85,9 @@ impl Sampler {
             cand.truncate(self.p.top_k);
         }
         cand.sort_unstable_by(by_logit);
+        if cand.is_empty() {
+            return Err(nothing_allowed());
+        }
         // Probabilities at temperature 1 decide top-p and min-p.
         let probs = softmax(cand.iter().map(|c| c.0), 1.0);
         let mut keep = cand.len();
@@ -94,7 +106,7 @@ impl Sampler {
             keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
         }
         cand.truncate(keep.max(1));
-        softmax(cand.iter().map(|c| c.0), self.p.temperature)
+        Ok(softmax(cand.iter().map(|c| c.0), self.p.temperature))
     }
 
     fn penalize(&self, logits: &mut [f32], history: &[u32]) {
@@ -112,6 +124,60 @@ impl Sampler {
             }
         }
     }
+}
+
+fn nothing_allowed() -> EngineError {
+    EngineError::Generation("no token is allowed next (every logit is -inf)".into())
+}
+
+/// Refuses a row the sampler cannot use: a NaN anywhere (a broken adapter
+/// or numerical blow-up), or nothing allowed at all.
+fn check_row(logits: &[f32]) -> Result<()> {
+    if logits.iter().any(|l| l.is_nan()) {
+        return Err(EngineError::Generation(
+            "the model produced NaN logits (a broken adapter?); the request was stopped".into(),
+        ));
+    }
+    if logits.iter().all(|&l| l == f32::NEG_INFINITY) {
+        return Err(nothing_allowed());
+    }
+    Ok(())
+}
+
+/// A token's log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token.
+    pub token: u32,
+    /// `ln p(token)` under the model's raw distribution.
+    pub logprob: f32,
+    /// The `n` most likely tokens and their log-probabilities, most likely
+    /// first (ties by lower id).
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Scores `token` under `logits` (raw: before penalties, temperature,
+/// filters and masks), with the `top` most likely alternatives.
+pub fn logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let norm = max + sum.ln() as f32;
+    let lp = |l: f32| l - norm;
+    let mut best: Vec<(u32, f32)> = Vec::new();
+    if top > 0 {
+        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+        let by =
+            |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+        let k = top.min(idx.len());
+        if k > 0 && k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, by);
+            idx.truncate(k);
+        }
+        idx.sort_unstable_by(by);
+        best = idx.into_iter().map(|t| (t, lp(logits[t as usize]))).collect();
+    }
+    let l = logits.get(token as usize).copied().unwrap_or(f32::NEG_INFINITY);
+    TokenLogprob { token, logprob: lp(l), top: best }
 }
 
 /// Index of the largest logit (the first one on ties).
@@ -152,7 +218,7 @@ mod tests {
         let mut s = Sampler::new(p);
         let mut h = vec![0; logits.len()];
         for _ in 0..n {
-            h[s.sample(&mut logits.to_vec(), &[]) as usize] += 1;
+            h[s.sample(&mut logits.to_vec(), &[]).unwrap() as usize] += 1;
         }
         h
     }
@@ -160,7 +226,7 @@ mod tests {
     #[test]
     fn greedy_takes_the_first_maximum() {
         let mut s = Sampler::new(&SamplingParams::greedy());
-        assert_eq!(s.sample(&mut [0.1, 3.0, 3.0, -1.0], &[]), 1);
+        assert_eq!(s.sample(&mut [0.1, 3.0, 3.0, -1.0], &[]).unwrap(), 1);
     }
 
     #[test]
@@ -168,7 +234,7 @@ mod tests {
         let p = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };
         let mut s = Sampler::new(&p);
         // Token 0 (logit 3) is halved to 1.5 and loses to token 2 (2.0).
-        assert_eq!(s.sample(&mut [3.0, -1.0, 2.0], &[0, 0]), 2);
+        assert_eq!(s.sample(&mut [3.0, -1.0, 2.0], &[0, 0]).unwrap(), 2);
         let mut l = [3.0, -1.0, 2.0];
         s.penalize(&mut l, &[1]);
         assert_eq!(l, [3.0, -2.0, 2.0]);
@@ -207,7 +273,7 @@ mod tests {
             params(|p| p.min_p = 0.3),
             params(|p| p.temperature = 1.5),
         ] {
-            let d = Sampler::new(&p).distribution(&mut logits.to_vec(), &[]);
+            let d = Sampler::new(&p).distribution(&mut logits.to_vec(), &[]).unwrap();
             assert!((d.iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-5);
             for (t, c) in histogram(&p, &logits, n).into_iter().enumerate() {
                 let want = d.iter().find(|x| x.0 == t as u32).map_or(0.0, |x| x.1);
@@ -217,7 +283,10 @@ mod tests {
         }
         // Greedy: the penalized arg-max, with certainty.
         let p = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };
-        assert_eq!(Sampler::new(&p).distribution(&mut [3.0, -1.0, 2.0], &[0]), vec![(2, 1.0)]);
+        assert_eq!(
+            Sampler::new(&p).distribution(&mut [3.0, -1.0, 2.0], &[0]).unwrap(),
+            vec![(2, 1.0)]
+        );
     }
 
     #[test]
@@ -225,5 +294,38 @@ mod tests {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.3).sin()).collect();
         let p = params(|p| p.temperature = 1.5);
         assert_eq!(histogram(&p, &logits, 100), histogram(&p, &logits, 100));
+    }
+
+    /// Regression (hardening #6): a NaN row with `min_p > 0` emptied the
+    /// candidate list and `probs[0]` panicked on the batcher thread.
+    #[test]
+    fn nan_or_all_forbidden_rows_are_errors_not_panics() {
+        for p in [
+            params(|p| p.min_p = 0.1),
+            params(|p| p.top_k = 3),
+            params(|p| p.top_p = 0.5),
+            SamplingParams::greedy(),
+        ] {
+            let mut s = Sampler::new(&p);
+            let e = s.sample(&mut [f32::NAN, 1.0, f32::NAN], &[]).unwrap_err().to_string();
+            assert!(e.contains("NaN"), "{e}");
+            assert!(s.sample(&mut [f32::NAN; 4], &[]).is_err());
+            assert!(s.sample(&mut [f32::NEG_INFINITY; 4], &[]).is_err());
+            assert!(s.distribution(&mut [f32::NAN; 4], &[]).is_err());
+            assert_eq!(s.sample(&mut [f32::NEG_INFINITY, 2.0, f32::NEG_INFINITY], &[]).unwrap(), 1);
+        }
+    }
+
+    #[test]
+    fn logprobs_are_log_softmax_of_the_raw_row() {
+        let logits = [2.0f32, 1.0, 0.0, 1.0];
+        let z: f32 = logits.iter().map(|l| l.exp()).sum();
+        let t = logprob(&logits, 2, 3);
+        assert!((t.logprob - (0.0 - z.ln())).abs() < 1e-6, "{t:?}");
+        assert_eq!(t.top.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 1, 3], "ties by id");
+        assert!((t.top[0].1 - (2.0 - z.ln())).abs() < 1e-6);
+        assert!(logprob(&logits, 0, 0).top.is_empty());
+        let sum: f32 = (0..4).map(|i| logprob(&logits, i, 0).logprob.exp()).sum();
+        assert!((sum - 1.0).abs() < 1e-6);
     }
 }

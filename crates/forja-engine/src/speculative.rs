@@ -306,9 +306,9 @@ impl<'d> Speculator<'d> {
             let mut logits = self.catch_up(history, true)?.unwrap_or_default();
             for j in 0..k {
                 let d = if self.greedy {
-                    self.sampler.sample(&mut logits, &ext)
+                    self.sampler.sample(&mut logits, &ext)?
                 } else {
-                    let q = self.sampler.distribution(&mut logits, &ext);
+                    let q = self.sampler.distribution(&mut logits, &ext)?;
                     let d = draw(&q, &mut self.rng);
                     qs.push(q);
                     d
@@ -336,9 +336,9 @@ impl<'d> Speculator<'d> {
             if i == k {
                 // Every draft accepted (or none made): the bonus token.
                 let t = if self.greedy {
-                    self.sampler.sample(&mut row, ctx)
+                    self.sampler.sample(&mut row, ctx)?
                 } else {
-                    let p = self.sampler.distribution(&mut row, ctx);
+                    let p = self.sampler.distribution(&mut row, ctx)?;
                     draw(&p, &mut self.rng)
                 };
                 out.push(t);
@@ -346,13 +346,13 @@ impl<'d> Speculator<'d> {
             }
             let d = ext[n + i];
             if self.greedy {
-                let t = self.sampler.sample(&mut row, ctx);
+                let t = self.sampler.sample(&mut row, ctx)?;
                 out.push(t);
                 if t != d {
                     break;
                 }
             } else {
-                let p = self.sampler.distribution(&mut row, ctx);
+                let p = self.sampler.distribution(&mut row, ctx)?;
                 let (px, qx) = (prob(&p, d), prob(&qs[i], d));
                 let u: f32 = self.rng.random();
                 if u * qx < px {

@@ -112,7 +112,7 @@ fn decode_with(m: &Model, prompt: &[u32], mut c: Constraint, pick: Pick) -> Outp
         mask_times.push(t0.elapsed());
         let t = match pick {
             Pick::Greedy => argmax(&logits),
-            Pick::Sampled(_) => sampler.sample(&mut logits, &history),
+            Pick::Sampled(_) => sampler.sample(&mut logits, &history).unwrap(),
         };
         c.accept(t).unwrap_or_else(|e| panic!("{pick:?}: sampled token {t} rejected: {e}"));
         if eog.contains(&t) {

@@ -188,7 +188,7 @@ fn k_adapts_within_its_bounds() {
 /// The target's processed distribution after `history`.
 fn target_dist(e: &Engine, history: &[u32], sampling: &SamplingParams) -> HashMap<u32, f64> {
     let mut logits = e.logits(history).unwrap();
-    let d = Sampler::new(sampling).distribution(&mut logits, history);
+    let d = Sampler::new(sampling).distribution(&mut logits, history).unwrap();
     d.into_iter().map(|(t, p)| (t, p as f64)).collect()
 }
 

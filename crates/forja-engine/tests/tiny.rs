@@ -486,3 +486,27 @@ fn sharded_safetensors_load_through_the_index() {
         "{err}"
     );
 }
+
+/// Regression (hardening #6): `Engine::logits_at` on a quantized model
+/// panicked ("chunk size must be non-zero") when a prompt chunk before the
+/// last asked for no rows.
+#[test]
+fn logits_at_skips_chunks_without_rows_on_quantized_models() {
+    let spec = Spec::llama();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = common::weights(&spec, 2);
+    let p = tmp.path().join("q.gguf");
+    common::write_gguf(&p, &spec, &w, GgmlDType::Q4_1);
+    let opts = LoadOptions { threads: Some(2), ubatch: 4, ..Default::default() };
+    let e = Engine::load(&p, &opts, &mut |_| {}).unwrap();
+    let tokens: Vec<u32> = (0..13).map(|i| (i * 11 + 2) % 100).collect();
+    let chunked = e.logits_at(&tokens, &[12, 1], None).unwrap();
+    let whole =
+        Engine::load(&p, &LoadOptions { threads: Some(2), ..Default::default() }, &mut |_| {})
+            .unwrap()
+            .logits_at(&tokens, &[1, 12], None)
+            .unwrap();
+    assert!(
+        max_abs_diff(&chunked[0], &whole[1]) < 1e-3 && max_abs_diff(&chunked[1], &whole[0]) < 1e-3
+    );
+}

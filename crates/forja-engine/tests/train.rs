@@ -222,13 +222,15 @@ fn run(
     let report = e
         .install(|| {
             train::train(
-                e.model(),
-                Trainable::Lora(adapter),
-                tr,
-                val,
-                cfg,
-                out,
-                resume,
+                train::Run {
+                    model: e.model(),
+                    what: Trainable::Lora(adapter),
+                    train: tr,
+                    val,
+                    cfg,
+                    out,
+                    resume,
+                },
                 &mut |dir| adapter.save(dir),
                 &mut |ev| {
                     events.push(ev.clone());
@@ -396,13 +398,15 @@ fn bad_data_and_settings_are_reported() {
     let err = e
         .install(|| {
             train::train(
-                e.model(),
-                Trainable::Lora(&a),
-                &tr,
-                &[],
-                &cfg,
-                &out,
-                false,
+                train::Run {
+                    model: e.model(),
+                    what: Trainable::Lora(&a),
+                    train: &tr,
+                    val: &[],
+                    cfg: &cfg,
+                    out: &out,
+                    resume: false,
+                },
                 &mut |d| a.save(d),
                 &mut |_| Ok(()),
             )

@@ -26,6 +26,10 @@ pub enum EvalError {
     /// A metric name is unknown.
     #[error("unknown metric `{0}` (known: wer, cer, exact_match, token_f1, validity, similarity, loss, perplexity, latency_ms)")]
     UnknownMetric(String),
+    /// A report does not belong to its golden set, or its metrics do not
+    /// follow from its own predictions.
+    #[error("evaluation report: {0}")]
+    Mismatch(String),
     /// A metric needs something that was not given.
     #[error("{0}")]
     Unavailable(String),

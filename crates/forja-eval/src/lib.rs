@@ -25,5 +25,5 @@ pub use gate::{decide, Decision, GatePolicy, Outcome};
 pub use golden::{parse_golden, parse_predictions, GoldenExample, GoldenSet, Prediction};
 pub use metrics::Normalization;
 pub use report::{EvalReport, ExampleResult, Metric};
-pub use run::{evaluate, score_predictions, EvalOptions};
+pub use run::{evaluate, rescore, score_predictions, EvalOptions};
 pub use validity::Format;

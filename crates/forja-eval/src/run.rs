@@ -4,8 +4,8 @@
 
 use crate::golden::{GoldenExample, GoldenSet, Prediction};
 use crate::metrics::Normalization;
-use crate::report::{EvalReport, ExampleResult};
-use crate::Result;
+use crate::report::{EvalReport, ExampleResult, Metric};
+use crate::{EvalError, Result};
 use forja_core::{ChatMessage, GenerationParams, SamplingParams};
 use forja_engine::embed::{cosine, Embedder};
 use forja_engine::lora::Adapter;
@@ -170,6 +170,69 @@ pub fn add_similarity(emb: &Embedder, examples: &mut [ExampleResult]) -> Result<
     Ok(())
 }
 
+/// Metrics that follow from predictions and references alone (what
+/// [`rescore`] recomputes); similarity, loss and latency need the models.
+pub const RECOMPUTED: [Metric; 5] =
+    [Metric::Wer, Metric::Cer, Metric::ExactMatch, Metric::TokenF1, Metric::Validity];
+
+/// Re-scores `report`'s predictions against `golden` (a trusted copy of
+/// the golden set): the report must have one result per golden example,
+/// in order, for the same ids. Word/character edits, exact match, token
+/// F1 and validity are recomputed; similarity, reference loss and latency
+/// (which need the models) are carried over. Then checks that the
+/// report's own metrics agree with the recomputation, so a worker cannot
+/// report better numbers than its predictions earn.
+pub fn rescore(golden: &GoldenSet, report: &EvalReport) -> Result<EvalReport> {
+    let bad = |m: String| Err(EvalError::Mismatch(m));
+    if report.examples.len() != golden.examples.len() {
+        return bad(format!(
+            "{} results for a golden set of {} examples",
+            report.examples.len(),
+            golden.examples.len()
+        ));
+    }
+    let mut examples = Vec::with_capacity(golden.examples.len());
+    for (i, (g, r)) in golden.examples.iter().zip(&report.examples).enumerate() {
+        if r.id != g.id {
+            return bad(format!("result {i} is for example `{}`, not `{}`", r.id, g.id));
+        }
+        let mut e = ExampleResult::score(
+            &g.id,
+            &g.reference,
+            &r.prediction,
+            g.format,
+            g.schema.as_ref(),
+            report.normalization,
+        );
+        e.similarity = r.similarity;
+        e.nll = r.nll;
+        e.reference_tokens = r.reference_tokens;
+        e.generated_tokens = r.generated_tokens;
+        examples.push(e);
+    }
+    let mut out = EvalReport::new(examples, report.normalization, None);
+    if let Some(l) = report.get(Metric::LatencyMs) {
+        out.metrics.insert(Metric::LatencyMs.name().into(), l);
+    }
+    out.golden_sha256 = Some(golden.sha256.clone());
+    out.subject = report.subject.clone();
+    out.seconds = report.seconds;
+    for m in RECOMPUTED {
+        match (report.get(m), out.get(m)) {
+            (Some(a), Some(b)) if (a - b).abs() <= 1e-9 * a.abs().max(1.0) => {}
+            (None, None) => {}
+            (a, b) => {
+                return bad(format!(
+                    "its {m} ({}) does not follow from its predictions ({})",
+                    a.map_or("none".into(), |v| format!("{v:.6}")),
+                    b.map_or("none".into(), |v| format!("{v:.6}"))
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Scores precomputed predictions (no generation).
 pub fn score_predictions(
     preds: &[Prediction],
@@ -193,4 +256,65 @@ pub fn score_predictions(
         add_similarity(emb, &mut examples)?;
     }
     Ok(EvalReport::new(examples, norm, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::parse_golden;
+
+    fn report(golden: &GoldenSet, preds: &[&str]) -> EvalReport {
+        let ex = golden
+            .examples
+            .iter()
+            .zip(preds)
+            .map(|(g, p)| {
+                ExampleResult::score(
+                    &g.id,
+                    &g.reference,
+                    p,
+                    g.format,
+                    None,
+                    Normalization::Standard,
+                )
+            })
+            .collect();
+        EvalReport::new(ex, Normalization::Standard, Some(0.1))
+    }
+
+    /// Regression (hardening #8): the gate trusted the metrics a worker
+    /// reported. Re-scoring recomputes them from the predictions against
+    /// the control plane's own golden set and refuses a report whose
+    /// numbers do not follow, or that is for other examples.
+    #[test]
+    fn rescoring_recomputes_and_refuses_reports_that_do_not_add_up() {
+        let g = parse_golden(
+            "g.jsonl",
+            b"{\"id\": \"a\", \"prompt\": \"p1\", \"reference\": \"el pleno aprueba\"}\n{\"id\": \"b\", \"prompt\": \"p2\", \"reference\": \"se levanta la sesion\"}\n",
+        )
+        .unwrap();
+        let honest = report(&g, &["el pleno aprueba", "se levanta"]);
+        let r = rescore(&g, &honest).unwrap();
+        assert_eq!(r.metrics["wer"], honest.metrics["wer"]);
+        assert!(r.metrics.contains_key("latency_ms"));
+        // A worker that claims a perfect WER for the same predictions.
+        let mut lying = honest.clone();
+        lying.metrics.insert("wer".into(), 0.0);
+        let e = rescore(&g, &lying).unwrap_err().to_string();
+        assert!(e.contains("wer") && e.contains("does not follow"), "{e}");
+        // Per-example rows rewritten to match the lie: the edits are recomputed.
+        let mut forged = honest.clone();
+        for ex in &mut forged.examples {
+            ex.words.edits = 0;
+        }
+        forged.metrics.insert("wer".into(), 0.0);
+        assert!(rescore(&g, &forged).is_err());
+        // Results for other examples, or missing ones.
+        let mut other = honest.clone();
+        other.examples[1].id = "z".into();
+        assert!(rescore(&g, &other).unwrap_err().to_string().contains("`z`"));
+        let mut short = honest;
+        short.examples.pop();
+        assert!(rescore(&g, &short).is_err());
+    }
 }

@@ -13,6 +13,14 @@ pub enum ServeError {
     /// An adapter could not be fetched, verified or loaded.
     #[error("adapter failed to load: {0}")]
     Load(String),
+    /// Over the admission caps: the request was refused, retry later.
+    #[error("{reason}")]
+    Busy {
+        /// Why, for the client.
+        reason: String,
+        /// Seconds to wait before retrying.
+        retry_after_s: u64,
+    },
     /// Serving cannot answer now (a background task failed, disk full, ...).
     #[error("unavailable: {0}")]
     Unavailable(String),

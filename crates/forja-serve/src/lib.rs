@@ -1,5 +1,6 @@
 //! forja-serve: the data plane. It answers "which weights serve this
-//! request?" and keeps the answer fresh without downtime:
+//! request?", keeps the answer fresh without downtime, and decides who is
+//! served when:
 //!
 //! - **Resolution** ([`Serving::resolve`]): `base` (or a served base model
 //!   name), a model version id, or `name@alias` (`default@champion`),
@@ -16,24 +17,34 @@
 //!   generation); only then does the alias pointer switch. Requests hold an
 //!   `Arc` of their adapter, so in-flight ones finish on the version they
 //!   started with. If loading or the smoke check fails, the old version
-//!   keeps serving, the champion is rolled back, the version is marked
-//!   rejected ("failed to load in serving") and `forja_serving_degraded`
-//!   is raised.
+//!   keeps serving, the champion is rolled back (or demoted to the base
+//!   model when it was the first), the version is marked `failed`, and
+//!   `forja_serving_degraded` is raised.
+//! - **Generation** ([`Serving::generate`], the `generate` module):
+//!   admission control (a cap on each tenant's sequences in flight and on
+//!   the whole queue: over it, [`ServeError::Busy`] with a retry delay),
+//!   grammars compiled off the async runtime on a few large-stack threads,
+//!   jobs submitted to the batcher with the tenant as their fairness owner
+//!   and a probe that drops them once the client is gone.
 //!
-//! It knows nothing of HTTP: forja-server translates the wire formats.
+//! It knows nothing of HTTP (forja-server translates the wire formats) or
+//! of the control plane: it gets a store, an artifact store, the event bus
+//! and a rollback callback.
 
 pub mod adapters;
 mod error;
+mod generate;
 pub mod metrics;
 
 pub use error::{Result, ServeError};
+pub use generate::{Admission, GenEvent, GenRequest, GenStream, GrammarLimits};
 pub use metrics::Metrics;
 
 use adapters::{AdapterCache, Key};
-use forja_control::{Control, Event};
 use forja_engine::lora::Adapter;
-use forja_engine::{Batcher, BatcherConfig, Constraint, ConstraintCompiler, Engine, Grammar, Job};
-use forja_store::{ModelVersion, Tenant, VersionStatus, CHAMPION};
+use forja_engine::{Batcher, BatcherConfig, Constraint, ConstraintCompiler, Engine, Job};
+use forja_store::prelude::*;
+use forja_store::{Artifacts, Event, EventBus, ModelVersion, Tenant, VersionStatus, CHAMPION};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -41,7 +52,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// How serving is set up.
 #[derive(Debug, Clone)]
 pub struct ServingConfig {
-    /// Names that select the base model (`base` is always one).
+    /// Names that select the base model (`base` is always one). The first
+    /// name without a `/` is what responses report.
     pub base_names: Vec<String>,
     /// Bytes of adapters the cache keeps loaded.
     pub adapter_budget: usize,
@@ -51,7 +63,16 @@ pub struct ServingConfig {
     pub max_batch: usize,
     /// A draft model for speculative decoding of requests decoding alone.
     pub draft: Option<(Arc<Engine>, forja_engine::speculative::SpecConfig)>,
+    /// Caps on sequences in flight.
+    pub admission: Admission,
+    /// Caps on `response_format` grammars.
+    pub grammar: GrammarLimits,
 }
+
+/// Takes a tenant's champion out after its version failed in serving:
+/// rolls back to the previous champion, or demotes to the base model when
+/// there is none. Called off the async runtime with the reason.
+pub type Rollback = Arc<dyn Fn(&Tenant, &str) -> std::result::Result<(), String> + Send + Sync>;
 
 /// What answers one request.
 #[derive(Debug, Clone)]
@@ -68,7 +89,10 @@ pub struct Target {
 pub struct Serving {
     engine: Arc<Engine>,
     batcher: Batcher,
-    control: Arc<Control>,
+    store: Arc<dyn Store>,
+    artifacts: Artifacts,
+    bus: Arc<dyn EventBus>,
+    rollback: Rollback,
     cfg: ServingConfig,
     cache: Mutex<AdapterCache>,
     /// (tenant, alias) → the version id served for it now.
@@ -82,6 +106,12 @@ pub struct Serving {
     /// Compiled grammars by their text; requests get clones (which share
     /// the lexer tables llguidance builds while masking).
     grammars: Mutex<HashMap<String, Constraint>>,
+    /// Grammar compilations running now (bounded).
+    compiling: tokio::sync::Semaphore,
+    /// Sequences in flight, per tenant and in all.
+    inflight: Arc<generate::InFlight>,
+    /// Each token's bytes (for log-probability reports), built on first use.
+    pieces: OnceLock<Vec<Vec<u8>>>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -97,10 +127,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Serving {
-    /// Starts the batcher for `engine`.
+    /// Starts the batcher for `engine`; adapters come from `artifacts`,
+    /// the registry from `store`, promotions from `bus`.
     pub fn new(
         engine: Arc<Engine>,
-        control: Arc<Control>,
+        store: Arc<dyn Store>,
+        artifacts: Artifacts,
+        bus: Arc<dyn EventBus>,
+        rollback: Rollback,
         cfg: ServingConfig,
         metrics: Metrics,
     ) -> Result<Arc<Self>> {
@@ -114,15 +148,21 @@ impl Serving {
         }
         Ok(Arc::new(Serving {
             cache: Mutex::new(AdapterCache::new(cfg.adapter_budget)),
+            compiling: tokio::sync::Semaphore::new(cfg.grammar.max_concurrent.max(1)),
+            inflight: Arc::default(),
             engine,
             batcher,
-            control,
+            store,
+            artifacts,
+            bus,
+            rollback,
             cfg,
             pointers: Mutex::new(HashMap::new()),
             swapping: Mutex::new(HashSet::new()),
             failed: Mutex::new(HashSet::new()),
             compiler: OnceLock::new(),
             grammars: Mutex::new(HashMap::new()),
+            pieces: OnceLock::new(),
             metrics,
         }))
     }
@@ -132,46 +172,21 @@ impl Serving {
         &self.engine
     }
 
-    /// The control plane.
-    pub fn control(&self) -> &Arc<Control> {
-        &self.control
-    }
-
-    /// A grammar compiled for this model's tokenizer.
-    pub fn constraint(&self, g: &Grammar) -> Result<Constraint> {
-        let compiler = self.compiler.get_or_init(|| {
-            ConstraintCompiler::new(self.engine.tokenizer()).map_err(|e| e.to_string())
-        });
-        let compiler = compiler.as_ref().map_err(|e| {
-            ServeError::Invalid(format!("constrained decoding is unavailable: {e}"))
-        })?;
-        let key = format!("{g:?}");
-        if let Some(c) = lock(&self.grammars).get(&key) {
-            return Ok(c.clone());
-        }
-        let c = compiler.compile(g)?;
-        let mut cache = lock(&self.grammars);
-        if cache.len() >= 64 {
-            cache.clear();
-        }
-        cache.insert(key, c.clone());
-        Ok(c)
-    }
-
     /// The name responses use for the base model: the first name that is
     /// not a path (`default`, `tiny.gguf`).
     pub fn base_name(&self) -> &str {
         let names = &self.cfg.base_names;
-        names.iter().skip(1).find(|n| !n.contains('/')).unwrap_or(&names[0])
+        names.iter().find(|n| *n != "base" && !n.contains('/')).unwrap_or(&names[0])
     }
 
-    /// Every name that selects the base model.
-    pub fn base_names(&self) -> &[String] {
-        &self.cfg.base_names
+    /// Every name that selects the base model and may be shown to a
+    /// client (a filesystem path never is).
+    pub fn base_names(&self) -> Vec<&str> {
+        self.cfg.base_names.iter().map(String::as_str).filter(|n| !n.contains('/')).collect()
     }
 
     /// Queues a generation.
-    pub fn submit(&self, job: Job) -> Result<()> {
+    fn submit(&self, job: Job) -> Result<()> {
         self.refresh_gauges();
         Ok(self.batcher.submit(job)?)
     }
@@ -188,6 +203,9 @@ impl Serving {
             (&m.spec_drafted, &s.spec_drafted),
             (&m.spec_accepted, &s.spec_accepted),
             (&m.spec_fallbacks, &s.spec_fallbacks),
+            (&m.preempted, &s.preempted),
+            (&m.dropped, &s.dropped),
+            (&m.panics, &s.panics),
         ] {
             c.inc_by((v.load(Relaxed) as u64).saturating_sub(c.get()));
         }
@@ -224,9 +242,9 @@ impl Serving {
 
     async fn store<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn forja_store::Store) -> forja_store::Result<T> + Send + 'static,
+        f: impl FnOnce(&dyn Store) -> forja_store::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let store = self.control.store.clone();
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| ServeError::Unavailable(format!("store task failed: {e}")))?
@@ -334,7 +352,6 @@ impl Serving {
                 continue;
             }
             let bytes = self
-                .control
                 .artifacts
                 .get(sha)
                 .await
@@ -394,11 +411,10 @@ impl Serving {
             sampling: forja_core::SamplingParams::greedy(),
             ..Default::default()
         };
-        self.submit(Job {
-            request: forja_engine::Request { prompt, params },
-            adapter: Some(adapter.clone()),
-            filter: None,
-            sink: Box::new(move |ev| {
+        let mut job = Job::new(
+            forja_engine::Request { prompt, params },
+            format!("smoke:{}", tenant.id),
+            Box::new(move |ev| {
                 if let forja_engine::JobEvent::Done(r) = ev {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(r.map(|c| c.tokens.len()));
@@ -406,7 +422,9 @@ impl Serving {
                 }
                 true
             }),
-        })?;
+        );
+        job.adapter = Some(adapter.clone());
+        self.submit(job)?;
         match rx.await {
             Ok(Ok(4)) => Ok(adapter),
             Ok(Ok(n)) => {
@@ -428,7 +446,7 @@ impl Serving {
                 Ok(_) => {
                     lock(&me.pointers).insert((tenant.id.clone(), alias.clone()), v.id.clone());
                     me.metrics.swaps.with_label_values(&["ok"]).inc();
-                    me.metrics.degraded.with_label_values(&[&tenant.name]).set(0);
+                    me.metrics.set_degraded(&tenant.name, false);
                     tracing::info!(tenant = %tenant.name, %alias, version = %v.id, "hot-swapped");
                 }
                 Err(e) => me.fail(&tenant, &alias, &v, &e).await,
@@ -437,13 +455,14 @@ impl Serving {
         });
     }
 
-    /// `v` failed to load: keep serving what we serve, roll the champion
-    /// back if it still points at `v`, mark `v` rejected, raise the alert.
+    /// `v` failed to load: keep serving what we serve, take the champion
+    /// out if it still points at `v` (roll back, or demote to the base
+    /// model), mark `v` failed, raise the alert.
     async fn fail(&self, tenant: &Tenant, alias: &str, v: &ModelVersion, e: &ServeError) {
         tracing::error!(tenant = %tenant.name, version = %v.id, error = %e, "a promoted version failed to load; keeping the previous one");
         lock(&self.failed).insert((tenant.id.clone(), v.id.clone()));
         self.metrics.swaps.with_label_values(&["failed"]).inc();
-        self.metrics.degraded.with_label_values(&[&tenant.name]).set(1);
+        self.metrics.set_degraded(&tenant.name, true);
         let reason = format!("failed to load in serving: {e}");
         if alias == CHAMPION {
             let (tid, vid) = (tenant.id.clone(), v.id.clone());
@@ -454,15 +473,19 @@ impl Serving {
                 .flatten()
                 .is_some_and(|c| c.id == vid);
             if still {
-                if let Err(err) = self.control.rollback(tenant, "serving", &reason).await {
-                    tracing::warn!(error = %err, "cannot roll the champion back");
+                let (rollback, t, why) = (self.rollback.clone(), tenant.clone(), reason.clone());
+                let r = tokio::task::spawn_blocking(move || rollback(&t, &why)).await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::warn!(error = %err, "cannot take the champion out"),
+                    Err(err) => tracing::warn!(error = %err, "the rollback task failed"),
                 }
             }
         }
         let (tid, vid) = (tenant.id.clone(), v.id.clone());
         let marked = self
             .store(move |s| {
-                s.set_version_status(&tid, &vid, VersionStatus::Rejected, &reason, "serving")
+                s.set_version_status(&tid, &vid, VersionStatus::Failed, &reason, "serving")
             })
             .await;
         if let Err(err) = marked {
@@ -474,7 +497,7 @@ impl Serving {
     /// registry target moved is swapped in the background.
     pub fn watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
-        let mut rx = self.control.bus.subscribe();
+        let mut rx = self.bus.subscribe();
         tokio::spawn(async move {
             loop {
                 let ev = match rx.recv().await {
@@ -483,9 +506,14 @@ impl Serving {
                     Err(_) => return,
                 };
                 let (tenant, version, alias) = match ev {
-                    Event::ModelPromoted { tenant, version, alias, .. }
-                    | Event::ModelRolledBack { tenant, version, alias, .. } => {
+                    Event::ModelPromoted { tenant, version, alias, .. } => (tenant, version, alias),
+                    Event::ModelRolledBack { tenant, version: Some(version), alias, .. } => {
                         (tenant, version, alias)
+                    }
+                    Event::ModelRolledBack { tenant, version: None, alias, .. } => {
+                        // Demoted: the base model serves (resolution sees no alias).
+                        lock(&me.pointers).remove(&(tenant, alias));
+                        continue;
                     }
                     _ => continue,
                 };

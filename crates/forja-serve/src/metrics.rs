@@ -1,8 +1,14 @@
 //! Serving metrics in Prometheus' text format (the `prometheus` crate):
-//! requests by route, status and tenant, latency histograms (total, time
-//! to first token, per output token), tokens in and out, active requests,
-//! the batcher's queue, the adapter cache, hot-swaps and their failures
-//! (the alert), speculative decoding and constrained decoding.
+//! requests by route and status, latency histograms (total, time to first
+//! token, per output token), tokens in and out, active requests, requests
+//! refused by admission control, the batcher's queue, preemptions and
+//! dropped work, the adapter cache, hot-swaps and their failures (the
+//! alert), speculative decoding, constrained decoding and grammar
+//! compilation.
+//!
+//! Tenant names are a label only when the operator opts in
+//! (`Metrics::new(true)`, `--metrics-tenant-labels`): by default a scrape
+//! reveals no tenant and the series count does not grow with tenants.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -13,18 +19,22 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Requests answered, by route, HTTP status and tenant name.
-    pub requests: IntCounterVec,
+    /// Whether per-tenant series carry a `tenant` label.
+    tenant_labels: bool,
+    /// Tenants degraded now (without tenant labels the gauge counts them).
+    degraded_now: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Requests answered, by route, HTTP status (and tenant name).
+    requests: IntCounterVec,
     /// Request latency by route (seconds, whole request).
     pub latency: HistogramVec,
     /// Time to the first generated token (seconds).
     pub ttft: Histogram,
     /// Decode time per output token after the first (seconds).
     pub per_token: Histogram,
-    /// Prompt tokens processed, by tenant.
-    pub prompt_tokens: IntCounterVec,
-    /// Tokens generated, by tenant.
-    pub generated_tokens: IntCounterVec,
+    /// Prompt tokens processed (by tenant).
+    prompt_tokens: IntCounterVec,
+    /// Tokens generated (by tenant).
+    generated_tokens: IntCounterVec,
     /// Requests in flight.
     pub active: IntGauge,
     /// Sequences the batcher is generating.
@@ -46,8 +56,19 @@ pub struct Metrics {
     /// Alias switches to a newly promoted version, by result (`ok`, `failed`).
     pub swaps: IntCounterVec,
     /// 1 while a tenant's newest promotion failed to load and an older
-    /// version is served instead (the alert).
-    pub degraded: IntGaugeVec,
+    /// version (or the base model) is served instead (the alert).
+    degraded: IntGaugeVec,
+    /// Requests refused by admission control, by reason
+    /// (`tenant_in_flight`, `queue_full`).
+    pub rejected: IntCounterVec,
+    /// Sequences paused to give their batch slot to another tenant.
+    pub preempted: IntCounter,
+    /// Queued or running sequences dropped because their client left.
+    pub dropped: IntCounter,
+    /// Generation passes that panicked (their requests failed).
+    pub panics: IntCounter,
+    /// Grammar compilations (seconds), cache misses only.
+    pub grammar_compile: Histogram,
     /// Draft tokens proposed by speculative decoding.
     pub spec_drafted: IntCounter,
     /// Draft tokens the target accepted.
@@ -69,9 +90,17 @@ const LATENCY_BUCKETS: &[f64] =
 const TOKEN_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64];
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Metrics {
+    /// Creates and registers every metric; with `tenant_labels`, per-tenant
+    /// series carry the tenant's name.
+    pub fn new(tenant_labels: bool) -> Metrics {
         let registry = Registry::new();
+        let with_tenant = |labels: &[&'static str]| -> Vec<&'static str> {
+            let mut l = labels.to_vec();
+            if tenant_labels {
+                l.push("tenant");
+            }
+            l
+        };
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
         };
@@ -106,17 +135,17 @@ impl Metrics {
         let degraded = IntGaugeVec::new(
             Opts::new(
                 "forja_serving_degraded",
-                "1 while a tenant's newest promotion failed to load and an older version is served.",
+                "1 while a promotion failed to load and an older version (or the base model) is served.",
             ),
-            &["tenant"],
+            &with_tenant(&[]),
         )
         .expect("valid metric");
         reg(Box::new(degraded.clone()));
         Metrics {
             requests: counter_vec(
                 "forja_requests_total",
-                "Inference requests answered, by route, HTTP status and tenant.",
-                &["route", "status", "tenant"],
+                "Inference requests answered, by route and HTTP status.",
+                &with_tenant(&["route", "status"]),
             ),
             latency,
             ttft: histogram(
@@ -132,12 +161,12 @@ impl Metrics {
             prompt_tokens: counter_vec(
                 "forja_prompt_tokens_total",
                 "Prompt tokens processed.",
-                &["tenant"],
+                &with_tenant(&[]),
             ),
             generated_tokens: counter_vec(
                 "forja_generation_tokens_total",
                 "Tokens generated.",
-                &["tenant"],
+                &with_tenant(&[]),
             ),
             active: gauge("forja_requests_active", "Inference requests in flight."),
             batch_live: gauge("forja_batch_sequences", "Sequences the batcher is generating."),
@@ -177,8 +206,70 @@ impl Metrics {
                 "Requests decoded under a grammar, by kind.",
                 &["kind"],
             ),
+            rejected: counter_vec(
+                "forja_requests_rejected_total",
+                "Requests refused by admission control (answered 429), by reason.",
+                &["reason"],
+            ),
+            preempted: counter(
+                "forja_batch_preemptions_total",
+                "Sequences paused to give their batch slot to another tenant.",
+            ),
+            dropped: counter(
+                "forja_batch_dropped_total",
+                "Queued or running sequences dropped because their client left.",
+            ),
+            panics: counter(
+                "forja_generation_panics_total",
+                "Generation passes that panicked; their requests failed, serving went on.",
+            ),
+            grammar_compile: histogram(
+                "forja_grammar_compile_seconds",
+                "Time to compile a response_format grammar (cache misses).",
+                LATENCY_BUCKETS,
+            ),
+            tenant_labels,
+            degraded_now: Default::default(),
             registry,
         }
+    }
+
+    fn values<'a>(&self, mut labels: Vec<&'a str>, tenant: &'a str) -> Vec<&'a str> {
+        if self.tenant_labels {
+            labels.push(tenant);
+        }
+        labels
+    }
+
+    /// Counts an answered request.
+    pub fn request(&self, route: &str, status: &str, tenant: &str) {
+        self.requests.with_label_values(&self.values(vec![route, status], tenant)).inc();
+    }
+
+    /// Counts prompt tokens of `tenant`.
+    pub fn prompt_tokens(&self, tenant: &str, n: u64) {
+        self.prompt_tokens.with_label_values(&self.values(vec![], tenant)).inc_by(n);
+    }
+
+    /// Counts generated tokens of `tenant`.
+    pub fn generated_tokens(&self, tenant: &str, n: u64) {
+        self.generated_tokens.with_label_values(&self.values(vec![], tenant)).inc_by(n);
+    }
+
+    /// Raises or clears the degraded alert of `tenant` (without tenant
+    /// labels, the gauge is the number of degraded tenants).
+    pub fn set_degraded(&self, tenant: &str, degraded: bool) {
+        if self.tenant_labels {
+            self.degraded.with_label_values(&[tenant]).set(i64::from(degraded));
+            return;
+        }
+        let mut now = self.degraded_now.lock().unwrap_or_else(|e| e.into_inner());
+        if degraded {
+            now.insert(tenant.to_string());
+        } else {
+            now.remove(tenant);
+        }
+        self.degraded.with_label_values::<&str>(&[]).set(now.len() as i64);
     }
 
     /// The text exposition of every metric.
@@ -193,6 +284,6 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(false)
     }
 }

@@ -3,9 +3,9 @@
 //! worker: the worker stops and leaves it.
 
 use crate::worker_api::{
-    CheckpointRequest, EventRequest, FinishRequest, HeartbeatRequest, LeaseRequest,
+    CheckpointRequest, EventRequest, FinishRequest, HeartbeatRequest, LeaseRequest, LEASE_HEADER,
 };
-use forja_control::worker::{Lease, Link};
+use forja_control::link::{Lease, Link};
 use forja_control::{ControlError, Result};
 use forja_store::{sha256_hex, Capacity, Finish, Level};
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ impl RemoteLink {
         let bytes = resp
             .body_mut()
             .with_config()
-            .limit(u64::MAX)
+            .limit(4 << 30)
             .read_to_vec()
             .map_err(|e| fail(e.to_string()))?;
         match status {
@@ -77,8 +77,10 @@ impl RemoteLink {
         }
     }
 
-    fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> Result<Vec<u8>> {
-        Ok(self.call("POST", path, serde_json::to_vec(body).expect("json"), &[])?.1)
+    /// A call about a leased job (its token in `X-Forja-Lease`).
+    fn post<T: serde::Serialize>(&self, lease: &Lease, path: &str, body: &T) -> Result<Vec<u8>> {
+        let h = [(LEASE_HEADER, lease.token.as_str())];
+        Ok(self.call("POST", path, serde_json::to_vec(body).expect("json"), &h)?.1)
     }
 }
 
@@ -121,46 +123,51 @@ impl Link for RemoteLink {
         Ok(bytes)
     }
 
-    fn upload(&self, job: &str, bytes: Vec<u8>) -> Result<String> {
+    fn upload(&self, lease: &Lease, bytes: Vec<u8>) -> Result<String> {
         let sha = sha256_hex(&bytes);
-        let headers = [("x-forja-sha256", sha.as_str()), ("x-forja-worker", self.worker.as_str())];
+        let headers = [
+            ("x-forja-sha256", sha.as_str()),
+            ("x-forja-worker", self.worker.as_str()),
+            (LEASE_HEADER, lease.token.as_str()),
+        ];
+        let job = lease.id();
         self.call("PUT", &format!("/v1/worker/jobs/{job}/artifacts"), bytes, &headers)?;
         Ok(sha)
     }
 
-    fn heartbeat(&self, job: &str, progress: (u64, u64)) -> Result<()> {
+    fn heartbeat(&self, lease: &Lease, progress: (u64, u64)) -> Result<()> {
         let r = HeartbeatRequest {
             worker: self.worker.clone(),
             step: progress.0,
             total_steps: progress.1,
         };
-        self.post(&format!("/v1/worker/jobs/{job}/heartbeat"), &r).map(|_| ())
+        self.post(lease, &format!("/v1/worker/jobs/{}/heartbeat", lease.id()), &r).map(|_| ())
     }
 
     fn event(
         &self,
-        job: &str,
+        lease: &Lease,
         level: Level,
         message: &str,
         data: Option<serde_json::Value>,
     ) -> Result<()> {
         let r = EventRequest { worker: self.worker.clone(), level, message: message.into(), data };
-        self.post(&format!("/v1/worker/jobs/{job}/events"), &r).map(|_| ())
+        self.post(lease, &format!("/v1/worker/jobs/{}/events", lease.id()), &r).map(|_| ())
     }
 
     fn checkpoint(
         &self,
-        job: &str,
+        lease: &Lease,
         step: u64,
         files: BTreeMap<String, String>,
         metrics: serde_json::Value,
     ) -> Result<()> {
         let r = CheckpointRequest { worker: self.worker.clone(), step, files, metrics };
-        self.post(&format!("/v1/worker/jobs/{job}/checkpoints"), &r).map(|_| ())
+        self.post(lease, &format!("/v1/worker/jobs/{}/checkpoints", lease.id()), &r).map(|_| ())
     }
 
-    fn finish(&self, job: &str, outcome: Finish) -> Result<()> {
+    fn finish(&self, lease: &Lease, outcome: Finish) -> Result<()> {
         let r = FinishRequest { worker: self.worker.clone(), outcome: outcome.into() };
-        self.post(&format!("/v1/worker/jobs/{job}/finish"), &r).map(|_| ())
+        self.post(lease, &format!("/v1/worker/jobs/{}/finish", lease.id()), &r).map(|_| ())
     }
 }

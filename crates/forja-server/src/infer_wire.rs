@@ -35,6 +35,16 @@ impl Format {
     }
 }
 
+/// What log-probabilities a request wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Logprobs {
+    /// Alternatives per generated token (`None`: no report).
+    pub generated: Option<usize>,
+    /// Echo the prompt (completions), scoring its tokens with this many
+    /// alternatives when `generated` is set.
+    pub echo: bool,
+}
+
 /// What both generation endpoints accept.
 #[derive(Debug, Clone)]
 pub struct GenBody {
@@ -50,6 +60,17 @@ pub struct GenBody {
     pub include_usage: bool,
     /// The grammar.
     pub format: Format,
+    /// Log-probabilities and echo.
+    pub logprobs: Logprobs,
+}
+
+/// A prompt of a completion request: text, or token ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// Text (tokenised by the server).
+    Text(String),
+    /// Token ids, used as given.
+    Tokens(Vec<u32>),
 }
 
 /// A chat completion request.
@@ -65,7 +86,7 @@ pub struct ChatBody {
 #[derive(Debug, Clone)]
 pub struct CompletionBody {
     /// The prompts.
-    pub prompts: Vec<String>,
+    pub prompts: Vec<Prompt>,
     /// Everything else.
     pub gen: GenBody,
 }
@@ -107,8 +128,13 @@ fn flag(m: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// Reads the shared fields; `max_cap` is the server's max_tokens cap.
-fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
+/// Most prompts in one completion request.
+pub const MAX_PROMPTS: usize = 256;
+
+/// Reads the shared fields; `max_cap` is the server's max_tokens cap;
+/// `chat` selects the chat form of `logprobs` (a flag plus `top_logprobs`)
+/// over the completions form (a number, plus `echo`).
+fn gen(m: &Map<String, Value>, max_cap: usize, chat: bool) -> Result<GenBody, ApiError> {
     let model = match m.get("model") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => {
@@ -118,10 +144,31 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
             ))
         }
     };
-    for k in ["logprobs", "echo"] {
-        if flag(m, k)? {
-            return Err(bad(k, format!("`{k}` is not supported by forja yet")));
+    let logprobs = if chat {
+        if m.get("echo").is_some_and(|e| !e.is_null()) {
+            return Err(bad("echo", "`echo` is a completions parameter"));
         }
+        let top = uint(m, "top_logprobs")?;
+        match (flag(m, "logprobs")?, top) {
+            (true, t) => Logprobs { generated: Some(t.unwrap_or(0) as usize), echo: false },
+            (false, Some(_)) => {
+                return Err(bad("top_logprobs", "`top_logprobs` needs `logprobs: true`"))
+            }
+            (false, None) => Logprobs::default(),
+        }
+    } else {
+        let n = match m.get("logprobs") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(false)) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                bad("logprobs", "`logprobs` must be the number of alternatives (0 to 20)")
+            })? as usize),
+        };
+        Logprobs { generated: n, echo: flag(m, "echo")? }
+    };
+    if logprobs.generated.is_some_and(|n| n > forja_core::MAX_TOP_LOGPROBS) {
+        let p = if chat { "top_logprobs" } else { "logprobs" };
+        return Err(bad(p, format!("at most {} alternatives", forja_core::MAX_TOP_LOGPROBS)));
     }
     for k in ["presence_penalty", "frequency_penalty"] {
         if num(m, k)?.is_some_and(|v| v != 0.0) {
@@ -136,7 +183,10 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
     }
     let max_tokens = uint(m, "max_completion_tokens")?.or(uint(m, "max_tokens")?);
     let max_tokens = match max_tokens {
-        Some(0) => return Err(bad("max_tokens", "`max_tokens` must be at least 1")),
+        Some(0) if logprobs.echo => 0,
+        Some(0) => {
+            return Err(bad("max_tokens", "`max_tokens` must be at least 1 (0 only with `echo`)"))
+        }
         Some(n) if n as usize > max_cap => {
             return Err(bad(
                 "max_tokens",
@@ -161,6 +211,9 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
     if stop.len() > 4 {
         return Err(bad("stop", "at most 4 stop sequences"));
     }
+    if stop.iter().any(|s| s.chars().count() > 256) {
+        return Err(bad("stop", "stop sequences of at most 256 characters"));
+    }
     let temperature = num(m, "temperature")?.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
         return Err(bad("temperature", "`temperature` must be between 0 and 2"));
@@ -176,7 +229,14 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
     };
     // forja (and llama.cpp) extension: keep going past end tokens (benchmarks).
     let ignore_eos = flag(m, "ignore_eos")?;
-    let params = GenerationParams { max_tokens, stop, ignore_eos, sampling };
+    let params = GenerationParams {
+        max_tokens,
+        stop,
+        ignore_eos,
+        sampling,
+        logprobs: logprobs.generated,
+        prompt_logprobs: logprobs.echo.then(|| logprobs.generated.unwrap_or(0)),
+    };
     params.validate().map_err(|e| match e {
         forja_core::CoreError::InvalidParam { name, reason } => {
             bad(name, format!("`{name}` {reason}"))
@@ -193,7 +253,10 @@ fn gen(m: &Map<String, Value>, max_cap: usize) -> Result<GenBody, ApiError> {
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(GenBody { model, params, n, stream, include_usage, format: format(m)? })
+    if model.len() > 256 {
+        return Err(bad("model", "at most 256 characters"));
+    }
+    Ok(GenBody { model, params, n, stream, include_usage, format: format(m)?, logprobs })
 }
 
 fn format(m: &Map<String, Value>) -> Result<Format, ApiError> {
@@ -264,6 +327,9 @@ pub fn chat(body: &[u8], max_cap: usize) -> Result<ChatBody, ApiError> {
         Some(Value::Array(a)) if !a.is_empty() => a,
         _ => return Err(bad("messages", "`messages` must be a non-empty list")),
     };
+    if list.len() > 1024 {
+        return Err(bad("messages", "at most 1024 messages"));
+    }
     let mut messages = Vec::with_capacity(list.len());
     for (i, msg) in list.iter().enumerate() {
         let role = match msg.get("role").and_then(Value::as_str) {
@@ -281,7 +347,7 @@ pub fn chat(body: &[u8], max_cap: usize) -> Result<ChatBody, ApiError> {
         let content = content(msg.get("content").unwrap_or(&Value::Null), i)?;
         messages.push(ChatMessage { role, content });
     }
-    Ok(ChatBody { messages, gen: gen(&m, max_cap)? })
+    Ok(ChatBody { messages, gen: gen(&m, max_cap, true)? })
 }
 
 /// Parses a completion body.
@@ -290,17 +356,36 @@ pub fn completion(body: &[u8], max_cap: usize) -> Result<CompletionBody, ApiErro
     if m.get("suffix").is_some_and(|s| !s.is_null()) {
         return Err(bad("suffix", "`suffix` is not supported"));
     }
-    let prompts = match m.get("prompt") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
-            a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            return Err(bad("prompt", "token-id prompts are not supported; send text"))
-        }
-        _ => return Err(bad("prompt", "`prompt` must be a string or a non-empty list of strings")),
+    let ids = |a: &[Value]| -> Option<Vec<u32>> {
+        a.iter().map(|t| t.as_u64().filter(|&t| t <= u32::MAX as u64).map(|t| t as u32)).collect()
     };
-    Ok(CompletionBody { prompts, gen: gen(&m, max_cap)? })
+    let prompts = match m.get("prompt") {
+        Some(Value::String(s)) => vec![Prompt::Text(s.clone())],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(|s| s.as_str().map(|s| Prompt::Text(s.to_string()))).collect()
+        }
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_number) => {
+            vec![Prompt::Tokens(ids(a).ok_or_else(|| bad("prompt", "token ids must be integers"))?)]
+        }
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_array) => a
+            .iter()
+            .map(|p| {
+                let p = p.as_array().map(Vec::as_slice).unwrap_or_default();
+                match ids(p) {
+                    Some(t) if !t.is_empty() => Ok(Prompt::Tokens(t)),
+                    _ => Err(bad("prompt", "each token-id prompt is a non-empty list of integers")),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad(
+            "prompt",
+            "`prompt` must be a string, a list of strings, a list of token ids, or a list of those",
+        )),
+    };
+    if prompts.len() > MAX_PROMPTS {
+        return Err(bad("prompt", format!("at most {MAX_PROMPTS} prompts per request")));
+    }
+    Ok(CompletionBody { prompts, gen: gen(&m, max_cap, false)? })
 }
 
 /// Token counts of a response.

@@ -1,21 +1,24 @@
 //! OpenAI-compatible inference: `/v1/chat/completions`, `/v1/completions`
-//! (plain JSON or server-sent events), `/v1/models`, `/v1/embeddings`, and
-//! `/metrics`. The model named in a request is resolved per tenant by
-//! forja-serve; generation runs in its batcher. A client that disconnects
-//! cancels its generation (the next token finds nobody listening); a
-//! request past `--request-timeout-s` is cancelled and answered 504.
+//! (plain JSON or server-sent events, with `logprobs`, `top_logprobs` and
+//! `echo`), `/v1/models`, `/v1/embeddings`, and `/metrics`. The model
+//! named in a request is resolved per tenant by forja-serve; prompts are
+//! tokenised and grammars compiled off the async runtime, and generation
+//! runs in its batcher under admission control (429 with `Retry-After`
+//! over a tenant's in-flight cap or a full queue). A client that
+//! disconnects cancels its generation, queued or running; a request past
+//! `--request-timeout-s` is cancelled and answered 504.
 
 use crate::auth::TenantAuth;
-use crate::infer_wire::{self, Format, GenBody, Usage};
-use crate::{ApiError, AppState};
+use crate::infer_wire::{self, Format, GenBody, Prompt, Usage};
+use crate::{logprobs, ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use forja_core::{ChatMessage, Role};
-use forja_engine::{Completion, EngineError, FinishReason, Job, JobEvent, Request as GenRequest};
-use forja_serve::{ServeError, Serving, Target};
+use forja_engine::{Completion, FinishReason, Grammar};
+use forja_serve::{GenEvent, GenRequest, GenStream, ServeError, Serving, Target};
 use forja_store::{CompletionRecord, Tenant};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -35,7 +38,7 @@ pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let resp = next.run(req).await;
     m.active.dec();
     let tenant = resp.extensions().get::<TenantLabel>().map(|t| t.0.clone()).unwrap_or_default();
-    m.requests.with_label_values(&[&route, resp.status().as_str(), &tenant]).inc();
+    m.request(&route, resp.status().as_str(), &tenant);
     m.latency.with_label_values(&[&route]).observe(t.elapsed().as_secs_f64());
     resp
 }
@@ -46,8 +49,31 @@ fn labelled(r: Result<Response, ApiError>, tenant: &Tenant) -> Response {
     resp
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(s): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format. Open unless a metrics token is
+/// configured or series carry tenant names; then the token or an admin key.
+pub async fn metrics(State(s): State<AppState>, req: Request) -> Response {
+    let a = &s.metrics_access;
+    if a.token.is_some() || a.tenant_labels {
+        let (parts, _) = req.into_parts();
+        let given = crate::auth::bearer(&parts);
+        let by_token = a
+            .token
+            .as_deref()
+            .zip(given.as_deref())
+            .is_some_and(|(want, got)| forja_control::webhook::constant_eq(want, got));
+        if !by_token {
+            match crate::auth::key(&parts, &s).await {
+                Ok(k) if k.role == forja_store::Role::Admin => {}
+                Ok(_) => {
+                    return ApiError::Forbidden(
+                        "/metrics (use the metrics token or an admin key)".into(),
+                    )
+                    .into_response()
+                }
+                Err(e) => return e.into_response(),
+            }
+        }
+    }
     if let Some(sv) = s.serving.get() {
         sv.refresh_gauges();
     }
@@ -63,26 +89,45 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Parses a body off the async runtime when it is large.
+async fn parsed<T: Send + 'static>(
+    body: axum::body::Bytes,
+    f: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if body.len() < 64 << 10 {
+        return f(&body);
+    }
+    tokio::task::spawn_blocking(move || f(&body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a parsing task failed: {e}")))?
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat(
     State(s): State<AppState>,
-    TenantAuth(t): TenantAuth,
+    TenantAuth(t, _): TenantAuth,
     body: axum::body::Bytes,
 ) -> Response {
     let r = async {
-        let body = infer_wire::chat(&body, s.limits.max_tokens_cap)?;
+        let cap = s.limits.max_tokens_cap;
+        let body = parsed(body, move |b| infer_wire::chat(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
-        let text = sv.engine().render_chat(&body.messages, true).map_err(|e| match e {
-            EngineError::NoChatTemplate => ApiError::bad(
+        let prompt = sv.chat_prompt(body.messages.clone()).await.map_err(|e| match e {
+            ServeError::Engine(forja_engine::EngineError::NoChatTemplate) => ApiError::bad(
                 "messages",
                 "this model has no chat template; use /v1/completions with a raw prompt",
             ),
-            e => ApiError::bad("messages", e.to_string()),
+            e => e.into(),
         })?;
-        let prompt = sv.engine().tokenizer().encode(&text, false).map_err(engine_err)?;
-        let call = Call { id: format!("chatcmpl-{}", uuid()), chat: true, messages: body.messages };
-        generate(&s, &sv, &t, target, vec![prompt], body.gen, call).await
+        let call = Call {
+            id: format!("chatcmpl-{}", uuid()),
+            chat: true,
+            messages: body.messages,
+            prompts: vec![prompt],
+            texts: Vec::new(),
+        };
+        generate(&s, &sv, &t, target, body.gen, call).await
     }
     .await;
     labelled(r, &t)
@@ -91,22 +136,40 @@ pub async fn chat(
 /// `POST /v1/completions`.
 pub async fn completions(
     State(s): State<AppState>,
-    TenantAuth(t): TenantAuth,
+    TenantAuth(t, _): TenantAuth,
     body: axum::body::Bytes,
 ) -> Response {
     let r = async {
-        let body = infer_wire::completion(&body, s.limits.max_tokens_cap)?;
+        let cap = s.limits.max_tokens_cap;
+        let body = parsed(body, move |b| infer_wire::completion(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
-        let tok = sv.engine().tokenizer();
-        let prompts = body
+        let texts: Vec<String> = body
             .prompts
             .iter()
-            .map(|p| tok.encode(p, true).map_err(engine_err))
-            .collect::<Result<Vec<_>, _>>()?;
-        let messages = vec![ChatMessage { role: Role::User, content: body.prompts[0].clone() }];
-        let call = Call { id: format!("cmpl-{}", uuid()), chat: false, messages };
-        generate(&s, &sv, &t, target, prompts, body.gen, call).await
+            .map(|p| match p {
+                Prompt::Text(t) => t.clone(),
+                Prompt::Tokens(_) => String::new(),
+            })
+            .collect();
+        let encoded = sv.text_prompts(texts.clone()).await?;
+        let (mut prompts, mut shown) = (Vec::new(), Vec::new());
+        for ((p, enc), text) in body.prompts.iter().zip(encoded).zip(texts) {
+            match p {
+                Prompt::Text(_) => {
+                    prompts.push(enc);
+                    shown.push(text);
+                }
+                Prompt::Tokens(ids) => {
+                    shown.push(ids.iter().map(|&i| sv.token_piece(i).0).collect());
+                    prompts.push(ids.clone());
+                }
+            }
+        }
+        let messages = vec![ChatMessage { role: Role::User, content: shown[0].clone() }];
+        let call =
+            Call { id: format!("cmpl-{}", uuid()), chat: false, messages, prompts, texts: shown };
+        generate(&s, &sv, &t, target, body.gen, call).await
     }
     .await;
     labelled(r, &t)
@@ -116,7 +179,7 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn engine_err(e: EngineError) -> ApiError {
+fn engine_err(e: forja_engine::EngineError) -> ApiError {
     ApiError::Serve(ServeError::Engine(e))
 }
 
@@ -126,11 +189,20 @@ struct Call {
     chat: bool,
     /// The conversation kept for feedback (a raw prompt is one user turn).
     messages: Vec<ChatMessage>,
+    /// Prompt token ids, one per prompt.
+    prompts: Vec<Vec<u32>>,
+    /// Completions: each prompt's text (what `echo` shows).
+    texts: Vec<String>,
 }
 
-enum Msg {
-    Text(usize, String),
-    Done(usize, forja_engine::Result<Completion>),
+fn grammar(f: &Format) -> Option<Grammar> {
+    match f {
+        Format::Text => None,
+        Format::JsonObject => Some(Grammar::JsonObject),
+        Format::JsonSchema(s) => Some(Grammar::JsonSchema(s.clone())),
+        Format::Regex(r) => Some(Grammar::Regex(r.clone())),
+        Format::Lark(l) => Some(Grammar::Lark(l.clone())),
+    }
 }
 
 /// Queues `n` choices per prompt and answers as JSON or a stream.
@@ -139,53 +211,36 @@ async fn generate(
     sv: &Arc<Serving>,
     t: &Tenant,
     target: Target,
-    prompts: Vec<Vec<u32>>,
     gen: GenBody,
     call: Call,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let n = gen.n;
-    let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
-    let jobs = prompts.len() * n;
-    for (p, prompt) in prompts.into_iter().enumerate() {
-        for c in 0..n {
-            let idx = p * n + c;
-            let mut params = gen.params.clone();
-            params.sampling.seed = params.sampling.seed.map(|seed| seed.wrapping_add(c as u64));
-            let filter = crate::grammar::filter(sv, &gen.format)?;
-            let tx = tx.clone();
-            let sink: forja_engine::batcher::Sink = Box::new(move |ev| match ev {
-                JobEvent::Text(text) => tx.send(Msg::Text(idx, text.to_string())).is_ok(),
-                JobEvent::Done(r) => tx.send(Msg::Done(idx, r)).is_ok(),
-            });
-            let job = Job {
-                request: GenRequest { prompt: prompt.clone(), params },
-                adapter: target.adapter.clone(),
-                filter,
-                sink,
-            };
-            // Dropping `rx` on an error here cancels the choices already queued.
-            sv.submit(job)?;
-        }
-    }
-    drop(tx);
+    let req = GenRequest {
+        prompts: call.prompts.clone(),
+        params: gen.params.clone(),
+        n: gen.n,
+        grammar: grammar(&gen.format),
+    };
+    let stream = sv.generate(t, &target, req).await?;
     if gen.format != Format::Text {
         sv.metrics.constrained.with_label_values(&[gen.format.kind()]).inc();
     }
-    sv.metrics.prompt_tokens.with_label_values(&[&t.name]).inc_by(prompt_tokens as u64);
+    sv.metrics.prompt_tokens(&t.name, stream.prompt_tokens as u64);
     let run = Run {
-        rx,
-        jobs,
+        jobs: stream.choices,
+        prompt_tokens: stream.prompt_tokens,
+        stream,
+        n: gen.n.max(1),
         started,
         deadline: tokio::time::Instant::now() + s.limits.request_timeout,
         timeout: s.limits.request_timeout,
         first: None,
         sv: sv.clone(),
+        control: s.control.clone(),
         tenant: t.clone(),
         model: target.model,
         call,
-        prompt_tokens,
+        logprobs: gen.logprobs,
         created: now_secs(),
     };
     if gen.stream {
@@ -197,16 +252,19 @@ async fn generate(
 
 /// The choices of one request being generated.
 struct Run {
-    rx: mpsc::UnboundedReceiver<Msg>,
+    stream: GenStream,
     jobs: usize,
+    n: usize,
     started: Instant,
     deadline: tokio::time::Instant,
     timeout: Duration,
     first: Option<Instant>,
     sv: Arc<Serving>,
+    control: Arc<forja_control::Control>,
     tenant: Tenant,
     model: String,
     call: Call,
+    logprobs: infer_wire::Logprobs,
     prompt_tokens: usize,
     created: u64,
 }
@@ -220,11 +278,11 @@ fn finish_reason(f: FinishReason) -> &'static str {
 }
 
 impl Run {
-    /// The next message, `Err` at the deadline.
-    async fn next(&mut self) -> Result<Option<Msg>, ApiError> {
-        match tokio::time::timeout_at(self.deadline, self.rx.recv()).await {
+    /// The next event, `Err` at the deadline.
+    async fn next(&mut self) -> Result<Option<(usize, GenEvent)>, ApiError> {
+        match tokio::time::timeout_at(self.deadline, self.stream.recv()).await {
             Ok(Some(m)) => {
-                if matches!(m, Msg::Text(..)) {
+                if matches!(m.1, GenEvent::Text(..)) {
                     self.first.get_or_insert_with(Instant::now);
                 }
                 Ok(Some(m))
@@ -234,17 +292,18 @@ impl Run {
         }
     }
 
-    /// Latency and token metrics; keeps choice 0 for feedback.
+    /// Latency and token metrics; keeps choice 0 for feedback (scrubbed,
+    /// off the runtime).
     async fn finished(&self, generated: usize, longest: usize, output: String) {
         let m = &self.sv.metrics;
-        m.generated_tokens.with_label_values(&[&self.tenant.name]).inc_by(generated as u64);
+        m.generated_tokens(&self.tenant.name, generated as u64);
         if let Some(first) = self.first {
             m.ttft.observe((first - self.started).as_secs_f64());
             if longest > 1 {
                 m.per_token.observe(first.elapsed().as_secs_f64() / (longest - 1) as f64);
             }
         }
-        let rec = CompletionRecord {
+        let mut rec = CompletionRecord {
             id: self.call.id.clone(),
             tenant_id: self.tenant.id.clone(),
             model: self.model.clone(),
@@ -252,8 +311,12 @@ impl Run {
             output,
             created_at: 0,
         };
-        let store = self.sv.control().store.clone();
-        let kept = tokio::task::spawn_blocking(move || store.record_completion(&rec)).await;
+        let (control, tenant) = (self.control.clone(), self.tenant.clone());
+        let kept = tokio::task::spawn_blocking(move || {
+            control.scrub_completion(&tenant, &mut rec)?;
+            control.store.record_completion(&rec).map_err(forja_control::ControlError::from)
+        })
+        .await;
         if let Ok(Err(e)) = kept {
             tracing::warn!(error = %e, "cannot keep the completion for feedback");
         }
@@ -275,21 +338,45 @@ impl Run {
         })
     }
 
+    /// The `logprobs` of choice `i` (null when not asked for).
+    fn logprobs_of(&self, i: usize, c: &Completion) -> Value {
+        if self.logprobs.generated.is_none() {
+            return Value::Null;
+        }
+        if self.call.chat {
+            return logprobs::chat(&self.sv, &c.logprobs);
+        }
+        let p = i / self.n;
+        let (ids, prompt_lp): (&[u32], &[_]) = if self.logprobs.echo {
+            (&self.call.prompts[p], &c.prompt_logprobs)
+        } else {
+            (&[], &[])
+        };
+        logprobs::completion(&self.sv, prompt_lp, ids, &c.logprobs, 0)
+    }
+
+    /// The text of choice `i` (the prompt first, with `echo`).
+    fn text_of(&self, i: usize, c: &Completion) -> String {
+        if self.logprobs.echo && !self.call.chat {
+            format!("{}{}", self.call.texts[i / self.n], c.text)
+        } else {
+            c.text.clone()
+        }
+    }
+
     /// Waits for every choice and answers one JSON object.
     async fn collect(mut self) -> Result<Response, ApiError> {
         let mut done: Vec<Option<Completion>> = vec![None; self.jobs];
         let mut left = self.jobs;
         while left > 0 {
             match self.next().await? {
-                Some(Msg::Text(..)) => {}
-                Some(Msg::Done(i, r)) => {
+                Some((_, GenEvent::Text(..))) => {}
+                Some((i, GenEvent::Done(r))) => {
                     done[i] = Some(r.map_err(engine_err)?);
                     left -= 1;
                 }
                 None => {
-                    return Err(ApiError::Serve(ServeError::Unavailable(
-                        "the generation thread stopped".into(),
-                    )))
+                    return Err(ApiError::Internal("the generation thread stopped".into()));
                 }
             }
         }
@@ -299,11 +386,13 @@ impl Run {
             .enumerate()
             .map(|(i, c)| {
                 let reason = finish_reason(c.finish);
+                let lp = self.logprobs_of(i, c);
                 if self.call.chat {
                     json!({"index": i, "message": {"role": "assistant", "content": c.text},
-                           "finish_reason": reason, "logprobs": null})
+                           "finish_reason": reason, "logprobs": lp})
                 } else {
-                    json!({"index": i, "text": c.text, "finish_reason": reason, "logprobs": null})
+                    json!({"index": i, "text": self.text_of(i, c), "finish_reason": reason,
+                           "logprobs": lp})
                 }
             })
             .collect();
@@ -318,31 +407,38 @@ impl Run {
         Ok(Json(body).into_response())
     }
 
-    fn chunk(&self, i: usize, text: Option<&str>, reason: Option<&str>) -> Value {
+    fn chunk(&self, i: usize, text: Option<&str>, reason: Option<&str>, lp: Value) -> Value {
         let choice = if self.call.chat {
             let delta = match text {
                 Some(t) => json!({"content": t}),
                 None => json!({}),
             };
-            json!({"index": i, "delta": delta, "finish_reason": reason, "logprobs": null})
+            json!({"index": i, "delta": delta, "finish_reason": reason, "logprobs": lp})
         } else {
-            json!({"index": i, "text": text.unwrap_or(""), "finish_reason": reason, "logprobs": null})
+            json!({"index": i, "text": text.unwrap_or(""), "finish_reason": reason, "logprobs": lp})
         };
         self.envelope(true, vec![choice])
     }
 
     /// Answers with server-sent events: one chunk per piece of text, a
-    /// final chunk per choice with its finish reason, optional usage, then
-    /// `[DONE]`.
+    /// final chunk per choice with its finish reason (and its
+    /// log-probabilities, when asked), optional usage, then `[DONE]`.
     fn stream(mut self, include_usage: bool) -> Response {
         let (tx, rx) = mpsc::channel::<SseEvent>(64);
         tokio::spawn(async move {
             let send = |v: Value| SseEvent::default().data(v.to_string());
             if self.call.chat {
                 for i in 0..self.jobs {
-                    let mut c = self.chunk(i, Some(""), None);
+                    let mut c = self.chunk(i, Some(""), None, Value::Null);
                     c["choices"][0]["delta"]["role"] = json!("assistant");
                     if tx.send(send(c)).await.is_err() {
+                        return;
+                    }
+                }
+            } else if self.logprobs.echo {
+                for i in 0..self.jobs {
+                    let text = self.call.texts[i / self.n].clone();
+                    if tx.send(send(self.chunk(i, Some(&text), None, Value::Null))).await.is_err() {
                         return;
                     }
                 }
@@ -352,19 +448,20 @@ impl Run {
             let (mut output, mut longest) = (String::new(), 0);
             while left > 0 {
                 let ev = match self.next().await {
-                    Ok(Some(Msg::Text(i, text))) => {
+                    Ok(Some((i, GenEvent::Text(text)))) => {
                         if i == 0 {
                             output.push_str(&text);
                         }
-                        send(self.chunk(i, Some(&text), None))
+                        send(self.chunk(i, Some(&text), None, Value::Null))
                     }
-                    Ok(Some(Msg::Done(i, Ok(c)))) => {
+                    Ok(Some((i, GenEvent::Done(Ok(c))))) => {
                         left -= 1;
                         usage.completion += c.tokens.len();
                         longest = longest.max(c.tokens.len());
-                        send(self.chunk(i, None, Some(finish_reason(c.finish))))
+                        let lp = self.logprobs_of(i, &c);
+                        send(self.chunk(i, None, Some(finish_reason(c.finish)), lp))
                     }
-                    Ok(Some(Msg::Done(_, Err(e)))) => {
+                    Ok(Some((_, GenEvent::Done(Err(e))))) => {
                         left = 0;
                         error_event(engine_err(e))
                     }
@@ -374,7 +471,7 @@ impl Run {
                         error_event(e)
                     }
                 };
-                // A closed channel: the client left; dropping `self.rx` cancels.
+                // A closed channel: the client left; dropping the stream cancels.
                 if tx.send(ev).await.is_err() {
                     return;
                 }
@@ -401,8 +498,9 @@ fn error_event(e: ApiError) -> SseEvent {
 }
 
 /// `GET /v1/models`: the base model's names, then the tenant's versions
-/// (`parent` = the base) and aliases (`parent` = the version).
-pub async fn models(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Response {
+/// (`parent` = the base) and aliases (`parent` = the version). No
+/// filesystem path is ever shown.
+pub async fn models(State(s): State<AppState>, TenantAuth(t, _): TenantAuth) -> Response {
     let r = async {
         let sv = serving(&s)?;
         let (versions, aliases) = sv.models(&t).await?;
@@ -426,6 +524,12 @@ pub async fn models(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Res
                 "serving": sv.serving(&t.id, &a.name),
             }));
         }
+        if let Some(e) = &s.embedder {
+            for n in &e.names {
+                data.push(json!({"id": n, "object": "model", "created": 0, "owned_by": "forja",
+                    "root": e.names[0], "parent": null}));
+            }
+        }
         Ok(Json(json!({"object": "list", "data": data})).into_response())
     }
     .await;
@@ -433,10 +537,11 @@ pub async fn models(State(s): State<AppState>, TenantAuth(t): TenantAuth) -> Res
 }
 
 /// `POST /v1/embeddings` (the sentence embedder, all-MiniLM-L6-v2 by
-/// default); `encoding_format` `float` or `base64` (little-endian f32).
+/// default, under its Hugging Face id too); `encoding_format` `float` or
+/// `base64` (little-endian f32).
 pub async fn embeddings(
     State(s): State<AppState>,
-    TenantAuth(t): TenantAuth,
+    TenantAuth(t, _): TenantAuth,
     body: axum::body::Bytes,
 ) -> Response {
     let r = async {
@@ -446,12 +551,20 @@ pub async fn embeddings(
                 "this server has no embedding model (start it with --embedding-model)",
             ));
         };
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad("body", format!("invalid JSON: {e}")))?;
+        let v: Value = parsed(body, |b| {
+            serde_json::from_slice(b).map_err(|e| {
+                ApiError::bad(
+                    "body",
+                    format!("invalid JSON: {}", forja_control::clip(&e.to_string(), 200)),
+                )
+            })
+        })
+        .await?;
         let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
-        if !emb.names.contains(&model) {
+        if !emb.names.iter().any(|n| n.eq_ignore_ascii_case(&model)) {
             return Err(ApiError::Serve(ServeError::NotFound(format!(
-                "embedding model `{model}` does not exist; this server embeds with {}",
+                "embedding model `{}` does not exist; this server embeds with {}",
+                forja_control::clip(&model, 80),
                 emb.names.join(", ")
             ))));
         }
@@ -479,7 +592,7 @@ pub async fn embeddings(
             Some(f) => {
                 return Err(ApiError::bad(
                     "encoding_format",
-                    format!("`{f}` is not float or base64"),
+                    format!("`{}` is not float or base64", forja_control::clip(f, 40)),
                 ))
             }
         };
@@ -493,7 +606,7 @@ pub async fn embeddings(
             e.embed(&refs).map(|v| (v, tokens))
         })
         .await
-        .map_err(|e| ApiError::Serve(ServeError::Unavailable(e.to_string())))?
+        .map_err(|e| ApiError::Internal(format!("the embedding task failed: {e}")))?
         .map_err(engine_err)?;
         let data: Vec<Value> = vectors
             .iter()

@@ -2,25 +2,45 @@
 //! endpoint: chat completions, completions, models and embeddings served
 //! per tenant (base, version or `name@alias`), files and fine-tuning jobs
 //! (with events and checkpoints), the model registry, `/metrics`, plus
-//! forja's feedback and learning status, the worker protocol, and signed
-//! artifact downloads. [`client::RemoteLink`] is the worker side of that
-//! protocol.
+//! forja's feedback and learning status, the admin API (keys, tenants),
+//! the worker protocol, and signed artifact downloads.
+//! [`client::RemoteLink`] is the worker side of that protocol, and
+//! [`node`] assembles a whole node (store, control plane, serving,
+//! workers, background tasks) around [`router`].
 //!
-//! Handlers authenticate, translate JSON to the control plane's types and
-//! back; every decision is made in forja-control and forja-store.
+//! Handlers authenticate, read JSON into the server's own wire types
+//! ([`wire`], `infer_wire`), call the control plane or serving, and build
+//! the response objects by hand; every decision is made in forja-control,
+//! forja-serve and forja-store. Every route has a body limit; every error
+//! is one JSON line; a panic in a handler is an opaque 500 with a request
+//! id, never a dropped connection or a crashed node.
+//!
+//! ```no_run
+//! # async fn demo(state: forja_server::AppState) {
+//! use tower::ServiceExt;
+//! let app = forja_server::router(state);
+//! let req = axum::http::Request::get("/health").body(axum::body::Body::empty()).unwrap();
+//! let resp = app.oneshot(req).await.unwrap();
+//! assert_eq!(resp.status(), 200);
+//! # }
+//! ```
 
+mod admin_api;
 mod api;
 mod auth;
 pub mod client;
 mod error;
-mod grammar;
 mod infer_wire;
 mod inference;
+mod logprobs;
+mod middleware;
+pub mod node;
 mod registry_api;
-mod wire;
+pub mod wire;
 mod worker_api;
 
-pub use error::ApiError;
+pub use auth::TENANT_HEADER;
+pub use error::{request_id, ApiError};
 
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -30,7 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// Limits on inference requests.
+/// Limits on requests.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest `max_tokens` accepted (also the default).
@@ -39,6 +59,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest inference request body, bytes.
     pub max_body: usize,
+    /// Largest JSON body of every other route, bytes.
+    pub max_json: usize,
+    /// Largest upload (files, golden sets, worker artifacts), bytes.
+    pub max_upload: usize,
 }
 
 impl Default for Limits {
@@ -47,8 +71,20 @@ impl Default for Limits {
             max_tokens_cap: 2048,
             request_timeout: Duration::from_secs(300),
             max_body: 4 << 20,
+            max_json: 1 << 20,
+            max_upload: 512 << 20,
         }
     }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// A bearer token that reads the metrics (Prometheus' `bearer_token`).
+    pub token: Option<String>,
+    /// Series carry tenant names: then only the token or an admin key
+    /// reads them, even without a token configured.
+    pub tenant_labels: bool,
 }
 
 /// The sentence embedder behind `/v1/embeddings` and the names that select it.
@@ -56,7 +92,7 @@ impl Default for Limits {
 pub struct EmbeddingModel {
     /// The model.
     pub embedder: Arc<forja_engine::Embedder>,
-    /// Names a request may use (`model`).
+    /// Names a request may use (`model`), compared case-insensitively.
     pub names: Vec<String>,
 }
 
@@ -67,47 +103,56 @@ pub struct AppState {
     pub control: Arc<Control>,
     /// Set once the model is loaded (`/ready`).
     pub ready: Arc<AtomicBool>,
-    /// Largest upload accepted, bytes.
-    pub max_upload: usize,
     /// Serving, once the model is loaded.
     pub serving: Arc<OnceLock<Arc<Serving>>>,
     /// Serving metrics (exported even before the model is loaded).
     pub metrics: Metrics,
-    /// Inference limits.
+    /// Request limits.
     pub limits: Limits,
     /// `/v1/embeddings`, when an embedder is configured.
     pub embedder: Option<EmbeddingModel>,
+    /// The URL workers reach this node at (signed download URLs name it;
+    /// never taken from a request's `Host`).
+    pub public_url: String,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppState {
-    /// Runs `f` on a blocking thread (store calls may wait for a lock).
+    /// Runs `f` on a blocking thread (store calls may wait for a lock); a
+    /// panic there is an internal error.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Control) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let c = self.control.clone();
-        tokio::task::spawn_blocking(move || f(&c)).await.unwrap_or_else(|e| {
-            Err(ApiError::Client { url: "internal".into(), reason: e.to_string() })
-        })
+        tokio::task::spawn_blocking(move || f(&c))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::Internal(format!("a request task failed: {e}"))))
     }
 }
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    let max = state.max_upload;
+    use axum::extract::DefaultBodyLimit;
+    let l = &state.limits;
     let inference = Router::new()
         .route("/v1/chat/completions", post(inference::chat))
         .route("/v1/completions", post(inference::completions))
         .route("/v1/embeddings", post(inference::embeddings))
         .route("/v1/models", get(inference::models))
-        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body))
+        .layer(DefaultBodyLimit::max(l.max_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), inference::track));
-    Router::new()
+    let uploads = Router::new()
+        .route("/v1/files", post(api::upload_file).get(api::list_files))
+        .route("/v1/registry/golden", post(registry_api::add_golden).get(registry_api::list_golden))
+        .route("/v1/worker/jobs/{id}/artifacts", put(worker_api::upload))
+        .layer(DefaultBodyLimit::max(l.max_upload));
+    let json = Router::new()
         .route("/metrics", get(inference::metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
-        .route("/v1/files", post(api::upload_file).get(api::list_files))
-        .route("/v1/files/{id}", get(api::get_file))
+        .route("/v1/files/{id}", get(api::get_file).delete(api::delete_file))
         .route("/v1/files/{id}/content", get(api::file_content))
         .route("/v1/fine_tuning/jobs", post(api::create_job).get(api::list_jobs))
         .route("/v1/fine_tuning/jobs/{id}", get(api::get_job))
@@ -117,7 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/feedback", post(api::feedback))
         .route("/v1/learning/status", get(api::learning_status))
         .route("/v1/learning/train", post(api::train_now))
-        .route("/v1/registry/golden", post(registry_api::add_golden).get(registry_api::list_golden))
+        .route("/v1/learning/release", post(api::release_held))
         .route("/v1/registry/models", get(registry_api::list_versions))
         .route("/v1/registry/models/{id}", get(registry_api::get_version))
         .route("/v1/registry/models/{id}/lineage", get(registry_api::lineage))
@@ -127,15 +172,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/aliases", get(registry_api::list_aliases))
         .route("/v1/registry/aliases/{name}", put(registry_api::set_alias))
         .route("/v1/registry/log", get(registry_api::log))
+        .route("/v1/admin/keys", get(admin_api::list_keys).post(admin_api::create_key))
+        .route("/v1/admin/keys/{id}/revoke", post(admin_api::revoke_key))
+        .route("/v1/admin/keys/{id}/rotate", post(admin_api::rotate_key))
+        .route("/v1/admin/tenants", get(admin_api::list_tenants).post(admin_api::create_tenant))
+        .route(
+            "/v1/admin/tenants/{name}",
+            get(admin_api::get_tenant).patch(admin_api::update_tenant),
+        )
         .route("/v1/worker/lease", post(worker_api::lease))
         .route("/v1/worker/jobs/{id}/heartbeat", post(worker_api::heartbeat))
         .route("/v1/worker/jobs/{id}/events", post(worker_api::event))
-        .route("/v1/worker/jobs/{id}/artifacts", put(worker_api::upload))
         .route("/v1/worker/jobs/{id}/checkpoints", post(worker_api::checkpoint))
         .route("/v1/worker/jobs/{id}/finish", post(worker_api::finish))
         .route("/v1/artifacts/{sha}", get(worker_api::download))
-        .layer(axum::extract::DefaultBodyLimit::max(max))
+        .layer(DefaultBodyLimit::max(l.max_json));
+    Router::new()
+        .merge(json)
+        .merge(uploads)
         .merge(inference)
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panicked))
+        .layer(axum::middleware::from_fn(middleware::request_id))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -147,6 +206,6 @@ async fn ready(
     if s.ready.load(Ordering::SeqCst) {
         "ready".into_response()
     } else {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "loading the model").into_response()
+        ApiError::NotReady.into_response()
     }
 }

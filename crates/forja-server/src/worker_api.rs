@@ -1,21 +1,39 @@
 //! The worker protocol: lease, heartbeat, events, artifact upload (hash
 //! checked), checkpoints, finish; and signed, expiring artifact downloads.
+//!
+//! A lease answers only to the worker key that took it and the secret
+//! token it came with (`X-Forja-Lease` on every call about the job): a
+//! second worker key using the first worker's name is refused with 409.
+//! Download URLs name the node's configured public URL, never the
+//! request's `Host`.
 
-use crate::api::parse;
 use crate::auth::WorkerAuth;
+use crate::wire::parse;
 use crate::{ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use forja_control::worker::lease_from_store;
-use forja_store::{Capacity, Finish, Level, StoreError};
+use forja_control::link::lease_from_store;
+use forja_store::{Capacity, Finish, LeaseRef, Level, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Seconds a signed download URL stays valid.
 const URL_TTL_S: i64 = 600;
+
+/// The header that carries a lease's token.
+pub const LEASE_HEADER: &str = "x-forja-lease";
+
+fn token(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get(LEASE_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad(LEASE_HEADER, "the lease's token (X-Forja-Lease) is required"))
+}
 
 /// `POST /v1/worker/lease` body.
 #[derive(Debug, Serialize, Deserialize)]
@@ -120,16 +138,19 @@ impl From<FinishWire> for Finish {
 /// artifacts), or 204 when nothing fits.
 pub async fn lease(
     State(s): State<AppState>,
-    _: WorkerAuth,
-    headers: HeaderMap,
+    WorkerAuth(key): WorkerAuth,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let req: LeaseRequest = parse(&body)?;
+    if req.worker.is_empty() || req.worker.len() > 128 {
+        return Err(ApiError::bad("worker", "a worker name of 1 to 128 characters"));
+    }
     let ttl = s.control.cfg.lease_ttl_s;
-    let lease =
-        s.run(move |c| Ok(lease_from_store(&*c.store, &req.worker, &req.capacity, ttl)?)).await?;
+    let lease = s
+        .run(move |c| Ok(lease_from_store(&*c.store, &req.worker, &key, &req.capacity, ttl)?))
+        .await?;
     let Some(mut lease) = lease else { return Ok(StatusCode::NO_CONTENT.into_response()) };
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let base = s.public_url.trim_end_matches('/').to_string();
     let expires = s.control.store.now() + URL_TTL_S;
     let mut shas = vec![lease.training_sha.clone()];
     shas.extend(lease.validation_sha.clone());
@@ -140,10 +161,9 @@ pub async fn lease(
     }
     for sha in shas {
         let sig = s.control.sign(&sha, expires);
-        lease.urls.insert(
-            sha.clone(),
-            format!("http://{host}/v1/artifacts/{sha}?expires={expires}&sig={sig}"),
-        );
+        lease
+            .urls
+            .insert(sha.clone(), format!("{base}/v1/artifacts/{sha}?expires={expires}&sig={sig}"));
     }
     Ok(Json(lease).into_response())
 }
@@ -163,7 +183,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     if !s.control.verify(&sha, q.expires, &q.sig) {
         return Err(ApiError::Forbidden(
-            "this artifact: the signed URL is invalid or expired; lease again",
+            "this artifact: the signed URL is invalid or expired; lease again".into(),
         ));
     }
     let bytes = s.control.artifacts.get(&sha).await?;
@@ -173,28 +193,38 @@ pub async fn download(
 /// `POST /v1/worker/jobs/{id}/heartbeat`.
 pub async fn heartbeat(
     State(s): State<AppState>,
-    _: WorkerAuth,
+    WorkerAuth(key): WorkerAuth,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let r: HeartbeatRequest = parse(&body)?;
+    let tok = token(&headers)?;
     let ttl = s.control.cfg.lease_ttl_s;
     let j = s
-        .run(move |c| Ok(c.store.heartbeat(&id, &r.worker, ttl, (r.step, r.total_steps))?))
+        .run(move |c| {
+            let by = LeaseRef { worker: &r.worker, key: &key, token: &tok };
+            Ok(c.store.heartbeat(&id, &by, ttl, (r.step, r.total_steps))?)
+        })
         .await?;
     Ok(Json(json!({"status": j.status.as_str(), "lease_until": j.lease_until})))
 }
 
-/// `POST /v1/worker/jobs/{id}/events`.
+/// `POST /v1/worker/jobs/{id}/events` (a message of at most 2000
+/// characters: tenants read these).
 pub async fn event(
     State(s): State<AppState>,
-    _: WorkerAuth,
+    WorkerAuth(key): WorkerAuth,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let r: EventRequest = parse(&body)?;
+    let tok = token(&headers)?;
+    let message = forja_control::clip(&r.message, 2000);
     s.run(move |c| {
-        Ok(c.store.worker_event(&id, &r.worker, r.level, &r.message, r.data.as_ref())?)
+        let by = LeaseRef { worker: &r.worker, key: &key, token: &tok };
+        Ok(c.store.worker_event(&id, &by, r.level, &message, r.data.as_ref())?)
     })
     .await?;
     Ok(Json(json!({"ok": true})))
@@ -204,11 +234,12 @@ pub async fn event(
 /// must hash to it, or nothing is stored.
 pub async fn upload(
     State(s): State<AppState>,
-    _: WorkerAuth,
+    WorkerAuth(key): WorkerAuth,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let tok = token(&headers)?;
     let declared = headers
         .get("x-forja-sha256")
         .and_then(|h| h.to_str().ok())
@@ -221,7 +252,11 @@ pub async fn upload(
         .to_string();
     let worker =
         headers.get("x-forja-worker").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    s.run(move |c| Ok(c.store.lease_holder(&id, &worker)?)).await?;
+    s.run(move |c| {
+        let by = LeaseRef { worker: &worker, key: &key, token: &tok };
+        Ok(c.store.lease_holder(&id, &by)?)
+    })
+    .await?;
     let sha = s.control.artifacts.put_verified(body, &declared).await?;
     Ok(Json(json!({"sha256": sha})))
 }
@@ -229,18 +264,32 @@ pub async fn upload(
 /// `POST /v1/worker/jobs/{id}/checkpoints`.
 pub async fn checkpoint(
     State(s): State<AppState>,
-    _: WorkerAuth,
+    WorkerAuth(key): WorkerAuth,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let r: CheckpointRequest = parse(&body)?;
+    let tok = token(&headers)?;
+    if r.files.len() > 256 {
+        return Err(ApiError::bad("files", "at most 256 files per checkpoint"));
+    }
+    let (i2, k2, t2, w2) = (id.clone(), key.clone(), tok.clone(), r.worker.clone());
+    s.run(move |c| {
+        let by = LeaseRef { worker: &w2, key: &k2, token: &t2 };
+        Ok(c.store.lease_holder(&i2, &by)?)
+    })
+    .await?;
     for sha in r.files.values() {
         if !s.control.artifacts.contains(sha).await? {
             return Err(StoreError::ArtifactMissing { sha256: sha.clone() }.into());
         }
     }
     let ck = s
-        .run(move |c| Ok(c.store.add_checkpoint(&id, &r.worker, r.step, &r.files, &r.metrics)?))
+        .run(move |c| {
+            let by = LeaseRef { worker: &r.worker, key: &key, token: &tok };
+            Ok(c.store.add_checkpoint(&id, &by, r.step, &r.files, &r.metrics)?)
+        })
         .await?;
     Ok(Json(json!({"id": ck.id})))
 }
@@ -248,19 +297,39 @@ pub async fn checkpoint(
 /// `POST /v1/worker/jobs/{id}/finish`.
 pub async fn finish(
     State(s): State<AppState>,
-    _: WorkerAuth,
+    WorkerAuth(key): WorkerAuth,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let r: FinishRequest = parse(&body)?;
+    let tok = token(&headers)?;
+    let (i2, k2, t2, w2) = (id.clone(), key.clone(), tok.clone(), r.worker.clone());
+    s.run(move |c| {
+        let by = LeaseRef { worker: &w2, key: &k2, token: &t2 };
+        Ok(c.store.lease_holder(&i2, &by)?)
+    })
+    .await?;
     if let FinishWire::Succeeded { result, adapter_sha256, .. } = &r.outcome {
+        if result.adapter_files.len() > 64 {
+            return Err(ApiError::bad("outcome", "at most 64 adapter files"));
+        }
         for sha in result.adapter_files.values().chain([adapter_sha256]) {
             if !s.control.artifacts.contains(sha).await? {
                 return Err(StoreError::ArtifactMissing { sha256: sha.clone() }.into());
             }
         }
     }
-    let j = s.run(move |c| Ok(c.store.finish(&id, &r.worker, &r.outcome.into())?)).await?;
+    let j = s
+        .run(move |c| {
+            let by = LeaseRef { worker: &r.worker, key: &key, token: &tok };
+            let job = c.store.lease_holder(&id, &by)?;
+            let tenant = c.store.tenant(&job.tenant_id)?;
+            // The control plane names the adapter, not the worker.
+            let outcome = forja_control::link::named(r.outcome.into(), &job, &tenant);
+            Ok(c.store.finish(&id, &by, &outcome)?)
+        })
+        .await?;
     s.control.job_changed(&j);
     Ok(Json(json!({"status": j.status.as_str()})))
 }

@@ -67,6 +67,19 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The sha256 of `bytes`, computed off the async runtime when they are
+/// large (hashing 100 MB takes a core for a fraction of a second, which
+/// would stall every request sharing that runtime thread).
+async fn sha256_of(bytes: &Bytes) -> Result<String> {
+    if bytes.len() < 64 << 10 {
+        return Ok(sha256_hex(bytes));
+    }
+    let b = bytes.clone();
+    tokio::task::spawn_blocking(move || sha256_hex(&b))
+        .await
+        .map_err(|e| StoreError::Config(format!("hashing task failed: {e}")))
+}
+
 fn valid_sha(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -107,7 +120,7 @@ impl Artifacts {
 
     /// Stores `bytes`; returns their sha256.
     pub async fn put(&self, bytes: Bytes) -> Result<String> {
-        let sha = sha256_hex(&bytes);
+        let sha = sha256_of(&bytes).await?;
         let path = self.path(&sha);
         if self.store.head(&path).await.is_err() {
             self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
@@ -118,11 +131,15 @@ impl Artifacts {
     /// Stores `bytes` that must hash to `declared` (an upload whose sender
     /// told us the hash): `HashMismatch` otherwise, and nothing is stored.
     pub async fn put_verified(&self, bytes: Bytes, declared: &str) -> Result<String> {
-        let actual = sha256_hex(&bytes);
+        let actual = sha256_of(&bytes).await?;
         if actual != declared.to_ascii_lowercase() {
             return Err(StoreError::HashMismatch { expected: declared.into(), actual });
         }
-        self.put(bytes).await
+        let path = self.path(&actual);
+        if self.store.head(&path).await.is_err() {
+            self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+        }
+        Ok(actual)
     }
 
     /// Reads an artifact and checks its hash.
@@ -138,7 +155,7 @@ impl Artifacts {
             Err(e) => return Err(e.into()),
         };
         let bytes = got.bytes().await?;
-        let actual = sha256_hex(&bytes);
+        let actual = sha256_of(&bytes).await?;
         if actual != sha {
             return Err(StoreError::HashMismatch { expected: sha.into(), actual });
         }

@@ -44,6 +44,18 @@ pub enum StoreError {
         /// When a training leaves the window.
         frees_at: i64,
     },
+    /// The tenant's stored data would exceed its storage quota.
+    #[error("tenant `{tenant}` would store {needed} bytes, over its quota of {limit} bytes (uses {used}); delete files (DELETE /v1/files/ID) or ask the operator for a larger quota (forja tenants set --storage-mb)")]
+    StorageQuota {
+        /// The tenant's name.
+        tenant: String,
+        /// Bytes stored now.
+        used: u64,
+        /// Bytes after the write.
+        needed: u64,
+        /// The quota in bytes.
+        limit: u64,
+    },
     /// The worker no longer holds the job's lease (expired, or cancelled).
     #[error("worker `{worker}` no longer holds job `{job}` ({why})")]
     LeaseLost {

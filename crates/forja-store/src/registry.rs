@@ -48,6 +48,8 @@ pub enum VersionStatus {
     Rejected,
     /// Rolled back or retired.
     Archived,
+    /// Could not be loaded or smoke-checked in serving.
+    Failed,
 }
 
 impl VersionStatus {
@@ -58,12 +60,13 @@ impl VersionStatus {
             VersionStatus::Promoted => "promoted",
             VersionStatus::Rejected => "rejected",
             VersionStatus::Archived => "archived",
+            VersionStatus::Failed => "failed",
         }
     }
 
     /// Parses [`VersionStatus::as_str`].
     pub fn parse(s: &str) -> Option<VersionStatus> {
-        [Self::Candidate, Self::Promoted, Self::Rejected, Self::Archived]
+        [Self::Candidate, Self::Promoted, Self::Rejected, Self::Archived, Self::Failed]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
@@ -168,11 +171,12 @@ pub struct RegistryEntry {
     pub created_at: Timestamp,
 }
 
-/// What a promotion or rollback changed.
+/// What a promotion, rollback or demotion changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AliasMove {
-    /// The version the alias now points at.
-    pub version: ModelVersion,
+    /// The version the alias now points at (`None`: the alias was removed
+    /// and the base model serves).
+    pub version: Option<ModelVersion>,
     /// The version it pointed at before.
     pub previous_id: Option<String>,
     /// The tenant's model generation after the move.
@@ -183,13 +187,15 @@ pub struct AliasMove {
 
 /// The registry: implemented by every store (a supertrait of [`crate::Store`]).
 pub trait Registry: Send + Sync {
-    /// Stores a new golden set version for a tenant.
+    /// Stores a new golden set version for a tenant (its `bytes` count
+    /// toward the tenant's storage quota).
     fn add_golden_set(
         &self,
         tenant_id: &str,
         name: &str,
         sha256: &str,
         examples: u64,
+        bytes: u64,
         prompt_keys: &[String],
     ) -> Result<GoldenSetRow>;
     /// A tenant's golden sets, newest first.
@@ -227,6 +233,11 @@ pub trait Registry: Send + Sync {
     /// Archives the champion and points `champion` at the previously
     /// promoted version, in one transaction; `Conflict` when there is none.
     fn rollback(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove>;
+    /// Removes `champion` (the base model serves again) and archives the
+    /// version it pointed at, in one transaction; `Conflict` when the
+    /// tenant has no champion. For a first champion that must go, which
+    /// rollback cannot replace.
+    fn demote(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove>;
     /// Points a user alias at a version (not `champion`: promote for that).
     fn set_alias(&self, tenant_id: &str, name: &str, id: &str, actor: &str) -> Result<Alias>;
     /// A tenant's aliases, by name.

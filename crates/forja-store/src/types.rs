@@ -49,6 +49,15 @@ pub struct TenantSettings {
     /// What triggered (threshold, cron) jobs train with: hyperparameters,
     /// time limit, seed. `None`: everything "auto".
     pub job_spec: Option<JobSpec>,
+    /// Megabytes of uploads, golden sets, examples and completion log the
+    /// tenant may keep (0: no limit).
+    pub storage_mb: u64,
+    /// Names always masked in this tenant's data, whatever the node's
+    /// allow list says (seed 002's VIP blocklist).
+    pub pii_deny: Vec<String>,
+    /// Whether the tenant's own keys may force a promotion the gate
+    /// refused (otherwise only an admin key may).
+    pub allow_forced_promotion: bool,
 }
 
 impl Default for TenantSettings {
@@ -95,10 +104,10 @@ pub const WEEK_S: i64 = 7 * 24 * 3600;
 impl TenantSettings {
     /// The defaults of a tier.
     pub fn for_tier(tier: Tier) -> Self {
-        let (max_trainings, priority) = match tier {
-            Tier::Free => (1, 0),
-            Tier::Standard => (7, 1),
-            Tier::Pro => (28, 2),
+        let (max_trainings, priority, storage_mb) = match tier {
+            Tier::Free => (1, 0, 256),
+            Tier::Standard => (7, 1, 2048),
+            Tier::Pro => (28, 2, 16384),
         };
         TenantSettings {
             threshold: Some(100),
@@ -111,6 +120,9 @@ impl TenantSettings {
             webhook_secret: None,
             gate_policy: None,
             job_spec: None,
+            storage_mb,
+            pii_deny: Vec::new(),
+            allow_forced_promotion: false,
         }
     }
 
@@ -124,19 +136,31 @@ impl TenantSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// A tenant's key: its own files, jobs and feedback.
+    /// A tenant's key: its own models, files, jobs, feedback and registry.
     Tenant,
-    /// A training worker: leases jobs of any tenant.
+    /// A training worker: leases jobs of any tenant, nothing else.
     Worker,
+    /// The node's operator: keys and tenants, metrics, and any tenant's
+    /// endpoints when it names the tenant (`X-Forja-Tenant`).
+    Admin,
 }
 
 impl Role {
-    /// Its name in the database.
+    /// Every role.
+    pub const ALL: [Role; 3] = [Role::Tenant, Role::Worker, Role::Admin];
+
+    /// Its name in the database, the API and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Tenant => "tenant",
             Role::Worker => "worker",
+            Role::Admin => "admin",
         }
+    }
+
+    /// Parses [`Role::as_str`].
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -145,14 +169,53 @@ impl Role {
 pub struct ApiKey {
     /// `key-…`.
     pub id: String,
-    /// The tenant (worker keys have none).
+    /// The tenant (worker and admin keys have none).
     pub tenant_id: Option<String>,
     /// What it may do.
     pub role: Role,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
+    /// A name for people.
+    pub name: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
+    /// Not valid from then on.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// Whether it authenticates at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// A key to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKey {
+    /// The tenant of a tenant key.
+    pub tenant_id: Option<String>,
+    /// What it may do.
+    pub role: Role,
+    /// sha256 of the key, hex.
+    pub hash: String,
+    /// Its first characters.
+    pub prefix: String,
+    /// A name for people.
+    pub name: Option<String>,
+    /// When it stops working.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Bytes a tenant stores and may store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageUsage {
+    /// Bytes of uploads, golden sets, examples and completion log kept.
+    pub used_bytes: u64,
+    /// The quota (`None`: unlimited).
+    pub limit_bytes: Option<u64>,
 }
 
 /// A curated example waiting for a training job, or the reason it was
@@ -186,6 +249,21 @@ pub enum ExampleStatus {
     Rejected,
     /// Taken by a job's training file.
     Claimed,
+    /// Back from a cancelled job: not counted by triggers until released
+    /// or trained on deliberately.
+    Held,
+}
+
+impl ExampleStatus {
+    /// Its name in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExampleStatus::Curated => "curated",
+            ExampleStatus::Rejected => "rejected",
+            ExampleStatus::Claimed => "claimed",
+            ExampleStatus::Held => "held",
+        }
+    }
 }
 
 /// A stored example.
@@ -223,6 +301,8 @@ pub struct PendingCounts {
     pub rejected: u64,
     /// Already in jobs.
     pub claimed: u64,
+    /// Back from cancelled jobs, waiting to be released.
+    pub held: u64,
 }
 
 /// An uploaded (or generated) file.
@@ -248,6 +328,29 @@ pub struct FileRow {
     pub status_details: Option<String>,
     /// Upload time.
     pub created_at: Timestamp,
+    /// Sent by the tenant, or generated by the control plane (a triggered
+    /// job's training file); only uploads count toward the storage quota.
+    pub origin: FileOrigin,
+}
+
+/// Where a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOrigin {
+    /// `POST /v1/files`.
+    Upload,
+    /// Built by the control plane from claimed examples.
+    Generated,
+}
+
+impl FileOrigin {
+    /// Its name in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileOrigin::Upload => "upload",
+            FileOrigin::Generated => "generated",
+        }
+    }
 }
 
 /// OpenAI's job states.

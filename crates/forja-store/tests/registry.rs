@@ -58,12 +58,12 @@ fn promote_and_rollback_move_the_champion_as_a_stack() {
     assert_eq!(m.previous_id.as_deref(), Some(v[1].id.as_str()));
     let r = s.rollback(&t.id, "alice", "bad answers").unwrap();
     assert_eq!(
-        (r.version.id.as_str(), r.previous_id.as_deref()),
+        (r.version.as_ref().unwrap().id.as_str(), r.previous_id.as_deref()),
         (v[1].id.as_str(), Some(v[2].id.as_str()))
     );
     assert_eq!(s.model_version(&t.id, &v[2].id).unwrap().status(), VersionStatus::Archived);
     let r = s.rollback(&t.id, "alice", "still bad").unwrap();
-    assert_eq!(r.version.id, v[0].id);
+    assert_eq!(r.version.unwrap().id, v[0].id);
     assert_eq!(s.resolve_alias(&t.id, CHAMPION).unwrap().id, v[0].id);
     assert!(s.promote(&t.id, &v[2].id, "x", "y").unwrap_err().to_string().contains("archived"));
     assert_eq!(generation(&s, &t.id), 5);
@@ -157,11 +157,101 @@ fn golden_sets_are_versioned_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir.path().join("f.db"));
     let t = s.create_tenant("acme", "standard", &TenantSettings::default()).unwrap();
-    s.add_golden_set(&t.id, "g.jsonl", &"1".repeat(64), 3, &["k1".into()]).unwrap();
-    let g2 = s.add_golden_set(&t.id, "g.jsonl", &"2".repeat(64), 4, &["k2".into()]).unwrap();
+    s.add_golden_set(&t.id, "g.jsonl", &"1".repeat(64), 3, 10, &["k1".into()]).unwrap();
+    let g2 = s.add_golden_set(&t.id, "g.jsonl", &"2".repeat(64), 4, 10, &["k2".into()]).unwrap();
     assert_eq!(g2.version, 2);
     let all = s.golden_sets(&t.id).unwrap();
     assert_eq!(all.iter().map(|g| g.version).collect::<Vec<_>>(), [2, 1]);
     assert_eq!(all[0].prompt_keys, ["k2"]);
-    assert!(s.add_golden_set("tn-nope", "g", "x", 1, &[]).is_err());
+    assert!(s.add_golden_set("tn-nope", "g", "x", 1, 1, &[]).is_err());
+}
+
+/// Regression (hardening #9): a forced junk first champion stayed champion
+/// while serving fell back to the base model; nothing could take it out.
+/// Demotion archives it and removes `champion` (the base model serves).
+#[test]
+fn a_first_champion_can_be_demoted_and_failed_versions_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("f.db"));
+    let t = s.create_tenant("acme", "standard", &TenantSettings::default()).unwrap();
+    assert!(s.demote(&t.id, "op", "x").unwrap_err().to_string().contains("no champion"));
+    let v = s.register_version(&version(&t.id, 1), "test").unwrap().0;
+    s.promote(&t.id, &v.id, "op", "forced").unwrap();
+    let e = s.set_version_status(&t.id, &v.id, VersionStatus::Failed, "x", "serving");
+    assert!(e.is_err(), "the champion cannot be marked failed before it is taken out");
+    let m = s.demote(&t.id, "serving", "failed to load").unwrap();
+    assert_eq!((m.version, m.previous_id.as_deref()), (None, Some(v.id.as_str())));
+    assert!(s.find_alias(&t.id, CHAMPION).unwrap().is_none());
+    assert_eq!(s.model_version(&t.id, &v.id).unwrap().status(), VersionStatus::Archived);
+    let f = s
+        .set_version_status(
+            &t.id,
+            &v.id,
+            VersionStatus::Failed,
+            "failed to load in serving: x",
+            "serving",
+        )
+        .unwrap();
+    assert_eq!(f.status(), VersionStatus::Failed);
+    let kinds: Vec<String> =
+        s.registry_log(&t.id, 0).unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["registered", "promoted", "demoted", "failed"]);
+    assert_eq!(generation(&s, &t.id), 2);
+}
+
+/// A database made by the previous schema (3) upgrades in place: keys,
+/// examples (raw inputs replaced by the curated line), versions (a
+/// serving failure recorded as `rejected` becomes `failed`) and storage
+/// counts survive, with foreign keys intact.
+#[test]
+fn a_schema_3_database_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+        )
+        .unwrap();
+        for (n, sql) in [
+            (1, include_str!("../migrations/sqlite/0001_init.sql")),
+            (2, include_str!("../migrations/sqlite/0002_registry.sql")),
+            (3, include_str!("../migrations/sqlite/0003_completions.sql")),
+        ] {
+            c.execute_batch(sql).unwrap();
+            c.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [n]).unwrap();
+        }
+        c.execute_batch(
+            r#"INSERT INTO tenants (id, name, tier, settings, created_at) VALUES ('tn-1', 'acme', 'standard', '{}', 0);
+            INSERT INTO api_keys (id, tenant_id, role, hash, prefix, created_at) VALUES ('key-1', 'tn-1', 'tenant', 'h', 'p', 0);
+            INSERT INTO examples (tenant_id, created_at, source, input, record, content_hash, status)
+              VALUES ('tn-1', 0, 'api', '{"prompt":"DNI 12345678Z"}', '{"messages":[]}', 'c1', 'curated');
+            INSERT INTO examples (tenant_id, created_at, source, input, status, reason)
+              VALUES ('tn-1', 0, 'api', '{"prompt":"call +34 612 345 678"}', 'rejected', 'short');
+            INSERT INTO files VALUES ('file-1', 'tn-1', 'fine-tune', 'a.jsonl', 100, 'x', 1, 'processed', NULL, 0);
+            INSERT INTO model_versions (id, tenant_id, base_model, adapter_sha256, adapter_files, manifest, status, status_reason, created_at)
+              VALUES ('v1', 'tn-1', 'tiny', 'a', '{}', '{}', 'rejected', 'failed to load in serving: bad', 0);
+            INSERT INTO model_versions (id, tenant_id, parent_id, base_model, adapter_sha256, adapter_files, manifest, status, created_at)
+              VALUES ('v2', 'tn-1', 'v1', 'tiny', 'a', '{}', '{}', 'promoted', 0);
+            INSERT INTO aliases VALUES ('tn-1', 'champion', 'v2', 0, 'op');"#,
+        )
+        .unwrap();
+    }
+    let s = open(&db);
+    assert_eq!(s.key_by_hash("h").unwrap().unwrap().role, Role::Tenant);
+    assert_eq!(s.model_version("tn-1", "v1").unwrap().status(), VersionStatus::Failed);
+    assert_eq!(s.resolve_alias("tn-1", CHAMPION).unwrap().id, "v2");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let inputs: Vec<String> = c
+        .prepare("SELECT input FROM examples ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    assert!(inputs.iter().all(|i| !i.contains("12345678Z") && !i.contains("612")), "{inputs:?}");
+    let used = s.storage("tn-1").unwrap().used_bytes;
+    assert!(used >= 100, "{used}");
+    let broken: Option<String> = c.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).ok();
+    assert_eq!(broken, None);
 }

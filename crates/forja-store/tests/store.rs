@@ -65,7 +65,10 @@ fn threshold_creates_exactly_one_job_per_crossing_under_concurrent_writers() {
         assert_eq!(j.trigger, Trigger::Threshold);
         assert_eq!(j.status, JobStatus::ValidatingFiles);
     }
-    assert_eq!(s.pending(&t.id).unwrap(), PendingCounts { curated: 0, rejected: 0, claimed: 200 });
+    assert_eq!(
+        s.pending(&t.id).unwrap(),
+        PendingCounts { curated: 0, rejected: 0, claimed: 200, held: 0 }
+    );
 }
 
 #[test]
@@ -133,6 +136,10 @@ fn err_text(s: &SqliteStore, new: &NewJob) -> String {
     s.create_job(new).unwrap_err().to_string()
 }
 
+fn by<'a>(worker: &'a str, key: &'a str, l: &'a Leased) -> LeaseRef<'a> {
+    LeaseRef { worker, key, token: &l.token }
+}
+
 #[test]
 fn leases_expire_resume_and_fence_the_old_worker() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,7 +157,79 @@ fn leases_expire_resume_and_fence_the_old_worker() {
         trigger: Trigger::Manual,
         spec: JobSpec { resources: Resources { gpus, memory_gb: 4 }, ..JobSpec::default() },
     };
-    let hyper = Hyperparameters {
+    let low = s.create_job(&mk(&t.id, 0)).unwrap();
+    let gpu = s.create_job(&mk(&hi.id, 1)).unwrap();
+    let high = s.create_job(&mk(&hi.id, 0)).unwrap();
+    for j in [&low, &gpu, &high] {
+        s.job_validated(&j.id, "file-1", None, &hyper()).unwrap();
+    }
+    let cpu = Capacity { gpus: 0, memory_gb: 16, models: None };
+    let a = s.lease("w1", "key-1", &cpu, 30).unwrap().unwrap();
+    assert_eq!(a.job.id, high.id, "priority first; the GPU job does not fit a CPU worker");
+    let id = a.job.id.clone();
+    let files = BTreeMap::from([("adapter.safetensors".to_string(), "ab".repeat(32))]);
+    let m = serde_json::json!({"train_loss": 1.5});
+    s.add_checkpoint(&id, &by("w1", "key-1", &a), 5, &files, &m).unwrap();
+    clock.fetch_add(20, Ordering::SeqCst);
+    s.heartbeat(&id, &by("w1", "key-1", &a), 30, (5, 10)).unwrap();
+    clock.fetch_add(31, Ordering::SeqCst);
+    let reaped = s.reap_expired(3).unwrap();
+    assert_eq!(
+        reaped.iter().map(|j| (j.id.as_str(), j.status)).collect::<Vec<_>>(),
+        [(id.as_str(), JobStatus::Queued)]
+    );
+    let b = s.lease("w2", "key-2", &cpu, 30).unwrap().unwrap();
+    assert_eq!((b.job.id.as_str(), b.job.attempts), (id.as_str(), 2));
+    assert_eq!(s.checkpoints(&id).unwrap()[0].step, 5, "w2 resumes from the checkpoint");
+    let e = s.heartbeat(&id, &by("w1", "key-1", &a), 30, (6, 10)).unwrap_err();
+    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e}");
+    let done = Finish::Succeeded {
+        trained_tokens: 100,
+        fine_tuned_model: "ft:m:acme".into(),
+        adapter_sha256: "cd".repeat(32),
+        result: Box::default(),
+    };
+    assert!(
+        s.finish(&id, &by("w1", "key-1", &a), &done).is_err(),
+        "the fenced worker cannot finish it"
+    );
+    let j = s.finish(&id, &by("w2", "key-2", &b), &done).unwrap();
+    assert_eq!((j.status, j.trained_tokens), (JobStatus::Succeeded, Some(100)));
+    // Cancelling a running job fences its worker.
+    let c2 = s.lease("w3", "key-3", &cpu, 30).unwrap().unwrap();
+    assert_eq!(c2.job.id, low.id);
+    s.cancel_job(Some(&t.id), &low.id).unwrap();
+    let e = s.heartbeat(&low.id, &by("w3", "key-3", &c2), 30, (1, 2)).unwrap_err().to_string();
+    assert!(e.contains("cancelled"), "{e}");
+    assert!(s
+        .cancel_job(Some(&t.id), &low.id)
+        .unwrap_err()
+        .to_string()
+        .contains("already cancelled"));
+    // Too many lost leases fail the job.
+    let g = s
+        .lease(
+            "gpu-w",
+            "key-4",
+            &Capacity { gpus: 1, memory_gb: 80, models: Some(vec!["m".into()]) },
+            1,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.job.id, gpu.id);
+    clock.fetch_add(2, Ordering::SeqCst);
+    let r = s.reap_expired(1).unwrap();
+    assert_eq!(r[0].status, JobStatus::Failed);
+    assert_eq!(r[0].error.as_ref().unwrap().code, "worker_lost");
+    // Events are newest first with a cursor.
+    let ev = s.events(&id, None, 100).unwrap();
+    assert!(ev.windows(2).all(|w| w[0].id > w[1].id));
+    let older = s.events(&id, Some(ev[1].id), 100).unwrap();
+    assert_eq!(older.len(), ev.len() - 2);
+}
+
+fn hyper() -> Hyperparameters {
+    Hyperparameters {
         n_epochs: 1,
         batch_size: 1,
         learning_rate_multiplier: 1.0,
@@ -160,66 +239,192 @@ fn leases_expire_resume_and_fence_the_old_worker() {
         lora_targets: "q_proj".into(),
         save_every: 5,
         seed: 1,
-    };
-    let low = s.create_job(&mk(&t.id, 0)).unwrap();
-    let gpu = s.create_job(&mk(&hi.id, 1)).unwrap();
-    let high = s.create_job(&mk(&hi.id, 0)).unwrap();
-    for j in [&low, &gpu, &high] {
-        s.job_validated(&j.id, "file-1", None, &hyper).unwrap();
     }
-    let cpu = Capacity { gpus: 0, memory_gb: 16, models: None };
-    let a = s.lease("w1", &cpu, 30).unwrap().unwrap();
-    assert_eq!(a.id, high.id, "priority first; the GPU job does not fit a CPU worker");
-    let files = BTreeMap::from([("adapter.safetensors".to_string(), "ab".repeat(32))]);
-    s.add_checkpoint(&a.id, "w1", 5, &files, &serde_json::json!({"train_loss": 1.5})).unwrap();
-    clock.fetch_add(20, Ordering::SeqCst);
-    s.heartbeat(&a.id, "w1", 30, (5, 10)).unwrap();
-    clock.fetch_add(31, Ordering::SeqCst);
-    let reaped = s.reap_expired(3).unwrap();
-    assert_eq!(
-        reaped.iter().map(|j| (j.id.as_str(), j.status)).collect::<Vec<_>>(),
-        [(a.id.as_str(), JobStatus::Queued)]
-    );
-    let b = s.lease("w2", &cpu, 30).unwrap().unwrap();
-    assert_eq!((b.id.as_str(), b.attempts), (a.id.as_str(), 2));
-    assert_eq!(s.checkpoints(&b.id).unwrap()[0].step, 5, "w2 resumes from the checkpoint");
-    let e = s.heartbeat(&a.id, "w1", 30, (6, 10)).unwrap_err();
-    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e}");
-    let done = Finish::Succeeded {
-        trained_tokens: 100,
-        fine_tuned_model: "ft:m:acme".into(),
-        adapter_sha256: "cd".repeat(32),
-        result: Box::default(),
-    };
-    assert!(s.finish(&a.id, "w1", &done).is_err(), "the fenced worker cannot finish it");
-    let j = s.finish(&a.id, "w2", &done).unwrap();
-    assert_eq!((j.status, j.trained_tokens), (JobStatus::Succeeded, Some(100)));
-    // Cancelling a running job fences its worker.
-    let c2 = s.lease("w3", &cpu, 30).unwrap().unwrap();
-    assert_eq!(c2.id, low.id);
-    s.cancel_job(Some(&t.id), &c2.id).unwrap();
-    let e = s.heartbeat(&c2.id, "w3", 30, (1, 2)).unwrap_err().to_string();
-    assert!(e.contains("cancelled"), "{e}");
-    assert!(s
-        .cancel_job(Some(&t.id), &c2.id)
-        .unwrap_err()
-        .to_string()
-        .contains("already cancelled"));
-    // Too many lost leases fail the job.
-    let g = s
-        .lease("gpu-w", &Capacity { gpus: 1, memory_gb: 80, models: Some(vec!["m".into()]) }, 1)
-        .unwrap()
+}
+
+/// Regression (hardening #8): a second worker key that reuses the first
+/// worker's name could heartbeat, add events and finish its job. A lease
+/// is bound to the key that took it and to a secret token.
+#[test]
+fn a_lease_answers_only_to_its_key_and_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("f.db"));
+    let t = tenant(&s, "acme", None, 10);
+    let j = s
+        .create_job(&NewJob {
+            tenant_id: t.id.clone(),
+            model: "m".into(),
+            training_file: Some("file-1".into()),
+            validation_file: None,
+            trigger: Trigger::Manual,
+            spec: JobSpec::default(),
+        })
         .unwrap();
-    assert_eq!(g.id, gpu.id);
-    clock.fetch_add(2, Ordering::SeqCst);
-    let r = s.reap_expired(1).unwrap();
-    assert_eq!(r[0].status, JobStatus::Failed);
-    assert_eq!(r[0].error.as_ref().unwrap().code, "worker_lost");
-    // Events are newest first with a cursor.
-    let ev = s.events(&a.id, None, 100).unwrap();
-    assert!(ev.windows(2).all(|w| w[0].id > w[1].id));
-    let older = s.events(&a.id, Some(ev[1].id), 100).unwrap();
-    assert_eq!(older.len(), ev.len() - 2);
+    s.job_validated(&j.id, "file-1", None, &hyper()).unwrap();
+    let cap = Capacity { gpus: 0, memory_gb: 16, models: None };
+    let l = s.lease("w1", "key-a", &cap, 30).unwrap().unwrap();
+    assert_eq!(l.token.len(), 32);
+    let impostors = [
+        LeaseRef { worker: "w1", key: "key-b", token: &l.token },
+        LeaseRef { worker: "w1", key: "key-a", token: "0".repeat(32).as_str() },
+        LeaseRef { worker: "w2", key: "key-a", token: &l.token },
+    ]
+    .map(|r| (r.worker.to_string(), r.key.to_string(), r.token.to_string()));
+    for (w, k, tok) in &impostors {
+        let by = LeaseRef { worker: w, key: k, token: tok };
+        for e in [
+            s.heartbeat(&j.id, &by, 30, (1, 2)).map(|_| ()).unwrap_err(),
+            s.worker_event(&j.id, &by, Level::Info, "injected", None).map(|_| ()).unwrap_err(),
+            s.add_checkpoint(&j.id, &by, 1, &BTreeMap::new(), &serde_json::json!({}))
+                .map(|_| ())
+                .unwrap_err(),
+            s.finish(
+                &j.id,
+                &by,
+                &Finish::Failed(JobError { code: "x".into(), message: "junk".into(), param: None }),
+            )
+            .map(|_| ())
+            .unwrap_err(),
+        ] {
+            assert!(matches!(e, StoreError::LeaseLost { .. }), "{w}/{k}: {e}");
+        }
+    }
+    assert!(s.events(&j.id, None, 100).unwrap().iter().all(|e| e.message != "injected"));
+    let real = LeaseRef { worker: "w1", key: "key-a", token: &l.token };
+    s.heartbeat(&j.id, &real, 30, (1, 2)).unwrap();
+    assert_eq!(s.job(None, &j.id).unwrap().status, JobStatus::Running);
+}
+
+/// Regression (hardening #14): cancelling a threshold job returned its
+/// examples to the pool, and the next tick triggered a new job at once.
+#[test]
+fn a_cancelled_job_holds_its_examples_back_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("f.db"));
+    let t = tenant(&s, "acme", Some(2), 10);
+    let a = s.append_examples(&t.id, &[example("a"), example("b")], "m").unwrap();
+    let job = a.job.expect("threshold reached");
+    s.cancel_job(Some(&t.id), &job.id).unwrap();
+    assert_eq!(
+        s.pending(&t.id).unwrap(),
+        PendingCounts { curated: 0, rejected: 0, claimed: 0, held: 2 }
+    );
+    let new = NewJob {
+        tenant_id: t.id.clone(),
+        model: "m".into(),
+        training_file: None,
+        validation_file: None,
+        trigger: Trigger::Threshold,
+        spec: JobSpec::default(),
+    };
+    assert!(s.job_from_pending(&new, 2, false).unwrap().is_none(), "the cancel re-triggered");
+    // Held examples still count as duplicates.
+    let d = s.append_examples(&t.id, &[example("a")], "m").unwrap();
+    assert_eq!(d.examples[0].status, ExampleStatus::Rejected);
+    // A deliberate train-now takes them; or they are released to the pool.
+    let manual = NewJob { trigger: Trigger::Manual, ..new.clone() };
+    let j = s.job_from_pending(&manual, 1, true).unwrap().expect("train now takes held ones");
+    assert_eq!(s.job_examples(&j.id).unwrap().len(), 2);
+    s.fail_job(&j.id, &JobError { code: "x".into(), message: "y".into(), param: None }).unwrap();
+    assert_eq!(s.pending(&t.id).unwrap().curated, 2, "a failed job gives them back");
+    let j = s.job_from_pending(&new, 2, false).unwrap().unwrap();
+    s.cancel_job(None, &j.id).unwrap();
+    assert_eq!(s.release_held(&t.id).unwrap(), 2);
+    assert_eq!(s.pending(&t.id).unwrap().curated, 2);
+}
+
+/// Regression (hardening #5): a 50 MB feedback post was stored whole. The
+/// tenant's stored bytes are counted in the transactions that store and
+/// delete them, and refused past its quota.
+#[test]
+fn storage_is_counted_and_capped_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir.path().join("f.db"));
+    let settings = TenantSettings { storage_mb: 1, threshold: None, ..TenantSettings::default() };
+    let t = s.create_tenant("small", "free", &settings).unwrap();
+    let other = tenant(&s, "other", None, 10);
+    let half: Vec<NewExample> =
+        (0..2).map(|i| example(&format!("{i}{}", "x".repeat(130_000)))).collect();
+    s.append_examples(&t.id, &half, "m").unwrap();
+    let used = s.storage(&t.id).unwrap();
+    assert!(used.used_bytes > 520_000 && used.limit_bytes == Some(1 << 20), "{used:?}");
+    let more: Vec<NewExample> =
+        (2..6).map(|i| example(&format!("{i}{}", "x".repeat(130_000)))).collect();
+    let e = s.append_examples(&t.id, &more, "m").unwrap_err();
+    assert!(matches!(e, StoreError::StorageQuota { .. }), "{e}");
+    assert!(e.to_string().contains("quota"), "{e}");
+    assert_eq!(s.pending(&t.id).unwrap().curated, 2, "the refused append stored nothing");
+    assert_eq!(s.storage(&t.id).unwrap(), used);
+    // Another tenant is not affected; uploads count, generated files do not.
+    s.append_examples(&other.id, &more, "m").unwrap();
+    let file = |id: &str, origin, bytes| FileRow {
+        id: id.into(),
+        tenant_id: t.id.clone(),
+        purpose: "fine-tune".into(),
+        filename: "x.jsonl".into(),
+        bytes,
+        sha256: "00".repeat(32),
+        lines: 1,
+        status: "processed".into(),
+        status_details: None,
+        created_at: 0,
+        origin,
+    };
+    s.insert_file(&file("file-gen", FileOrigin::Generated, 900_000)).unwrap();
+    assert_eq!(s.storage(&t.id).unwrap(), used);
+    assert!(matches!(
+        s.insert_file(&file("file-big", FileOrigin::Upload, 900_000)),
+        Err(StoreError::StorageQuota { .. })
+    ));
+    s.insert_file(&file("file-up", FileOrigin::Upload, 100_000)).unwrap();
+    assert_eq!(s.storage(&t.id).unwrap().used_bytes, used.used_bytes + 100_000);
+    s.delete_file(&t.id, "file-up").unwrap();
+    assert_eq!(s.storage(&t.id).unwrap(), used);
+    assert!(matches!(s.delete_file(&other.id, "file-gen"), Err(StoreError::NotFound { .. })));
+}
+
+/// Regression (hardening #9): `revoked_at` was read but never written;
+/// keys could not be listed, revoked, expired or rotated, and a tenant key
+/// for a missing tenant silently created the tenant.
+#[test]
+fn keys_are_listed_revoked_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicI64::new(1_000));
+    let c = clock.clone();
+    let s = open(&dir.path().join("f.db")).with_clock(move || c.load(Ordering::SeqCst));
+    let t = tenant(&s, "acme", None, 10);
+    let new = |tenant_id: Option<String>, role, hash: &str, expires_at| NewKey {
+        tenant_id,
+        role,
+        hash: hash.into(),
+        prefix: "forja-sk-123".into(),
+        name: Some("ci".into()),
+        expires_at,
+    };
+    let k = s.create_key(&new(Some(t.id.clone()), Role::Tenant, "h1", None)).unwrap();
+    let soon = s.create_key(&new(Some(t.id.clone()), Role::Tenant, "h2", Some(1_100))).unwrap();
+    let admin = s.create_key(&new(None, Role::Admin, "h3", None)).unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    assert!(matches!(
+        s.create_key(&new(Some("tn-missing".into()), Role::Tenant, "h4", None)),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.create_key(&new(None, Role::Tenant, "h5", None)).is_err());
+    assert!(s.create_key(&new(Some(t.id.clone()), Role::Worker, "h6", None)).is_err());
+    assert_eq!(s.key_by_hash("h2").unwrap().unwrap().id, soon.id);
+    clock.store(1_100, Ordering::SeqCst);
+    assert!(s.key_by_hash("h2").unwrap().is_none(), "expired");
+    assert_eq!(s.keys(Some(&t.id)).unwrap().len(), 2, "expired keys are still listed");
+    assert_eq!(s.keys(None).unwrap().len(), 3);
+    let r = s.revoke_key(Some(&t.id), &k.id).unwrap();
+    assert_eq!(r.revoked_at, Some(1_100));
+    assert!(s.key_by_hash("h1").unwrap().is_none(), "revoked");
+    assert!(!r.is_live(1_100));
+    assert!(matches!(s.revoke_key(Some(&t.id), &admin.id), Err(StoreError::NotFound { .. })));
+    let e = s.expire_key(&admin.id, 2_000).unwrap();
+    assert_eq!(e.expires_at, Some(2_000));
+    assert_eq!(s.expire_key(&admin.id, 5_000).unwrap().expires_at, Some(2_000), "never later");
+    assert!(s.key_by_hash("h3").unwrap().is_some());
 }
 
 #[test]
@@ -239,6 +444,7 @@ fn rows_of_other_tenants_are_not_found() {
         status: "processed".into(),
         status_details: None,
         created_at: 0,
+        origin: FileOrigin::Upload,
     };
     s.insert_file(&f).unwrap();
     assert!(matches!(s.file(&b.id, "file-1"), Err(StoreError::NotFound { .. })));

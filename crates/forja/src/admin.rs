@@ -5,7 +5,8 @@
 use crate::args::{DataDirArgs, JobsCommand, KeysCommand, TenantFlags, TenantsCommand};
 use anyhow::{bail, Context, Result};
 use forja_control::{keys, schedule};
-use forja_store::{JobStatus, Role, SqliteStore, Store, StoreError, TenantSettings, Tier};
+use forja_store::prelude::*;
+use forja_store::{JobStatus, Role, SqliteStore, TenantSettings, Tier};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,19 +63,27 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
         s.webhook_secret = Some(k.clone());
     }
     if let Some(j) = &f.job_spec {
-        let v: serde_json::Value =
-            serde_json::from_str(j).with_context(|| format!("--job-spec: not JSON: {j}"))?;
-        const KEYS: [&str; 6] =
-            ["hyperparameters", "resources", "time_limit_s", "suffix", "seed", "metadata"];
-        if let Some(k) = v.as_object().and_then(|o| o.keys().find(|k| !KEYS.contains(&k.as_str())))
-        {
-            bail!("--job-spec: unknown key `{k}` (known: {})", KEYS.join(", "));
-        }
-        let spec: forja_store::JobSpec =
-            serde_json::from_value(v).with_context(|| format!("--job-spec: {j}"))?;
-        // Fail now on hyperparameters no job could train with.
+        let w: forja_server::wire::jobs::SpecWire =
+            serde_json::from_str(j).map_err(|e| anyhow::anyhow!("--job-spec: {e}"))?;
+        let spec = w.spec().map_err(|(p, why)| anyhow::anyhow!("--job-spec: `{p}`: {why}"))?;
+        // Fail now on a spec no job could train with.
+        forja_control::hyper::check_spec(&spec).context("--job-spec")?;
         forja_control::hyper::resolve(&spec.hyperparameters, 100, 0).context("--job-spec")?;
         s.job_spec = (spec != forja_store::JobSpec::default()).then_some(spec);
+    }
+    if let Some(m) = f.storage_mb {
+        s.storage_mb = m;
+    }
+    if !f.pii_deny.is_empty() {
+        s.pii_deny = f.pii_deny.iter().filter(|n| !n.trim().is_empty()).cloned().collect();
+        forja_data::pii::Scrubber::new(&forja_data::pii::PiiConfig {
+            deny_list: s.pii_deny.clone(),
+            ..Default::default()
+        })
+        .context("--pii-deny")?;
+    }
+    if let Some(a) = f.allow_forced_promotion {
+        s.allow_forced_promotion = a;
     }
     if let Some(p) = &f.gate_policy {
         let text =
@@ -127,26 +136,90 @@ pub fn tenants(cmd: TenantsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn when(t: Option<i64>) -> String {
+    t.map_or("-".into(), |t| t.to_string())
+}
+
 pub fn keys(cmd: KeysCommand) -> Result<ExitCode> {
-    let KeysCommand::Create { tenant, worker, data } = cmd;
-    let store = open(&data, Duration::from_secs(5))?;
-    let (key, _) = match (tenant, worker) {
-        (_, true) => keys::create(&store, None, Role::Worker)?,
-        (Some(name), false) => {
-            let t = match store.tenant_by_name(&name) {
-                Ok(t) => t,
-                Err(StoreError::NotFound { .. }) => {
-                    let t = store.create_tenant(&name, "standard", &TenantSettings::default())?;
-                    eprintln!("created tenant `{name}` ({})", t.id);
-                    t
-                }
-                Err(e) => return Err(e.into()),
+    match cmd {
+        KeysCommand::Create { tenant, worker, admin, create_tenant, name, expires_in, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let role = match (&tenant, worker, admin) {
+                (_, true, _) => Role::Worker,
+                (_, _, true) => Role::Admin,
+                (Some(_), false, false) => Role::Tenant,
+                (None, false, false) => bail!("give --tenant NAME, --worker or --admin"),
             };
-            keys::create(&store, Some(&t.id), Role::Tenant)?
+            let tenant_id = match &tenant {
+                None => None,
+                Some(n) => Some(match store.tenant_by_name(n) {
+                    Ok(t) => t.id,
+                    Err(forja_store::StoreError::NotFound { .. }) if create_tenant => {
+                        let t = store.create_tenant(n, "standard", &TenantSettings::default())?;
+                        eprintln!("created tenant `{n}` ({})", t.id);
+                        t.id
+                    }
+                    Err(forja_store::StoreError::NotFound { .. }) => bail!(
+                        "no tenant `{n}`: create it with `forja tenants create {n}` (or pass --create-tenant)"
+                    ),
+                    Err(e) => return Err(e.into()),
+                }),
+            };
+            let expires_at =
+                expires_in.map(|s| store.now().saturating_add(s.min(i64::MAX as u64) as i64));
+            let spec = keys::KeySpec { tenant_id, name, expires_at };
+            let (key, row) = keys::create(&store, role, &spec)?;
+            eprintln!("created {} key {} (shown once)", role.as_str(), row.id);
+            println!("{key}");
         }
-        (None, false) => bail!("give --tenant NAME, or --worker"),
-    };
-    println!("{key}");
+        KeysCommand::List { tenant, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let tid = tenant.map(|n| store.tenant_by_name(&n).map(|t| t.id)).transpose()?;
+            let names: std::collections::HashMap<String, String> =
+                store.tenants()?.into_iter().map(|t| (t.id, t.name)).collect();
+            let now = store.now();
+            println!(
+                "{:<28} {:<7} {:<16} {:<18} {:<12} {:>11} {:>11}  live",
+                "id", "role", "tenant", "prefix", "name", "expires_at", "revoked_at"
+            );
+            for k in store.keys(tid.as_deref())? {
+                let tenant =
+                    k.tenant_id.as_ref().and_then(|t| names.get(t)).map_or("-", String::as_str);
+                println!(
+                    "{:<28} {:<7} {:<16} {:<18} {:<12} {:>11} {:>11}  {}",
+                    k.id,
+                    k.role.as_str(),
+                    tenant,
+                    k.prefix,
+                    k.name.as_deref().unwrap_or("-"),
+                    when(k.expires_at),
+                    when(k.revoked_at),
+                    if k.is_live(now) { "yes" } else { "no" }
+                );
+            }
+        }
+        KeysCommand::Revoke { id, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let k = store.revoke_key(None, &id)?;
+            eprintln!("{} revoked at {}", k.id, when(k.revoked_at));
+        }
+        KeysCommand::Rotate { id, grace, data } => {
+            let store = open(&data, Duration::from_secs(5))?;
+            let (key, new, old) =
+                keys::rotate(&store, None, &id, grace.min(i64::MAX as u64) as i64)?;
+            eprintln!(
+                "{} replaces {} (which {})",
+                new.id,
+                old.id,
+                match (old.revoked_at, old.expires_at) {
+                    (Some(_), _) => "is revoked".to_string(),
+                    (None, Some(t)) => format!("expires at {t}"),
+                    (None, None) => "stays valid".to_string(),
+                }
+            );
+            println!("{key}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

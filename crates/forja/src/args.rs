@@ -151,6 +151,8 @@ impl SamplingArgs {
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
             ignore_eos: self.ignore_eos,
+            logprobs: None,
+            prompt_logprobs: None,
             sampling: SamplingParams {
                 temperature: self.temperature,
                 top_k: self.top_k,
@@ -267,6 +269,10 @@ pub enum ModelsCommand {
         /// Why (recorded).
         #[arg(long, default_value = "manual rollback")]
         reason: String,
+        /// Take the champion out instead: the base model serves again (for a
+        /// first champion, which has nothing to roll back to).
+        #[arg(long)]
+        to_base: bool,
         /// Recorded as who rolled back.
         #[arg(long, default_value = "cli")]
         actor: String,
@@ -431,18 +437,20 @@ pub struct TrainFlags {
     pub threads: Option<usize>,
 }
 
-/// Seconds from `900`, `30s`, `15m` or `2h`.
+/// Seconds from `900`, `30s`, `15m`, `2h` or `7d`.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.chars().last() {
         Some('s') => (&s[..s.len() - 1], 1),
         Some('m') => (&s[..s.len() - 1], 60),
         Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86_400),
         _ => (s, 1),
     };
-    num.trim()
+    let n = num
+        .trim()
         .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("`{s}` is not a duration like 900, 30s, 15m or 2h"))
+        .map_err(|_| format!("`{s}` is not a duration like 900, 30s, 15m, 2h or 7d"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too long"))
 }
 
 #[derive(Debug, Args)]
@@ -709,6 +717,36 @@ pub struct ServeArgs {
     /// council members named in public minutes). Applies to every tenant of the node.
     #[arg(long = "pii-allow", value_name = "NAME")]
     pub pii_allow: Vec<String>,
+    /// Largest JSON body of every non-inference route, KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_json_kb: usize,
+    /// Sequences (prompts × n) one tenant may have queued or generating; more is 429.
+    #[arg(long, default_value_t = 32)]
+    pub tenant_max_inflight: usize,
+    /// Sequences the node accepts in all before answering 429.
+    #[arg(long, default_value_t = 256)]
+    pub max_queue: usize,
+    /// Largest response_format schema, regex or grammar, KiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_grammar_kb: usize,
+    /// The URL workers reach this node at (signed download URLs name it).
+    /// Default: http://HOST:PORT as bound.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// A bearer token that reads /metrics (Prometheus' bearer_token); with it,
+    /// /metrics needs the token or an admin key.
+    #[arg(long, env = "FORJA_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Label per-tenant metrics with the tenant's name (then /metrics needs the
+    /// metrics token or an admin key).
+    #[arg(long)]
+    pub metrics_tenant_labels: bool,
+    /// Refuse webhook targets that resolve to loopback, private or link-local addresses.
+    #[arg(long)]
+    pub webhook_deny_private: bool,
+    /// Webhook deliveries in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub webhook_concurrency: usize,
 }
 
 impl ServeArgs {
@@ -894,6 +932,16 @@ pub struct TenantFlags {
     /// HMAC-SHA256 key of the webhook signature.
     #[arg(long)]
     pub webhook_secret: Option<String>,
+    /// Storage quota of uploads, golden sets, examples and the completion log, MiB
+    /// (0: no limit).
+    #[arg(long)]
+    pub storage_mb: Option<u64>,
+    /// A name always masked in this tenant's data (repeatable; "" clears the list).
+    #[arg(long = "pii-deny", value_name = "NAME")]
+    pub pii_deny: Vec<String>,
+    /// Whether this tenant's own keys may force a promotion the gate refused.
+    #[arg(long)]
+    pub allow_forced_promotion: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -928,14 +976,52 @@ pub enum TenantsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create a key and print it (alone, on stdout). Creates the tenant if needed.
+    /// Create a key and print it (alone, on stdout; shown once).
     Create {
-        /// The tenant the key acts for.
-        #[arg(long, required_unless_present = "worker")]
+        /// The tenant the key acts for (it must exist: `forja tenants create`).
+        #[arg(long, required_unless_present_any = ["worker", "admin"])]
         tenant: Option<String>,
         /// A worker key instead (leases training jobs of any tenant).
-        #[arg(long, conflicts_with = "tenant")]
+        #[arg(long, conflicts_with_all = ["tenant", "admin"])]
         worker: bool,
+        /// An admin key instead (keys, tenants, metrics, any tenant via X-Forja-Tenant).
+        #[arg(long, conflicts_with = "tenant")]
+        admin: bool,
+        /// Create the tenant (standard tier) if it does not exist.
+        #[arg(long, requires = "tenant")]
+        create_tenant: bool,
+        /// A name for people (`ci`, `secretary-laptop`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Expire after this long: `90d`, `12h`, `30m`, `3600s` or seconds.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<u64>,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List keys (prefix, role, tenant, expiry, revoked), never their text.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Revoke a key now.
+    Revoke {
+        /// The key's id (`key-…`).
+        id: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Replace a key: prints a new one with the same role and tenant; the old one
+    /// keeps working for --grace.
+    Rotate {
+        /// The key's id (`key-…`).
+        id: String,
+        /// How long the old key keeps working: `1h`, `7d`… (default: revoked now).
+        #[arg(long, value_parser = parse_duration, default_value = "0")]
+        grace: u64,
         #[command(flatten)]
         data: DataDirArgs,
     },

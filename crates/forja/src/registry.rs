@@ -7,8 +7,10 @@ use crate::admin;
 use crate::args::{DataDirArgs, GoldenCommand, ModelsCommand};
 use anyhow::{Context, Result};
 use forja_control::feedback::Curator;
-use forja_control::{Control, ControlConfig, LocalBus};
-use forja_store::{ModelVersion, Registry, Store};
+use forja_control::registry::Actor;
+use forja_control::{Control, ControlConfig, ModelNames};
+use forja_store::prelude::*;
+use forja_store::{LocalBus, ModelVersion};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +21,12 @@ fn control(data: &DataDirArgs) -> Result<(Control, tokio::runtime::Runtime)> {
     let store: Arc<dyn Store> = Arc::new(admin::open(data, Duration::from_secs(10))?);
     let spec = std::env::var("FORJA_ARTIFACTS").ok();
     let artifacts =
-        forja_store::Artifacts::open(&crate::serve::artifact_config(spec.as_deref(), &dir)?)?;
+        forja_store::Artifacts::open(&forja_server::node::artifact_config(spec.as_deref(), &dir)?)?;
     let cfg = ControlConfig {
-        default_model: "default".into(),
-        models: Vec::new(),
+        model: ModelNames { public: "default".into(), aliases: Vec::new() },
         lease_ttl_s: 30,
         max_attempts: 5,
-        url_secret: crate::serve::url_secret(&dir)?,
+        url_secret: forja_server::node::url_secret(&dir)?,
     };
     let c = Control::new(
         store,
@@ -99,20 +100,22 @@ pub fn models(cmd: &ModelsCommand) -> Option<Result<ExitCode>> {
                 let (c, rt) = control(data)?;
                 let t = c.store.tenant_by_name(tenant)?;
                 let id = c.store.version_or_alias(&t.id, v)?.id;
-                let m = rt.block_on(c.promote(&t, &id, actor, *force))?;
+                // Whoever runs the CLI on the data directory is the operator.
+                let who = Actor { name: actor.clone(), admin: true };
+                let m = rt.block_on(c.promote(&t, &id, &who, *force))?;
                 eprintln!(
                     "champion of `{tenant}`: {} (was {})",
-                    m.version.id,
+                    m.version.map_or("the base model".into(), |v| v.id),
                     m.previous_id.as_deref().unwrap_or("the base model")
                 );
             }
-            ModelsCommand::Rollback { tenant, reason, actor, data } => {
+            ModelsCommand::Rollback { tenant, reason, to_base, actor, data } => {
                 let (c, rt) = control(data)?;
                 let t = c.store.tenant_by_name(tenant)?;
-                let m = rt.block_on(c.rollback(&t, actor, reason))?;
+                let m = rt.block_on(c.rollback(&t, actor, reason, *to_base))?;
                 eprintln!(
                     "champion of `{tenant}` rolled back to {} ({} archived)",
-                    m.version.id,
+                    m.version.map_or("the base model".into(), |v| v.id),
                     m.previous_id.as_deref().unwrap_or("-")
                 );
             }

@@ -4,10 +4,10 @@
 use crate::args::{MergeArgs, PretrainArgs, TrainArgs, TrainFlags};
 use crate::models;
 use anyhow::{bail, Context, Result};
-use forja_engine::lora::{parse_targets, Adapter, LoraConfig};
+use forja_engine::lora::parse_targets;
 use forja_engine::train::pretrain::PretrainConfig;
-use forja_engine::train::{self, Event, OnBadLine, TrainConfig, TrainReport, Trainable};
-use forja_engine::{ChatTemplate, Engine, LoadOptions};
+use forja_engine::train::{self, Event, LoraData, LoraPlan, OnBadLine, TrainConfig, TrainReport};
+use forja_engine::{Engine, LoadOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use std::path::Path;
@@ -172,15 +172,20 @@ fn data_report(r: &train::DataReport) {
     }
 }
 
-pub fn train(a: TrainArgs) -> Result<ExitCode> {
+/// The plan of `forja train`: the engine's defaults (the same the
+/// control plane's worker starts from), then the config file, then flags.
+fn plan(a: &TrainArgs) -> Result<LoraPlan> {
     let file = read_config(a.config.as_deref())?;
-    let cfg = apply_flags(file.train.unwrap_or_default(), &a.flags)?;
+    let mut p = LoraPlan {
+        train: apply_flags(file.train.unwrap_or_default(), &a.flags)?,
+        ..Default::default()
+    };
     let lf = file.lora.unwrap_or_default();
-    let mut lcfg = LoraConfig::default();
-    lcfg.r = a.lora_r.or(lf.r).unwrap_or(lcfg.r);
-    lcfg.alpha = a.lora_alpha.or(lf.alpha).unwrap_or(lcfg.alpha);
-    lcfg.dropout = a.lora_dropout.or(lf.dropout).unwrap_or(lcfg.dropout);
-    lcfg.rslora = a.rslora || lf.rslora.unwrap_or(false);
+    let l = &mut p.lora;
+    l.r = a.lora_r.or(lf.r).unwrap_or(l.r);
+    l.alpha = a.lora_alpha.or(lf.alpha).unwrap_or(LoraPlan::default_alpha(l.r));
+    l.dropout = a.lora_dropout.or(lf.dropout).unwrap_or(l.dropout);
+    l.rslora = a.rslora || lf.rslora.unwrap_or(false);
     let targets = match (&a.target_modules, lf.target_modules) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(Targets::One(t))) => Some(t),
@@ -188,51 +193,35 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         (None, None) => None,
     };
     if let Some(t) = targets {
-        lcfg.targets = parse_targets(&t)?;
+        l.targets = parse_targets(&t)?;
     }
-    lcfg.validate()?;
+    p.validate()?;
+    Ok(p)
+}
+
+pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    let plan = plan(&a)?;
     let path = models::resolve(&a.base)?;
     let opts = LoadOptions { threads: a.flags.threads, dequantize: true, ..Default::default() };
     let engine = crate::run::load_with(&path, &opts)?;
-    let template = engine.chat_template().map(|src| ChatTemplate::new(src, "", "")).transpose()?;
-    let load = |path: &Path| -> Result<Vec<train::data::Example>> {
-        let (examples, rep) = train::load_jsonl(
-            path,
-            engine.tokenizer(),
-            template.as_ref(),
-            cfg.max_len,
-            cfg.on_bad_line,
-        )?;
-        data_report(&rep);
-        Ok(examples)
-    };
-    let tr = load(&a.data)?;
-    let val = a.val.as_deref().map(load).transpose()?.unwrap_or_default();
-    let adapter = engine.install(|| Adapter::new(engine.model(), &lcfg, &a.base, cfg.seed))?;
-    eprintln!(
-        "LoRA r={} alpha={} dropout={} on {}: {} parameters",
-        lcfg.r,
-        lcfg.alpha,
-        lcfg.dropout,
-        lcfg.targets.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
-        adapter.num_params()
-    );
+    let data = LoraData::load(&engine, &plan, &a.data, a.val.as_deref())?;
+    data.reports.iter().for_each(data_report);
+    let l = &plan.lora;
     let (bar, mut cb) = progress();
-    let report = engine.install(|| {
-        train::train(
-            engine.model(),
-            Trainable::Lora(&adapter),
-            &tr,
-            &val,
-            &cfg,
-            &a.out,
-            a.flags.resume,
-            &mut |dir| adapter.save(dir),
-            &mut cb,
+    bar.suspend(|| {
+        eprintln!(
+            "LoRA r={} alpha={} dropout={} on {}",
+            l.r,
+            l.alpha,
+            l.dropout,
+            l.targets.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
         )
     });
+    let out = train::fine_tune(&engine, &plan, &data, &a.base, &a.out, a.flags.resume, &mut cb);
     bar.finish_and_clear();
-    summarize(&report?, &a.out);
+    let (adapter, report) = out?;
+    eprintln!("{} trainable parameters", adapter.num_params());
+    summarize(&report, &a.out);
     Ok(ExitCode::SUCCESS)
 }
 

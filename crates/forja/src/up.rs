@@ -5,9 +5,9 @@
 
 use crate::args::UpArgs;
 use crate::demo::{self, DemoConfig};
-use crate::serve::Node;
 use anyhow::{Context, Result};
 use forja_control::keys;
+use forja_server::node::Node;
 use forja_store::{
     Auto, HyperRequest, JobSpec, Role, Store, StoreError, Tenant, TenantSettings, Tier,
 };
@@ -37,16 +37,16 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
         let _ = std::io::stdin().read_line(&mut line);
         run_demo = line.trim().eq_ignore_ascii_case("y");
     }
-    let council = run_demo.then(|| forja_data::demo::council(demo_seed));
+    let council = run_demo.then(|| demo::scenario::council(demo_seed));
     if let Some(c) = &council {
         // Officials' names are public in minutes: the scrubber keeps them.
-        serve.pii_allow.extend(forja_data::demo::public_names(c));
+        serve.pii_allow.extend(demo::scenario::public_names(c));
         if serve.embedding_model == "auto" {
             // The report's semantic similarity needs the embedder.
             serve.embedding_model = "minilm".into();
         }
     }
-    let node = Node::start(&serve)?;
+    let node = Node::start(crate::serve::node_config(&serve)?)?;
     let store = node.store.clone();
     let (tenant, new_key) = ensure_tenant(&*store, &tenant_name, TenantSettings::default())?;
     let url = format!("http://{}", node.addr);
@@ -123,7 +123,8 @@ fn ensure_tenant(
         Ok(t) => Ok((t, None)),
         Err(StoreError::NotFound { .. }) => {
             let t = store.create_tenant(name, Tier::Standard.name(), &settings)?;
-            let (key, _) = keys::create(store, Some(&t.id), Role::Tenant)?;
+            let spec = keys::KeySpec { tenant_id: Some(t.id.clone()), ..Default::default() };
+            let (key, _) = keys::create(store, Role::Tenant, &spec)?;
             Ok((t, Some(key)))
         }
         Err(e) => Err(e.into()),
@@ -169,7 +170,10 @@ fn demo_key(store: &dyn Store, dir: &Path, settings: TenantSettings) -> Result<S
     }
     let key = match created {
         Some(k) => k,
-        None => keys::create(store, Some(&t.id), Role::Tenant)?.0,
+        None => {
+            let spec = keys::KeySpec { tenant_id: Some(t.id.clone()), ..Default::default() };
+            keys::create(store, Role::Tenant, &spec)?.0
+        }
     };
     write_private(&path, &key)?;
     Ok(key)

@@ -253,7 +253,7 @@ fn kill_9_of_forja_up_during_demo_training_resumes_and_completes_the_loop() {
 
     // Nothing lost, nothing used twice: one job, attempt 2, every curated
     // example claimed by it, and its training files hold each once.
-    use forja_store::Store;
+    use forja_store::prelude::*;
     let store =
         forja_store::SqliteStore::open(&data.join("forja.db"), Duration::from_secs(5)).unwrap();
     let tenant = store.tenant_by_name("demo-actas").unwrap();

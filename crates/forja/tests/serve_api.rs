@@ -256,7 +256,7 @@ fn register(data: &Path, tenant: &str, dir: &Path) -> String {
         files.insert(p.file_name().unwrap().to_string_lossy().into_owned(), sha);
     }
     let store = SqliteStore::open(&data.join("forja.db"), Duration::from_secs(5)).unwrap();
-    let t = forja_store::Store::tenant_by_name(&store, tenant).unwrap();
+    let t = forja_store::Tenants::tenant_by_name(&store, tenant).unwrap();
     let new = NewVersion {
         tenant_id: t.id,
         job_id: None,

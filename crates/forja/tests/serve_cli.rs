@@ -158,7 +158,11 @@ fn threshold_trigger_creates_exactly_one_job_per_crossing_under_concurrent_posts
     let created: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     assert_eq!(created.len(), threads * per / 20, "{created:?}");
     let (_, st) = get(&s, "/v1/learning/status", &k);
-    assert_eq!(st["pending"], json!({"curated": 0, "rejected": 0, "claimed": 80}), "{st}");
+    assert_eq!(
+        st["pending"],
+        json!({"curated": 0, "rejected": 0, "claimed": 80, "held": 0}),
+        "{st}"
+    );
     assert_eq!(st["recent_jobs"].as_array().unwrap().len(), 4, "{st}");
     // Each job is validated into a training file of its own 20 examples.
     for id in &created {
@@ -450,6 +454,30 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
     assert!(status["pending"]["curated"].as_u64().unwrap() >= 1, "{status}");
 }
 
+/// A POST with extra headers: (status, body).
+fn post_with(
+    s: &Server,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, Value) {
+    let mut req = agent()
+        .post(format!("{}{path}", s.url))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send(body.to_string()).unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Regression (hardening #8): a second worker key using the first worker's
+/// name could heartbeat, inject an event the tenant read, and finish the
+/// job. A lease answers only to its key and its token; the artifact
+/// upload checks the hash; signed URLs name the configured public URL.
 #[test]
 fn a_worker_cannot_store_an_artifact_under_a_wrong_hash_or_act_without_the_lease() {
     let tmp = tempfile::tempdir().unwrap();
@@ -457,7 +485,13 @@ fn a_worker_cannot_store_an_artifact_under_a_wrong_hash_or_act_without_the_lease
     let data = tmp.path().join("data");
     let k = key(&data, &["--tenant", "acme"]);
     let kw = key(&data, &["--worker"]);
-    let s = serve(&data, &model, &["--workers", "0"], &[]);
+    let kw2 = key(&data, &["--worker"]);
+    let s = serve(
+        &data,
+        &model,
+        &["--workers", "0", "--public-url", "http://forja.internal:1234"],
+        &[],
+    );
     let fid = upload(&s, &k, "t.jsonl", &chat_jsonl(4)).1["id"].as_str().unwrap().to_string();
     let id = post(&s, "/v1/fine_tuning/jobs", &k, json!({"model": model, "training_file": fid})).1
         ["id"]
@@ -465,51 +499,72 @@ fn a_worker_cannot_store_an_artifact_under_a_wrong_hash_or_act_without_the_lease
         .unwrap()
         .to_string();
     wait_job(&s, &k, &id, "queued", Duration::from_secs(30));
-    let (st, lease, _) = post(
+    let (st, lease) = post_with(
         &s,
         "/v1/worker/lease",
         &kw,
+        &[("host", "evil.example")],
         json!({"worker": "probe", "capacity": {"gpus": 0, "memory_gb": 8, "models": null}}),
     );
     assert_eq!((st, lease["job"]["id"].as_str()), (200, Some(id.as_str())), "{lease}");
-    // The signed URL works without a key; a tampered one does not.
+    let token = lease["token"].as_str().unwrap().to_string();
+    // The signed URL names the public URL, never the request's Host; with
+    // the node's own address it works without a key, tampered it does not.
     let url = lease["urls"][lease["training_sha"].as_str().unwrap()].as_str().unwrap().to_string();
+    assert!(url.starts_with("http://forja.internal:1234/v1/artifacts/"), "{url}");
+    let url = url.replace("http://forja.internal:1234", &s.url);
     assert_eq!(agent().get(&url).call().unwrap().status().as_u16(), 200);
     assert_eq!(agent().get(url.replace("sig=", "sig=0")).call().unwrap().status().as_u16(), 403);
-    let put = |worker: &str, sha: &str, body: &[u8]| {
+    let put = |key: &str, worker: &str, tok: &str, sha: &str, body: &[u8]| {
         let mut r = agent()
             .put(format!("{}/v1/worker/jobs/{id}/artifacts", s.url))
-            .header("authorization", format!("Bearer {kw}"))
+            .header("authorization", format!("Bearer {key}"))
             .header("x-forja-sha256", sha)
             .header("x-forja-worker", worker)
+            .header("x-forja-lease", tok)
             .send(body)
             .unwrap();
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     };
-    let (st, body) = put("probe", &"ab".repeat(32), b"adapter bytes");
+    let (st, body) = put(&kw, "probe", &token, &"ab".repeat(32), b"adapter bytes");
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("hash_mismatch") && body.contains("upload it again"), "{body}");
-    assert_eq!(put("intruder", &"ab".repeat(32), b"x").0, 409, "only the lease holder uploads");
-    let (st, e, _) = post(
-        &s,
-        &format!("/v1/worker/jobs/{id}/finish"),
-        &kw,
-        json!({"worker": "probe", "outcome": {
+    let sha = forja_store::sha256_hex(b"x");
+    assert_eq!(put(&kw, "intruder", &token, &sha, b"x").0, 409, "another worker name");
+    assert_eq!(put(&kw2, "probe", &token, &sha, b"x").0, 409, "another worker key, same name");
+    assert_eq!(put(&kw, "probe", "0123", &sha, b"x").0, 409, "a wrong token");
+    let lease_h = [("x-forja-lease", token.as_str())];
+    let finish = json!({"worker": "probe", "outcome": {
         "status": "succeeded", "trained_tokens": 1, "fine_tuned_model": "x", "adapter_sha256": "cd".repeat(32),
-        "result": {"adapter_files": {}, "steps": 1, "stopped_by": "completed", "kept_step": 1, "best_val_loss": null, "first_loss": null, "last_loss": null, "seconds": 0.0}}}),
-    );
+        "result": {"adapter_files": {}, "steps": 1, "stopped_by": "completed", "kept_step": 1, "best_val_loss": null, "first_loss": null, "last_loss": null, "seconds": 0.0}}});
+    let (st, e) =
+        post_with(&s, &format!("/v1/worker/jobs/{id}/finish"), &kw, &lease_h, finish.clone());
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (404, Some("not_found")),
         "an adapter that was never uploaded: {e}"
     );
-    let (st, _, _) = post(
-        &s,
-        &format!("/v1/worker/jobs/{id}/heartbeat"),
-        &kw,
-        json!({"worker": "intruder", "step": 1, "total_steps": 2}),
+    // The impersonation of the report: same name, another key, the real token.
+    let hb = json!({"worker": "probe", "step": 1, "total_steps": 2});
+    assert_eq!(
+        post_with(&s, &format!("/v1/worker/jobs/{id}/heartbeat"), &kw2, &lease_h, hb.clone()).0,
+        409
     );
-    assert_eq!(st, 409);
+    let ev = json!({"worker": "probe", "level": "info", "message": "injected by an intruder", "data": null});
+    assert_eq!(
+        post_with(&s, &format!("/v1/worker/jobs/{id}/events"), &kw2, &lease_h, ev.clone()).0,
+        409
+    );
+    assert_eq!(
+        post_with(&s, &format!("/v1/worker/jobs/{id}/finish"), &kw2, &lease_h, finish).0,
+        409
+    );
+    // Without the token: a clear 400.
+    let (st, e) = post_with(&s, &format!("/v1/worker/jobs/{id}/heartbeat"), &kw, &[], hb.clone());
+    assert_eq!((st, e["error"]["param"].as_str()), (400, Some("x-forja-lease")), "{e}");
+    assert_eq!(post_with(&s, &format!("/v1/worker/jobs/{id}/heartbeat"), &kw, &lease_h, hb).0, 200);
+    let (_, events) = get(&s, &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), &k);
+    assert!(!events.to_string().contains("injected"), "{events}");
     assert_eq!(job_status(&s, &k, &id)["status"], "running");
 }
 

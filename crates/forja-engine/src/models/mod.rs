@@ -3,4 +3,5 @@
 //! `VarBuilder`, for inference-only encoders) and forwards.
 
 pub mod bert;
+pub mod config;
 pub mod llama;

@@ -16,6 +16,7 @@
 mod checkpoint;
 pub mod data;
 pub mod optim;
+mod plan;
 pub mod pretrain;
 
 use crate::lora::{Adapter, Dropout};
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use data::{load_jsonl, pack_texts, DataReport, OnBadLine};
+pub use plan::{fine_tune, LoraData, LoraPlan};
 
 /// How a run trains and when it stops. Field names are the config-file keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,8 +135,35 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return bad("beta1", "β₁ and β₂ must be in [0, 1)");
         }
+        if self.epochs > MAX_EPOCHS {
+            return bad("epochs", "must be at most 10000");
+        }
+        if self.time_limit_secs == Some(0) {
+            return bad("time_limit_secs", "must be at least 1 second");
+        }
         Ok(())
     }
+}
+
+/// More passes than any real run needs; bounds the step count arithmetic.
+const MAX_EPOCHS: usize = 10_000;
+
+/// One training run: what is trained, on what data, how, and where.
+pub struct Run<'a> {
+    /// The model (frozen base for LoRA, or the weights themselves).
+    pub model: &'a Llama,
+    /// What is trained.
+    pub what: Trainable<'a>,
+    /// Training examples.
+    pub train: &'a [Example],
+    /// Validation examples (may be empty).
+    pub val: &'a [Example],
+    /// How.
+    pub cfg: &'a TrainConfig,
+    /// Where checkpoints, events and the kept weights go.
+    pub out: &'a Path,
+    /// Continue from the newest checkpoint in `out`, if any.
+    pub resume: bool,
 }
 
 /// What is trained.
@@ -387,25 +416,20 @@ impl RunPaths {
     }
 }
 
-/// Trains `what` on `train` (validating on `val`), writing checkpoints,
-/// events and the kept weights into `out`. With `resume`, continues from the
-/// newest checkpoint in `out` if there is one. `save_kept` writes the kept
-/// weights (the best by validation loss, or the last) into `out`.
-/// `on_event` sees every event as it is logged; an error it returns stops
-/// the run at once with that error (a cancelled job, a lost lease), the
-/// last checkpoint staying on disk for a later `resume`.
-#[allow(clippy::too_many_arguments)]
+/// Trains `run.what` on `run.train` (validating on `run.val`), writing
+/// checkpoints, events and the kept weights into `run.out`. With
+/// `run.resume`, continues from the newest checkpoint in `out` if there is
+/// one. `save_kept` writes the kept weights (the best by validation loss,
+/// or the last) into `out`. `on_event` sees every event as it is logged;
+/// an error it returns stops the run at once with that error (a cancelled
+/// job, a lost lease), the last checkpoint staying on disk for a later
+/// `resume`.
 pub fn train(
-    model: &Llama,
-    what: Trainable<'_>,
-    train: &[Example],
-    val: &[Example],
-    cfg: &TrainConfig,
-    out: &Path,
-    resume: bool,
+    run: Run<'_>,
     save_kept: &mut dyn FnMut(&Path) -> Result<()>,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<TrainReport> {
+    let Run { model, what, train, val, cfg, out, resume } = run;
     cfg.validate()?;
     let started = Instant::now();
     let paths = RunPaths { out: out.to_path_buf() };
@@ -416,7 +440,15 @@ pub fn train(
     }
     let lens: Vec<usize> = train.iter().map(|e| e.ids.len()).collect();
     let steps_per_epoch = lens.len().div_ceil(cfg.batch_size).div_ceil(cfg.grad_accum).max(1);
-    let total_steps = cfg.max_steps.unwrap_or(steps_per_epoch * cfg.epochs);
+    let total_steps = match cfg.max_steps {
+        Some(n) => n,
+        None => steps_per_epoch.checked_mul(cfg.epochs).ok_or_else(|| {
+            EngineError::Training(format!(
+                "{} epochs of {steps_per_epoch} steps is too many steps",
+                cfg.epochs
+            ))
+        })?,
+    };
     let warmup = cfg.warmup_steps.unwrap_or((total_steps / 20).max(1));
     let eval_every = cfg.eval_every.unwrap_or(steps_per_epoch).max(1);
     let fingerprint = checkpoint::fingerprint(cfg, train, val, vars);
@@ -438,7 +470,8 @@ pub fn train(
         Event::Start { total_steps, steps_per_epoch, trainable_params, resumed_from: state.step },
         &mut events,
     )?;
-    let deadline = cfg.time_limit_secs.map(|s| started + Duration::from_secs(s));
+    // A limit too far to represent (u64::MAX seconds) is no limit.
+    let deadline = cfg.time_limit_secs.and_then(|s| started.checked_add(Duration::from_secs(s)));
     let dropout_p = match &what {
         Trainable::Lora(a) => a.config().dropout,
         Trainable::Full(_) => 0.0,

@@ -5,7 +5,7 @@
 //! that forja and `transformers` both load (tests use such models as
 //! fixtures that need no download).
 
-use super::{data, train, Event, TrainConfig, TrainReport, Trainable};
+use super::{data, train, Event, Run, TrainConfig, TrainReport, Trainable};
 use crate::export;
 use crate::models::llama::{Llama, LlamaConfig};
 use crate::tokenizer::{train_byte_level_bpe, Tokenizer};
@@ -114,13 +114,15 @@ pub fn pretrain(
         }
     }
     train(
-        &model,
-        Trainable::Full(&vars),
-        &tr,
-        &val,
-        train_cfg,
-        out,
-        resume,
+        Run {
+            model: &model,
+            what: Trainable::Full(&vars),
+            train: &tr,
+            val: &val,
+            cfg: train_cfg,
+            out,
+            resume,
+        },
         &mut |dir| export::save_hf(dir, &model, &tok, Some(CHATML)),
         on_event,
     )

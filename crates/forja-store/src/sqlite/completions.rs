@@ -1,6 +1,8 @@
 //! [`CompletionLog`] on SQLite.
 
-use super::{col_json, to_json, SqliteStore};
+use super::rows::{col_json, get_tenant, to_json};
+use super::tenants::{charge, refund};
+use super::SqliteStore;
 use crate::completions::{CompletionLog, CompletionRecord};
 use crate::error::{sql, Result, StoreError};
 use crate::Timestamp;
@@ -9,10 +11,13 @@ use rusqlite::{params, OptionalExtension};
 impl CompletionLog for SqliteStore {
     fn record_completion(&self, c: &CompletionRecord) -> Result<()> {
         self.tx("record completion", |tx, now| {
+            let tenant = get_tenant(tx, &c.tenant_id)?;
+            let messages = to_json(&c.messages);
+            charge(tx, &tenant, (messages.len() + c.output.len()) as u64)?;
             tx.execute(
                 "INSERT INTO completions (id, tenant_id, model, messages, output, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![c.id, c.tenant_id, c.model, to_json(&c.messages), c.output, now],
+                params![c.id, c.tenant_id, c.model, messages, c.output, now],
             )
             .map_err(sql("record completion"))?;
             Ok(())
@@ -44,6 +49,17 @@ impl CompletionLog for SqliteStore {
 
     fn purge_completions(&self, before: Timestamp) -> Result<usize> {
         self.tx("purge completions", |tx, _| {
+            let freed = super::rows::rows(
+                tx,
+                "purge completions",
+                "SELECT tenant_id, SUM(length(messages) + length(output)) FROM completions \
+                 WHERE created_at < ?1 GROUP BY tenant_id",
+                params![before],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )?;
+            for (tenant, bytes) in freed {
+                refund(tx, &tenant, bytes.max(0) as u64)?;
+            }
             tx.execute("DELETE FROM completions WHERE created_at < ?1", params![before])
                 .map_err(sql("purge completions"))
         })

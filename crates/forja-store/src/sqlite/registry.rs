@@ -3,7 +3,11 @@
 //! moves are serialised and the champion always points at a promoted
 //! version of its own tenant.
 
-use super::{col_json, col_json_opt, job_row, rows, to_json, BadEnum, SqliteStore, JOB_COLS};
+use super::rows::{
+    bad_col, col_json, col_json_opt, get_tenant, job_row, rows, to_json, BadEnum, JOB_COLS,
+};
+use super::tenants::charge;
+use super::SqliteStore;
 use crate::error::{sql, Result, StoreError};
 use crate::registry::*;
 use crate::{Job, Timestamp};
@@ -34,8 +38,7 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
             eval: col_json_opt(r, 13)?,
             eval_sha256: r.get(14)?,
             gate: col_json_opt(r, 15)?,
-            status: VersionStatus::parse(&status)
-                .ok_or_else(|| super::bad_col(16, BadEnum(status)))?,
+            status: VersionStatus::parse(&status).ok_or_else(|| bad_col(16, BadEnum(status)))?,
             status_reason: r.get(17)?,
         },
         created_at: r.get(18)?,
@@ -189,11 +192,21 @@ fn promote_in(
     let entry_id = log(c, l, now)?;
     let generation = bump_generation(c, tenant_id)?;
     Ok(AliasMove {
-        version: get_version(c, tenant_id, id)?,
+        version: Some(get_version(c, tenant_id, id)?),
         previous_id: previous,
         generation,
         entry_id,
     })
+}
+
+/// Archives the champion (rolled back or demoted) and records why.
+fn archive(c: &Connection, id: &str, actor: &str, reason: &str) -> Result<()> {
+    c.execute(
+        "UPDATE model_versions SET status = 'archived', status_reason = ?1 WHERE id = ?2",
+        params![format!("rolled back by {actor}: {reason}"), id],
+    )
+    .map_err(sql("rollback"))?;
+    Ok(())
 }
 
 impl Registry for SqliteStore {
@@ -203,10 +216,12 @@ impl Registry for SqliteStore {
         name: &str,
         sha256: &str,
         examples: u64,
+        bytes: u64,
         prompt_keys: &[String],
     ) -> Result<GoldenSetRow> {
         self.tx("add golden set", |c, now| {
-            super::get_tenant(c, tenant_id)?;
+            let tenant = get_tenant(c, tenant_id)?;
+            charge(c, &tenant, bytes)?;
             let version: i64 = c
                 .query_row(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM golden_sets WHERE tenant_id = ?1",
@@ -216,9 +231,9 @@ impl Registry for SqliteStore {
                 .map_err(sql("add golden set"))?;
             let id = crate::new_id("gold");
             c.execute(
-                "INSERT INTO golden_sets (id, tenant_id, version, name, sha256, examples, prompt_keys, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, tenant_id, version, name, sha256, examples as i64, to_json(&prompt_keys), now],
+                "INSERT INTO golden_sets (id, tenant_id, version, name, sha256, examples, prompt_keys, created_at, bytes) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![id, tenant_id, version, name, sha256, examples as i64, to_json(&prompt_keys), now, bytes as i64],
             )
             .map_err(sql("add golden set"))?;
             Ok(GoldenSetRow {
@@ -253,7 +268,7 @@ impl Registry for SqliteStore {
         actor: &str,
     ) -> Result<(ModelVersion, Option<AliasMove>)> {
         self.tx("register model version", |c, now| {
-            super::get_tenant(c, &new.tenant_id)?;
+            get_tenant(c, &new.tenant_id)?;
             if let Some(job) = &new.job_id {
                 let dup: Option<String> = c
                     .query_row("SELECT id FROM model_versions WHERE job_id = ?1", [job], |r| r.get(0))
@@ -395,7 +410,11 @@ impl Registry for SqliteStore {
                 params![status.as_str(), reason, id],
             )
             .map_err(sql("set version status"))?;
-            let kind = if status == VersionStatus::Rejected { "rejected" } else { "status" };
+            let kind = match status {
+                VersionStatus::Rejected => "rejected",
+                VersionStatus::Failed => "failed",
+                _ => "status",
+            };
             let l = Log {
                 tenant: tenant_id,
                 kind,
@@ -416,7 +435,7 @@ impl Registry for SqliteStore {
 
     fn rollback(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove> {
         self.tx("rollback", |c, now| {
-            super::get_tenant(c, tenant_id)?;
+            get_tenant(c, tenant_id)?;
             let current = alias_target(c, tenant_id, CHAMPION)?.ok_or_else(|| {
                 StoreError::Conflict("nothing to roll back: the tenant has no champion yet".into())
             })?;
@@ -438,11 +457,7 @@ impl Registry for SqliteStore {
                     "no previous promoted version to roll back to (the champion {current} is the first)"
                 )));
             };
-            c.execute(
-                "UPDATE model_versions SET status = 'archived', status_reason = ?1 WHERE id = ?2",
-                params![format!("rolled back by {actor}: {reason}"), current],
-            )
-            .map_err(sql("rollback"))?;
+            archive(c, &current, actor, reason)?;
             put_alias(c, tenant_id, CHAMPION, &previous, actor, now)?;
             let l = Log {
                 tenant: tenant_id,
@@ -456,11 +471,38 @@ impl Registry for SqliteStore {
             let entry_id = log(c, l, now)?;
             let generation = bump_generation(c, tenant_id)?;
             Ok(AliasMove {
-                version: get_version(c, tenant_id, &previous)?,
+                version: Some(get_version(c, tenant_id, &previous)?),
                 previous_id: Some(current),
                 generation,
                 entry_id,
             })
+        })
+    }
+
+    fn demote(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove> {
+        self.tx("demote", |c, now| {
+            get_tenant(c, tenant_id)?;
+            let current = alias_target(c, tenant_id, CHAMPION)?.ok_or_else(|| {
+                StoreError::Conflict("nothing to demote: the tenant has no champion".into())
+            })?;
+            archive(c, &current, actor, reason)?;
+            c.execute(
+                "DELETE FROM aliases WHERE tenant_id = ?1 AND name = ?2",
+                params![tenant_id, CHAMPION],
+            )
+            .map_err(sql("demote"))?;
+            let l = Log {
+                tenant: tenant_id,
+                kind: "demoted",
+                version: None,
+                previous: Some(&current),
+                alias: Some(CHAMPION),
+                actor,
+                reason: Some(reason),
+            };
+            let entry_id = log(c, l, now)?;
+            let generation = bump_generation(c, tenant_id)?;
+            Ok(AliasMove { version: None, previous_id: Some(current), generation, entry_id })
         })
     }
 

@@ -152,9 +152,14 @@ pub fn upload(s: &Server, key: &str, name: &str, content: &str) -> (u16, Value) 
     (st, v)
 }
 
+/// A key from `forja keys create ARGS` (a tenant key creates its tenant
+/// with `--create-tenant`: keys never create tenants silently).
 pub fn key(data: &Path, args: &[&str]) -> String {
     let mut a = vec!["keys", "create", "--data-dir", data.to_str().unwrap()];
     a.extend(args);
+    if args.contains(&"--tenant") {
+        a.push("--create-tenant");
+    }
     let o = forja(&a, None);
     assert!(o.status.success(), "{}", stderr(&o));
     String::from_utf8(o.stdout).unwrap().trim().to_string()

@@ -1,12 +1,14 @@
 //! The event bus: what serving and other subscribers react to.
 //!
 //! [`EventBus`] is the seam; [`LocalBus`] (a tokio broadcast channel) is
-//! the in-process implementation. Another process learns of registry
-//! moves without a bus by polling the store's model generation (the
-//! NEW_MODEL_AVAILABLE flag): [`crate::Control::tick`] does that and
-//! republishes moves made elsewhere (the CLI, another node), so a
-//! Postgres NOTIFY or Redis bus can replace the poll later without
-//! changing subscribers.
+//! the in-process implementation. It lives with the store because what it
+//! carries are state changes the store made: the control plane publishes,
+//! serving subscribes, and neither depends on the other. Another process
+//! learns of registry moves without a bus by polling the store's model
+//! generation (the NEW_MODEL_AVAILABLE flag): the control plane's tick
+//! does that and republishes moves made elsewhere (the CLI, another
+//! node), so a Postgres NOTIFY or Redis bus can replace the poll later
+//! without changing subscribers.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -26,12 +28,12 @@ pub enum Event {
         /// The version it replaced.
         previous: Option<String>,
     },
-    /// The champion was rolled back to an earlier version.
+    /// The champion was rolled back to an earlier version, or demoted.
     ModelRolledBack {
         /// Tenant id.
         tenant: String,
-        /// The version now served.
-        version: String,
+        /// The version now served (`None`: the base model).
+        version: Option<String>,
         /// The version taken out.
         from: String,
         /// The alias moved.
@@ -45,11 +47,6 @@ pub enum Event {
         job: String,
         /// Its new status.
         status: String,
-    },
-    /// A tenant's dictionary of terms changed (used by serving later).
-    DictionaryUpdated {
-        /// Tenant id.
-        tenant: String,
     },
 }
 
@@ -99,7 +96,11 @@ mod tests {
     #[test]
     fn subscribers_see_events_after_they_subscribe() {
         let bus = LocalBus::new(4);
-        bus.publish(Event::DictionaryUpdated { tenant: "early".into() });
+        bus.publish(Event::JobStateChanged {
+            tenant: "early".into(),
+            job: "j".into(),
+            status: "queued".into(),
+        });
         let mut rx = bus.subscribe();
         let e = Event::ModelPromoted {
             tenant: "t".into(),

@@ -4,14 +4,16 @@
 //! model → gate → promotion → hot-swap → a before/after sample, then a
 //! report (JSON and Markdown) in the data directory.
 //!
-//! The scenario is `forja_data::demo` (Spanish council minutes: ASR
+//! The scenario is [`scenario`] (Spanish council minutes: ASR
 //! transcript → acta paragraph). Iteration k posts the k-th block of
 //! training utterances; the state lives in the node's database, so a
 //! restarted demo picks up the job it was waiting for.
 
+pub mod scenario;
+
 use anyhow::{anyhow, bail, Context, Result};
-use forja_data::demo::{self, Split, Utterance};
 use indicatif::{ProgressBar, ProgressStyle};
+use scenario::{self as demo, Split, Utterance};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -761,7 +761,7 @@ fn session(c: &Council, seed: u64, i: usize) -> Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pii::{DocScrub, PiiConfig, Scrubber};
+    use forja_data::pii::{DocScrub, PiiConfig, Scrubber};
 
     #[test]
     fn numbers_in_words() {

@@ -1,0 +1,179 @@
+//! The admin API's objects and bodies: keys (never their text, except once
+//! at creation), tenants and their settings.
+
+use super::jobs::SpecWire;
+use forja_store::{ApiKey, Tenant, TenantSettings};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A key (its prefix, never the key).
+pub fn key(k: &ApiKey, now: i64) -> Value {
+    json!({
+        "object": "api_key", "id": k.id, "role": k.role.as_str(), "tenant_id": k.tenant_id,
+        "prefix": k.prefix, "name": k.name, "created_at": k.created_at,
+        "expires_at": k.expires_at, "revoked_at": k.revoked_at, "live": k.is_live(now),
+    })
+}
+
+/// A tenant and its settings (the webhook secret is never shown).
+pub fn tenant(t: &Tenant) -> Value {
+    let s = &t.settings;
+    json!({
+        "object": "tenant", "id": t.id, "name": t.name, "tier": t.tier, "created_at": t.created_at,
+        "settings": {
+            "threshold": s.threshold, "cron": s.cron, "max_trainings": s.max_trainings,
+            "quota_window_s": s.quota_window_s, "priority": s.priority,
+            "base_model": s.base_model, "webhook_url": s.webhook_url,
+            "webhook_secret_set": s.webhook_secret.is_some(),
+            "gate_policy": s.gate_policy, "storage_mb": s.storage_mb, "pii_deny": s.pii_deny,
+            "allow_forced_promotion": s.allow_forced_promotion,
+            "job_spec": s.job_spec.as_ref().map(|j| super::jobs::job_spec(j)),
+        },
+    })
+}
+
+/// Body of `POST /v1/admin/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// `tenant`, `worker` or `admin`.
+    pub role: String,
+    /// The tenant's name (tenant keys).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// A name for people.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Seconds until it expires.
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+}
+
+/// Body of `POST /v1/admin/keys/{id}/rotate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// Seconds the old key keeps working (default 0: revoked now).
+    #[serde(default)]
+    pub grace_s: Option<u64>,
+}
+
+/// Body of `POST /v1/admin/tenants`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Unique name.
+    pub name: String,
+    /// `free`, `standard` (default) or `pro`.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Settings to change from the tier's defaults.
+    #[serde(default)]
+    pub settings: Option<SettingsPatch>,
+}
+
+/// Settings to change (absent fields keep their value; `null` clears an
+/// optional one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    #[serde(default, deserialize_with = "some")]
+    threshold: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "some")]
+    cron: Option<Option<String>>,
+    #[serde(default)]
+    max_trainings: Option<u32>,
+    #[serde(default)]
+    quota_window_s: Option<i64>,
+    #[serde(default)]
+    priority: Option<i32>,
+    #[serde(default, deserialize_with = "some")]
+    base_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "some")]
+    webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "some")]
+    webhook_secret: Option<Option<String>>,
+    #[serde(default)]
+    storage_mb: Option<u64>,
+    #[serde(default)]
+    pii_deny: Option<Vec<String>>,
+    #[serde(default)]
+    allow_forced_promotion: Option<bool>,
+    #[serde(default, deserialize_with = "some")]
+    job_spec: Option<Option<SpecWire>>,
+}
+
+fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl SettingsPatch {
+    /// `s` with the patch applied, or which field is wrong and why.
+    pub fn apply(self, mut s: TenantSettings) -> Result<TenantSettings, (String, String)> {
+        let bad = |p: &str, why: &str| Err((p.to_string(), why.to_string()));
+        if let Some(t) = self.threshold {
+            s.threshold = t.filter(|&t| t > 0);
+        }
+        if let Some(c) = self.cron {
+            if let Some(expr) = &c {
+                forja_control::schedule::parse(expr)
+                    .map_err(|e| ("cron".to_string(), e.to_string()))?;
+            }
+            s.cron = c;
+        }
+        if let Some(m) = self.max_trainings {
+            s.max_trainings = m;
+        }
+        if let Some(w) = self.quota_window_s {
+            if w <= 0 {
+                return bad("quota_window_s", "must be positive");
+            }
+            s.quota_window_s = w;
+        }
+        if let Some(p) = self.priority {
+            s.priority = p;
+        }
+        if let Some(m) = self.base_model {
+            s.base_model = m;
+        }
+        if let Some(u) = self.webhook_url {
+            if let Some(u) = &u {
+                if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2048 {
+                    return bad("webhook_url", "an http(s) URL of at most 2048 characters");
+                }
+            }
+            s.webhook_url = u;
+        }
+        if let Some(k) = self.webhook_secret {
+            s.webhook_secret = k;
+        }
+        if let Some(m) = self.storage_mb {
+            s.storage_mb = m;
+        }
+        if let Some(d) = self.pii_deny {
+            if d.len() > 10_000 || d.iter().any(|n| n.trim().is_empty() || n.len() > 200) {
+                return bad("pii_deny", "up to 10000 non-empty names of at most 200 characters");
+            }
+            s.pii_deny = d;
+        }
+        if let Some(a) = self.allow_forced_promotion {
+            s.allow_forced_promotion = a;
+        }
+        if let Some(j) = self.job_spec {
+            s.job_spec = match j {
+                None => None,
+                Some(w) => {
+                    let spec = w.spec()?;
+                    forja_control::hyper::check_spec(&spec)
+                        .map_err(|e| ("job_spec".into(), e.to_string()))?;
+                    forja_control::hyper::resolve(&spec.hyperparameters, 100, 0)
+                        .map_err(|e| ("job_spec".into(), e.to_string()))?;
+                    (spec != forja_store::JobSpec::default()).then_some(spec)
+                }
+            };
+        }
+        Ok(s)
+    }
+}

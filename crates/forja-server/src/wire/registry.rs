@@ -1,0 +1,136 @@
+//! The registry's objects (model versions, lineage, golden sets, aliases,
+//! the log, alias moves) and the learning status, built field by field.
+
+use super::jobs;
+use forja_control::{LearningStatus, Lineage};
+use forja_store::{Alias, AliasMove, GoldenSetRow, ModelVersion, RegistryEntry, CHAMPION};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A model version with the tenant's aliases pointing at it.
+pub fn version(v: &ModelVersion, aliases: &[String]) -> Value {
+    let l = &v.lineage;
+    json!({
+        "object": "model.version",
+        "id": v.id,
+        "tenant_id": l.tenant_id,
+        "job_id": l.job_id,
+        "parent_id": l.parent_id,
+        "base_model": l.base_model,
+        "base_sha256": l.base_sha256,
+        "adapter_sha256": l.adapter_sha256,
+        "adapter_files": l.adapter_files,
+        "dataset_sha256": l.dataset_sha256,
+        "manifest": l.manifest,
+        "code_commit": l.code_commit,
+        "hyperparameters": l.hyperparameters,
+        "golden_set_id": l.golden_set_id,
+        "eval": l.eval,
+        "eval_sha256": l.eval_sha256,
+        "gate": l.gate,
+        "status": l.status.as_str(),
+        "status_reason": l.status_reason,
+        "created_at": v.created_at,
+        "promoted_at": v.promoted_at,
+        "promoted_by": v.promoted_by,
+        "aliases": aliases,
+    })
+}
+
+/// A golden set version.
+pub fn golden(g: &GoldenSetRow) -> Value {
+    json!({ "object": "golden_set", "id": g.id, "version": g.version, "name": g.name,
+        "sha256": g.sha256, "examples": g.examples, "created_at": g.created_at })
+}
+
+/// An alias.
+pub fn alias(a: &Alias) -> Value {
+    json!({ "object": "alias", "name": a.name, "version_id": a.version_id,
+        "updated_at": a.updated_at, "updated_by": a.updated_by })
+}
+
+/// A registry log entry.
+pub fn entry(e: &RegistryEntry) -> Value {
+    json!({ "object": "registry.entry", "id": e.id, "kind": e.kind, "version_id": e.version_id,
+        "previous_id": e.previous_id, "alias": e.alias, "actor": e.actor, "reason": e.reason,
+        "created_at": e.created_at })
+}
+
+/// What a promotion, rollback or demotion moved (`version` null: the base
+/// model serves).
+pub fn moved(m: &AliasMove) -> Value {
+    json!({ "object": "alias.move", "alias": CHAMPION,
+        "version": m.version.as_ref().map(|v| v.id.clone()),
+        "previous": m.previous_id, "generation": m.generation })
+}
+
+/// A version's lineage: the version, its ancestors, the job, its files,
+/// the golden set, its aliases.
+pub fn lineage(l: &Lineage) -> Value {
+    let file = |f: &forja_store::FileRow| {
+        let mut v = jobs::file(f);
+        v["sha256"] = json!(f.sha256);
+        v
+    };
+    json!({
+        "object": "model.lineage",
+        "version": version(&l.version, &l.aliases),
+        "ancestors": l.ancestors.iter().map(|a| version(a, &[])).collect::<Vec<_>>(),
+        "job": l.job.as_ref().map(jobs::job),
+        "training_file": l.training_file.as_ref().map(file),
+        "validation_file": l.validation_file.as_ref().map(file),
+        "golden_set": l.golden_set.as_ref().map(golden),
+        "aliases": l.aliases,
+    })
+}
+
+/// `GET /v1/learning/status`.
+pub fn status(s: &LearningStatus) -> Value {
+    let v = |v: &Option<ModelVersion>| v.as_ref().map(|v| version(v, &[]));
+    json!({
+        "object": "learning.status",
+        "tenant": s.tenant,
+        "pending": { "curated": s.pending.curated, "rejected": s.pending.rejected,
+            "claimed": s.pending.claimed, "held": s.pending.held },
+        "threshold": s.threshold,
+        "schedule": s.schedule,
+        "next_trigger": s.next_trigger,
+        "next_scheduled_at": s.next_scheduled_at,
+        "quota": { "used": s.quota.used, "limit": s.quota.limit, "frees_at": s.quota.frees_at },
+        "storage": { "used_bytes": s.storage.used_bytes, "limit_bytes": s.storage.limit_bytes },
+        "running": s.running.as_ref().map(|r| json!({ "id": r.id, "step": r.step,
+            "total_steps": r.total_steps, "progress_percent": r.progress_percent })),
+        "recent_jobs": s.recent_jobs.iter().map(jobs::job).collect::<Vec<_>>(),
+        "champion": v(&s.champion),
+        "candidate": v(&s.candidate),
+    })
+}
+
+/// Body of `POST /v1/registry/models/{id}/promote`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    /// Promote a version the gate did not pass (admin, or tenant consent).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Body of `POST /v1/registry/rollback`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// Why, for the log.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Remove `champion` instead: the base model serves.
+    #[serde(default)]
+    pub to_base: bool,
+}
+
+/// Body of `PUT /v1/registry/aliases/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasBody {
+    /// A version id or another alias.
+    pub version: String,
+}

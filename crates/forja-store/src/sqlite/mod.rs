@@ -1,0 +1,216 @@
+//! [`SqliteStore`]: the embedded [`Store`], one SQLite file in WAL mode.
+//!
+//! Every write is one `BEGIN IMMEDIATE` transaction: it takes the write
+//! lock before reading, so a read-decide-write (the threshold trigger, the
+//! quota check, a lease) cannot interleave with another connection's, in
+//! this process or another. `synchronous = FULL`: a committed transaction
+//! survives a kill -9 and a power cut.
+//!
+//! One file per concern implements one of the store's traits: `tenants`
+//! (tenants, keys, storage accounting), `examples`, `files`, `jobs`
+//! (lifecycle, leases, events, checkpoints), `schedules` (cron, webhooks),
+//! `registry`, `completions`; `rows` maps rows to types.
+
+use crate::error::{sql, Result, StoreError};
+use crate::types::*;
+use crate::Store;
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod completions;
+mod examples;
+mod files;
+mod jobs;
+mod registry;
+mod rows;
+mod schedules;
+mod tenants;
+
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_registry.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_completions.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_hardening.sql")),
+];
+
+type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn system_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A random id with a prefix (`ftjob-…`): 96 bits, hex.
+pub fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 12] = rand::random();
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// Makes a file we created readable by its owner only (the database holds
+/// key hashes and tenants' data).
+#[cfg(unix)]
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`. Writers wait
+    /// up to `busy_timeout` for another connection's lock before `Busy`. A
+    /// database file it creates is readable by its owner only.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<SqliteStore> {
+        let fail = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create its directory: {e}")))?;
+        }
+        let existed = path.exists();
+        let conn = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        if !existed {
+            owner_only(path).map_err(|e| fail(format!("cannot restrict its permissions: {e}")))?;
+        }
+        conn.busy_timeout(busy_timeout).map_err(|e| fail(e.to_string()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| fail(format!("cannot set up the database ({e}); is it a forja database?")))?;
+        let mut store = SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            clock: Arc::new(system_now),
+        };
+        store.migrate().map_err(|e| fail(e.to_string()))?;
+        Ok(store)
+    }
+
+    /// Replaces the clock (tests of quotas, leases and schedules).
+    pub fn with_clock(mut self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Caps the database size in pages (a full disk, for tests and for
+    /// operators who want a hard limit).
+    pub fn set_max_pages(&self, pages: u64) -> Result<()> {
+        self.lock()
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(sql("set max_page_count"))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SQLite's own consistency check (`PRAGMA integrity_check`): `ok`, or
+    /// what is wrong.
+    pub fn integrity_check(&self) -> Result<String> {
+        let rows =
+            rows::rows(&self.lock(), "integrity check", "PRAGMA integrity_check", [], |r| {
+                r.get::<_, String>(0)
+            })?;
+        Ok(rows.join("; "))
+    }
+
+    /// Applies the migrations this database lacks, each in one transaction
+    /// with foreign keys off (table rebuilds) and checked before commit.
+    fn migrate(&mut self) -> Result<()> {
+        let conn = self.conn.get_mut().unwrap_or_else(|e| e.into_inner());
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .map_err(sql("create schema_migrations"))?;
+        let current: i64 = conn
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .map_err(sql("read schema version"))?;
+        let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > newest {
+            return Err(StoreError::Conflict(format!(
+                "the database has schema version {current}, newer than this forja knows ({newest}); upgrade forja"
+            )));
+        }
+        let pending: Vec<_> = MIGRATIONS.iter().filter(|m| m.0 > current).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Outside any transaction: SQLite ignores this pragma inside one.
+        conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(sql("migrate"))?;
+        let out = (|| {
+            for (version, script) in pending {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql("begin migration"))?;
+                tx.execute_batch(script).map_err(sql("migrate"))?;
+                let broken: Option<String> =
+                    tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).ok();
+                if let Some(table) = broken {
+                    return Err(StoreError::Corrupt {
+                        what: format!("migration {version}"),
+                        reason: format!("a foreign key of table {table} points nowhere"),
+                    });
+                }
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                    params![version, system_now()],
+                )
+                .map_err(sql("record migration"))?;
+                tx.commit().map_err(sql("commit migration"))?;
+            }
+            Ok(())
+        })();
+        conn.execute_batch("PRAGMA foreign_keys = ON").map_err(sql("migrate"))?;
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the connection cannot leave a transaction
+        // open (rusqlite rolls back on drop), so the connection is usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` in one immediate transaction.
+    fn tx<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Transaction<'_>, Timestamp) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql(op))?;
+        let out = f(&tx, (self.clock)())?;
+        tx.commit().map_err(sql(op))?;
+        Ok(out)
+    }
+
+    /// Runs a read.
+    fn read<T>(&self, f: impl FnOnce(&Connection, Timestamp) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        f(&conn, (self.clock)())
+    }
+}
+
+impl Store for SqliteStore {
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+}
