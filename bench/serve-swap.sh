@@ -8,7 +8,7 @@ FORJA=${FORJA:-./target/release/forja}
 [ -x "$FORJA" ] || cargo build --release -p forja
 "$FORJA" models install default >/dev/null
 DATA=$(mktemp -d); trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-KEY=$("$FORJA" keys create --tenant bench --data-dir "$DATA")
+KEY=$("$FORJA" keys create --tenant bench --create-tenant --data-dir "$DATA")
 "$FORJA" serve --port 0 --data-dir "$DATA" --workers 1 --embedding-model none 2>"$DATA/serve.log" &
 PID=$!
 for _ in $(seq 600); do grep -q "ready" "$DATA/serve.log" && break; sleep 0.2; done

@@ -19,7 +19,7 @@ MODEL=${MODEL:-$(ls "${FORJA_HOME:-$HOME/.cache/forja}"/models/smollm2-135m-inst
 DATA=$(mktemp -d)
 cleanup() { kill "$FPID" "$LPID" 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
-KEY=$("$FORJA" keys create --tenant bench --data-dir "$DATA")
+KEY=$("$FORJA" keys create --tenant bench --create-tenant --data-dir "$DATA")
 # shellcheck disable=SC2086
 "$FORJA" serve --port 0 --data-dir "$DATA" --model "$MODEL" --workers 0 -t "$THREADS" \
   --embedding-model none ${FORJA_SERVE_ARGS:-} 2>"$DATA/forja.log" &

@@ -261,10 +261,14 @@ impl Serving {
         let mut m = lock(&f.by_tenant);
         let mine = m.get(&tenant.id).copied().unwrap_or(0);
         if n > lim.per_tenant {
-            return Err(ServeError::Invalid(format!(
-                "the request asks for {n} sequences (prompts × n); this server allows {} per tenant",
-                lim.per_tenant
-            )));
+            return Err(forja_engine::EngineError::Params(forja_core::CoreError::InvalidParam {
+                name: "n",
+                reason: format!(
+                    "asks for {n} sequences (prompts × n); this server allows {} per tenant",
+                    lim.per_tenant
+                ),
+            })
+            .into());
         }
         if mine + n > lim.per_tenant {
             self.metrics.rejected.with_label_values(&["tenant_in_flight"]).inc();

@@ -171,7 +171,11 @@ fn serve_parts(e: &forja_serve::ServeError) -> Parts {
         V::Engine(E::Tokenizer { .. } | E::NoChatTemplate | E::ChatTemplate(_)) => {
             bad("invalid_request", "messages")
         }
-        V::Engine(E::Grammar { .. }) => bad("invalid_grammar", "response_format"),
+        // A grammar refused when compiled, or one that hit llguidance's
+        // limits while masking: the request's grammar is at fault.
+        V::Engine(E::Grammar { .. } | E::Constraint { .. }) => {
+            bad("invalid_grammar", "response_format")
+        }
         V::Store(s) => store_parts(s),
         // Load, Unavailable, other engine failures: internal.
         _ => (StatusCode::INTERNAL_SERVER_ERROR, None, None),

@@ -187,16 +187,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/worker/jobs/{id}/finish", post(worker_api::finish))
         .route("/v1/artifacts/{sha}", get(worker_api::download))
         .layer(DefaultBodyLimit::max(l.max_json));
-    Router::new()
-        .merge(json)
-        .merge(uploads)
-        .merge(inference)
-        .fallback(middleware::not_found)
-        .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panicked))
-        .layer(axum::middleware::from_fn(middleware::request_id))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    middleware::harden(Router::new().merge(json).merge(uploads).merge(inference)).with_state(state)
 }
 
 async fn ready(

@@ -14,6 +14,16 @@ use axum::response::{IntoResponse, Response};
 
 const HEADER: &str = "x-request-id";
 
+/// The layers every route gets: unknown routes as JSON 404s, every error
+/// as JSON, panics as opaque 500s, a request id, tracing.
+pub fn harden<S: Clone + Send + Sync + 'static>(r: axum::Router<S>) -> axum::Router<S> {
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(request_id))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
 fn sane(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -96,4 +106,38 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     out.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     out.headers_mut().remove("content-length");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    /// Regression (hardening #7): a panic in a handler was answered as a
+    /// client error carrying the panic's text. It is an opaque 500 naming
+    /// the request id, and the server goes on.
+    #[tokio::test]
+    async fn a_panicking_handler_is_an_opaque_500_with_the_request_id() {
+        let app = harden(axum::Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("secret internal detail");
+                }
+                "unreachable"
+            }),
+        ));
+        let req = Request::get("/boom").header(HEADER, "trace-1").body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[HEADER], "trace-1");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("trace-1") && !msg.contains("secret"), "{msg}");
+        assert_eq!(v["error"]["code"], "internal_error");
+        let again = app.oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    }
 }

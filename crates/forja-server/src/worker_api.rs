@@ -146,9 +146,18 @@ pub async fn lease(
         return Err(ApiError::bad("worker", "a worker name of 1 to 128 characters"));
     }
     let ttl = s.control.cfg.lease_ttl_s;
-    let lease = s
-        .run(move |c| Ok(lease_from_store(&*c.store, &req.worker, &key, &req.capacity, ttl)?))
-        .await?;
+    let mut cap = req.capacity;
+    if let Some(models) = &mut cap.models {
+        // A worker names models as it loads them (a path, a file name, a
+        // catalog name); jobs name this node's base model by its public name.
+        for m in models.iter_mut() {
+            if let Some(public) = s.control.cfg.model.canonical(m) {
+                *m = public.to_string();
+            }
+        }
+    }
+    let lease =
+        s.run(move |c| Ok(lease_from_store(&*c.store, &req.worker, &key, &cap, ttl)?)).await?;
     let Some(mut lease) = lease else { return Ok(StatusCode::NO_CONTENT.into_response()) };
     let base = s.public_url.trim_end_matches('/').to_string();
     let expires = s.control.store.now() + URL_TTL_S;

@@ -1,5 +1,8 @@
 //! The rows of the control plane, as Rust types. Wire formats (OpenAI's
-//! JSON objects) are the server's business; these are what the store keeps.
+//! JSON objects and request bodies) are forja-server's business: it reads
+//! its own types and converts by hand. These are what the store keeps; their
+//! serde forms are storage (JSON columns) and the worker protocol between
+//! forja processes, never the public API.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -454,9 +457,11 @@ mod auto_str {
     }
 }
 
-/// Hyperparameters as requested (OpenAI's names plus LoRA's).
+/// Hyperparameters as requested (OpenAI's names plus LoRA's). Stored as
+/// JSON in a job's spec; the HTTP API reads its own wire type and converts
+/// (so fields this store stops knowing are ignored, never fatal, in old rows).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct HyperRequest {
     /// Passes over the data.
     pub n_epochs: Auto<u32>,
@@ -497,7 +502,7 @@ pub struct Hyperparameters {
 
 /// What a job needs from a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Resources {
     /// GPUs (0: CPU is fine).
     pub gpus: u32,

@@ -96,17 +96,6 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Refuses a job whose base model is not one of `names`.
-fn check_trains(names: &[String], m: &str) -> forja_control::Result<()> {
-    if names.iter().any(|n| n == m) {
-        return Ok(());
-    }
-    Err(forja_control::ControlError::invalid(
-        "model",
-        format!("this worker trains {}, not `{m}`", names.join(", ")),
-    ))
-}
-
 pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
     let id = a.name.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
@@ -124,17 +113,32 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
     };
     let cache: Mutex<HashMap<String, Arc<Engine>>> = Mutex::new(HashMap::new());
     let threads = a.threads;
-    let allowed = a.model.clone();
+    // Each --model with every name that selects it (a job names its base
+    // model by the control plane's public name: `default`, `tiny.gguf`).
+    let allowed: Vec<ModelSource> =
+        a.model.iter().map(|m| model_source(m)).collect::<Result<_>>()?;
+    let advertised: Vec<String> = allowed
+        .iter()
+        .flat_map(|s| std::iter::once(s.public.clone()).chain(s.aliases.iter().cloned()))
+        .collect();
     let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {
-        if !allowed.is_empty() {
-            check_trains(&allowed, m)?;
-        }
+        let path = if allowed.is_empty() {
+            crate::models::resolve(m)
+                .map_err(|e| forja_control::ControlError::invalid("model", e.to_string()))?
+        } else {
+            let found = allowed.iter().find(|s| s.public == m || s.aliases.iter().any(|a| a == m));
+            let names: Vec<&str> = allowed.iter().map(|s| s.public.as_str()).collect();
+            found.map(|s| s.path.clone()).ok_or_else(|| {
+                forja_control::ControlError::invalid(
+                    "model",
+                    format!("this worker trains {}, not `{m}`", names.join(", ")),
+                )
+            })?
+        };
         let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = c.get(m) {
             return Ok(e.clone());
         }
-        let path = crate::models::resolve(m)
-            .map_err(|e| forja_control::ControlError::invalid("model", e.to_string()))?;
         let opts = LoadOptions { threads, dequantize: true, ..Default::default() };
         let e = Arc::new(Engine::load(&path, &opts, &mut |_| {})?);
         c.insert(m.to_string(), e.clone());
@@ -146,7 +150,7 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         capacity: Capacity {
             gpus: a.gpus,
             memory_gb: a.memory_gb,
-            models: (!a.model.is_empty()).then(|| a.model.clone()),
+            models: (!advertised.is_empty()).then_some(advertised),
         },
         work_dir,
         poll: Duration::from_secs(1),

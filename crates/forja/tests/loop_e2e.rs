@@ -128,13 +128,25 @@ fn feedback_triggers_training_gate_promotion_hot_swap_and_rollback_over_http() {
     let spec = r#"{"hyperparameters": {"n_epochs": 6, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 8}}"#;
     let d = data.to_str().unwrap();
     let o = forja(
-        &["tenants", "set", "acme", "--threshold", "24", "--job-spec", spec, "--data-dir", d],
+        &[
+            "tenants",
+            "set",
+            "acme",
+            "--threshold",
+            "24",
+            "--job-spec",
+            spec,
+            "--allow-forced-promotion",
+            "true",
+            "--data-dir",
+            d,
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let bad =
         forja(&["tenants", "set", "acme", "--job-spec", r#"{"epochs": 3}"#, "--data-dir", d], None);
-    assert!(stderr(&bad).contains("unknown key `epochs`"), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("unknown field `epochs`"), "{}", stderr(&bad));
     let (st, g, _) = call(
         &s,
         "POST",

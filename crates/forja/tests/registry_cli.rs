@@ -71,7 +71,17 @@ fn versions_are_evaluated_gated_promoted_and_rolled_back() {
     std::fs::write(&policy, "auto_promote = false\nmax_regression = 0.5\n").unwrap();
     let d = data.to_str().unwrap();
     let o = forja(
-        &["tenants", "set", "acme", "--gate-policy", policy.to_str().unwrap(), "--data-dir", d],
+        &[
+            "tenants",
+            "set",
+            "acme",
+            "--gate-policy",
+            policy.to_str().unwrap(),
+            "--allow-forced-promotion",
+            "true",
+            "--data-dir",
+            d,
+        ],
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));

@@ -47,19 +47,38 @@ impl Resp {
     }
 }
 
-/// Writes the tiny model the beds serve (Q8_0 GGUF).
-pub fn tiny_model(dir: &std::path::Path) -> PathBuf {
-    let spec = Spec::llama();
+/// Writes a model the beds serve (Q8_0 GGUF).
+pub fn tiny_model(dir: &std::path::Path, spec: &Spec) -> PathBuf {
     let p = dir.join("tiny.gguf");
-    fixtures::write_gguf(&p, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    fixtures::write_gguf(&p, spec, &fixtures::weights(spec, 1), GgmlDType::Q8_0);
     p
 }
 
+/// A model slow and long enough for generations that outlast a test's
+/// other requests (a 4096-token context, wider layers).
+pub fn slow_spec() -> Spec {
+    Spec {
+        hidden: 256,
+        inter: 512,
+        layers: 4,
+        heads: 8,
+        kv_heads: 4,
+        head_dim: 32,
+        context: 4096,
+        ..Spec::llama()
+    }
+}
+
 impl Bed {
-    /// A ready node (no in-process workers unless `edit` asks).
+    /// A ready node on the tiny model (no in-process workers unless `edit` asks).
     pub fn new(edit: impl FnOnce(&mut NodeConfig)) -> Bed {
+        Bed::with_spec(&Spec::llama(), edit)
+    }
+
+    /// A ready node on a model of `spec`.
+    pub fn with_spec(spec: &Spec, edit: impl FnOnce(&mut NodeConfig)) -> Bed {
         let tmp = tempfile::tempdir().unwrap();
-        let model = tiny_model(tmp.path());
+        let model = tiny_model(tmp.path(), spec);
         let src = ModelSource::new(model.to_str().unwrap(), &model, &[]);
         let mut cfg = NodeConfig::new(tmp.path().join("data"), src);
         cfg.workers = 0;
