@@ -29,7 +29,7 @@ use crate::models::llama::Lora;
 use crate::speculative::{SpecConfig, SpecStats, Speculator};
 use crate::{Engine, EngineError, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -215,8 +215,8 @@ impl Live<'_> {
 
 /// A job waiting for a slot: new, or paused to make room for another owner.
 enum Waiting<'t> {
-    New(Job),
-    Paused(Live<'t>),
+    New(Box<Job>),
+    Paused(Box<Live<'t>>),
 }
 
 /// Waiting work, one queue per owner, served round robin.
@@ -400,12 +400,12 @@ fn schedule<'t>(
             let l = live.remove(pos);
             stats.preempted.fetch_add(1, Ordering::Relaxed);
             let owner = l.owner.clone();
-            waiting.push_front(&owner, Waiting::Paused(l));
+            waiting.push_front(&owner, Waiting::Paused(Box::new(l)));
         }
         match waiting.pop(&next) {
-            Some(Waiting::Paused(l)) => live.push(l),
+            Some(Waiting::Paused(l)) => live.push(*l),
             Some(Waiting::New(job)) => {
-                if let Some(l) = guarded(|| admitted(engine, cfg.draft.as_ref(), job)) {
+                if let Some(l) = guarded(|| admitted(engine, cfg.draft.as_ref(), *job)) {
                     live.push(l);
                 } else {
                     stats.panics.fetch_add(1, Ordering::Relaxed);
@@ -426,20 +426,15 @@ fn run(engine: &Engine, cfg: &BatcherConfig, rx: &Receiver<Job>, stats: &Batcher
                 Ok(job) => {
                     stats.in_channel.fetch_sub(1, Ordering::Relaxed);
                     let owner = job.owner.clone();
-                    waiting.push_back(&owner, Waiting::New(job));
+                    waiting.push_back(&owner, Waiting::New(Box::new(job)));
                 }
                 Err(_) => return,
             }
         }
-        loop {
-            match rx.try_recv() {
-                Ok(job) => {
-                    stats.in_channel.fetch_sub(1, Ordering::Relaxed);
-                    let owner = job.owner.clone();
-                    waiting.push_back(&owner, Waiting::New(job));
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(job) = rx.try_recv() {
+            stats.in_channel.fetch_sub(1, Ordering::Relaxed);
+            let owner = job.owner.clone();
+            waiting.push_back(&owner, Waiting::New(Box::new(job)));
         }
         waiting.drop_cancelled(stats);
         for l in live.iter_mut().filter(|l| l.seq.finish.is_none() && l.is_cancelled()) {

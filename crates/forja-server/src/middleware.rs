@@ -98,7 +98,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         }
         StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".to_string(),
         _ if text.trim().is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
-        _ => forja_control::clip(&text.lines().next().unwrap_or_default().to_string(), 300),
+        _ => forja_control::clip(text.lines().next().unwrap_or_default(), 300),
     };
     let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
     let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}});

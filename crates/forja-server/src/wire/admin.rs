@@ -27,7 +27,7 @@ pub fn tenant(t: &Tenant) -> Value {
             "webhook_secret_set": s.webhook_secret.is_some(),
             "gate_policy": s.gate_policy, "storage_mb": s.storage_mb, "pii_deny": s.pii_deny,
             "allow_forced_promotion": s.allow_forced_promotion,
-            "job_spec": s.job_spec.as_ref().map(|j| super::jobs::job_spec(j)),
+            "job_spec": s.job_spec.as_ref().map(super::jobs::job_spec),
         },
     })
 }

@@ -1,7 +1,7 @@
 //! The HTTP API's JSON: request bodies read strictly into the server's own
 //! types and converted by hand into control-plane and store types, and
 //! response objects built field by field from them. Only this module (and
-//! [`crate::infer_wire`] for inference) knows these shapes, so renaming a
+//! `infer_wire` for inference) knows these shapes, so renaming a
 //! store field can never change the public API, and an unknown request
 //! field is a 400 naming it.
 
