@@ -309,8 +309,11 @@ fn the_loop_learns_keeps_the_best_and_resumes_on_the_same_curve() {
         false,
     );
     assert_eq!((r1.steps, r1.stopped_by.as_str()), (1, "time_limit"));
+    // The resumed run has a limit so far away that a naive deadline would
+    // overflow `Instant` arithmetic; it must simply never fire.
     let c = fresh();
-    let (r2, _) = run(&e, &c, &tr, &val, &cfg, &out2, true);
+    let far = TrainConfig { time_limit_secs: Some(u64::MAX), ..cfg.clone() };
+    let (r2, _) = run(&e, &c, &tr, &val, &far, &out2, true);
     assert_eq!(r2.steps, 30);
     let logged: Vec<Event> = std::fs::read_to_string(out2.join("events.jsonl"))
         .unwrap()

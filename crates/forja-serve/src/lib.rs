@@ -213,7 +213,13 @@ impl Serving {
 
     /// Which weights serve `model` for `tenant`.
     pub async fn resolve(self: &Arc<Self>, tenant: &Tenant, model: &str) -> Result<Target> {
+        // A Hugging Face id (`HuggingFaceTB/SmolLM2-135M-Instruct`, also
+        // with `@alias`) names the base; otherwise `owner/name` is the
+        // tenant's own namespace.
+        let names_base = self.is_base(model)
+            || model.split_once('@').is_some_and(|(base, _)| self.is_base(base));
         let name = match model.split_once('/') {
+            _ if names_base => model,
             Some((owner, rest)) if owner == tenant.name => rest,
             Some(_) => return Err(ServeError::not_found(model)),
             None => model,
@@ -232,8 +238,13 @@ impl Serving {
         Ok(Target { model: v.id.clone(), version: Some(v), adapter: Some(adapter) })
     }
 
+    /// Whether `name` selects the base model (Hugging Face style ids
+    /// compare case-insensitively, as the Hub does).
     fn is_base(&self, name: &str) -> bool {
-        self.cfg.base_names.iter().any(|n| n == name)
+        self.cfg
+            .base_names
+            .iter()
+            .any(|n| n == name || (n.contains('/') && n.eq_ignore_ascii_case(name)))
     }
 
     fn base_target(&self) -> Target {

@@ -162,3 +162,45 @@ fn config_file_env_and_flags_in_precedence_and_unknown_keys_refused() {
         assert!(stderr(&o).contains(want), "{text}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn keys_never_create_tenants_silently_and_rotate_and_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    check_user_error(
+        &forja(&["keys", "create", "--tenant", "nope", "--data-dir", d], None),
+        "no tenant `nope`: create it with `forja tenants create nope`",
+    );
+    let o = forja(
+        &["keys", "create", "--tenant", "acme", "--create-tenant", "--name", "ci", "--data-dir", d],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("forja-"), "{key}");
+    let list = |d: &str| {
+        let o = forja(&["keys", "list", "--data-dir", d], None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let rows = list(d);
+    let row = rows.lines().find(|l| l.contains(" acme ")).expect("the key is listed");
+    assert!(row.contains(" tenant ") && row.contains(" ci ") && row.ends_with("yes"), "{row}");
+    // The listing never shows the secret.
+    assert!(!rows.contains(&key), "{rows}");
+    let id = row.split_whitespace().next().unwrap().to_string();
+    let o = forja(&["keys", "rotate", &id, "--grace", "1h", "--data-dir", d], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fresh = String::from_utf8(o.stdout.clone()).unwrap().trim().to_string();
+    assert_ne!(fresh, key);
+    assert!(stderr(&o).contains(&format!("replaces {id} (which expires at")), "{}", stderr(&o));
+    let o = forja(&["keys", "revoke", &id, "--data-dir", d], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = list(d);
+    let old = rows.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(old.ends_with("no"), "{old}");
+    assert_eq!(rows.lines().filter(|l| l.ends_with("yes")).count(), 1, "{rows}");
+    let o = forja(&["keys", "revoke", "key_nope", "--data-dir", d], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}

@@ -453,6 +453,27 @@ fn the_official_openai_client_chats_streams_and_embeds() {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{out}");
     eprintln!("{out}");
+
+    // Clients written for the Hugging Face names get the same models.
+    let embed = |m: &str| {
+        let (st, v, _) = post(&s, "/v1/embeddings", &k, json!({"model": m, "input": "hola"}));
+        assert_eq!(st, 200, "{m}: {v}");
+        v["data"][0]["embedding"].clone()
+    };
+    let want = embed("all-minilm-l6-v2");
+    for m in ["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"] {
+        assert_eq!(embed(m), want, "{m}");
+    }
+    let greedy = |m: &str| {
+        let body = chat(m, "hello", json!({"max_tokens": 4, "temperature": 0}));
+        let (st, v, _) = post(&s, "/v1/chat/completions", &k, body);
+        assert_eq!(st, 200, "{m}: {v}");
+        v["choices"][0]["message"]["content"].clone()
+    };
+    assert_eq!(greedy("HuggingFaceTB/SmolLM2-135M-Instruct"), greedy("base"));
+    let (st, v, _) =
+        post(&s, "/v1/embeddings", &k, json!({"model": "all-MiniLM-L12-v2", "input": "x"}));
+    assert_eq!(st, 404, "{v}");
 }
 
 /// `--draft-model`: a request decoding alone speculates, and greedy answers
