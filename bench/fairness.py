@@ -2,15 +2,19 @@
 """Two-tenant fairness: tenant `quiet`'s one-token chat latency with and
 without tenant `flood` saturating the server.
 
-usage: fairness.py URL FLOOD_KEY QUIET_KEY [ROUNDS] [SAMPLES_PER_PHASE] [FLOOD_CLIENTS]
+usage: fairness.py [--rounds R] [--samples S] [--clients C] [--phase-s P] LABEL=URL,FLOOD_KEY,QUIET_KEY...
 
-Alternates phases round by round (quiet alone, then quiet under the flood)
-so both see the same machine state. The flood is FLOOD_CLIENTS clients each
-sending `/v1/completions` with 4 prompts x n=8 and 128 tokens (ignore_eos),
-back to back; answers 429 (over the tenant's in-flight cap) are counted and
-retried after Retry-After. Prints p50/p90 of quiet's latency per phase, the
-ratio, and the flood's throughput and refusals. Standard library only.
+Each round runs, for every server in turn (so all see the same machine
+state): S quiet requests alone, then the flood (C clients each sending
+`/v1/completions` with 4 prompts x n=8 and 128 tokens, ignore_eos, back to
+back; answers 429 are counted and retried after Retry-After), 3 s for it
+to fill the batch, and S quiet requests under it. A phase stops early once
+it has run P seconds (at least one request), so a server that makes the
+quiet tenant wait minutes is measured with fewer samples, not for hours. Prints p50/p90 of quiet's
+latency per phase and server, the ratio, and the flood's throughput and
+refusals. Standard library only.
 """
+import argparse
 import json
 import statistics
 import sys
@@ -19,13 +23,8 @@ import time
 import urllib.error
 import urllib.request
 
-url, flood_key, quiet_key = sys.argv[1], sys.argv[2], sys.argv[3]
-rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-samples = int(sys.argv[5]) if len(sys.argv) > 5 else 8
-clients = int(sys.argv[6]) if len(sys.argv) > 6 else 4
 
-
-def post(key, path, body, timeout=600):
+def post(url, key, path, body, timeout=900):
     req = urllib.request.Request(
         url + path, data=json.dumps(body).encode(), method="POST",
         headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
@@ -36,59 +35,87 @@ def post(key, path, body, timeout=600):
         return e.code, json.loads(e.read() or b"null"), e.headers.get("retry-after")
 
 
-def quiet_once():
-    t = time.perf_counter()
-    st, _, _ = post(quiet_key, "/v1/chat/completions", {
-        "model": "base", "messages": [{"role": "user", "content": "Hola"}],
-        "max_tokens": 1, "temperature": 0})
-    assert st == 200, st
-    return time.perf_counter() - t
-
-
-stop = threading.Event()
-stats = {"ok": 0, "tokens": 0, "refused": 0}
-lock = threading.Lock()
-
-
-def flooder():
-    body = {"model": "base", "prompt": ["El pleno", "La sesión", "El alcalde", "Se aprueba"],
-            "n": 8, "max_tokens": 128, "ignore_eos": True, "temperature": 0.8}
-    while not stop.is_set():
-        st, v, retry = post(flood_key, "/v1/completions", body)
-        with lock:
-            if st == 200:
-                stats["ok"] += 1
-                stats["tokens"] += v["usage"]["completion_tokens"]
-            elif st == 429:
-                stats["refused"] += 1
-        if st == 429:
-            time.sleep(float(retry or 1))
-
-
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
-alone, flooded = [], []
-quiet_once()  # warm-up
-for r in range(rounds):
-    alone += [quiet_once() for _ in range(samples)]
-    stop.clear()
-    threads = [threading.Thread(target=flooder, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(3)  # the flood fills the batch
-    t0 = time.perf_counter()
-    flooded += [quiet_once() for _ in range(samples)]
-    dt = time.perf_counter() - t0
-    stop.set()
-    for t in threads:
-        t.join()
-    print(f"round {r + 1}: alone p50 {statistics.median(alone[-samples:]):.3f} s, "
-          f"under flood p50 {statistics.median(flooded[-samples:]):.3f} s ({dt:.1f} s phase)", file=sys.stderr)
+class Target:
+    def __init__(self, spec):
+        self.label, rest = spec.split("=", 1)
+        self.url, self.flood_key, self.quiet_key = rest.split(",")
+        self.alone, self.flooded = [], []
+        self.stats = {"ok": 0, "tokens": 0, "refused": 0}
+        self.lock = threading.Lock()
 
-a50, f50 = statistics.median(alone), statistics.median(flooded)
-print(f"quiet tenant, 1-token chat: alone p50 {a50:.3f} s p90 {pct(alone, 0.9):.3f} s; "
-      f"under the flood p50 {f50:.3f} s p90 {pct(flooded, 0.9):.3f} s; ratio {f50 / a50:.2f}x")
-print(f"flood: {stats['ok']} requests answered ({stats['tokens']} tokens), {stats['refused']} refused with 429")
+    def quiet_once(self):
+        t = time.perf_counter()
+        st, _, _ = post(self.url, self.quiet_key, "/v1/chat/completions", {
+            "model": "base", "messages": [{"role": "user", "content": "Hola"}],
+            "max_tokens": 1, "temperature": 0})
+        assert st == 200, st
+        return time.perf_counter() - t
+
+    def flooder(self, stop):
+        body = {"model": "base", "prompt": ["El pleno", "La sesión", "El alcalde", "Se aprueba"],
+                "n": 8, "max_tokens": 128, "ignore_eos": True, "temperature": 0.8}
+        while not stop.is_set():
+            st, v, retry = post(self.url, self.flood_key, "/v1/completions", body)
+            with self.lock:
+                if st == 200:
+                    self.stats["ok"] += 1
+                    self.stats["tokens"] += v["usage"]["completion_tokens"]
+                elif st == 429:
+                    self.stats["refused"] += 1
+            if st == 429:
+                time.sleep(float(retry or 1))
+
+    def phase(self, samples, budget):
+        t0, out = time.perf_counter(), []
+        while len(out) < samples and (not out or time.perf_counter() - t0 < budget):
+            out.append(self.quiet_once())
+        return out
+
+    def round(self, samples, clients, budget):
+        self.alone += self.phase(samples, budget)
+        stop = threading.Event()
+        threads = [threading.Thread(target=self.flooder, args=(stop,), daemon=True)
+                   for _ in range(clients)]
+        for t in threads:
+            t.start()
+        time.sleep(3)  # the flood fills the batch
+        self.flooded += self.phase(samples, budget)
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--phase-s", type=float, default=120)
+    ap.add_argument("targets", nargs="+")
+    a = ap.parse_args()
+    targets = [Target(s) for s in a.targets]
+    for t in targets:
+        t.quiet_once()  # warm-up
+    for r in range(a.rounds):
+        for t in targets:
+            n = (len(t.alone), len(t.flooded))
+            t.round(a.samples, a.clients, a.phase_s)
+            alone, flooded = t.alone[n[0]:], t.flooded[n[1]:]
+            print(f"round {r + 1} {t.label}: alone p50 {statistics.median(alone):.3f} s ({len(alone)}), "
+                  f"under flood p50 {statistics.median(flooded):.3f} s ({len(flooded)})", file=sys.stderr)
+    for t in targets:
+        a50, f50 = statistics.median(t.alone), statistics.median(t.flooded)
+        print(f"{t.label}: quiet tenant, 1-token chat: alone p50 {a50:.3f} s p90 {pct(t.alone, 0.9):.3f} s "
+              f"({len(t.alone)}); under the flood p50 {f50:.3f} s p90 {pct(t.flooded, 0.9):.3f} s "
+              f"({len(t.flooded)}); ratio {f50 / a50:.2f}x; "
+              f"flood: {t.stats['ok']} requests answered ({t.stats['tokens']} tokens), "
+              f"{t.stats['refused']} refused with 429")
+
+
+if __name__ == "__main__":
+    main()

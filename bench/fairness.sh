@@ -2,19 +2,35 @@
 # Two-tenant fairness on the default model (SmolLM2-135M-Instruct, quantized,
 # serving only): tenant `quiet`'s 1-token chat latency alone and while tenant
 # `flood` saturates the node (bench/fairness.py), interleaved round by round.
-# usage: bench/fairness.sh [ROUNDS] [SAMPLES_PER_PHASE] [FLOOD_CLIENTS]
+# With FORJA_BASELINE=/path/to/an/older/forja both binaries serve at once
+# (each idle while the other is measured) and are measured in alternation.
+# usage: bench/fairness.sh [ROUNDS] [SAMPLES_PER_PHASE] [FLOOD_CLIENTS] [PHASE_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FORJA=${FORJA:-./target/release/forja}
 [ -x "$FORJA" ] || cargo build --release -p forja
 "$FORJA" models install default >/dev/null
-DATA=$(mktemp -d); trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-FLOOD=$("$FORJA" keys create --tenant flood --create-tenant --data-dir "$DATA" 2>/dev/null)
-QUIET=$("$FORJA" keys create --tenant quiet --create-tenant --data-dir "$DATA" 2>/dev/null)
-"$FORJA" serve --port 0 --data-dir "$DATA" --workers 0 --embedding-model none \
-    --max-batch 8 --tenant-max-inflight 32 2>"$DATA/serve.log" &
-PID=$!
-for _ in $(seq 600); do grep -q "ready" "$DATA/serve.log" && break; sleep 0.2; done
-URL=$(grep -o 'http://[0-9.:]*' "$DATA/serve.log" | head -1)
+ROOT=$(mktemp -d); PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$ROOT"' EXIT
+
+# start LABEL BINARY: a node with tenants `flood` and `quiet`; adds its target spec.
+TARGETS=()
+start() {
+    local label=$1 bin=$2 data="$ROOT/$1" ct=() extra=()
+    # Older binaries created tenants with their keys and had no admission cap.
+    "$bin" keys create --help | grep -q -- --create-tenant && ct=(--create-tenant)
+    "$bin" serve --help | grep -q -- --tenant-max-inflight && extra=(--tenant-max-inflight 32)
+    local flood quiet
+    flood=$("$bin" keys create --tenant flood "${ct[@]}" --data-dir "$data" 2>/dev/null)
+    quiet=$("$bin" keys create --tenant quiet "${ct[@]}" --data-dir "$data" 2>/dev/null)
+    "$bin" serve --port 0 --data-dir "$data" --workers 0 --embedding-model none \
+        --max-batch 8 "${extra[@]}" >/dev/null 2>"$data/serve.log" &
+    PIDS+=($!)
+    for _ in $(seq 600); do grep -q "ready" "$data/serve.log" && break; sleep 0.2; done
+    TARGETS+=("$label=$(grep -o 'http://[0-9.:]*' "$data/serve.log" | head -1),$flood,$quiet")
+}
+
+start forja "$FORJA"
+[ -n "${FORJA_BASELINE:-}" ] && start baseline "$FORJA_BASELINE"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(grep -o -m1 'avx512[a-z]*\|avx2' /proc/cpuinfo | head -1); forja $(git rev-parse --short HEAD)" >&2
-python3 bench/fairness.py "$URL" "$FLOOD" "$QUIET" "${1:-3}" "${2:-8}" "${3:-4}"
+python3 bench/fairness.py --rounds "${1:-3}" --samples "${2:-8}" --clients "${3:-4}" --phase-s "${4:-120}" "${TARGETS[@]}"

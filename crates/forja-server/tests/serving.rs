@@ -11,7 +11,7 @@ use candle_core::Tensor;
 use common::*;
 use forja_engine::lora::{Adapter, LoraConfig};
 use forja_engine::{Engine, LoadOptions};
-use forja_store::{NewVersion, TenantSettings, VersionStatus};
+use forja_store::{NewVersion, TenantSettings};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -182,25 +182,7 @@ fn register(b: &Bed, tenant: &str, dir: &std::path::Path) -> String {
         files.insert(p.file_name().unwrap().to_string_lossy().into_owned(), sha);
     }
     let t = c.store.tenant_by_name(tenant).unwrap();
-    let new = NewVersion {
-        tenant_id: t.id,
-        job_id: None,
-        parent_id: None,
-        base_model: "tiny.gguf".into(),
-        base_sha256: None,
-        adapter_sha256: files["adapter_model.safetensors"].clone(),
-        adapter_files: files,
-        dataset_sha256: None,
-        manifest: json!({}),
-        code_commit: None,
-        hyperparameters: None,
-        golden_set_id: None,
-        eval: None,
-        eval_sha256: None,
-        gate: None,
-        status: VersionStatus::Candidate,
-        status_reason: None,
-    };
+    let new = NewVersion::candidate(&t.id, "tiny.gguf", files);
     c.store.register_version(&new, "test").unwrap().0.id
 }
 

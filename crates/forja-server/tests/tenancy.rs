@@ -370,25 +370,11 @@ fn forcing_needs_an_admin_and_a_first_champion_can_be_demoted() {
     let v = c
         .store
         .register_version(
-            &forja_store::NewVersion {
-                tenant_id: t.id.clone(),
-                job_id: None,
-                parent_id: None,
-                base_model: "tiny.gguf".into(),
-                base_sha256: None,
-                adapter_sha256: sha.clone(),
-                adapter_files: [("adapter_model.safetensors".to_string(), sha)].into(),
-                dataset_sha256: None,
-                manifest: json!({}),
-                code_commit: None,
-                hyperparameters: None,
-                golden_set_id: None,
-                eval: None,
-                eval_sha256: None,
-                gate: None,
-                status: forja_store::VersionStatus::Candidate,
-                status_reason: None,
-            },
+            &forja_store::NewVersion::candidate(
+                &t.id,
+                "tiny.gguf",
+                [("adapter_model.safetensors".to_string(), sha)].into(),
+            ),
             "test",
         )
         .unwrap()

@@ -112,6 +112,40 @@ pub struct NewVersion {
     pub status_reason: Option<String>,
 }
 
+impl NewVersion {
+    /// A candidate known only by its base model and adapter files (name →
+    /// sha256, `adapter_model.safetensors` among them): no job, parent,
+    /// data, evaluation or gate. Fill in the rest with struct update syntax.
+    pub fn candidate(
+        tenant_id: &str,
+        base_model: &str,
+        adapter_files: BTreeMap<String, String>,
+    ) -> NewVersion {
+        NewVersion {
+            tenant_id: tenant_id.to_string(),
+            job_id: None,
+            parent_id: None,
+            base_model: base_model.to_string(),
+            base_sha256: None,
+            adapter_sha256: adapter_files
+                .get("adapter_model.safetensors")
+                .cloned()
+                .unwrap_or_default(),
+            adapter_files,
+            dataset_sha256: None,
+            manifest: serde_json::json!({}),
+            code_commit: None,
+            hyperparameters: None,
+            golden_set_id: None,
+            eval: None,
+            eval_sha256: None,
+            gate: None,
+            status: VersionStatus::Candidate,
+            status_reason: None,
+        }
+    }
+}
+
 /// A registered model version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelVersion {

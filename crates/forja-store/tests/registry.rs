@@ -12,24 +12,13 @@ fn open(path: &std::path::Path) -> SqliteStore {
 }
 
 fn version(tenant: &str, n: u32) -> NewVersion {
+    let files = BTreeMap::from([("adapter_model.safetensors".into(), format!("{n:064}"))]);
     NewVersion {
-        tenant_id: tenant.into(),
-        job_id: None,
-        parent_id: None,
-        base_model: "tiny".into(),
         base_sha256: Some("b".repeat(64)),
-        adapter_sha256: format!("{n:064}"),
-        adapter_files: BTreeMap::from([("adapter_model.safetensors".into(), format!("{n:064}"))]),
         dataset_sha256: Some("d".repeat(64)),
         manifest: serde_json::json!({ "n": n }),
         code_commit: Some("abc".into()),
-        hyperparameters: None,
-        golden_set_id: None,
-        eval: None,
-        eval_sha256: None,
-        gate: None,
-        status: VersionStatus::Candidate,
-        status_reason: None,
+        ..NewVersion::candidate(tenant, "tiny", files)
     }
 }
 

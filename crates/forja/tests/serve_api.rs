@@ -13,7 +13,7 @@ use common::server::*;
 use common::tiny_gguf;
 use forja_engine::lora::{Adapter, LoraConfig};
 use forja_engine::{Engine, LoadOptions};
-use forja_store::{ArtifactConfig, Artifacts, NewVersion, Registry, SqliteStore, VersionStatus};
+use forja_store::{ArtifactConfig, Artifacts, NewVersion, Registry, SqliteStore};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -263,25 +263,7 @@ fn register(data: &Path, tenant: &str, dir: &Path) -> String {
     }
     let store = SqliteStore::open(&data.join("forja.db"), Duration::from_secs(5)).unwrap();
     let t = forja_store::Tenants::tenant_by_name(&store, tenant).unwrap();
-    let new = NewVersion {
-        tenant_id: t.id,
-        job_id: None,
-        parent_id: None,
-        base_model: "tiny.gguf".into(),
-        base_sha256: None,
-        adapter_sha256: files["adapter_model.safetensors"].clone(),
-        adapter_files: files,
-        dataset_sha256: None,
-        manifest: json!({}),
-        code_commit: None,
-        hyperparameters: None,
-        golden_set_id: None,
-        eval: None,
-        eval_sha256: None,
-        gate: None,
-        status: VersionStatus::Candidate,
-        status_reason: None,
-    };
+    let new = NewVersion::candidate(&t.id, "tiny.gguf", files);
     store.register_version(&new, "test").unwrap().0.id
 }
 

@@ -200,6 +200,44 @@ fn promote_in(
 }
 
 /// Archives the champion (rolled back or demoted) and records why.
+/// Archives the champion `current` and points the alias at `to` (a
+/// rollback) or removes it (a demotion: the base model serves), logged and
+/// with the tenant's generation bumped.
+fn replace_champion(
+    c: &Connection,
+    tenant_id: &str,
+    current: String,
+    to: Option<String>,
+    actor: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<AliasMove> {
+    archive(c, &current, actor, reason)?;
+    match &to {
+        Some(v) => put_alias(c, tenant_id, CHAMPION, v, actor, now)?,
+        None => {
+            c.execute(
+                "DELETE FROM aliases WHERE tenant_id = ?1 AND name = ?2",
+                params![tenant_id, CHAMPION],
+            )
+            .map_err(sql("demote"))?;
+        }
+    }
+    let l = Log {
+        tenant: tenant_id,
+        kind: if to.is_some() { "rolled_back" } else { "demoted" },
+        version: to.as_deref(),
+        previous: Some(&current),
+        alias: Some(CHAMPION),
+        actor,
+        reason: Some(reason),
+    };
+    let entry_id = log(c, l, now)?;
+    let generation = bump_generation(c, tenant_id)?;
+    let version = to.map(|v| get_version(c, tenant_id, &v)).transpose()?;
+    Ok(AliasMove { version, previous_id: Some(current), generation, entry_id })
+}
+
 fn archive(c: &Connection, id: &str, actor: &str, reason: &str) -> Result<()> {
     c.execute(
         "UPDATE model_versions SET status = 'archived', status_reason = ?1 WHERE id = ?2",
@@ -457,25 +495,7 @@ impl Registry for SqliteStore {
                     "no previous promoted version to roll back to (the champion {current} is the first)"
                 )));
             };
-            archive(c, &current, actor, reason)?;
-            put_alias(c, tenant_id, CHAMPION, &previous, actor, now)?;
-            let l = Log {
-                tenant: tenant_id,
-                kind: "rolled_back",
-                version: Some(&previous),
-                previous: Some(&current),
-                alias: Some(CHAMPION),
-                actor,
-                reason: Some(reason),
-            };
-            let entry_id = log(c, l, now)?;
-            let generation = bump_generation(c, tenant_id)?;
-            Ok(AliasMove {
-                version: Some(get_version(c, tenant_id, &previous)?),
-                previous_id: Some(current),
-                generation,
-                entry_id,
-            })
+            replace_champion(c, tenant_id, current, Some(previous), actor, reason, now)
         })
     }
 
@@ -485,24 +505,7 @@ impl Registry for SqliteStore {
             let current = alias_target(c, tenant_id, CHAMPION)?.ok_or_else(|| {
                 StoreError::Conflict("nothing to demote: the tenant has no champion".into())
             })?;
-            archive(c, &current, actor, reason)?;
-            c.execute(
-                "DELETE FROM aliases WHERE tenant_id = ?1 AND name = ?2",
-                params![tenant_id, CHAMPION],
-            )
-            .map_err(sql("demote"))?;
-            let l = Log {
-                tenant: tenant_id,
-                kind: "demoted",
-                version: None,
-                previous: Some(&current),
-                alias: Some(CHAMPION),
-                actor,
-                reason: Some(reason),
-            };
-            let entry_id = log(c, l, now)?;
-            let generation = bump_generation(c, tenant_id)?;
-            Ok(AliasMove { version: None, previous_id: Some(current), generation, entry_id })
+            replace_champion(c, tenant_id, current, None, actor, reason, now)
         })
     }
 
