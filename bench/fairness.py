@@ -10,7 +10,8 @@ state): S quiet requests alone, then the flood (C clients each sending
 back; answers 429 are counted and retried after Retry-After), 3 s for it
 to fill the batch, and S quiet requests under it. A phase stops early once
 it has run P seconds (at least one request), so a server that makes the
-quiet tenant wait minutes is measured with fewer samples, not for hours. Prints p50/p90 of quiet's
+quiet tenant wait minutes is measured with fewer samples, not for hours;
+a quiet request unanswered after --timeout-s counts as "> TIMEOUT". Prints p50/p90 of quiet's
 latency per phase and server, the ratio, and the flood's throughput and
 refusals. Standard library only.
 """
@@ -40,6 +41,10 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
+def fmt(x, cap):
+    return f"> {cap:.0f}" if x == float("inf") else f"{x:.3f}"
+
+
 class Target:
     def __init__(self, spec):
         self.label, rest = spec.split("=", 1)
@@ -47,12 +52,19 @@ class Target:
         self.alone, self.flooded = [], []
         self.stats = {"ok": 0, "tokens": 0, "refused": 0}
         self.lock = threading.Lock()
+        self.cap = 900
 
-    def quiet_once(self):
+    def quiet_once(self, timeout=900):
+        """Seconds to answer, or `inf` when no answer came within `timeout`."""
         t = time.perf_counter()
-        st, _, _ = post(self.url, self.quiet_key, "/v1/chat/completions", {
-            "model": "base", "messages": [{"role": "user", "content": "Hola"}],
-            "max_tokens": 1, "temperature": 0})
+        try:
+            st, _, _ = post(self.url, self.quiet_key, "/v1/chat/completions", {
+                "model": "base", "messages": [{"role": "user", "content": "Hola"}],
+                "max_tokens": 1, "temperature": 0}, timeout=timeout)
+        except (TimeoutError, urllib.error.URLError) as e:
+            if isinstance(e, urllib.error.URLError) and not isinstance(e.reason, TimeoutError):
+                raise
+            return float("inf")
         assert st == 200, st
         return time.perf_counter() - t
 
@@ -73,7 +85,7 @@ class Target:
     def phase(self, samples, budget):
         t0, out = time.perf_counter(), []
         while len(out) < samples and (not out or time.perf_counter() - t0 < budget):
-            out.append(self.quiet_once())
+            out.append(self.quiet_once(timeout=self.cap))
         return out
 
     def round(self, samples, clients, budget):
@@ -87,7 +99,7 @@ class Target:
         self.flooded += self.phase(samples, budget)
         stop.set()
         for t in threads:
-            t.join()
+            t.join(self.cap)
 
 
 def main():
@@ -96,9 +108,13 @@ def main():
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--phase-s", type=float, default=120)
+    ap.add_argument("--timeout-s", type=float, default=900,
+                    help="a quiet request unanswered this long counts as > TIMEOUT")
     ap.add_argument("targets", nargs="+")
     a = ap.parse_args()
     targets = [Target(s) for s in a.targets]
+    for t in targets:
+        t.cap = a.timeout_s
     for t in targets:
         t.quiet_once()  # warm-up
     for r in range(a.rounds):
@@ -106,13 +122,16 @@ def main():
             n = (len(t.alone), len(t.flooded))
             t.round(a.samples, a.clients, a.phase_s)
             alone, flooded = t.alone[n[0]:], t.flooded[n[1]:]
-            print(f"round {r + 1} {t.label}: alone p50 {statistics.median(alone):.3f} s ({len(alone)}), "
-                  f"under flood p50 {statistics.median(flooded):.3f} s ({len(flooded)})", file=sys.stderr)
+            print(f"round {r + 1} {t.label}: alone p50 {fmt(pct(alone, 0.5), t.cap)} s ({len(alone)}), "
+                  f"under flood p50 {fmt(pct(flooded, 0.5), t.cap)} s ({len(flooded)})", file=sys.stderr,
+                  flush=True)
     for t in targets:
         a50, f50 = statistics.median(t.alone), statistics.median(t.flooded)
-        print(f"{t.label}: quiet tenant, 1-token chat: alone p50 {a50:.3f} s p90 {pct(t.alone, 0.9):.3f} s "
-              f"({len(t.alone)}); under the flood p50 {f50:.3f} s p90 {pct(t.flooded, 0.9):.3f} s "
-              f"({len(t.flooded)}); ratio {f50 / a50:.2f}x; "
+        ratio = "n/a" if f50 == float("inf") else f"{f50 / a50:.2f}x"
+        print(f"{t.label}: quiet tenant, 1-token chat: alone p50 {fmt(a50, t.cap)} s "
+              f"p90 {fmt(pct(t.alone, 0.9), t.cap)} s ({len(t.alone)}); under the flood "
+              f"p50 {fmt(f50, t.cap)} s p90 {fmt(pct(t.flooded, 0.9), t.cap)} s "
+              f"({len(t.flooded)}); ratio {ratio}; "
               f"flood: {t.stats['ok']} requests answered ({t.stats['tokens']} tokens), "
               f"{t.stats['refused']} refused with 429")
 

@@ -4,7 +4,7 @@
 # `flood` saturates the node (bench/fairness.py), interleaved round by round.
 # With FORJA_BASELINE=/path/to/an/older/forja both binaries serve at once
 # (each idle while the other is measured) and are measured in alternation.
-# usage: bench/fairness.sh [ROUNDS] [SAMPLES_PER_PHASE] [FLOOD_CLIENTS] [PHASE_SECONDS]
+# usage: bench/fairness.sh [ROUNDS] [SAMPLES_PER_PHASE] [FLOOD_CLIENTS] [PHASE_SECONDS] [TIMEOUT_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FORJA=${FORJA:-./target/release/forja}
@@ -33,4 +33,5 @@ start() {
 start forja "$FORJA"
 [ -n "${FORJA_BASELINE:-}" ] && start baseline "$FORJA_BASELINE"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(grep -o -m1 'avx512[a-z]*\|avx2' /proc/cpuinfo | head -1); forja $(git rev-parse --short HEAD)" >&2
-python3 bench/fairness.py --rounds "${1:-3}" --samples "${2:-8}" --clients "${3:-4}" --phase-s "${4:-120}" "${TARGETS[@]}"
+python3 bench/fairness.py --rounds "${1:-3}" --samples "${2:-8}" --clients "${3:-4}" --phase-s "${4:-120}" \
+    --timeout-s "${5:-900}" "${TARGETS[@]}"
