@@ -8,6 +8,8 @@
 //!   splits and merges, and word-level edits.
 //! - [`entity`]: whether an edit is only a name's spelling (dictionary) or
 //!   a change of meaning (training).
+//! - [`learn`]: what each paragraph of a delta teaches (nothing, a
+//!   dictionary entry or a training pair).
 //! - [`align`]: hand-written minutes against a long transcript.
 //!
 //! Pure functions over bytes and strings: no I/O, HTTP or SQL here.
@@ -17,6 +19,7 @@ pub mod diff;
 pub mod docx;
 pub mod entity;
 mod error;
+pub mod learn;
 mod model;
 pub mod text;
 

@@ -57,6 +57,9 @@ pub enum Command {
     /// List, show, follow and cancel fine-tuning jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Learn from corrected documents: diff a generated DOCX against its corrected version.
+    #[command(subcommand)]
+    Corrections(CorrectionsCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -324,6 +327,67 @@ pub enum BenchCommand {
     Minhash(BenchMinhashArgs),
     /// PII detection throughput on a JSONL corpus; writes the findings.
     Pii(BenchPiiArgs),
+    /// Transcript-to-minutes alignment quality (score, coverage, link precision) on demo sessions.
+    Align(BenchAlignArgs),
+    /// DOCX read + paragraph diff time on generated minutes of N pages with secretary edits.
+    Diff(BenchDiffArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CorrectionsCommand {
+    /// What changed from a generated document to its corrected version, paragraph by
+    /// paragraph (moves, edits, splits, merges, insertions, deletions), and what each teaches.
+    Diff(CorrectionsDiffArgs),
+}
+
+/// `forja corrections diff`.
+#[derive(Debug, Args, Clone)]
+pub struct CorrectionsDiffArgs {
+    /// The document forja generated (.docx).
+    pub generated: PathBuf,
+    /// The corrected version (.docx).
+    #[arg(value_name = "FINAL")]
+    pub final_: PathBuf,
+    /// Print the delta as JSON (the API's `corrections.delta` object).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `forja bench align`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchAlignArgs {
+    /// Demo sessions to align.
+    #[arg(long, default_value_t = 40)]
+    pub sessions: usize,
+    /// Demo generator seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Segments past the cursor a paragraph may start.
+    #[arg(long)]
+    pub max_lookahead: Option<usize>,
+    /// A span holds at most this many times the paragraph's words.
+    #[arg(long)]
+    pub word_count_threshold: Option<f32>,
+    /// Weight of the penalty for span words beyond the paragraph's length.
+    #[arg(long)]
+    pub length_penalty_factor: Option<f32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `forja bench diff`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchDiffArgs {
+    /// Pages of minutes (about 8 paragraphs, 450 words each).
+    #[arg(long, default_value_t = 200)]
+    pub pages: usize,
+    /// Repetitions (the median is reported).
+    #[arg(short, long, default_value_t = 5)]
+    pub repetitions: usize,
+    /// Demo generator seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 /// `forja curate`.

@@ -8,6 +8,7 @@ mod config;
 mod curate;
 mod debug;
 mod demo;
+mod docs;
 mod eval;
 mod install;
 mod models;
@@ -81,6 +82,9 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),
         args::Command::Bench(args::BenchCommand::Minhash(a)) => curate::bench_minhash(a),
         args::Command::Bench(args::BenchCommand::Pii(a)) => curate::bench_pii(a),
+        args::Command::Bench(args::BenchCommand::Align(a)) => docs::bench_align(a),
+        args::Command::Bench(args::BenchCommand::Diff(a)) => docs::bench_diff(a),
+        args::Command::Corrections(args::CorrectionsCommand::Diff(a)) => docs::corrections_diff(a),
         args::Command::Debug(args::DebugCommand::Logits { model, adapter, ids, dequantize }) => {
             debug::logits(&model, adapter.as_deref(), &ids, dequantize)
         }
