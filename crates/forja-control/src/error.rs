@@ -50,6 +50,15 @@ pub enum ControlError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An uploaded document could not be read (not a DOCX, encrypted, a
+    /// zip bomb, malformed XML…).
+    #[error("{file}: {source}")]
+    Document {
+        /// The multipart field or file name.
+        file: String,
+        /// What the reader said.
+        source: forja_docs::DocsError,
+    },
     /// The caller may not do this (a tenant key forcing a promotion).
     #[error("{0}")]
     Forbidden(String),

@@ -16,6 +16,8 @@
 //!   (which re-scores the worker's predictions itself), promotion,
 //!   rollback and demotion; what changed is published on the store's
 //!   [`forja_store::EventBus`].
+//! - [`documents`]: corrected documents become dictionary entries and
+//!   training pairs (forja-docs diffs them), with lineage.
 //! - [`webhook`]: signed deliveries on their own task, with a concurrency
 //!   limit and an optional guard against private addresses.
 //!
@@ -24,6 +26,7 @@
 
 mod control;
 pub mod dataset;
+pub mod documents;
 mod error;
 pub mod evaluation;
 pub mod feedback;

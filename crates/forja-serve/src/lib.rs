@@ -27,11 +27,15 @@
 //!   jobs submitted to the batcher with the tenant as their fairness owner
 //!   and a probe that drops them once the client is gone.
 //!
+//! - **Dictionary** ([`dictionary`]): each tenant's entity fixes rewrite
+//!   its generated text, reloaded on `DICTIONARY_UPDATED`.
+//!
 //! It knows nothing of HTTP (forja-server translates the wire formats) or
 //! of the control plane: it gets a store, an artifact store, the event bus
 //! and a rollback callback.
 
 pub mod adapters;
+pub mod dictionary;
 mod error;
 mod generate;
 pub mod metrics;
@@ -112,6 +116,12 @@ pub struct Serving {
     inflight: Arc<generate::InFlight>,
     /// Each token's bytes (for log-probability reports), built on first use.
     pieces: OnceLock<Vec<Vec<u8>>>,
+    /// Tenants' entity dictionaries, loaded on first use and dropped on
+    /// `DICTIONARY_UPDATED`.
+    dictionaries: Mutex<HashMap<String, Arc<dictionary::Dictionary>>>,
+    /// Bumped on every `DICTIONARY_UPDATED`, so a load that raced with an
+    /// update is not cached.
+    dictionary_gen: std::sync::atomic::AtomicU64,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -163,6 +173,8 @@ impl Serving {
             compiler: OnceLock::new(),
             grammars: Mutex::new(HashMap::new()),
             pieces: OnceLock::new(),
+            dictionaries: Mutex::new(HashMap::new()),
+            dictionary_gen: std::sync::atomic::AtomicU64::new(0),
             metrics,
         }))
     }
@@ -521,6 +533,11 @@ impl Serving {
                     Event::ModelRolledBack { tenant, version: Some(version), alias, .. } => {
                         (tenant, version, alias)
                     }
+                    Event::DictionaryUpdated { tenant, .. } => {
+                        me.dictionary_gen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        lock(&me.dictionaries).remove(&tenant);
+                        continue;
+                    }
                     Event::ModelRolledBack { tenant, version: None, alias, .. } => {
                         // Demoted: the base model serves (resolution sees no alias).
                         lock(&me.pointers).remove(&(tenant, alias));
@@ -550,6 +567,24 @@ impl Serving {
     ) -> Result<(Vec<ModelVersion>, Vec<forja_store::Alias>)> {
         let tid = tenant.id.clone();
         self.store(move |s| Ok((s.model_versions(&tid)?, s.aliases(&tid)?))).await
+    }
+
+    /// The tenant's entity dictionary (cached until it changes).
+    pub async fn dictionary(&self, tenant: &Tenant) -> Result<Arc<dictionary::Dictionary>> {
+        if let Some(d) = lock(&self.dictionaries).get(&tenant.id) {
+            return Ok(d.clone());
+        }
+        let generation = self.dictionary_gen.load(std::sync::atomic::Ordering::SeqCst);
+        let tid = tenant.id.clone();
+        let entries = self.store(move |s| s.dictionary(&tid)).await?;
+        let pairs: Vec<(String, String)> =
+            entries.into_iter().map(|e| (e.wrong, e.right)).collect();
+        let d = Arc::new(dictionary::Dictionary::new(&pairs));
+        let mut cache = lock(&self.dictionaries);
+        if self.dictionary_gen.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            cache.insert(tenant.id.clone(), d.clone());
+        }
+        Ok(d)
     }
 
     /// The version id served for `(tenant, alias)` now, if any.

@@ -120,6 +120,12 @@ impl ApiError {
                     (StatusCode::BAD_REQUEST, Some("invalid_request"), Some(param.clone()))
                 }
                 C::Forbidden(_) => (StatusCode::FORBIDDEN, Some("forbidden"), None),
+                C::Document { source: forja_docs::DocsError::TooLarge(_), file } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, Some("document_too_large"), Some(file.clone()))
+                }
+                C::Document { file, .. } => {
+                    (StatusCode::BAD_REQUEST, Some("invalid_document"), Some(file.clone()))
+                }
                 C::Stopped { .. } => (StatusCode::CONFLICT, Some("lease_lost"), None),
                 C::Eval(_) => {
                     (StatusCode::BAD_REQUEST, Some("invalid_golden_set"), Some("file".into()))

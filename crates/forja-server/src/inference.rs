@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use forja_core::{ChatMessage, Role};
 use forja_engine::{Completion, FinishReason, Grammar};
+use forja_serve::dictionary::{Dictionary, StreamRewriter};
 use forja_serve::{GenEvent, GenRequest, GenStream, ServeError, Serving, Target};
 use forja_store::{CompletionRecord, Tenant};
 use serde_json::{json, Value};
@@ -221,6 +222,13 @@ async fn generate(
         n: gen.n,
         grammar: grammar(&gen.format),
     };
+    // The tenant's entity dictionary rewrites free text (not grammar-bound
+    // answers, which a rewrite could break).
+    let dict = if gen.format == Format::Text {
+        sv.dictionary(t).await?
+    } else {
+        Arc::new(Dictionary::empty())
+    };
     let stream = sv.generate(t, &target, req).await?;
     if gen.format != Format::Text {
         sv.metrics.constrained.with_label_values(&[gen.format.kind()]).inc();
@@ -242,6 +250,7 @@ async fn generate(
         call,
         logprobs: gen.logprobs,
         created: now_secs(),
+        dict,
     };
     if gen.stream {
         Ok(run.stream(gen.include_usage))
@@ -267,6 +276,7 @@ struct Run {
     logprobs: infer_wire::Logprobs,
     prompt_tokens: usize,
     created: u64,
+    dict: Arc<Dictionary>,
 }
 
 fn finish_reason(f: FinishReason) -> &'static str {
@@ -380,7 +390,12 @@ impl Run {
                 }
             }
         }
-        let done: Vec<Completion> = done.into_iter().flatten().collect();
+        let mut done: Vec<Completion> = done.into_iter().flatten().collect();
+        for c in &mut done {
+            if let std::borrow::Cow::Owned(text) = self.dict.apply(&c.text) {
+                c.text = text;
+            }
+        }
         let choices = done
             .iter()
             .enumerate()
@@ -446,15 +461,34 @@ impl Run {
             let (mut left, mut usage) =
                 (self.jobs, Usage { prompt: self.prompt_tokens, completion: 0 });
             let (mut output, mut longest) = (String::new(), 0);
+            let mut rewriters: Vec<StreamRewriter> =
+                (0..self.jobs).map(|_| StreamRewriter::new(self.dict.clone())).collect();
             while left > 0 {
                 let ev = match self.next().await {
                     Ok(Some((i, GenEvent::Text(text)))) => {
+                        let text = rewriters[i].push(&text);
+                        if text.is_empty() {
+                            continue;
+                        }
                         if i == 0 {
                             output.push_str(&text);
                         }
                         send(self.chunk(i, Some(&text), None, Value::Null))
                     }
                     Ok(Some((i, GenEvent::Done(Ok(c))))) => {
+                        let rest = rewriters[i].finish();
+                        if !rest.is_empty() {
+                            if i == 0 {
+                                output.push_str(&rest);
+                            }
+                            if tx
+                                .send(send(self.chunk(i, Some(&rest), None, Value::Null)))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
                         left -= 1;
                         usage.completion += c.tokens.len();
                         longest = longest.max(c.tokens.len());

@@ -29,6 +29,7 @@ mod admin_api;
 mod api;
 mod auth;
 pub mod client;
+mod documents_api;
 mod error;
 mod infer_wire;
 mod inference;
@@ -148,6 +149,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/golden", post(registry_api::add_golden).get(registry_api::list_golden))
         .route("/v1/worker/jobs/{id}/artifacts", put(worker_api::upload))
         .layer(DefaultBodyLimit::max(l.max_upload));
+    let documents = Router::new()
+        .route("/v1/corrections", post(documents_api::corrections))
+        .layer(DefaultBodyLimit::max(forja_control::documents::MAX_DOCUMENT_BYTES + (64 << 10)));
     let json = Router::new()
         .route("/metrics", get(inference::metrics))
         .route("/health", get(|| async { "ok" }))
@@ -160,6 +164,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fine_tuning/jobs/{id}/events", get(api::job_events))
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
         .route("/v1/feedback", post(api::feedback))
+        .route("/v1/documents", get(documents_api::list))
+        .route("/v1/documents/{id}", get(documents_api::get).delete(documents_api::delete))
+        .route("/v1/documents/{id}/content", get(documents_api::content))
+        .route("/v1/dictionary", get(documents_api::dictionary).post(documents_api::add))
+        .route("/v1/dictionary/{wrong}", axum::routing::delete(documents_api::remove))
         .route("/v1/learning/status", get(api::learning_status))
         .route("/v1/learning/train", post(api::train_now))
         .route("/v1/learning/release", post(api::release_held))
@@ -187,7 +196,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/worker/jobs/{id}/finish", post(worker_api::finish))
         .route("/v1/artifacts/{sha}", get(worker_api::download))
         .layer(DefaultBodyLimit::max(l.max_json));
-    middleware::harden(Router::new().merge(json).merge(uploads).merge(inference)).with_state(state)
+    middleware::harden(Router::new().merge(json).merge(uploads).merge(documents).merge(inference))
+        .with_state(state)
 }
 
 async fn ready(

@@ -39,6 +39,14 @@ pub enum Event {
         /// The alias moved.
         alias: String,
     },
+    /// A tenant's entity dictionary changed (`DICTIONARY_UPDATED`): serving
+    /// reloads it before the tenant's next generation.
+    DictionaryUpdated {
+        /// Tenant id.
+        tenant: String,
+        /// Entries now.
+        entries: usize,
+    },
     /// A job changed state.
     JobStateChanged {
         /// Tenant id.

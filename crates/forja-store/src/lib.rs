@@ -5,7 +5,8 @@
 //! keys), [`Examples`] (curated feedback and the triggers that claim it),
 //! [`Files`], [`Jobs`] (the job lifecycle, leases, events, checkpoints),
 //! [`Schedules`] (cron fires and webhook deliveries), [`Registry`] (golden
-//! sets, model versions, aliases) and [`CompletionLog`]. Every state
+//! sets, model versions, aliases), [`CompletionLog`] and [`Documents`]
+//! (documents with lineage, the entity dictionary). Every state
 //! change is one transaction, so a process killed at any point leaves the
 //! database at the state before or after it. [`SqliteStore`] is the
 //! embedded default (WAL mode, one file in the data directory); a Postgres
@@ -22,6 +23,7 @@
 
 mod artifacts;
 pub mod completions;
+pub mod documents;
 mod error;
 pub mod events;
 pub mod registry;
@@ -31,6 +33,7 @@ mod types;
 
 pub use artifacts::{sha256_file, sha256_hex, ArtifactConfig, Artifacts};
 pub use completions::{CompletionLog, CompletionRecord};
+pub use documents::{ChunkSource, DictionaryEntry, DocKind, DocumentRow, Documents};
 pub use error::{Result, StoreError};
 pub use events::{Event, EventBus, LocalBus};
 pub use registry::{
@@ -43,5 +46,7 @@ pub use types::*;
 
 /// The store traits, for `use forja_store::prelude::*`.
 pub mod prelude {
-    pub use crate::{CompletionLog, Examples, Files, Jobs, Registry, Schedules, Store, Tenants};
+    pub use crate::{
+        CompletionLog, Documents, Examples, Files, Jobs, Registry, Schedules, Store, Tenants,
+    };
 }

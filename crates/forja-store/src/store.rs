@@ -10,7 +10,16 @@ use std::collections::BTreeMap;
 
 /// The control plane's durable state: every concern, and the clock.
 pub trait Store:
-    Tenants + Examples + Files + Jobs + Schedules + Registry + CompletionLog + Send + Sync
+    Tenants
+    + Examples
+    + Files
+    + Jobs
+    + Schedules
+    + Registry
+    + CompletionLog
+    + crate::Documents
+    + Send
+    + Sync
 {
     /// The store's clock (unix seconds).
     fn now(&self) -> Timestamp;

@@ -2,11 +2,99 @@
 //! documents API): one object per paragraph operation with both texts, the
 //! word edits and what forja learns from it.
 
+use crate::ApiError;
+use forja_control::documents::CorrectionOutcome;
 use forja_docs::diff::Delta;
 use forja_docs::entity::EntityRule;
 use forja_docs::learn::{learning, Learning};
 use forja_docs::Block;
+use forja_store::{DictionaryEntry, DocumentRow};
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// A stored document.
+pub fn document(d: &DocumentRow) -> Value {
+    json!({
+        "id": d.id, "object": "document", "kind": d.kind.as_str(), "parent_id": d.parent_id,
+        "session": d.session, "version": d.version, "filename": d.filename, "bytes": d.bytes,
+        "sha256": d.sha256, "model": d.model, "created_at": d.created_at,
+    })
+}
+
+/// A dictionary entry with its provenance.
+pub fn entry(e: &DictionaryEntry) -> Value {
+    json!({
+        "wrong": e.wrong, "right": e.right, "source_document": e.source_document,
+        "source_chunk": e.source_chunk, "created_at": e.created_at,
+    })
+}
+
+/// `POST /v1/corrections`' answer: the delta, and what became of each
+/// paragraph (the stored example for a training pair).
+pub fn outcome(o: &CorrectionOutcome) -> Value {
+    let mut v = delta(&o.delta, &o.generated, &o.final_blocks, &EntityRule::default());
+    if let Some(paras) = v["paragraphs"].as_array_mut() {
+        for (p, out) in paras.iter_mut().zip(&o.paragraphs) {
+            if let Some(e) = &out.example {
+                p["example"] = super::feedback::example(e);
+            }
+        }
+    }
+    v["document"] = document(&o.document);
+    v["compared_with"] = document(&o.compared_with);
+    v["named_draft"] = json!(o.named_draft);
+    v["dictionary_updated"] = json!(o.dictionary_updated);
+    v["job"] = o.appended.as_ref().and_then(|a| a.job.as_ref()).map(super::jobs::job).into();
+    v["held"] = o.appended.as_ref().and_then(|a| a.held.clone()).into();
+    v
+}
+
+/// `POST /v1/dictionary` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddEntries {
+    /// The entries to add or replace.
+    pub entries: Vec<AddEntry>,
+}
+
+/// One entry of [`AddEntries`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddEntry {
+    /// As the model writes it.
+    pub wrong: String,
+    /// As it should be written.
+    pub right: String,
+}
+
+impl AddEntries {
+    /// The entries as `(wrong, right)`, checked: 1 to 1,000 per call, each
+    /// side 1 to 200 characters on one line, `wrong` ≠ `right`.
+    pub fn checked(self) -> Result<Vec<(String, String)>, ApiError> {
+        if self.entries.is_empty() || self.entries.len() > 1000 {
+            return Err(ApiError::bad("entries", "give 1 to 1000 entries per call"));
+        }
+        self.entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (w, r) = (e.wrong.trim().to_string(), e.right.trim().to_string());
+                for (name, s) in [("wrong", &w), ("right", &r)] {
+                    if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
+                        return Err(ApiError::bad(
+                            &format!("entries[{i}].{name}"),
+                            "must be 1 to 200 characters on one line",
+                        ));
+                    }
+                }
+                if w == r {
+                    return Err(ApiError::bad(&format!("entries[{i}].right"), "equals `wrong`"));
+                }
+                Ok((w, r))
+            })
+            .collect()
+    }
+}
 
 /// `{"object": "corrections.delta", "summary": {...}, "paragraphs": [...]}`.
 pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &EntityRule) -> Value {

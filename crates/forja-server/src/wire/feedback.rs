@@ -135,7 +135,8 @@ pub fn items(body: &[u8]) -> Result<Vec<Feedback>, ApiError> {
     }
 }
 
-fn example(e: &Example) -> Value {
+/// One stored example: its id, status and, when refused, why.
+pub fn example(e: &Example) -> Value {
     json!({"id": format!("ex-{}", e.id), "status": e.status.as_str(), "reason": e.reason, "job_id": e.job_id})
 }
 

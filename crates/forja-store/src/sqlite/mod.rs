@@ -9,7 +9,8 @@
 //! One file per concern implements one of the store's traits: `tenants`
 //! (tenants, keys, storage accounting), `examples`, `files`, `jobs`
 //! (lifecycle, leases, events, checkpoints), `schedules` (cron, webhooks),
-//! `registry`, `completions`; `rows` maps rows to types.
+//! `registry`, `completions`, `documents` (documents, their chunks, the
+//! entity dictionary); `rows` maps rows to types.
 
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod completions;
+mod documents;
 mod examples;
 mod files;
 mod jobs;
@@ -33,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_registry.sql")),
     (3, include_str!("../../migrations/sqlite/0003_completions.sql")),
     (4, include_str!("../../migrations/sqlite/0004_hardening.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_documents.sql")),
 ];
 
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
