@@ -163,6 +163,33 @@ impl Control {
         blocking(move || Ok(store.insert_document(&row, &chunks)?)).await
     }
 
+    /// Stores a transcript (JSON of its segments, already scrubbed) as the
+    /// root of a session's lineage.
+    pub async fn store_transcript(
+        &self,
+        tenant: &Tenant,
+        session: Option<String>,
+        json: bytes::Bytes,
+    ) -> Result<DocumentRow> {
+        let size = json.len() as u64;
+        let sha256 = self.artifacts.put(json).await?;
+        let row = DocumentRow {
+            id: new_document_id(),
+            tenant_id: tenant.id.clone(),
+            kind: DocKind::Transcript,
+            parent_id: None,
+            session,
+            version: 1,
+            filename: "transcript.json".into(),
+            sha256,
+            bytes: size,
+            model: None,
+            created_at: 0,
+        };
+        let store = self.store.clone();
+        blocking(move || Ok(store.insert_document(&row, &[])?)).await
+    }
+
     /// Learns from a corrected document (see the module docs).
     pub async fn corrections(
         self: &std::sync::Arc<Self>,

@@ -53,6 +53,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// How long a cached dictionary is trusted without an event.
+pub const DICTIONARY_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How serving is set up.
 #[derive(Debug, Clone)]
 pub struct ServingConfig {
@@ -118,7 +121,7 @@ pub struct Serving {
     pieces: OnceLock<Vec<Vec<u8>>>,
     /// Tenants' entity dictionaries, loaded on first use and dropped on
     /// `DICTIONARY_UPDATED`.
-    dictionaries: Mutex<HashMap<String, Arc<dictionary::Dictionary>>>,
+    dictionaries: Mutex<HashMap<String, (std::time::Instant, Arc<dictionary::Dictionary>)>>,
     /// Bumped on every `DICTIONARY_UPDATED`, so a load that raced with an
     /// update is not cached.
     dictionary_gen: std::sync::atomic::AtomicU64,
@@ -569,10 +572,15 @@ impl Serving {
         self.store(move |s| Ok((s.model_versions(&tid)?, s.aliases(&tid)?))).await
     }
 
-    /// The tenant's entity dictionary (cached until it changes).
+    /// The tenant's entity dictionary: cached until `DICTIONARY_UPDATED`
+    /// (this process's changes, seen at once) and re-read after
+    /// [`DICTIONARY_TTL`] (changes made by another process, such as
+    /// `forja dictionary add` on the same database).
     pub async fn dictionary(&self, tenant: &Tenant) -> Result<Arc<dictionary::Dictionary>> {
-        if let Some(d) = lock(&self.dictionaries).get(&tenant.id) {
-            return Ok(d.clone());
+        if let Some((at, d)) = lock(&self.dictionaries).get(&tenant.id) {
+            if at.elapsed() < DICTIONARY_TTL {
+                return Ok(d.clone());
+            }
         }
         let generation = self.dictionary_gen.load(std::sync::atomic::Ordering::SeqCst);
         let tid = tenant.id.clone();
@@ -582,7 +590,7 @@ impl Serving {
         let d = Arc::new(dictionary::Dictionary::new(&pairs));
         let mut cache = lock(&self.dictionaries);
         if self.dictionary_gen.load(std::sync::atomic::Ordering::SeqCst) == generation {
-            cache.insert(tenant.id.clone(), d.clone());
+            cache.insert(tenant.id.clone(), (std::time::Instant::now(), d.clone()));
         }
         Ok(d)
     }

@@ -1,4 +1,6 @@
 //! Documents, corrections and the entity dictionary over HTTP:
+//! `POST /v1/documents` (a transcript → minutes drafted by the tenant's
+//! served model, as DOCX with a chunk id per paragraph),
 //! `POST /v1/corrections` (a corrected DOCX → delta, dictionary entries,
 //! training pairs), `/v1/documents` (list, get, content, delete) and
 //! `/v1/dictionary` (list, add, remove). Tenant-scoped like every route;
@@ -62,6 +64,173 @@ pub async fn corrections(
     let up = CorrectionUpload { generated_id, filename, bytes };
     let outcome = s.control.corrections(&t, up).await?;
     Ok(Json(wire::outcome(&outcome)))
+}
+
+/// Segments drafted per batch (well under a tenant's in-flight cap).
+const DRAFT_BATCH: usize = 8;
+
+/// `POST /v1/documents`: drafts minutes from a transcript. Consecutive
+/// segments of one speaker make one paragraph (one chunk); the transcript
+/// is PII-scrubbed with the tenant's scrubber before anything sees or
+/// stores it; each paragraph is generated greedily from its chunk with the
+/// drafting instruction and the tenant's dictionary applied. The
+/// transcript and the draft are stored (transcript → generated, the next
+/// version of its session).
+pub async fn create(
+    State(s): State<AppState>,
+    TenantAuth(t, _): TenantAuth,
+    body: axum::body::Bytes,
+) -> Api {
+    use forja_core::{ChatMessage, GenerationParams, Role, SamplingParams};
+    use forja_serve::{GenEvent, GenRequest};
+    let req: wire::CreateDraft = crate::wire::parse(&body)?;
+    let segments = req.segments()?;
+    // Chunks: runs of one speaker (a segment without one stands alone).
+    let mut chunks: Vec<Vec<wire::Segment>> = Vec::new();
+    for seg in segments {
+        match chunks.last_mut() {
+            Some(run) if seg.speaker.is_some() && run[0].speaker == seg.speaker => run.push(seg),
+            _ => chunks.push(vec![seg]),
+        }
+    }
+    if chunks.len() > wire::MAX_CHUNKS {
+        return Err(ApiError::bad(
+            "transcript",
+            format!(
+                "{} paragraphs to draft; at most {} per request",
+                chunks.len(),
+                wire::MAX_CHUNKS
+            ),
+        ));
+    }
+    // Scrub off the runtime, one document scope so a name keeps its tag.
+    let control = s.control.clone();
+    let tenant = t.clone();
+    let (sources, transcript_json) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let scrubber = control.curator.scrubber(&tenant)?;
+        let mut doc = forja_data::pii::DocScrub::default();
+        let mut out = Vec::with_capacity(chunks.len());
+        let mut clean_segments = Vec::new();
+        for run in chunks {
+            let mut texts = Vec::with_capacity(run.len());
+            for seg in &run {
+                let text = scrubber.scrub(seg.text.trim(), &mut doc).text;
+                clean_segments.push(wire::Segment { text: text.clone(), ..seg.clone() });
+                texts.push(text);
+            }
+            let start = run.iter().filter_map(|s| s.start).reduce(f64::min);
+            let end = run.iter().filter_map(|s| s.end).reduce(f64::max);
+            out.push((texts.join(" "), start, end));
+        }
+        let json = serde_json::to_vec(&serde_json::json!({"segments": clean_segments}))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((out, json))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("a scrubbing task failed: {e}")))??;
+
+    let sv = crate::inference::serving(&s)?;
+    let model = req.model.clone().unwrap_or_else(|| "default@champion".into());
+    let target = sv.resolve(&t, &model).await?;
+    let dict = sv.dictionary(&t).await?;
+    let params = GenerationParams {
+        max_tokens: req.max_tokens.unwrap_or(256).min(s.limits.max_tokens_cap),
+        sampling: SamplingParams { temperature: 0.0, ..SamplingParams::default() },
+        ..GenerationParams::default()
+    };
+    let deadline = tokio::time::Instant::now() + s.limits.request_timeout;
+    let mut texts = vec![String::new(); sources.len()];
+    for first in (0..sources.len()).step_by(DRAFT_BATCH) {
+        let last = (first + DRAFT_BATCH).min(sources.len());
+        let mut prompts = Vec::with_capacity(last - first);
+        for (text, _, _) in &sources[first..last] {
+            let messages = vec![
+                ChatMessage {
+                    role: Role::System,
+                    content: forja_control::documents::DRAFT_INSTRUCTION.into(),
+                },
+                ChatMessage { role: Role::User, content: text.clone() },
+            ];
+            prompts.push(sv.chat_prompt(messages).await?);
+        }
+        let request = GenRequest { prompts, params: params.clone(), n: 1, grammar: None };
+        let mut stream = sv.generate(&t, &target, request).await?;
+        let mut left = stream.choices;
+        while left > 0 {
+            match tokio::time::timeout_at(deadline, stream.recv()).await {
+                Ok(Some((i, GenEvent::Done(r)))) => {
+                    let c = r.map_err(crate::inference::engine_err)?;
+                    texts[first + i] = dict.apply(c.text.trim()).into_owned();
+                    left -= 1;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(ApiError::Internal("the generation thread stopped".into())),
+                Err(_) => return Err(ApiError::Timeout(s.limits.request_timeout.as_secs())),
+            }
+        }
+    }
+
+    // The DOCX, with the document's id inside; then the lineage.
+    let id = forja_control::documents::new_document_id();
+    let title = req.title.clone();
+    let blocks: Vec<forja_docs::Block> = title
+        .iter()
+        .map(|t| {
+            forja_docs::Block::paragraph(t.clone())
+                .with_kind(forja_docs::BlockKind::Heading { level: 1 })
+        })
+        .chain(texts.iter().enumerate().map(|(i, text)| {
+            let text = if text.is_empty() { "…".to_string() } else { text.clone() };
+            forja_docs::Block::paragraph(text).with_chunk(format!("c{:04}", i + 1))
+        }))
+        .collect();
+    let (id2, title2) = (id.clone(), title.clone());
+    let bytes = tokio::task::spawn_blocking(move || {
+        forja_docs::docx::write_docx(
+            &blocks,
+            &forja_docs::docx::DraftMeta { title: title2.as_deref(), document_id: Some(&id2) },
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("a writing task failed: {e}")))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let transcript =
+        s.control.store_transcript(&t, req.session.clone(), transcript_json.into()).await?;
+    let chunk_rows = sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, (source, start_s, end_s))| forja_store::ChunkSource {
+            chunk_id: format!("c{:04}", i + 1),
+            source,
+            start_s,
+            end_s,
+        })
+        .collect();
+    let filename = format!(
+        "{}.docx",
+        req.session
+            .as_deref()
+            .unwrap_or("acta")
+            .replace(|c: char| !c.is_alphanumeric() && c != '-', "_")
+    );
+    let draft = forja_control::documents::NewDraft {
+        id,
+        filename,
+        bytes: bytes.into(),
+        session: req.session.clone(),
+        parent_id: Some(transcript.id.clone()),
+        model: Some(target.model.clone()),
+        chunks: chunk_rows,
+    };
+    let row = s.control.store_generated(&t, draft).await?;
+    let mut v = wire::document(&row);
+    v["content_url"] = json!(format!("/v1/documents/{}/content", row.id));
+    v["paragraphs"] = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"chunk_id": format!("c{:04}", i + 1), "text": text}))
+        .collect();
+    Ok(Json(v))
 }
 
 /// `GET /v1/documents`.

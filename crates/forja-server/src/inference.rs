@@ -82,7 +82,7 @@ pub async fn metrics(State(s): State<AppState>, req: Request) -> Response {
         .into_response()
 }
 
-fn serving(s: &AppState) -> Result<Arc<Serving>, ApiError> {
+pub(crate) fn serving(s: &AppState) -> Result<Arc<Serving>, ApiError> {
     s.serving.get().cloned().ok_or(ApiError::NotReady)
 }
 
@@ -180,7 +180,7 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn engine_err(e: forja_engine::EngineError) -> ApiError {
+pub(crate) fn engine_err(e: forja_engine::EngineError) -> ApiError {
     ApiError::Serve(ServeError::Engine(e))
 }
 

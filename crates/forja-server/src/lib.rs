@@ -164,7 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fine_tuning/jobs/{id}/events", get(api::job_events))
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
         .route("/v1/feedback", post(api::feedback))
-        .route("/v1/documents", get(documents_api::list))
+        .route("/v1/documents", get(documents_api::list).post(documents_api::create))
         .route("/v1/documents/{id}", get(documents_api::get).delete(documents_api::delete))
         .route("/v1/documents/{id}/content", get(documents_api::content))
         .route("/v1/dictionary", get(documents_api::dictionary).post(documents_api::add))

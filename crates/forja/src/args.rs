@@ -60,6 +60,11 @@ pub enum Command {
     /// Learn from corrected documents: diff a generated DOCX against its corrected version.
     #[command(subcommand)]
     Corrections(CorrectionsCommand),
+    /// Draft minutes (DOCX) from a transcript with a running node's model.
+    Draft(DraftArgs),
+    /// A tenant's entity dictionary (spelling fixes applied to its generations).
+    #[command(subcommand)]
+    Dictionary(DictionaryCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -351,6 +356,70 @@ pub struct CorrectionsDiffArgs {
     /// Print the delta as JSON (the API's `corrections.delta` object).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `forja draft`.
+#[derive(Debug, Args, Clone)]
+pub struct DraftArgs {
+    /// The transcript: JSON (a list of segments `{text, start, end, speaker}`, or
+    /// `{"segments": [...]}`), JSONL (a segment per line) or text (a segment per line).
+    #[arg(long)]
+    pub transcript: PathBuf,
+    /// Where to write the DOCX.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The node.
+    #[arg(long, env = "FORJA_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// A tenant API key.
+    #[arg(long, env = "FORJA_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// What writes the draft.
+    #[arg(long, default_value = "default@champion")]
+    pub model: String,
+    /// Title (a heading and the document's title).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The meeting: drafts of one session are its versions V1, V2…
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Most tokens per paragraph.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DictionaryCommand {
+    /// The tenant's entries with their provenance.
+    List {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Add or replace an entry (a running node sees it within 2 s).
+    Add {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// As the model writes it.
+        wrong: String,
+        /// As it should be written.
+        right: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Remove an entry.
+    Remove {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// The misspelling.
+        wrong: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
 }
 
 /// `forja bench align`.

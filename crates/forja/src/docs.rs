@@ -1,9 +1,13 @@
 //! The documents commands: `forja corrections diff` (a generated DOCX vs
-//! its corrected version), `forja bench align` (transcript-to-minutes
+//! its corrected version), `forja draft` (minutes from a transcript, by a
+//! running node), `forja dictionary` (a tenant's entity fixes, on the data
+//! directory), `forja bench align` (transcript-to-minutes
 //! alignment quality on demo sessions) and `forja bench diff` (DOCX read +
 //! diff time on long minutes).
 
-use crate::args::{BenchAlignArgs, BenchDiffArgs, CorrectionsDiffArgs};
+use crate::args::{
+    BenchAlignArgs, BenchDiffArgs, CorrectionsDiffArgs, DictionaryCommand, DraftArgs,
+};
 use crate::demo::scenario;
 use anyhow::{bail, Context, Result};
 use forja_docs::align::{align, AlignParams, Segment};
@@ -342,5 +346,131 @@ pub fn bench_diff(a: BenchDiffArgs) -> Result<ExitCode> {
         count(OpKind::Inserted),
         count(OpKind::Deleted),
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The segments of a transcript file (JSON, JSONL or text).
+fn transcript_segments(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            return Ok(match v {
+                serde_json::Value::Object(mut m) => m.remove("segments").with_context(|| {
+                    format!("{}: a JSON object needs a `segments` list", path.display())
+                })?,
+                v => v,
+            });
+        }
+        // JSONL: a segment per line.
+        let mut segs = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: line {}: not JSON", path.display(), i + 1))?;
+            segs.push(v);
+        }
+        return Ok(serde_json::Value::Array(segs));
+    }
+    Ok(serde_json::Value::String(text))
+}
+
+/// `forja draft`: posts the transcript to `/v1/documents` and writes the DOCX.
+pub fn draft(a: DraftArgs) -> Result<ExitCode> {
+    let transcript = transcript_segments(&a.transcript)?;
+    let mut body = json!({"transcript": transcript, "model": a.model});
+    for (k, v) in [("title", a.title.clone()), ("session", a.session.clone())] {
+        if let Some(v) = v {
+            body[k] = json!(v);
+        }
+    }
+    if let Some(m) = a.max_tokens {
+        body["max_tokens"] = json!(m);
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(3600)))
+        .build()
+        .into();
+    let base = a.url.trim_end_matches('/');
+    let auth = format!("Bearer {}", a.api_key);
+    let mut resp = agent
+        .post(format!("{base}/v1/documents"))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())
+        .with_context(|| format!("{base}: cannot reach the node (is `forja up` running?)"))?;
+    let status = resp.status().as_u16();
+    let v: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string()?).unwrap_or_default();
+    if status != 200 {
+        let msg = v["error"]["message"].as_str().unwrap_or("no error message");
+        bail!("{}: the node answered {status}: {msg}", a.transcript.display());
+    }
+    let url = format!("{base}{}", v["content_url"].as_str().unwrap_or_default());
+    let mut resp = agent.get(&url).header("authorization", &auth).call()?;
+    if resp.status().as_u16() != 200 {
+        bail!("{url}: the node answered {}", resp.status().as_u16());
+    }
+    let bytes = resp.body_mut().with_config().limit(256 << 20).read_to_vec()?;
+    std::fs::write(&a.out, &bytes).with_context(|| format!("{}: cannot write", a.out.display()))?;
+    eprintln!(
+        "{}: {} paragraphs, document {} (version {} of its session)",
+        a.out.display(),
+        v["paragraphs"].as_array().map_or(0, Vec::len),
+        v["id"].as_str().unwrap_or("?"),
+        v["version"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `forja dictionary list|add|remove`.
+pub fn dictionary(cmd: DictionaryCommand) -> Result<ExitCode> {
+    use forja_store::prelude::*;
+    let open = |data, tenant: &str| -> Result<(forja_store::SqliteStore, forja_store::Tenant)> {
+        let store = crate::admin::open(data, std::time::Duration::from_secs(5))?;
+        let t = store.tenant_by_name(tenant).with_context(|| format!("no tenant `{tenant}`"))?;
+        Ok((store, t))
+    };
+    match cmd {
+        DictionaryCommand::List { tenant, data } => {
+            let (store, t) = open(&data, &tenant)?;
+            for e in store.dictionary(&t.id)? {
+                let from = match (&e.source_document, &e.source_chunk) {
+                    (Some(d), Some(c)) => format!("{d} ({c})"),
+                    (Some(d), None) => d.clone(),
+                    _ => "by hand".into(),
+                };
+                println!("{}\t{}\t{from}", e.wrong, e.right);
+            }
+        }
+        DictionaryCommand::Add { tenant, wrong, right, data } => {
+            let (w, r) = (wrong.trim().to_string(), right.trim().to_string());
+            if w.is_empty()
+                || r.is_empty()
+                || w == r
+                || w.chars().chain(r.chars()).any(char::is_control)
+            {
+                bail!("give a misspelling and a different fix, each on one line");
+            }
+            let (store, t) = open(&data, &tenant)?;
+            let entry = forja_store::DictionaryEntry {
+                wrong: w,
+                right: r,
+                source_document: None,
+                source_chunk: None,
+                created_at: 0,
+            };
+            let n = store.upsert_dictionary(&t.id, &[entry])?;
+            eprintln!("{tenant}: {n} entries (a running node applies them within 2 s)");
+        }
+        DictionaryCommand::Remove { tenant, wrong, data } => {
+            let (store, t) = open(&data, &tenant)?;
+            store
+                .remove_dictionary(&t.id, &wrong)
+                .with_context(|| format!("{tenant}: no entry `{wrong}`"))?;
+            eprintln!("{tenant}: removed `{wrong}`");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -85,6 +85,8 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Bench(args::BenchCommand::Align(a)) => docs::bench_align(a),
         args::Command::Bench(args::BenchCommand::Diff(a)) => docs::bench_diff(a),
         args::Command::Corrections(args::CorrectionsCommand::Diff(a)) => docs::corrections_diff(a),
+        args::Command::Draft(a) => docs::draft(a),
+        args::Command::Dictionary(c) => docs::dictionary(c),
         args::Command::Debug(args::DebugCommand::Logits { model, adapter, ids, dequantize }) => {
             debug::logits(&model, adapter.as_deref(), &ids, dequantize)
         }

@@ -155,3 +155,123 @@ pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &Entity
         "paragraphs": paragraphs,
     })
 }
+
+/// `POST /v1/documents` body: a transcript to draft minutes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDraft {
+    /// Segments, or one text with a segment per line.
+    pub transcript: Transcript,
+    /// What writes the draft (default `default@champion`, which falls back
+    /// to the base model until the tenant has a champion).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The document's title (a heading, and its core title).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The meeting: drafts of one session are its versions V1, V2…
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Most tokens per paragraph (default 256, at most 1024).
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+}
+
+/// A transcript as posted.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Transcript {
+    /// One segment per non-empty line.
+    Text(String),
+    /// Timed segments.
+    Segments(Vec<Segment>),
+}
+
+/// One transcript segment.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    /// What was said.
+    pub text: String,
+    /// Start, seconds.
+    #[serde(default)]
+    pub start: Option<f64>,
+    /// End, seconds.
+    #[serde(default)]
+    pub end: Option<f64>,
+    /// Who said it: consecutive segments of one speaker make one paragraph.
+    #[serde(default)]
+    pub speaker: Option<String>,
+}
+
+/// Most segments in one draft request.
+pub const MAX_SEGMENTS: usize = 2000;
+
+/// Most paragraphs (chunks) one draft generates.
+pub const MAX_CHUNKS: usize = 500;
+
+impl CreateDraft {
+    /// The checked segments (1 to [`MAX_SEGMENTS`], each 1 to 8,000
+    /// characters, times finite and ordered).
+    pub fn segments(&self) -> Result<Vec<Segment>, ApiError> {
+        let segs: Vec<Segment> = match &self.transcript {
+            Transcript::Text(t) => t
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| Segment { text: l.into(), start: None, end: None, speaker: None })
+                .collect(),
+            Transcript::Segments(s) => s.clone(),
+        };
+        if segs.is_empty() || segs.len() > MAX_SEGMENTS {
+            return Err(ApiError::bad("transcript", format!("give 1 to {MAX_SEGMENTS} segments")));
+        }
+        for (i, s) in segs.iter().enumerate() {
+            let n = s.text.trim().chars().count();
+            if n == 0 || n > 8000 {
+                return Err(ApiError::bad(
+                    &format!("transcript[{i}].text"),
+                    "must hold 1 to 8000 characters",
+                ));
+            }
+            for (name, t) in [("start", s.start), ("end", s.end)] {
+                if t.is_some_and(|t| !t.is_finite() || t < 0.0) {
+                    return Err(ApiError::bad(
+                        &format!("transcript[{i}].{name}"),
+                        "must be a time in seconds ≥ 0",
+                    ));
+                }
+            }
+            if let (Some(a), Some(b)) = (s.start, s.end) {
+                if b < a {
+                    return Err(ApiError::bad(
+                        &format!("transcript[{i}].end"),
+                        "is before `start`",
+                    ));
+                }
+            }
+            if s.speaker.as_ref().is_some_and(|sp| sp.chars().count() > 200) {
+                return Err(ApiError::bad(
+                    &format!("transcript[{i}].speaker"),
+                    "at most 200 characters",
+                ));
+            }
+        }
+        if self.max_tokens.is_some_and(|m| m == 0 || m > 1024) {
+            return Err(ApiError::bad("max_tokens", "must be 1 to 1024"));
+        }
+        if self
+            .title
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > 300 || t.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad("title", "one line of at most 300 characters"));
+        }
+        if self.session.as_ref().is_some_and(|s| {
+            s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control)
+        }) {
+            return Err(ApiError::bad("session", "one line of 1 to 200 characters"));
+        }
+        Ok(segs)
+    }
+}

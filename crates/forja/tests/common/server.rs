@@ -127,6 +127,17 @@ pub fn get_status(s: &Server, path: &str, key: &str) -> u16 {
         .map_or(0, |r| r.status().as_u16())
 }
 
+/// A GET whose body is bytes (a download).
+pub fn get_bytes(s: &Server, path: &str, key: &str) -> (u16, Vec<u8>) {
+    let mut resp = agent()
+        .get(format!("{}{path}", s.url))
+        .header("authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap())
+}
+
 pub fn get(s: &Server, path: &str, key: &str) -> (u16, Value) {
     let (st, v, _) = call(s, "GET", path, key, None, "");
     (st, v)
