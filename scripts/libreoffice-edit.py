@@ -22,6 +22,7 @@ machine: a fresh profile in a temporary directory, a named pipe.
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,7 +118,8 @@ def main():
         ["soffice", "--headless", "--invisible", "--norestore", "--nologo", "--nodefault",
          f"-env:UserInstallation={uno.systemPathToFileUrl(profile)}",
          f"--accept=pipe,name={pipe};urp;StarOffice.ComponentContext"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    desktop = None
     try:
         local = uno.getComponentContext()
         resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
@@ -132,22 +134,32 @@ def main():
         else:
             sys.exit("soffice did not accept a connection within 60 s")
         desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
-        doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(src), "_blank", 0, (prop("Hidden", True),))
+        # Read-only: no lock file next to the input, which a crashed run
+        # would leave behind.
+        doc = desktop.loadComponentFromURL(
+            uno.systemPathToFileUrl(src), "_blank", 0, (prop("Hidden", True), prop("ReadOnly", True)))
         if doc is None:
             sys.exit(f"LibreOffice could not open {src}")
         for op in ops:
             run(doc, op)
         doc.storeToURL(uno.systemPathToFileUrl(dst), (prop("FilterName", "MS Word 2007 XML"),))
         doc.close(True)
-        try:
-            desktop.terminate()
-        except Exception:
-            pass  # the bridge goes away with the process
     finally:
+        if desktop is not None:
+            try:
+                desktop.terminate()
+            except Exception:
+                pass  # the bridge goes away with the process
         try:
             office.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            office.kill()
+            pass
+        # soffice is a wrapper: its soffice.bin child lives in the same
+        # session; take the whole group down whatever happened.
+        try:
+            os.killpg(office.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         shutil.rmtree(profile, ignore_errors=True)
 
 
