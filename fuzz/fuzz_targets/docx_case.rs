@@ -11,20 +11,23 @@ use forja_docs::Block;
 use std::io::{Cursor, Write};
 
 pub fn run(data: &[u8]) {
-    let limits = ReadLimits { max_part_bytes: 1 << 20, max_blocks: 10_000, ..ReadLimits::default() };
+    let limits =
+        ReadLimits { max_part_bytes: 1 << 20, max_blocks: 10_000, ..ReadLimits::default() };
     let _ = read_docx(data, &limits);
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     if zip.start_file("word/document.xml", opts).is_err() || zip.write_all(data).is_err() {
         return;
     }
     let Ok(pkg) = zip.finish() else { return };
     if let Ok(doc) = read_docx(&pkg.into_inner(), &limits) {
-        let draft: Vec<Block> = ["Se abre la sesión.", "Interviene Jhon Yonson.", "Se levanta la sesión."]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Block::paragraph(*t).with_chunk(format!("s{i}")))
-            .collect();
+        let draft: Vec<Block> =
+            ["Se abre la sesión.", "Interviene Jhon Yonson.", "Se levanta la sesión."]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Block::paragraph(*t).with_chunk(format!("s{i}")))
+                .collect();
         let _ = diff(&draft, &doc.blocks, &DiffOptions::default());
     }
 }
