@@ -495,40 +495,30 @@ fn dedup(mut ids: Vec<String>) -> Vec<String> {
 
 /// The text of the `name` custom property.
 fn custom_property(xml: &str, name: &str) -> Result<Option<String>, DocsError> {
-    let part = "docProps/custom.xml";
-    let mut reader = Reader::from_str(xml);
-    let mut inside = false;
-    let mut value = String::new();
-    loop {
-        match next(part, &mut reader)? {
-            Event::Start(e) if e.local_name().as_ref() == "property" => {
-                inside = attr(&e, "name").as_deref() == Some(name);
-            }
-            Event::Text(t) if inside => value.push_str(&t.xml10_content()),
-            Event::GeneralRef(r) => {
-                let s = entity(part, &reader, &r)?;
-                if inside {
-                    value.push_str(&s);
-                }
-            }
-            Event::End(e) if e.local_name().as_ref() == "property" && inside => {
-                let v = value.trim().to_string();
-                return Ok((!v.is_empty()).then_some(v));
-            }
-            Event::Eof => return Ok(None),
-            _ => {}
-        }
-    }
+    element_text_where(xml, "docProps/custom.xml", "property", |e| {
+        attr(e, "name").as_deref() == Some(name)
+    })
 }
 
 /// The text of the first element named `local`.
 fn element_text(part: &str, xml: &str, local: &str) -> Result<Option<String>, DocsError> {
+    element_text_where(xml, part, local, |_| true)
+}
+
+/// The whitespace-squashed text of the first element named `local` that
+/// `wanted` accepts (`None` when there is none or it is empty).
+fn element_text_where(
+    xml: &str,
+    part: &str,
+    local: &str,
+    wanted: impl Fn(&BytesStart<'_>) -> bool,
+) -> Result<Option<String>, DocsError> {
     let mut reader = Reader::from_str(xml);
     let mut inside = false;
     let mut value = String::new();
     loop {
         match next(part, &mut reader)? {
-            Event::Start(e) if e.local_name().as_ref() == local => inside = true,
+            Event::Start(e) if e.local_name().as_ref() == local => inside = wanted(&e),
             Event::Text(t) if inside => value.push_str(&t.xml10_content()),
             Event::GeneralRef(r) => {
                 let s = entity(part, &reader, &r)?;
@@ -536,7 +526,7 @@ fn element_text(part: &str, xml: &str, local: &str) -> Result<Option<String>, Do
                     value.push_str(&s);
                 }
             }
-            Event::End(e) if e.local_name().as_ref() == local => {
+            Event::End(e) if e.local_name().as_ref() == local && inside => {
                 let v = crate::text::squash(&value);
                 return Ok((!v.is_empty()).then_some(v));
             }
