@@ -393,7 +393,8 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
         &data,
         &model,
         &["--workers", "0", "--db-busy-timeout-ms", "300"],
-        &[("FORJA_DB_MAX_PAGES", "72")],
+        // Room for the schema (5 migrations) and a few examples.
+        &[("FORJA_DB_MAX_PAGES", "90")],
     );
     let words = [
         "el",
