@@ -437,9 +437,10 @@ fn run(engine: &Engine, cfg: &BatcherConfig, rx: &Receiver<Job>, stats: &Batcher
             waiting.push_back(&owner, Waiting::New(Box::new(job)));
         }
         waiting.drop_cancelled(stats);
+        // Counted as dropped in `retire`, like a sequence whose sink found
+        // its client gone in the middle of a pass.
         for l in live.iter_mut().filter(|l| l.seq.finish.is_none() && l.is_cancelled()) {
             l.seq.finish = Some(crate::FinishReason::Cancelled);
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
         retire(&mut live, Vec::new(), stats);
         schedule(engine, cfg, &mut live, &mut waiting, stats);
@@ -530,6 +531,9 @@ fn retire(live: &mut Vec<Live<'_>>, mut failed: Vec<(usize, EngineError)>, stats
         let mut l = live.swap_remove(i);
         if let Some(s) = &l.spec {
             stats.add_spec(s.stats());
+        }
+        if l.seq.finish == Some(crate::FinishReason::Cancelled) {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
         let result = match err.or_else(|| l.seq.error.take()) {
             Some(e) => Err(e),

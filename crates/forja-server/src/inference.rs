@@ -468,6 +468,12 @@ impl Run {
                     Ok(Some((i, GenEvent::Text(text)))) => {
                         let text = rewriters[i].push(&text);
                         if text.is_empty() {
+                            // Nothing to send yet (held back, or a token
+                            // that completes no character): still notice
+                            // a client that left.
+                            if tx.is_closed() {
+                                return;
+                            }
                             continue;
                         }
                         if i == 0 {
