@@ -5,12 +5,15 @@
 //! tenant's next generations within seconds) or a training pair that goes
 //! through the same curation as `/v1/feedback` (PII scrubbing, dedup,
 //! quality) into the tenant's pending examples, with lineage back to the
-//! document and chunk.
+//! document and chunk. Minutes written by hand (no chunk ids) are aligned
+//! to their stored transcript instead, and every linked paragraph becomes
+//! a pair the same way.
 
 use crate::control::blocking;
 use crate::feedback::Feedback;
 use crate::{Control, ControlError, Result};
 use forja_core::{ChatMessage, Role};
+use forja_docs::align::{align, AlignParams, Alignment, Segment};
 use forja_docs::diff::{diff, Delta, DiffOptions, Op};
 use forja_docs::docx::{read_docx, ReadLimits};
 use forja_docs::entity::EntityRule;
@@ -407,5 +410,155 @@ fn pair(
         metadata,
         source: Some("document".into()),
         ..Feedback::default()
+    }
+}
+
+/// Hand-written minutes (no chunk ids) to learn from, aligned to a stored
+/// transcript.
+#[derive(Debug, Clone)]
+pub struct MinutesUpload {
+    /// The tenant's transcript document (`POST /v1/documents` stores one).
+    pub transcript_id: String,
+    /// The file's name.
+    pub filename: String,
+    /// The DOCX.
+    pub bytes: bytes::Bytes,
+    /// The aligner's knobs.
+    pub params: AlignParams,
+}
+
+/// What learning from aligned minutes did.
+#[derive(Debug, Clone)]
+pub struct AlignedOutcome {
+    /// The stored minutes.
+    pub document: DocumentRow,
+    /// The transcript they were aligned to.
+    pub transcript: DocumentRow,
+    /// The minutes' paragraphs (headings left out).
+    pub paragraphs: Vec<String>,
+    /// One optional span of transcript segments per paragraph.
+    pub alignment: Alignment,
+    /// The stored example of each linked paragraph.
+    pub examples: Vec<Option<forja_store::Example>>,
+    /// The examples' append result.
+    pub appended: Option<Appended>,
+}
+
+impl Control {
+    /// Learns from minutes written by hand: each paragraph is aligned to a
+    /// span of the transcript (monotonic with lookahead, moved items found
+    /// out of order) and every linked paragraph becomes a training pair
+    /// (the span's text → the paragraph) through the feedback path.
+    pub async fn aligned_minutes(
+        self: &std::sync::Arc<Self>,
+        tenant: &Tenant,
+        up: MinutesUpload,
+    ) -> Result<AlignedOutcome> {
+        if up.bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(ControlError::Document {
+                file: "file".into(),
+                source: forja_docs::DocsError::TooLarge(format!(
+                    "{} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes",
+                    up.bytes.len()
+                )),
+            });
+        }
+        let bytes = up.bytes.clone();
+        let doc = blocking(move || read("file", &bytes)).await?;
+        let paragraphs: Vec<String> = doc
+            .blocks
+            .into_iter()
+            .filter(|b| !matches!(b.kind, forja_docs::BlockKind::Heading { .. }))
+            .map(|b| b.text)
+            .collect();
+        if paragraphs.is_empty() {
+            return Err(ControlError::invalid("file", "the document has no paragraphs"));
+        }
+        let (store, tid, id) = (self.store.clone(), tenant.id.clone(), up.transcript_id.clone());
+        let transcript = blocking(move || Ok(store.document(&tid, &id)?)).await?;
+        if transcript.kind != DocKind::Transcript {
+            return Err(ControlError::invalid(
+                "transcript_id",
+                format!(
+                    "document {} is a {}, not a transcript",
+                    transcript.id,
+                    transcript.kind.as_str()
+                ),
+            ));
+        }
+        let json = self.artifacts.get(&transcript.sha256).await?;
+        let segments: Vec<Segment> = serde_json::from_slice::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v["segments"].as_array().cloned())
+            .ok_or_else(|| {
+                ControlError::Internal(format!("transcript {} is not readable", transcript.id))
+            })?
+            .iter()
+            .map(|s| Segment {
+                text: s["text"].as_str().unwrap_or_default().to_string(),
+                start: s["start"].as_f64(),
+                end: s["end"].as_f64(),
+            })
+            .collect();
+        let (paras, segs, params) = (paragraphs.clone(), segments.clone(), up.params);
+        let alignment = blocking(move || {
+            let refs: Vec<&str> = paras.iter().map(String::as_str).collect();
+            Ok(align(&segs, &refs, &params))
+        })
+        .await?;
+
+        let size = up.bytes.len() as u64;
+        let sha256 = self.artifacts.put(up.bytes.clone()).await?;
+        let row = DocumentRow {
+            id: new_document_id(),
+            tenant_id: tenant.id.clone(),
+            kind: DocKind::Final,
+            parent_id: Some(transcript.id.clone()),
+            session: transcript.session.clone(),
+            version: 1,
+            filename: crate::clip(&up.filename, 200),
+            sha256,
+            bytes: size,
+            model: None,
+            created_at: 0,
+        };
+        let document = {
+            let store = self.store.clone();
+            blocking(move || Ok(store.insert_document(&row, &[])?)).await?
+        };
+        let mut items = Vec::new();
+        let mut item_of = vec![None; paragraphs.len()];
+        for (p, link) in alignment.links.iter().enumerate() {
+            let Some(l) = link else { continue };
+            let source: Vec<&str> =
+                segments[l.first..=l.last].iter().map(|s| s.text.as_str()).collect();
+            let mut metadata = std::collections::BTreeMap::new();
+            metadata.insert("document".into(), serde_json::json!(document.id));
+            metadata.insert("paragraph".into(), serde_json::json!(p));
+            metadata.insert("segments".into(), serde_json::json!([l.first, l.last]));
+            metadata.insert("score".into(), serde_json::json!((l.score * 1000.0).round() / 1000.0));
+            item_of[p] = Some(items.len());
+            items.push(Feedback {
+                messages: Some(vec![
+                    ChatMessage { role: Role::System, content: DRAFT_INSTRUCTION.into() },
+                    ChatMessage { role: Role::User, content: source.join(" ") },
+                ]),
+                correction: Some(paragraphs[p].clone()),
+                metadata,
+                source: Some("aligned_minutes".into()),
+                ..Feedback::default()
+            });
+        }
+        let appended = if items.is_empty() {
+            None
+        } else {
+            let (me, tenant) = (self.clone(), tenant.clone());
+            Some(blocking(move || me.feedback(&tenant, &items)).await?)
+        };
+        let examples = item_of
+            .into_iter()
+            .map(|k| k.and_then(|k| appended.as_ref().map(|a| a.examples[k].clone())))
+            .collect();
+        Ok(AlignedOutcome { document, transcript, paragraphs, alignment, examples, appended })
     }
 }

@@ -13,44 +13,67 @@ use crate::{ApiError, AppState};
 use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use forja_control::documents::CorrectionUpload;
+use forja_control::documents::{CorrectionUpload, MinutesUpload};
 use serde_json::{json, Value};
 
 type Api<T = Json<Value>> = Result<T, ApiError>;
 
 /// `POST /v1/corrections` (multipart: `file` = the corrected DOCX,
 /// optional `generated_id` = the draft it corrects; without it, the draft
-/// the file names).
+/// the file names). With `transcript_id` instead, `file` is minutes written
+/// by hand, aligned to that stored transcript (optional `max_lookahead`,
+/// `word_count_threshold`, `length_penalty_factor`).
 pub async fn corrections(
     State(s): State<AppState>,
     TenantAuth(t, _): TenantAuth,
     mut mp: Multipart,
 ) -> Api {
-    let (mut file, mut generated_id) = (None, None);
+    let (mut file, mut generated_id, mut transcript_id) = (None, None, None);
+    let mut params = forja_docs::align::AlignParams::default();
     while let Some(field) =
         mp.next_field().await.map_err(|e| ApiError::bad("file", e.body_text()))?
     {
-        match field.name() {
+        let name = field.name().map(str::to_string);
+        match name.as_deref() {
             Some("file") => {
                 let name = forja_control::clip(field.file_name().unwrap_or("final.docx"), 200);
                 let bytes =
                     field.bytes().await.map_err(|e| ApiError::bad("file", e.body_text()))?;
                 file = Some((name, bytes));
             }
-            Some("generated_id") => {
-                let id =
-                    field.text().await.map_err(|e| ApiError::bad("generated_id", e.body_text()))?;
+            Some(key @ ("generated_id" | "transcript_id")) => {
+                let id = field.text().await.map_err(|e| ApiError::bad(key, e.body_text()))?;
                 let id = id.trim().to_string();
                 if id.is_empty() || id.len() > 100 {
-                    return Err(ApiError::bad("generated_id", "a document id (doc-…)"));
+                    return Err(ApiError::bad(key, "a document id (doc-…)"));
                 }
-                generated_id = Some(id);
+                if key == "generated_id" {
+                    generated_id = Some(id);
+                } else {
+                    transcript_id = Some(id);
+                }
+            }
+            Some(key @ ("max_lookahead" | "word_count_threshold" | "length_penalty_factor")) => {
+                let v = field.text().await.map_err(|e| ApiError::bad(key, e.body_text()))?;
+                let x: f64 = v.trim().parse().map_err(|_| ApiError::bad(key, "a number"))?;
+                match key {
+                    "max_lookahead" if (1.0..=1000.0).contains(&x) && x.fract() == 0.0 => {
+                        params.max_lookahead = x as usize
+                    }
+                    "word_count_threshold" if (1.0..=50.0).contains(&x) => {
+                        params.word_count_threshold = x as f32
+                    }
+                    "length_penalty_factor" if (0.0..=10.0).contains(&x) => {
+                        params.length_penalty_factor = x as f32
+                    }
+                    _ => return Err(ApiError::bad(key, "out of range")),
+                }
             }
             Some(other) => {
                 return Err(ApiError::bad(
                     "multipart",
                     format!(
-                        "unknown field `{}` (use file, generated_id)",
+                        "unknown field `{}` (use file, generated_id or transcript_id)",
                         forja_control::clip(other, 40)
                     ),
                 ))
@@ -61,6 +84,17 @@ pub async fn corrections(
     let (filename, bytes) = file.ok_or_else(|| {
         ApiError::bad("file", "a multipart field `file` (the corrected .docx) is required")
     })?;
+    if let Some(transcript_id) = transcript_id {
+        if generated_id.is_some() {
+            return Err(ApiError::bad(
+                "transcript_id",
+                "give `generated_id` or `transcript_id`, not both",
+            ));
+        }
+        let up = MinutesUpload { transcript_id, filename, bytes, params };
+        let outcome = s.control.aligned_minutes(&t, up).await?;
+        return Ok(Json(wire::aligned(&outcome)));
+    }
     let up = CorrectionUpload { generated_id, filename, bytes };
     let outcome = s.control.corrections(&t, up).await?;
     Ok(Json(wire::outcome(&outcome)))
@@ -130,7 +164,7 @@ pub async fn create(
     .map_err(|e| ApiError::Internal(format!("a scrubbing task failed: {e}")))??;
 
     let sv = crate::inference::serving(&s)?;
-    let model = req.model.clone().unwrap_or_else(|| "default@champion".into());
+    let model = req.model.clone().unwrap_or_else(|| "base@champion".into());
     let target = sv.resolve(&t, &model).await?;
     let dict = sv.dictionary(&t).await?;
     let params = GenerationParams {

@@ -12,7 +12,7 @@ use forja_control::documents::NewDraft;
 use forja_docs::docx::{write_docx, DraftMeta};
 use forja_docs::Block;
 use forja_store::{ChunkSource, TenantSettings};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn paragraphs() -> Vec<Block> {
     [
@@ -205,4 +205,106 @@ fn a_cloned_session_compares_with_v2_and_wrong_uploads_store_nothing() {
         let text = format!("{}", r.body);
         assert!(text.contains(want), "{text}");
     }
+}
+
+fn upload_fields(bed: &Bed, key: &str, file: &[u8], fields: &[(&str, &str)]) -> common::Resp {
+    let b = "aLiGnBoUnDaRy";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend(
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"acta.docx\"\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend(file);
+    body.extend(format!("\r\n--{b}--\r\n").as_bytes());
+    let ctype = format!("multipart/form-data; boundary={b}");
+    bed.call("POST", "/v1/corrections", key, &[("content-type", &ctype)], Body::from(body))
+}
+
+#[test]
+fn minutes_written_by_hand_are_aligned_to_their_transcript() {
+    let bed = Bed::new(|_| {});
+    let key = bed.tenant("acme", TenantSettings { threshold: None, ..TenantSettings::default() });
+    let other =
+        bed.tenant("other", TenantSettings { threshold: None, ..TenantSettings::default() });
+    let transcript = json!([
+        {"text": "buenas tardes se abre la sesión ordinaria del pleno", "start": 0.0, "end": 4.0},
+        {"text": "punto primero aprobación del acta de la sesión anterior", "start": 4.0, "end": 8.0},
+        {"text": "queda aprobada por unanimidad", "start": 8.0, "end": 10.0},
+        {"text": "punto segundo modificación de la ordenanza de terrazas del casco antiguo", "start": 10.0, "end": 15.0},
+        {"text": "con el voto en contra del grupo vecinal", "start": 15.0, "end": 18.0},
+        {"text": "punto tercero contrato de recogida de residuos urbanos", "start": 18.0, "end": 22.0},
+        {"text": "se aprueba la prórroga por dos años", "start": 22.0, "end": 25.0},
+        {"text": "sin más asuntos se levanta la sesión", "start": 25.0, "end": 28.0},
+    ]);
+    let r = bed.post(
+        "/v1/documents",
+        &key,
+        json!({"transcript": transcript, "max_tokens": 4, "session": "pleno-9"}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let transcript_id = r.body["parent_id"].as_str().unwrap().to_string();
+    let draft_id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["paragraphs"].as_array().unwrap().len(), 8, "a chunk per segment");
+
+    // Minutes written by hand: no chunk ids, item 3 written before item 1.
+    let minutes: Vec<Block> = std::iter::once(
+        Block::paragraph("Acta del Pleno").with_kind(forja_docs::BlockKind::Heading { level: 1 }),
+    )
+    .chain(
+        [
+            "Se abre la sesión ordinaria del Pleno.",
+            "Punto 3. Contrato de recogida de residuos urbanos: se aprueba la prórroga por dos años.",
+            "Punto 1. Aprobación del acta de la sesión anterior: queda aprobada por unanimidad.",
+            "Punto 2. Modificación de la ordenanza de terrazas del casco antiguo, con el voto en contra del grupo vecinal.",
+            "Se levanta la sesión.",
+        ]
+        .iter()
+        .map(|t| Block::paragraph(*t)),
+    )
+    .collect();
+    let file = write_docx(&minutes, &DraftMeta::default()).unwrap();
+    let r = upload_fields(&bed, &key, &file, &[("transcript_id", &transcript_id)]);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["object"], "corrections.aligned");
+    let spans: Vec<Value> =
+        r.body["paragraphs"].as_array().unwrap().iter().map(|p| p["segments"].clone()).collect();
+    assert_eq!(spans, [json!([0, 0]), json!([5, 6]), json!([1, 2]), json!([3, 4]), json!([7, 7])]);
+    assert!(r.body["paragraphs"][1]["out_of_order"].as_bool().unwrap());
+    assert!(r.body["coverage"].as_f64().unwrap() > 0.99);
+    for p in r.body["paragraphs"].as_array().unwrap() {
+        assert_eq!(p["example"]["status"], "curated", "{p}");
+    }
+    assert_eq!(r.body["document"]["parent_id"], transcript_id.as_str());
+    let status = bed.get("/v1/learning/status", &key);
+    assert_eq!(status.body["pending"]["curated"], 5, "{:?}", status.body);
+
+    // Wrong ids and fields.
+    let r = upload_fields(&bed, &other, &file, &[("transcript_id", &transcript_id)]);
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    let r = upload_fields(&bed, &key, &file, &[("transcript_id", &draft_id)]);
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("not a transcript"));
+    let r = upload_fields(
+        &bed,
+        &key,
+        &file,
+        &[("transcript_id", &transcript_id), ("generated_id", &draft_id)],
+    );
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = upload_fields(
+        &bed,
+        &key,
+        &file,
+        &[("transcript_id", &transcript_id), ("max_lookahead", "-3")],
+    );
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["error"]["param"], "max_lookahead");
+    let r = upload_fields(&bed, &key, &file, &[("colour", "red")]);
+    assert_eq!(r.status, 400, "{:?}", r.body);
 }

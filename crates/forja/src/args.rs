@@ -374,8 +374,8 @@ pub struct DraftArgs {
     /// A tenant API key.
     #[arg(long, env = "FORJA_API_KEY", hide_env_values = true)]
     pub api_key: String,
-    /// What writes the draft.
-    #[arg(long, default_value = "default@champion")]
+    /// What writes the draft (the tenant's champion of the served base model).
+    #[arg(long, default_value = "base@champion")]
     pub model: String,
     /// Title (a heading and the document's title).
     #[arg(long)]

@@ -3,7 +3,7 @@
 //! word edits and what forja learns from it.
 
 use crate::ApiError;
-use forja_control::documents::CorrectionOutcome;
+use forja_control::documents::{AlignedOutcome, CorrectionOutcome};
 use forja_docs::diff::Delta;
 use forja_docs::entity::EntityRule;
 use forja_docs::learn::{learning, Learning};
@@ -47,6 +47,39 @@ pub fn outcome(o: &CorrectionOutcome) -> Value {
     v["job"] = o.appended.as_ref().and_then(|a| a.job.as_ref()).map(super::jobs::job).into();
     v["held"] = o.appended.as_ref().and_then(|a| a.held.clone()).into();
     v
+}
+
+/// `POST /v1/corrections` with `transcript_id`: each paragraph's span of
+/// transcript segments, its score and its example.
+pub fn aligned(o: &AlignedOutcome) -> Value {
+    let paragraphs: Vec<Value> = o
+        .paragraphs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let link = o.alignment.links[i].as_ref();
+            json!({
+                "final": i,
+                "text": text,
+                "segments": link.map(|l| json!([l.first, l.last])),
+                "score": link.map(|l| (l.score * 1000.0).round() / 1000.0),
+                "out_of_order": link.map(|l| l.out_of_order),
+                "learning": if link.is_some() { "training_pair" } else { "none" },
+                "reason": if link.is_some() { Value::Null } else { json!("no transcript span scores high enough") },
+                "example": o.examples[i].as_ref().map(super::feedback::example),
+            })
+        })
+        .collect();
+    json!({
+        "object": "corrections.aligned",
+        "document": document(&o.document),
+        "transcript": document(&o.transcript),
+        "score": (o.alignment.score * 1000.0).round() / 1000.0,
+        "coverage": (o.alignment.coverage * 1000.0).round() / 1000.0,
+        "paragraphs": paragraphs,
+        "job": o.appended.as_ref().and_then(|a| a.job.as_ref()).map(super::jobs::job),
+        "held": o.appended.as_ref().and_then(|a| a.held.clone()),
+    })
 }
 
 /// `POST /v1/dictionary` body.
@@ -162,8 +195,9 @@ pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &Entity
 pub struct CreateDraft {
     /// Segments, or one text with a segment per line.
     pub transcript: Transcript,
-    /// What writes the draft (default `default@champion`, which falls back
-    /// to the base model until the tenant has a champion).
+    /// What writes the draft (default `base@champion`: the tenant's
+    /// champion of the served base model, `default@champion` on the default
+    /// node, and the base model itself until there is a champion).
     #[serde(default)]
     pub model: Option<String>,
     /// The document's title (a heading, and its core title).
