@@ -106,6 +106,69 @@ fn read(file: &str, bytes: &[u8]) -> Result<Document> {
     read_docx(bytes, &limits).map_err(|source| ControlError::Document { file: file.into(), source })
 }
 
+/// Refuses a file over [`MAX_DOCUMENT_BYTES`] before reading it, then
+/// reads it off the runtime.
+async fn read_upload(bytes: &bytes::Bytes) -> Result<Document> {
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(ControlError::Document {
+            file: "file".into(),
+            source: forja_docs::DocsError::TooLarge(format!(
+                "{} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes",
+                bytes.len()
+            )),
+        });
+    }
+    let bytes = bytes.clone();
+    blocking(move || read("file", &bytes)).await
+}
+
+/// A document row for [`Control::keep`] (which fills in its sha256 and
+/// size).
+fn row(tenant: &Tenant, id: String, kind: DocKind, filename: &str) -> DocumentRow {
+    DocumentRow {
+        id,
+        tenant_id: tenant.id.clone(),
+        kind,
+        parent_id: None,
+        session: None,
+        version: 1,
+        filename: crate::clip(filename, 200),
+        sha256: String::new(),
+        bytes: 0,
+        model: None,
+        created_at: 0,
+    }
+}
+
+impl Control {
+    /// Stores `bytes` in the artifact store, then `row` (with their sha256
+    /// and size) and its chunk sources.
+    async fn keep(
+        &self,
+        mut row: DocumentRow,
+        bytes: bytes::Bytes,
+        chunks: Vec<ChunkSource>,
+    ) -> Result<DocumentRow> {
+        row.bytes = bytes.len() as u64;
+        row.sha256 = self.artifacts.put(bytes).await?;
+        let store = self.store.clone();
+        blocking(move || Ok(store.insert_document(&row, &chunks)?)).await
+    }
+
+    /// Curates training pairs through the feedback path (`None`: no pairs).
+    async fn learn(
+        self: &std::sync::Arc<Self>,
+        tenant: &Tenant,
+        items: Vec<Feedback>,
+    ) -> Result<Option<Appended>> {
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let (me, tenant) = (self.clone(), tenant.clone());
+        Ok(Some(blocking(move || me.feedback(&tenant, &items)).await?))
+    }
+}
+
 impl Control {
     /// Adds or replaces dictionary entries by hand (no provenance) and
     /// tells serving; the dictionary's size after.
@@ -147,23 +210,12 @@ impl Control {
             }
             None => 1,
         };
-        let size = draft.bytes.len() as u64;
-        let sha256 = self.artifacts.put(draft.bytes).await?;
-        let row = DocumentRow {
-            id: draft.id,
-            tenant_id: tenant.id.clone(),
-            kind: DocKind::Generated,
-            parent_id: draft.parent_id,
-            session: draft.session,
-            version,
-            filename: draft.filename,
-            sha256,
-            bytes: size,
-            model: draft.model,
-            created_at: 0,
-        };
-        let (store, chunks) = (self.store.clone(), draft.chunks);
-        blocking(move || Ok(store.insert_document(&row, &chunks)?)).await
+        let mut r = row(tenant, draft.id, DocKind::Generated, &draft.filename);
+        r.parent_id = draft.parent_id;
+        r.session = draft.session;
+        r.version = version;
+        r.model = draft.model;
+        self.keep(r, draft.bytes, draft.chunks).await
     }
 
     /// Stores a transcript (JSON of its segments, already scrubbed) as the
@@ -174,23 +226,9 @@ impl Control {
         session: Option<String>,
         json: bytes::Bytes,
     ) -> Result<DocumentRow> {
-        let size = json.len() as u64;
-        let sha256 = self.artifacts.put(json).await?;
-        let row = DocumentRow {
-            id: new_document_id(),
-            tenant_id: tenant.id.clone(),
-            kind: DocKind::Transcript,
-            parent_id: None,
-            session,
-            version: 1,
-            filename: "transcript.json".into(),
-            sha256,
-            bytes: size,
-            model: None,
-            created_at: 0,
-        };
-        let store = self.store.clone();
-        blocking(move || Ok(store.insert_document(&row, &[])?)).await
+        let mut r = row(tenant, new_document_id(), DocKind::Transcript, "transcript.json");
+        r.session = session;
+        self.keep(r, json, Vec::new()).await
     }
 
     /// Learns from a corrected document (see the module docs).
@@ -199,17 +237,7 @@ impl Control {
         tenant: &Tenant,
         up: CorrectionUpload,
     ) -> Result<CorrectionOutcome> {
-        if up.bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(ControlError::Document {
-                file: "file".into(),
-                source: forja_docs::DocsError::TooLarge(format!(
-                    "{} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes",
-                    up.bytes.len()
-                )),
-            });
-        }
-        let final_bytes = up.bytes.clone();
-        let final_doc = blocking(move || read("file", &final_bytes)).await?;
+        let final_doc = read_upload(&up.bytes).await?;
         if final_doc.blocks.is_empty() {
             return Err(ControlError::invalid("file", "the document has no text"));
         }
@@ -296,25 +324,10 @@ impl Control {
         };
 
         // Store the final version first: every example and entry names it.
-        let size = up.bytes.len() as u64;
-        let sha256 = self.artifacts.put(up.bytes.clone()).await?;
-        let row = DocumentRow {
-            id: forja_store::new_id("doc"),
-            tenant_id: tenant.id.clone(),
-            kind: DocKind::Final,
-            parent_id: Some(compared.id.clone()),
-            session: compared.session.clone(),
-            version: 1,
-            filename: crate::clip(&up.filename, 200),
-            sha256,
-            bytes: size,
-            model: None,
-            created_at: 0,
-        };
-        let document = {
-            let store = store.clone();
-            blocking(move || Ok(store.insert_document(&row, &[])?)).await?
-        };
+        let mut r = row(tenant, new_document_id(), DocKind::Final, &up.filename);
+        r.parent_id = Some(compared.id.clone());
+        r.session = compared.session.clone();
+        let document = self.keep(r, up.bytes.clone(), Vec::new()).await?;
 
         // Dictionary entries, then the event serving listens to.
         let mut entries = Vec::new();
@@ -347,12 +360,7 @@ impl Control {
                 items.push(pair(op, &generated, &final_blocks, &chunks, &document.id));
             }
         }
-        let appended = if items.is_empty() {
-            None
-        } else {
-            let (me, tenant) = (self.clone(), tenant.clone());
-            Some(blocking(move || me.feedback(&tenant, &items)).await?)
-        };
+        let appended = self.learn(tenant, items).await?;
         let paragraphs = decisions
             .into_iter()
             .enumerate()
@@ -454,17 +462,7 @@ impl Control {
         tenant: &Tenant,
         up: MinutesUpload,
     ) -> Result<AlignedOutcome> {
-        if up.bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(ControlError::Document {
-                file: "file".into(),
-                source: forja_docs::DocsError::TooLarge(format!(
-                    "{} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes",
-                    up.bytes.len()
-                )),
-            });
-        }
-        let bytes = up.bytes.clone();
-        let doc = blocking(move || read("file", &bytes)).await?;
+        let doc = read_upload(&up.bytes).await?;
         let paragraphs: Vec<String> = doc
             .blocks
             .into_iter()
@@ -507,25 +505,10 @@ impl Control {
         })
         .await?;
 
-        let size = up.bytes.len() as u64;
-        let sha256 = self.artifacts.put(up.bytes.clone()).await?;
-        let row = DocumentRow {
-            id: new_document_id(),
-            tenant_id: tenant.id.clone(),
-            kind: DocKind::Final,
-            parent_id: Some(transcript.id.clone()),
-            session: transcript.session.clone(),
-            version: 1,
-            filename: crate::clip(&up.filename, 200),
-            sha256,
-            bytes: size,
-            model: None,
-            created_at: 0,
-        };
-        let document = {
-            let store = self.store.clone();
-            blocking(move || Ok(store.insert_document(&row, &[])?)).await?
-        };
+        let mut r = row(tenant, new_document_id(), DocKind::Final, &up.filename);
+        r.parent_id = Some(transcript.id.clone());
+        r.session = transcript.session.clone();
+        let document = self.keep(r, up.bytes.clone(), Vec::new()).await?;
         let mut items = Vec::new();
         let mut item_of = vec![None; paragraphs.len()];
         for (p, link) in alignment.links.iter().enumerate() {
@@ -549,12 +532,7 @@ impl Control {
                 ..Feedback::default()
             });
         }
-        let appended = if items.is_empty() {
-            None
-        } else {
-            let (me, tenant) = (self.clone(), tenant.clone());
-            Some(blocking(move || me.feedback(&tenant, &items)).await?)
-        };
+        let appended = self.learn(tenant, items).await?;
         let examples = item_of
             .into_iter()
             .map(|k| k.and_then(|k| appended.as_ref().map(|a| a.examples[k].clone())))
