@@ -7,7 +7,8 @@
 //! - [`GenerationParams`] / [`SamplingParams`]: what a caller may ask of a
 //!   generation, validated once here so every front end rejects the same
 //!   bad values with the same message;
-//! - [`ChatMessage`]: one turn of a conversation.
+//! - [`ChatMessage`]: one turn of a conversation;
+//! - [`text`]: case and accent folding.
 //!
 //! ```
 //! use forja_core::{GenerationParams, SamplingParams};
@@ -25,6 +26,7 @@ pub mod catalog;
 mod chat;
 mod error;
 mod params;
+pub mod text;
 
 pub use chat::{ChatMessage, Role};
 pub use error::{CoreError, Result};

@@ -1,8 +1,6 @@
 //! Words: how the diff, the entity rule and the aligner cut text into
 //! tokens and compare them regardless of case and accents.
 
-use unicode_normalization::UnicodeNormalization;
-
 /// Splits `text` into tokens: runs of letters and digits (with inner
 /// apostrophes, dots and commas between digits, so `1.200,50` stays one
 /// token) and single punctuation marks. Whitespace separates and is dropped.
@@ -41,14 +39,7 @@ pub fn tokens(text: &str) -> Vec<&str> {
     out
 }
 
-/// Lower case without diacritics: `Gómez` → `gomez`, `Ñ` → `n`.
-pub fn fold(word: &str) -> String {
-    word.nfd().filter(|c| !is_combining(*c)).flat_map(char::to_lowercase).collect()
-}
-
-fn is_combining(c: char) -> bool {
-    matches!(c as u32, 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
-}
+pub use forja_core::text::fold;
 
 /// True for a token made of letters or digits (not punctuation).
 pub fn is_word(token: &str) -> bool {

@@ -2,61 +2,11 @@
 //! map back to the original for the deny-list), char lookups at byte positions
 //! that never split a char, and the context-word search before a position.
 //!
-//! Folding is one rule everywhere: lowercase, canonical decomposition with the
-//! combining marks dropped (`José` → `jose`, `Peña` → `pena`), typographic
-//! apostrophes as `'`.
+//! Folding itself is `forja_core::text` (one rule for every crate); this
+//! module adds the offset map.
 
-use unicode_normalization::char::{decompose_canonical, is_combining_mark};
-
-/// Appends the folded form of `c` to `out`.
-pub(crate) fn fold_char_into(c: char, out: &mut String) {
-    if c.is_ascii() {
-        out.push(c.to_ascii_lowercase());
-    } else if matches!(c, '\u{2019}' | '\u{2018}' | '\u{02bc}') {
-        out.push('\'');
-    } else if !is_combining_mark(c) {
-        decompose_canonical(c, |d| {
-            if !is_combining_mark(d) {
-                for l in d.to_lowercase() {
-                    if !is_combining_mark(l) {
-                        out.push(l);
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Appends the folded form of `s` to `out`.
-pub(crate) fn fold_into(s: &str, out: &mut String) {
-    if s.is_ascii() {
-        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
-    } else {
-        for c in s.chars() {
-            fold_char_into(c, out);
-        }
-    }
-}
-
-/// The folded form of `s`.
-pub(crate) fn fold(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    fold_into(s, &mut out);
-    out
-}
-
-/// `s` folded with every whitespace run turned into one space and the ends
-/// trimmed: the form deny-list entries and pseudonym keys are compared in.
-pub(crate) fn fold_words(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for w in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        fold_into(w, &mut out);
-    }
-    out
-}
+pub(crate) use forja_core::text::{fold, fold_char_into, fold_into, fold_words};
+use unicode_normalization::char::is_combining_mark;
 
 /// A folded copy of a text that remembers, for each byte of the copy, the
 /// original char it came from.
@@ -199,23 +149,6 @@ impl ContextWords {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn folding() {
-        for (input, want) in [
-            ("José Álvarez", "jose alvarez"),
-            ("JOSÉ ÁLVAREZ", "jose alvarez"),
-            ("Jose\u{301}", "jose"),
-            ("Peña Muñoz", "pena munoz"),
-            ("O’Brien", "o'brien"),
-            ("İstanbul", "istanbul"),
-            ("straße", "straße"),
-            ("", ""),
-        ] {
-            assert_eq!(fold(input), want, "{input}");
-        }
-        assert_eq!(fold_words("  José \n\t ÁLVAREZ "), "jose alvarez");
-    }
 
     fn check_map(original: &str, folded_needle: &str, want: &str) {
         let f = Folded::new(original);
