@@ -248,11 +248,26 @@ impl Control {
                 "the file carries no forja document id (was it written by forja?); name the draft it corrects",
             )
         })?;
+        // One trip to the store: the draft asked for, the draft the file
+        // names (when another), and the newest draft of their session.
         let (store, tid) = (self.store.clone(), tenant.id.clone());
-        let asked_row = {
-            let (store, tid, id) = (store.clone(), tid.clone(), asked.clone());
-            blocking(move || Ok(store.document(&tid, &id)?)).await?
-        };
+        let named =
+            final_doc.document_id.clone().filter(|n| up.generated_id.is_some() && *n != asked);
+        let named2 = named.clone();
+        let (asked_row, named_row, latest) = blocking(move || {
+            let asked_row = store.document(&tid, &asked)?;
+            let named_row = match named2.map(|n| store.document(&tid, &n)) {
+                Some(Ok(d)) => Some(d),
+                Some(Err(StoreError::NotFound { .. })) | None => None,
+                Some(Err(e)) => return Err(e.into()),
+            };
+            let latest = match &asked_row.session {
+                Some(s) => store.latest_generated(&tid, s)?,
+                None => None,
+            };
+            Ok((asked_row, named_row, latest))
+        })
+        .await?;
         if asked_row.kind != DocKind::Generated {
             return Err(ControlError::invalid(
                 "generated_id",
@@ -265,45 +280,30 @@ impl Control {
         }
         // A file that names a different draft than the one asked for is
         // another document's final, unless both are drafts of one session.
-        if let (Some(named), Some(_)) = (&final_doc.document_id, &up.generated_id) {
-            if *named != asked_row.id {
-                let (store, tid, named2) = (store.clone(), tid.clone(), named.clone());
-                let other = blocking(move || match store.document(&tid, &named2) {
-                    Ok(d) => Ok(Some(d)),
-                    Err(StoreError::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e.into()),
-                })
-                .await?;
-                if other.as_ref().and_then(|d| d.session.as_ref()).is_none()
-                    || other.as_ref().and_then(|d| d.session.clone()) != asked_row.session
-                {
-                    return Err(ControlError::invalid(
-                        "file",
-                        format!(
-                            "this file descends from document {}, not from {}; upload it against its own draft",
-                            crate::clip(named, 60),
-                            asked_row.id
-                        ),
-                    ));
-                }
+        if let Some(named) = &named {
+            let same_session = named_row
+                .as_ref()
+                .and_then(|d| d.session.as_ref())
+                .is_some_and(|s| Some(s) == asked_row.session.as_ref());
+            if !same_session {
+                return Err(ControlError::invalid(
+                    "file",
+                    format!(
+                        "this file descends from document {}, not from {}; upload it against its own draft",
+                        crate::clip(named, 60),
+                        asked_row.id
+                    ),
+                ));
             }
         }
         // Audit v2.1: a session cloned into V2 compares with V2, never V1.
-        let compared = match &asked_row.session {
-            Some(session) => {
-                let (store, tid, s) = (store.clone(), tid.clone(), session.clone());
-                blocking(move || Ok(store.latest_generated(&tid, &s)?))
-                    .await?
-                    .unwrap_or(asked_row.clone())
-            }
-            None => asked_row.clone(),
-        };
+        let compared = latest.unwrap_or_else(|| asked_row.clone());
         let named_draft = (compared.id != asked_row.id).then(|| asked_row.id.clone());
 
         let gen_bytes = self.artifacts.get(&compared.sha256).await?;
         let gen_doc = blocking(move || read("generated", &gen_bytes)).await?;
         let chunks: HashMap<String, ChunkSource> = {
-            let (store, tid, id) = (store.clone(), tid.clone(), compared.id.clone());
+            let (store, tid, id) = (self.store.clone(), tenant.id.clone(), compared.id.clone());
             blocking(move || Ok(store.document_chunks(&tid, &id)?))
                 .await?
                 .into_iter()
@@ -346,7 +346,7 @@ impl Control {
         }
         let dictionary_updated = entries.len();
         if !entries.is_empty() {
-            let (store, tid) = (store.clone(), tid.clone());
+            let (store, tid) = (self.store.clone(), tenant.id.clone());
             let size = blocking(move || Ok(store.upsert_dictionary(&tid, &entries)?)).await?;
             self.bus.publish(Event::DictionaryUpdated { tenant: tenant.id.clone(), entries: size });
         }

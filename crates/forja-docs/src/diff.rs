@@ -38,6 +38,18 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Every kind, in report order.
+    pub const ALL: [OpKind; 8] = [
+        OpKind::Unchanged,
+        OpKind::Edited,
+        OpKind::Moved,
+        OpKind::MovedEdited,
+        OpKind::Inserted,
+        OpKind::Deleted,
+        OpKind::Split,
+        OpKind::Merged,
+    ];
+
     /// Its name in reports: `unchanged`, `edited`, `moved`, `moved_edited`,
     /// `inserted`, `deleted`, `split`, `merged`.
     pub fn name(self) -> &'static str {

@@ -41,8 +41,10 @@ pub fn corrections_diff(a: CorrectionsDiffArgs) -> Result<ExitCode> {
     }
     let rule = EntityRule::default();
     let delta = diff(&gen.blocks, &fin.blocks, &DiffOptions::default());
+    let learned: Vec<Learning> = delta.ops.iter().map(|op| learning(op, &rule)).collect();
     if a.json {
-        let v = forja_server::wire::documents::delta(&delta, &gen.blocks, &fin.blocks, &rule);
+        let refs: Vec<&Learning> = learned.iter().collect();
+        let v = forja_server::wire::documents::delta(&delta, &refs, &gen.blocks, &fin.blocks);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -55,7 +57,7 @@ pub fn corrections_diff(a: CorrectionsDiffArgs) -> Result<ExitCode> {
         fin.blocks.len()
     );
     let (mut dict, mut pairs) = (0, 0);
-    for op in &delta.ops {
+    for (op, taught) in delta.ops.iter().zip(&learned) {
         if op.kind == OpKind::Unchanged {
             continue;
         }
@@ -65,7 +67,7 @@ pub fn corrections_diff(a: CorrectionsDiffArgs) -> Result<ExitCode> {
             idx(&op.generated)
         };
         let mut line = format!("  {:<13} {:>9} -> {:<9}", op.kind.name(), from, idx(&op.final_));
-        match learning(op, &rule) {
+        match taught {
             Learning::Dictionary(fixes) => {
                 dict += 1;
                 let f: Vec<String> =
@@ -81,11 +83,9 @@ pub fn corrections_diff(a: CorrectionsDiffArgs) -> Result<ExitCode> {
         }
         println!("{line}");
     }
-    let kinds =
-        ["unchanged", "edited", "moved", "moved_edited", "inserted", "deleted", "split", "merged"];
-    let counts: Vec<String> = kinds
+    let counts: Vec<String> = OpKind::ALL
         .iter()
-        .map(|k| (k, delta.ops.iter().filter(|o| o.kind.name() == *k).count()))
+        .map(|&k| (k.name(), delta.count(k)))
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{n} {k}"))
         .collect();

@@ -4,9 +4,8 @@
 
 use crate::ApiError;
 use forja_control::documents::{AlignedOutcome, CorrectionOutcome};
-use forja_docs::diff::Delta;
-use forja_docs::entity::EntityRule;
-use forja_docs::learn::{learning, Learning};
+use forja_docs::diff::{Delta, OpKind};
+use forja_docs::learn::Learning;
 use forja_docs::Block;
 use forja_store::{DictionaryEntry, DocumentRow};
 use serde::Deserialize;
@@ -32,7 +31,8 @@ pub fn entry(e: &DictionaryEntry) -> Value {
 /// `POST /v1/corrections`' answer: the delta, and what became of each
 /// paragraph (the stored example for a training pair).
 pub fn outcome(o: &CorrectionOutcome) -> Value {
-    let mut v = delta(&o.delta, &o.generated, &o.final_blocks, &EntityRule::default());
+    let learned: Vec<&Learning> = o.paragraphs.iter().map(|p| &p.learning).collect();
+    let mut v = delta(&o.delta, &learned, &o.generated, &o.final_blocks);
     if let Some(paras) = v["paragraphs"].as_array_mut() {
         for (p, out) in paras.iter_mut().zip(&o.paragraphs) {
             if let Some(e) = &out.example {
@@ -129,8 +129,9 @@ impl AddEntries {
     }
 }
 
-/// `{"object": "corrections.delta", "summary": {...}, "paragraphs": [...]}`.
-pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &EntityRule) -> Value {
+/// `{"object": "corrections.delta", "summary": {...}, "paragraphs": [...]}`;
+/// `learned[i]` is what `delta.ops[i]` teaches.
+pub fn delta(delta: &Delta, learned: &[&Learning], generated: &[Block], final_: &[Block]) -> Value {
     let text = |blocks: &[Block], idx: &[usize]| -> Value {
         if idx.is_empty() {
             Value::Null
@@ -140,22 +141,18 @@ pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &Entity
             )
         }
     };
-    let mut summary = serde_json::Map::new();
-    for name in
-        ["unchanged", "edited", "moved", "moved_edited", "inserted", "deleted", "split", "merged"]
-    {
-        summary.insert(name.into(), json!(0));
+    let summary: serde_json::Map<String, Value> =
+        OpKind::ALL.iter().map(|&k| (k.name().to_string(), json!(delta.count(k)))).collect();
+    let mut learning = serde_json::Map::new();
+    for l in learned {
+        let n = learning.entry(l.name()).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0) + 1);
     }
-    let mut learned = serde_json::Map::new();
     let paragraphs: Vec<Value> = delta
         .ops
         .iter()
-        .map(|op| {
-            *summary.get_mut(op.kind.name()).expect("every kind is listed") =
-                json!(summary[op.kind.name()].as_u64().unwrap_or(0) + 1);
-            let decision = learning(op, rule);
-            let n = learned.entry(decision.name()).or_insert(json!(0));
-            *n = json!(n.as_u64().unwrap_or(0) + 1);
+        .zip(learned)
+        .map(|(op, decision)| {
             let mut v = json!({
                 "op": op.kind.name(),
                 "generated": op.generated,
@@ -168,7 +165,7 @@ pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &Entity
                 "final_text": text(final_, &op.final_),
                 "learning": decision.name(),
             });
-            match decision {
+            match *decision {
                 Learning::Nothing(why) => v["reason"] = json!(why),
                 Learning::Dictionary(fixes) => {
                     v["entities"] = fixes
@@ -184,7 +181,7 @@ pub fn delta(delta: &Delta, generated: &[Block], final_: &[Block], rule: &Entity
     json!({
         "object": "corrections.delta",
         "summary": summary,
-        "learning": learned,
+        "learning": learning,
         "paragraphs": paragraphs,
     })
 }
