@@ -107,14 +107,7 @@ fn quota_blocks_and_frees_with_time() {
     let c = clock.clone();
     let s = open(&dir.path().join("f.db")).with_clock(move || c.load(Ordering::SeqCst));
     let t = tenant(&s, "acme", None, 2);
-    let new = NewJob {
-        tenant_id: t.id.clone(),
-        model: "m".into(),
-        training_file: Some("file-1".into()),
-        validation_file: None,
-        trigger: Trigger::Manual,
-        spec: JobSpec::default(),
-    };
+    let new = manual_job(&t.id);
     let first = s.create_job(&new).unwrap();
     clock.fetch_add(3600, Ordering::SeqCst);
     s.create_job(&new).unwrap();
@@ -130,6 +123,18 @@ fn quota_blocks_and_frees_with_time() {
     let j = s.create_job(&new2).unwrap();
     s.cancel_job(Some(&t2.id), &j.id).unwrap();
     s.create_job(&new2).unwrap();
+}
+
+/// A manual job of tenant `tenant_id` on model `m` and `file-1`.
+fn manual_job(tenant_id: &str) -> NewJob {
+    NewJob {
+        tenant_id: tenant_id.into(),
+        model: "m".into(),
+        training_file: Some("file-1".into()),
+        validation_file: None,
+        trigger: Trigger::Manual,
+        spec: JobSpec::default(),
+    }
 }
 
 fn err_text(s: &SqliteStore, new: &NewJob) -> String {
@@ -150,12 +155,8 @@ fn leases_expire_resume_and_fence_the_old_worker() {
     let hi = tenant(&s, "vip", None, 10);
     s.update_settings(&hi.id, &TenantSettings { priority: 9, ..hi.settings.clone() }).unwrap();
     let mk = |tid: &str, gpus| NewJob {
-        tenant_id: tid.into(),
-        model: "m".into(),
-        training_file: Some("file-1".into()),
-        validation_file: None,
-        trigger: Trigger::Manual,
         spec: JobSpec { resources: Resources { gpus, memory_gb: 4 }, ..JobSpec::default() },
+        ..manual_job(tid)
     };
     let low = s.create_job(&mk(&t.id, 0)).unwrap();
     let gpu = s.create_job(&mk(&hi.id, 1)).unwrap();
@@ -250,16 +251,7 @@ fn a_lease_answers_only_to_its_key_and_token() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir.path().join("f.db"));
     let t = tenant(&s, "acme", None, 10);
-    let j = s
-        .create_job(&NewJob {
-            tenant_id: t.id.clone(),
-            model: "m".into(),
-            training_file: Some("file-1".into()),
-            validation_file: None,
-            trigger: Trigger::Manual,
-            spec: JobSpec::default(),
-        })
-        .unwrap();
+    let j = s.create_job(&manual_job(&t.id)).unwrap();
     s.job_validated(&j.id, "file-1", None, &hyper()).unwrap();
     let cap = Capacity { gpus: 0, memory_gb: 16, models: None };
     let l = s.lease("w1", "key-a", &cap, 30).unwrap().unwrap();
@@ -309,14 +301,7 @@ fn a_cancelled_job_holds_its_examples_back_until_released() {
         s.pending(&t.id).unwrap(),
         PendingCounts { curated: 0, rejected: 0, claimed: 0, held: 2 }
     );
-    let new = NewJob {
-        tenant_id: t.id.clone(),
-        model: "m".into(),
-        training_file: None,
-        validation_file: None,
-        trigger: Trigger::Threshold,
-        spec: JobSpec::default(),
-    };
+    let new = NewJob { training_file: None, trigger: Trigger::Threshold, ..manual_job(&t.id) };
     assert!(s.job_from_pending(&new, 2, false).unwrap().is_none(), "the cancel re-triggered");
     // Held examples still count as duplicates.
     let d = s.append_examples(&t.id, &[example("a")], "m").unwrap();
@@ -448,16 +433,7 @@ fn rows_of_other_tenants_are_not_found() {
     };
     s.insert_file(&f).unwrap();
     assert!(matches!(s.file(&b.id, "file-1"), Err(StoreError::NotFound { .. })));
-    let j = s
-        .create_job(&NewJob {
-            tenant_id: a.id.clone(),
-            model: "m".into(),
-            training_file: Some("file-1".into()),
-            validation_file: None,
-            trigger: Trigger::Manual,
-            spec: JobSpec::default(),
-        })
-        .unwrap();
+    let j = s.create_job(&manual_job(&a.id)).unwrap();
     assert!(matches!(s.job(Some(&b.id), &j.id), Err(StoreError::NotFound { .. })));
     assert!(matches!(s.cancel_job(Some(&b.id), &j.id), Err(StoreError::NotFound { .. })));
     assert!(s.jobs(Some(&b.id), None, 10).unwrap().is_empty());

@@ -173,52 +173,29 @@ fn a_name_fixed_in_the_docx_is_fixed_in_the_next_draft_of_that_tenant_only() {
     let file = tmp.path().join("transcript.json");
     std::fs::write(&file, json!({"segments": transcript()}).to_string()).unwrap();
     let out = tmp.path().join("acta.docx");
-    let o = common::forja(
-        &[
-            "draft",
-            "--transcript",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--url",
-            &s.url,
-            "--max-tokens",
-            "48",
-        ],
-        None,
-    );
+    // `forja draft` with a key in FORJA_API_KEY (or none at all).
+    let draft_cli = |transcript: &str, key: Option<&str>, extra: &[&str]| {
+        let mut cmd = common::forja_cmd(&["draft", "--transcript", transcript, "--url", &s.url]);
+        cmd.args(["--out", out.to_str().unwrap()]).args(extra);
+        match key {
+            Some(k) => cmd.env("FORJA_API_KEY", k),
+            None => cmd.env_remove("FORJA_API_KEY"),
+        };
+        cmd.output().unwrap()
+    };
+    let transcript_file = file.to_str().unwrap();
+    let o = draft_cli(transcript_file, None, &["--max-tokens", "48"]);
     assert!(!o.status.success(), "no API key given");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_forja"))
-        .args([
-            "draft",
-            "--transcript",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--url",
-            &s.url,
-        ])
-        .args(["--max-tokens", "48", "--session", "pleno-2026-12-04"])
-        .env("FORJA_API_KEY", &acme)
-        .output()
-        .unwrap();
+    let o = draft_cli(
+        transcript_file,
+        Some(&acme),
+        &["--max-tokens", "48", "--session", "pleno-2026-12-04"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let doc = read_docx(&std::fs::read(&out).unwrap(), &ReadLimits::default()).unwrap();
     let drafted: Vec<String> = doc.blocks.iter().map(|b| b.text.clone()).collect();
     assert_eq!(drafted, after, "the CLI's draft is the API's");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_forja"))
-        .args([
-            "draft",
-            "--transcript",
-            "/nonexistent.json",
-            "--out",
-            out.to_str().unwrap(),
-            "--url",
-            &s.url,
-        ])
-        .env("FORJA_API_KEY", &acme)
-        .output()
-        .unwrap();
+    let o = draft_cli("/nonexistent.json", Some(&acme), &[]);
     common::check_user_error(&o, "/nonexistent.json: cannot read");
 }
 
