@@ -907,6 +907,12 @@ pub struct UpArgs {
     /// Corrections posted per demo iteration (the threshold that triggers training).
     #[arg(long, default_value_t = 400)]
     pub demo_corrections: usize,
+    /// The demo's corrections arrive as documents: the node drafts each session's minutes
+    /// as DOCX (POST /v1/documents), a simulated secretary corrects them (rewrites, name
+    /// fixes, a moved and a deleted paragraph) and uploads the final (POST /v1/corrections).
+    /// Drafting costs a few CPU minutes more than the JSON feedback path.
+    #[arg(long, requires = "demo")]
+    pub demo_documents: bool,
     /// Golden-set examples (held-out sessions, never trained on).
     #[arg(long, default_value_t = 60)]
     pub demo_golden: usize,

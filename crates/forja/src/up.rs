@@ -23,6 +23,7 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
         corrections: a.demo_corrections,
         golden: a.demo_golden,
         model: a.serve.model.clone(),
+        documents: a.demo_documents,
     };
     let UpArgs { mut serve, tenant: tenant_name, demo, demo_seed, exit_after_loop, .. } = a;
     let mut run_demo = demo;

@@ -289,3 +289,91 @@ fn kill_9_of_forja_up_during_demo_training_resumes_and_completes_the_loop() {
         "each claimed example is in the job's files once"
     );
 }
+
+#[test]
+fn demo_with_corrections_as_documents_drafts_corrects_and_trains_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec { context: 1024, ..Spec::llama() };
+    let model = tmp.path().join("tiny.gguf");
+    fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    let data = tmp.path().join("data");
+    let m = model.to_str().unwrap().to_string();
+    let mut args = vec!["up", "--port", "0", "--data-dir", data.to_str().unwrap()];
+    args.extend(["--model", &m, "--tick-ms", "200", "-t", "1", "--embedding-model", "none"]);
+    args.extend(["--demo", "--demo-documents", "--exit-after-loop", "--demo-corrections", "24"]);
+    args.extend(["--demo-golden", "4", "--demo-epochs", "1", "--demo-lora-r", "4"]);
+    let o = common::forja_cmd(&args).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(data.join("demo/report.json")).unwrap()).unwrap();
+    let c = &report["curation"];
+    assert_eq!(c["source"], "documents", "{c}");
+    assert_eq!(c["utterances"], 24, "{c}");
+    let docs = c["documents"].as_u64().unwrap();
+    assert!(docs >= 2, "24 utterances span more than one session: {c}");
+    let a = &c["secretary"];
+    let sum: u64 =
+        ["kept", "rewritten", "entity_fixed"].iter().map(|k| a[k].as_u64().unwrap()).sum();
+    assert_eq!(sum, 24, "every paragraph is kept, fixed or rewritten: {c}");
+    let (moved, deleted) = (a["moved"].as_u64().unwrap(), a["deleted"].as_u64().unwrap());
+    assert!(moved >= 1 && deleted >= 1, "{c}");
+    // The node's delta sees exactly what the secretary did.
+    assert_eq!(c["moved_reported_as_moved"], format!("{moved}/{moved}"), "{c}");
+    assert_eq!(c["deleted_reported_as_deleted"], format!("{deleted}/{deleted}"), "{c}");
+    let pairs = c["learning"]["training_pair"].as_u64().unwrap();
+    assert_eq!(
+        pairs,
+        c["curated"].as_u64().unwrap()
+            + c["duplicates"].as_u64().unwrap()
+            + c["refused"].as_u64().unwrap(),
+        "{c}"
+    );
+    assert!(c["curated"].as_u64().unwrap() >= 10, "{c}");
+    assert!(report["wer_before"].is_number() && report["wer_after"].is_number(), "{report}");
+    assert!(data.join("demo/report.md").exists());
+    let md = std::fs::read_to_string(data.join("demo/report.md")).unwrap();
+    assert!(md.contains("## Corrections as documents"), "{md}");
+
+    // The files people open: each draft and its final, chunk ids intact.
+    let dir = data.join("demo/documents");
+    let mut finals = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let doc = forja_docs::docx::read_docx(&std::fs::read(&p).unwrap(), &Default::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(doc.document_id.is_some(), "{name} names its draft");
+        assert!(doc.blocks.iter().filter(|b| !b.chunk_ids.is_empty()).count() >= 1, "{name}");
+        finals += name.ends_with("-final.docx") as u64;
+    }
+    assert_eq!(finals, docs);
+
+    // The lineage: transcript → generated → final, per session.
+    use forja_store::prelude::*;
+    let store =
+        forja_store::SqliteStore::open(&data.join("forja.db"), Duration::from_secs(5)).unwrap();
+    let tenant = store.tenant_by_name("demo-actas").unwrap();
+    let rows = store.documents(&tenant.id).unwrap();
+    let of = |k: &str| rows.iter().filter(|d| d.kind.as_str() == k).collect::<Vec<_>>();
+    let (transcripts, generated, finals) = (of("transcript"), of("generated"), of("final"));
+    assert_eq!(
+        (transcripts.len(), generated.len(), finals.len()),
+        (docs as usize, docs as usize, docs as usize)
+    );
+    for f in finals {
+        let g = generated
+            .iter()
+            .find(|g| Some(&g.id) == f.parent_id.as_ref())
+            .expect("a final's draft");
+        assert!(transcripts.iter().any(|t| Some(&t.id) == g.parent_id.as_ref()), "{g:?}");
+    }
+    // The job trained on the document pairs.
+    let jobs = store.jobs(Some(&tenant.id), None, 10).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        store.job_examples(&jobs[0].id).unwrap().len() as u64,
+        c["curated"].as_u64().unwrap()
+    );
+}

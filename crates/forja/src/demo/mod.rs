@@ -6,10 +6,14 @@
 //!
 //! The scenario is [`scenario`] (Spanish council minutes: ASR
 //! transcript → acta paragraph). Iteration k posts the k-th block of
-//! training utterances; the state lives in the node's database, so a
-//! restarted demo picks up the job it was waiting for.
+//! training utterances, as JSON feedback or (with `documents`) as drafted
+//! and corrected DOCX minutes ([`documents`]); the state lives in the
+//! node's database, so a restarted demo picks up the job it was waiting
+//! for.
 
+mod documents;
 pub mod scenario;
+mod secretary;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,6 +33,9 @@ pub struct DemoConfig {
     pub golden: usize,
     /// The served base model's name, as requests give it.
     pub model: String,
+    /// Corrections arrive as corrected DOCX minutes (drafted by the node,
+    /// edited by a simulated secretary) instead of JSON feedback.
+    pub documents: bool,
 }
 
 /// A small JSON client of the node's API.
@@ -64,25 +71,65 @@ impl Api {
             }
             (_, None) => self.agent.post(&url).header("Authorization", &auth).send_empty(),
         };
-        let mut resp = resp.map_err(|e| anyhow!("{method} {path}: {e}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, v))
+        let resp = resp.map_err(|e| anyhow!("{method} {path}: {e}"))?;
+        Ok(json_of(resp))
     }
 
     /// A call that must succeed.
     fn ok(&self, method: &str, path: &str, body: Option<Body>) -> Result<Value> {
-        let (status, v) = self.call(method, path, body)?;
-        if !(200..300).contains(&status) {
-            let msg = v["error"]["message"].as_str().map_or_else(|| v.to_string(), String::from);
-            bail!("{method} {path}: HTTP {status}: {msg}");
-        }
-        Ok(v)
+        must(method, path, self.call(method, path, body)?)
     }
 
     fn get(&self, path: &str) -> Result<Value> {
         self.ok("GET", path, None)
+    }
+
+    /// The raw body of a GET that must succeed.
+    fn bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.key))
+            .call()
+            .map_err(|e| anyhow!("GET {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            bail!("GET {path}: HTTP {status}");
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .map_err(|e| anyhow!("GET {path}: {e}"))
+    }
+
+    /// A multipart/form-data POST that must succeed: `(name, filename, bytes)`.
+    fn multipart(&self, path: &str, fields: &[(&str, Option<&str>, &[u8])]) -> Result<Value> {
+        let boundary = "forja-demo-6f1c2b9e4d";
+        let mut body = Vec::new();
+        for (name, filename, bytes) in fields {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            let disposition = match filename {
+                Some(f) => format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document\r\n\r\n"
+                ),
+                None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
+            };
+            body.extend_from_slice(disposition.as_bytes());
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.key))
+            .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+            .send(&body[..])
+            .map_err(|e| anyhow!("POST {path}: {e}"))?;
+        must("POST", path, json_of(resp))
     }
 
     fn post(&self, path: &str, body: Value) -> Result<Value> {
@@ -90,13 +137,31 @@ impl Api {
     }
 }
 
+/// A response's status and JSON body (a string when it is not JSON).
+fn json_of(mut resp: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The body of a 2xx answer, or the error's message.
+fn must(method: &str, path: &str, (status, v): (u16, Value)) -> Result<Value> {
+    if !(200..300).contains(&status) {
+        let msg = v["error"]["message"].as_str().map_or_else(|| v.to_string(), String::from);
+        bail!("{method} {path}: HTTP {status}: {msg}");
+    }
+    Ok(v)
+}
+
 enum Body {
     Json(Value),
     Bytes(Vec<u8>),
 }
 
-/// The scenario's data: training utterances in order, and the golden set.
+/// The scenario's data: the council, training utterances in order, and
+/// the golden set.
 struct Data {
+    council: demo::Council,
     train: Vec<Utterance>,
     golden: Vec<Utterance>,
 }
@@ -113,7 +178,7 @@ fn data(cfg: &DemoConfig) -> Data {
         }
     }
     golden.truncate(cfg.golden);
-    Data { train, golden }
+    Data { council, train, golden }
 }
 
 fn messages(u: &Utterance) -> Value {
@@ -199,7 +264,7 @@ pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) 
         }
         None => {
             let k = jobs.len();
-            let (id, curation) = post_corrections(&api, &data, cfg, k)?;
+            let (id, curation) = post_corrections(&api, &data, cfg, k, &out)?;
             (k + 1, id, curation)
         }
     };
@@ -275,9 +340,15 @@ pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) 
     Ok(report)
 }
 
-/// Posts iteration `k`'s corrections; returns the job they triggered and
-/// what curation did with them.
-fn post_corrections(api: &Api, data: &Data, cfg: &DemoConfig, k: usize) -> Result<(String, Value)> {
+/// Posts iteration `k`'s corrections (as feedback or as documents);
+/// returns the job they triggered and what curation did with them.
+fn post_corrections(
+    api: &Api,
+    data: &Data,
+    cfg: &DemoConfig,
+    k: usize,
+    out: &Path,
+) -> Result<(String, Value)> {
     let n = cfg.corrections;
     let block = data.train.get(k * n..(k + 1) * n).with_context(|| {
         format!(
@@ -287,6 +358,26 @@ fn post_corrections(api: &Api, data: &Data, cfg: &DemoConfig, k: usize) -> Resul
             (k + 1) * n
         )
     })?;
+    let (job, curation) = if cfg.documents {
+        documents::post(api, block, &data.council, cfg, out)?
+    } else {
+        post_feedback(api, block)?
+    };
+    let job = match job {
+        Some(j) => j,
+        // Duplicates (or, for documents, deletions and dictionary fixes)
+        // kept the count under the threshold: train on what is pending.
+        None => api.post("/v1/learning/train", json!({}))?["id"]
+            .as_str()
+            .context("train-now returned no job")?
+            .to_string(),
+    };
+    Ok((job, curation))
+}
+
+/// Posts `block` as JSON feedback, 50 per request.
+fn post_feedback(api: &Api, block: &[Utterance]) -> Result<(Option<String>, Value)> {
+    let n = block.len();
     let b = bar(n as u64, "curate  [{bar:30}] {pos}/{len} corrections {msg}");
     let (mut accepted, mut refused, mut duplicates) = (0u64, 0u64, 0u64);
     let mut job = None;
@@ -325,16 +416,9 @@ fn post_corrections(api: &Api, data: &Data, cfg: &DemoConfig, k: usize) -> Resul
     eprintln!(
         "curate: {n} corrections posted: {accepted} curated, {duplicates} exact duplicates, {refused} refused"
     );
-    let job = match job {
-        Some(j) => j,
-        // Duplicates kept the count under the threshold: train on what is pending.
-        None => api.post("/v1/learning/train", json!({}))?["id"]
-            .as_str()
-            .context("train-now returned no job")?
-            .to_string(),
-    };
     let pii: u64 = block.iter().map(|u| u.pii.len() as u64).sum();
     let curation = json!({
+        "source": "feedback",
         "posted": n, "curated": accepted, "duplicates": duplicates, "refused": refused,
         "refusal_reasons": reasons, "pii_in_transcripts": pii,
     });
@@ -499,7 +583,20 @@ pub fn markdown(r: &Value) -> String {
         r["version_id"].as_str().unwrap_or(""), r["parent_version_id"].as_str().unwrap_or("base model"),
     );
     let c = &r["curation"];
-    if c.is_object() {
+    if c["source"] == "documents" {
+        let a = &c["secretary"];
+        s += &format!(
+            "## Corrections as documents\n\n{} utterances → {} minutes drafted by the node as DOCX ({} s of drafting) and corrected by the simulated secretary: {} paragraphs rewritten, {} with only names respelled, {} kept, {} moved, {} deleted (mean edit ratio {}). The node's delta: {}; moved paragraphs reported as moved: {}, deletions as deleted: {}. It made {} training pairs ({} curated, {} duplicates, {} refused; {} transcripts carried a DNI or phone number, scrubbed before drafting) and {} dictionary entries{}. Files: `{}`.\n\n",
+            c["utterances"], c["documents"], c["draft_seconds"], a["rewritten"], a["entity_fixed"], a["kept"], a["moved"], a["deleted"],
+            num(&c["mean_edit_ratio"]),
+            c["delta"].as_object().map(|o| o.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+            c["moved_reported_as_moved"].as_str().unwrap_or(""), c["deleted_reported_as_deleted"].as_str().unwrap_or(""),
+            c["posted"], c["curated"], c["duplicates"], c["refused"], c["pii_in_transcripts"],
+            c["dictionary_entries"].as_array().map_or(0, |d| d.len()),
+            c["dictionary_entries"].as_array().filter(|d| !d.is_empty()).map(|d| format!(" ({})", d.iter().take(6).filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))).unwrap_or_default(),
+            c["files"].as_str().unwrap_or(""),
+        );
+    } else if c.is_object() {
         s += &format!(
             "## Curation\n\n{} corrections posted: {} curated, {} exact duplicates, {} refused; {} transcripts carried a DNI or phone number (scrubbed before training).\n\n",
             c["posted"], c["curated"], c["duplicates"], c["refused"], c["pii_in_transcripts"]
