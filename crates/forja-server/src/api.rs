@@ -209,6 +209,27 @@ pub async fn learning_status(State(s): State<AppState>, TenantAuth(t, _): Tenant
     Ok(Json(registry::status(&st)))
 }
 
+/// `GET /v1/whoami`: the caller's tenant, key and the policy a client
+/// shows (threshold, forced promotion, base model, storage quota); never
+/// a secret (the webhook's stays in the store).
+pub async fn whoami(TenantAuth(t, a): TenantAuth) -> Api {
+    let st = &t.settings;
+    Ok(Json(json!({
+        "object": "whoami",
+        "tenant": {"id": t.id, "name": t.name, "tier": t.tier, "created_at": t.created_at},
+        "key": {"id": a.key_id, "role": if a.admin { "admin" } else { "tenant" }},
+        "policy": {
+            "threshold": st.threshold,
+            "cron": st.cron,
+            "allow_forced_promotion": st.allow_forced_promotion,
+            "base_model": st.base_model,
+            "storage_mb": st.storage_mb,
+            "max_trainings": st.max_trainings,
+            "quota_window_s": st.quota_window_s,
+        },
+    })))
+}
+
 /// `POST /v1/learning/train`: a job now on the pending examples (held ones
 /// included: training now is a deliberate choice).
 pub async fn train_now(State(s): State<AppState>, TenantAuth(t, _): TenantAuth) -> Api {

@@ -64,6 +64,9 @@ pub enum ApiError {
     /// Serving refused or failed.
     #[error(transparent)]
     Serve(#[from] forja_serve::ServeError),
+    /// The tenant already holds this many live event streams.
+    #[error("this tenant already follows {0} event streams; close one, or poll /v1/fine_tuning/jobs/{{id}}/events")]
+    TooManyStreams(usize),
     /// A bug or an internal failure; the detail is logged, not answered.
     #[error("internal error: {0}")]
     Internal(String),
@@ -111,6 +114,9 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"), None),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, Some("model_loading"), None),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Some("timeout"), None),
+            ApiError::TooManyStreams(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, Some("rate_limit_exceeded"), None)
+            }
             ApiError::Serve(e) => serve_parts(e),
             ApiError::Control(c) => match c {
                 C::InvalidFile { .. } => {
@@ -240,7 +246,7 @@ impl ApiError {
             ApiError::Serve(forja_serve::ServeError::Busy { retry_after_s, .. }) => {
                 Some(*retry_after_s as i64)
             }
-            ApiError::NotReady => Some(5),
+            ApiError::NotReady | ApiError::TooManyStreams(_) => Some(5),
             _ => None,
         }
     }

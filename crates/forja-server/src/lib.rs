@@ -31,6 +31,7 @@ mod auth;
 pub mod client;
 mod documents_api;
 mod error;
+mod follow;
 mod infer_wire;
 mod inference;
 mod logprobs;
@@ -42,6 +43,7 @@ mod worker_api;
 
 pub use auth::TENANT_HEADER;
 pub use error::{request_id, ApiError};
+pub use follow::Followers;
 
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -117,6 +119,8 @@ pub struct AppState {
     pub public_url: String,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// Open job event streams, per tenant.
+    pub followers: Followers,
 }
 
 impl AppState {
@@ -162,6 +166,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fine_tuning/jobs/{id}", get(api::get_job))
         .route("/v1/fine_tuning/jobs/{id}/cancel", post(api::cancel_job))
         .route("/v1/fine_tuning/jobs/{id}/events", get(api::job_events))
+        .route("/v1/fine_tuning/jobs/{id}/events/stream", get(follow::job_events))
+        .route("/v1/whoami", get(api::whoami))
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
         .route("/v1/feedback", post(api::feedback))
         .route("/v1/documents", get(documents_api::list).post(documents_api::create))

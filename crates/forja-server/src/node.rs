@@ -353,6 +353,7 @@ impl Node {
             embedder: cfg.embedder.clone(),
             public_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
             metrics_access: cfg.metrics.clone(),
+            followers: Default::default(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         // A model that fails to load ends the server (it could never serve).

@@ -194,6 +194,10 @@ pub trait Jobs {
     ) -> Result<JobEvent>;
     /// Events newest first, older than the event `after`.
     fn events(&self, job_id: &str, after: Option<i64>, limit: usize) -> Result<Vec<JobEvent>>;
+    /// Events oldest first, newer than the event `since` (all of them
+    /// without it): what a live follower has not seen yet.
+    fn events_since(&self, job_id: &str, since: Option<i64>, limit: usize)
+        -> Result<Vec<JobEvent>>;
     /// The lease holder records a checkpoint.
     fn add_checkpoint(
         &self,

@@ -506,6 +506,24 @@ impl Jobs for SqliteStore {
         })
     }
 
+    fn events_since(
+        &self,
+        job_id: &str,
+        since: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<JobEvent>> {
+        self.read(|c, _| {
+            rows(
+                c,
+                "follow events",
+                "SELECT id, job_id, created_at, level, kind, message, data FROM job_events \
+                     WHERE job_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id ASC LIMIT ?3",
+                params![job_id, since, limit as i64],
+                event_row,
+            )
+        })
+    }
+
     fn add_checkpoint(
         &self,
         job_id: &str,
