@@ -29,6 +29,7 @@ mod admin_api;
 mod api;
 mod auth;
 pub mod client;
+mod conversations_api;
 mod documents_api;
 mod error;
 mod follow;
@@ -168,6 +169,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fine_tuning/jobs/{id}/events", get(api::job_events))
         .route("/v1/fine_tuning/jobs/{id}/events/stream", get(follow::job_events))
         .route("/v1/whoami", get(api::whoami))
+        .route("/v1/conversations", get(conversations_api::list).post(conversations_api::create))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations_api::get)
+                .patch(conversations_api::update)
+                .delete(conversations_api::delete),
+        )
+        .route("/v1/conversations/{id}/messages", post(conversations_api::append))
+        .route("/v1/conversations/{id}/export", get(conversations_api::export))
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
         .route("/v1/feedback", post(api::feedback))
         .route("/v1/documents", get(documents_api::list).post(documents_api::create))

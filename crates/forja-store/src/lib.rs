@@ -5,8 +5,9 @@
 //! keys), [`Examples`] (curated feedback and the triggers that claim it),
 //! [`Files`], [`Jobs`] (the job lifecycle, leases, events, checkpoints),
 //! [`Schedules`] (cron fires and webhook deliveries), [`Registry`] (golden
-//! sets, model versions, aliases), [`CompletionLog`] and [`Documents`]
-//! (documents with lineage, the entity dictionary). Every state
+//! sets, model versions, aliases), [`CompletionLog`], [`Documents`]
+//! (documents with lineage, the entity dictionary) and [`Conversations`]
+//! (chat history). Every state
 //! change is one transaction, so a process killed at any point leaves the
 //! database at the state before or after it. [`SqliteStore`] is the
 //! embedded default (WAL mode, one file in the data directory); a Postgres
@@ -23,6 +24,7 @@
 
 mod artifacts;
 pub mod completions;
+pub mod conversations;
 pub mod documents;
 mod error;
 pub mod events;
@@ -33,6 +35,9 @@ mod types;
 
 pub use artifacts::{sha256_file, sha256_hex, ArtifactConfig, Artifacts};
 pub use completions::{CompletionLog, CompletionRecord};
+pub use conversations::{
+    Conversation, ConversationMessage, ConversationUpdate, Conversations, NewMessage,
+};
 pub use documents::{ChunkSource, DictionaryEntry, DocKind, DocumentRow, Documents};
 pub use error::{Result, StoreError};
 pub use events::{Event, EventBus, LocalBus};
@@ -47,6 +52,7 @@ pub use types::*;
 /// The store traits, for `use forja_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        CompletionLog, Documents, Examples, Files, Jobs, Registry, Schedules, Store, Tenants,
+        CompletionLog, Conversations, Documents, Examples, Files, Jobs, Registry, Schedules, Store,
+        Tenants,
     };
 }

@@ -18,6 +18,7 @@ pub trait Store:
     + Registry
     + CompletionLog
     + crate::Documents
+    + crate::Conversations
     + Send
     + Sync
 {

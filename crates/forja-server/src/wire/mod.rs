@@ -6,6 +6,7 @@
 //! field is a 400 naming it.
 
 pub mod admin;
+pub mod conversations;
 pub mod documents;
 pub mod feedback;
 pub mod jobs;

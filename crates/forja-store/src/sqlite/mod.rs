@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod completions;
+mod conversations;
 mod documents;
 mod examples;
 mod files;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_completions.sql")),
     (4, include_str!("../../migrations/sqlite/0004_hardening.sql")),
     (5, include_str!("../../migrations/sqlite/0005_documents.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_conversations.sql")),
 ];
 
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
