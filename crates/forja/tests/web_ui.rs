@@ -1,0 +1,118 @@
+//! The web UI in a real browser: `scripts/web-e2e.py` drives Debian's
+//! chromium with Playwright against a real `forja serve` on loopback with a
+//! tiny model, through the whole loop (sign in, streamed chat, correction,
+//! pending count, train, live progress to 100 %, promotion, the new version
+//! answering, rollback), checks the UI's security properties, and saves a
+//! screenshot of each view under `target/web-e2e/`. The API key must never
+//! appear in the server's log.
+
+mod common;
+
+use candle_core::quantized::GgmlDType;
+use common::server::*;
+use common::{forja, stderr};
+use forja_engine::fixtures::{self, Spec};
+use serde_json::json;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+#[test]
+fn a_person_drives_the_whole_loop_from_the_browser() {
+    if !forja_server::web::embedded() {
+        return fixtures::skip_unless_required(
+            "the web UI is not built into this binary (make web)",
+        );
+    }
+    let Some(py) = common::python_path_with("playwright") else { return };
+    let chromium = std::env::var("FORJA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return fixtures::skip_unless_required(&format!(
+            "{chromium} is missing (apt install chromium)"
+        ));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // The chat asks for up to 512 tokens: a context with room for them.
+    let spec = Spec { context: 1024, ..Spec::llama() };
+    let model = tmp.path().join("tiny.gguf");
+    fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    let data = tmp.path().join("data");
+    let other = key(&data, &["--tenant", "globex"]);
+    let key = key(&data, &["--tenant", "acme"]);
+    let spec = r#"{"hyperparameters": {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 4}}"#;
+    let d = data.to_str().unwrap();
+    let o = forja(
+        &[
+            "tenants",
+            "set",
+            "acme",
+            "--job-spec",
+            spec,
+            "--allow-forced-promotion",
+            "true",
+            "--data-dir",
+            d,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    let mut args = vec!["serve", "--port", "0", "--data-dir", d, "--model"];
+    let m = model.to_str().unwrap().to_string();
+    args.extend([m.as_str(), "--tick-ms", "200", "-t", "1", "--workers", "1"]);
+    args.extend(["--embedding-model", "none"]);
+    let s = spawn(&args, &[], move |l| sink.lock().unwrap().push_str(l));
+    wait_for(std::time::Duration::from_secs(60), || get_status(&s, "/ready", "") == 200, "ready");
+
+    // Data the training needs: a golden set and some corrections already in.
+    let golden: String = (0..6)
+        .map(|i| {
+            json!({"messages": [{"role": "user", "content": format!("fox {}", 100 + i)},
+                {"role": "assistant", "content": "quick dog"}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let (st, g, _) = call(
+        &s,
+        "POST",
+        "/v1/registry/golden?name=g.jsonl",
+        &key,
+        Some(golden.into_bytes()),
+        "application/jsonl",
+    );
+    assert_eq!(st, 200, "{g}");
+    let examples: Vec<_> = (0..11)
+        .map(|i| json!({"messages": [{"role": "user", "content": format!("fox {}", 20 + i)}], "correction": "quick dog"}))
+        .collect();
+    let (st, r, _) = post(&s, "/v1/feedback", &key, json!({ "examples": examples }));
+    assert_eq!(st, 200, "{r}");
+    // Another tenant's history, which acme's UI must never list.
+    let (st, r, _) = post(
+        &s,
+        "/v1/conversations",
+        &other,
+        json!({"title": "globex secret plans", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(st, 200, "{r}");
+
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-e2e");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/web-e2e.py");
+    let o = std::process::Command::new("python3")
+        .arg(script)
+        .args([s.url.as_str(), key.as_str(), "globex secret plans", out.to_str().unwrap()])
+        .env("PYTHONPATH", py)
+        .env("FORJA_CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{report}");
+    assert!(report.contains("web e2e: ok"), "{report}");
+    for shot in ["signin", "chat", "learning", "models", "phone-dark-es"] {
+        assert!(out.join(format!("{shot}.png")).exists(), "{shot}.png");
+    }
+    let log = log.lock().unwrap();
+    assert!(!log.contains(&key), "the API key is in the server's log");
+}

@@ -1,0 +1,294 @@
+// The typed client of the node's API, as the UI uses it. Every call sends
+// the key in the Authorization header (never in a URL); streams are read
+// from fetch bodies (see sse.ts). The paths here are checked against the
+// server's router by crates/forja-server/tests/web_ui.rs.
+
+import { readSse } from "./sse";
+
+export interface List<T> {
+  object: "list";
+  data: T[];
+  has_more?: boolean;
+}
+
+export interface WhoAmI {
+  tenant: { id: string; name: string; tier: string };
+  key: { id: string; role: "tenant" | "admin" };
+  policy: {
+    threshold: number | null;
+    allow_forced_promotion: boolean;
+    base_model: string | null;
+    storage_mb: number;
+  };
+}
+
+export interface Model {
+  id: string;
+  owned_by: string;
+  parent: string | null;
+  status?: string;
+  serving?: string | null;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+export interface ChatResult {
+  id: string;
+  model: string;
+  text: string;
+  finishReason: string | null;
+}
+
+export interface FeedbackItem {
+  messages: ChatMessage[];
+  output?: string;
+  correction?: string;
+  /** 1 (bad) to 5 (good). */
+  rating?: number;
+  completion_id?: string;
+  metadata?: Record<string, string>;
+}
+
+export interface FeedbackResult {
+  data: { id: string; status: string; reason: string | null; job_id: string | null }[];
+  job: Job | null;
+  held: string | null;
+}
+
+export interface Job {
+  id: string;
+  status: string;
+  model: string;
+  created_at: number;
+  finished_at: number | null;
+  fine_tuned_model: string | null;
+  trigger?: string;
+  trained_tokens: number | null;
+  progress?: { step: number; total_steps: number; progress_percent: number } | null;
+  error?: { message: string } | null;
+}
+
+export interface JobEvent {
+  id: string;
+  created_at: number;
+  level: string;
+  message: string;
+  type: string;
+  data: Record<string, unknown> | null;
+}
+
+export interface LearningStatus {
+  pending: { curated: number; rejected: number; claimed: number; held: number };
+  threshold: number | null;
+  running: { id: string; step: number; total_steps: number; progress_percent: number } | null;
+  recent_jobs: Job[];
+  champion: Version | null;
+  candidate: Version | null;
+}
+
+export interface Metrics {
+  wer?: number;
+  cer?: number;
+  similarity?: number;
+  exact_match?: number;
+  loss?: number;
+}
+
+export interface Version {
+  id: string;
+  status: string;
+  parent_id: string | null;
+  job_id: string | null;
+  created_at: number;
+  status_reason?: string | null;
+  gate?: { outcome: string; reasons: string[] } | null;
+  eval?: {
+    summary?: {
+      baseline?: { subject?: string; metrics?: Metrics };
+      candidate?: { metrics?: Metrics };
+    };
+  } | null;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  model: string | null;
+  mode: string | null;
+  messages_count: number;
+  updated_at: number;
+  messages?: (ChatMessage & { id: string; completion_id: string | null })[];
+}
+
+/** An error answer of the API: its status, code, field and message. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly param: string | null,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Client {
+  constructor(
+    private readonly key: string,
+    private readonly base = "",
+  ) {}
+
+  private headers(json: boolean): HeadersInit {
+    const h: Record<string, string> = { Authorization: `Bearer ${this.key}` };
+    if (json) h["Content-Type"] = "application/json";
+    return h;
+  }
+
+  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    const r = await fetch(this.base + path, {
+      method,
+      headers: this.headers(body !== undefined),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+    });
+    if (!r.ok) throw await errorOf(r);
+    return r;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await this.send(method, path, body)).json() as Promise<T>;
+  }
+
+  whoami = () => this.json<WhoAmI>("GET", "/v1/whoami");
+  models = () => this.json<List<Model>>("GET", "/v1/models");
+  feedback = (item: FeedbackItem) => this.json<FeedbackResult>("POST", "/v1/feedback", item);
+  learningStatus = () => this.json<LearningStatus>("GET", "/v1/learning/status");
+  jobs = () => this.json<List<Job>>("GET", "/v1/fine_tuning/jobs?limit=20");
+  job = (id: string) => this.json<Job>("GET", `/v1/fine_tuning/jobs/${enc(id)}`);
+  trainNow = () => this.json<Job>("POST", "/v1/learning/train", {});
+  versions = () => this.json<List<Version>>("GET", "/v1/registry/models");
+  promote = (id: string, force: boolean) =>
+    this.json<Version>("POST", `/v1/registry/models/${enc(id)}/promote`, { force });
+  rollback = (reason: string, toBase = false) =>
+    this.json<unknown>("POST", "/v1/registry/rollback", { reason, to_base: toBase });
+  conversations = (search?: string) =>
+    this.json<List<Conversation>>(
+      "GET",
+      `/v1/conversations?limit=100${search ? `&search=${encodeURIComponent(search)}` : ""}`,
+    );
+  conversation = (id: string) => this.json<Conversation>("GET", `/v1/conversations/${enc(id)}`);
+  createConversation = (c: { title?: string; model?: string; mode?: string; messages: ChatMessage[] }) =>
+    this.json<Conversation>("POST", "/v1/conversations", c);
+  appendMessages = (id: string, messages: (ChatMessage & { completion_id?: string })[]) =>
+    this.json<Conversation>("POST", `/v1/conversations/${enc(id)}/messages`, { messages });
+  renameConversation = (id: string, title: string) =>
+    this.json<Conversation>("PATCH", `/v1/conversations/${enc(id)}`, { title });
+  deleteConversation = (id: string) => this.json<unknown>("DELETE", `/v1/conversations/${enc(id)}`);
+
+  /** The export as a Blob (the key stays in the header, not in a link). */
+  async exportConversation(id: string, format: "json" | "markdown"): Promise<Blob> {
+    return (await this.send("GET", `/v1/conversations/${enc(id)}/export?format=${format}`)).blob();
+  }
+
+  /** Streams a chat completion; `onText` gets the text so far. */
+  async chat(
+    req: { model: string; messages: ChatMessage[]; max_tokens?: number; temperature?: number },
+    onText: (text: string) => void,
+    signal: AbortSignal,
+  ): Promise<ChatResult> {
+    const r = await this.send("POST", "/v1/chat/completions", { ...req, stream: true }, signal);
+    const out: ChatResult = { id: "", model: req.model, text: "", finishReason: null };
+    if (!r.body) return out;
+    try {
+      for await (const m of readSse(r.body, signal)) {
+        if (m.data === "[DONE]") break;
+        const chunk = JSON.parse(m.data) as {
+          id?: string;
+          model?: string;
+          error?: { message: string; code?: string };
+          choices?: { delta?: { content?: string }; finish_reason?: string | null }[];
+        };
+        if (chunk.error) throw new ApiError(500, chunk.error.code ?? "stream_error", null, chunk.error.message);
+        out.id = chunk.id ?? out.id;
+        out.model = chunk.model ?? out.model;
+        const c = chunk.choices?.[0];
+        if (c?.delta?.content) {
+          out.text += c.delta.content;
+          onText(out.text);
+        }
+        if (c?.finish_reason) out.finishReason = c.finish_reason;
+      }
+    } catch (e) {
+      if (!signal.aborted) throw e;
+      out.finishReason = "stopped";
+    }
+    return out;
+  }
+
+  /** Follows a job's events live until it ends or `signal` aborts. */
+  async followJob(
+    id: string,
+    on: { event: (e: JobEvent) => void; job: (j: Job) => void },
+    signal: AbortSignal,
+  ): Promise<void> {
+    const r = await this.send("GET", `/v1/fine_tuning/jobs/${enc(id)}/events/stream`, undefined, signal);
+    if (!r.body) return;
+    try {
+      for await (const m of readSse(r.body, signal)) {
+        if (m.event === "message") on.event(JSON.parse(m.data) as JobEvent);
+        else if (m.event === "job" || m.event === "done") on.job(JSON.parse(m.data) as Job);
+        if (m.event === "done") return;
+      }
+    } catch (e) {
+      if (!signal.aborted) throw e;
+    }
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+async function errorOf(r: Response): Promise<ApiError> {
+  try {
+    const b = (await r.json()) as { error?: { message?: string; code?: string; param?: string | null } };
+    return new ApiError(r.status, b.error?.code ?? "error", b.error?.param ?? null, b.error?.message ?? r.statusText);
+  } catch {
+    return new ApiError(r.status, "error", null, `HTTP ${r.status}`);
+  }
+}
+
+/** Progress of a job from its step events: step, total, tok/s, ETA (s). */
+export function progressOf(
+  events: JobEvent[],
+  now: number,
+): { step: number; total: number; tokPerS: number | null; etaS: number | null; loss: number | null } {
+  let step = 0;
+  let total = 0;
+  let tokPerS: number | null = null;
+  let loss: number | null = null;
+  let first: { step: number; at: number } | null = null;
+  let last: { step: number; at: number } | null = null;
+  for (const e of events) {
+    const d = e.data ?? {};
+    if (typeof d.step === "number" && typeof d.train_loss === "number") {
+      step = d.step;
+      total = typeof d.total_steps === "number" ? d.total_steps : total;
+      loss = d.train_loss;
+      tokPerS = typeof d.tokens_per_second === "number" ? d.tokens_per_second : tokPerS;
+      first ??= { step: d.step, at: e.created_at };
+      last = { step: d.step, at: e.created_at };
+    }
+  }
+  let etaS: number | null = null;
+  if (first && last && last.step > first.step && total > step) {
+    const perStep = (last.at - first.at) / (last.step - first.step);
+    etaS = Math.max(0, Math.round(perStep * (total - step) - (now - last.at)));
+  }
+  return { step, total, tokPerS, etaS, loss };
+}

@@ -1,0 +1,377 @@
+// The chat: history on the side (server-side, per tenant), a model and
+// mode picker, streaming answers with a stop button, Markdown rendering
+// (no raw HTML; unsafe links dropped), thumbs up/down, and "correct this
+// answer", which sends the edited answer as feedback by completion id and
+// shows what curation did with it.
+import { useCallback, useEffect, useRef, useState } from "react";
+import Markdown from "react-markdown";
+import { ApiError, type ChatMessage, type Conversation, type Model } from "../api";
+import { useSession } from "../context";
+import type { Key } from "../i18n";
+
+interface Turn extends ChatMessage {
+  completionId?: string;
+  model?: string;
+  verdict?: string;
+}
+
+const MODES: { id: string; label: Key; prompt: string }[] = [
+  { id: "technical", label: "modeTechnical", prompt: "Responde con precisión técnica, en el idioma del usuario." },
+  { id: "simplified", label: "modeSimplified", prompt: "Responde de forma sencilla y breve, sin tecnicismos." },
+  { id: "narrated", label: "modeNarrated", prompt: "Responde como un relato claro y ordenado." },
+];
+
+/** A thumb icon drawn inline (no emoji font or icon font is needed). */
+function Thumb({ up }: { up: boolean }) {
+  return (
+    <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" className={up ? "thumb" : "thumb down"}>
+      <path
+        d="M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z"
+        fill="currentColor"
+      />
+    </svg>
+  );
+}
+
+/** Links the model writes open outside, never run script. */
+function safeUrl(url: string): string {
+  return /^(https?:|mailto:|#)/i.test(url.trim()) ? url : "";
+}
+
+export function Chat() {
+  const { client, t } = useSession();
+  const [models, setModels] = useState<Model[]>([]);
+  const [model, setModel] = useState("");
+  const [mode, setMode] = useState(MODES[0]!.id);
+  const [turns, setTurns] = useState<Turn[]>([]);
+  const [input, setInput] = useState("");
+  const [streaming, setStreaming] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [history, setHistory] = useState<Conversation[]>([]);
+  const [search, setSearch] = useState("");
+  const [convId, setConvId] = useState<string | null>(null);
+  const [editing, setEditing] = useState<number | null>(null);
+  const [draft, setDraft] = useState("");
+  const [pending, setPending] = useState<string | null>(null);
+  const abort = useRef<AbortController | null>(null);
+
+  const refreshHistory = useCallback(async () => {
+    try {
+      setHistory((await client.conversations(search || undefined)).data);
+    } catch (e) {
+      setError(String(e));
+    }
+  }, [client, search]);
+
+  useEffect(() => {
+    void (async () => {
+      try {
+        const list = (await client.models()).data.filter((m) => !m.id.includes("minilm"));
+        setModels(list);
+        const champion = list.find((m) => m.id.endsWith("@champion"));
+        setModel((champion ?? list[0])?.id ?? "");
+      } catch (e) {
+        setError(String(e));
+      }
+    })();
+  }, [client]);
+
+  useEffect(() => {
+    void refreshHistory();
+  }, [refreshHistory]);
+
+  const systemPrompt = MODES.find((m) => m.id === mode)?.prompt ?? "";
+
+  const run = async (base: Turn[], regenerate = false) => {
+    const ctl = new AbortController();
+    abort.current = ctl;
+    setStreaming(true);
+    setError(null);
+    setTurns([...base, { role: "assistant", content: "" }]);
+    const messages: ChatMessage[] = [
+      { role: "system", content: systemPrompt },
+      ...base.map(({ role, content }) => ({ role, content })),
+    ];
+    try {
+      const r = await client.chat(
+        { model, messages, max_tokens: 512 },
+        (text) => setTurns([...base, { role: "assistant", content: text }]),
+        ctl.signal,
+      );
+      const answer: Turn = { role: "assistant", content: r.text, completionId: r.id, model: r.model };
+      setTurns([...base, answer]);
+      // Keep the history on the node: the new user turn and the answer.
+      const user = base[base.length - 1]!;
+      const stored = { role: "assistant" as const, content: r.text, completion_id: r.id || undefined };
+      if (convId) {
+        const fresh = regenerate ? [stored] : [{ role: user.role, content: user.content }, stored];
+        await client.appendMessages(convId, fresh);
+      } else {
+        const c = await client.createConversation({
+          model,
+          mode,
+          messages: [{ role: "system", content: systemPrompt }, { role: user.role, content: user.content }, stored],
+        });
+        setConvId(c.id);
+      }
+      void refreshHistory();
+    } catch (e) {
+      setError(e instanceof ApiError ? e.message : String(e));
+      setTurns(base);
+    } finally {
+      setStreaming(false);
+      abort.current = null;
+    }
+  };
+
+  const send = () => {
+    const text = input.trim();
+    if (!text || streaming || !model) return;
+    setInput("");
+    void run([...turns, { role: "user", content: text }]);
+  };
+
+  const feedback = async (i: number, body: { rating?: number; correction?: string }) => {
+    const answer = turns[i]!;
+    const context = turns.slice(0, i).map(({ role, content }) => ({ role, content }));
+    try {
+      const r = await client.feedback({
+        messages: [{ role: "system", content: systemPrompt }, ...context],
+        output: answer.content,
+        completion_id: answer.completionId,
+        ...body,
+      });
+      const e = r.data[0];
+      const verdict =
+        e?.status === "rejected"
+          ? `${e.reason?.includes("duplicate") ? t("duplicate") : t("refused")}${e.reason ? ` (${e.reason})` : ""}`
+          : t("curated");
+      const next = [...turns];
+      next[i] = { ...answer, verdict, ...(body.correction ? { content: body.correction } : {}) };
+      setTurns(next);
+      const st = await client.learningStatus();
+      setPending(`${t("pending")}: ${st.pending.curated}${st.threshold ? ` / ${st.threshold} (${t("threshold")})` : ""}`);
+    } catch (e) {
+      setError(e instanceof ApiError ? e.message : String(e));
+    }
+  };
+
+  const open = async (id: string) => {
+    try {
+      const c = await client.conversation(id);
+      setConvId(c.id);
+      if (c.model) setModel(c.model);
+      if (c.mode) setMode(c.mode);
+      setTurns(
+        (c.messages ?? [])
+          .filter((m) => m.role !== "system")
+          .map((m) => ({ role: m.role, content: m.content, completionId: m.completion_id ?? undefined })),
+      );
+    } catch (e) {
+      setError(String(e));
+    }
+  };
+
+  const download = async (c: Conversation, format: "json" | "markdown") => {
+    const blob = await client.exportConversation(c.id, format);
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = `${c.id}.${format === "json" ? "json" : "md"}`;
+    a.click();
+    URL.revokeObjectURL(a.href);
+  };
+
+  return (
+    <div className="chat">
+      <aside className="history" aria-label="history">
+        <button
+          onClick={() => {
+            setConvId(null);
+            setTurns([]);
+          }}
+        >
+          {t("newChat")}
+        </button>
+        <input
+          type="search"
+          placeholder={t("search")}
+          aria-label={t("search")}
+          value={search}
+          onChange={(e) => setSearch(e.target.value)}
+        />
+        <ul>
+          {history.map((c) => (
+            <li key={c.id} className={c.id === convId ? "active" : ""}>
+              <button className="link" onClick={() => void open(c.id)}>
+                {c.title}
+              </button>
+              <span className="actions">
+                <button
+                  className="icon"
+                  title={t("rename")}
+                  aria-label={t("rename")}
+                  onClick={async () => {
+                    const title = prompt(t("renamePrompt"), c.title);
+                    if (title?.trim()) {
+                      await client.renameConversation(c.id, title.trim());
+                      void refreshHistory();
+                    }
+                  }}
+                >
+                  ✎
+                </button>
+                <button className="icon" title={t("exportMd")} aria-label={t("exportMd")} onClick={() => void download(c, "markdown")}>
+                  ⤓
+                </button>
+                <button className="icon" title={t("exportJson")} aria-label={t("exportJson")} onClick={() => void download(c, "json")}>
+                  {"{}"}
+                </button>
+                <button
+                  className="icon"
+                  title={t("delete")}
+                  aria-label={t("delete")}
+                  onClick={async () => {
+                    if (confirm(t("confirmDelete"))) {
+                      await client.deleteConversation(c.id);
+                      if (c.id === convId) {
+                        setConvId(null);
+                        setTurns([]);
+                      }
+                      void refreshHistory();
+                    }
+                  }}
+                >
+                  ✕
+                </button>
+              </span>
+            </li>
+          ))}
+        </ul>
+      </aside>
+      <section className="conversation">
+        <div className="pickers">
+          <label>
+            {t("model")}{" "}
+            <select value={model} onChange={(e) => setModel(e.target.value)} data-testid="model">
+              {models.map((m) => (
+                <option key={m.id} value={m.id}>
+                  {m.id}
+                  {m.status ? ` (${m.status})` : ""}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {t("mode")}{" "}
+            <select value={mode} onChange={(e) => setMode(e.target.value)}>
+              {MODES.map((m) => (
+                <option key={m.id} value={m.id}>
+                  {t(m.label)}
+                </option>
+              ))}
+            </select>
+          </label>
+          {pending && (
+            <span className="pending" data-testid="pending">
+              {pending}
+            </span>
+          )}
+        </div>
+        <ol className="turns" aria-live="polite">
+          {turns.map((m, i) => (
+            <li key={i} className={`turn ${m.role}`} data-testid={`turn-${m.role}`}>
+              {editing === i ? (
+                <form
+                  onSubmit={(e) => {
+                    e.preventDefault();
+                    setEditing(null);
+                    void feedback(i, { correction: draft });
+                  }}
+                >
+                  <textarea value={draft} onChange={(e) => setDraft(e.target.value)} aria-label={t("correct")} rows={5} />
+                  <button type="submit">{t("sendCorrection")}</button>
+                  <button type="button" className="link" onClick={() => setEditing(null)}>
+                    {t("cancel")}
+                  </button>
+                </form>
+              ) : m.role === "assistant" ? (
+                <div className="md">
+                  <Markdown skipHtml urlTransform={safeUrl}>
+                    {m.content}
+                  </Markdown>
+                </div>
+              ) : (
+                <p className="plain">{m.content}</p>
+              )}
+              {m.role === "assistant" && !streaming && editing !== i && m.completionId !== undefined && (
+                <div className="feedback">
+                  <button className="icon" title={t("good")} aria-label={t("good")} onClick={() => void feedback(i, { rating: 5 })}>
+                    <Thumb up />
+                  </button>
+                  <button className="icon" title={t("bad")} aria-label={t("bad")} onClick={() => void feedback(i, { rating: 1 })}>
+                    <Thumb up={false} />
+                  </button>
+                  <button
+                    className="link"
+                    onClick={() => {
+                      setDraft(m.content);
+                      setEditing(i);
+                    }}
+                  >
+                    {t("correct")}
+                  </button>
+                  {i === turns.length - 1 && (
+                    <button className="link" onClick={() => void run(turns.slice(0, -1), true)}>
+                      {t("regenerate")}
+                    </button>
+                  )}
+                  {m.model && <span className="meta">{m.model}</span>}
+                  {m.verdict && (
+                    <span className="verdict" data-testid="verdict">
+                      {m.verdict}
+                    </span>
+                  )}
+                </div>
+              )}
+            </li>
+          ))}
+        </ol>
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <form
+          className="composer"
+          onSubmit={(e) => {
+            e.preventDefault();
+            send();
+          }}
+        >
+          <textarea
+            value={input}
+            placeholder={t("placeholder")}
+            aria-label={t("placeholder")}
+            rows={2}
+            onChange={(e) => setInput(e.target.value)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" && !e.shiftKey) {
+                e.preventDefault();
+                send();
+              }
+            }}
+          />
+          {streaming ? (
+            <button type="button" onClick={() => abort.current?.abort()}>
+              {t("stop")}
+            </button>
+          ) : (
+            <button type="submit" disabled={!input.trim() || !model}>
+              {t("send")}
+            </button>
+          )}
+        </form>
+      </section>
+    </div>
+  );
+}
