@@ -16,12 +16,14 @@ CARGO ?= cargo
 .PHONY: run test build web web-check setup-test lint unit doc bench
 
 # One iteration of the learning loop on the demo tenant (about 25 minutes on
-# 2 CPU cores); the report is in $(DEMO_DIR)/demo/report.md. Each run is one
-# more iteration on new corrections. `forja up --demo` keeps serving after it.
+# 2 CPU cores), then the node keeps serving the API and the web UI until
+# Ctrl-C; the report is in $(DEMO_DIR)/demo/report.md. Each run is one more
+# iteration on new corrections. DEMO_FLAGS=--exit-after-loop exits instead.
 DEMO_DIR ?= $(HOME)/.local/share/forja
+DEMO_FLAGS ?=
 run: build
 	./target/release/forja models install default minilm
-	./target/release/forja up --demo --exit-after-loop --data-dir "$(DEMO_DIR)"
+	./target/release/forja up --demo --data-dir "$(DEMO_DIR)" $(DEMO_FLAGS)
 
 build: web
 	$(CARGO) build --release -p forja

@@ -53,6 +53,9 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
     let url = format!("http://{}", node.addr);
     eprintln!("forja: listening on {url} (data: {})", node.dir.display());
     eprintln!("forja is up");
+    if forja_server::web::embedded() {
+        eprintln!("  web UI (chat, learning)  {url}/");
+    }
     eprintln!("  API (OpenAI-compatible)  {url}/v1");
     eprintln!("  health / ready / metrics {url}/health  {url}/ready  {url}/metrics");
     eprintln!("  data directory           {}", node.dir.display());
@@ -92,6 +95,12 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
                             addr,
                             report["base_model"].as_str().unwrap_or("default")
                         );
+                        if forja_server::web::embedded() {
+                            eprintln!(
+                                "web UI: http://{addr}/ (sign in with the demo tenant's key, in {})",
+                                dir.join("demo/key").display()
+                            );
+                        }
                     }
                 }
                 Err(e) => eprintln!("demo: {e:#}"),
