@@ -1,12 +1,13 @@
 // The shell: sign-in with a tenant key (kept in sessionStorage only), then
 // the tabs. The tab lives in the URL's hash, never the key.
 import { useEffect, useState } from "react";
-import { ApiError, Client, type WhoAmI } from "./api";
+import { Client, type WhoAmI } from "./api";
 import { SessionContext } from "./context";
 import { initialLang, tr, type Lang } from "./i18n";
 import { Chat } from "./views/Chat";
 import { Learning } from "./views/Learning";
 import { Models } from "./views/Models";
+import { ErrorLine, errorText } from "./views/common";
 
 const KEY = "forja.key";
 const LANG = "forja.lang";
@@ -35,7 +36,7 @@ export function App() {
       setSession({ client, me });
     } catch (e) {
       sessionStorage.removeItem(KEY);
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
     } finally {
       setBusy(false);
     }
@@ -70,11 +71,7 @@ export function App() {
           <label htmlFor="key">{t("apiKey")}</label>
           <input id="key" name="key" type="password" autoComplete="off" required autoFocus />
           <p className="help">{t("apiKeyHelp")}</p>
-          {error && (
-            <p className="error" role="alert">
-              {error}
-            </p>
-          )}
+          <ErrorLine error={error} />
           <button type="submit" disabled={busy}>
             {t("signIn")}
           </button>

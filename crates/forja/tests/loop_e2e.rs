@@ -127,23 +127,8 @@ fn feedback_triggers_training_gate_promotion_hot_swap_and_rollback_over_http() {
     // The tenant's policy, changed while the node runs.
     let spec = r#"{"hyperparameters": {"n_epochs": 6, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 8}}"#;
     let d = data.to_str().unwrap();
-    let o = forja(
-        &[
-            "tenants",
-            "set",
-            "acme",
-            "--threshold",
-            "24",
-            "--job-spec",
-            spec,
-            "--allow-forced-promotion",
-            "true",
-            "--data-dir",
-            d,
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let flags = ["--threshold", "24", "--job-spec", spec, "--allow-forced-promotion", "true"];
+    set_tenant(&data, "acme", &flags);
     let bad =
         forja(&["tenants", "set", "acme", "--job-spec", r#"{"epochs": 3}"#, "--data-dir", d], None);
     assert!(stderr(&bad).contains("unknown field `epochs`"), "{}", stderr(&bad));

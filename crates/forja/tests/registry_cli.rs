@@ -70,21 +70,8 @@ fn versions_are_evaluated_gated_promoted_and_rolled_back() {
     let policy = tmp.path().join("policy.toml");
     std::fs::write(&policy, "auto_promote = false\nmax_regression = 0.5\n").unwrap();
     let d = data.to_str().unwrap();
-    let o = forja(
-        &[
-            "tenants",
-            "set",
-            "acme",
-            "--gate-policy",
-            policy.to_str().unwrap(),
-            "--allow-forced-promotion",
-            "true",
-            "--data-dir",
-            d,
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let flags = ["--gate-policy", policy.to_str().unwrap(), "--allow-forced-promotion", "true"];
+    set_tenant(&data, "acme", &flags);
     let s = serve(&data, &model, &["--embedding-model", "none"], &[]);
 
     let (st, e) = post_raw(&s, "/v1/registry/golden?name=g.jsonl", &k, "{\"prompt\": \"x\"}\n");

@@ -10,7 +10,6 @@ mod common;
 
 use candle_core::quantized::GgmlDType;
 use common::server::*;
-use common::{forja, stderr};
 use forja_engine::fixtures::{self, Spec};
 use serde_json::json;
 use std::path::Path;
@@ -40,21 +39,7 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
     let key = key(&data, &["--tenant", "acme"]);
     let spec = r#"{"hyperparameters": {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 4}}"#;
     let d = data.to_str().unwrap();
-    let o = forja(
-        &[
-            "tenants",
-            "set",
-            "acme",
-            "--job-spec",
-            spec,
-            "--allow-forced-promotion",
-            "true",
-            "--data-dir",
-            d,
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    set_tenant(&data, "acme", &["--job-spec", spec, "--allow-forced-promotion", "true"]);
 
     let log = Arc::new(Mutex::new(String::new()));
     let sink = log.clone();

@@ -5,9 +5,10 @@
 // shows what curation did with it.
 import { useCallback, useEffect, useRef, useState } from "react";
 import Markdown from "react-markdown";
-import { ApiError, type ChatMessage, type Conversation, type Model } from "../api";
+import { type ChatMessage, type Conversation, type Model } from "../api";
 import { useSession } from "../context";
 import type { Key } from "../i18n";
+import { ErrorLine, errorText } from "./common";
 
 interface Turn extends ChatMessage {
   completionId?: string;
@@ -59,7 +60,7 @@ export function Chat() {
     try {
       setHistory((await client.conversations(search || undefined)).data);
     } catch (e) {
-      setError(String(e));
+      setError(errorText(e));
     }
   }, [client, search]);
 
@@ -71,7 +72,7 @@ export function Chat() {
         const champion = list.find((m) => m.id.endsWith("@champion"));
         setModel((champion ?? list[0])?.id ?? "");
       } catch (e) {
-        setError(String(e));
+        setError(errorText(e));
       }
     })();
   }, [client]);
@@ -116,7 +117,7 @@ export function Chat() {
       }
       void refreshHistory();
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
       setTurns(base);
     } finally {
       setStreaming(false);
@@ -152,7 +153,7 @@ export function Chat() {
       const st = await client.learningStatus();
       setPending(`${t("pending")}: ${st.pending.curated}${st.threshold ? ` / ${st.threshold} (${t("threshold")})` : ""}`);
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
     }
   };
 
@@ -168,7 +169,7 @@ export function Chat() {
           .map((m) => ({ role: m.role, content: m.content, completionId: m.completion_id ?? undefined })),
       );
     } catch (e) {
-      setError(String(e));
+      setError(errorText(e));
     }
   };
 
@@ -336,11 +337,7 @@ export function Chat() {
             </li>
           ))}
         </ol>
-        {error && (
-          <p className="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorLine error={error} />
         <form
           className="composer"
           onSubmit={(e) => {

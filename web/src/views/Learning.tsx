@@ -2,8 +2,9 @@
 // "train now", the running job followed live (SSE: step / total, ETA,
 // tok/s, a loss curve), and recent jobs with their states.
 import { useCallback, useEffect, useState } from "react";
-import { ApiError, progressOf, type Job, type JobEvent, type LearningStatus } from "../api";
+import { progressOf, type Job, type JobEvent, type LearningStatus } from "../api";
 import { useSession } from "../context";
+import { ErrorLine, errorText } from "./common";
 
 function LossCurve({ events }: { events: JobEvent[] }) {
   const pts = events
@@ -39,7 +40,7 @@ export function Learning() {
       const active = js.data.find((j) => !["succeeded", "failed", "cancelled"].includes(j.status));
       setLive((cur) => (active && cur?.id !== active.id ? active : cur));
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
     }
   }, [client]);
 
@@ -67,7 +68,7 @@ export function Learning() {
         },
         ctl.signal,
       )
-      .catch((e: unknown) => setError(String(e)));
+      .catch((e: unknown) => setError(errorText(e)));
     return () => ctl.abort();
   }, [client, liveId, refresh]);
 
@@ -77,7 +78,7 @@ export function Learning() {
       setLive(j);
       void refresh();
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
     }
   };
 
@@ -135,11 +136,7 @@ export function Learning() {
           </table>
         )}
       </section>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
     </main>
   );
 }

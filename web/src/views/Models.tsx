@@ -4,6 +4,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, type Version } from "../api";
 import { useSession } from "../context";
+import { ErrorLine, errorText } from "./common";
 
 const fmt = (x: number | undefined) => (typeof x === "number" ? x.toFixed(3) : "–");
 
@@ -16,7 +17,7 @@ export function Models() {
     try {
       setVersions((await client.versions()).data);
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
     }
   }, [client]);
 
@@ -29,7 +30,7 @@ export function Models() {
     try {
       await f();
     } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
+      setError(errorText(e));
     }
     void refresh();
   };
@@ -109,11 +110,7 @@ export function Models() {
           </table>
         )}
       </section>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
     </main>
   );
 }

@@ -183,6 +183,14 @@ pub fn tenant(data: &Path, name: &str, flags: &[&str]) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `forja tenants set NAME FLAGS` on the data directory; it must succeed.
+pub fn set_tenant(data: &Path, name: &str, flags: &[&str]) {
+    let mut a = vec!["tenants", "set", name, "--data-dir", data.to_str().unwrap()];
+    a.extend(flags);
+    let o = forja(&a, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// Chat examples the tiny model learns in a few steps.
 pub fn chat_jsonl(n: usize) -> String {
     let words = ["hello", "world", "forja", "tokenizer"];
