@@ -7,9 +7,10 @@ URL or in localStorage, the page carries a strict CSP, stored model output
 with <script>, event handlers and javascript: links renders inert, and
 another tenant's history is not listed.
 
-usage: web-e2e.py URL KEY OTHER_TENANT_TITLE OUTDIR
+usage: web-e2e.py URL KEY OTHER_TENANT_TITLE OUTDIR CORRECTED_DOCX
 Prints one line per stage; exits non-zero on the first failure.
-Screenshots of each view go to OUTDIR.
+Screenshots of each view go to OUTDIR. CORRECTED_DOCX is a corrected
+version of a draft the node wrote (one paragraph rewritten, one moved).
 """
 
 import json
@@ -19,7 +20,7 @@ import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
-URL, KEY, OTHER_TITLE, OUT = sys.argv[1:5]
+URL, KEY, OTHER_TITLE, OUT, CORRECTED = sys.argv[1:6]
 CHROMIUM = os.environ.get("FORJA_CHROMIUM", "/usr/bin/chromium")
 os.makedirs(OUT, exist_ok=True)
 
@@ -131,6 +132,19 @@ with sync_playwright() as p:
         page.wait_for_timeout(1000)
     assert served == vid, f"the champion answers from {served}, not {vid}"
     stage("the promoted version answers")
+
+    # Documents: upload the corrected minutes, see the delta, edit the dictionary.
+    page.get_by_role("button", name="Documents", exact=True).click()
+    expect(page.get_by_test_id("dictionary-entry")).to_contain_text("Jhon")
+    page.get_by_label("Upload corrected minutes (.docx)").set_input_files(CORRECTED)
+    expect(page.get_by_test_id("delta")).to_be_visible(timeout=30_000)
+    ops = page.get_by_test_id("delta-op")
+    expect(ops.filter(has_text="moved").first).to_be_visible()
+    expect(ops.filter(has_text="training example").first).to_be_visible()
+    page.screenshot(path=f"{OUT}/documents.png", full_page=True)
+    page.get_by_test_id("dictionary-entry").get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_test_id("dictionary-entry")).to_have_count(0)
+    stage("documents: delta shown, dictionary entry removed")
 
     page.get_by_role("button", name="Models", exact=True).click()
     expect(page.get_by_test_id("champion")).to_have_text(vid)

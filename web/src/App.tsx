@@ -5,17 +5,19 @@ import { Client, type WhoAmI } from "./api";
 import { SessionContext } from "./context";
 import { initialLang, tr, type Lang } from "./i18n";
 import { Chat } from "./views/Chat";
+import { Documents } from "./views/Documents";
 import { Learning } from "./views/Learning";
 import { Models } from "./views/Models";
 import { ErrorLine, errorText } from "./views/common";
 
 const KEY = "forja.key";
 const LANG = "forja.lang";
-type Tab = "chat" | "learning" | "models";
+const TABS = ["chat", "learning", "models", "documents"] as const;
+type Tab = (typeof TABS)[number];
 
 function tabOf(hash: string): Tab {
   const h = hash.replace(/^#\/?/, "");
-  return h === "learning" || h === "models" ? h : "chat";
+  return (TABS as readonly string[]).includes(h) ? (h as Tab) : "chat";
 }
 
 export function App() {
@@ -92,7 +94,7 @@ export function App() {
       <header className="top">
         <strong className="brand">forja</strong>
         <nav aria-label="views">
-          {(["chat", "learning", "models"] as const).map((k) => (
+          {TABS.map((k) => (
             <button key={k} className={tab === k ? "tab active" : "tab"} aria-current={tab === k} onClick={() => go(k)}>
               {t(k)}
             </button>
@@ -117,6 +119,7 @@ export function App() {
       {tab === "chat" && <Chat />}
       {tab === "learning" && <Learning />}
       {tab === "models" && <Models />}
+      {tab === "documents" && <Documents />}
     </SessionContext.Provider>
   );
 }

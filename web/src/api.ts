@@ -123,6 +123,48 @@ export interface Conversation {
   messages?: (ChatMessage & { id: string; completion_id: string | null })[];
 }
 
+export interface DocumentRow {
+  id: string;
+  kind: "transcript" | "generated" | "final";
+  parent_id: string | null;
+  session: string | null;
+  version: number;
+  filename: string;
+  bytes: number;
+  created_at: number;
+}
+
+export interface DeltaParagraph {
+  op: string;
+  generated: number[];
+  final: number[];
+  chunk_ids: string[];
+  edit_ratio: number;
+  generated_text: string | null;
+  final_text: string | null;
+  learning: "training_pair" | "dictionary" | "none";
+  reason?: string;
+  entities?: { wrong: string; right: string }[];
+  example?: { id: string; status: string; reason: string | null };
+}
+
+export interface CorrectionResult {
+  summary: Record<string, number>;
+  learning: Record<string, number>;
+  paragraphs: DeltaParagraph[];
+  document: DocumentRow;
+  compared_with: DocumentRow;
+  dictionary_updated: boolean;
+  job: Job | null;
+}
+
+export interface DictionaryEntry {
+  wrong: string;
+  right: string;
+  source_document: string | null;
+  source_chunk: string | null;
+}
+
 /** An error answer of the API: its status, code, field and message. */
 export class ApiError extends Error {
   constructor(
@@ -189,6 +231,31 @@ export class Client {
   renameConversation = (id: string, title: string) =>
     this.json<Conversation>("PATCH", `/v1/conversations/${enc(id)}`, { title });
   deleteConversation = (id: string) => this.json<unknown>("DELETE", `/v1/conversations/${enc(id)}`);
+
+  documents = () => this.json<List<DocumentRow>>("GET", "/v1/documents");
+  dictionary = () => this.json<List<DictionaryEntry>>("GET", "/v1/dictionary");
+  removeDictionary = (wrong: string) => this.json<unknown>("DELETE", `/v1/dictionary/${enc(wrong)}`);
+
+  /** A stored document's bytes (a draft or a final DOCX). */
+  async documentContent(id: string): Promise<Blob> {
+    return (await this.send("GET", `/v1/documents/${enc(id)}/content`)).blob();
+  }
+
+  /** Uploads a corrected DOCX; without `generatedId`, the draft it names. */
+  async uploadCorrection(file: File, generatedId?: string): Promise<CorrectionResult> {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    if (generatedId) form.append("generated_id", generatedId);
+    const r = await fetch(this.base + "/v1/corrections", {
+      method: "POST",
+      headers: this.headers(false),
+      body: form,
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+    });
+    if (!r.ok) throw await errorOf(r);
+    return (await r.json()) as CorrectionResult;
+  }
 
   /** The export as a Blob (the key stays in the header, not in a link). */
   async exportConversation(id: string, format: "json" | "markdown"): Promise<Blob> {

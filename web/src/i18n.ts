@@ -58,6 +58,16 @@ const es = {
   comment: "Comentario (opcional)",
   scrubbed: "datos personales ocultados",
   liveStep: "Entrenando",
+  documents: "Documentos",
+  uploadCorrected: "Subir acta corregida (.docx)",
+  uploadHelp: "El acta que forja redactó, corregida en Word o LibreOffice. forja compara cada párrafo con su borrador: los nombres corregidos van al diccionario y el resto se convierte en ejemplos de entrenamiento.",
+  draft: "Borrador",
+  draftFromFile: "el que indica el archivo",
+  delta: "Cambios",
+  trainingPair: "ejemplo de entrenamiento",
+  dictionary: "Diccionario",
+  noEntries: "Sin correcciones de nombres todavía.",
+  byHand: "añadida a mano",
 };
 
 type Strings = typeof es;
@@ -120,6 +130,16 @@ const en: Strings = {
   comment: "Comment (optional)",
   scrubbed: "personal data hidden",
   liveStep: "Training",
+  documents: "Documents",
+  uploadCorrected: "Upload corrected minutes (.docx)",
+  uploadHelp: "The minutes forja drafted, corrected in Word or LibreOffice. forja compares each paragraph with its draft: respelled names go to the dictionary, the rest becomes training examples.",
+  draft: "Draft",
+  draftFromFile: "the one the file names",
+  delta: "Changes",
+  trainingPair: "training example",
+  dictionary: "Dictionary",
+  noEntries: "No name fixes yet.",
+  byHand: "added by hand",
 };
 
 export type Lang = "es" | "en";

@@ -2,7 +2,7 @@
 //! chromium with Playwright against a real `forja serve` on loopback with a
 //! tiny model, through the whole loop (sign in, streamed chat, correction,
 //! pending count, train, live progress to 100 %, promotion, the new version
-//! answering, rollback), checks the UI's security properties, and saves a
+//! answering, a corrected DOCX and its delta, rollback), checks the UI's security properties, and saves a
 //! screenshot of each view under `target/web-e2e/`. The API key must never
 //! appear in the server's log.
 
@@ -82,11 +82,38 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
     );
     assert_eq!(st, 200, "{r}");
 
+    // A draft the node writes, corrected the way a secretary would: the
+    // first paragraph rewritten, the second moved to the end. And one
+    // dictionary entry added by hand.
+    let (st, draft, _) = post(
+        &s,
+        "/v1/documents",
+        &key,
+        json!({"transcript": "punto primero el presupuesto\nse aprueba por unanimidad\nse levanta la sesion",
+            "session": "pleno-e2e", "max_tokens": 8}),
+    );
+    assert_eq!(st, 200, "{draft}");
+    let id = draft["id"].as_str().unwrap();
+    let (st, bytes) = get_bytes(&s, &format!("/v1/documents/{id}/content"), &key);
+    assert_eq!(st, 200);
+    let doc = forja_docs::docx::read_docx(&bytes, &Default::default()).unwrap();
+    let mut blocks = doc.blocks.clone();
+    blocks[0].text = "Punto 1. Presupuesto municipal de 2027.".into();
+    let second = blocks.remove(1);
+    blocks.push(second);
+    let meta = forja_docs::docx::DraftMeta { title: None, document_id: doc.document_id.as_deref() };
+    let corrected = tmp.path().join("acta-final.docx");
+    std::fs::write(&corrected, forja_docs::docx::write_docx(&blocks, &meta).unwrap()).unwrap();
+    let (st, r, _) =
+        post(&s, "/v1/dictionary", &key, json!({"entries": [{"wrong": "Jhon", "right": "John"}]}));
+    assert_eq!(st, 200, "{r}");
+
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-e2e");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/web-e2e.py");
     let o = std::process::Command::new("python3")
         .arg(script)
         .args([s.url.as_str(), key.as_str(), "globex secret plans", out.to_str().unwrap()])
+        .arg(&corrected)
         .env("PYTHONPATH", py)
         .env("FORJA_CHROMIUM", &chromium)
         .output()
@@ -95,7 +122,7 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{report}");
     assert!(report.contains("web e2e: ok"), "{report}");
-    for shot in ["signin", "chat", "learning", "models", "phone-dark-es"] {
+    for shot in ["signin", "chat", "learning", "models", "documents", "phone-dark-es"] {
         assert!(out.join(format!("{shot}.png")).exists(), "{shot}.png");
     }
     let log = log.lock().unwrap();
