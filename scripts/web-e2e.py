@@ -115,7 +115,10 @@ with sync_playwright() as p:
     if page.get_by_test_id("champion").count() == 0 or page.get_by_test_id("champion").inner_text() != vid:
         page.get_by_test_id("version").first.get_by_role("button", name="Promote", exact=True).click()
     expect(page.get_by_test_id("champion")).to_have_text(vid, timeout=30_000)
-    page.screenshot(path=f"{OUT}/models.png")
+    page.get_by_test_id("version").first.get_by_role("button", name="Report", exact=True).click()
+    expect(page.get_by_test_id("gate-report")).to_contain_text("wer")
+    expect(page.get_by_test_id("sample").first).to_contain_text("quick dog")
+    page.screenshot(path=f"{OUT}/models.png", full_page=True)
     stage("promoted " + vid)
 
     page.get_by_role("button", name="Chat", exact=True).click()

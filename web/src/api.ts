@@ -113,6 +113,26 @@ export interface Version {
   } | null;
 }
 
+export interface EvalExample {
+  id: string;
+  reference: string;
+  prediction: string;
+}
+
+export interface EvalSide {
+  metrics: Record<string, number>;
+  examples: EvalExample[];
+  subject?: string;
+}
+
+/** A version's stored evaluation: the candidate, its baseline, the gate. */
+export interface EvalReport {
+  version: string;
+  candidate: EvalSide;
+  baseline: EvalSide;
+  gate: { outcome: string; reasons: string[] } | null;
+}
+
 export interface Conversation {
   id: string;
   title: string;
@@ -214,6 +234,7 @@ export class Client {
   job = (id: string) => this.json<Job>("GET", `/v1/fine_tuning/jobs/${enc(id)}`);
   trainNow = () => this.json<Job>("POST", "/v1/learning/train", {});
   versions = () => this.json<List<Version>>("GET", "/v1/registry/models");
+  evalReport = (id: string) => this.json<EvalReport>("GET", `/v1/registry/models/${enc(id)}/eval`);
   promote = (id: string, force: boolean) =>
     this.json<Version>("POST", `/v1/registry/models/${enc(id)}/promote`, { force });
   rollback = (reason: string, toBase = false) =>

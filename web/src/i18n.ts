@@ -68,6 +68,10 @@ const es = {
   dictionary: "Diccionario",
   noEntries: "Sin correcciones de nombres todavía.",
   byHand: "añadida a mano",
+  samples: "Ejemplos del conjunto de referencia",
+  reference: "Referencia",
+  showAll: "Ver todos",
+  report: "Informe",
 };
 
 type Strings = typeof es;
@@ -140,6 +144,10 @@ const en: Strings = {
   dictionary: "Dictionary",
   noEntries: "No name fixes yet.",
   byHand: "added by hand",
+  samples: "Golden-set examples",
+  reference: "Reference",
+  showAll: "Show all",
+  report: "Report",
 };
 
 export type Lang = "es" | "en";

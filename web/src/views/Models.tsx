@@ -5,6 +5,7 @@ import { useCallback, useEffect, useState } from "react";
 import { ApiError, type Version } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText } from "./common";
+import { GateReport } from "./GateReport";
 
 const fmt = (x: number | undefined) => (typeof x === "number" ? x.toFixed(3) : "–");
 
@@ -12,6 +13,7 @@ export function Models() {
   const { client, t } = useSession();
   const [versions, setVersions] = useState<Version[]>([]);
   const [error, setError] = useState<string | null>(null);
+  const [shown, setShown] = useState<string | null>(null);
 
   const refresh = useCallback(async () => {
     try {
@@ -101,6 +103,11 @@ export function Models() {
                     <td>
                       {v.status !== "promoted" && v.status !== "failed" && (
                         <button onClick={() => promote(v)}>{t("promote")}</button>
+                      )}{" "}
+                      {v.eval && (
+                        <button className="link" onClick={() => setShown(shown === v.id ? null : v.id)}>
+                          {t("report")}
+                        </button>
                       )}
                     </td>
                   </tr>
@@ -110,6 +117,7 @@ export function Models() {
           </table>
         )}
       </section>
+      {shown && <GateReport version={shown} />}
       <ErrorLine error={error} />
     </main>
   );

@@ -1,0 +1,97 @@
+// A version's gate report: every metric before (the champion or the base
+// model) and after, the gate's reasons, and each golden example's answers
+// before and after with a word diff against the reference.
+import { diffWords } from "diff";
+import { useEffect, useState } from "react";
+import type { EvalReport } from "../api";
+import { useSession } from "../context";
+import { ErrorLine, errorText } from "./common";
+
+/** `text` against `reference`: missing words struck, extra words marked. */
+function WordDiff({ reference, text }: { reference: string; text: string }) {
+  return (
+    <span className="wdiff">
+      {diffWords(reference, text).map((part, i) =>
+        part.added ? (
+          <ins key={i}>{part.value}</ins>
+        ) : part.removed ? (
+          <del key={i}>{part.value}</del>
+        ) : (
+          <span key={i}>{part.value}</span>
+        ),
+      )}
+    </span>
+  );
+}
+
+const SHOWN = 20;
+
+export function GateReport({ version }: { version: string }) {
+  const { client, t } = useSession();
+  const [report, setReport] = useState<EvalReport | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [all, setAll] = useState(false);
+
+  useEffect(() => {
+    setReport(null);
+    client
+      .evalReport(version)
+      .then(setReport)
+      .catch((e: unknown) => setError(errorText(e)));
+  }, [client, version]);
+
+  if (error) return <ErrorLine error={error} />;
+  if (!report) return null;
+  const names = Object.keys({ ...report.baseline.metrics, ...report.candidate.metrics }).sort();
+  const before = new Map(report.baseline.examples.map((e) => [e.id, e]));
+  const examples = all ? report.candidate.examples : report.candidate.examples.slice(0, SHOWN);
+  return (
+    <section className="card" data-testid="gate-report">
+      <h2>
+        {t("gate")}: {report.gate?.outcome ?? ""} <code>{version}</code>
+      </h2>
+      {report.gate?.reasons && report.gate.reasons.length > 0 && <p className="meta">{report.gate.reasons.join("; ")}</p>}
+      <table>
+        <thead>
+          <tr>
+            <th />
+            <th>
+              {t("before")} ({report.baseline.subject ?? "base"})
+            </th>
+            <th>{t("after")}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {names.map((m) => (
+            <tr key={m}>
+              <td>{m}</td>
+              <td>{report.baseline.metrics[m]?.toFixed(4) ?? "–"}</td>
+              <td>{report.candidate.metrics[m]?.toFixed(4) ?? "–"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h3>{t("samples")}</h3>
+      <ol className="samples">
+        {examples.map((e) => (
+          <li key={e.id} data-testid="sample">
+            <p>
+              <strong>{t("reference")}:</strong> {e.reference}
+            </p>
+            <p>
+              <strong>{t("before")}:</strong> <WordDiff reference={e.reference} text={before.get(e.id)?.prediction ?? ""} />
+            </p>
+            <p>
+              <strong>{t("after")}:</strong> <WordDiff reference={e.reference} text={e.prediction} />
+            </p>
+          </li>
+        ))}
+      </ol>
+      {!all && report.candidate.examples.length > SHOWN && (
+        <button className="link" onClick={() => setAll(true)}>
+          {t("showAll")} ({report.candidate.examples.length})
+        </button>
+      )}
+    </section>
+  );
+}
