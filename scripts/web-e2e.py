@@ -84,6 +84,17 @@ with sync_playwright() as p:
     assert not any(h and h.strip().lower().startswith("javascript:") for h in hrefs), hrefs
     stage("hostile output inert")
 
+    # Modes live on the node: add one, and it is in the picker (and stays).
+    page.get_by_role("button", name="Edit modes", exact=True).click()
+    page.get_by_role("button", name="Add mode", exact=True).click()
+    page.get_by_label("Mode name").last.fill("Acta del Pleno")
+    page.get_by_label("Instruction (system message)").last.fill("Redacta como el acta oficial del Pleno.")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_test_id("mode").locator("option", has_text="Acta del Pleno")).to_have_count(1)
+    modes = api("GET", "/v1/modes")
+    assert modes["custom"] and modes["data"][-1]["name"] == "Acta del Pleno", modes
+    stage("custom mode saved on the node")
+
     # Chat, streamed; then correct the answer.
     page.get_by_role("button", name="New conversation", exact=True).click()
     before = api("GET", "/v1/learning/status")["pending"]["curated"]

@@ -133,6 +133,12 @@ export interface EvalReport {
   gate: { outcome: string; reasons: string[] } | null;
 }
 
+export interface ChatMode {
+  id: string;
+  name: string;
+  prompt: string;
+}
+
 export interface Conversation {
   id: string;
   title: string;
@@ -253,6 +259,9 @@ export class Client {
     this.json<Conversation>("PATCH", `/v1/conversations/${enc(id)}`, { title });
   deleteConversation = (id: string) => this.json<unknown>("DELETE", `/v1/conversations/${enc(id)}`);
 
+  modes = () => this.json<List<ChatMode> & { custom: boolean }>("GET", "/v1/modes");
+  saveModes = (modes: ChatMode[]) => this.json<List<ChatMode>>("PUT", "/v1/modes", { modes });
+  resetModes = () => this.json<List<ChatMode>>("DELETE", "/v1/modes");
   documents = () => this.json<List<DocumentRow>>("GET", "/v1/documents");
   dictionary = () => this.json<List<DictionaryEntry>>("GET", "/v1/dictionary");
   removeDictionary = (wrong: string) => this.json<unknown>("DELETE", `/v1/dictionary/${enc(wrong)}`);

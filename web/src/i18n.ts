@@ -52,9 +52,6 @@ const es = {
   renamePrompt: "Nuevo título",
   confirmDelete: "¿Borrar esta conversación?",
   language: "English",
-  modeTechnical: "Técnico",
-  modeSimplified: "Sencillo",
-  modeNarrated: "Narrado",
   comment: "Comentario (opcional)",
   scrubbed: "datos personales ocultados",
   liveStep: "Entrenando",
@@ -72,6 +69,13 @@ const es = {
   reference: "Referencia",
   showAll: "Ver todos",
   report: "Informe",
+  editModes: "Editar modos",
+  modeName: "Nombre del modo",
+  modePrompt: "Instrucción (mensaje de sistema)",
+  addMode: "Añadir modo",
+  newMode: "Modo",
+  save: "Guardar",
+  resetModes: "Volver a los modos de fábrica",
 };
 
 type Strings = typeof es;
@@ -128,9 +132,6 @@ const en: Strings = {
   renamePrompt: "New title",
   confirmDelete: "Delete this conversation?",
   language: "Español",
-  modeTechnical: "Technical",
-  modeSimplified: "Simplified",
-  modeNarrated: "Narrated",
   comment: "Comment (optional)",
   scrubbed: "personal data hidden",
   liveStep: "Training",
@@ -148,6 +149,13 @@ const en: Strings = {
   reference: "Reference",
   showAll: "Show all",
   report: "Report",
+  editModes: "Edit modes",
+  modeName: "Mode name",
+  modePrompt: "Instruction (system message)",
+  addMode: "Add mode",
+  newMode: "Mode",
+  save: "Save",
+  resetModes: "Back to the built-in modes",
 };
 
 export type Lang = "es" | "en";

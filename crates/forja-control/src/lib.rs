@@ -33,6 +33,7 @@ pub mod feedback;
 pub mod hyper;
 pub mod keys;
 pub mod link;
+pub mod modes;
 pub mod registry;
 pub mod schedule;
 pub mod webhook;

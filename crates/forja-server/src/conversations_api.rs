@@ -203,3 +203,31 @@ pub async fn export(
     Ok(([("content-type", mime.to_string()), ("content-disposition", disposition)], body)
         .into_response())
 }
+
+/// `GET /v1/modes`: the tenant's chat modes (the built-in ones until it
+/// saves its own).
+pub async fn modes(State(s): State<AppState>, TenantAuth(t, _): TenantAuth) -> Api {
+    let t = s.run(move |c| Ok(c.store.tenant(&t.id)?)).await?;
+    let list = forja_control::modes::effective(&t.settings);
+    Ok(Json(wire::modes(&list, !t.settings.modes.is_empty())))
+}
+
+/// `PUT /v1/modes`: replaces the tenant's modes (1 to 20).
+pub async fn save_modes(
+    State(s): State<AppState>,
+    TenantAuth(t, _): TenantAuth,
+    body: axum::body::Bytes,
+) -> Api {
+    let req: wire::SaveModes = crate::wire::parse(&body)?;
+    let list = req.into_modes();
+    forja_control::modes::check(&list)?;
+    let saved = list.clone();
+    s.run(move |c| Ok(c.store.edit_settings(&t.id, &mut |st| st.modes = saved.clone())?)).await?;
+    Ok(Json(wire::modes(&list, true)))
+}
+
+/// `DELETE /v1/modes`: back to the built-in modes.
+pub async fn reset_modes(State(s): State<AppState>, TenantAuth(t, _): TenantAuth) -> Api {
+    s.run(move |c| Ok(c.store.edit_settings(&t.id, &mut |st| st.modes.clear())?)).await?;
+    Ok(Json(wire::modes(&forja_control::modes::defaults(), false)))
+}

@@ -182,6 +182,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/conversations/{id}/messages", post(conversations_api::append))
         .route("/v1/conversations/{id}/export", get(conversations_api::export))
+        .route(
+            "/v1/modes",
+            get(conversations_api::modes)
+                .put(conversations_api::save_modes)
+                .delete(conversations_api::reset_modes),
+        )
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
         .route("/v1/feedback", post(api::feedback))
         .route("/v1/documents", get(documents_api::list).post(documents_api::create))

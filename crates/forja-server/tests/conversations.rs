@@ -174,3 +174,71 @@ fn bad_conversation_requests_get_a_clear_error_and_store_nothing() {
     assert!(full.message().contains("start a new one"), "{}", full.body);
     assert_eq!(b.get(&format!("/v1/conversations/{id}"), &key).body["messages_count"], 960);
 }
+
+#[test]
+fn chat_modes_are_built_in_until_a_tenant_saves_its_own() {
+    let b = Bed::new(|_| {});
+    let key = b.tenant("acme", TenantSettings { threshold: Some(7), ..Default::default() });
+    let other = b.tenant("globex", TenantSettings::default());
+    let ids = |k: &str| -> (Vec<String>, bool) {
+        let r = b.get("/v1/modes", k);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let ids = r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().into())
+            .collect();
+        (ids, r.body["custom"].as_bool().unwrap())
+    };
+    assert_eq!(
+        ids(&key),
+        (vec!["technical".into(), "simplified".into(), "narrated".into()], false)
+    );
+
+    let put = |k: &str, body: serde_json::Value| {
+        b.call(
+            "PUT",
+            "/v1/modes",
+            k,
+            &[("content-type", "application/json")],
+            Body::from(body.to_string()),
+        )
+    };
+    let mine = json!({"modes": [
+        {"id": "technical", "name": "Técnico", "prompt": "Sé preciso."},
+        {"id": "acta", "name": "Acta del Pleno", "prompt": "Redacta como el acta oficial."},
+    ]});
+    let r = put(&key, mine);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&key), (vec!["technical".into(), "acta".into()], true));
+    assert!(!ids(&other).1, "another tenant keeps the built-in modes");
+    // Saving modes leaves the rest of the tenant's policy as it was.
+    assert_eq!(b.get("/v1/whoami", &key).body["policy"]["threshold"], 7);
+
+    let bad = [
+        (json!({"modes": []}), "modes"),
+        (json!({"modes": [{"id": "A b", "name": "x", "prompt": ""}]}), "modes[0].id"),
+        (
+            json!({"modes": [{"id": "a", "name": "x", "prompt": ""}, {"id": "a", "name": "y", "prompt": ""}]}),
+            "modes[1].id",
+        ),
+        (json!({"modes": [{"id": "a", "name": " ", "prompt": ""}]}), "modes[0].name"),
+        (
+            json!({"modes": [{"id": "a", "name": "x", "prompt": "p".repeat(4001)}]}),
+            "modes[0].prompt",
+        ),
+        (json!({"modes": [{"id": "a", "name": "x", "prompt": "", "color": "red"}]}), ""),
+    ];
+    for (body, param) in bad {
+        let r = put(&key, body.clone());
+        assert_eq!((r.status.as_u16(), r.param()), (400, param), "{body}: {}", r.body);
+    }
+    assert_eq!(ids(&key).0, ["technical", "acta"], "a refused save changes nothing");
+    let r = b.call("DELETE", "/v1/modes", &key, &[], Body::empty());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ids(&key),
+        (vec!["technical".into(), "simplified".into(), "narrated".into()], false)
+    );
+}

@@ -38,6 +38,9 @@ pub trait Tenants {
     fn tenants(&self) -> Result<Vec<Tenant>>;
     /// Replaces a tenant's settings.
     fn update_settings(&self, id: &str, settings: &TenantSettings) -> Result<Tenant>;
+    /// Edits a tenant's settings in one transaction (read, `edit`, write),
+    /// so a concurrent change to another field is not lost.
+    fn edit_settings(&self, id: &str, edit: &mut dyn FnMut(&mut TenantSettings)) -> Result<Tenant>;
     /// Bytes a tenant stores now and its quota.
     fn storage(&self, tenant_id: &str) -> Result<StorageUsage>;
 

@@ -61,6 +61,19 @@ pub struct TenantSettings {
     /// Whether the tenant's own keys may force a promotion the gate
     /// refused (otherwise only an admin key may).
     pub allow_forced_promotion: bool,
+    /// The tenant's chat modes (empty: the built-in ones).
+    pub modes: Vec<ChatMode>,
+}
+
+/// A chat mode: a named system prompt the tenant can edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMode {
+    /// Stable id (`technical`, `minutes-es`…).
+    pub id: String,
+    /// Shown in the picker.
+    pub name: String,
+    /// The system prompt it starts a conversation with.
+    pub prompt: String,
 }
 
 impl Default for TenantSettings {
@@ -126,6 +139,7 @@ impl TenantSettings {
             storage_mb,
             pii_deny: Vec::new(),
             allow_forced_promotion: false,
+            modes: Vec::new(),
         }
     }
 

@@ -5,10 +5,10 @@
 // shows what curation did with it.
 import { useCallback, useEffect, useRef, useState } from "react";
 import Markdown from "react-markdown";
-import { type ChatMessage, type Conversation, type Model } from "../api";
+import type { ChatMessage, ChatMode, Conversation, Model } from "../api";
 import { useSession } from "../context";
-import type { Key } from "../i18n";
 import { ErrorLine, errorText } from "./common";
+import { ModesEditor } from "./ModesEditor";
 
 interface Turn extends ChatMessage {
   completionId?: string;
@@ -16,11 +16,6 @@ interface Turn extends ChatMessage {
   verdict?: string;
 }
 
-const MODES: { id: string; label: Key; prompt: string }[] = [
-  { id: "technical", label: "modeTechnical", prompt: "Responde con precisión técnica, en el idioma del usuario." },
-  { id: "simplified", label: "modeSimplified", prompt: "Responde de forma sencilla y breve, sin tecnicismos." },
-  { id: "narrated", label: "modeNarrated", prompt: "Responde como un relato claro y ordenado." },
-];
 
 /** A thumb icon drawn inline (no emoji font or icon font is needed). */
 function Thumb({ up }: { up: boolean }) {
@@ -43,7 +38,9 @@ export function Chat() {
   const { client, t } = useSession();
   const [models, setModels] = useState<Model[]>([]);
   const [model, setModel] = useState("");
-  const [mode, setMode] = useState(MODES[0]!.id);
+  const [modes, setModes] = useState<ChatMode[]>([]);
+  const [mode, setMode] = useState("");
+  const [editingModes, setEditingModes] = useState(false);
   const [turns, setTurns] = useState<Turn[]>([]);
   const [input, setInput] = useState("");
   const [streaming, setStreaming] = useState(false);
@@ -71,6 +68,9 @@ export function Chat() {
         setModels(list);
         const champion = list.find((m) => m.id.endsWith("@champion"));
         setModel((champion ?? list[0])?.id ?? "");
+        const ms = (await client.modes()).data;
+        setModes(ms);
+        setMode((cur) => cur || ms[0]?.id || "");
       } catch (e) {
         setError(errorText(e));
       }
@@ -81,7 +81,7 @@ export function Chat() {
     void refreshHistory();
   }, [refreshHistory]);
 
-  const systemPrompt = MODES.find((m) => m.id === mode)?.prompt ?? "";
+  const systemPrompt = modes.find((m) => m.id === mode)?.prompt ?? "";
 
   const run = async (base: Turn[], regenerate = false) => {
     const ctl = new AbortController();
@@ -264,20 +264,35 @@ export function Chat() {
           </label>
           <label>
             {t("mode")}{" "}
-            <select value={mode} onChange={(e) => setMode(e.target.value)}>
-              {MODES.map((m) => (
+            <select value={mode} onChange={(e) => setMode(e.target.value)} data-testid="mode">
+              {modes.map((m) => (
                 <option key={m.id} value={m.id}>
-                  {t(m.label)}
+                  {m.name}
                 </option>
               ))}
             </select>
           </label>
+          <button className="link" onClick={() => setEditingModes(!editingModes)}>
+            {t("editModes")}
+          </button>
           {pending && (
             <span className="pending" data-testid="pending">
               {pending}
             </span>
           )}
         </div>
+        {editingModes && (
+          <ModesEditor
+            modes={modes}
+            onDone={(saved) => {
+              setEditingModes(false);
+              if (saved) {
+                setModes(saved);
+                if (!saved.some((m) => m.id === mode)) setMode(saved[0]?.id ?? "");
+              }
+            }}
+          />
+        )}
         <ol className="turns" aria-live="polite">
           {turns.map((m, i) => (
             <li key={i} className={`turn ${m.role}`} data-testid={`turn-${m.role}`}>

@@ -153,3 +153,46 @@ pub fn markdown(c: &Conversation, messages: &[ConversationMessage]) -> String {
     }
     s
 }
+
+/// `PUT /v1/modes`: the tenant's whole list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveModes {
+    /// The modes, in picker order.
+    pub modes: Vec<ModeIn>,
+}
+
+/// One mode as posted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeIn {
+    /// Stable id.
+    pub id: String,
+    /// Shown in the picker.
+    pub name: String,
+    /// The system prompt.
+    pub prompt: String,
+}
+
+impl SaveModes {
+    /// As store values (checked by the control plane).
+    pub fn into_modes(self) -> Vec<forja_store::ChatMode> {
+        self.modes
+            .into_iter()
+            .map(|m| forja_store::ChatMode {
+                id: m.id,
+                name: m.name.trim().into(),
+                prompt: m.prompt,
+            })
+            .collect()
+    }
+}
+
+/// The tenant's modes; `custom` when it saved its own.
+pub fn modes(list: &[forja_store::ChatMode], custom: bool) -> Value {
+    json!({
+        "object": "list",
+        "custom": custom,
+        "data": list.iter().map(|m| json!({"id": m.id, "name": m.name, "prompt": m.prompt})).collect::<Vec<_>>(),
+    })
+}

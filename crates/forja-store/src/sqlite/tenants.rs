@@ -132,6 +132,19 @@ impl Tenants for SqliteStore {
         })
     }
 
+    fn edit_settings(&self, id: &str, edit: &mut dyn FnMut(&mut TenantSettings)) -> Result<Tenant> {
+        self.tx("edit tenant settings", |c, _| {
+            let mut settings = get_tenant(c, id)?.settings;
+            edit(&mut settings);
+            c.execute(
+                "UPDATE tenants SET settings = ?1 WHERE id = ?2",
+                params![to_json(&settings), id],
+            )
+            .map_err(sql("edit tenant settings"))?;
+            get_tenant(c, id)
+        })
+    }
+
     fn storage(&self, tenant_id: &str) -> Result<StorageUsage> {
         self.read(|c, _| {
             let t = get_tenant(c, tenant_id)?;
