@@ -61,26 +61,26 @@ pub fn check(modes: &[ChatMode]) -> Result<()> {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !id_ok {
             return Err(ControlError::invalid(
-                &format!("modes[{i}].id"),
+                format!("modes[{i}].id"),
                 "1 to 40 of a-z, 0-9, - and _",
             ));
         }
         if modes[..i].iter().any(|o| o.id == m.id) {
             return Err(ControlError::invalid(
-                &format!("modes[{i}].id"),
+                format!("modes[{i}].id"),
                 format!("`{}` is used twice", m.id),
             ));
         }
         let n = m.name.trim().chars().count();
         if n == 0 || n > 60 || m.name.chars().any(char::is_control) {
             return Err(ControlError::invalid(
-                &format!("modes[{i}].name"),
+                format!("modes[{i}].name"),
                 "1 to 60 printable characters",
             ));
         }
         if m.prompt.chars().count() > MAX_PROMPT {
             return Err(ControlError::invalid(
-                &format!("modes[{i}].prompt"),
+                format!("modes[{i}].prompt"),
                 format!("at most {MAX_PROMPT} characters"),
             ));
         }
