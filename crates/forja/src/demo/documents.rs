@@ -3,7 +3,7 @@
 //! scenario). For each session in the iteration's block the demo posts
 //! the ASR transcript to `POST /v1/documents` (the node drafts the minutes
 //! with the tenant's champion), downloads the DOCX, lets the simulated
-//! [`secretary`](super::secretary) correct it, keeps both files in
+//! [`secretary`] correct it, keeps both files in
 //! `DATA_DIR/demo/documents/`, and uploads the final version to
 //! `POST /v1/corrections`. The node's delta decides what becomes a
 //! training pair, a dictionary entry or nothing; the demo tallies it.
