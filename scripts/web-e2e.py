@@ -7,7 +7,7 @@ URL or in localStorage, the page carries a strict CSP, stored model output
 with <script>, event handlers and javascript: links renders inert, and
 another tenant's history is not listed.
 
-usage: web-e2e.py URL KEY OTHER_TENANT_TITLE OUTDIR CORRECTED_DOCX
+usage: web-e2e.py URL KEY OTHER_TENANT_TITLE OUTDIR CORRECTED_DOCX ADMIN_KEY
 Prints one line per stage; exits non-zero on the first failure.
 Screenshots of each view go to OUTDIR. CORRECTED_DOCX is a corrected
 version of a draft the node wrote (one paragraph rewritten, one moved).
@@ -20,7 +20,7 @@ import urllib.request
 
 from playwright.sync_api import expect, sync_playwright
 
-URL, KEY, OTHER_TITLE, OUT, CORRECTED = sys.argv[1:6]
+URL, KEY, OTHER_TITLE, OUT, CORRECTED, ADMIN_KEY = sys.argv[1:7]
 CHROMIUM = os.environ.get("FORJA_CHROMIUM", "/usr/bin/chromium")
 os.makedirs(OUT, exist_ok=True)
 
@@ -110,12 +110,18 @@ with sync_playwright() as p:
     expect(page.get_by_test_id("verdict")).to_have_text("Kept for training")
     expect(page.get_by_test_id("pending")).to_contain_text(f"Pending: {before + 1}")
     stage("corrected; pending %d -> %d" % (before, before + 1))
+    page.get_by_role("button", name="Good answer", exact=True).click()
+    page.get_by_label("Comment (optional)").fill("clear and short")
+    page.get_by_role("button", name="Send", exact=True).first.click()
+    expect(page.get_by_label("Comment (optional)")).to_have_count(0)
+    stage("rated with a comment")
 
     # Train and follow the job live.
     page.get_by_role("button", name="Learning", exact=True).click()
     page.get_by_role("button", name="Train now", exact=True).click()
     expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=300_000)
     expect(page.get_by_test_id("job-progress")).to_have_attribute("data-value", "100")
+    expect(page.get_by_test_id("checkpoints")).to_contain_text("final")
     page.screenshot(path=f"{OUT}/learning.png")
     stage("trained; progress 100 %")
 
@@ -129,6 +135,11 @@ with sync_playwright() as p:
     page.get_by_test_id("version").first.get_by_role("button", name="Report", exact=True).click()
     expect(page.get_by_test_id("gate-report")).to_contain_text("wer")
     expect(page.get_by_test_id("sample").first).to_contain_text("quick dog")
+    expect(page.get_by_test_id("lineage")).to_contain_text("ftjob-")
+    gs = page.get_by_test_id("golden-sets")
+    expect(gs).to_contain_text("g.jsonl")
+    gs.get_by_role("button", name="Inspect", exact=True).first.click()
+    expect(page.get_by_test_id("golden-page")).to_contain_text("quick dog")
     page.screenshot(path=f"{OUT}/models.png", full_page=True)
     stage("promoted " + vid)
 
@@ -166,6 +177,19 @@ with sync_playwright() as p:
     expect(page.get_by_test_id("champion")).to_have_count(0, timeout=30_000)
     stage("rolled back")
 
+    # An admin key acting for no tenant sees the node.
+    admin = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-GB")
+    ad = admin.new_page()
+    ad.on("request", lambda r: urls.append(r.url))
+    ad.goto(URL + "/")
+    ad.fill("#key", ADMIN_KEY)
+    ad.get_by_role("button", name="Sign in", exact=True).click()
+    expect(ad.get_by_test_id("node-model")).to_contain_text("tiny")
+    expect(ad.get_by_test_id("node")).to_contain_text("succeeded")
+    ad.screenshot(path=f"{OUT}/node.png")
+    assert ad.get_by_role("button", name="Chat", exact=True).count() == 0
+    stage("admin: node view")
+
     # A phone, in dark mode, in Spanish.
     phone = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark", locale="es-ES")
     ph = phone.new_page()
@@ -179,7 +203,7 @@ with sync_playwright() as p:
 
     storage = page.evaluate("JSON.stringify(localStorage)")
     assert KEY not in storage, "the key is in localStorage"
-    leaked = [u for u in urls if KEY in u]
+    leaked = [u for u in urls if KEY in u or ADMIN_KEY in u]
     assert not leaked, f"the key is in a URL: {leaked[:1]}"
     assert not errors, f"page errors: {errors}"
     stage("the key is in no URL and not in localStorage (%d requests)" % len(urls))

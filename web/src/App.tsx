@@ -8,12 +8,16 @@ import { Chat } from "./views/Chat";
 import { Documents } from "./views/Documents";
 import { Learning } from "./views/Learning";
 import { Models } from "./views/Models";
+import { Node } from "./views/Node";
 import { ErrorLine, errorText } from "./views/common";
 
 const KEY = "forja.key";
 const LANG = "forja.lang";
-const TABS = ["chat", "learning", "models", "documents"] as const;
+const TABS = ["chat", "learning", "models", "documents", "node"] as const;
 type Tab = (typeof TABS)[number];
+/** A tenant key sees the tenant's tabs; an admin key acting for no tenant, the node. */
+const TENANT_TABS: readonly Tab[] = ["chat", "learning", "models", "documents"];
+const ADMIN_TABS: readonly Tab[] = ["node"];
 
 function tabOf(hash: string): Tab {
   const h = hash.replace(/^#\/?/, "");
@@ -85,6 +89,8 @@ export function App() {
     );
   }
 
+  const tabs = session.me.tenant ? TENANT_TABS : ADMIN_TABS;
+  const shown: Tab = tabs.includes(tab) ? tab : tabs[0]!;
   const go = (to: Tab) => {
     location.hash = `#/${to}`;
     setTab(to);
@@ -94,14 +100,14 @@ export function App() {
       <header className="top">
         <strong className="brand">forja</strong>
         <nav aria-label="views">
-          {TABS.map((k) => (
-            <button key={k} className={tab === k ? "tab active" : "tab"} aria-current={tab === k} onClick={() => go(k)}>
+          {tabs.map((k) => (
+            <button key={k} className={shown === k ? "tab active" : "tab"} aria-current={shown === k} onClick={() => go(k)}>
               {t(k)}
             </button>
           ))}
         </nav>
         <span className="who" data-testid="tenant">
-          {session.me.tenant.name}
+          {session.me.tenant?.name ?? "admin"}
         </span>
         <button className="link" onClick={toggleLang}>
           {t("language")}
@@ -116,10 +122,11 @@ export function App() {
           {t("signOut")}
         </button>
       </header>
-      {tab === "chat" && <Chat />}
-      {tab === "learning" && <Learning />}
-      {tab === "models" && <Models />}
-      {tab === "documents" && <Documents />}
+      {shown === "chat" && <Chat />}
+      {shown === "learning" && <Learning />}
+      {shown === "models" && <Models />}
+      {shown === "documents" && <Documents />}
+      {shown === "node" && <Node />}
     </SessionContext.Provider>
   );
 }

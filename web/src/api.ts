@@ -12,14 +12,52 @@ export interface List<T> {
 }
 
 export interface WhoAmI {
-  tenant: { id: string; name: string; tier: string };
+  /** `null` for an admin key that acts for no tenant. */
+  tenant: { id: string; name: string; tier: string } | null;
   key: { id: string; role: "tenant" | "admin" };
   policy: {
     threshold: number | null;
     allow_forced_promotion: boolean;
     base_model: string | null;
     storage_mb: number;
-  };
+  } | null;
+}
+
+export interface NodeState {
+  version: string;
+  uptime_s: number;
+  ready: boolean;
+  model: string | null;
+  embedding_models: string[];
+  workers: number;
+  serving: { active: number; queued: number; batch_live: number };
+  jobs: Record<string, number>;
+  tenants: number;
+  memory: { rss_bytes: number | null };
+  metrics_url: string;
+}
+
+export interface GoldenSet {
+  id: string;
+  version: number;
+  name: string;
+  examples: number;
+  created_at: number;
+}
+
+export interface GoldenPage extends GoldenSet {
+  offset: number;
+  total: number;
+  data: { id: string; prompt: string | null; messages: ChatMessage[] | null; reference: string }[];
+}
+
+export interface Lineage {
+  version: Version;
+  ancestors: Version[];
+  job: Job | null;
+  training_file: { id: string; filename: string; sha256: string } | null;
+  golden_set: GoldenSet | null;
+  aliases: string[];
 }
 
 export interface Model {
@@ -100,6 +138,9 @@ export interface Metrics {
 export interface Version {
   id: string;
   status: string;
+  aliases?: string[];
+  dataset_sha256?: string | null;
+  hyperparameters?: Record<string, unknown> | null;
   parent_id: string | null;
   job_id: string | null;
   created_at: number;
@@ -228,6 +269,15 @@ export class Client {
     return r;
   }
 
+  /** A request with a body that is not JSON (a file, a form). */
+  private async raw(method: string, path: string, body: BodyInit, contentType?: string): Promise<Response> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.key}` };
+    if (contentType) headers["Content-Type"] = contentType;
+    const r = await fetch(this.base + path, { method, headers, body, credentials: "omit", referrerPolicy: "no-referrer" });
+    if (!r.ok) throw await errorOf(r);
+    return r;
+  }
+
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     return (await this.send(method, path, body)).json() as Promise<T>;
   }
@@ -240,6 +290,17 @@ export class Client {
   job = (id: string) => this.json<Job>("GET", `/v1/fine_tuning/jobs/${enc(id)}`);
   trainNow = () => this.json<Job>("POST", "/v1/learning/train", {});
   versions = () => this.json<List<Version>>("GET", "/v1/registry/models");
+  lineage = (id: string) => this.json<Lineage>("GET", `/v1/registry/models/${enc(id)}/lineage`);
+  goldenSets = () => this.json<List<GoldenSet>>("GET", "/v1/registry/golden");
+  golden = (id: string, offset: number) =>
+    this.json<GoldenPage>("GET", `/v1/registry/golden/${enc(id)}?offset=${offset}&limit=20`);
+  node = () => this.json<NodeState>("GET", "/v1/admin/node");
+
+  /** Uploads a golden set (JSONL) as a new version of the file's name. */
+  async uploadGolden(file: File): Promise<GoldenSet> {
+    const path = `/v1/registry/golden?name=${encodeURIComponent(file.name)}`;
+    return (await this.raw("POST", path, file, "application/jsonl")).json() as Promise<GoldenSet>;
+  }
   evalReport = (id: string) => this.json<EvalReport>("GET", `/v1/registry/models/${enc(id)}/eval`);
   promote = (id: string, force: boolean) =>
     this.json<Version>("POST", `/v1/registry/models/${enc(id)}/promote`, { force });
@@ -276,15 +337,7 @@ export class Client {
     const form = new FormData();
     form.append("file", file, file.name);
     if (generatedId) form.append("generated_id", generatedId);
-    const r = await fetch(this.base + "/v1/corrections", {
-      method: "POST",
-      headers: this.headers(false),
-      body: form,
-      credentials: "omit",
-      referrerPolicy: "no-referrer",
-    });
-    if (!r.ok) throw await errorOf(r);
-    return (await r.json()) as CorrectionResult;
+    return (await this.raw("POST", "/v1/corrections", form)).json() as Promise<CorrectionResult>;
   }
 
   /** The export as a Blob (the key stays in the header, not in a link). */

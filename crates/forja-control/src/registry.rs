@@ -124,6 +124,35 @@ impl Control {
         .await
     }
 
+    /// A tenant's golden set and `limit` of its examples from `offset`,
+    /// with the total count (parsed again from the stored file, off the
+    /// runtime).
+    pub async fn golden_examples(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(GoldenSetRow, Vec<forja_eval::GoldenExample>, usize)> {
+        let (store, tid, gid) = (self.store.clone(), tenant.id.clone(), id.to_string());
+        let set = crate::control::blocking(move || {
+            let sets = store.golden_sets(&tid)?;
+            sets.into_iter().find(|g| g.id == gid).ok_or_else(|| {
+                ControlError::Store(forja_store::StoreError::NotFound { what: "golden set", id: gid })
+            })
+        })
+        .await?;
+        let bytes = self.artifacts.get(&set.sha256).await?;
+        let name = set.name.clone();
+        let (examples, total) = crate::control::blocking(move || {
+            let parsed = forja_eval::parse_golden(&name, &bytes)?;
+            let total = parsed.examples.len();
+            Ok((parsed.examples.into_iter().skip(offset).take(limit).collect(), total))
+        })
+        .await?;
+        Ok((set, examples, total))
+    }
+
     /// Registers succeeded jobs' adapters as model versions and runs the
     /// gate on each (promoting the ones it passes). Returns how many.
     pub async fn register_finished(&self) -> Result<usize> {

@@ -1,5 +1,6 @@
-//! The admin API (admin keys only): API keys (list, create, revoke,
-//! rotate) and tenants (list, create, show, change settings). A key's text
+//! The admin API (admin keys only): the node's state, API keys (list,
+//! create, revoke, rotate) and tenants (list, create, show, change
+//! settings). A key's text
 //! is answered once, at creation or rotation; keys never create tenants.
 
 use crate::auth::AdminAuth;
@@ -13,6 +14,35 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 type Api = Result<Json<Value>, ApiError>;
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `GET /v1/admin/node`: the model, workers, the serving queue, jobs by
+/// state, tenants, uptime and memory.
+pub async fn node(State(s): State<AppState>, _: AdminAuth) -> Api {
+    let (jobs, tenants) = s.run(|c| Ok((c.store.job_counts()?, c.store.tenants()?.len()))).await?;
+    let sv = s.serving.get();
+    let m = &s.metrics;
+    Ok(Json(json!({
+        "object": "node",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": s.started.elapsed().as_secs(),
+        "ready": s.ready.load(std::sync::atomic::Ordering::SeqCst),
+        "model": sv.map(|v| v.base_name().to_string()),
+        "embedding_models": s.embedder.as_ref().map(|e| e.names.clone()).unwrap_or_default(),
+        "workers": s.workers,
+        "serving": {"active": m.active.get(), "queued": m.queued.get(), "batch_live": m.batch_live.get()},
+        "jobs": jobs,
+        "tenants": tenants,
+        "memory": {"rss_bytes": rss_bytes()},
+        "metrics_url": "/metrics",
+    })))
+}
 
 /// `?tenant=NAME`.
 #[derive(Debug, Deserialize)]

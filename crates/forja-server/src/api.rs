@@ -211,8 +211,21 @@ pub async fn learning_status(State(s): State<AppState>, TenantAuth(t, _): Tenant
 
 /// `GET /v1/whoami`: the caller's tenant, key and the policy a client
 /// shows (threshold, forced promotion, base model, storage quota); never
-/// a secret (the webhook's stays in the store).
-pub async fn whoami(TenantAuth(t, a): TenantAuth) -> Api {
+/// a secret (the webhook's stays in the store). An admin key that names
+/// no tenant gets `"tenant": null`.
+pub async fn whoami(State(s): State<AppState>, req: axum::extract::Request) -> Api {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = req.into_parts();
+    if !parts.headers.contains_key(crate::auth::TENANT_HEADER) {
+        let k = crate::auth::key(&parts, &s).await?;
+        if k.role == forja_store::Role::Admin {
+            return Ok(Json(json!({
+                "object": "whoami", "tenant": null, "policy": null,
+                "key": {"id": k.id, "role": "admin"},
+            })));
+        }
+    }
+    let TenantAuth(t, a) = TenantAuth::from_request_parts(&mut parts, &s).await?;
     let st = &t.settings;
     Ok(Json(json!({
         "object": "whoami",

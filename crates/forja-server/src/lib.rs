@@ -123,6 +123,10 @@ pub struct AppState {
     pub metrics_access: MetricsAccess,
     /// Open job event streams, per tenant.
     pub followers: Followers,
+    /// When the node started (the admin view's uptime).
+    pub started: std::time::Instant,
+    /// In-process training workers.
+    pub workers: usize,
 }
 
 impl AppState {
@@ -198,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/learning/status", get(api::learning_status))
         .route("/v1/learning/train", post(api::train_now))
         .route("/v1/learning/release", post(api::release_held))
+        .route("/v1/registry/golden/{id}", get(registry_api::get_golden))
         .route("/v1/registry/models", get(registry_api::list_versions))
         .route("/v1/registry/models/{id}", get(registry_api::get_version))
         .route("/v1/registry/models/{id}/lineage", get(registry_api::lineage))
@@ -207,6 +212,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/aliases", get(registry_api::list_aliases))
         .route("/v1/registry/aliases/{name}", put(registry_api::set_alias))
         .route("/v1/registry/log", get(registry_api::log))
+        .route("/v1/admin/node", get(admin_api::node))
         .route("/v1/admin/keys", get(admin_api::list_keys).post(admin_api::create_key))
         .route("/v1/admin/keys/{id}/revoke", post(admin_api::revoke_key))
         .route("/v1/admin/keys/{id}/rotate", post(admin_api::rotate_key))

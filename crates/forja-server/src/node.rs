@@ -354,6 +354,8 @@ impl Node {
             public_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
             metrics_access: cfg.metrics.clone(),
             followers: Default::default(),
+            started: std::time::Instant::now(),
+            workers: cfg.workers,
         };
         let stop = Arc::new(AtomicBool::new(false));
         // A model that fails to load ends the server (it could never serve).

@@ -47,6 +47,31 @@ pub async fn list_golden(State(s): State<AppState>, TenantAuth(t, _): TenantAuth
     Ok(Json(json!({ "object": "list", "data": sets.iter().map(w::golden).collect::<Vec<_>>() })))
 }
 
+/// `?offset=&limit=` of a golden set's examples.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExamplesQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/registry/golden/{id}`: the set and a page of its examples
+/// (`limit` 1 to 200, default 50).
+pub async fn get_golden(
+    State(s): State<AppState>,
+    TenantAuth(t, _): TenantAuth,
+    Path(id): Path<String>,
+    Query(q): Query<ExamplesQuery>,
+) -> Api {
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(50).clamp(1, 200));
+    let (set, examples, total) = s.control.golden_examples(&t, &id, offset, limit).await?;
+    let mut v = w::golden(&set);
+    v["offset"] = json!(offset);
+    v["total"] = json!(total);
+    v["data"] = examples.iter().map(w::golden_example).collect();
+    Ok(Json(v))
+}
+
 /// `GET /v1/registry/models`.
 pub async fn list_versions(State(s): State<AppState>, TenantAuth(t, _): TenantAuth) -> Api {
     let data = s

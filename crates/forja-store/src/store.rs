@@ -150,6 +150,8 @@ pub trait Jobs {
     fn job(&self, tenant: Option<&str>, id: &str) -> Result<Job>;
     /// Jobs newest first (of `tenant`, when given), after the job `after`.
     fn jobs(&self, tenant: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<Job>>;
+    /// How many jobs are in each state, node-wide (`queued` → 3, …).
+    fn job_counts(&self) -> Result<BTreeMap<String, u64>>;
     /// Jobs in a state, oldest first.
     fn jobs_in(&self, status: JobStatus) -> Result<Vec<Job>>;
     /// A tenant's quota use now.

@@ -36,6 +36,7 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
     fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
     let data = tmp.path().join("data");
     let other = key(&data, &["--tenant", "globex"]);
+    let admin = key(&data, &["--admin"]);
     let key = key(&data, &["--tenant", "acme"]);
     let spec = r#"{"hyperparameters": {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 4}}"#;
     let d = data.to_str().unwrap();
@@ -114,6 +115,7 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
         .arg(script)
         .args([s.url.as_str(), key.as_str(), "globex secret plans", out.to_str().unwrap()])
         .arg(&corrected)
+        .arg(&admin)
         .env("PYTHONPATH", py)
         .env("FORJA_CHROMIUM", &chromium)
         .output()
@@ -122,9 +124,9 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{report}");
     assert!(report.contains("web e2e: ok"), "{report}");
-    for shot in ["signin", "chat", "learning", "models", "documents", "phone-dark-es"] {
+    for shot in ["signin", "chat", "learning", "models", "documents", "node", "phone-dark-es"] {
         assert!(out.join(format!("{shot}.png")).exists(), "{shot}.png");
     }
     let log = log.lock().unwrap();
-    assert!(!log.contains(&key), "the API key is in the server's log");
+    assert!(!log.contains(&key) && !log.contains(&admin), "an API key is in the server's log");
 }

@@ -51,6 +51,8 @@ export function Chat() {
   const [editing, setEditing] = useState<number | null>(null);
   const [draft, setDraft] = useState("");
   const [pending, setPending] = useState<string | null>(null);
+  const [rating, setRating] = useState<{ i: number; value: number } | null>(null);
+  const [comment, setComment] = useState("");
   const abort = useRef<AbortController | null>(null);
 
   const refreshHistory = useCallback(async () => {
@@ -132,7 +134,7 @@ export function Chat() {
     void run([...turns, { role: "user", content: text }]);
   };
 
-  const feedback = async (i: number, body: { rating?: number; correction?: string }) => {
+  const feedback = async (i: number, body: { rating?: number; correction?: string; comment?: string }) => {
     const answer = turns[i]!;
     const context = turns.slice(0, i).map(({ role, content }) => ({ role, content }));
     try {
@@ -140,7 +142,9 @@ export function Chat() {
         messages: [{ role: "system", content: systemPrompt }, ...context],
         output: answer.content,
         completion_id: answer.completionId,
-        ...body,
+        rating: body.rating,
+        correction: body.correction,
+        metadata: body.comment ? { comment: body.comment } : undefined,
       });
       const e = r.data[0];
       const verdict =
@@ -321,10 +325,10 @@ export function Chat() {
               )}
               {m.role === "assistant" && !streaming && editing !== i && m.completionId !== undefined && (
                 <div className="feedback">
-                  <button className="icon" title={t("good")} aria-label={t("good")} onClick={() => void feedback(i, { rating: 5 })}>
+                  <button className="icon" title={t("good")} aria-label={t("good")} onClick={() => setRating({ i, value: 5 })}>
                     <Thumb up />
                   </button>
-                  <button className="icon" title={t("bad")} aria-label={t("bad")} onClick={() => void feedback(i, { rating: 1 })}>
+                  <button className="icon" title={t("bad")} aria-label={t("bad")} onClick={() => setRating({ i, value: 1 })}>
                     <Thumb up={false} />
                   </button>
                   <button
@@ -342,6 +346,28 @@ export function Chat() {
                     </button>
                   )}
                   {m.model && <span className="meta">{m.model}</span>}
+                  {rating?.i === i && (
+                    <form
+                      className="row"
+                      onSubmit={(e) => {
+                        e.preventDefault();
+                        const r = rating;
+                        setRating(null);
+                        setComment("");
+                        void feedback(i, { rating: r.value, comment: comment.trim() || undefined });
+                      }}
+                    >
+                      <input
+                        value={comment}
+                        onChange={(e) => setComment(e.target.value)}
+                        placeholder={t("comment")}
+                        aria-label={t("comment")}
+                        maxLength={500}
+                        autoFocus
+                      />
+                      <button type="submit">{t("send2")}</button>
+                    </form>
+                  )}
                   {m.verdict && (
                     <span className="verdict" data-testid="verdict">
                       {m.verdict}

@@ -3,7 +3,7 @@
 // before and after with a word diff against the reference.
 import { diffWords } from "diff";
 import { useEffect, useState } from "react";
-import type { EvalReport } from "../api";
+import type { EvalReport, Lineage } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText } from "./common";
 
@@ -29,6 +29,7 @@ const SHOWN = 20;
 export function GateReport({ version }: { version: string }) {
   const { client, t } = useSession();
   const [report, setReport] = useState<EvalReport | null>(null);
+  const [lineage, setLineage] = useState<Lineage | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [all, setAll] = useState(false);
 
@@ -38,6 +39,10 @@ export function GateReport({ version }: { version: string }) {
       .evalReport(version)
       .then(setReport)
       .catch((e: unknown) => setError(errorText(e)));
+    client
+      .lineage(version)
+      .then(setLineage)
+      .catch(() => setLineage(null));
   }, [client, version]);
 
   if (error) return <ErrorLine error={error} />;
@@ -71,6 +76,32 @@ export function GateReport({ version }: { version: string }) {
           ))}
         </tbody>
       </table>
+      {lineage && (
+        <>
+          <h3>{t("lineage")}</h3>
+          <p className="meta" data-testid="lineage">
+            {[...lineage.ancestors].reverse().map((a) => (
+              <span key={a.id}>
+                <code>{a.id.slice(0, 8)}</code> →{" "}
+              </span>
+            ))}
+            <code>{lineage.version.id.slice(0, 8)}</code>
+            {lineage.job && (
+              <>
+                {" · "}
+                {t("trainedOn")} <code>{lineage.training_file?.filename ?? lineage.job.id}</code> ({lineage.job.id})
+              </>
+            )}
+            {lineage.golden_set && ` · ${lineage.golden_set.name} v${lineage.golden_set.version}`}
+            {lineage.version.dataset_sha256 && (
+              <>
+                {" · dataset "}
+                <code>{lineage.version.dataset_sha256.slice(0, 12)}</code>
+              </>
+            )}
+          </p>
+        </>
+      )}
       <h3>{t("samples")}</h3>
       <ol className="samples">
         {examples.map((e) => (

@@ -1,26 +1,85 @@
 // The learning dashboard: pending corrections against the threshold,
 // "train now", the running job followed live (SSE: step / total, ETA,
-// tok/s, a loss curve), and recent jobs with their states.
+// tok/s, training and validation loss curves, each checkpoint's golden-set
+// metrics), and recent jobs with their states.
 import { useCallback, useEffect, useState } from "react";
 import { progressOf, type Job, type JobEvent, type LearningStatus } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText } from "./common";
 
-function LossCurve({ events }: { events: JobEvent[] }) {
-  const pts = events
-    .map((e) => e.data)
-    .filter((d): d is Record<string, number> => !!d && typeof d.step === "number" && typeof d.train_loss === "number")
-    .map((d) => [d.step!, d.train_loss!] as const);
-  if (pts.length < 2) return null;
-  const maxX = Math.max(...pts.map((p) => p[0]));
-  const maxY = Math.max(...pts.map((p) => p[1]));
-  const minY = Math.min(...pts.map((p) => p[1]));
+/** Points `[step, value]` of a numeric field of the step events. */
+function series(events: JobEvent[], field: string): [number, number][] {
+  const out: [number, number][] = [];
+  for (const e of events) {
+    const d = e.data;
+    if (d && typeof d.step === "number" && typeof d[field] === "number") out.push([d.step, d[field] as number]);
+  }
+  return out;
+}
+
+/** Training loss (solid) and validation loss (dashed) over steps. */
+function LossCurve({ events, label }: { events: JobEvent[]; label: string }) {
+  const train = series(events, "train_loss");
+  const valid = series(events, "valid_loss");
+  const all = [...train, ...valid];
+  if (train.length < 2) return null;
+  const maxX = Math.max(...all.map((p) => p[0])) || 1;
+  const maxY = Math.max(...all.map((p) => p[1]));
+  const minY = Math.min(...all.map((p) => p[1]));
   const span = maxY - minY || 1;
-  const path = pts.map(([x, y]) => `${(x / (maxX || 1)) * 300},${100 - ((y - minY) / span) * 100}`).join(" ");
+  const path = (pts: [number, number][]) =>
+    pts.map(([x, y]) => `${(x / maxX) * 300},${100 - ((y - minY) / span) * 100}`).join(" ");
   return (
-    <svg className="curve" viewBox="-4 -4 308 108" role="img" aria-label="training loss">
-      <polyline points={path} fill="none" stroke="currentColor" strokeWidth="2" />
+    <svg className="curve" viewBox="-4 -4 308 108" role="img" aria-label={label}>
+      <polyline points={path(train)} fill="none" stroke="currentColor" strokeWidth="2" />
+      {valid.length > 0 && (
+        <polyline
+          points={path(valid)}
+          fill="none"
+          stroke="currentColor"
+          strokeWidth="2"
+          strokeDasharray="5 4"
+          opacity="0.6"
+          data-testid="valid-loss"
+        />
+      )}
     </svg>
+  );
+}
+
+/** The golden-set metrics of each checkpoint, from the evaluation events. */
+function Checkpoints({ events, title }: { events: JobEvent[]; title: string }) {
+  const rows = events
+    .map((e) => e.data)
+    .filter((d): d is { checkpoint: string; metrics: Record<string, number> } =>
+      !!d && typeof d.checkpoint === "string" && typeof d.metrics === "object" && d.metrics !== null,
+    );
+  if (rows.length === 0) return null;
+  const names = ["wer", "cer", "similarity", "exact_match", "loss"].filter((m) => rows.some((r) => m in r.metrics));
+  return (
+    <>
+      <h3>{title}</h3>
+      <table data-testid="checkpoints">
+        <thead>
+          <tr>
+            <th />
+            {names.map((m) => (
+              <th key={m}>{m}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((r) => (
+            <tr key={r.checkpoint}>
+              <td>{r.checkpoint}</td>
+              {names.map((m) => (
+                <td key={m}>{r.metrics[m]?.toFixed(4) ?? "–"}</td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
   );
 }
 
@@ -111,7 +170,8 @@ export function Learning() {
             {p.tokPerS !== null ? ` · ${Math.round(p.tokPerS)} tok/s` : ""}
             {p.loss !== null ? ` · ${t("loss")} ${p.loss.toFixed(3)}` : ""}
           </p>
-          <LossCurve events={events} />
+          <LossCurve events={events} label={`${t("loss")} / ${t("validLoss")}`} />
+          <Checkpoints events={events} title={t("checkpoints")} />
           {live.error?.message && <p className="error">{live.error.message}</p>}
         </section>
       )}

@@ -6,6 +6,7 @@ import { ApiError, type Version } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText } from "./common";
 import { GateReport } from "./GateReport";
+import { GoldenSets } from "./GoldenSets";
 
 const fmt = (x: number | undefined) => (typeof x === "number" ? x.toFixed(3) : "–");
 
@@ -83,6 +84,7 @@ export function Models() {
                 <th>WER {t("before")}</th>
                 <th>WER {t("after")}</th>
                 <th>{t("gate")}</th>
+                <th>{t("aliases")}</th>
                 <th />
               </tr>
             </thead>
@@ -100,6 +102,7 @@ export function Models() {
                     <td>
                       {v.gate?.outcome ?? ""} {v.gate?.reasons?.join("; ") ?? v.status_reason ?? ""}
                     </td>
+                    <td>{(v.aliases ?? []).join(", ")}</td>
                     <td>
                       {v.status !== "promoted" && v.status !== "failed" && (
                         <button onClick={() => promote(v)}>{t("promote")}</button>
@@ -118,6 +121,7 @@ export function Models() {
         )}
       </section>
       {shown && <GateReport version={shown} />}
+      <GoldenSets />
       <ErrorLine error={error} />
     </main>
   );

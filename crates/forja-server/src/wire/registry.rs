@@ -43,6 +43,19 @@ pub fn golden(g: &GoldenSetRow) -> Value {
         "sha256": g.sha256, "examples": g.examples, "created_at": g.created_at })
 }
 
+/// One golden example, for people to inspect.
+pub fn golden_example(e: &forja_eval::GoldenExample) -> Value {
+    json!({
+        "id": e.id,
+        "prompt": e.prompt,
+        "messages": e.messages.as_ref().map(|ms| ms.iter()
+            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+            .collect::<Vec<_>>()),
+        "reference": e.reference,
+        "schema": e.schema,
+    })
+}
+
 /// An alias.
 pub fn alias(a: &Alias) -> Value {
     json!({ "object": "alias", "name": a.name, "version_id": a.version_id,

@@ -233,6 +233,19 @@ impl Jobs for SqliteStore {
         self.read(|c, _| get_job(c, tenant, id))
     }
 
+    fn job_counts(&self) -> Result<BTreeMap<String, u64>> {
+        self.read(|c, _| {
+            let pairs = rows(
+                c,
+                "count jobs",
+                "SELECT status, COUNT(*) FROM jobs GROUP BY status",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )?;
+            Ok(pairs.into_iter().collect())
+        })
+    }
+
     fn jobs(&self, tenant: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<Job>> {
         self.read(|c, _| {
             let cursor = match after {
