@@ -138,7 +138,10 @@ impl Control {
         let set = crate::control::blocking(move || {
             let sets = store.golden_sets(&tid)?;
             sets.into_iter().find(|g| g.id == gid).ok_or_else(|| {
-                ControlError::Store(forja_store::StoreError::NotFound { what: "golden set", id: gid })
+                ControlError::Store(forja_store::StoreError::NotFound {
+                    what: "golden set",
+                    id: gid,
+                })
             })
         })
         .await?;

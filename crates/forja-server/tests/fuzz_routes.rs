@@ -193,6 +193,8 @@ fn every_route_answers_every_shape_with_a_status_and_the_node_stays_up() {
         ("POST", "/v1/learning/release"),
         ("POST", "/v1/registry/golden"),
         ("GET", "/v1/registry/golden"),
+        ("GET", "/v1/registry/golden/{id}"),
+        ("GET", "/v1/admin/node"),
         ("GET", "/v1/registry/models"),
         ("GET", "/v1/registry/models/{id}"),
         ("GET", "/v1/registry/models/{id}/lineage"),
