@@ -54,7 +54,7 @@ const es = {
   language: "English",
   comment: "Comentario (opcional)",
   scrubbed: "datos personales ocultados",
-  liveStep: "Entrenando",
+  liveStep: "Entrenamiento",
   documents: "Documentos",
   uploadCorrected: "Subir acta corregida (.docx)",
   uploadHelp: "El acta que forja redactó, corregida en Word o LibreOffice. forja compara cada párrafo con su borrador: los nombres corregidos van al diccionario y el resto se convierte en ejemplos de entrenamiento.",
@@ -98,6 +98,8 @@ const es = {
   checkpoints: "Puntos de control en el conjunto de referencia",
   validLoss: "pérdida de validación",
   send2: "Enviar",
+  show: "Ver",
+  notSaved: "La respuesta no se guardó en el historial",
 };
 
 type Strings = typeof es;
@@ -156,7 +158,7 @@ const en: Strings = {
   language: "Español",
   comment: "Comment (optional)",
   scrubbed: "personal data hidden",
-  liveStep: "Training",
+  liveStep: "Training job",
   documents: "Documents",
   uploadCorrected: "Upload corrected minutes (.docx)",
   uploadHelp: "The minutes forja drafted, corrected in Word or LibreOffice. forja compares each paragraph with its draft: respelled names go to the dictionary, the rest becomes training examples.",
@@ -200,6 +202,8 @@ const en: Strings = {
   checkpoints: "Checkpoints on the golden set",
   validLoss: "validation loss",
   send2: "Send",
+  show: "Show",
+  notSaved: "The answer was not saved in the history",
 };
 
 export type Lang = "es" | "en";

@@ -92,40 +92,48 @@ export function Chat() {
     setError(null);
     setTurns([...base, { role: "assistant", content: "" }]);
     const messages: ChatMessage[] = [
-      { role: "system", content: systemPrompt },
+      ...(systemPrompt ? [{ role: "system" as const, content: systemPrompt }] : []),
       ...base.map(({ role, content }) => ({ role, content })),
     ];
+    let answer: Turn;
     try {
       const r = await client.chat(
         { model, messages, max_tokens: 512 },
         (text) => setTurns([...base, { role: "assistant", content: text }]),
         ctl.signal,
       );
-      const answer: Turn = { role: "assistant", content: r.text, completionId: r.id, model: r.model };
+      answer = { role: "assistant", content: r.text, completionId: r.id, model: r.model };
       setTurns([...base, answer]);
-      // Keep the history on the node: the new user turn and the answer.
+    } catch (e) {
+      setError(errorText(e));
+      setTurns(base);
+      return;
+    } finally {
+      setStreaming(false);
+      abort.current = null;
+    }
+    // Keep the history on the node: the new user turn and the answer. A
+    // failure here loses no answer; it says the history was not saved.
+    try {
       const user = base[base.length - 1]!;
-      const stored = { role: "assistant" as const, content: r.text, completion_id: r.id || undefined };
+      const stored = { role: "assistant" as const, content: answer.content, completion_id: answer.completionId || undefined };
       if (convId) {
         const fresh = regenerate ? [stored] : [{ role: user.role, content: user.content }, stored];
         await client.appendMessages(convId, fresh);
       } else {
         const c = await client.createConversation({
-          model,
-          mode,
-          messages: [{ role: "system", content: systemPrompt }, { role: user.role, content: user.content }, stored],
+          model: model || undefined,
+          mode: mode || undefined,
+          messages: [...messages.filter((m) => m.role === "system"), { role: user.role, content: user.content }, stored],
         });
         setConvId(c.id);
       }
       void refreshHistory();
     } catch (e) {
-      setError(errorText(e));
-      setTurns(base);
-    } finally {
-      setStreaming(false);
-      abort.current = null;
+      setError(`${t("notSaved")}: ${errorText(e)}`);
     }
   };
+
 
   const send = () => {
     const text = input.trim();

@@ -185,7 +185,9 @@ export function Learning() {
               {jobs.map((j) => (
                 <tr key={j.id}>
                   <td>
-                    <code>{j.id}</code>
+                    <button className="link" onClick={() => setLive(j)} aria-label={`${t("show")} ${j.id}`}>
+                      <code>{j.id}</code>
+                    </button>
                   </td>
                   <td>{j.status}</td>
                   <td>{j.trigger ?? ""}</td>
