@@ -2,33 +2,26 @@
 // (the draft it came from is named inside it, or picked here), the delta
 // the node computed (moved, edited, deleted paragraphs, with what each
 // teaches) and the entity dictionary it feeds.
-import { useCallback, useEffect, useState } from "react";
+import { useState } from "react";
 import type { CorrectionResult, DictionaryEntry, DocumentRow } from "../api";
 import { useSession } from "../context";
-import { ErrorLine, errorText } from "./common";
+import { ErrorLine, errorText, useLoaded } from "./common";
 
 export function Documents() {
   const { client, t } = useSession();
-  const [docs, setDocs] = useState<DocumentRow[]>([]);
-  const [dict, setDict] = useState<DictionaryEntry[]>([]);
+  const loaded = useLoaded(
+    client,
+    async (c) => {
+      const [d, e] = await Promise.all([c.documents(), c.dictionary()]);
+      return { docs: d.data, dict: e.data };
+    },
+    { docs: [] as DocumentRow[], dict: [] as DictionaryEntry[] },
+  );
+  const { data, error, setError, refresh } = loaded;
+  const { docs, dict } = data;
   const [draft, setDraft] = useState("");
   const [result, setResult] = useState<CorrectionResult | null>(null);
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-
-  const refresh = useCallback(async () => {
-    try {
-      const [d, e] = await Promise.all([client.documents(), client.dictionary()]);
-      setDocs(d.data);
-      setDict(e.data);
-    } catch (e) {
-      setError(errorText(e));
-    }
-  }, [client]);
-
-  useEffect(() => {
-    void refresh();
-  }, [refresh]);
 
   const upload = async (file: File) => {
     setBusy(true);

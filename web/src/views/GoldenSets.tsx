@@ -1,27 +1,15 @@
 // Golden sets: the versions a tenant uploaded (what the gate evaluates
 // on), upload of a new one, and a page-by-page look at its examples.
-import { useCallback, useEffect, useState } from "react";
+import { useState } from "react";
 import type { GoldenPage, GoldenSet } from "../api";
 import { useSession } from "../context";
-import { ErrorLine, errorText } from "./common";
+import { ErrorLine, errorText, useLoaded } from "./common";
 
 export function GoldenSets() {
   const { client, t } = useSession();
-  const [sets, setSets] = useState<GoldenSet[]>([]);
+  const loaded = useLoaded(client, async (c) => (await c.goldenSets()).data, [] as GoldenSet[]);
+  const { data: sets, error, setError, refresh } = loaded;
   const [page, setPage] = useState<GoldenPage | null>(null);
-  const [error, setError] = useState<string | null>(null);
-
-  const refresh = useCallback(async () => {
-    try {
-      setSets((await client.goldenSets()).data);
-    } catch (e) {
-      setError(errorText(e));
-    }
-  }, [client]);
-
-  useEffect(() => {
-    void refresh();
-  }, [refresh]);
 
   const open = async (id: string, offset: number) => {
     try {

@@ -1,10 +1,10 @@
 // The registry: versions with their gate results (WER before/after),
 // promote (forced when the gate refused it, with confirmation) and roll
 // back (with the reason recorded).
-import { useCallback, useEffect, useState } from "react";
+import { useState } from "react";
 import { ApiError, type Version } from "../api";
 import { useSession } from "../context";
-import { ErrorLine, errorText } from "./common";
+import { ErrorLine, errorText, useLoaded } from "./common";
 import { GateReport } from "./GateReport";
 import { GoldenSets } from "./GoldenSets";
 
@@ -12,21 +12,9 @@ const fmt = (x: number | undefined) => (typeof x === "number" ? x.toFixed(3) : "
 
 export function Models() {
   const { client, t } = useSession();
-  const [versions, setVersions] = useState<Version[]>([]);
-  const [error, setError] = useState<string | null>(null);
+  const loaded = useLoaded(client, async (c) => (await c.versions()).data, [] as Version[]);
+  const { data: versions, error, setError, refresh } = loaded;
   const [shown, setShown] = useState<string | null>(null);
-
-  const refresh = useCallback(async () => {
-    try {
-      setVersions((await client.versions()).data);
-    } catch (e) {
-      setError(errorText(e));
-    }
-  }, [client]);
-
-  useEffect(() => {
-    void refresh();
-  }, [refresh]);
 
   const act = async (f: () => Promise<unknown>) => {
     setError(null);

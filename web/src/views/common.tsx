@@ -1,5 +1,6 @@
 // Small pieces every view shares.
-import { ApiError } from "../api";
+import { useCallback, useEffect, useRef, useState } from "react";
+import { ApiError, type Client } from "../api";
 
 /** What to show for a failed call: the API's one-line message. */
 export function errorText(e: unknown): string {
@@ -13,4 +14,27 @@ export function ErrorLine({ error }: { error: string | null }) {
       {error}
     </p>
   ) : null;
+}
+
+/**
+ * Data a view loads from the API when it mounts (and on `refresh`), with
+ * the error line's state. `load` is called with the session's client.
+ */
+export function useLoaded<T>(client: Client, load: (c: Client) => Promise<T>, initial: T) {
+  const [data, setData] = useState<T>(initial);
+  const [error, setError] = useState<string | null>(null);
+  // The newest `load`, without reloading each time a view re-renders.
+  const latest = useRef(load);
+  latest.current = load;
+  const refresh = useCallback(async () => {
+    try {
+      setData(await latest.current(client));
+    } catch (e) {
+      setError(errorText(e));
+    }
+  }, [client]);
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+  return { data, error, setError, refresh };
 }
