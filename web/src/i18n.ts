@@ -100,6 +100,7 @@ const es = {
   send2: "Enviar",
   show: "Ver",
   notSaved: "La respuesta no se guardó en el historial",
+  baseModel: "Modelo base",
 };
 
 type Strings = typeof es;
@@ -204,6 +205,7 @@ const en: Strings = {
   send2: "Send",
   show: "Show",
   notSaved: "The answer was not saved in the history",
+  baseModel: "Base model",
 };
 
 export type Lang = "es" | "en";

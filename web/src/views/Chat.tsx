@@ -9,6 +9,7 @@ import type { ChatMessage, ChatMode, Conversation, Model } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText } from "./common";
 import { ModesEditor } from "./ModesEditor";
+import { groupModels } from "../models";
 
 interface Turn extends ChatMessage {
   completionId?: string;
@@ -266,11 +267,15 @@ export function Chat() {
           <label>
             {t("model")}{" "}
             <select value={model} onChange={(e) => setModel(e.target.value)} data-testid="model">
-              {models.map((m) => (
-                <option key={m.id} value={m.id}>
-                  {m.id}
-                  {m.status ? ` (${m.status})` : ""}
-                </option>
+              {groupModels(models).map(([group, list]) => (
+                <optgroup key={group} label={t(group)}>
+                  {list.map((m) => (
+                    <option key={m.id} value={m.id}>
+                      {m.id}
+                      {m.status ? ` (${m.status})` : ""}
+                    </option>
+                  ))}
+                </optgroup>
               ))}
             </select>
           </label>
