@@ -30,11 +30,14 @@ pub enum Metric {
     Perplexity,
     /// Mean generation time per example, milliseconds.
     LatencyMs,
+    /// F1 of the reference's facts (numbers, dates, times, names) found
+    /// in the outputs, over the corpus.
+    FactFidelity,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Wer,
         Metric::Cer,
         Metric::ExactMatch,
@@ -44,6 +47,7 @@ impl Metric {
         Metric::Loss,
         Metric::Perplexity,
         Metric::LatencyMs,
+        Metric::FactFidelity,
     ];
 
     /// Its name in reports, flags and policies.
@@ -58,12 +62,20 @@ impl Metric {
             Metric::Loss => "loss",
             Metric::Perplexity => "perplexity",
             Metric::LatencyMs => "latency_ms",
+            Metric::FactFidelity => "fact_fidelity",
         }
     }
 
     /// Whether a larger value is better.
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::ExactMatch | Metric::TokenF1 | Metric::Validity | Metric::Similarity)
+        matches!(
+            self,
+            Metric::ExactMatch
+                | Metric::TokenF1
+                | Metric::Validity
+                | Metric::Similarity
+                | Metric::FactFidelity
+        )
     }
 }
 
@@ -105,6 +117,9 @@ pub struct ExampleResult {
     pub exact_match: bool,
     /// Token F1.
     pub token_f1: f64,
+    /// The reference's facts found in the output.
+    #[serde(default)]
+    pub facts: metrics::FactCount,
     /// For structured examples: whether the output is valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid: Option<bool>,
@@ -153,6 +168,7 @@ impl ExampleResult {
             chars: metrics::char_edits(reference, prediction, norm),
             exact_match: metrics::exact_match(reference, prediction),
             token_f1: metrics::token_f1(reference, prediction),
+            facts: metrics::fact_count(reference, prediction),
             valid,
             invalid_reason,
             similarity: None,
@@ -205,6 +221,14 @@ impl EvalReport {
                 |f: &dyn Fn(&ExampleResult) -> f64| examples.iter().map(f).sum::<f64>() / n as f64;
             m.insert("exact_match".into(), mean(&|e| f64::from(u8::from(e.exact_match))));
             m.insert("token_f1".into(), mean(&|e| e.token_f1));
+            let mut facts = metrics::FactCount::default();
+            examples.iter().for_each(|e| facts.add(e.facts));
+            if facts.reference + facts.output > 0 {
+                let (recall, precision, f1) = facts.scores();
+                m.insert("fact_fidelity".into(), f1);
+                m.insert("fact_recall".into(), recall);
+                m.insert("fact_precision".into(), precision);
+            }
             let structured: Vec<bool> = examples.iter().filter_map(|e| e.valid).collect();
             if !structured.is_empty() {
                 let ok = structured.iter().filter(|v| **v).count();
