@@ -5,6 +5,7 @@
 //! ```toml
 //! primary_metric = "wer"     # chooses checkpoints and must not get worse
 //! guarded = ["wer"]          # may not regress by more than max_regression
+//!                            # (add "fact_fidelity" to guard numbers, dates, names)
 //! max_regression = 0.02      # relative: WER may rise by at most 2 %
 //! min_improvement = 0.0      # relative gain on the primary metric needed
 //! task = "text"              # "json" / "xml": one invalid output rejects
@@ -284,6 +285,33 @@ mod tests {
         let mut other = perfect.clone();
         other.golden_sha256 = Some("h".into());
         assert_eq!(decide(&p, &other, &half).outcome, Outcome::Rejected);
+    }
+
+    #[test]
+    fn a_guarded_fact_fidelity_rejects_a_candidate_that_gets_the_facts_wrong() {
+        // Fewer word errors, but the amount and the date are wrong.
+        let refs = [
+            "Punto 1. Convenio por importe de 242.000 euros.",
+            "Se celebra el 22 de febrero de 2019.",
+        ];
+        let base = report(
+            &[(refs[0], "punto uno convenio 242.000 euros"), (refs[1], refs[1])],
+            Format::Text,
+        );
+        let cand = report(
+            &[
+                (refs[0], "Punto 1. Convenio por importe de 229.000 euros."),
+                (refs[1], "Se celebra el 28 de febrero de 2019."),
+            ],
+            Format::Text,
+        );
+        assert!(cand.get(Metric::Wer) < base.get(Metric::Wer));
+        let p: GatePolicy =
+            GatePolicy::from_toml("guarded = [\"wer\", \"fact_fidelity\"]\n").unwrap();
+        let d = decide(&p, &cand, &base);
+        assert_eq!(d.outcome, Outcome::Rejected, "{d:?}");
+        assert!(d.reasons.iter().any(|r| r.starts_with("fact_fidelity ")), "{:?}", d.reasons);
+        assert_eq!(decide(&GatePolicy::default(), &cand, &base).outcome, Outcome::Promoted);
     }
 
     #[test]
