@@ -12,6 +12,8 @@
 //! Randomness is a hand-written splitmix64 so the output never changes with
 //! a dependency's version: the same seed gives the same sessions forever.
 
+use forja_eval::metrics::MONTHS_ES as MONTHS;
+
 /// The instruction the demo's conversations start with.
 pub const SYSTEM_PROMPT: &str = "Convierte la transcripción automática en el párrafo del acta del Pleno: puntuación, nombres bien escritos, cifras con números, sin muletillas ni datos personales.";
 
@@ -228,20 +230,6 @@ fn with_dots(n: u64) -> String {
     out
 }
 
-const MONTHS: [&str; 12] = [
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-];
 const ORDINALS: [&str; 8] =
     ["primero", "segundo", "tercero", "cuarto", "quinto", "sexto", "séptimo", "octavo"];
 const FILLERS: [&str; 7] = ["eh", "este", "o sea", "bueno", "pues", "digamos", "mm"];
