@@ -4,8 +4,9 @@
 //!
 //! ```toml
 //! primary_metric = "wer"     # chooses checkpoints and must not get worse
-//! guarded = ["wer"]          # may not regress by more than max_regression
-//!                            # (add "fact_fidelity" to guard numbers, dates, names)
+//! guarded = ["wer", "fact_fidelity"]  # may not regress by more than
+//!                            # max_regression (fact fidelity: numbers, dates,
+//!                            # names; skipped when the golden set has no facts)
 //! max_regression = 0.02      # relative: WER may rise by at most 2 %
 //! min_improvement = 0.0      # relative gain on the primary metric needed
 //! task = "text"              # "json" / "xml": one invalid output rejects
@@ -40,7 +41,7 @@ impl Default for GatePolicy {
     fn default() -> Self {
         GatePolicy {
             primary_metric: Metric::Wer,
-            guarded: vec![Metric::Wer],
+            guarded: vec![Metric::Wer, Metric::FactFidelity],
             max_regression: 0.02,
             min_improvement: 0.0,
             task: Format::Text,
@@ -199,6 +200,10 @@ pub fn decide(policy: &GatePolicy, candidate: &EvalReport, baseline: &EvalReport
         _ => reasons.push(format!("{m} was not measured on both models; cannot check: {rule}")),
     };
     for &m in &policy.guarded {
+        // Fact fidelity exists only for golden sets with facts in them.
+        if m == Metric::FactFidelity && candidate.get(m).is_none() && baseline.get(m).is_none() {
+            continue;
+        }
         let limit = policy.max_regression;
         compare(m, format!("may not regress by more than {}", pct(limit)), &|g| {
             g >= -limit - 1e-12
@@ -306,12 +311,17 @@ mod tests {
             Format::Text,
         );
         assert!(cand.get(Metric::Wer) < base.get(Metric::Wer));
-        let p: GatePolicy =
-            GatePolicy::from_toml("guarded = [\"wer\", \"fact_fidelity\"]\n").unwrap();
-        let d = decide(&p, &cand, &base);
+        // Guarded by default; a policy that guards only WER lets it through.
+        let d = decide(&GatePolicy::default(), &cand, &base);
         assert_eq!(d.outcome, Outcome::Rejected, "{d:?}");
         assert!(d.reasons.iter().any(|r| r.starts_with("fact_fidelity ")), "{:?}", d.reasons);
-        assert_eq!(decide(&GatePolicy::default(), &cand, &base).outcome, Outcome::Promoted);
+        let wer_only = GatePolicy::from_toml("guarded = [\"wer\"]\n").unwrap();
+        assert_eq!(decide(&wer_only, &cand, &base).outcome, Outcome::Promoted);
+        // A golden set without facts has no fact metric: nothing to guard.
+        let plain = report(&[("quick dog", "quick dog")], Format::Text);
+        let worse = report(&[("quick dog", "slow dog")], Format::Text);
+        assert!(plain.get(Metric::FactFidelity).is_none());
+        assert_eq!(decide(&GatePolicy::default(), &plain, &worse).outcome, Outcome::Promoted);
     }
 
     #[test]
@@ -334,7 +344,7 @@ mod tests {
         let p = GatePolicy::from_toml("primary_metric = \"token_f1\"\nmax_regression = 0.05\n")
             .unwrap();
         assert_eq!(p.primary_metric, Metric::TokenF1);
-        assert_eq!(p.guarded, vec![Metric::Wer]);
+        assert_eq!(p.guarded, vec![Metric::Wer, Metric::FactFidelity]);
         assert_eq!(GatePolicy::from_toml(&p.to_toml()).unwrap(), p);
         for (bad, want) in [
             ("max_regression = 2.0", "`max_regression` must be between 0 and 1"),
