@@ -250,17 +250,20 @@ export class Client {
     private readonly base = "",
   ) {}
 
-  private headers(json: boolean): HeadersInit {
-    const h: Record<string, string> = { Authorization: `Bearer ${this.key}` };
-    if (json) h["Content-Type"] = "application/json";
-    return h;
-  }
-
-  private async send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+  /** One request: the key in its header, never in the URL; a non-2xx answer throws. */
+  private async request(
+    method: string,
+    path: string,
+    body?: BodyInit,
+    contentType?: string,
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.key}` };
+    if (contentType) headers["Content-Type"] = contentType;
     const r = await fetch(this.base + path, {
       method,
-      headers: this.headers(body !== undefined),
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers,
+      body,
       signal,
       credentials: "omit",
       referrerPolicy: "no-referrer",
@@ -269,13 +272,11 @@ export class Client {
     return r;
   }
 
-  /** A request with a body that is not JSON (a file, a form). */
-  private async raw(method: string, path: string, body: BodyInit, contentType?: string): Promise<Response> {
-    const headers: Record<string, string> = { Authorization: `Bearer ${this.key}` };
-    if (contentType) headers["Content-Type"] = contentType;
-    const r = await fetch(this.base + path, { method, headers, body, credentials: "omit", referrerPolicy: "no-referrer" });
-    if (!r.ok) throw await errorOf(r);
-    return r;
+  /** A request with a JSON body (or none). */
+  private send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
+    return body === undefined
+      ? this.request(method, path, undefined, undefined, signal)
+      : this.request(method, path, JSON.stringify(body), "application/json", signal);
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -299,7 +300,7 @@ export class Client {
   /** Uploads a golden set (JSONL) as a new version of the file's name. */
   async uploadGolden(file: File): Promise<GoldenSet> {
     const path = `/v1/registry/golden?name=${encodeURIComponent(file.name)}`;
-    return (await this.raw("POST", path, file, "application/jsonl")).json() as Promise<GoldenSet>;
+    return (await this.request("POST", path, file, "application/jsonl")).json() as Promise<GoldenSet>;
   }
   evalReport = (id: string) => this.json<EvalReport>("GET", `/v1/registry/models/${enc(id)}/eval`);
   promote = (id: string, force: boolean) =>
@@ -337,7 +338,7 @@ export class Client {
     const form = new FormData();
     form.append("file", file, file.name);
     if (generatedId) form.append("generated_id", generatedId);
-    return (await this.raw("POST", "/v1/corrections", form)).json() as Promise<CorrectionResult>;
+    return (await this.request("POST", "/v1/corrections", form)).json() as Promise<CorrectionResult>;
   }
 
   /** The export as a Blob (the key stays in the header, not in a link). */

@@ -214,18 +214,16 @@ pub async fn learning_status(State(s): State<AppState>, TenantAuth(t, _): Tenant
 /// a secret (the webhook's stays in the store). An admin key that names
 /// no tenant gets `"tenant": null`.
 pub async fn whoami(State(s): State<AppState>, req: axum::extract::Request) -> Api {
-    use axum::extract::FromRequestParts;
-    let (mut parts, _) = req.into_parts();
-    if !parts.headers.contains_key(crate::auth::TENANT_HEADER) {
-        let k = crate::auth::key(&parts, &s).await?;
-        if k.role == forja_store::Role::Admin {
-            return Ok(Json(json!({
-                "object": "whoami", "tenant": null, "policy": null,
-                "key": {"id": k.id, "role": "admin"},
-            })));
-        }
+    let (parts, _) = req.into_parts();
+    let k = crate::auth::key(&parts, &s).await?;
+    if k.role == forja_store::Role::Admin && !parts.headers.contains_key(crate::auth::TENANT_HEADER)
+    {
+        return Ok(Json(json!({
+            "object": "whoami", "tenant": null, "policy": null,
+            "key": {"id": k.id, "role": "admin"},
+        })));
     }
-    let TenantAuth(t, a) = TenantAuth::from_request_parts(&mut parts, &s).await?;
+    let TenantAuth(t, a) = TenantAuth::of_key(k, &parts, &s).await?;
     let st = &t.settings;
     Ok(Json(json!({
         "object": "whoami",

@@ -54,6 +54,18 @@ impl FromRequestParts<AppState> for TenantAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let k = key(parts, state).await?;
+        TenantAuth::of_key(k, parts, state).await
+    }
+}
+
+impl TenantAuth {
+    /// The tenant a looked-up key acts for: its own, or for an admin key
+    /// the one the request names.
+    pub(crate) async fn of_key(
+        k: ApiKey,
+        parts: &Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
         let access = Access { admin: k.role == Role::Admin, key_id: k.id.clone() };
         let named =
             parts.headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -52,15 +52,10 @@ pub async fn create(
     TenantAuth(t, _): TenantAuth,
     body: axum::body::Bytes,
 ) -> Api {
-    let req: wire::CreateConversation = crate::wire::parse_opt(&body)?;
-    wire::check_messages(&req.messages, true)?;
-    let mut update = wire::UpdateConversation {
-        title: req.title.clone(),
-        model: req.model.clone(),
-        mode: req.mode.clone(),
-    }
-    .checked()?;
-    let (messages, pii) = scrubbed(&s, &t, req.messages).await?;
+    let wire::CreateConversation { title, model, mode, messages } = crate::wire::parse_opt(&body)?;
+    wire::check_messages(&messages, true)?;
+    let mut update = wire::UpdateConversation { title, model, mode }.checked()?;
+    let (messages, pii) = scrubbed(&s, &t, messages).await?;
     if update.title.is_none() {
         // The first user message, cut at a word, scrubbed like the rest.
         let first = messages.iter().find(|m| m.role == "user").map(|m| m.content.as_str());
@@ -112,18 +107,26 @@ pub async fn list(
     Ok(Json(crate::wire::list(data, more)))
 }
 
+/// A tenant's conversation and its messages, in one trip off the runtime.
+async fn with_messages(
+    s: &AppState,
+    t: Tenant,
+    id: String,
+) -> Result<(forja_store::Conversation, Vec<forja_store::ConversationMessage>), ApiError> {
+    s.run(move |c| {
+        let conv = c.store.conversation(&t.id, &id)?;
+        Ok((conv, c.store.conversation_messages(&t.id, &id)?))
+    })
+    .await
+}
+
 /// `GET /v1/conversations/{id}`: with its messages.
 pub async fn get(
     State(s): State<AppState>,
     TenantAuth(t, _): TenantAuth,
     Path(id): Path<String>,
 ) -> Api {
-    let (c, ms) = s
-        .run(move |c| {
-            let conv = c.store.conversation(&t.id, &id)?;
-            Ok((conv, c.store.conversation_messages(&t.id, &id)?))
-        })
-        .await?;
+    let (c, ms) = with_messages(&s, t, id).await?;
     Ok(Json(wire::conversation(&c, Some(&ms))))
 }
 
@@ -186,12 +189,7 @@ pub async fn export(
     if !matches!(format.as_str(), "json" | "markdown") {
         return Err(ApiError::bad("format", "use json or markdown"));
     }
-    let (c, ms) = s
-        .run(move |c| {
-            let conv = c.store.conversation(&t.id, &id)?;
-            Ok((conv, c.store.conversation_messages(&t.id, &id)?))
-        })
-        .await?;
+    let (c, ms) = with_messages(&s, t, id).await?;
     let (body, mime, ext) = if format == "json" {
         let text = serde_json::to_string_pretty(&wire::conversation(&c, Some(&ms)))
             .map_err(|e| ApiError::Internal(e.to_string()))?;

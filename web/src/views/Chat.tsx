@@ -7,7 +7,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import Markdown from "react-markdown";
 import type { ChatMessage, ChatMode, Conversation, Model } from "../api";
 import { useSession } from "../context";
-import { ErrorLine, errorText } from "./common";
+import { ErrorLine, errorText, saveBlob } from "./common";
 import { ModesEditor } from "./ModesEditor";
 import { groupModels } from "../models";
 
@@ -187,12 +187,7 @@ export function Chat() {
   };
 
   const download = async (c: Conversation, format: "json" | "markdown") => {
-    const blob = await client.exportConversation(c.id, format);
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `${c.id}.${format === "json" ? "json" : "md"}`;
-    a.click();
-    URL.revokeObjectURL(a.href);
+    saveBlob(await client.exportConversation(c.id, format), `${c.id}.${format === "json" ? "json" : "md"}`);
   };
 
   return (

@@ -5,7 +5,7 @@
 import { useState } from "react";
 import type { CorrectionResult, DictionaryEntry, DocumentRow } from "../api";
 import { useSession } from "../context";
-import { ErrorLine, errorText, useLoaded } from "./common";
+import { ErrorLine, errorText, saveBlob, useLoaded } from "./common";
 
 export function Documents() {
   const { client, t } = useSession();
@@ -37,11 +37,7 @@ export function Documents() {
   };
 
   const download = async (d: DocumentRow) => {
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(await client.documentContent(d.id));
-    a.download = d.filename;
-    a.click();
-    URL.revokeObjectURL(a.href);
+    saveBlob(await client.documentContent(d.id), d.filename);
   };
 
   const drafts = docs.filter((d) => d.kind === "generated");

@@ -38,3 +38,12 @@ export function useLoaded<T>(client: Client, load: (c: Client) => Promise<T>, in
   }, [refresh]);
   return { data, error, setError, refresh };
 }
+
+/** Saves `blob` as a download named `filename`. */
+export function saveBlob(blob: Blob, filename: string) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = filename;
+  a.click();
+  URL.revokeObjectURL(a.href);
+}

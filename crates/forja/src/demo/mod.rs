@@ -55,9 +55,13 @@ impl Api {
         Api { base: format!("http://{addr}"), key: key.to_string(), agent }
     }
 
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.key)
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<Body>) -> Result<(u16, Value)> {
         let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.key);
+        let auth = self.auth();
         let resp = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
             (_, Some(Body::Json(v))) => self
@@ -66,18 +70,28 @@ impl Api {
                 .header("Authorization", &auth)
                 .header("Content-Type", "application/json")
                 .send(v.to_string().as_bytes()),
-            (_, Some(Body::Bytes(b))) => {
-                self.agent.post(&url).header("Authorization", &auth).send(&b[..])
-            }
+            (_, Some(Body::Bytes(b, content_type))) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", &content_type)
+                .send(&b[..]),
             (_, None) => self.agent.post(&url).header("Authorization", &auth).send_empty(),
         };
-        let resp = resp.map_err(|e| anyhow!("{method} {path}: {e}"))?;
-        Ok(json_of(resp))
+        let mut resp = resp.map_err(|e| anyhow!("{method} {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
     /// A call that must succeed.
     fn ok(&self, method: &str, path: &str, body: Option<Body>) -> Result<Value> {
-        must(method, path, self.call(method, path, body)?)
+        let (status, v) = self.call(method, path, body)?;
+        if !(200..300).contains(&status) {
+            let msg = v["error"]["message"].as_str().map_or_else(|| v.to_string(), String::from);
+            bail!("{method} {path}: HTTP {status}: {msg}");
+        }
+        Ok(v)
     }
 
     fn get(&self, path: &str) -> Result<Value> {
@@ -90,7 +104,7 @@ impl Api {
         let mut resp = self
             .agent
             .get(&url)
-            .header("Authorization", &format!("Bearer {}", self.key))
+            .header("Authorization", &self.auth())
             .call()
             .map_err(|e| anyhow!("GET {path}: {e}"))?;
         let status = resp.status().as_u16();
@@ -121,15 +135,8 @@ impl Api {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .agent
-            .post(&url)
-            .header("Authorization", &format!("Bearer {}", self.key))
-            .header("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
-            .send(&body[..])
-            .map_err(|e| anyhow!("POST {path}: {e}"))?;
-        must("POST", path, json_of(resp))
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.ok("POST", path, Some(Body::Bytes(body, content_type)))
     }
 
     fn post(&self, path: &str, body: Value) -> Result<Value> {
@@ -137,25 +144,10 @@ impl Api {
     }
 }
 
-/// A response's status and JSON body (a string when it is not JSON).
-fn json_of(mut resp: ureq::http::Response<ureq::Body>) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-/// The body of a 2xx answer, or the error's message.
-fn must(method: &str, path: &str, (status, v): (u16, Value)) -> Result<Value> {
-    if !(200..300).contains(&status) {
-        let msg = v["error"]["message"].as_str().map_or_else(|| v.to_string(), String::from);
-        bail!("{method} {path}: HTTP {status}: {msg}");
-    }
-    Ok(v)
-}
-
 enum Body {
     Json(Value),
-    Bytes(Vec<u8>),
+    /// Bytes and their content type.
+    Bytes(Vec<u8>, String),
 }
 
 /// The scenario's data: the council, training utterances in order, and
@@ -244,7 +236,7 @@ pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) 
             let g = api.ok(
                 "POST",
                 "/v1/registry/golden?name=actas-golden.jsonl",
-                Some(Body::Bytes(jsonl.into_bytes())),
+                Some(Body::Bytes(jsonl.into_bytes(), "application/jsonl".into())),
             )?;
             g["id"].as_str().unwrap_or_default().to_string()
         }
