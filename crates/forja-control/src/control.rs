@@ -505,6 +505,7 @@ impl Control {
         }
         let store = self.store.clone();
         let tenant = self.store.tenant(&job.tenant_id)?;
+        let mut mix = None;
         let (train_id, val_id, n) = match &job.training_file {
             Some(t) => {
                 let f = store.file(&job.tenant_id, t)?;
@@ -544,7 +545,28 @@ impl Control {
                         reason: "the job claimed no curated examples".into(),
                     });
                 }
-                let (train, val) = dataset::build_files(&records);
+                // Continual learning: replay earlier examples, warm start.
+                let (s2, tid, jid) = (self.store.clone(), job.tenant_id.clone(), job.id.clone());
+                let history = blocking(move || {
+                    Ok(s2.trained_examples(&tid, &jid, crate::continual::MAX_HISTORY)?)
+                })
+                .await?;
+                let history: Vec<_> = history
+                    .into_iter()
+                    .filter(|e| e.record.as_ref().is_some_and(|r| !dataset::is_golden(r, &golden)))
+                    .collect();
+                let champion = crate::registry::champion_for(&*self.store, job)?.map(|v| v.id);
+                let planned = crate::continual::plan(
+                    &tenant.settings.learning,
+                    &job.id,
+                    records.len() as u64,
+                    &history,
+                    champion.as_deref(),
+                );
+                let replay: Vec<_> =
+                    planned.replay.iter().filter_map(|e| e.record.clone()).collect();
+                mix = Some(planned.mix);
+                let (train, val) = dataset::build_files(&records, &replay);
                 let audit = self.curator.auditor(&tenant)?;
                 let (t_name, v_name) =
                     (format!("{}-train.jsonl", job.id), format!("{}-validation.jsonl", job.id));
@@ -596,9 +618,10 @@ impl Control {
         let seed = job.spec.seed.unwrap_or_else(|| seed_of(&job.id));
         let hp = hyper::resolve(&job.spec.hyperparameters, n, seed)?;
         let (store, id) = (self.store.clone(), job.id.clone());
-        let queued =
-            blocking(move || Ok(store.job_validated(&id, &train_id, val_id.as_deref(), &hp)?))
-                .await?;
+        let queued = blocking(move || {
+            Ok(store.job_validated(&id, &train_id, val_id.as_deref(), &hp, mix.as_ref())?)
+        })
+        .await?;
         self.job_changed(&queued);
         Ok(())
     }

@@ -159,8 +159,9 @@ pub fn check_no_golden(name: &str, bytes: &[u8], golden: &HashSet<String>) -> Re
 
 /// A triggered job's files: JSONL of its claimed examples, with every
 /// tenth (by content hash) held out for validation when there are at
-/// least 20.
-pub fn build_files(records: &[Value]) -> (Vec<u8>, Option<Vec<u8>>) {
+/// least 20, then the replayed earlier examples (training only: the
+/// validation loss measures the new data).
+pub fn build_files(records: &[Value], replay: &[Value]) -> (Vec<u8>, Option<Vec<u8>>) {
     let hold_out = records.len() >= 20;
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for r in records {
@@ -172,6 +173,10 @@ pub fn build_files(records: &[Value]) -> (Vec<u8>, Option<Vec<u8>>) {
     }
     if train.is_empty() {
         std::mem::swap(&mut train, &mut val);
+    }
+    for r in replay {
+        train.extend_from_slice(serde_json::to_string(r).expect("json").as_bytes());
+        train.push(b'\n');
     }
     (train, (!val.is_empty()).then_some(val))
 }
@@ -221,15 +226,15 @@ mod tests {
     fn built_files_hold_out_a_tenth_and_lose_nothing() {
         let records: Vec<Value> =
             (0..200).map(|i| serde_json::json!({"text": format!("example {i}")})).collect();
-        let (train, val) = build_files(&records);
+        let (train, val) = build_files(&records, &[]);
         let (nt, nv) = (
             train.split(|&b| b == b'\n').count() - 1,
             val.unwrap().split(|&b| b == b'\n').count() - 1,
         );
         assert_eq!(nt + nv, 200);
         assert!((8..=35).contains(&nv), "{nv}");
-        let (train, val) = build_files(&records[..5]);
-        assert_eq!((train.iter().filter(|&&b| b == b'\n').count(), val), (5, None));
+        let (train, val) = build_files(&records[..5], &records[5..7]);
+        assert_eq!((train.iter().filter(|&&b| b == b'\n').count(), val), (7, None));
     }
 
     /// Regression (hardening #13): uploaded training files were validated

@@ -1,17 +1,23 @@
-//! The worker's evaluation step after training: every kept checkpoint and
-//! the current model (the tenant's champion, or the base model) are
-//! evaluated on the tenant's golden set; the checkpoint that is best by
-//! the tenant's primary metric becomes the job's adapter, not simply the
-//! last one. The full reports (per-example results) are uploaded as an
-//! artifact so a dashboard can show before/after diffs.
+//! The worker's evaluation step after training: every kept checkpoint is
+//! compared on a fixed subset of the tenant's golden set, and the one that
+//! is best by the tenant's primary metric becomes the job's adapter (not
+//! simply the last one) and is evaluated on the whole set, as is the
+//! current model (the tenant's champion, or the base model) unless an
+//! earlier job already evaluated it on this golden-set version (its report
+//! is reused: the current model is evaluated once per version). The
+//! general probe measures forgetting against the base model. Generation
+//! stops at 1.5 × the reference's tokens + 16. The full reports
+//! (per-example results) are uploaded as an artifact so a dashboard can
+//! show before/after diffs.
 
-use crate::link::{write, EvalPlan, Lease, Link};
+use crate::link::{write, Cached, EvalPlan, Lease, Link};
 use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
 use forja_engine::lora::Adapter;
 use forja_engine::Engine;
 use forja_eval::gate::best_index;
-use forja_eval::{EvalOptions, EvalReport};
+use forja_eval::probe::ProbeReport;
+use forja_eval::{EvalOptions, EvalReport, GoldenSet};
 use forja_store::{JobEval, Level};
 use std::path::{Path, PathBuf};
 
@@ -86,6 +92,45 @@ pub fn evaluate_job(
 
 type Outcome = (String, PathBuf, serde_json::Value, String);
 
+/// The evaluation settings' fingerprint: a cached report is reused only
+/// when it was made the same way (generation cap, subset, probe).
+pub const SETTINGS: &str = "v2;cap=1.5ref+16;subset=16;probe=general-probe-v1";
+
+/// Examples on which checkpoints are compared (the best one is then
+/// evaluated on the whole golden set).
+pub const SUBSET: usize = 16;
+
+/// The fixed subset of `golden` checkpoints are compared on: the examples
+/// whose ids hash lowest (the same ones for every job on this version).
+pub fn subset(golden: &GoldenSet, n: usize) -> GoldenSet {
+    let mut keyed: Vec<(String, &forja_eval::GoldenExample)> =
+        golden.examples.iter().map(|e| (forja_store::sha256_hex(e.id.as_bytes()), e)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut picked: Vec<&forja_eval::GoldenExample> =
+        keyed.into_iter().take(n).map(|(_, e)| e).collect();
+    let order: std::collections::HashMap<&str, usize> =
+        golden.examples.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
+    picked.sort_by_key(|e| order[e.id.as_str()]);
+    GoldenSet { examples: picked.into_iter().cloned().collect(), sha256: golden.sha256.clone() }
+}
+
+/// A report an earlier job computed, if the plan offers one for `what`
+/// made with these base weights and it can be read.
+fn reuse<T: serde::de::DeserializeOwned>(
+    link: &dyn Link,
+    lease: &Lease,
+    plan: &EvalPlan,
+    what: Cached,
+    base_sha: Option<&str>,
+) -> Option<(T, String)> {
+    let c = plan.cached.iter().find(|c| c.what == what && c.base_sha256.as_deref() == base_sha)?;
+    let bytes = link.download(lease, &c.report_sha256).ok()?;
+    let full: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let r = serde_json::from_value(full.pointer(&c.pointer)?.clone()).ok()?;
+    Some((r, c.from_version.clone()))
+}
+
+#[allow(clippy::too_many_lines)]
 fn run(
     link: &dyn Link,
     lease: &Lease,
@@ -95,58 +140,101 @@ fn run(
     dir: &Path,
     out: &Path,
 ) -> Result<Outcome> {
+    let started = std::time::Instant::now();
     let bytes = link.download(lease, &plan.golden_sha256)?;
     let golden = forja_eval::parse_golden(&plan.golden_set_id, &bytes)?;
     let opts = EvalOptions::default();
-    let eval = |adapter: Option<&Adapter>| -> Result<EvalReport> {
-        Ok(engine.install(|| {
-            forja_eval::evaluate(engine, adapter, &golden, &opts, embedder, &mut |_, _| {})
-        })?)
-    };
-    let baseline_dir = dir.join("baseline");
-    let baseline_adapter = if plan.baseline_files.is_empty() {
-        None
-    } else {
-        for (name, sha) in &plan.baseline_files {
-            if name.contains('/') || name.contains("..") {
-                return Err(ControlError::invalid("baseline", format!("bad file name `{name}`")));
-            }
-            write(&baseline_dir.join(name), &link.download(lease, sha)?)?;
+    let base_sha = crate::worker::model_sha256(&engine.info().path);
+    let mut evaluations = 0usize;
+    let mut eval = |adapter: Option<&Adapter>, set: &GoldenSet| -> Result<EvalReport> {
+        if set.examples.len() == golden.examples.len() {
+            evaluations += 1;
         }
-        Some(engine.load_adapter(&baseline_dir)?)
+        Ok(engine.install(|| {
+            forja_eval::evaluate(engine, adapter, set, &opts, embedder, &mut |_, _| {})
+        })?)
     };
     let what = plan
         .baseline_version
         .as_deref()
         .map_or("the base model".to_string(), |v| format!("champion {v}"));
-    link.event(
+    let mut baseline = match reuse::<EvalReport>(
+        link,
         lease,
-        Level::Info,
-        &format!(
-            "Evaluating {what} on golden set {} ({} examples)",
-            plan.golden_set_id,
-            golden.examples.len()
-        ),
-        None,
-    )?;
-    let mut baseline = eval(baseline_adapter.as_ref())?;
+        plan,
+        Cached::Baseline,
+        base_sha.as_deref(),
+    )
+    .filter(|(r, _)| r.golden_sha256.as_deref() == Some(golden.sha256.as_str()))
+    {
+        Some((r, from)) => {
+            link.event(
+                lease,
+                Level::Info,
+                &format!(
+                    "Reusing the evaluation of {what} on golden set {} made for version {from} (the current model is evaluated once per golden-set version)",
+                    plan.golden_set_id
+                ),
+                None,
+            )?;
+            r
+        }
+        None => {
+            let baseline_dir = dir.join("baseline");
+            let baseline_adapter = if plan.baseline_files.is_empty() {
+                None
+            } else {
+                for (name, sha) in &plan.baseline_files {
+                    if name.contains('/') || name.contains("..") {
+                        return Err(ControlError::invalid(
+                            "baseline",
+                            format!("bad file name `{name}`"),
+                        ));
+                    }
+                    write(&baseline_dir.join(name), &link.download(lease, sha)?)?;
+                }
+                Some(engine.load_adapter(&baseline_dir)?)
+            };
+            link.event(
+                lease,
+                Level::Info,
+                &format!(
+                    "Evaluating {what} on golden set {} ({} examples)",
+                    plan.golden_set_id,
+                    golden.examples.len()
+                ),
+                None,
+            )?;
+            eval(baseline_adapter.as_ref(), &golden)?
+        }
+    };
     baseline.subject = Some(what);
     let metric = plan.policy.primary_metric;
-    let mut reports = Vec::new();
     let candidates = candidate_dirs(out);
+    // Checkpoints are compared on a fixed subset; the best one is then
+    // evaluated on the whole set (one candidate: the whole set at once).
+    let small = subset(&golden, SUBSET);
+    let compare_on =
+        if candidates.len() > 1 && golden.examples.len() > 2 * SUBSET { &small } else { &golden };
+    let mut reports = Vec::new();
     for (name, path) in &candidates {
         let adapter = engine.load_adapter(path)?;
-        let mut r = eval(Some(&adapter))?;
+        let mut r = eval(Some(&adapter), compare_on)?;
         r.subject = Some(name.clone());
         let shown = r.get(metric).map_or("n/a".into(), |v| format!("{v:.4}"));
+        let scope = if compare_on.examples.len() < golden.examples.len() {
+            format!(" on a fixed subset of {} examples", compare_on.examples.len())
+        } else {
+            String::new()
+        };
         link.event(
             lease,
             Level::Info,
             &format!(
-                "Checkpoint {name}: {metric}={shown} (current model {})",
+                "Checkpoint {name}: {metric}={shown}{scope} (current model on the whole set {})",
                 baseline.get(metric).map_or("n/a".into(), |v| format!("{v:.4}"))
             ),
-            Some(serde_json::json!({ "checkpoint": name, "metrics": r.metrics })),
+            Some(serde_json::json!({ "checkpoint": name, "metrics": r.metrics, "examples": compare_on.examples.len() })),
         )?;
         reports.push(r);
     }
@@ -155,14 +243,62 @@ fn run(
         .get(best)
         .cloned()
         .ok_or_else(|| ControlError::invalid("adapter", "training left no adapter to evaluate"))?;
+    let adapter = engine.load_adapter(&path)?;
+    let candidate = if compare_on.examples.len() < golden.examples.len() {
+        let mut r = eval(Some(&adapter), &golden)?;
+        r.subject = Some(chosen.clone());
+        link.event(
+            lease,
+            Level::Info,
+            &format!(
+                "Chosen checkpoint {chosen} on the whole golden set: {metric}={}",
+                r.get(metric).map_or("n/a".into(), |v| format!("{v:.4}"))
+            ),
+            None,
+        )?;
+        r
+    } else {
+        reports[best].clone()
+    };
+    // The general probe: forgetting, measured against the base model.
+    let probe = forja_eval::probe::general();
+    let probe_base =
+        match reuse::<ProbeReport>(link, lease, plan, Cached::ProbeBase, base_sha.as_deref())
+            .filter(|(r, _)| r.sha256 == probe.sha256)
+        {
+            Some((r, _)) => r,
+            None => engine.install(|| forja_eval::probe::run(engine, None, probe))?,
+        };
+    let probe_cand = engine.install(|| forja_eval::probe::run(engine, Some(&adapter), probe))?;
+    link.event(
+        lease,
+        Level::Info,
+        &format!(
+            "General probe ({} questions): accuracy {:.3} (base model {:.3}), mean log-probability {:.3} (base {:.3})",
+            probe.items.len(),
+            probe_cand.accuracy,
+            probe_base.accuracy,
+            probe_cand.mean_logprob,
+            probe_base.mean_logprob
+        ),
+        None,
+    )?;
     let summary = serde_json::json!({
+        "settings": SETTINGS,
         "primary_metric": metric,
         "chosen": chosen,
-        "candidate": reports[best].summary(),
+        "candidate": candidate.summary(),
         "baseline": baseline.summary(),
-        "checkpoints": reports.iter().map(|r| serde_json::json!({"name": r.subject, "metrics": r.metrics})).collect::<Vec<_>>(),
+        "checkpoints": reports.iter().map(|r| serde_json::json!({"name": r.subject, "metrics": r.metrics, "examples": compare_on.examples.len()})).collect::<Vec<_>>(),
+        "probe": {"base": probe_base.summary(), "candidate": probe_cand.summary()},
+        "full_evaluations": evaluations,
+        "seconds": started.elapsed().as_secs_f64(),
     });
-    let full = serde_json::json!({ "candidate": reports[best], "baseline": baseline });
+    let full = serde_json::json!({
+        "candidate": candidate,
+        "baseline": baseline,
+        "probe": {"base": probe_base, "candidate": probe_cand},
+    });
     let sha = link.upload(lease, serde_json::to_vec(&full).expect("reports serialise"))?;
     Ok((chosen, path, summary, sha))
 }

@@ -24,6 +24,7 @@
 //! State lives in a [`forja_store::Store`]; this crate knows nothing of
 //! HTTP routing or SQL.
 
+pub mod continual;
 mod control;
 pub mod dataset;
 pub mod documents;
@@ -35,6 +36,7 @@ pub mod keys;
 pub mod link;
 pub mod modes;
 pub mod registry;
+pub mod replay;
 pub mod schedule;
 pub mod webhook;
 pub mod worker;

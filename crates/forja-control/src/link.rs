@@ -39,6 +39,36 @@ pub struct EvalPlan {
     /// The tenant's gate policy (its primary metric picks the checkpoint).
     #[serde(default)]
     pub policy: GatePolicy,
+    /// Reports computed by earlier jobs that this one may reuse (the
+    /// champion's on this golden-set version, the base model's probe).
+    #[serde(default)]
+    pub cached: Vec<CachedReport>,
+}
+
+/// What a cached report stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cached {
+    /// The current model's report on the golden set.
+    Baseline,
+    /// The base model's general probe.
+    ProbeBase,
+}
+
+/// A report an earlier job computed, inside its uploaded full report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedReport {
+    /// What it is.
+    pub what: Cached,
+    /// The full report's artifact.
+    pub report_sha256: String,
+    /// Where in it (a JSON pointer: `/candidate`, `/baseline`, `/probe/base`).
+    pub pointer: String,
+    /// The version whose evaluation computed it.
+    pub from_version: String,
+    /// The base model's weights it was computed with (a worker with other
+    /// weights evaluates again).
+    pub base_sha256: Option<String>,
 }
 
 /// What a worker gets with a lease.
@@ -62,6 +92,18 @@ pub struct Lease {
     /// What to evaluate after training (`None`: the tenant has no golden set).
     #[serde(default)]
     pub eval: Option<EvalPlan>,
+    /// The adapter training starts from (a warm start from the champion).
+    #[serde(default)]
+    pub init: Option<InitAdapter>,
+}
+
+/// An adapter a job's training starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitAdapter {
+    /// Its model version.
+    pub version: String,
+    /// Its files (name → sha256).
+    pub files: BTreeMap<String, String>,
 }
 
 impl Lease {
@@ -113,6 +155,15 @@ pub fn lease_from_store(
     let Some(leased) = store.lease(worker, key, cap, ttl_s)? else { return Ok(None) };
     let job = leased.job;
     let eval = eval_plan(store, &job)?;
+    let init = match job.mix.as_ref().and_then(|m| m.warm_start_from.as_deref()) {
+        Some(v) => match store.model_version(&job.tenant_id, v) {
+            Ok(v) => Some(InitAdapter { version: v.id, files: v.lineage.adapter_files }),
+            // Deleted since the job was validated: train a fresh adapter.
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     let sha = |id: &str| store.file(&job.tenant_id, id).map(|f| f.sha256);
     let training = job.training_file.as_deref().ok_or_else(|| {
         ControlError::invalid("training_file", format!("job {} has no training file", job.id))
@@ -124,6 +175,7 @@ pub fn lease_from_store(
         lease_ttl_s: ttl_s,
         urls: BTreeMap::new(),
         eval,
+        init,
         token: leased.token,
         job,
     }))
@@ -138,13 +190,71 @@ fn eval_plan(store: &dyn Store, job: &Job) -> Result<Option<EvalPlan>> {
     let tenant = store.tenant(&job.tenant_id)?;
     let policy = crate::registry::policy_of(&tenant);
     let champion = crate::registry::champion_for(store, job)?;
+    let cached = cached_reports(store, job, &golden.id, champion.as_ref())?;
     Ok(Some(EvalPlan {
         golden_set_id: golden.id,
         golden_sha256: golden.sha256,
         baseline_version: champion.as_ref().map(|v| v.id.clone()),
         baseline_files: champion.map(|v| v.lineage.adapter_files).unwrap_or_default(),
         policy,
+        cached,
     }))
+}
+
+/// Reports of the tenant's earlier evaluations a job can reuse: the
+/// champion's own evaluation on this golden-set version (the model the job
+/// compares with is the one that was evaluated then), else the base
+/// model's as an earlier job's baseline; and the base model's probe. Only
+/// evaluations made with today's settings count.
+fn cached_reports(
+    store: &dyn Store,
+    job: &Job,
+    golden: &str,
+    champion: Option<&forja_store::ModelVersion>,
+) -> Result<Vec<CachedReport>> {
+    use crate::evaluation::SETTINGS;
+    let usable = |v: &forja_store::ModelVersion| {
+        let e = v.lineage.eval.as_ref()?;
+        let ok = v.lineage.base_model == job.model
+            && e["summary"]["settings"].as_str() == Some(SETTINGS)
+            && e["error"].is_null();
+        ok.then(|| v.lineage.eval_sha256.clone()).flatten()
+    };
+    let entry = |what, v: &forja_store::ModelVersion, sha: String, pointer: &str| CachedReport {
+        what,
+        report_sha256: sha,
+        pointer: pointer.into(),
+        from_version: v.id.clone(),
+        base_sha256: v.lineage.base_sha256.clone(),
+    };
+    let versions = store.model_versions(&job.tenant_id)?;
+    let mut out = Vec::new();
+    let same_golden =
+        |v: &forja_store::ModelVersion| v.lineage.golden_set_id.as_deref() == Some(golden);
+    match champion {
+        Some(c) => {
+            if let Some(sha) = usable(c).filter(|_| same_golden(c)) {
+                out.push(entry(Cached::Baseline, c, sha, "/candidate"));
+            }
+        }
+        None => {
+            let earlier = versions.iter().find_map(|v| {
+                let base_was_baseline = v.lineage.eval.as_ref()?["baseline_version"].is_null();
+                (same_golden(v) && base_was_baseline).then(|| usable(v).map(|s| (v, s))).flatten()
+            });
+            if let Some((v, sha)) = earlier {
+                out.push(entry(Cached::Baseline, v, sha, "/baseline"));
+            }
+        }
+    }
+    let probed = versions.iter().find_map(|v| {
+        let has = !v.lineage.eval.as_ref()?["summary"]["probe"]["base"].is_null();
+        has.then(|| usable(v).map(|s| (v, s))).flatten()
+    });
+    if let Some((v, sha)) = probed {
+        out.push(entry(Cached::ProbeBase, v, sha, "/probe/base"));
+    }
+    Ok(out)
 }
 
 /// A store error from a worker call: a lost lease means "stop".

@@ -15,6 +15,7 @@
 //! (a lease answers only to the key and token that took it).
 
 use crate::{Control, ControlError, Result};
+use forja_eval::probe::ProbeReport;
 use forja_eval::{decide, Decision, EvalReport, GatePolicy, Outcome};
 use forja_store::prelude::*;
 use forja_store::*;
@@ -185,6 +186,16 @@ impl Control {
             "validation_file": val.as_ref().map(file_json),
             "examples": examples.len(),
             "example_ids": examples,
+            "mix": job.mix.as_ref().map(|m| serde_json::json!({
+                "policy": m.policy,
+                "new_examples": m.new_examples,
+                "replay_examples": m.replay_example_ids.len(),
+                "replay_example_ids": m.replay_example_ids,
+                "general_rows_asked": m.general_rows,
+                "warm_start_from": m.warm_start_from,
+            })),
+            "general_replay": result.general_replay,
+            "warm_started_from": result.warm_started_from,
         });
         let adapter_sha = job.adapter_sha256.clone().unwrap_or_default();
         let eval = result.eval.clone();
@@ -262,7 +273,20 @@ impl Control {
         e: &JobEval,
     ) -> Decision {
         match self.verified_reports(job, result, e).await {
-            Ok((cand, base)) => decide(policy, &cand, &base),
+            Ok((cand, base, probe)) => {
+                let mut d = decide(policy, &cand, &base);
+                match probe {
+                    Some((c, b)) => forja_eval::gate::decide_probe(policy, &c, &b, &mut d),
+                    None => {
+                        d.reasons.push(
+                            "the evaluation has no general probe results: forgetting was not measured"
+                                .into(),
+                        );
+                        d.outcome = Outcome::Rejected;
+                    }
+                }
+                d
+            }
             Err(why) => Decision::rejected(why),
         }
     }
@@ -274,7 +298,8 @@ impl Control {
         job: &Job,
         result: &JobResult,
         e: &JobEval,
-    ) -> std::result::Result<(EvalReport, EvalReport), String> {
+    ) -> std::result::Result<(EvalReport, EvalReport, Option<(ProbeReport, ProbeReport)>), String>
+    {
         if result.adapter_files.get("adapter_model.safetensors") != job.adapter_sha256.as_ref() {
             return Err("the adapter's weights file is not the one the job reported".into());
         }
@@ -294,6 +319,27 @@ impl Control {
                 .map_err(|err| format!("the evaluation report's {k}: {err}"))
         };
         let (cand, base) = (report("candidate")?, report("baseline")?);
+        let probe = match full.get("probe") {
+            None => None,
+            Some(p) => {
+                let side = |k: &str| {
+                    serde_json::from_value::<ProbeReport>(p[k].clone())
+                        .map_err(|err| format!("the evaluation report's probe {k}: {err}"))
+                        .and_then(|r| {
+                            forja_eval::probe::rescore(forja_eval::probe::general(), &r)
+                                .map_err(|err| err.to_string())
+                        })
+                };
+                let (c, b) = (side("candidate")?, side("base")?);
+                let shown = e.summary["probe"]["candidate"]["accuracy"].as_f64();
+                if shown.is_some_and(|a| (a - c.accuracy).abs() > 1e-9) {
+                    return Err(
+                        "the evaluation summary's probe accuracy does not match its report".into(),
+                    );
+                }
+                Some((c, b))
+            }
+        };
         let golden = self
             .store
             .golden_sets(&job.tenant_id)
@@ -321,7 +367,7 @@ impl Control {
                 return Err(format!("the evaluation summary's {m} does not match its report"));
             }
         }
-        Ok((cand, base))
+        Ok((cand, base, probe))
     }
 
     /// Reads every file of a version's adapter (each read re-hashes it):

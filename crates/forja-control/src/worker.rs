@@ -16,7 +16,7 @@ use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
 use forja_engine::train::{self, Event, LoraData};
 use forja_engine::Engine;
-use forja_store::{Capacity, Finish, JobError, JobResult, Level};
+use forja_store::{Capacity, Finish, GeneralReplayUse, JobError, JobResult, Level};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -246,6 +246,36 @@ fn train_leased(
         None => None,
     };
     let engine = models(&job.model)?;
+    let general = match job.mix.as_ref().map_or(0, |m| m.general_rows) {
+        0 => None,
+        n => Some(add_general_rows(link, lease, &engine, cfg, n, hp.seed, &train_path)?),
+    };
+    let init = match &lease.init {
+        Some(init) => {
+            let dir = dir.join("init");
+            for (name, sha) in &init.files {
+                if name.contains('/') || name.contains("..") {
+                    return Err(ControlError::invalid("init", format!("bad file name `{name}`")));
+                }
+                write(&dir.join(name), &link.download(lease, sha)?)?;
+            }
+            let adapter = engine.load_adapter(&dir)?;
+            if resume_from.is_none() {
+                link.event(
+                    lease,
+                    Level::Info,
+                    &format!(
+                        "Warm start: training continues from version {} (LoRA rank {})",
+                        init.version,
+                        adapter.config().r
+                    ),
+                    None,
+                )?;
+            }
+            Some(adapter)
+        }
+        None => None,
+    };
     let data = LoraData::load(&engine, &plan, &train_path, val_path.as_deref())?;
     let truncated: usize = data.reports.iter().map(|r| r.truncated).sum();
     if truncated > 0 {
@@ -277,6 +307,7 @@ fn train_leased(
         &job.model,
         &out,
         resume_from.is_some(),
+        init,
         &mut on_event,
     )?;
     let (chosen, eval) = match &lease.eval {
@@ -318,7 +349,56 @@ fn train_leased(
             eval,
             base_sha256: model_sha256(&engine.info().path),
             code_commit: Some(crate::CODE_COMMIT.to_string()),
+            general_replay: general,
+            warm_started_from: lease.init.as_ref().map(|i| i.version.clone()),
         }),
+    })
+}
+
+/// Appends the job's general replay rows to its training file; what was
+/// added, for the lineage (the rows are uploaded as an artifact).
+#[allow(clippy::too_many_arguments)]
+fn add_general_rows(
+    link: &dyn Link,
+    lease: &Lease,
+    engine: &Engine,
+    cfg: &WorkerConfig,
+    n: u64,
+    seed: u64,
+    train_path: &Path,
+) -> Result<GeneralReplayUse> {
+    let t = Instant::now();
+    let rows = crate::replay::rows(engine, n as usize, seed, &cfg.work_dir.join("replay-cache"))?;
+    let mut bytes = Vec::new();
+    for l in &rows.lines {
+        bytes.extend_from_slice(l.to_string().as_bytes());
+        bytes.push(b'\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(train_path)
+        .map_err(|e| ControlError::io(train_path, e))?;
+    std::io::Write::write_all(&mut file, &bytes).map_err(|e| ControlError::io(train_path, e))?;
+    let (level, short) = if (rows.lines.len() as u64) < n {
+        (Level::Warn, format!(" (of {n} asked: the set has no more usable answers)"))
+    } else {
+        (Level::Info, String::new())
+    };
+    link.event(
+        lease,
+        level,
+        &format!(
+            "Added {} general replay rows{short} from {} ({:.0} s)",
+            rows.lines.len(),
+            crate::replay::SET,
+            t.elapsed().as_secs_f64()
+        ),
+        None,
+    )?;
+    Ok(GeneralReplayUse {
+        set: crate::replay::SET.into(),
+        rows_sha256: link.upload(lease, bytes)?,
+        row_ids: rows.ids,
     })
 }
 

@@ -11,6 +11,10 @@
 //! min_improvement = 0.0      # relative gain on the primary metric needed
 //! task = "text"              # "json" / "xml": one invalid output rejects
 //! auto_promote = true        # promote on pass; false leaves it READY
+//! probe_max_drop = 0.05      # general probe: accuracy may drop by at most
+//!                            # 5 points below the base model's
+//! probe_max_logprob_drop = 0.25  # and its mean log-probability per token
+//!                            # by at most 0.25 nats
 //! ```
 //! Validity may never drop below the current model's.
 
@@ -35,6 +39,12 @@ pub struct GatePolicy {
     pub task: Format,
     /// Promote when the gate passes (otherwise the version waits, READY).
     pub auto_promote: bool,
+    /// Largest drop of the general probe's accuracy below the base model's
+    /// (absolute: 0.05 = 5 points).
+    pub probe_max_drop: f64,
+    /// Largest drop of the general probe's mean log-probability per token
+    /// of the right answers below the base model's, in nats.
+    pub probe_max_logprob_drop: f64,
 }
 
 impl Default for GatePolicy {
@@ -46,6 +56,8 @@ impl Default for GatePolicy {
             min_improvement: 0.0,
             task: Format::Text,
             auto_promote: true,
+            probe_max_drop: 0.05,
+            probe_max_logprob_drop: 0.25,
         }
     }
 }
@@ -76,6 +88,13 @@ impl GatePolicy {
         };
         frac("max_regression", self.max_regression)?;
         frac("min_improvement", self.min_improvement)?;
+        frac("probe_max_drop", self.probe_max_drop)?;
+        if !(self.probe_max_logprob_drop.is_finite() && self.probe_max_logprob_drop >= 0.0) {
+            return Err(EvalError::Policy(format!(
+                "`probe_max_logprob_drop` must be a number of nats, 0 or more, got {}",
+                self.probe_max_logprob_drop
+            )));
+        }
         if self.primary_metric == Metric::LatencyMs {
             return Err(EvalError::Policy(
                 "`primary_metric` cannot be latency_ms: it measures the machine, not the model"
@@ -124,12 +143,84 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Every comparison made.
     pub checks: Vec<Check>,
+    /// The general probe's comparisons with the base model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_checks: Vec<ProbeCheck>,
+}
+
+/// One comparison of the general probe with the base model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeCheck {
+    /// `accuracy` or `mean_logprob`.
+    pub measure: String,
+    /// The candidate's value.
+    pub candidate: f64,
+    /// The base model's value.
+    pub base: f64,
+    /// Whether the rule held.
+    pub passed: bool,
+    /// The rule, for people.
+    pub rule: String,
+}
+
+/// Adds the general probe's checks to `d` (a failed one rejects): the
+/// candidate against the base model, so forgetting cannot accumulate
+/// over iterations unnoticed.
+pub fn decide_probe(
+    policy: &GatePolicy,
+    candidate: &crate::probe::ProbeReport,
+    base: &crate::probe::ProbeReport,
+    d: &mut Decision,
+) {
+    let rows = [
+        (
+            "accuracy",
+            candidate.accuracy,
+            base.accuracy,
+            policy.probe_max_drop,
+            format!(
+                "may not drop more than {:.1} points below the base model",
+                policy.probe_max_drop * 100.0
+            ),
+        ),
+        (
+            "mean_logprob",
+            candidate.mean_logprob,
+            base.mean_logprob,
+            policy.probe_max_logprob_drop,
+            format!(
+                "may not drop more than {} nats/token below the base model",
+                policy.probe_max_logprob_drop
+            ),
+        ),
+    ];
+    for (measure, c, b, limit, rule) in rows {
+        let passed = c >= b - limit - 1e-12;
+        if !passed {
+            d.reasons.push(format!("general probe {measure} {b:.4} -> {c:.4}: {rule}"));
+        }
+        d.probe_checks.push(ProbeCheck {
+            measure: measure.into(),
+            candidate: c,
+            base: b,
+            passed,
+            rule,
+        });
+    }
+    if !d.reasons.is_empty() {
+        d.outcome = Outcome::Rejected;
+    }
 }
 
 impl Decision {
     /// A rejection that needed no comparison (no golden set, eval failed).
     pub fn rejected(reason: impl Into<String>) -> Decision {
-        Decision { outcome: Outcome::Rejected, reasons: vec![reason.into()], checks: Vec::new() }
+        Decision {
+            outcome: Outcome::Rejected,
+            reasons: vec![reason.into()],
+            checks: Vec::new(),
+            probe_checks: Vec::new(),
+        }
     }
 }
 
@@ -246,7 +337,7 @@ pub fn decide(policy: &GatePolicy, candidate: &EvalReport, baseline: &EvalReport
         (true, true) => Outcome::Promoted,
         (true, false) => Outcome::Ready,
     };
-    Decision { outcome, reasons, checks }
+    Decision { outcome, reasons, checks, probe_checks: Vec::new() }
 }
 
 #[cfg(test)]

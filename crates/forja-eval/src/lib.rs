@@ -8,6 +8,8 @@
 //! - [`report`]: per-example results and the metrics they sum up to.
 //! - [`run`]: evaluating base or base + adapter with the engine (greedy,
 //!   batched), with reference loss and MiniLM similarity.
+//! - [`probe`]: the general-capability probe (multiple choice scored by
+//!   log-likelihood) that measures forgetting.
 //! - [`gate`]: a tenant's promotion policy and the decision it gives.
 //!
 //! Knows nothing of HTTP or SQL; the control plane stores what it returns.
@@ -16,6 +18,7 @@ mod error;
 pub mod gate;
 pub mod golden;
 pub mod metrics;
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod validity;

@@ -17,8 +17,9 @@ use std::time::Instant;
 pub struct EvalOptions {
     /// Examples generated together.
     pub batch_size: usize,
-    /// Token cap per answer; `None`: twice the reference's tokens + 32,
-    /// at most 1024.
+    /// Token cap per answer; `None`: 1.5 × the reference's tokens + 16,
+    /// at most 1024 (a right answer fits; a model that rambles or loops
+    /// is cut early, which is where evaluation time went).
     pub max_tokens: Option<usize>,
     /// WER/CER normalisation.
     pub normalization: Normalization,
@@ -74,6 +75,11 @@ fn prepare(engine: &Engine, ex: &GoldenExample) -> Result<Prepared> {
     Ok(Prepared { prompt, scored, ref_start })
 }
 
+/// The default token cap for a reference of `n` tokens.
+pub fn reference_cap(n: usize) -> usize {
+    (n + n.div_ceil(2) + 16).min(1024)
+}
+
 /// Negative log-likelihood of `tokens[start..]` given what precedes.
 fn reference_nll(
     engine: &Engine,
@@ -116,7 +122,7 @@ pub fn evaluate(
                 params: GenerationParams {
                     max_tokens: opts
                         .max_tokens
-                        .unwrap_or_else(|| (2 * (p.scored.len() - p.ref_start) + 32).min(1024)),
+                        .unwrap_or_else(|| reference_cap(p.scored.len() - p.ref_start)),
                     sampling: SamplingParams::greedy(),
                     ..GenerationParams::default()
                 },

@@ -167,6 +167,10 @@ pub async fn lease(
     if let Some(plan) = &lease.eval {
         shas.push(plan.golden_sha256.clone());
         shas.extend(plan.baseline_files.values().cloned());
+        shas.extend(plan.cached.iter().map(|c| c.report_sha256.clone()));
+    }
+    if let Some(init) = &lease.init {
+        shas.extend(init.files.values().cloned());
     }
     for sha in shas {
         let sig = s.control.sign(&sha, expires);

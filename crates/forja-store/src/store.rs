@@ -78,6 +78,17 @@ pub trait Examples {
     fn pending(&self, tenant_id: &str) -> Result<PendingCounts>;
     /// The examples a job claimed, in order.
     fn job_examples(&self, job_id: &str) -> Result<Vec<Example>>;
+    /// A tenant's examples already trained on: claimed by a job that
+    /// succeeded (other than `except_job`), oldest first, at most `limit`
+    /// of the newest. What continual learning replays.
+    fn trained_examples(
+        &self,
+        tenant_id: &str,
+        except_job: &str,
+        limit: usize,
+    ) -> Result<Vec<Example>>;
+    /// Examples of the tenant by id (those that exist), in id order.
+    fn examples_by_id(&self, tenant_id: &str, ids: &[i64]) -> Result<Vec<Example>>;
     /// Creates a job from the tenant's pending examples if there are at
     /// least `min` and the quota allows (cron, manual "train now", and the
     /// threshold retried after the quota frees). With `include_held` (a
@@ -156,13 +167,15 @@ pub trait Jobs {
     fn jobs_in(&self, status: JobStatus) -> Result<Vec<Job>>;
     /// A tenant's quota use now.
     fn quota(&self, tenant_id: &str) -> Result<QuotaUsage>;
-    /// `validating_files` → `queued` with its files and hyperparameters.
+    /// `validating_files` → `queued` with its files, hyperparameters and
+    /// (triggered jobs) training mix.
     fn job_validated(
         &self,
         id: &str,
         training_file: &str,
         validation_file: Option<&str>,
         hyper: &Hyperparameters,
+        mix: Option<&TrainingMix>,
     ) -> Result<Job>;
     /// A non-terminal job fails (validation, or the control plane gives up).
     fn fail_job(&self, id: &str, error: &JobError) -> Result<Job>;

@@ -63,6 +63,101 @@ pub struct TenantSettings {
     pub allow_forced_promotion: bool,
     /// The tenant's chat modes (empty: the built-in ones).
     pub modes: Vec<ChatMode>,
+    /// What triggered jobs train on and from (continual learning).
+    pub learning: LearningPolicy,
+}
+
+/// Where a triggered job's adapter starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// From the champion's adapter (a fresh one when there is no champion
+    /// of the same base model).
+    #[default]
+    Champion,
+    /// A fresh adapter every time.
+    Base,
+}
+
+impl StartFrom {
+    /// Its spelling in settings and lineage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartFrom::Champion => "champion",
+            StartFrom::Base => "base",
+        }
+    }
+}
+
+/// A tenant's continual-learning policy: what a triggered job's training
+/// mix is. New examples (the ones the job claimed) are always in it; then
+/// earlier examples of the tenant (replay against forgetting the tenant's
+/// own history), then general replay rows (against forgetting what the
+/// base model could do; seed 002's 20 %).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearningPolicy {
+    /// Warm start from the champion, or a fresh adapter.
+    pub start_from: StartFrom,
+    /// Earlier examples replayed, as a multiple of the new ones (0.5: one
+    /// earlier example for every two new ones). Ignored when
+    /// `history_window` is set.
+    pub history_replay: f64,
+    /// Train on (up to) the newest this many earlier examples instead of a
+    /// sample (0: sample by `history_replay`). `start_from = "base"` with
+    /// a large window retrains on the whole history.
+    pub history_window: u32,
+    /// General replay rows as a fraction of the whole mix (0.2 = 20 %).
+    pub general_replay: f64,
+}
+
+impl Default for LearningPolicy {
+    fn default() -> Self {
+        LearningPolicy {
+            start_from: StartFrom::Champion,
+            history_replay: 0.5,
+            history_window: 0,
+            general_replay: 0.2,
+        }
+    }
+}
+
+impl LearningPolicy {
+    /// Checks the ranges; the error names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.history_replay.is_finite() && (0.0..=10.0).contains(&self.history_replay)) {
+            return Err(format!(
+                "learning.history_replay must be between 0 and 10 (a multiple of the new examples), got {}",
+                self.history_replay
+            ));
+        }
+        if !(self.general_replay.is_finite() && (0.0..0.9).contains(&self.general_replay)) {
+            return Err(format!(
+                "learning.general_replay must be at least 0 and below 0.9 (a fraction of the mix), got {}",
+                self.general_replay
+            ));
+        }
+        if self.history_window > 1_000_000 {
+            return Err("learning.history_window must be at most 1000000 examples".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a job trains on, fixed when it is validated (a resumed job trains
+/// on the same mix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainingMix {
+    /// The policy it was built under.
+    pub policy: LearningPolicy,
+    /// New examples (the ones the job claimed) that reached training.
+    pub new_examples: u64,
+    /// Earlier examples of the tenant replayed, by id.
+    pub replay_example_ids: Vec<i64>,
+    /// General replay rows the worker adds (it records which ones).
+    pub general_rows: u64,
+    /// The version whose adapter training starts from (`None`: fresh).
+    pub warm_start_from: Option<String>,
 }
 
 /// A chat mode: a named system prompt the tenant can edit.
@@ -140,6 +235,7 @@ impl TenantSettings {
             pii_deny: Vec::new(),
             allow_forced_promotion: false,
             modes: Vec::new(),
+            learning: LearningPolicy::default(),
         }
     }
 
@@ -604,6 +700,23 @@ pub struct JobResult {
     /// forja's commit that trained it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_commit: Option<String>,
+    /// The general replay rows the worker trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general_replay: Option<GeneralReplayUse>,
+    /// Whether training started from the warm-start adapter of the mix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_started_from: Option<String>,
+}
+
+/// The general replay rows of a job, exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GeneralReplayUse {
+    /// The replay set (name and version).
+    pub set: String,
+    /// sha256 of the rows as trained (prompt and answer), an artifact.
+    pub rows_sha256: String,
+    /// Ids of the set's prompts used.
+    pub row_ids: Vec<String>,
 }
 
 /// What a worker's golden-set evaluation found.
@@ -672,6 +785,9 @@ pub struct Job {
     pub started_at: Option<Timestamp>,
     /// Terminal state time.
     pub finished_at: Option<Timestamp>,
+    /// What it trains on (triggered jobs, once validated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<TrainingMix>,
 }
 
 /// Severity of a job event.

@@ -983,8 +983,17 @@ pub struct EvalArgs {
     #[arg(long)]
     pub adapter: Option<PathBuf>,
     /// Golden set JSONL: generate answers and score them.
-    #[arg(long, conflicts_with = "predictions", required_unless_present = "predictions")]
+    #[arg(
+        long,
+        conflicts_with = "predictions",
+        required_unless_present_any = ["predictions", "probe"]
+    )]
     pub golden: Option<PathBuf>,
+    /// Run the built-in general-capability probe (60 multiple-choice
+    /// questions scored by log-likelihood; what the gate uses to measure
+    /// forgetting) instead of a golden set.
+    #[arg(long, conflicts_with_all = ["golden", "predictions"])]
+    pub probe: bool,
     /// `{reference, prediction}` JSONL: score without generating.
     #[arg(long)]
     pub predictions: Option<PathBuf>,

@@ -20,6 +20,9 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         "none" => Normalization::None,
         other => bail!("--normalization must be `standard` or `none`, not `{other}`"),
     };
+    if a.probe {
+        return probe(&a);
+    }
     let wanted = a.metrics.as_deref().map(parse_metrics).transpose()?;
     let embedder = models::embedder(&a.embedding_model)?;
     let report = if let Some(p) = &a.predictions {
@@ -71,6 +74,29 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print(&report, wanted.as_deref(), a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `forja eval --probe`: the general probe on the model (and adapter).
+fn probe(a: &EvalArgs) -> Result<ExitCode> {
+    // The gate's probe runs on the weights adapters train on (f32).
+    let opts =
+        forja_engine::LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
+    let engine = crate::run::load_with(&models::resolve(&a.model)?, &opts)?;
+    let adapter = a.adapter.as_ref().map(|d| engine.load_adapter(d)).transpose()?;
+    let p = forja_eval::probe::general();
+    let r = engine.install(|| forja_eval::probe::run(&engine, adapter.as_ref(), p))?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&r)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", r.summary());
+    } else {
+        println!("{}: {} questions", r.probe, r.items.len());
+        println!("{:<12} {:.6}", "accuracy", r.accuracy);
+        println!("{:<12} {:.6}", "mean_logprob", r.mean_logprob);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -217,7 +217,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             l.targets.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
         )
     });
-    let out = train::fine_tune(&engine, &plan, &data, &a.base, &a.out, a.flags.resume, &mut cb);
+    let out =
+        train::fine_tune(&engine, &plan, &data, &a.base, &a.out, a.flags.resume, None, &mut cb);
     bar.finish_and_clear();
     let (adapter, report) = out?;
     eprintln!("{} trainable parameters", adapter.num_params());

@@ -72,10 +72,13 @@ impl LoraData {
     }
 }
 
-/// Fine-tunes a new adapter of `engine`'s model (named after `base` in its
+/// Fine-tunes an adapter of `engine`'s model (named after `base` in its
 /// PEFT config) on `data` under `plan`, writing into `out` (resuming from
-/// its newest checkpoint with `resume`). Returns the adapter as trained
-/// (the kept weights are in `out`) and the report.
+/// its newest checkpoint with `resume`): a new one, or `init` trained
+/// further (a warm start: its rank, α and targets replace the plan's).
+/// Returns the adapter as trained (the kept weights are in `out`) and the
+/// report.
+#[allow(clippy::too_many_arguments)]
 pub fn fine_tune(
     engine: &Engine,
     plan: &LoraPlan,
@@ -83,11 +86,19 @@ pub fn fine_tune(
     base: &str,
     out: &Path,
     resume: bool,
+    init: Option<Adapter>,
     on_event: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<(Adapter, TrainReport)> {
     plan.validate()?;
-    let adapter =
-        engine.install(|| Adapter::new(engine.model(), &plan.lora, base, plan.train.seed))?;
+    let adapter = match init {
+        Some(mut a) => {
+            a.make_trainable()?;
+            a
+        }
+        None => {
+            engine.install(|| Adapter::new(engine.model(), &plan.lora, base, plan.train.seed))?
+        }
+    };
     let report = engine.install(|| {
         train(
             Run {

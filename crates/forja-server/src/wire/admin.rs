@@ -28,8 +28,65 @@ pub fn tenant(t: &Tenant) -> Value {
             "gate_policy": s.gate_policy, "storage_mb": s.storage_mb, "pii_deny": s.pii_deny,
             "allow_forced_promotion": s.allow_forced_promotion,
             "job_spec": s.job_spec.as_ref().map(super::jobs::job_spec),
+            "learning": learning(&s.learning),
         },
     })
+}
+
+/// A continual-learning policy on the wire.
+pub fn learning(l: &forja_store::LearningPolicy) -> Value {
+    json!({
+        "start_from": l.start_from.as_str(), "history_replay": l.history_replay,
+        "history_window": l.history_window, "general_replay": l.general_replay,
+    })
+}
+
+/// Continual-learning settings to change (absent fields keep their value).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningPatch {
+    #[serde(default)]
+    start_from: Option<String>,
+    #[serde(default)]
+    history_replay: Option<f64>,
+    #[serde(default)]
+    history_window: Option<u32>,
+    #[serde(default)]
+    general_replay: Option<f64>,
+}
+
+impl LearningPatch {
+    fn apply(
+        self,
+        mut l: forja_store::LearningPolicy,
+    ) -> Result<forja_store::LearningPolicy, (String, String)> {
+        if let Some(s) = self.start_from {
+            l.start_from = match s.as_str() {
+                "champion" => forja_store::StartFrom::Champion,
+                "base" => forja_store::StartFrom::Base,
+                _ => {
+                    return Err((
+                        "learning.start_from".into(),
+                        format!("`{}`: use champion or base", forja_control::clip(&s, 40)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = self.history_replay {
+            l.history_replay = v;
+        }
+        if let Some(v) = self.history_window {
+            l.history_window = v;
+        }
+        if let Some(v) = self.general_replay {
+            l.general_replay = v;
+        }
+        l.validate().map_err(|why| {
+            let field = why.split_whitespace().next().unwrap_or("learning").to_string();
+            (field, why)
+        })?;
+        Ok(l)
+    }
 }
 
 /// Body of `POST /v1/admin/keys`.
@@ -101,6 +158,8 @@ pub struct SettingsPatch {
     allow_forced_promotion: Option<bool>,
     #[serde(default, deserialize_with = "some")]
     job_spec: Option<Option<SpecWire>>,
+    #[serde(default)]
+    learning: Option<LearningPatch>,
 }
 
 fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
@@ -160,6 +219,9 @@ impl SettingsPatch {
         }
         if let Some(a) = self.allow_forced_promotion {
             s.allow_forced_promotion = a;
+        }
+        if let Some(l) = self.learning {
+            s.learning = l.apply(s.learning)?;
         }
         if let Some(j) = self.job_spec {
             s.job_spec = match j {

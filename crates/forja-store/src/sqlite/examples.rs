@@ -148,6 +148,49 @@ impl Examples for SqliteStore {
         })
     }
 
+    fn trained_examples(
+        &self,
+        tenant_id: &str,
+        except_job: &str,
+        limit: usize,
+    ) -> Result<Vec<Example>> {
+        self.read(|c, _| {
+            let mut v = rows(
+                c,
+                "read trained examples",
+                "SELECT e.id, e.status, e.reason, e.record, e.job_id FROM examples e \
+                 JOIN jobs j ON j.id = e.job_id \
+                 WHERE e.tenant_id = ?1 AND e.status = 'claimed' AND j.status = 'succeeded' \
+                 AND e.job_id <> ?2 ORDER BY e.id DESC LIMIT ?3",
+                params![tenant_id, except_job, limit.min(i64::MAX as usize) as i64],
+                example_row,
+            )?;
+            v.reverse();
+            Ok(v)
+        })
+    }
+
+    fn examples_by_id(&self, tenant_id: &str, ids: &[i64]) -> Result<Vec<Example>> {
+        self.read(|c, _| {
+            let mut out = Vec::with_capacity(ids.len());
+            let mut sorted = ids.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            for id in sorted {
+                out.extend(
+                    c.query_row(
+                        "SELECT id, status, reason, record, job_id FROM examples WHERE tenant_id = ?1 AND id = ?2",
+                        params![tenant_id, id],
+                        example_row,
+                    )
+                    .optional()
+                    .map_err(sql("read example"))?,
+                );
+            }
+            Ok(out)
+        })
+    }
+
     fn job_from_pending(&self, new: &NewJob, min: u64, include_held: bool) -> Result<Option<Job>> {
         // Called for every tenant on every tick: decide "too few" without
         // taking the write lock (the transaction checks again).

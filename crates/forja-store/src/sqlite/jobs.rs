@@ -291,6 +291,7 @@ impl Jobs for SqliteStore {
         training_file: &str,
         validation_file: Option<&str>,
         hyper: &Hyperparameters,
+        mix: Option<&TrainingMix>,
     ) -> Result<Job> {
         self.tx("queue job", |c, now| {
             let job = get_job(c, None, id)?;
@@ -301,8 +302,8 @@ impl Jobs for SqliteStore {
                 )));
             }
             c.execute(
-                "UPDATE jobs SET status = 'queued', training_file = ?1, validation_file = ?2, resolved = ?3 WHERE id = ?4",
-                params![training_file, validation_file, to_json(hyper), id],
+                "UPDATE jobs SET status = 'queued', training_file = ?1, validation_file = ?2, resolved = ?3, mix = ?4 WHERE id = ?5",
+                params![training_file, validation_file, to_json(hyper), mix.map(to_json), id],
             )
             .map_err(sql("queue job"))?;
             let data = serde_json::to_value(hyper).expect("json");

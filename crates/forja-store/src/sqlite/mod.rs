@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_hardening.sql")),
     (5, include_str!("../../migrations/sqlite/0005_documents.sql")),
     (6, include_str!("../../migrations/sqlite/0006_conversations.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_continual.sql")),
 ];
 
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

@@ -94,7 +94,7 @@ pub(super) const JOB_COLS: &str =
     "id, tenant_id, model, training_file, validation_file, status, trigger, spec, \
     resolved, priority, error_code, error_message, error_param, trained_tokens, fine_tuned_model, \
     adapter_sha256, result, progress_step, progress_total, lease_worker, lease_until, attempts, \
-    created_at, started_at, finished_at";
+    created_at, started_at, finished_at, mix";
 
 pub(super) fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let status: String = r.get(5)?;
@@ -132,6 +132,7 @@ pub(super) fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: r.get(22)?,
         started_at: r.get(23)?,
         finished_at: r.get(24)?,
+        mix: col_json_opt(r, 25)?,
     })
 }
 
