@@ -74,6 +74,20 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
     if let Some(m) = f.storage_mb {
         s.storage_mb = m;
     }
+    let l = &mut s.learning;
+    if let Some(v) = &f.start_from {
+        l.start_from = if v == "base" {
+            forja_store::StartFrom::Base
+        } else {
+            forja_store::StartFrom::Champion
+        };
+    }
+    l.history_replay = f.history_replay.unwrap_or(l.history_replay);
+    l.history_window = f.history_window.unwrap_or(l.history_window);
+    l.general_replay = f.general_replay.unwrap_or(l.general_replay);
+    l.validate().map_err(|why| {
+        anyhow::anyhow!("--{}", why.replace('_', "-").trim_start_matches("learning."))
+    })?;
     if !f.pii_deny.is_empty() {
         s.pii_deny = f.pii_deny.iter().filter(|n| !n.trim().is_empty()).cloned().collect();
         forja_data::pii::Scrubber::new(&forja_data::pii::PiiConfig {

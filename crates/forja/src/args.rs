@@ -1090,6 +1090,19 @@ pub struct TenantFlags {
     /// Whether this tenant's own keys may force a promotion the gate refused.
     #[arg(long)]
     pub allow_forced_promotion: Option<bool>,
+    /// Where triggered jobs start: `champion` (warm start from its adapter)
+    /// or `base` (a fresh adapter).
+    #[arg(long, value_parser = ["champion", "base"])]
+    pub start_from: Option<String>,
+    /// Earlier examples replayed per new one (0.5: one for every two new).
+    #[arg(long)]
+    pub history_replay: Option<f64>,
+    /// Replay the newest N earlier examples instead of a sample (0: sample).
+    #[arg(long)]
+    pub history_window: Option<u32>,
+    /// General replay rows as a fraction of the mix (default 0.2).
+    #[arg(long)]
+    pub general_replay: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

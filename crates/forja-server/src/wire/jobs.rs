@@ -71,6 +71,13 @@ pub fn job(j: &Job) -> Value {
         "adapter_sha256": j.adapter_sha256,
         "resources": { "gpus": j.spec.resources.gpus, "memory_gb": j.spec.resources.memory_gb },
         "time_limit_s": j.spec.time_limit_s,
+        "training_mix": j.mix.as_ref().map(|m| json!({
+            "policy": super::admin::learning(&m.policy),
+            "new_examples": m.new_examples,
+            "replay_examples": m.replay_example_ids.len(),
+            "general_rows": m.general_rows,
+            "warm_start_from": m.warm_start_from,
+        })),
     })
 }
 

@@ -79,6 +79,15 @@ impl Bed {
     pub fn with_spec(spec: &Spec, edit: impl FnOnce(&mut NodeConfig)) -> Bed {
         let tmp = tempfile::tempdir().unwrap();
         let model = tiny_model(tmp.path(), spec);
+        Bed::on(tmp, model, edit)
+    }
+
+    /// A ready node on the model at `model` (a GGUF file or an HF directory).
+    pub fn with_model(model: &std::path::Path, edit: impl FnOnce(&mut NodeConfig)) -> Bed {
+        Bed::on(tempfile::tempdir().unwrap(), model.to_path_buf(), edit)
+    }
+
+    fn on(tmp: tempfile::TempDir, model: PathBuf, edit: impl FnOnce(&mut NodeConfig)) -> Bed {
         let src = ModelSource::new(model.to_str().unwrap(), &model, &[]);
         let mut cfg = NodeConfig::new(tmp.path().join("data"), src);
         cfg.workers = 0;

@@ -1,0 +1,254 @@
+//! Continual learning through the HTTP API on a tiny model with the
+//! in-process worker: three loop iterations, each on a fresh batch of
+//! feedback. The second and third warm-start from the champion and replay
+//! earlier examples and general rows (the lineage names them); the current
+//! model's report is computed once per golden-set version and reused
+//! after (counted in the job events and the evaluation summary); a
+//! candidate that forgets the general probe is rejected.
+//!
+//! The model is pre-trained by the test (seconds): it knows the general
+//! probe's answers and answers general requests briefly, so forgetting and
+//! self-distilled replay rows are real, not artefacts of random weights.
+
+mod common;
+
+use common::Bed;
+use forja_store::TenantSettings;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A tiny model pre-trained on the probe's answers and on short chat
+/// answers to the general replay prompts (shared by the tests).
+fn pretrained() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut docs = Vec::new();
+        for it in &forja_eval::probe::general().items {
+            for _ in 0..3 {
+                docs.push(format!("Question: {}\nAnswer: {}", it.question, it.choices[it.answer]));
+            }
+        }
+        for (i, p) in forja_control::replay::prompts().iter().enumerate() {
+            let answer =
+                ["Here is a short answer.", "Aquí tienes una respuesta breve.", "Sure."][i % 3];
+            docs.push(format!(
+                "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n",
+                p.prompt
+            ));
+        }
+        let cfg = forja_engine::train::pretrain::PretrainConfig {
+            vocab_size: 512,
+            hidden: 64,
+            intermediate: 128,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            seq_len: 64,
+            ..Default::default()
+        };
+        let tcfg = forja_engine::train::TrainConfig {
+            epochs: 6,
+            batch_size: 8,
+            lr: 3e-3,
+            save_every: 0,
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap().keep().join("pretrained");
+        forja_engine::train::pretrain::pretrain(&docs, &cfg, &tcfg, &dir, false, &mut |_| Ok(()))
+            .unwrap();
+        dir
+    })
+}
+
+const KEYS: [(&str, &str); 4] =
+    [("fox", "dog"), ("budget", "council"), ("votes", "minutes"), ("hello", "forja")];
+
+fn golden() -> String {
+    (0..12)
+        .map(|i| {
+            let (w, a) = KEYS[i % KEYS.len()];
+            json!({"id": format!("g{i}"), "prompt": format!("{w} golden {i}"), "reference": format!("the answer is {a}")})
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+/// One iteration: `n` new examples from `first`, trained now; the job's
+/// id once its version is registered.
+fn iteration(b: &Bed, key: &str, first: usize, n: usize) -> String {
+    let examples: Vec<Value> = (first..first + n)
+        .map(|i| {
+            let (w, a) = KEYS[i % KEYS.len()];
+            json!({"prompt": format!("{w} {i}"), "correction": format!("the answer is {a}")})
+        })
+        .collect();
+    let r = b.post("/v1/feedback", key, json!({ "examples": examples }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = b.post("/v1/learning/train", key, json!({}));
+    assert_eq!(j.status, 200, "{}", j.body);
+    let id = j.body["id"].as_str().unwrap().to_string();
+    b.wait(Duration::from_secs(300), "the job's version", || version_of(b, key, &id).is_some());
+    id
+}
+
+fn version_of(b: &Bed, key: &str, job: &str) -> Option<Value> {
+    let r = b.get("/v1/registry/models", key);
+    r.body["data"].as_array()?.iter().find(|v| v["job_id"] == job).cloned()
+}
+
+fn messages(b: &Bed, key: &str, job: &str) -> Vec<String> {
+    let r = b.get(&format!("/v1/fine_tuning/jobs/{job}/events?limit=500"), key);
+    r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn settings(policy: Option<&str>, epochs: u32, lr: f64) -> TenantSettings {
+    let mut s = TenantSettings {
+        threshold: None,
+        max_trainings: 100,
+        gate_policy: policy.map(str::to_string),
+        ..Default::default()
+    };
+    s.job_spec = Some(forja_store::JobSpec {
+        hyperparameters: forja_store::HyperRequest {
+            n_epochs: forja_store::Auto::Value(epochs),
+            batch_size: forja_store::Auto::Value(8),
+            learning_rate_multiplier: forja_store::Auto::Value(lr),
+            ..Default::default()
+        },
+        seed: Some(3),
+        ..Default::default()
+    });
+    s
+}
+
+#[test]
+fn three_iterations_warm_start_replay_and_evaluate_the_champion_once() {
+    let b = Bed::with_model(pretrained(), |c| c.workers = 1);
+    // Any result promotes: this test is about the mix and the evaluations.
+    let key = b.tenant(
+        "acme",
+        settings(Some(
+            "min_improvement = 0.0\nmax_regression = 1.0\nprobe_max_drop = 1.0\nprobe_max_logprob_drop = 100.0",
+        ), 4, 20.0),
+    );
+    let r = b.call(
+        "POST",
+        "/v1/registry/golden?name=g.jsonl",
+        &key,
+        &[("content-type", "application/jsonl")],
+        golden().into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let mut jobs = Vec::new();
+    for k in 0..3 {
+        jobs.push(iteration(&b, &key, 1000 * (k + 1), 24));
+    }
+    let versions: Vec<Value> = jobs.iter().map(|j| version_of(&b, &key, j).unwrap()).collect();
+    let job = |i: usize| b.get(&format!("/v1/fine_tuning/jobs/{}", jobs[i]), &key).body;
+
+    // Iteration 1: nothing to replay or start from; 20 % general rows.
+    let mix1 = &job(0)["training_mix"];
+    assert_eq!(mix1["new_examples"], 24, "{mix1}");
+    assert_eq!(mix1["replay_examples"], 0);
+    assert_eq!(mix1["general_rows"], 6);
+    assert!(mix1["warm_start_from"].is_null());
+    assert_eq!(versions[0]["status"], "promoted", "{}", versions[0]["status_reason"]);
+
+    // Iterations 2 and 3: warm start from the champion of the time, half
+    // as many earlier examples replayed as new ones, general rows on top.
+    for i in 1..3 {
+        let mix = &job(i)["training_mix"];
+        let champion =
+            versions[..i].iter().rev().find(|v| v["status"] == "promoted").expect("a champion")
+                ["id"]
+                .clone();
+        assert_eq!(mix["warm_start_from"], champion, "{mix}");
+        assert_eq!(mix["replay_examples"], 12, "{mix}");
+        assert_eq!(mix["general_rows"], 9, "{mix}");
+        let m = &versions[i]["manifest"];
+        assert_eq!(m["warm_started_from"], champion, "{m}");
+        let replayed: Vec<i64> = m["mix"]["replay_example_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        let new: Vec<i64> =
+            m["example_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(replayed.len(), 12);
+        assert!(replayed.iter().all(|id| !new.contains(id)), "replay is of earlier examples");
+        let general = &m["general_replay"];
+        assert_eq!(general["set"], "general-replay-v1", "{m}");
+        let rows = general["row_ids"].as_array().unwrap();
+        eprintln!(
+            "iteration {}: {} general rows, probe {}",
+            i + 1,
+            rows.len(),
+            versions[i]["eval"]["summary"]["probe"]
+        );
+        assert!(!rows.is_empty() && rows.len() <= 9, "{general}");
+        let events = messages(&b, &key, &jobs[i]);
+        assert!(events
+            .iter()
+            .any(|e| e.starts_with("Warm start: training continues from version")));
+        assert!(events
+            .iter()
+            .any(|e| e.starts_with("Added ") && e.contains("general replay rows")));
+    }
+
+    // The current model is evaluated once per golden-set version: job 1
+    // evaluates the base model, later jobs reuse the champion's report
+    // made when it was the candidate.
+    let e1 = messages(&b, &key, &jobs[0]);
+    assert!(e1.iter().any(|e| e.starts_with("Evaluating the base model")), "{e1:?}");
+    for (i, j) in jobs.iter().enumerate().skip(1) {
+        let e = messages(&b, &key, j);
+        assert!(!e.iter().any(|e| e.starts_with("Evaluating ")), "job {i}: {e:?}");
+        assert!(e.iter().any(|e| e.starts_with("Reusing the evaluation of champion")), "{e:?}");
+        assert_eq!(versions[i]["eval"]["summary"]["full_evaluations"], 1, "job {i}");
+    }
+    assert_eq!(versions[0]["eval"]["summary"]["full_evaluations"], 2);
+    // Every report carries the probe of the candidate and the base model.
+    for v in &versions {
+        let p = &v["eval"]["summary"]["probe"];
+        assert_eq!(p["candidate"]["items"], 60, "{p}");
+        assert!(p["base"]["accuracy"].as_f64().is_some(), "{p}");
+        assert_eq!(v["gate"]["probe_checks"].as_array().map(Vec::len), Some(2), "{v}");
+    }
+}
+
+#[test]
+fn a_candidate_that_forgets_the_general_probe_is_rejected() {
+    let b = Bed::with_model(pretrained(), |c| c.workers = 1);
+    // The default probe rule; narrow training makes the model forget.
+    let key =
+        b.tenant("acme", settings(Some("min_improvement = 0.0\nmax_regression = 1.0"), 8, 40.0));
+    let r = b.call(
+        "POST",
+        "/v1/registry/golden?name=g.jsonl",
+        &key,
+        &[("content-type", "application/jsonl")],
+        golden().into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let job = iteration(&b, &key, 0, 24);
+    let v = version_of(&b, &key, &job).unwrap();
+    let checks = v["gate"]["probe_checks"].as_array().unwrap();
+    let lp = checks.iter().find(|c| c["measure"] == "mean_logprob").unwrap();
+    let (cand, base) = (lp["candidate"].as_f64().unwrap(), lp["base"].as_f64().unwrap());
+    assert!(cand < base - 0.25, "training moved the probe by {}: {v}", cand - base);
+    eprintln!(
+        "probe mean log-probability: base {base:.3}, candidate {cand:.3}; accuracy {}",
+        v["eval"]["summary"]["probe"]
+    );
+    assert_eq!(v["status"], "rejected", "{v}");
+    let reasons = v["gate"]["reasons"].to_string();
+    assert!(reasons.contains("general probe mean_logprob"), "{reasons}");
+}
