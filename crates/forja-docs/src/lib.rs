@@ -11,6 +11,8 @@
 //! - [`learn`]: what each paragraph of a delta teaches (nothing, a
 //!   dictionary entry or a training pair).
 //! - [`align`]: hand-written minutes against a long transcript.
+//! - [`itn`]: spoken numbers, amounts, dates and times of Spanish
+//!   transcripts written as digits before a model sees them.
 //!
 //! Pure functions over bytes and strings: no I/O, HTTP or SQL here.
 
@@ -19,6 +21,7 @@ pub mod diff;
 pub mod docx;
 pub mod entity;
 mod error;
+pub mod itn;
 pub mod learn;
 mod model;
 pub mod text;

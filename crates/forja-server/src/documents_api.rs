@@ -104,9 +104,10 @@ pub async fn corrections(
 const DRAFT_BATCH: usize = 8;
 
 /// `POST /v1/documents`: drafts minutes from a transcript. Consecutive
-/// segments of one speaker make one paragraph (one chunk); the transcript
-/// is PII-scrubbed with the tenant's scrubber before anything sees or
-/// stores it; each paragraph is generated greedily from its chunk with the
+/// segments of one speaker make one paragraph (one chunk); spoken numbers
+/// are written as digits (unless `normalize_numbers` is false), then the
+/// transcript is PII-scrubbed with the tenant's scrubber before anything
+/// sees or stores it; each paragraph is generated greedily from its chunk with the
 /// drafting instruction and the tenant's dictionary applied. The
 /// transcript and the draft are stored (transcript → generated, the next
 /// version of its session).
@@ -140,6 +141,7 @@ pub async fn create(
     // Scrub off the runtime, one document scope so a name keeps its tag.
     let control = s.control.clone();
     let tenant = t.clone();
+    let itn = req.normalize_numbers.unwrap_or(true);
     let (sources, transcript_json) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let scrubber = control.curator.scrubber(&tenant)?;
         let mut doc = forja_data::pii::DocScrub::default();
@@ -148,7 +150,12 @@ pub async fn create(
         for run in chunks {
             let mut texts = Vec::with_capacity(run.len());
             for seg in &run {
-                let text = scrubber.scrub(seg.text.trim(), &mut doc).text;
+                // Numbers first: a number spoken as words is scrubbed as
+                // digits (a phone number, an ID) like any other.
+                let spoken = seg.text.trim();
+                let written =
+                    if itn { forja_docs::itn::spanish(spoken) } else { spoken.to_string() };
+                let text = scrubber.scrub(&written, &mut doc).text;
                 clean_segments.push(wire::Segment { text: text.clone(), ..seg.clone() });
                 texts.push(text);
             }

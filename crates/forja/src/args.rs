@@ -904,6 +904,14 @@ pub struct UpArgs {
     /// Exit 0 once the demo loop is done (scripts, CI); the report stays in the data dir.
     #[arg(long, requires = "demo")]
     pub exit_after_loop: bool,
+    /// Demo loop iterations to run, each on a fresh batch of corrections; the
+    /// report (demo/iterations.{json,md,png}) charts the metrics over them.
+    #[arg(long, default_value_t = 1, requires = "demo", value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub iterations: u32,
+    /// Send the demo's transcripts with numbers spoken as words (no inverse text
+    /// normalisation before the model: the model must convert them itself).
+    #[arg(long, requires = "demo")]
+    pub demo_raw_numbers: bool,
     /// Corrections posted per demo iteration (the threshold that triggers training).
     #[arg(long, default_value_t = 400)]
     pub demo_corrections: usize,

@@ -1,7 +1,7 @@
 //! `forja up`: a node on the embedded default (SQLite, local artifacts,
 //! CPU, the built-in model) with a default tenant whose key is printed
 //! once; with `--demo`, the demo tenant and one learning-loop iteration
-//! (see `demo.rs`).
+//! (`--iterations N`: N of them, charted; see `demo/`).
 
 use crate::args::UpArgs;
 use crate::demo::{self, DemoConfig};
@@ -24,7 +24,9 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
         golden: a.demo_golden,
         model: a.serve.model.clone(),
         documents: a.demo_documents,
+        itn: !a.demo_raw_numbers,
     };
+    let iterations = a.iterations;
     let UpArgs { mut serve, tenant: tenant_name, demo, demo_seed, exit_after_loop, .. } = a;
     let mut run_demo = demo;
     // First start with nobody to ask: no demo. With a terminal: ask.
@@ -83,11 +85,24 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
             let r = (|| {
                 let key = demo_key(&*store, &dir, settings)?;
                 demo::wait_ready(&ready, Duration::from_secs(1800))?;
-                demo::run(addr, &key, &dir, &cfg)
+                let mut reports = Vec::new();
+                for i in 0..iterations {
+                    if iterations > 1 {
+                        eprintln!("demo: iteration {} of {iterations}", i + 1);
+                    }
+                    let report = demo::run(addr, &key, &dir, &cfg)?;
+                    eprintln!("\n{}", demo::markdown(&report));
+                    reports.push(report);
+                }
+                if iterations > 1 {
+                    let md = demo::iterations::write(&dir.join("demo"), &reports)?;
+                    eprintln!("\n{md}");
+                    eprintln!("iterations: {}", dir.join("demo/iterations.md").display());
+                }
+                reports.pop().context("no demo iteration ran")
             })();
             match &r {
                 Ok(report) => {
-                    eprintln!("\n{}", demo::markdown(report));
                     eprintln!("report: {}", dir.join("demo/report.json").display());
                     if !exit {
                         eprintln!(

@@ -206,6 +206,11 @@ pub struct CreateDraft {
     /// Most tokens per paragraph (default 256, at most 1024).
     #[serde(default)]
     pub max_tokens: Option<usize>,
+    /// Write spoken numbers, amounts, dates and times as digits before the
+    /// model sees the transcript (Spanish inverse text normalisation;
+    /// default true).
+    #[serde(default)]
+    pub normalize_numbers: Option<bool>,
 }
 
 /// A transcript as posted.

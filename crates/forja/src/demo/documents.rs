@@ -139,6 +139,7 @@ fn one(
         "/v1/documents",
         json!({
             "transcript": segments,
+            "normalize_numbers": cfg.itn,
             "session": session,
             "title": format!("Acta del Pleno {session}"),
             "max_tokens": DRAFT_MAX_TOKENS,

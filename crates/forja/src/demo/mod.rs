@@ -12,6 +12,7 @@
 //! for.
 
 mod documents;
+pub mod iterations;
 pub mod scenario;
 mod secretary;
 
@@ -36,6 +37,9 @@ pub struct DemoConfig {
     /// Corrections arrive as corrected DOCX minutes (drafted by the node,
     /// edited by a simulated secretary) instead of JSON feedback.
     pub documents: bool,
+    /// Spoken numbers are written as digits before the model sees a
+    /// transcript (inverse text normalisation).
+    pub itn: bool,
 }
 
 /// A small JSON client of the node's API.
@@ -173,10 +177,15 @@ fn data(cfg: &DemoConfig) -> Data {
     Data { council, train, golden }
 }
 
-fn messages(u: &Utterance) -> Value {
+/// The chat an utterance is drafted from: the instruction and its
+/// transcript (with spoken numbers as digits unless `raw`: the demo is the
+/// ASR client, and ITN is the step after ASR).
+fn messages(u: &Utterance, itn: bool) -> Value {
+    let transcript =
+        if itn { forja_docs::itn::spanish(&u.transcript) } else { u.transcript.clone() };
     json!([
         {"role": "system", "content": demo::SYSTEM_PROMPT},
-        {"role": "user", "content": u.transcript},
+        {"role": "user", "content": transcript},
     ])
 }
 
@@ -225,7 +234,7 @@ pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) 
         None => {
             let mut jsonl = String::new();
             for u in &data.golden {
-                let mut m = messages(u);
+                let mut m = messages(u, cfg.itn);
                 m.as_array_mut()
                     .expect("an array")
                     .push(json!({"role": "assistant", "content": u.minutes}));
@@ -285,7 +294,7 @@ pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) 
     );
     let vid = version["id"].as_str().unwrap_or_default().to_string();
     let swap_s = if promoted { Some(wait_swap(&api, &base, &vid)?) } else { None };
-    let samples = samples(&api, &base, &vid, &data.golden[..data.golden.len().min(3)])?;
+    let samples = samples(&api, &base, &vid, &data.golden[..data.golden.len().min(3)], cfg.itn)?;
 
     let eval = &version["eval"]["summary"];
     let metric = |side: &str, m: &str| eval[side]["metrics"][m].as_f64();
@@ -316,7 +325,12 @@ pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) 
         "wer_before": wer_before,
         "wer_after": wer_after,
         "wer_relative_reduction": wer_before.zip(wer_after).map(|(b, a)| if b > 0.0 { (b - a) / b } else { 0.0 }),
-        "gate": {"decision": decision, "reasons": reasons, "checks": gate["checks"]},
+        "gate": {"decision": decision, "reasons": reasons, "checks": gate["checks"], "probe_checks": gate["probe_checks"]},
+        "probe": eval["probe"],
+        "evaluation": {"seconds": eval["seconds"], "full_evaluations": eval["full_evaluations"]},
+        "training_mix": job["training_mix"],
+        "general_rows_used": version["manifest"]["general_replay"]["row_ids"].as_array().map(Vec::len),
+        "itn": cfg.itn,
         "promoted": promoted,
         "hot_swap_seconds": swap_s,
         "samples": samples,
@@ -353,7 +367,7 @@ fn post_corrections(
     let (job, curation) = if cfg.documents {
         documents::post(api, block, &data.council, cfg, out)?
     } else {
-        post_feedback(api, block)?
+        post_feedback(api, block, cfg.itn)?
     };
     let job = match job {
         Some(j) => j,
@@ -368,7 +382,7 @@ fn post_corrections(
 }
 
 /// Posts `block` as JSON feedback, 50 per request.
-fn post_feedback(api: &Api, block: &[Utterance]) -> Result<(Option<String>, Value)> {
+fn post_feedback(api: &Api, block: &[Utterance], itn: bool) -> Result<(Option<String>, Value)> {
     let n = block.len();
     let b = bar(n as u64, "curate  [{bar:30}] {pos}/{len} corrections {msg}");
     let (mut accepted, mut refused, mut duplicates) = (0u64, 0u64, 0u64);
@@ -379,7 +393,7 @@ fn post_feedback(api: &Api, block: &[Utterance]) -> Result<(Option<String>, Valu
             .iter()
             .map(|u| {
                 json!({
-                    "messages": messages(u),
+                    "messages": messages(u, itn),
                     "correction": u.minutes,
                     "source": "demo",
                     "metadata": {"session": u.session, "utterance": u.index, "kind": u.kind},
@@ -522,11 +536,16 @@ fn wait_swap(api: &Api, base: &str, version: &str) -> Result<f64> {
 }
 
 /// Answers of the base model and of the new version to a few golden prompts.
-fn samples(api: &Api, base: &str, version: &str, golden: &[Utterance]) -> Result<Vec<Value>> {
+fn samples(
+    api: &Api,
+    base: &str,
+    version: &str,
+    golden: &[Utterance],
+    itn: bool,
+) -> Result<Vec<Value>> {
     // A sample the model cannot answer (a prompt over its context) says why.
     let answer = |model: &str, u: &Utterance| -> Result<String> {
-        let body =
-            json!({"model": model, "messages": messages(u), "temperature": 0, "max_tokens": 160});
+        let body = json!({"model": model, "messages": messages(u, itn), "temperature": 0, "max_tokens": 160});
         Ok(match api.post("/v1/chat/completions", body) {
             Ok(r) => {
                 r["choices"][0]["message"]["content"].as_str().unwrap_or_default().trim().into()

@@ -602,9 +602,10 @@ fn session(c: &Council, seed: u64, i: usize) -> Session {
         &[
             "buenas tardes".into(),
             format!(
-                "se abre la sesión {kind} del pleno del día {} de {}",
+                "se abre la sesión {kind} del pleno del día {} de {} de {}",
                 spanish_number(day),
-                MONTHS[month]
+                MONTHS[month],
+                spanish_number(year)
             ),
             format!("siendo las {}", time_words(h, m)),
         ],
