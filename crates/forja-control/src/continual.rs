@@ -92,7 +92,8 @@ mod tests {
         let h = history(100);
         let p = LearningPolicy::default();
         // (policy, new, champion) → (replayed, general rows, warm start)
-        let cases: Vec<(LearningPolicy, u64, Option<&str>, usize, u64, Option<&str>)> = vec![
+        type Case<'a> = (LearningPolicy, u64, Option<&'a str>, usize, u64, Option<&'a str>);
+        let cases: Vec<Case<'_>> = vec![
             (p.clone(), 40, Some("v1"), 20, 15, Some("v1")),
             (p.clone(), 40, None, 20, 15, None),
             (LearningPolicy { history_replay: 0.0, ..p.clone() }, 40, None, 0, 10, None),

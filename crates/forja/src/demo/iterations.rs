@@ -112,6 +112,8 @@ fn font() -> Option<&'static str> {
     })
 }
 
+type Points = [(f64, f64)];
+
 /// Draws the metrics over iterations: golden WER and fact fidelity of the
 /// serving model (iteration 0 is the base model) and the candidates'
 /// general-probe accuracy. Returns whether labels could be drawn.
@@ -152,10 +154,10 @@ pub fn chart(path: &Path, reports: &[Value], rows: &[Value]) -> Result<bool> {
             mesh.disable_x_axis().disable_y_axis();
         }
         mesh.draw()?;
-        let lines: [(&str, &[(f64, f64)], RGBColor); 3] = [
-            ("golden WER (serving model)", &wer, RGBColor(200, 40, 40)),
-            ("fact fidelity (serving model)", &facts, RGBColor(30, 100, 200)),
-            ("general probe accuracy (candidate)", &probe, RGBColor(40, 150, 60)),
+        let lines: [(&str, &Points, RGBColor); 3] = [
+            ("golden WER (serving model)", &wer[..], RGBColor(200, 40, 40)),
+            ("fact fidelity (serving model)", &facts[..], RGBColor(30, 100, 200)),
+            ("general probe accuracy (candidate)", &probe[..], RGBColor(40, 150, 60)),
         ];
         for (name, pts, color) in lines {
             c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
