@@ -362,3 +362,41 @@ fn demo_with_corrections_as_documents_drafts_corrects_and_trains_over_http() {
         c["curated"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn demo_iterations_replay_earlier_corrections_and_chart_the_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec { context: 1024, ..Spec::llama() };
+    let model = tmp.path().join("tiny.gguf");
+    fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    let data = tmp.path().join("data");
+    let m = model.to_str().unwrap().to_string();
+    let mut args = vec!["up", "--port", "0", "--data-dir", data.to_str().unwrap()];
+    args.extend(["--model", &m, "--tick-ms", "200", "-t", "1", "--embedding-model", "none"]);
+    args.extend(["--demo", "--iterations", "2", "--exit-after-loop", "--demo-corrections", "16"]);
+    args.extend(["--demo-golden", "4", "--demo-epochs", "1", "--demo-lora-r", "4"]);
+    let o = common::forja_cmd(&args).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let it: Value =
+        serde_json::from_slice(&std::fs::read(data.join("demo/iterations.json")).unwrap()).unwrap();
+    let rows = it["iterations"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{it}");
+    assert_eq!(rows[0]["examples"]["replayed"], 0, "{it}");
+    let new = rows[1]["examples"]["new"].as_u64().unwrap();
+    assert!(new > 0, "{it}");
+    // Half as many earlier corrections as new ones are replayed.
+    assert_eq!(
+        rows[1]["examples"]["replayed"].as_u64().unwrap(),
+        (new as f64 * 0.5).round() as u64,
+        "{it}"
+    );
+    for r in rows {
+        assert!(r["serving"]["wer"].is_number() && r["probe"]["base"].is_number(), "{r}");
+        assert!(r["evaluation_seconds"].is_number(), "{r}");
+    }
+    let png = std::fs::read(data.join("demo/iterations.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    let md = std::fs::read_to_string(data.join("demo/iterations.md")).unwrap();
+    assert!(md.contains("| 2 |"), "{md}");
+}

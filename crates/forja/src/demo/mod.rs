@@ -162,6 +162,9 @@ struct Data {
     golden: Vec<Utterance>,
 }
 
+/// Golden utterances taken from each golden session.
+const GOLDEN_PER_SESSION: usize = 4;
+
 fn data(cfg: &DemoConfig) -> Data {
     let council = demo::council(cfg.seed);
     let (mut train, mut golden) = (Vec::new(), Vec::new());
@@ -169,7 +172,21 @@ fn data(cfg: &DemoConfig) -> Data {
     for s in demo::sessions(&council, cfg.seed, 400) {
         match demo::split_of(&s.id) {
             Split::Train => train.extend(s.utterances),
-            Split::Golden if golden.len() < cfg.golden => golden.extend(s.utterances),
+            // A few utterances of each golden session, spread over the
+            // session, so the golden set reaches sessions with the speakers
+            // and topics that later iterations bring.
+            Split::Golden if golden.len() < cfg.golden => {
+                let n = s.utterances.len();
+                let picks: Vec<usize> =
+                    (0..GOLDEN_PER_SESSION).map(|j| j * n / GOLDEN_PER_SESSION).collect();
+                golden.extend(
+                    s.utterances
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| picks.contains(i))
+                        .map(|(_, u)| u),
+                );
+            }
             _ => {}
         }
     }

@@ -32,14 +32,40 @@ pub struct Member {
 }
 
 /// One fictional municipality and its members (the mayor first, the
-/// secretary second).
+/// secretary second), and the councillors who replace some of them later
+/// (so later sessions bring speakers earlier ones never had).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Council {
     /// Its name.
     pub municipality: String,
-    /// Mayor, secretary, councillors.
+    /// Mayor, secretary, councillors, as the first session has them.
     pub members: Vec<Member>,
+    /// (first session, index in `members` replaced, the newcomer).
+    pub newcomers: Vec<(usize, usize, Member)>,
 }
+
+impl Council {
+    /// The members at session `i` (newcomers in their predecessors' seats).
+    pub fn roster(&self, i: usize) -> Vec<Member> {
+        let mut r = self.members.clone();
+        for (from, seat, m) in &self.newcomers {
+            if i >= *from {
+                r[*seat] = m.clone();
+            }
+        }
+        r
+    }
+
+    /// Everyone who ever sits on the council.
+    pub fn everyone(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().chain(self.newcomers.iter().map(|(_, _, m)| m))
+    }
+}
+
+/// Sessions at which a newcomer takes a seat (seats 2, 3, 4 in turn).
+pub const NEWCOMERS_FROM: [usize; 3] = [45, 75, 105];
+/// The first session whose agenda may carry [`NEW_TOPICS`].
+pub const NEW_TOPICS_FROM: usize = 60;
 
 /// One utterance of a session, in both forms.
 #[derive(Debug, Clone, PartialEq)]
@@ -375,15 +401,16 @@ pub fn council(seed: u64) -> Council {
     let mut used = std::collections::HashSet::new();
     let mut members = Vec::new();
     let mut areas: Vec<&str> = AREAS.to_vec();
+    let mut new_name = |rng: &mut Rng, female: bool| loop {
+        let first = if female { rng.pick(&WOMEN) } else { rng.pick(&MEN) };
+        let name = format!("{first} {}", rng.pick(&SURNAMES));
+        if used.insert(name.clone()) {
+            break name;
+        }
+    };
     for i in 0..n {
         let female = rng.chance(0.5);
-        let name = loop {
-            let first = if female { rng.pick(&WOMEN) } else { rng.pick(&MEN) };
-            let name = format!("{first} {}", rng.pick(&SURNAMES));
-            if used.insert(name.clone()) {
-                break name;
-            }
-        };
+        let name = new_name(&mut rng, female);
         let (role, group) = match i {
             0 => (
                 if female { "alcaldesa" } else { "alcalde" }.to_string(),
@@ -401,24 +428,45 @@ pub fn council(seed: u64) -> Council {
                 (format!("{c} de {area}"), g)
             }
         };
-        let mut misspellings = Vec::new();
-        for _ in 0..6 {
-            let m = misspell(&name, &mut rng);
-            if m != name.to_lowercase() && !misspellings.contains(&m) {
-                misspellings.push(m);
-            }
-            if misspellings.len() == 2 {
-                break;
-            }
-        }
+        let misspellings = misspellings(&name, &mut rng);
         members.push(Member { name, role, group, misspellings, female });
     }
-    Council { municipality: town, members }
+    // Drawn after the founding members, so those never change.
+    let newcomers = NEWCOMERS_FROM
+        .iter()
+        .enumerate()
+        .map(|(k, &from)| {
+            let seat = 2 + k;
+            let female = rng.chance(0.5);
+            let name = new_name(&mut rng, female);
+            let old = &members[seat];
+            let area = old.role.split_once(" de ").map_or("Hacienda", |(_, a)| a);
+            let role = format!("{} de {area}", if female { "concejala" } else { "concejal" });
+            let misspellings = misspellings(&name, &mut rng);
+            (from, seat, Member { name, role, group: old.group.clone(), misspellings, female })
+        })
+        .collect();
+    Council { municipality: town, members, newcomers }
+}
+
+/// Two distinct ASR misspellings of `name` (fewer when it has few).
+fn misspellings(name: &str, rng: &mut Rng) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..6 {
+        let m = misspell(name, rng);
+        if m != name.to_lowercase() && !out.contains(&m) {
+            out.push(m);
+        }
+        if out.len() == 2 {
+            break;
+        }
+    }
+    out
 }
 
 /// Canonical names of the officials: public in minutes, not PII.
 pub fn public_names(council: &Council) -> Vec<String> {
-    council.members.iter().map(|m| m.name.clone()).collect()
+    council.everyone().map(|m| m.name.clone()).collect()
 }
 
 /// (transcript, minutes, has an amount) agenda topics.
@@ -455,6 +503,18 @@ const TOPICS: [(&str, &str); 14] = [
         "Convenio con la Diputación para el centro de día",
     ),
     ("cuenta general del ejercicio anterior", "Cuenta general del ejercicio anterior"),
+];
+
+/// Agenda topics that appear only from session [`NEW_TOPICS_FROM`] on.
+const NEW_TOPICS: [(&str, &str); 5] = [
+    (
+        "instalación de placas solares en los edificios municipales",
+        "Instalación de placas solares en los edificios municipales",
+    ),
+    ("creación del carril bici de la ronda norte", "Creación del carril bici de la Ronda Norte"),
+    ("adhesión a la red de ciudades por el clima", "Adhesión a la Red de Ciudades por el Clima"),
+    ("plan municipal de vivienda joven", "Plan municipal de vivienda joven"),
+    ("digitalización del registro municipal", "Digitalización del Registro Municipal"),
 ];
 
 /// Proposals: transcript and minutes templates; `{N}` is a number (spoken /
@@ -590,9 +650,10 @@ fn session(c: &Council, seed: u64, i: usize) -> Session {
     let day = rng.range(1, 28);
     let date = format!("{year}-{:02}-{day:02}", month + 1);
     let id = format!("pleno-{date}-{i:03}");
-    let mayor = &c.members[0];
-    let secretary = &c.members[1];
-    let councillors = &c.members[2..];
+    let roster = c.roster(i);
+    let mayor = &roster[0];
+    let secretary = &roster[1];
+    let councillors = &roster[2..];
     let mut out: Vec<(&Member, &'static str, String, String, Vec<&'static str>)> = Vec::new();
 
     let (h, m) = (rng.range(17, 20), *rng.pick(&[0u64, 0, 15, 30, 45]));
@@ -619,9 +680,14 @@ fn session(c: &Council, seed: u64, i: usize) -> Session {
     out.push((mayor, "opening", t, mins, vec![]));
 
     let items = 2 + rng.below(3);
-    let mut topics: Vec<usize> = (0..TOPICS.len()).collect();
+    let agenda: Vec<(&str, &str)> = TOPICS
+        .iter()
+        .chain(if i >= NEW_TOPICS_FROM { &NEW_TOPICS[..] } else { &[] })
+        .copied()
+        .collect();
+    let mut topics: Vec<usize> = (0..agenda.len()).collect();
     for (k, ordinal) in ORDINALS.iter().enumerate().take(items) {
-        let (tt, tm) = TOPICS[topics.remove(rng.below(topics.len()))];
+        let (tt, tm) = agenda[topics.remove(rng.below(topics.len()))];
         let amount = rng.chance(0.4).then(|| rng.range(5, 400) * 1000);
         let (mut t, mut m) = (format!("punto {ordinal} {tt}"), format!("Punto {}. {tm}", k + 1));
         if let Some(a) = amount {
@@ -697,7 +763,7 @@ fn session(c: &Council, seed: u64, i: usize) -> Session {
             out.push((secretary, "citizen", t, m, pii));
         }
 
-        let present = c.members.len() as u64 - 1;
+        let present = roster.len() as u64 - 1;
         let favour = rng.range(0, present);
         let against = rng.range(0, present - favour);
         let abst = present - favour - against;
@@ -804,6 +870,27 @@ mod tests {
     }
 
     #[test]
+    fn later_sessions_bring_new_speakers_and_topics() {
+        let c = council(7);
+        let all = sessions(&c, 7, 140);
+        for (k, (from, seat, m)) in c.newcomers.iter().enumerate() {
+            assert_eq!(*from, NEWCOMERS_FROM[k]);
+            assert!(c.members.iter().all(|x| x.name != m.name), "{} is new", m.name);
+            assert_eq!(c.roster(*from)[*seat].name, m.name);
+            assert_eq!(m.group, c.members[*seat].group, "a substitute keeps the seat's group");
+            let speaks = |s: &Session| s.utterances.iter().any(|u| u.speaker == m.name);
+            assert!(all[..*from].iter().all(|s| !speaks(s)), "{} before {from}", m.name);
+            assert!(all[*from..].iter().any(speaks), "{} never speaks", m.name);
+        }
+        let new_topic = |s: &Session| {
+            s.utterances.iter().any(|u| NEW_TOPICS.iter().any(|(t, _)| u.transcript.contains(t)))
+        };
+        assert!(all[..NEW_TOPICS_FROM].iter().all(|s| !new_topic(s)));
+        assert!(all[NEW_TOPICS_FROM..].iter().filter(|s| new_topic(s)).count() > 10);
+        assert!(public_names(&c).contains(&c.newcomers[0].2.name));
+    }
+
+    #[test]
     fn transcripts_are_asr_and_minutes_are_clean() {
         let c = council(3);
         let scrub =
@@ -833,7 +920,7 @@ mod tests {
             // Officials' names stay in the minutes.
             let out = scrub.scrub(m, &mut DocScrub::default()).text;
             assert_eq!(out, *m, "allow-listed minutes changed");
-            if let Some(mem) = c.members.iter().find(|x| x.name == u.speaker) {
+            if let Some(mem) = c.everyone().find(|x| x.name == u.speaker) {
                 if mem.misspellings.iter().any(|v| t.contains(v.as_str())) {
                     misspelled += 1;
                 }

@@ -120,7 +120,7 @@ pub fn edit(
 pub fn fix_names(text: &str, council: &Council) -> Option<String> {
     let mut words: Vec<String> = text.split_whitespace().map(String::from).collect();
     let mut changed = false;
-    for m in &council.members {
+    for m in council.everyone() {
         let right: Vec<&str> = m.name.split(' ').collect();
         let plain = strip_accents(&m.name.to_lowercase());
         for variant in m.misspellings.iter().chain(std::iter::once(&plain)) {
