@@ -18,10 +18,16 @@ CARGO ?= cargo
 # One iteration of the learning loop on the demo tenant (about 25 minutes on
 # 2 CPU cores), then the node keeps serving the API and the web UI until
 # Ctrl-C; the report is in $(DEMO_DIR)/demo/report.md. Each run is one more
-# iteration on new corrections. DEMO_FLAGS=--exit-after-loop exits instead.
+# iteration on new corrections. DEMO_FLAGS=--exit-after-loop exits instead;
+# DEMO_FLAGS="--iterations 3" runs three and charts them (the chart's labels
+# use Debian's DejaVu font, installed here when missing).
 DEMO_DIR ?= $(HOME)/.local/share/forja
 DEMO_FLAGS ?=
 run: build
+	@[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends fonts-dejavu-core >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends fonts-dejavu-core >/dev/null; } \
+		|| echo "make: no fonts-dejavu-core: the demo's chart will have no labels"; }
 	./target/release/forja models install default minilm
 	./target/release/forja up --demo --data-dir "$(DEMO_DIR)" $(DEMO_FLAGS)
 

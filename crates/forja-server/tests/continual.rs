@@ -227,9 +227,9 @@ fn three_iterations_warm_start_replay_and_evaluate_the_champion_once() {
 #[test]
 fn a_candidate_that_forgets_the_general_probe_is_rejected() {
     let b = Bed::with_model(pretrained(), |c| c.workers = 1);
-    // The default probe rule; narrow training makes the model forget.
-    let key =
-        b.tenant("acme", settings(Some("min_improvement = 0.0\nmax_regression = 1.0"), 8, 40.0));
+    // A strict probe rule; narrow training makes the model forget.
+    let policy = "min_improvement = 0.0\nmax_regression = 1.0\nprobe_max_logprob_drop = 0.25";
+    let key = b.tenant("acme", settings(Some(policy), 8, 40.0));
     let r = b.call(
         "POST",
         "/v1/registry/golden?name=g.jsonl",
