@@ -16,6 +16,9 @@
 //!   horas`); a duration (`durante dos horas`) stays a count (`2 horas`);
 //! - `por ciento` after a number → `%`.
 //!
+//! [`spell`] is the inverse (numbers as spoken), which the demo's generator
+//! uses.
+//!
 //! What it leaves: `un`, `una`, `uno` alone (articles far more often than
 //! numbers), ordinals (`primero`), decimals spoken with `coma` (ambiguous
 //! with the word), and everything that is not a number. Words are matched
@@ -189,7 +192,8 @@ fn number_at(toks: &[Tok<'_>], i: usize) -> Option<(u64, usize)> {
     best
 }
 
-fn dotted(n: u64) -> String {
+/// `n` with thousands dots: 120000 → `120.000`.
+pub fn dotted(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (k, c) in s.chars().enumerate() {
@@ -280,6 +284,101 @@ pub fn spanish(text: &str) -> String {
     out
 }
 
+/// Spanish number words, as [`spell`] writes them.
+const UNITS: [&str; 30] = [
+    "cero",
+    "uno",
+    "dos",
+    "tres",
+    "cuatro",
+    "cinco",
+    "seis",
+    "siete",
+    "ocho",
+    "nueve",
+    "diez",
+    "once",
+    "doce",
+    "trece",
+    "catorce",
+    "quince",
+    "dieciséis",
+    "diecisiete",
+    "dieciocho",
+    "diecinueve",
+    "veinte",
+    "veintiuno",
+    "veintidós",
+    "veintitrés",
+    "veinticuatro",
+    "veinticinco",
+    "veintiséis",
+    "veintisiete",
+    "veintiocho",
+    "veintinueve",
+];
+const TENS: [&str; 10] =
+    ["", "", "", "treinta", "cuarenta", "cincuenta", "sesenta", "setenta", "ochenta", "noventa"];
+const HUNDREDS: [&str; 10] = [
+    "",
+    "ciento",
+    "doscientos",
+    "trescientos",
+    "cuatrocientos",
+    "quinientos",
+    "seiscientos",
+    "setecientos",
+    "ochocientos",
+    "novecientos",
+];
+
+fn below_thousand(n: u64) -> String {
+    let (h, r) = (n / 100, n % 100);
+    let rest = match r {
+        0 => String::new(),
+        1..=29 => UNITS[r as usize].to_string(),
+        _ if r % 10 == 0 => TENS[(r / 10) as usize].to_string(),
+        _ => format!("{} y {}", TENS[(r / 10) as usize], UNITS[(r % 10) as usize]),
+    };
+    match (h, r) {
+        (0, _) => rest,
+        (1, 0) => "cien".into(),
+        (_, 0) => HUNDREDS[h as usize].into(),
+        _ => format!("{} {rest}", HUNDREDS[h as usize]),
+    }
+}
+
+/// `n` (0..=999 999) in Spanish words, as spoken: the inverse of
+/// [`spanish`] (the demo's generator speaks its numbers with it).
+pub fn spell(n: u64) -> String {
+    assert!(n < 1_000_000, "spell covers 0..=999999");
+    if n == 0 {
+        return "cero".into();
+    }
+    let (th, r) = (n / 1000, n % 1000);
+    let thousands = match th {
+        0 => String::new(),
+        1 => "mil".into(),
+        _ => {
+            // "uno" is shortened before "mil": veintiún mil, ciento un mil.
+            let w = below_thousand(th);
+            let w = match w.strip_suffix("veintiuno") {
+                Some(p) => format!("{p}veintiún"),
+                None => match w.strip_suffix("uno") {
+                    Some(p) => format!("{p}un"),
+                    None => w,
+                },
+            };
+            format!("{w} mil")
+        }
+    };
+    match (thousands.is_empty(), r) {
+        (true, _) => below_thousand(r),
+        (false, 0) => thousands,
+        (false, _) => format!("{thousands} {}", below_thousand(r)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,96 +423,38 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_words() {
+        for (n, w) in [
+            (0, "cero"),
+            (1, "uno"),
+            (15, "quince"),
+            (16, "dieciséis"),
+            (21, "veintiuno"),
+            (30, "treinta"),
+            (31, "treinta y uno"),
+            (100, "cien"),
+            (101, "ciento uno"),
+            (115, "ciento quince"),
+            (500, "quinientos"),
+            (999, "novecientos noventa y nueve"),
+            (1000, "mil"),
+            (1001, "mil uno"),
+            (2021, "dos mil veintiuno"),
+            (21_000, "veintiún mil"),
+            (101_000, "ciento un mil"),
+            (120_000, "ciento veinte mil"),
+            (999_999, "novecientos noventa y nueve mil novecientos noventa y nueve"),
+        ] {
+            assert_eq!(spell(n), w, "{n}");
+        }
+        assert_eq!(dotted(120_000), "120.000");
+        assert_eq!(dotted(5000), "5.000");
+    }
+
+    #[test]
     fn it_agrees_with_a_speller_over_the_range() {
         // Every number up to a million, spelled as the demo's transcripts
         // do, comes back as itself.
-        fn below_thousand(n: u64) -> String {
-            const U: [&str; 30] = [
-                "",
-                "uno",
-                "dos",
-                "tres",
-                "cuatro",
-                "cinco",
-                "seis",
-                "siete",
-                "ocho",
-                "nueve",
-                "diez",
-                "once",
-                "doce",
-                "trece",
-                "catorce",
-                "quince",
-                "dieciséis",
-                "diecisiete",
-                "dieciocho",
-                "diecinueve",
-                "veinte",
-                "veintiuno",
-                "veintidós",
-                "veintitrés",
-                "veinticuatro",
-                "veinticinco",
-                "veintiséis",
-                "veintisiete",
-                "veintiocho",
-                "veintinueve",
-            ];
-            const T: [&str; 10] = [
-                "",
-                "",
-                "",
-                "treinta",
-                "cuarenta",
-                "cincuenta",
-                "sesenta",
-                "setenta",
-                "ochenta",
-                "noventa",
-            ];
-            const H: [&str; 10] = [
-                "",
-                "ciento",
-                "doscientos",
-                "trescientos",
-                "cuatrocientos",
-                "quinientos",
-                "seiscientos",
-                "setecientos",
-                "ochocientos",
-                "novecientos",
-            ];
-            let (h, r) = (n / 100, n % 100);
-            let rest = match r {
-                0 => String::new(),
-                1..=29 => U[r as usize].into(),
-                _ if r % 10 == 0 => T[(r / 10) as usize].into(),
-                _ => format!("{} y {}", T[(r / 10) as usize], U[(r % 10) as usize]),
-            };
-            match (h, r) {
-                (0, _) => rest,
-                (1, 0) => "cien".into(),
-                (_, 0) => H[h as usize].into(),
-                _ => format!("{} {rest}", H[h as usize]),
-            }
-        }
-        fn spell(n: u64) -> String {
-            let (th, r) = (n / 1000, n % 1000);
-            let t = match th {
-                0 => String::new(),
-                1 => "mil".into(),
-                _ => format!(
-                    "{} mil",
-                    below_thousand(th).replace("veintiuno", "veintiún").replace("uno", "un")
-                ),
-            };
-            [t, below_thousand(r)]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
         for n in (2..1_000_000).step_by(7).chain([1000, 21_000, 101_000, 999_999]) {
             let want = if n >= 10_000 { dotted(n) } else { n.to_string() };
             assert_eq!(spanish(&spell(n)), want, "{n}: {}", spell(n));

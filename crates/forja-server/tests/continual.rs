@@ -74,6 +74,17 @@ fn golden() -> String {
         .collect()
 }
 
+fn upload_golden(b: &Bed, key: &str) {
+    let r = b.call(
+        "POST",
+        "/v1/registry/golden?name=g.jsonl",
+        key,
+        &[("content-type", "application/jsonl")],
+        golden().into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// One iteration: `n` new examples from `first`, trained now; the job's
 /// id once its version is registered.
 fn iteration(b: &Bed, key: &str, first: usize, n: usize) -> String {
@@ -137,14 +148,7 @@ fn three_iterations_warm_start_replay_and_evaluate_the_champion_once() {
             "min_improvement = 0.0\nmax_regression = 1.0\nprobe_max_drop = 1.0\nprobe_max_logprob_drop = 100.0",
         ), 4, 20.0),
     );
-    let r = b.call(
-        "POST",
-        "/v1/registry/golden?name=g.jsonl",
-        &key,
-        &[("content-type", "application/jsonl")],
-        golden().into(),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    upload_golden(&b, &key);
 
     let mut jobs = Vec::new();
     for k in 0..3 {
@@ -230,14 +234,7 @@ fn a_candidate_that_forgets_the_general_probe_is_rejected() {
     // A strict probe rule; narrow training makes the model forget.
     let policy = "min_improvement = 0.0\nmax_regression = 1.0\nprobe_max_logprob_drop = 0.25";
     let key = b.tenant("acme", settings(Some(policy), 8, 40.0));
-    let r = b.call(
-        "POST",
-        "/v1/registry/golden?name=g.jsonl",
-        &key,
-        &[("content-type", "application/jsonl")],
-        golden().into(),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    upload_golden(&b, &key);
     let job = iteration(&b, &key, 0, 24);
     let v = version_of(&b, &key, &job).unwrap();
     let checks = v["gate"]["probe_checks"].as_array().unwrap();

@@ -48,17 +48,6 @@ fn wait_version(s: &Server, k: &str, job: &str) -> Value {
     v.unwrap()
 }
 
-fn events(s: &Server, k: &str, id: &str) -> Vec<String> {
-    let (_, ev) = get(s, &format!("/v1/fine_tuning/jobs/{id}/events?limit=1000"), k);
-    ev["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn ids(v: &Value) -> BTreeSet<i64> {
     v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }

@@ -14,6 +14,7 @@ use common::server::*;
 use common::{forja, stderr, tiny_gguf};
 use forja_engine::fixtures::{self, Spec};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -275,21 +276,28 @@ fn kill_9_of_forja_up_during_demo_training_resumes_and_completes_the_loop() {
     );
 }
 
-#[test]
-fn demo_with_corrections_as_documents_drafts_corrects_and_trains_over_http() {
-    let tmp = tempfile::tempdir().unwrap();
+/// `forja up --demo --exit-after-loop` on a tiny model with `flags`; the
+/// data directory (in `tmp`).
+fn demo_up(tmp: &Path, flags: &[&str]) -> PathBuf {
     let spec = Spec { context: 1024, ..Spec::llama() };
-    let model = tmp.path().join("tiny.gguf");
+    let model = tmp.join("tiny.gguf");
     fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
-    let data = tmp.path().join("data");
+    let data = tmp.join("data");
     let m = model.to_str().unwrap().to_string();
     let mut args = vec!["up", "--port", "0", "--data-dir", data.to_str().unwrap()];
     args.extend(["--model", &m, "--tick-ms", "200", "-t", "1", "--embedding-model", "none"]);
-    args.extend(["--demo", "--demo-documents", "--exit-after-loop", "--demo-corrections", "24"]);
-    args.extend(["--demo-golden", "4", "--demo-epochs", "1", "--demo-lora-r", "4"]);
+    args.extend(["--demo", "--exit-after-loop", "--demo-golden", "4", "--demo-epochs", "1"]);
+    args.extend(["--demo-lora-r", "4"]);
+    args.extend(flags);
     let o = common::forja_cmd(&args).output().unwrap();
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
+    assert!(o.status.success(), "{}", stderr(&o));
+    data
+}
+
+#[test]
+fn demo_with_corrections_as_documents_drafts_corrects_and_trains_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = demo_up(tmp.path(), &["--demo-documents", "--demo-corrections", "24"]);
 
     let report: Value =
         serde_json::from_slice(&std::fs::read(data.join("demo/report.json")).unwrap()).unwrap();
@@ -366,18 +374,7 @@ fn demo_with_corrections_as_documents_drafts_corrects_and_trains_over_http() {
 #[test]
 fn demo_iterations_replay_earlier_corrections_and_chart_the_loop() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = Spec { context: 1024, ..Spec::llama() };
-    let model = tmp.path().join("tiny.gguf");
-    fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
-    let data = tmp.path().join("data");
-    let m = model.to_str().unwrap().to_string();
-    let mut args = vec!["up", "--port", "0", "--data-dir", data.to_str().unwrap()];
-    args.extend(["--model", &m, "--tick-ms", "200", "-t", "1", "--embedding-model", "none"]);
-    args.extend(["--demo", "--iterations", "2", "--exit-after-loop", "--demo-corrections", "16"]);
-    args.extend(["--demo-golden", "4", "--demo-epochs", "1", "--demo-lora-r", "4"]);
-    let o = common::forja_cmd(&args).output().unwrap();
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
+    let data = demo_up(tmp.path(), &["--iterations", "2", "--demo-corrections", "16"]);
     let it: Value =
         serde_json::from_slice(&std::fs::read(data.join("demo/iterations.json")).unwrap()).unwrap();
     let rows = it["iterations"].as_array().unwrap();

@@ -240,17 +240,6 @@ fn long_job(s: &Server, k: &str, model: &Path) -> String {
     j["id"].as_str().unwrap().to_string()
 }
 
-fn events(s: &Server, k: &str, id: &str) -> Vec<String> {
-    let (_, ev) = get(s, &format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), k);
-    ev["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_killed_remote_worker_is_replaced_and_the_job_resumes_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();

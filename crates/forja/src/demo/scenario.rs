@@ -12,6 +12,7 @@
 //! Randomness is a hand-written splitmix64 so the output never changes with
 //! a dependency's version: the same seed gives the same sessions forever.
 
+use forja_docs::itn::{dotted as with_dots, spell as spanish_number};
 use forja_eval::metrics::MONTHS_ES as MONTHS;
 
 /// The instruction the demo's conversations start with.
@@ -148,112 +149,6 @@ impl Rng {
     pub(crate) fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[self.below(xs.len())]
     }
-}
-
-const UNITS: [&str; 30] = [
-    "cero",
-    "uno",
-    "dos",
-    "tres",
-    "cuatro",
-    "cinco",
-    "seis",
-    "siete",
-    "ocho",
-    "nueve",
-    "diez",
-    "once",
-    "doce",
-    "trece",
-    "catorce",
-    "quince",
-    "dieciséis",
-    "diecisiete",
-    "dieciocho",
-    "diecinueve",
-    "veinte",
-    "veintiuno",
-    "veintidós",
-    "veintitrés",
-    "veinticuatro",
-    "veinticinco",
-    "veintiséis",
-    "veintisiete",
-    "veintiocho",
-    "veintinueve",
-];
-const TENS: [&str; 10] =
-    ["", "", "", "treinta", "cuarenta", "cincuenta", "sesenta", "setenta", "ochenta", "noventa"];
-const HUNDREDS: [&str; 10] = [
-    "",
-    "ciento",
-    "doscientos",
-    "trescientos",
-    "cuatrocientos",
-    "quinientos",
-    "seiscientos",
-    "setecientos",
-    "ochocientos",
-    "novecientos",
-];
-
-fn below_thousand(n: u64) -> String {
-    let (h, r) = (n / 100, n % 100);
-    let rest = match r {
-        0 => String::new(),
-        1..=29 => UNITS[r as usize].to_string(),
-        _ if r % 10 == 0 => TENS[(r / 10) as usize].to_string(),
-        _ => format!("{} y {}", TENS[(r / 10) as usize], UNITS[(r % 10) as usize]),
-    };
-    match (h, r) {
-        (0, _) => rest,
-        (1, 0) => "cien".into(),
-        (_, 0) => HUNDREDS[h as usize].into(),
-        _ => format!("{} {rest}", HUNDREDS[h as usize]),
-    }
-}
-
-/// `n` (0..=999 999) in Spanish words, as spoken.
-pub fn spanish_number(n: u64) -> String {
-    assert!(n < 1_000_000, "spanish_number covers 0..=999999");
-    if n == 0 {
-        return "cero".into();
-    }
-    let (th, r) = (n / 1000, n % 1000);
-    let thousands = match th {
-        0 => String::new(),
-        1 => "mil".into(),
-        _ => {
-            // "uno" is shortened before "mil": veintiún mil, ciento un mil.
-            let w = below_thousand(th);
-            let w = match w.strip_suffix("veintiuno") {
-                Some(p) => format!("{p}veintiún"),
-                None => match w.strip_suffix("uno") {
-                    Some(p) => format!("{p}un"),
-                    None => w,
-                },
-            };
-            format!("{w} mil")
-        }
-    };
-    match (thousands.is_empty(), r) {
-        (true, _) => below_thousand(r),
-        (false, 0) => thousands,
-        (false, _) => format!("{thousands} {}", below_thousand(r)),
-    }
-}
-
-/// 120000 → "120.000".
-fn with_dots(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    out
 }
 
 const ORDINALS: [&str; 8] =
@@ -817,35 +712,6 @@ fn session(c: &Council, seed: u64, i: usize) -> Session {
 mod tests {
     use super::*;
     use forja_data::pii::{DocScrub, PiiConfig, Scrubber};
-
-    #[test]
-    fn numbers_in_words() {
-        for (n, w) in [
-            (0, "cero"),
-            (1, "uno"),
-            (15, "quince"),
-            (16, "dieciséis"),
-            (21, "veintiuno"),
-            (30, "treinta"),
-            (31, "treinta y uno"),
-            (100, "cien"),
-            (101, "ciento uno"),
-            (115, "ciento quince"),
-            (500, "quinientos"),
-            (999, "novecientos noventa y nueve"),
-            (1000, "mil"),
-            (1001, "mil uno"),
-            (2021, "dos mil veintiuno"),
-            (21_000, "veintiún mil"),
-            (101_000, "ciento un mil"),
-            (120_000, "ciento veinte mil"),
-            (999_999, "novecientos noventa y nueve mil novecientos noventa y nueve"),
-        ] {
-            assert_eq!(spanish_number(n), w, "{n}");
-        }
-        assert_eq!(with_dots(120_000), "120.000");
-        assert_eq!(with_dots(5000), "5.000");
-    }
 
     #[test]
     fn deterministic_and_split_by_session() {

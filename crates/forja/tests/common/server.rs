@@ -224,3 +224,15 @@ pub fn wait_job(s: &Server, key: &str, id: &str, want: &str, limit: Duration) ->
     );
     last
 }
+
+/// A job's event messages, oldest first.
+pub fn events(s: &Server, key: &str, id: &str) -> Vec<String> {
+    let (_, ev) = get(s, &format!("/v1/fine_tuning/jobs/{id}/events?limit=1000"), key);
+    ev["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
