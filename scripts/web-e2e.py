@@ -136,6 +136,9 @@ with sync_playwright() as p:
     expect(page.get_by_test_id("gate-report")).to_contain_text("wer")
     expect(page.get_by_test_id("sample").first).to_contain_text("quick dog")
     expect(page.get_by_test_id("lineage")).to_contain_text("ftjob-")
+    # Forgetting, measured: the general probe against the base model.
+    expect(page.get_by_test_id("probe-checks")).to_contain_text("accuracy")
+    expect(page.get_by_test_id("probe-checks")).to_contain_text("mean_logprob")
     gs = page.get_by_test_id("golden-sets")
     expect(gs).to_contain_text("g.jsonl")
     gs.get_by_role("button", name="Inspect", exact=True).first.click()

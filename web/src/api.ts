@@ -166,12 +166,21 @@ export interface EvalSide {
   subject?: string;
 }
 
+/** One general-probe comparison of the gate (candidate vs the base model). */
+export interface ProbeCheck {
+  measure: string;
+  candidate: number;
+  base: number;
+  passed: boolean;
+  rule: string;
+}
+
 /** A version's stored evaluation: the candidate, its baseline, the gate. */
 export interface EvalReport {
   version: string;
   candidate: EvalSide;
   baseline: EvalSide;
-  gate: { outcome: string; reasons: string[] } | null;
+  gate: { outcome: string; reasons: string[]; probe_checks?: ProbeCheck[] } | null;
 }
 
 export interface ChatMode {

@@ -76,6 +76,33 @@ export function GateReport({ version }: { version: string }) {
           ))}
         </tbody>
       </table>
+      {report.gate?.probe_checks && report.gate.probe_checks.length > 0 && (
+        <>
+          <h3>{t("probe")}</h3>
+          <table data-testid="probe-checks">
+            <thead>
+              <tr>
+                <th />
+                <th>{t("baseModel")}</th>
+                <th>{t("after")}</th>
+                <th>{t("rule")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {report.gate.probe_checks.map((c) => (
+                <tr key={c.measure}>
+                  <td>{c.measure}</td>
+                  <td>{c.base.toFixed(3)}</td>
+                  <td>{c.candidate.toFixed(3)}</td>
+                  <td>
+                    {c.passed ? "✓" : "✗"} {c.rule}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
       {lineage && (
         <>
           <h3>{t("lineage")}</h3>
