@@ -10,7 +10,7 @@
 //! (per-example results) are uploaded as an artifact so a dashboard can
 //! show before/after diffs.
 
-use crate::link::{write, Cached, EvalPlan, Lease, Link};
+use crate::link::{Cached, EvalPlan, Lease, Link};
 use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
 use forja_engine::lora::Adapter;
@@ -62,6 +62,7 @@ pub fn evaluate_job(
     lease: &Lease,
     plan: &EvalPlan,
     engine: &Engine,
+    base_sha: Option<&str>,
     embedder: Option<&Embedder>,
     dir: &Path,
     out: &Path,
@@ -74,7 +75,7 @@ pub fn evaluate_job(
         report_sha256: None,
         error: None,
     };
-    match run(link, lease, plan, engine, embedder, dir, out) {
+    match run(link, lease, plan, engine, base_sha, embedder, dir, out) {
         Ok((chosen, path, summary, sha)) => {
             record.chosen = Some(chosen);
             record.summary = summary;
@@ -103,15 +104,12 @@ pub const SUBSET: usize = 16;
 /// The fixed subset of `golden` checkpoints are compared on: the examples
 /// whose ids hash lowest (the same ones for every job on this version).
 pub fn subset(golden: &GoldenSet, n: usize) -> GoldenSet {
-    let mut keyed: Vec<(String, &forja_eval::GoldenExample)> =
-        golden.examples.iter().map(|e| (forja_store::sha256_hex(e.id.as_bytes()), e)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut picked: Vec<&forja_eval::GoldenExample> =
-        keyed.into_iter().take(n).map(|(_, e)| e).collect();
-    let order: std::collections::HashMap<&str, usize> =
-        golden.examples.iter().enumerate().map(|(i, e)| (e.id.as_str(), i)).collect();
-    picked.sort_by_key(|e| order[e.id.as_str()]);
-    GoldenSet { examples: picked.into_iter().cloned().collect(), sha256: golden.sha256.clone() }
+    let mut ranked: Vec<usize> = (0..golden.examples.len()).collect();
+    ranked.sort_by_cached_key(|&i| forja_store::sha256_hex(golden.examples[i].id.as_bytes()));
+    ranked.truncate(n);
+    ranked.sort_unstable();
+    let examples = ranked.into_iter().map(|i| golden.examples[i].clone()).collect();
+    GoldenSet { examples, sha256: golden.sha256.clone() }
 }
 
 /// A report an earlier job computed, if the plan offers one for `what`
@@ -130,12 +128,13 @@ fn reuse<T: serde::de::DeserializeOwned>(
     Some((r, c.from_version.clone()))
 }
 
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_arguments)]
 fn run(
     link: &dyn Link,
     lease: &Lease,
     plan: &EvalPlan,
     engine: &Engine,
+    base_sha: Option<&str>,
     embedder: Option<&Embedder>,
     dir: &Path,
     out: &Path,
@@ -144,7 +143,6 @@ fn run(
     let bytes = link.download(lease, &plan.golden_sha256)?;
     let golden = forja_eval::parse_golden(&plan.golden_set_id, &bytes)?;
     let opts = EvalOptions::default();
-    let base_sha = crate::worker::model_sha256(&engine.info().path);
     let mut evaluations = 0usize;
     let mut eval = |adapter: Option<&Adapter>, set: &GoldenSet| -> Result<EvalReport> {
         if set.examples.len() == golden.examples.len() {
@@ -158,14 +156,8 @@ fn run(
         .baseline_version
         .as_deref()
         .map_or("the base model".to_string(), |v| format!("champion {v}"));
-    let mut baseline = match reuse::<EvalReport>(
-        link,
-        lease,
-        plan,
-        Cached::Baseline,
-        base_sha.as_deref(),
-    )
-    .filter(|(r, _)| r.golden_sha256.as_deref() == Some(golden.sha256.as_str()))
+    let mut baseline = match reuse::<EvalReport>(link, lease, plan, Cached::Baseline, base_sha)
+        .filter(|(r, _)| r.golden_sha256.as_deref() == Some(golden.sha256.as_str()))
     {
         Some((r, from)) => {
             link.event(
@@ -180,20 +172,12 @@ fn run(
             r
         }
         None => {
-            let baseline_dir = dir.join("baseline");
             let baseline_adapter = if plan.baseline_files.is_empty() {
                 None
             } else {
-                for (name, sha) in &plan.baseline_files {
-                    if name.contains('/') || name.contains("..") {
-                        return Err(ControlError::invalid(
-                            "baseline",
-                            format!("bad file name `{name}`"),
-                        ));
-                    }
-                    write(&baseline_dir.join(name), &link.download(lease, sha)?)?;
-                }
-                Some(engine.load_adapter(&baseline_dir)?)
+                let files = &plan.baseline_files;
+                let dir = dir.join("baseline");
+                Some(crate::worker::fetch_adapter(link, lease, engine, files, &dir, "baseline")?)
             };
             link.event(
                 lease,
@@ -262,13 +246,12 @@ fn run(
     };
     // The general probe: forgetting, measured against the base model.
     let probe = forja_eval::probe::general();
-    let probe_base =
-        match reuse::<ProbeReport>(link, lease, plan, Cached::ProbeBase, base_sha.as_deref())
-            .filter(|(r, _)| r.sha256 == probe.sha256)
-        {
-            Some((r, _)) => r,
-            None => engine.install(|| forja_eval::probe::run(engine, None, probe))?,
-        };
+    let probe_base = match reuse::<ProbeReport>(link, lease, plan, Cached::ProbeBase, base_sha)
+        .filter(|(r, _)| r.sha256 == probe.sha256)
+    {
+        Some((r, _)) => r,
+        None => engine.install(|| forja_eval::probe::run(engine, None, probe))?,
+    };
     let probe_cand = engine.install(|| forja_eval::probe::run(engine, Some(&adapter), probe))?;
     link.event(
         lease,

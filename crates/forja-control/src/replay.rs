@@ -56,13 +56,11 @@ struct Cache {
 }
 
 /// `n` general rows for a job seeded `seed` (fewer when the set runs out
-/// of usable answers), generating and caching the base model's answers in
-/// `cache_dir` as needed.
-pub fn rows(engine: &Engine, n: usize, seed: u64, cache_dir: &Path) -> Result<Rows> {
+/// of usable answers), generating and caching the answers of `engine`'s
+/// base model (whose weights hash to `model`) in `cache_dir` as needed.
+pub fn rows(engine: &Engine, model: &str, n: usize, seed: u64, cache_dir: &Path) -> Result<Rows> {
     let mut order = prompts();
     order.sort_by_key(|p| sha256_hex(format!("{seed}/{}", p.id).as_bytes()));
-    let model =
-        crate::worker::model_sha256(&engine.info().path).unwrap_or_else(|| "unknown".into());
     let path =
         cache_dir.join(format!("{SET}-{}-{ANSWER_TOKENS}.json", &model[..model.len().min(16)]));
     let mut cache: Cache =
@@ -70,13 +68,14 @@ pub fn rows(engine: &Engine, n: usize, seed: u64, cache_dir: &Path) -> Result<Ro
     let mut out = Rows { lines: Vec::new(), ids: Vec::new() };
     let mut next = 0;
     while out.lines.len() < n && next < order.len() {
-        // Answer the next prompts not in the cache, a batch at a time.
-        let missing: Vec<&Prompt> = order[next..]
-            .iter()
-            .filter(|p| !cache.answers.contains_key(&p.id))
-            .take(BATCH)
-            .collect();
-        if !missing.is_empty() && !cache.answers.contains_key(&order[next].id) {
+        // A prompt not answered yet: answer it and the next ones not in
+        // the cache, a batch at a time.
+        if !cache.answers.contains_key(&order[next].id) {
+            let missing: Vec<&Prompt> = order[next..]
+                .iter()
+                .filter(|p| !cache.answers.contains_key(&p.id))
+                .take(BATCH)
+                .collect();
             let reqs = missing
                 .iter()
                 .map(|p| {

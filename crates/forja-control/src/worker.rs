@@ -246,20 +246,13 @@ fn train_leased(
         None => None,
     };
     let engine = models(&job.model)?;
-    let general = match job.mix.as_ref().map_or(0, |m| m.general_rows) {
-        0 => None,
-        n => Some(add_general_rows(link, lease, &engine, cfg, n, hp.seed, &train_path)?),
-    };
+    // Hashed once: the replay cache, the evaluation's reuse and the lineage use it.
+    let base_sha = model_sha256(&engine.info().path);
+    let general = add_general_rows(link, lease, &engine, cfg, base_sha.as_deref(), &train_path)?;
     let init = match &lease.init {
         Some(init) => {
-            let dir = dir.join("init");
-            for (name, sha) in &init.files {
-                if name.contains('/') || name.contains("..") {
-                    return Err(ControlError::invalid("init", format!("bad file name `{name}`")));
-                }
-                write(&dir.join(name), &link.download(lease, sha)?)?;
-            }
-            let adapter = engine.load_adapter(&dir)?;
+            let adapter =
+                fetch_adapter(link, lease, &engine, &init.files, &dir.join("init"), "init")?;
             if resume_from.is_none() {
                 link.event(
                     lease,
@@ -312,8 +305,16 @@ fn train_leased(
     )?;
     let (chosen, eval) = match &lease.eval {
         Some(ep) => {
-            let (path, rec) =
-                evaluate_job(link, lease, ep, &engine, cfg.embedder.as_deref(), &dir, &out)?;
+            let (path, rec) = evaluate_job(
+                link,
+                lease,
+                ep,
+                &engine,
+                base_sha.as_deref(),
+                cfg.embedder.as_deref(),
+                &dir,
+                &out,
+            )?;
             (path, Some(rec))
         }
         None => (out.clone(), None),
@@ -347,7 +348,7 @@ fn train_leased(
             last_loss: report.last_loss.is_finite().then_some(report.last_loss),
             seconds: report.seconds,
             eval,
-            base_sha256: model_sha256(&engine.info().path),
+            base_sha256: base_sha,
             code_commit: Some(crate::CODE_COMMIT.to_string()),
             general_replay: general,
             warm_started_from: lease.init.as_ref().map(|i| i.version.clone()),
@@ -355,20 +356,26 @@ fn train_leased(
     })
 }
 
-/// Appends the job's general replay rows to its training file; what was
-/// added, for the lineage (the rows are uploaded as an artifact).
-#[allow(clippy::too_many_arguments)]
+/// Appends the job's general replay rows (as many as its mix asks, chosen
+/// by its seed) to its training file; what was added, for the lineage
+/// (the rows are uploaded as an artifact). `None`: the mix asks for none.
 fn add_general_rows(
     link: &dyn Link,
     lease: &Lease,
     engine: &Engine,
     cfg: &WorkerConfig,
-    n: u64,
-    seed: u64,
+    base_sha: Option<&str>,
     train_path: &Path,
-) -> Result<GeneralReplayUse> {
+) -> Result<Option<GeneralReplayUse>> {
+    let n = lease.job.mix.as_ref().map_or(0, |m| m.general_rows);
+    let seed = lease.job.hyperparameters.as_ref().map_or(0, |h| h.seed);
+    if n == 0 {
+        return Ok(None);
+    }
     let t = Instant::now();
-    let rows = crate::replay::rows(engine, n as usize, seed, &cfg.work_dir.join("replay-cache"))?;
+    let cache = cfg.work_dir.join("replay-cache");
+    let rows =
+        crate::replay::rows(engine, base_sha.unwrap_or("unknown"), n as usize, seed, &cache)?;
     let mut bytes = Vec::new();
     for l in &rows.lines {
         bytes.extend_from_slice(l.to_string().as_bytes());
@@ -395,11 +402,30 @@ fn add_general_rows(
         ),
         None,
     )?;
-    Ok(GeneralReplayUse {
+    Ok(Some(GeneralReplayUse {
         set: crate::replay::SET.into(),
         rows_sha256: link.upload(lease, bytes)?,
         row_ids: rows.ids,
-    })
+    }))
+}
+
+/// Downloads an adapter's files (name → sha256) into `dir` and loads it;
+/// `what` names it in the error for a file name that is not a plain name.
+pub(crate) fn fetch_adapter(
+    link: &dyn Link,
+    lease: &Lease,
+    engine: &Engine,
+    files: &BTreeMap<String, String>,
+    dir: &Path,
+    what: &str,
+) -> Result<forja_engine::lora::Adapter> {
+    for (name, sha) in files {
+        if name.contains('/') || name.contains("..") {
+            return Err(ControlError::invalid(what, format!("bad file name `{name}`")));
+        }
+        write(&dir.join(name), &link.download(lease, sha)?)?;
+    }
+    Ok(engine.load_adapter(dir)?)
 }
 
 /// Reports one training event: progress, throttled metrics, uploaded

@@ -216,19 +216,15 @@ pub fn facts(text: &str) -> Vec<String> {
             continue;
         }
         let lower = core.to_lowercase();
-        if core.chars().any(|c| c.is_ascii_digit()) {
+        let digits = core.chars().any(|c| c.is_ascii_digit());
+        let title = token.ends_with('.') && core.chars().count() <= 3 && !digits;
+        if digits {
             out.push(core.to_string());
         } else if MONTHS_ES.contains(&lower.as_str()) || MONTHS_EN.contains(&lower.as_str()) {
             out.push(lower);
-        } else if !sentence_start && core.chars().next().is_some_and(char::is_uppercase) {
-            let title = token.ends_with('.') && core.chars().count() <= 3;
-            if !title {
-                out.push(core.to_string());
-            }
+        } else if !sentence_start && !title && core.chars().next().is_some_and(char::is_uppercase) {
+            out.push(core.to_string());
         }
-        let title = token.ends_with('.')
-            && core.chars().count() <= 3
-            && !core.chars().any(|c| c.is_ascii_digit());
         sentence_start = token.ends_with(['.', '!', '?', ':']) && !title;
     }
     out

@@ -130,15 +130,8 @@ fn answer_logprob(
     let mut tokens = context.to_vec();
     tokens.extend(engine.tokenizer().encode(&format!(" {answer}"), false)?);
     let start = context.len().max(1);
-    let positions: Vec<usize> = (start - 1..tokens.len() - 1).collect();
-    let logits = engine.logits_at(&tokens, &positions, adapter)?;
-    let mut sum = 0.0f64;
-    for (row, &p) in logits.iter().zip(&positions) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = row.iter().map(|x| ((x - max) as f64).exp()).sum::<f64>().ln() + max as f64;
-        sum += row[tokens[p + 1] as usize] as f64 - lse;
-    }
-    Ok(sum / positions.len().max(1) as f64)
+    let nll = crate::run::reference_nll(engine, adapter, &tokens, start)?;
+    Ok(-nll / tokens.len().saturating_sub(start).max(1) as f64)
 }
 
 /// Runs `probe` on `engine` (with `adapter` if given).

@@ -81,7 +81,7 @@ pub fn reference_cap(n: usize) -> usize {
 }
 
 /// Negative log-likelihood of `tokens[start..]` given what precedes.
-fn reference_nll(
+pub(crate) fn reference_nll(
     engine: &Engine,
     adapter: Option<&Adapter>,
     tokens: &[u32],

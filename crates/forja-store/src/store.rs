@@ -87,8 +87,6 @@ pub trait Examples {
         except_job: &str,
         limit: usize,
     ) -> Result<Vec<Example>>;
-    /// Examples of the tenant by id (those that exist), in id order.
-    fn examples_by_id(&self, tenant_id: &str, ids: &[i64]) -> Result<Vec<Example>>;
     /// Creates a job from the tenant's pending examples if there are at
     /// least `min` and the quota allows (cron, manual "train now", and the
     /// threshold retried after the quota frees). With `include_held` (a

@@ -87,6 +87,11 @@ impl StartFrom {
             StartFrom::Base => "base",
         }
     }
+
+    /// Parses [`StartFrom::as_str`].
+    pub fn parse(s: &str) -> Option<StartFrom> {
+        [StartFrom::Champion, StartFrom::Base].into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 /// A tenant's continual-learning policy: what a triggered job's training

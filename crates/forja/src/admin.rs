@@ -75,12 +75,8 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
         s.storage_mb = m;
     }
     let l = &mut s.learning;
-    if let Some(v) = &f.start_from {
-        l.start_from = if v == "base" {
-            forja_store::StartFrom::Base
-        } else {
-            forja_store::StartFrom::Champion
-        };
+    if let Some(v) = f.start_from.as_deref().and_then(forja_store::StartFrom::parse) {
+        l.start_from = v;
     }
     l.history_replay = f.history_replay.unwrap_or(l.history_replay);
     l.history_window = f.history_window.unwrap_or(l.history_window);

@@ -32,13 +32,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         let p = a.golden.as_ref().expect("clap requires --golden or --predictions");
         let golden = forja_eval::parse_golden(&p.display().to_string(), &read(p)?)?;
         // Adapters are trained on the dequantized base: evaluate them on it too.
-        let opts = forja_engine::LoadOptions {
-            threads: a.threads,
-            dequantize: a.adapter.is_some(),
-            ..Default::default()
-        };
-        let engine = crate::run::load_with(&models::resolve(&a.model)?, &opts)?;
-        let adapter = a.adapter.as_ref().map(|d| engine.load_adapter(d)).transpose()?;
+        let (engine, adapter) = load(&a, a.adapter.is_some())?;
         let eo = EvalOptions {
             batch_size: a.batch_size.max(1),
             max_tokens: a.max_tokens,
@@ -77,13 +71,22 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The model of `a` (dequantized to f32 with `dequantize`) and its
+/// `--adapter`, if any.
+fn load(
+    a: &EvalArgs,
+    dequantize: bool,
+) -> Result<(forja_engine::Engine, Option<forja_engine::lora::Adapter>)> {
+    let opts = forja_engine::LoadOptions { threads: a.threads, dequantize, ..Default::default() };
+    let engine = crate::run::load_with(&models::resolve(&a.model)?, &opts)?;
+    let adapter = a.adapter.as_ref().map(|d| engine.load_adapter(d)).transpose()?;
+    Ok((engine, adapter))
+}
+
 /// `forja eval --probe`: the general probe on the model (and adapter).
 fn probe(a: &EvalArgs) -> Result<ExitCode> {
     // The gate's probe runs on the weights adapters train on (f32).
-    let opts =
-        forja_engine::LoadOptions { threads: a.threads, dequantize: true, ..Default::default() };
-    let engine = crate::run::load_with(&models::resolve(&a.model)?, &opts)?;
-    let adapter = a.adapter.as_ref().map(|d| engine.load_adapter(d)).transpose()?;
+    let (engine, adapter) = load(a, true)?;
     let p = forja_eval::probe::general();
     let r = engine.install(|| forja_eval::probe::run(&engine, adapter.as_ref(), p))?;
     if let Some(path) = &a.report {

@@ -61,16 +61,12 @@ impl LearningPatch {
         mut l: forja_store::LearningPolicy,
     ) -> Result<forja_store::LearningPolicy, (String, String)> {
         if let Some(s) = self.start_from {
-            l.start_from = match s.as_str() {
-                "champion" => forja_store::StartFrom::Champion,
-                "base" => forja_store::StartFrom::Base,
-                _ => {
-                    return Err((
-                        "learning.start_from".into(),
-                        format!("`{}`: use champion or base", forja_control::clip(&s, 40)),
-                    ))
-                }
-            };
+            l.start_from = forja_store::StartFrom::parse(&s).ok_or_else(|| {
+                (
+                    "learning.start_from".to_string(),
+                    format!("`{}`: use champion or base", forja_control::clip(&s, 40)),
+                )
+            })?;
         }
         if let Some(v) = self.history_replay {
             l.history_replay = v;

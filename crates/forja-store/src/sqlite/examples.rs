@@ -170,27 +170,6 @@ impl Examples for SqliteStore {
         })
     }
 
-    fn examples_by_id(&self, tenant_id: &str, ids: &[i64]) -> Result<Vec<Example>> {
-        self.read(|c, _| {
-            let mut out = Vec::with_capacity(ids.len());
-            let mut sorted = ids.to_vec();
-            sorted.sort_unstable();
-            sorted.dedup();
-            for id in sorted {
-                out.extend(
-                    c.query_row(
-                        "SELECT id, status, reason, record, job_id FROM examples WHERE tenant_id = ?1 AND id = ?2",
-                        params![tenant_id, id],
-                        example_row,
-                    )
-                    .optional()
-                    .map_err(sql("read example"))?,
-                );
-            }
-            Ok(out)
-        })
-    }
-
     fn job_from_pending(&self, new: &NewJob, min: u64, include_held: bool) -> Result<Option<Job>> {
         // Called for every tenant on every tick: decide "too few" without
         // taking the write lock (the transaction checks again).

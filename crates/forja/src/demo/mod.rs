@@ -195,7 +195,7 @@ fn data(cfg: &DemoConfig) -> Data {
 }
 
 /// The chat an utterance is drafted from: the instruction and its
-/// transcript (with spoken numbers as digits unless `raw`: the demo is the
+/// transcript (with spoken numbers as digits when `itn`: the demo is the
 /// ASR client, and ITN is the step after ASR).
 fn messages(u: &Utterance, itn: bool) -> Value {
     let transcript =
