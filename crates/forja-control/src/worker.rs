@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Sentence embedder for the similarity metric (`None`: not measured).
     pub embedder: Option<Arc<Embedder>>,
+    /// Serving on the same cores that training and evaluation give way to
+    /// (an in-process worker); `None`: they run flat out.
+    pub yield_to: Option<forja_engine::Yield>,
 }
 
 /// Runs jobs until `stop` is set.
@@ -154,7 +157,19 @@ pub fn run_job(
         s.spawn(|| heartbeat(link, &lease, ttl, &progress, &done, &stop));
         let _done = Done(&done);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            train_leased(link, models, cfg, &lease, &progress, &stop, shutdown)
+            let work = || train_leased(link, models, cfg, &lease, &progress, &stop, shutdown);
+            match &cfg.yield_to {
+                Some(y) => {
+                    let before = y.paused();
+                    let r = y.run(work);
+                    let paused = (y.paused() - before).as_secs_f64();
+                    if paused >= 1.0 {
+                        tracing::info!(job = %job, "gave way to serving for {paused:.1} s");
+                    }
+                    r
+                }
+                None => work(),
+            }
         }))
         .unwrap_or_else(|p| {
             let what = p

@@ -131,6 +131,16 @@ impl BatcherStats {
     }
 }
 
+/// Serving is busy while a request is queued, waiting or generating:
+/// training on the same cores gives way ([`crate::Yield`]).
+impl crate::Foreground for BatcherStats {
+    fn busy(&self) -> bool {
+        self.live.load(Ordering::Relaxed) > 0
+            || self.queued.load(Ordering::Relaxed) > 0
+            || self.in_channel.load(Ordering::Relaxed) > 0
+    }
+}
+
 /// The generation thread and its queue.
 pub struct Batcher {
     engine: Arc<Engine>,

@@ -32,6 +32,12 @@ pub struct LoadOptions {
     /// Dequantize GGUF weights to dense f32 at load (the unquantized
     /// reference; training uses it).
     pub dequantize: bool,
+    /// Quantize float weights (safetensors, F16/F32 GGUF tensors) to this
+    /// block format at load: the matrices and the embedding table. Weights
+    /// already quantized in the file keep their format; a matrix whose row
+    /// is not a multiple of the 32-weight block stays dense. Ignored with
+    /// `dequantize` and off the CPU.
+    pub quantize: Option<crate::quant::QType>,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +49,7 @@ impl Default for LoadOptions {
             tokenizer: None,
             ubatch: 512,
             dequantize: false,
+            quantize: None,
         }
     }
 }
@@ -122,11 +129,12 @@ impl Engine {
             .map_err(|e| EngineError::Device { device: "cpu".into(), reason: e.to_string() })?;
         progress(LoadProgress::Metadata);
         let mut layer_progress = |done, total| progress(LoadProgress::Layers { done, total });
+        let quantize = opts.quantize.filter(|_| !opts.dequantize);
         let (model, mut tokenizer, template, info) = pool.install(|| {
             if path.is_dir() {
-                load_hf(path, &dev, &mut layer_progress)
+                load_hf(path, &dev, quantize, &mut layer_progress)
             } else {
-                load_gguf(path, &dev, opts.dequantize, &mut layer_progress)
+                load_gguf(path, &dev, opts.dequantize, quantize, &mut layer_progress)
             }
         })?;
         if let Some(t) = &opts.tokenizer {
@@ -334,6 +342,7 @@ fn load_gguf(
     path: &Path,
     dev: &candle_core::Device,
     dequantize: bool,
+    quantize: Option<crate::quant::QType>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Loaded> {
     let mut magic = [0u8; 4];
@@ -365,6 +374,7 @@ fn load_gguf(
     let name = file.get_str("general.name")?.map(str::to_string).unwrap_or_else(|| file_stem(path));
     let mut weights = Weights::from_gguf(file, cfg.num_attention_heads, cfg.kv_heads(), dev)?
         .dequantized(dequantize)
+        .quantized_to(quantize)
         .with_progress(progress);
     let model = Llama::new(&cfg, &mut weights)?;
     let info = ModelInfo {
@@ -407,6 +417,7 @@ fn token_text(v: Option<&Value>) -> Option<String> {
 fn load_hf(
     dir: &Path,
     dev: &candle_core::Device,
+    quantize: Option<crate::quant::QType>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Loaded> {
     let cfg_path = dir.join("config.json");
@@ -459,7 +470,8 @@ fn load_hf(
         )?),
         None => None,
     };
-    let mut weights = Weights::from_safetensors(dir, &files, dev)?.with_progress(progress);
+    let mut weights =
+        Weights::from_safetensors(dir, &files, dev)?.quantized_to(quantize).with_progress(progress);
     let model = Llama::new(&cfg, &mut weights)?;
     let name =
         dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());

@@ -61,6 +61,7 @@ mod test_util;
 mod tokenizer;
 pub mod train;
 mod weights;
+mod yielding;
 
 pub use attention::Slot;
 pub use batcher::{Batcher, BatcherConfig, Job, JobEvent};
@@ -76,3 +77,4 @@ pub use parallel::SpinPool;
 pub use sampler::{argmax, logprob, Sampler, TokenLogprob};
 pub use tokenizer::{train_byte_level_bpe, TextStream, Tokenizer};
 pub use weights::Weights;
+pub use yielding::{Foreground, Yield};

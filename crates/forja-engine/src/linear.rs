@@ -36,6 +36,20 @@ impl Linear {
         Linear { weight, bias, in_dim, out_dim }
     }
 
+    /// The storage format of the weight (`F32`, `Q8_0`, `Q4K`, ...).
+    pub fn format(&self) -> String {
+        match &self.weight {
+            Weight::Dense(t) => format!("{:?}", t.dtype()).to_uppercase(),
+            Weight::Quant(q) => q.qtype().name().to_string(),
+            Weight::Candle(m) => match m.as_ref() {
+                QMatMul::QTensor(t) => format!("{:?}", t.dtype()),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                    format!("{:?}", t.dtype()).to_uppercase()
+                }
+            },
+        }
+    }
+
     /// Input features.
     pub fn in_dim(&self) -> usize {
         self.in_dim

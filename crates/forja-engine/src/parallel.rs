@@ -9,7 +9,8 @@
 //! Kernels call [`for_each`] / [`for_each_mut`], which use the pool
 //! installed on the calling thread ([`SpinPool::install`]) and fall back to
 //! rayon's global pool elsewhere (tests, tools), so kernel code does not
-//! care which runs it. This is written by hand because no maintained crate
+//! care which runs it. Each loop is also where background work gives way
+//! to serving ([`crate::yielding`]). This is written by hand because no maintained crate
 //! offers a spinning fork-join pool with parking.
 
 #![allow(unsafe_code)]
@@ -34,6 +35,7 @@ pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     if n == 0 {
         return;
     }
+    crate::yielding::point();
     if n == 1 {
         return f(0);
     }

@@ -31,6 +31,8 @@ pub struct Weights<'p> {
     path: PathBuf,
     progress: Option<LayerProgress<'p>>,
     dequantize: bool,
+    /// Float matrices are quantized to this format at load.
+    quantize: Option<QType>,
     /// When set, every tensor handed out is a `Var`, recorded here.
     vars: Option<Vec<(String, Var)>>,
 }
@@ -65,6 +67,7 @@ impl<'p> Weights<'p> {
             path,
             progress: None,
             dequantize: false,
+            quantize: None,
             vars: None,
         })
     }
@@ -91,6 +94,7 @@ impl<'p> Weights<'p> {
             path: dir.to_path_buf(),
             progress: None,
             dequantize: false,
+            quantize: None,
             vars: None,
         })
     }
@@ -105,6 +109,7 @@ impl<'p> Weights<'p> {
             path: PathBuf::from("<random init>"),
             progress: None,
             dequantize: true,
+            quantize: None,
             vars: Some(Vec::new()),
         }
     }
@@ -127,6 +132,31 @@ impl<'p> Weights<'p> {
     pub fn dequantized(mut self, yes: bool) -> Self {
         self.dequantize = yes;
         self
+    }
+
+    /// Quantizes float matrices and the embedding table to `q` at load
+    /// (`None`: keep them as stored). Has no effect on dequantized or
+    /// trainable weights, or off the CPU.
+    pub fn quantized_to(mut self, q: Option<QType>) -> Self {
+        self.quantize = q;
+        self
+    }
+
+    /// The block format a float `[rows, cols]` matrix is quantized to at
+    /// load, if any.
+    fn quantize_as(&self, cols: usize) -> Option<QType> {
+        let q = self.quantize?;
+        let frozen = !self.dequantize && self.vars.is_none() && self.device.is_cpu();
+        (frozen && cols % crate::quant::BLOCK == 0).then_some(q)
+    }
+
+    /// `t` `[rows, cols]` as a block-quantized matrix.
+    fn quantize_dense(&self, hf: &str, qt: QType, t: &Tensor) -> Result<Arc<QMatrix>> {
+        let (rows, cols) = t.dims2()?;
+        let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        QMatrix::quantize(qt, rows, cols, &data)
+            .map(Arc::new)
+            .map_err(|e| EngineError::malformed(&self.path, format!("{hf}: {e}")))
     }
 
     /// Reports per-layer progress to `f` while the model is built.
@@ -315,7 +345,8 @@ impl<'p> Weights<'p> {
                 let (dtype, bytes) = self.gguf_raw(&wname, &[out, inp])?;
                 match (forja_qtype(dtype), self.device.is_cpu()) {
                     _ if is_float(dtype) => {
-                        Weight::Dense(self.dense_from_gguf(&wname, dtype, &bytes, &[out, inp])?)
+                        let t = self.dense_from_gguf(&wname, dtype, &bytes, &[out, inp])?;
+                        self.frozen_weight(&wname, t)?
                     }
                     (Some(qt), true) => {
                         Weight::Quant(Arc::new(QMatrix::from_bytes(qt, out, inp, bytes).map_err(
@@ -330,7 +361,10 @@ impl<'p> Weights<'p> {
                     )?)?)),
                 }
             }
-            _ => Weight::Dense(self.dense(&wname, &[out, inp])?),
+            _ => {
+                let t = self.dense(&wname, &[out, inp])?;
+                self.frozen_weight(&wname, t)?
+            }
         };
         let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), out)?) } else { None };
         Ok(Linear::new(weight, bias, out, inp))
@@ -347,12 +381,10 @@ impl<'p> Weights<'p> {
             Source::Gguf { .. } if !self.dequantize => {
                 let (dtype, bytes) = self.gguf_raw(hf, &[vocab, hidden])?;
                 match (forja_qtype(dtype), self.device.is_cpu()) {
-                    _ if is_float(dtype) => Ok(Embedding::Dense(self.dense_from_gguf(
-                        hf,
-                        dtype,
-                        &bytes,
-                        &[vocab, hidden],
-                    )?)),
+                    _ if is_float(dtype) => {
+                        let t = self.dense_from_gguf(hf, dtype, &bytes, &[vocab, hidden])?;
+                        self.frozen_embedding(hf, t)
+                    }
                     (Some(qt), true) => Ok(Embedding::Quant(Arc::new(
                         QMatrix::from_bytes(qt, vocab, hidden, bytes).map_err(|e| {
                             EngineError::malformed(&self.path, format!("{hf}: {e}"))
@@ -366,8 +398,27 @@ impl<'p> Weights<'p> {
                     )?))),
                 }
             }
-            _ => Ok(Embedding::Dense(self.dense(hf, &[vocab, hidden])?)),
+            _ => {
+                let t = self.dense(hf, &[vocab, hidden])?;
+                self.frozen_embedding(hf, t)
+            }
         }
+    }
+
+    /// A dense matrix as a layer weight, quantized if asked.
+    fn frozen_weight(&self, hf: &str, t: Tensor) -> Result<Weight> {
+        Ok(match self.quantize_as(t.dims2()?.1) {
+            Some(qt) => Weight::Quant(self.quantize_dense(hf, qt, &t)?),
+            None => Weight::Dense(t),
+        })
+    }
+
+    /// A dense embedding table, quantized if asked.
+    fn frozen_embedding(&self, hf: &str, t: Tensor) -> Result<Embedding> {
+        Ok(match self.quantize_as(t.dims2()?.1) {
+            Some(qt) => Embedding::Quant(self.quantize_dense(hf, qt, &t)?),
+            None => Embedding::Dense(t),
+        })
     }
 
     /// llama.cpp's per-frequency RoPE factors (`rope_freqs.weight`, Llama 3.1+).

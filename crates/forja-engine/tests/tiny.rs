@@ -83,6 +83,41 @@ fn quantized_gguf_tracks_f32() {
 }
 
 #[test]
+fn quantizing_at_load_equals_the_gguf_file_of_that_format() {
+    // A serving copy of safetensors weights (`LoadOptions::quantize`) is the
+    // model llama.cpp's converter would write in that format: same blocks,
+    // same logits; the tied output layer is quantized with the embedding.
+    for spec in [Spec::llama(), Spec::qwen2()] {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = common::weights(&spec, 13);
+        common::write_hf(&tmp.path().join("hf"), &spec, &w);
+        let dense = load(&tmp.path().join("hf")).logits(PROMPT).unwrap();
+        for (qt, dtype, min_cos) in [
+            (forja_engine::quant::QType::Q8_0, GgmlDType::Q8_0, 0.999),
+            (forja_engine::quant::QType::Q4_0, GgmlDType::Q4_0, 0.95),
+        ] {
+            let gguf = tmp.path().join(format!("{dtype:?}.gguf"));
+            common::write_gguf(&gguf, &spec, &w, dtype);
+            let opts = LoadOptions { threads: Some(2), quantize: Some(qt), ..Default::default() };
+            let q = Engine::load(&tmp.path().join("hf"), &opts, &mut |_| {}).unwrap();
+            assert_eq!(q.model().weight_formats(), [qt.name()]);
+            let a = q.logits(PROMPT).unwrap();
+            let b = load(&gguf).logits(PROMPT).unwrap();
+            let d = max_abs_diff(&a, &b);
+            assert!(d < 1e-3, "{} {dtype:?}: at-load vs GGUF max |Δlogit| = {d}", spec.family);
+            let c = cosine(&dense, &a);
+            assert!(c >= min_cos, "{} {dtype:?}: cosine to f32 {c}", spec.family);
+            assert!(max_abs_diff(&dense, &a) > 0.0, "{dtype:?}: nothing was quantized");
+            // Training and the unquantized reference ignore the option.
+            let opts = LoadOptions { dequantize: true, ..opts };
+            let r = Engine::load(&tmp.path().join("hf"), &opts, &mut |_| {}).unwrap();
+            assert_eq!(r.model().weight_formats(), ["F32"]);
+            assert_eq!(r.logits(PROMPT).unwrap(), dense);
+        }
+    }
+}
+
+#[test]
 fn k_quants_run_through_candle() {
     // k-quant blocks are 256 wide: a slightly wider model.
     let spec = Spec { hidden: 256, inter: 512, head_dim: 64, ..Spec::llama() };

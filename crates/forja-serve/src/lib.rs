@@ -200,6 +200,12 @@ impl Serving {
         self.cfg.base_names.iter().map(String::as_str).filter(|n| !n.contains('/')).collect()
     }
 
+    /// Busy while a request is queued or generating: what background work
+    /// on the same cores gives way to.
+    pub fn foreground(&self) -> Arc<dyn forja_engine::Foreground> {
+        self.batcher.stats().clone()
+    }
+
     /// Queues a generation.
     fn submit(&self, job: Job) -> Result<()> {
         self.refresh_gauges();

@@ -66,6 +66,46 @@ impl ModelSource {
     }
 }
 
+/// The weights serving runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServingWeights {
+    /// A `Q8_0` copy when the node trains in-process (training keeps the
+    /// dense weights), else the weights as stored.
+    Auto,
+    /// The weights as stored; a training node serves its dense training
+    /// weights (one copy in memory).
+    AsLoaded,
+    /// Float weights quantized to this format at load (a second copy when
+    /// the node trains in-process).
+    Quantized(forja_engine::quant::QType),
+}
+
+impl std::str::FromStr for ServingWeights {
+    type Err = String;
+
+    /// `auto`, `none` or a block format (`q8_0`, `q4_0`, `q4_1`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(ServingWeights::Auto),
+            "none" | "as-loaded" => Ok(ServingWeights::AsLoaded),
+            q => q.parse().map(ServingWeights::Quantized).map_err(|e: String| {
+                format!("{e}, or auto (q8_0 on a node that trains) or none (the weights as stored)")
+            }),
+        }
+    }
+}
+
+impl ServingWeights {
+    /// The format float weights are quantized to for serving, if any.
+    fn quantize(self, workers: usize) -> Option<forja_engine::quant::QType> {
+        match self {
+            ServingWeights::Auto if workers > 0 => Some(forja_engine::quant::QType::Q8_0),
+            ServingWeights::Auto | ServingWeights::AsLoaded => None,
+            ServingWeights::Quantized(q) => Some(q),
+        }
+    }
+}
+
 /// Everything a node is started with.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -87,6 +127,11 @@ pub struct NodeConfig {
     pub workers: usize,
     /// Threads for training and inference (`None`: every core).
     pub threads: Option<usize>,
+    /// The weights serving runs on.
+    pub serving_weights: ServingWeights,
+    /// In-process training and evaluation give way to serving on the same
+    /// cores ([`forja_engine::Yield`]); `false`: they compete as equals.
+    pub training_yields: bool,
     /// Seconds a lease lasts without a heartbeat.
     pub lease_ttl_s: i64,
     /// Leases a job may lose before it fails.
@@ -132,6 +177,8 @@ impl NodeConfig {
             embedder: None,
             workers: 1,
             threads: None,
+            serving_weights: ServingWeights::Auto,
+            training_yields: true,
             lease_ttl_s: 30,
             max_attempts: 5,
             tick: Duration::from_secs(1),
@@ -412,12 +459,23 @@ impl Node {
             admission: cfg.admission.clone(),
             grammar: cfg.grammar.clone(),
         };
-        // Training needs dense weights; a serving-only node keeps them quantized
-        // (faster decoding, a quarter of the memory for Q4 files).
-        let opts =
-            LoadOptions { threads: cfg.threads, dequantize: cfg.workers > 0, ..Default::default() };
+        // Training needs dense weights. Serving runs on the weights as stored
+        // (a quantized GGUF stays quantized: faster decoding, a quarter of the
+        // memory for Q4), or on a copy quantized at load; a node that trains
+        // and serves keeps both, so serving decodes quantized while training
+        // has its dense weights.
+        let quantize = cfg.serving_weights.quantize(cfg.workers);
+        let serve_opts = LoadOptions { threads: cfg.threads, quantize, ..Default::default() };
+        let train_opts = match (cfg.workers, quantize) {
+            (0, _) => None,
+            (_, None) => Some(LoadOptions { dequantize: true, ..serve_opts.clone() }),
+            (_, Some(_)) => {
+                Some(LoadOptions { dequantize: true, quantize: None, ..serve_opts.clone() })
+            }
+        };
         let (workers, ttl, path, draft) =
             (cfg.workers, cfg.lease_ttl_s.max(1), cfg.model.path.clone(), cfg.draft.clone());
+        let training_yields = cfg.training_yields;
         let (names, metrics) = (names.clone(), metrics.clone());
         let embedder = cfg.embedder.as_ref().map(|e| e.embedder.clone());
         let work_dir = cfg.data_dir.join("work");
@@ -427,12 +485,25 @@ impl Node {
                     failed.notify_one();
                     e
                 };
-                let engine =
-                    Arc::new(Engine::load(&path, &opts, &mut |_| {}).map_err(|e| {
+                let load = |opts: &LoadOptions| {
+                    Engine::load(&path, opts, &mut |_| {}).map(Arc::new).map_err(|e| {
                         fail(startup(format!("cannot load {}: {e}", path.display())))
-                    })?);
+                    })
+                };
+                // One copy when serving runs on the dense training weights.
+                let (serving_engine, engine) = match &train_opts {
+                    Some(t) if quantize.is_none() => {
+                        let e = load(t)?;
+                        (e.clone(), e)
+                    }
+                    Some(t) => (load(&serve_opts)?, load(t)?),
+                    None => {
+                        let e = load(&serve_opts)?;
+                        (e.clone(), e)
+                    }
+                };
                 if let Some((p, spec)) = &draft {
-                    let dopts = LoadOptions { threads: opts.threads, ..Default::default() };
+                    let dopts = LoadOptions { threads: serve_opts.threads, ..Default::default() };
                     let d = Engine::load(p, &dopts, &mut |_| {}).map_err(|e| {
                         fail(startup(format!("cannot load the draft model {}: {e}", p.display())))
                     })?;
@@ -443,7 +514,7 @@ impl Node {
                     c.take_out(t, "serving", why).map(|_| ()).map_err(|e| e.to_string())
                 });
                 let serving = Serving::new(
-                    engine.clone(),
+                    serving_engine,
                     control.store.clone(),
                     control.artifacts.clone(),
                     bus.clone(),
@@ -456,10 +527,13 @@ impl Node {
                     let _rt = handle.enter();
                     serving.watch();
                 }
+                let foreground = serving.foreground();
+                let formats = serving.engine().model().weight_formats().join("+");
+                let copy = if Arc::ptr_eq(serving.engine(), &engine) { "" } else { "a copy, " };
                 let _ = serving_slot.set(serving);
                 ready.store(true, Ordering::SeqCst);
                 eprintln!(
-                    "forja: ready ({} loaded, {workers} in-process worker(s))",
+                    "forja: ready ({} loaded, serving {copy}{formats} weights, {workers} in-process worker(s))",
                     path.display()
                 );
                 let mut threads = Vec::new();
@@ -480,9 +554,13 @@ impl Node {
                             memory_gb: u32::MAX,
                             models: Some(names.all()),
                         },
-                        work_dir: work_dir.join(&link.worker),
+                        // Stable across restarts: the general-replay answers cached
+                        // there are reused by the next process.
+                        work_dir: work_dir.join(format!("local-{i}")),
                         poll: Duration::from_millis(500),
                         embedder: embedder.clone(),
+                        yield_to: training_yields
+                            .then(|| forja_engine::Yield::new(foreground.clone())),
                     };
                     threads.push(std::thread::spawn(move || {
                         let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {

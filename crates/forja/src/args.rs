@@ -818,6 +818,16 @@ pub struct ServeArgs {
     /// Threads for training and inference.
     #[arg(short, long)]
     pub threads: Option<usize>,
+    /// Weights serving runs on: `auto` (a Q8_0 copy on a node that trains in-process, the
+    /// weights as stored otherwise), `none` (as stored: a training node serves its dense
+    /// training weights) or `q8_0`/`q4_0`/`q4_1` (float weights quantized at load).
+    #[arg(long, default_value = "auto")]
+    pub serving_weights: forja_server::node::ServingWeights,
+    /// How in-process training shares the cores with serving: `background` (training and
+    /// evaluation pause while a request is queued or generating, at most 10 s at a time,
+    /// then run 0.5 s) or `equal` (they compete for the cores).
+    #[arg(long, default_value = "background", value_parser = ["background", "equal"])]
+    pub training_priority: String,
     /// Most sequences generated together (continuous batching).
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
@@ -1026,6 +1036,10 @@ pub struct EvalArgs {
     /// Print one JSON object with the metric values.
     #[arg(long)]
     pub json: bool,
+    /// Quantize the base model's float weights to this format (`q8_0`, `q4_0`, `q4_1`) and
+    /// evaluate on them, with the adapter on top (default: the f32 weights adapters train on).
+    #[arg(long)]
+    pub quantize: Option<forja_engine::quant::QType>,
     /// Worker threads (default: all cores).
     #[arg(short, long)]
     pub threads: Option<usize>,

@@ -71,13 +71,18 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The model of `a` (dequantized to f32 with `dequantize`) and its
-/// `--adapter`, if any.
+/// The model of `a` (dequantized to f32 with `dequantize`, unless
+/// `--quantize` asks for a format) and its `--adapter`, if any.
 fn load(
     a: &EvalArgs,
     dequantize: bool,
 ) -> Result<(forja_engine::Engine, Option<forja_engine::lora::Adapter>)> {
-    let opts = forja_engine::LoadOptions { threads: a.threads, dequantize, ..Default::default() };
+    let opts = forja_engine::LoadOptions {
+        threads: a.threads,
+        dequantize: dequantize && a.quantize.is_none(),
+        quantize: a.quantize,
+        ..Default::default()
+    };
     let engine = crate::run::load_with(&models::resolve(&a.model)?, &opts)?;
     let adapter = a.adapter.as_ref().map(|d| engine.load_adapter(d)).transpose()?;
     Ok((engine, adapter))
@@ -85,7 +90,8 @@ fn load(
 
 /// `forja eval --probe`: the general probe on the model (and adapter).
 fn probe(a: &EvalArgs) -> Result<ExitCode> {
-    // The gate's probe runs on the weights adapters train on (f32).
+    // The gate's probe runs on the weights adapters train on (f32), unless
+    // `--quantize` asks what quantization changes.
     let (engine, adapter) = load(a, true)?;
     let p = forja_eval::probe::general();
     let r = engine.install(|| forja_eval::probe::run(&engine, adapter.as_ref(), p))?;

@@ -57,6 +57,8 @@ pub(crate) fn node_config(a: &ServeArgs) -> Result<NodeConfig> {
     });
     cfg.workers = a.workers;
     cfg.threads = a.threads;
+    cfg.serving_weights = a.serving_weights;
+    cfg.training_yields = a.training_priority == "background";
     cfg.lease_ttl_s = a.lease_ttl.max(1);
     cfg.max_attempts = a.max_attempts.max(1);
     cfg.tick = Duration::from_millis(a.tick_ms.max(10));
@@ -155,6 +157,7 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         work_dir,
         poll: Duration::from_secs(1),
         embedder: crate::models::embedder(&a.embedding_model)?,
+        yield_to: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());

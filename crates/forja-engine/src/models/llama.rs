@@ -71,6 +71,20 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
+    /// The distinct storage formats of the matrices (attention, MLP and the
+    /// output layer), sorted: `["Q4_1", "Q8_0"]`, `["F32"]`.
+    pub fn weight_formats(&self) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for b in &self.blocks {
+            let (a, m) = (&b.attn, &b.mlp);
+            for l in [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down] {
+                seen.insert(l.format());
+            }
+        }
+        seen.insert(self.lm_head.format());
+        seen.into_iter().collect()
+    }
+
     /// Builds the model from `weights`, checking every tensor's shape.
     pub fn new(cfg: &LlamaConfig, w: &mut Weights) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());

@@ -78,6 +78,20 @@ impl QType {
     }
 }
 
+impl std::str::FromStr for QType {
+    type Err = String;
+
+    /// `q8_0`, `q4_0` or `q4_1` (any case).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "Q4_0" => Ok(QType::Q4_0),
+            "Q4_1" => Ok(QType::Q4_1),
+            "Q8_0" => Ok(QType::Q8_0),
+            _ => Err(format!("unknown block format `{s}`; use q8_0, q4_0 or q4_1")),
+        }
+    }
+}
+
 /// A `rows × cols` matrix in a GGML block format, row-major, grouped.
 #[derive(Clone)]
 pub struct QMatrix {
