@@ -36,7 +36,12 @@ pub async fn node(State(s): State<AppState>, _: AdminAuth) -> Api {
         "model": sv.map(|v| v.base_name().to_string()),
         "embedding_models": s.embedder.as_ref().map(|e| e.names.clone()).unwrap_or_default(),
         "workers": s.workers,
-        "serving": {"active": m.active.get(), "queued": m.queued.get(), "batch_live": m.batch_live.get()},
+        "serving": {
+            "active": m.active.get(),
+            "queued": m.queued.get(),
+            "batch_live": m.batch_live.get(),
+            "weights": sv.map(|v| v.engine().model().weight_formats()),
+        },
         "jobs": jobs,
         "tenants": tenants,
         "memory": {"rss_bytes": rss_bytes()},

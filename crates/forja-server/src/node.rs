@@ -466,13 +466,11 @@ impl Node {
         // has its dense weights.
         let quantize = cfg.serving_weights.quantize(cfg.workers);
         let serve_opts = LoadOptions { threads: cfg.threads, quantize, ..Default::default() };
-        let train_opts = match (cfg.workers, quantize) {
-            (0, _) => None,
-            (_, None) => Some(LoadOptions { dequantize: true, ..serve_opts.clone() }),
-            (_, Some(_)) => {
-                Some(LoadOptions { dequantize: true, quantize: None, ..serve_opts.clone() })
-            }
-        };
+        let train_opts = (cfg.workers > 0).then(|| LoadOptions {
+            dequantize: true,
+            quantize: None,
+            ..serve_opts.clone()
+        });
         let (workers, ttl, path, draft) =
             (cfg.workers, cfg.lease_ttl_s.max(1), cfg.model.path.clone(), cfg.draft.clone());
         let training_yields = cfg.training_yields;

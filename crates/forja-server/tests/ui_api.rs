@@ -27,8 +27,34 @@ fn an_admin_key_sees_the_node_and_a_tenant_key_does_not() {
     assert_eq!(n.body["workers"], 0);
     assert!(n.body["model"].as_str().is_some_and(|m| m.contains("tiny")), "{}", n.body);
     assert!(n.body["memory"]["rss_bytes"].as_u64().unwrap_or(0) > 1 << 20, "{}", n.body);
+    // A serving-only node serves the weights as stored (a Q8_0 file).
+    assert_eq!(n.body["serving"]["weights"], serde_json::json!(["Q8_0"]), "{}", n.body);
     assert_eq!(b.get("/v1/admin/node", &key).status, 403);
     assert_eq!(b.get("/v1/admin/node", "").status, 401);
+}
+
+#[test]
+fn a_node_that_trains_serves_a_quantized_copy() {
+    // An f32 model: training keeps the dense weights, serving decodes a
+    // Q8_0 copy quantized at load; `AsLoaded` and a serving-only node
+    // serve the f32 weights.
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = forja_engine::fixtures::Spec::llama();
+    let model = tmp.path().join("tiny-f32.gguf");
+    let w = forja_engine::fixtures::weights(&spec, 1);
+    forja_engine::fixtures::write_gguf(&model, &spec, &w, candle_core::quantized::GgmlDType::F32);
+    let weights = |edit: &dyn Fn(&mut forja_server::node::NodeConfig)| {
+        let b = Bed::with_model(&model, |c| edit(c));
+        let n = b.get("/v1/admin/node", &b.admin);
+        n.body["serving"]["weights"].clone()
+    };
+    assert_eq!(weights(&|c| c.workers = 1), serde_json::json!(["Q8_0"]));
+    assert_eq!(weights(&|c| c.workers = 0), serde_json::json!(["F32"]));
+    let as_loaded = |c: &mut forja_server::node::NodeConfig| {
+        c.workers = 1;
+        c.serving_weights = forja_server::node::ServingWeights::AsLoaded;
+    };
+    assert_eq!(weights(&as_loaded), serde_json::json!(["F32"]));
 }
 
 #[test]
