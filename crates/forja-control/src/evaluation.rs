@@ -52,6 +52,17 @@ pub fn candidate_dirs(out: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
+/// The weights an evaluation runs on.
+#[derive(Clone, Copy)]
+pub struct Engines<'a> {
+    /// The f32 weights adapters train on: the general probe.
+    pub train: &'a Engine,
+    /// The weights golden-set answers are generated on: the training
+    /// weights, or a quantized serving copy of the same base model (the
+    /// demo's answers were identical on both; BENCHMARKS.md).
+    pub generate: &'a Engine,
+}
+
 /// Runs the evaluation; returns the chosen adapter directory and what to
 /// record. An evaluation that fails does not fail the job: the final
 /// adapter is kept and the error recorded (the version stays a
@@ -61,7 +72,7 @@ pub fn evaluate_job(
     link: &dyn Link,
     lease: &Lease,
     plan: &EvalPlan,
-    engine: &Engine,
+    engines: Engines<'_>,
     base_sha: Option<&str>,
     embedder: Option<&Embedder>,
     dir: &Path,
@@ -75,7 +86,7 @@ pub fn evaluate_job(
         report_sha256: None,
         error: None,
     };
-    match run(link, lease, plan, engine, base_sha, embedder, dir, out) {
+    match run(link, lease, plan, engines, base_sha, embedder, dir, out) {
         Ok((chosen, path, summary, sha)) => {
             record.chosen = Some(chosen);
             record.summary = summary;
@@ -133,13 +144,23 @@ fn run(
     link: &dyn Link,
     lease: &Lease,
     plan: &EvalPlan,
-    engine: &Engine,
+    engines: Engines<'_>,
     base_sha: Option<&str>,
     embedder: Option<&Embedder>,
     dir: &Path,
     out: &Path,
 ) -> Result<Outcome> {
     let started = std::time::Instant::now();
+    let (engine, gen) = (engines.train, engines.generate);
+    let weights = gen.model().weight_formats().join("+");
+    if !std::ptr::eq(engine, gen) {
+        link.event(
+            lease,
+            Level::Info,
+            &format!("Golden-set answers are generated on the serving copy's {weights} weights; the general probe runs on the f32 training weights"),
+            None,
+        )?;
+    }
     let bytes = link.download(lease, &plan.golden_sha256)?;
     let golden = forja_eval::parse_golden(&plan.golden_set_id, &bytes)?;
     let opts = EvalOptions::default();
@@ -148,17 +169,19 @@ fn run(
         if set.examples.len() == golden.examples.len() {
             evaluations += 1;
         }
-        Ok(engine.install(|| {
-            forja_eval::evaluate(engine, adapter, set, &opts, embedder, &mut |_, _| {})
-        })?)
+        Ok(gen
+            .install(|| forja_eval::evaluate(gen, adapter, set, &opts, embedder, &mut |_, _| {}))?)
     };
     let what = plan
         .baseline_version
         .as_deref()
         .map_or("the base model".to_string(), |v| format!("champion {v}"));
     let mut baseline = match reuse::<EvalReport>(link, lease, plan, Cached::Baseline, base_sha)
-        .filter(|(r, _)| r.golden_sha256.as_deref() == Some(golden.sha256.as_str()))
-    {
+        .filter(|(r, _)| {
+            // Made on this golden set and on the same kind of weights.
+            r.golden_sha256.as_deref() == Some(golden.sha256.as_str())
+                && r.weights.as_deref().unwrap_or("F32") == weights
+        }) {
         Some((r, from)) => {
             link.event(
                 lease,
@@ -177,7 +200,7 @@ fn run(
             } else {
                 let files = &plan.baseline_files;
                 let dir = dir.join("baseline");
-                Some(crate::worker::fetch_adapter(link, lease, engine, files, &dir, "baseline")?)
+                Some(crate::worker::fetch_adapter(link, lease, gen, files, &dir, "baseline")?)
             };
             link.event(
                 lease,
@@ -202,7 +225,7 @@ fn run(
         if candidates.len() > 1 && golden.examples.len() > 2 * SUBSET { &small } else { &golden };
     let mut reports = Vec::new();
     for (name, path) in &candidates {
-        let adapter = engine.load_adapter(path)?;
+        let adapter = gen.load_adapter(path)?;
         let mut r = eval(Some(&adapter), compare_on)?;
         r.subject = Some(name.clone());
         let shown = r.get(metric).map_or("n/a".into(), |v| format!("{v:.4}"));
@@ -227,7 +250,8 @@ fn run(
         .get(best)
         .cloned()
         .ok_or_else(|| ControlError::invalid("adapter", "training left no adapter to evaluate"))?;
-    let adapter = engine.load_adapter(&path)?;
+    // An adapter holds its own tensors: the same one serves both engines.
+    let adapter = gen.load_adapter(&path)?;
     let candidate = if compare_on.examples.len() < golden.examples.len() {
         let mut r = eval(Some(&adapter), &golden)?;
         r.subject = Some(chosen.clone());
@@ -275,6 +299,7 @@ fn run(
         "checkpoints": reports.iter().map(|r| serde_json::json!({"name": r.subject, "metrics": r.metrics, "examples": compare_on.examples.len()})).collect::<Vec<_>>(),
         "probe": {"base": probe_base.summary(), "candidate": probe_cand.summary()},
         "full_evaluations": evaluations,
+        "weights": weights,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let full = serde_json::json!({

@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Sentence embedder for the similarity metric (`None`: not measured).
     pub embedder: Option<Arc<Embedder>>,
+    /// The weights evaluation generates golden-set answers on, by model
+    /// name (a node's quantized serving copy); `None`: the training weights.
+    pub eval_models: Option<Arc<ModelResolver>>,
     /// Serving on the same cores that training and evaluation give way to
     /// (an in-process worker); `None`: they run flat out.
     pub yield_to: Option<forja_engine::Yield>,
@@ -320,11 +323,16 @@ fn train_leased(
     )?;
     let (chosen, eval) = match &lease.eval {
         Some(ep) => {
+            let generate = match &cfg.eval_models {
+                Some(resolve) => resolve(&job.model)?,
+                None => engine.clone(),
+            };
+            let engines = crate::evaluation::Engines { train: &engine, generate: &generate };
             let (path, rec) = evaluate_job(
                 link,
                 lease,
                 ep,
-                &engine,
+                engines,
                 base_sha.as_deref(),
                 cfg.embedder.as_deref(),
                 &dir,

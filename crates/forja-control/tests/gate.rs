@@ -130,6 +130,7 @@ impl Bed {
             work_dir: self.work.clone(),
             poll: Duration::from_millis(10),
             embedder: None,
+            eval_models: None,
             yield_to: None,
         };
         let lease = link.lease(&cfg.capacity).unwrap().expect("a job");
@@ -418,6 +419,7 @@ fn a_panicking_training_run_fails_its_job_and_frees_the_worker() {
         work_dir: b.work.clone(),
         poll: Duration::from_millis(10),
         embedder: None,
+        eval_models: None,
         yield_to: None,
     };
     let lease = link.lease(&cfg.capacity).unwrap().unwrap();

@@ -197,6 +197,10 @@ pub struct EvalReport {
     /// Wall-clock seconds the evaluation took.
     #[serde(default)]
     pub seconds: f64,
+    /// Storage formats of the base weights it generated on (`F32`,
+    /// `Q4_1+Q8_0`); absent in reports made before it was recorded (f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
 }
 
 impl EvalReport {
@@ -257,6 +261,7 @@ impl EvalReport {
             golden_sha256: None,
             subject: None,
             seconds: 0.0,
+            weights: None,
         }
     }
 

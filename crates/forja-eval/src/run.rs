@@ -162,6 +162,7 @@ pub fn evaluate(
     let mut report = EvalReport::new(examples, opts.normalization, Some(gen_s));
     report.golden_sha256 = Some(golden.sha256.clone());
     report.seconds = started.elapsed().as_secs_f64();
+    report.weights = Some(engine.model().weight_formats().join("+"));
     Ok(report)
 }
 
@@ -223,6 +224,7 @@ pub fn rescore(golden: &GoldenSet, report: &EvalReport) -> Result<EvalReport> {
     out.golden_sha256 = Some(golden.sha256.clone());
     out.subject = report.subject.clone();
     out.seconds = report.seconds;
+    out.weights = report.weights.clone();
     for m in RECOMPUTED {
         match (report.get(m), out.get(m)) {
             (Some(a), Some(b)) if (a - b).abs() <= 1e-9 * a.abs().max(1.0) => {}

@@ -132,6 +132,10 @@ pub struct NodeConfig {
     /// In-process training and evaluation give way to serving on the same
     /// cores ([`forja_engine::Yield`]); `false`: they compete as equals.
     pub training_yields: bool,
+    /// In-process evaluation generates golden-set answers on the serving
+    /// copy (quantized: faster) when there is one; `false`: on the f32
+    /// training weights.
+    pub eval_on_serving_weights: bool,
     /// Seconds a lease lasts without a heartbeat.
     pub lease_ttl_s: i64,
     /// Leases a job may lose before it fails.
@@ -179,6 +183,7 @@ impl NodeConfig {
             threads: None,
             serving_weights: ServingWeights::Auto,
             training_yields: true,
+            eval_on_serving_weights: true,
             lease_ttl_s: 30,
             max_attempts: 5,
             tick: Duration::from_secs(1),
@@ -473,7 +478,7 @@ impl Node {
         });
         let (workers, ttl, path, draft) =
             (cfg.workers, cfg.lease_ttl_s.max(1), cfg.model.path.clone(), cfg.draft.clone());
-        let training_yields = cfg.training_yields;
+        let (training_yields, eval_on_serving) = (cfg.training_yields, cfg.eval_on_serving_weights);
         let (names, metrics) = (names.clone(), metrics.clone());
         let embedder = cfg.embedder.as_ref().map(|e| e.embedder.clone());
         let work_dir = cfg.data_dir.join("work");
@@ -511,6 +516,9 @@ impl Node {
                 let rollback: forja_serve::Rollback = Arc::new(move |t: &Tenant, why: &str| {
                     c.take_out(t, "serving", why).map(|_| ()).map_err(|e| e.to_string())
                 });
+                // Evaluation generates on the serving copy, if it is one.
+                let eval_engine = (eval_on_serving && !Arc::ptr_eq(&serving_engine, &engine))
+                    .then(|| serving_engine.clone());
                 let serving = Serving::new(
                     serving_engine,
                     control.store.clone(),
@@ -557,6 +565,15 @@ impl Node {
                         work_dir: work_dir.join(format!("local-{i}")),
                         poll: Duration::from_millis(500),
                         embedder: embedder.clone(),
+                        eval_models: eval_engine.clone().map(|e| {
+                            let names = names.clone();
+                            let resolve: Arc<worker::ModelResolver> =
+                                Arc::new(move |m: &str| -> forja_control::Result<Arc<Engine>> {
+                                    check_trains(&names, m)?;
+                                    Ok(e.clone())
+                                });
+                            resolve
+                        }),
                         yield_to: training_yields
                             .then(|| forja_engine::Yield::new(foreground.clone())),
                     };

@@ -219,6 +219,17 @@ fn three_iterations_warm_start_replay_and_evaluate_the_champion_once() {
         assert_eq!(versions[i]["eval"]["summary"]["full_evaluations"], 1, "job {i}");
     }
     assert_eq!(versions[0]["eval"]["summary"]["full_evaluations"], 2);
+    // A node that trains serves a quantized copy (the model is f32), and
+    // evaluation generates on it; reused reports were made on it too.
+    let served = b.get("/v1/admin/node", &b.admin).body["serving"]["weights"].clone();
+    assert_eq!(served, serde_json::json!(["Q8_0"]));
+    for v in &versions {
+        assert_eq!(v["eval"]["summary"]["weights"], "Q8_0", "{}", v["eval"]["summary"]);
+    }
+    assert!(
+        e1.iter().any(|e| e.contains("generated on the serving copy's Q8_0 weights")),
+        "{e1:?}"
+    );
     // Every report carries the probe of the candidate and the base model.
     for v in &versions {
         let p = &v["eval"]["summary"]["probe"];
@@ -248,4 +259,31 @@ fn a_candidate_that_forgets_the_general_probe_is_rejected() {
     assert_eq!(v["status"], "rejected", "{v}");
     let reasons = v["gate"]["reasons"].to_string();
     assert!(reasons.contains("general probe mean_logprob"), "{reasons}");
+}
+
+#[test]
+fn a_report_made_on_other_weights_is_not_reused() {
+    // Job 1 evaluates on the f32 training weights; after a restart the node
+    // evaluates on its Q8_0 serving copy, so the champion's f32 report
+    // cannot stand in for the current model: job 2 evaluates it again.
+    let lenient = "min_improvement = 0.0\nmax_regression = 1.0\nprobe_max_drop = 1.0\nprobe_max_logprob_drop = 100.0";
+    let b = Bed::with_model(pretrained(), |c| {
+        c.workers = 1;
+        c.eval_on_serving_weights = false;
+    });
+    let key = b.tenant("acme", settings(Some(lenient), 2, 20.0));
+    upload_golden(&b, &key);
+    let first = iteration(&b, &key, 1000, 24);
+    let v1 = version_of(&b, &key, &first).unwrap();
+    assert_eq!(v1["eval"]["summary"]["weights"], "F32", "{}", v1["eval"]["summary"]);
+    assert_eq!(v1["status"], "promoted", "{}", v1["status_reason"]);
+
+    let b = b.restart(|c| c.workers = 1);
+    let second = iteration(&b, &key, 2000, 24);
+    let v2 = version_of(&b, &key, &second).unwrap();
+    assert_eq!(v2["eval"]["summary"]["weights"], "Q8_0", "{}", v2["eval"]["summary"]);
+    let events = messages(&b, &key, &second);
+    assert!(events.iter().any(|e| e.starts_with("Evaluating champion")), "{events:?}");
+    assert!(!events.iter().any(|e| e.starts_with("Reusing the evaluation")), "{events:?}");
+    assert_eq!(v2["eval"]["summary"]["full_evaluations"], 2);
 }

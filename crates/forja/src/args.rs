@@ -828,6 +828,11 @@ pub struct ServeArgs {
     /// then run 0.5 s) or `equal` (they compete for the cores).
     #[arg(long, default_value = "background", value_parser = ["background", "equal"])]
     pub training_priority: String,
+    /// Weights in-process evaluation generates golden-set answers on: `serving` (the
+    /// quantized serving copy when there is one: faster) or `f32` (the training weights).
+    /// The general probe always runs on the f32 weights.
+    #[arg(long, default_value = "serving", value_parser = ["serving", "f32"])]
+    pub eval_weights: String,
     /// Most sequences generated together (continuous batching).
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,

@@ -59,6 +59,7 @@ pub(crate) fn node_config(a: &ServeArgs) -> Result<NodeConfig> {
     cfg.threads = a.threads;
     cfg.serving_weights = a.serving_weights;
     cfg.training_yields = a.training_priority == "background";
+    cfg.eval_on_serving_weights = a.eval_weights == "serving";
     cfg.lease_ttl_s = a.lease_ttl.max(1);
     cfg.max_attempts = a.max_attempts.max(1);
     cfg.tick = Duration::from_millis(a.tick_ms.max(10));
@@ -157,6 +158,7 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         work_dir,
         poll: Duration::from_secs(1),
         embedder: crate::models::embedder(&a.embedding_model)?,
+        eval_models: None,
         yield_to: None,
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -100,6 +100,14 @@ impl Bed {
         Bed { node, admin, model, tmp }
     }
 
+    /// Stops the node and starts another on the same data directory and
+    /// model (keys and tenants survive; a new admin key is made).
+    pub fn restart(self, edit: impl FnOnce(&mut NodeConfig)) -> Bed {
+        let Bed { node, model, tmp, .. } = self;
+        node.stop();
+        Bed::on(tmp, model, edit)
+    }
+
     /// A tenant and one of its keys.
     pub fn tenant(&self, name: &str, settings: TenantSettings) -> String {
         let t = self.node.store.create_tenant(name, "standard", &settings).unwrap();
