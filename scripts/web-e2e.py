@@ -122,6 +122,8 @@ with sync_playwright() as p:
     expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=300_000)
     expect(page.get_by_test_id("job-progress")).to_have_attribute("data-value", "100")
     expect(page.get_by_test_id("checkpoints")).to_contain_text("final")
+    # What it trained on: the new examples (nothing to replay yet).
+    expect(page.get_by_test_id("training-mix")).to_contain_text("new + 0 replayed")
     page.screenshot(path=f"{OUT}/learning.png")
     stage("trained; progress 100 %")
 

@@ -105,6 +105,13 @@ export interface Job {
   fine_tuned_model: string | null;
   trigger?: string;
   trained_tokens: number | null;
+  /** What a triggered job trains on: new, replayed and general rows, and its warm start. */
+  training_mix?: {
+    new_examples: number;
+    replay_examples: number;
+    general_rows: number;
+    warm_start_from: string | null;
+  } | null;
   progress?: { step: number; total_steps: number; progress_percent: number } | null;
   error?: { message: string } | null;
 }

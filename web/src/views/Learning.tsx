@@ -1,7 +1,7 @@
 // The learning dashboard: pending corrections against the threshold,
 // "train now", the running job followed live (SSE: step / total, ETA,
 // tok/s, training and validation loss curves, each checkpoint's golden-set
-// metrics), and recent jobs with their states.
+// metrics, the training mix), and recent jobs with their states.
 import { useCallback, useEffect, useState } from "react";
 import { progressOf, type Job, type JobEvent, type LearningStatus } from "../api";
 import { useSession } from "../context";
@@ -170,6 +170,15 @@ export function Learning() {
             {p.tokPerS !== null ? ` · ${Math.round(p.tokPerS)} tok/s` : ""}
             {p.loss !== null ? ` · ${t("loss")} ${p.loss.toFixed(3)}` : ""}
           </p>
+          {live.training_mix && (
+            <p className="meta" data-testid="training-mix">
+              {t("mix")}: {live.training_mix.new_examples} {t("mixNew")} + {live.training_mix.replay_examples}{" "}
+              {t("mixReplayed")} + {live.training_mix.general_rows} {t("mixGeneral")}
+              {live.training_mix.warm_start_from
+                ? ` · ${t("warmStart")} ${live.training_mix.warm_start_from.slice(0, 8)}`
+                : ""}
+            </p>
+          )}
           <LossCurve events={events} label={`${t("loss")} / ${t("validLoss")}`} />
           <Checkpoints events={events} title={t("checkpoints")} />
           {live.error?.message && <p className="error">{live.error.message}</p>}
