@@ -69,8 +69,9 @@ impl ModelSource {
 /// The weights serving runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServingWeights {
-    /// A `Q8_0` copy when the node trains in-process (training keeps the
-    /// dense weights), else the weights as stored.
+    /// On a node that trains in-process, a serving copy (training keeps the
+    /// dense weights): the file's quantized weights as stored, float ones
+    /// quantized to `Q8_0`. Elsewhere the weights as stored.
     Auto,
     /// The weights as stored; a training node serves its dense training
     /// weights (one copy in memory).
