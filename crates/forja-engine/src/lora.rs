@@ -268,6 +268,57 @@ impl Adapter {
         Ok(Adapter { config: config.clone(), base_model: base_model.to_string(), pairs, vars })
     }
 
+    /// A frozen adapter from its pairs (`pairs[layer][module]`, indexed as
+    /// [`Module::ALL`]); every pair must have rank `config.r` and the scale
+    /// `config` gives it (what [`Adapter::save`] writes). Aggregation and
+    /// merging tools build adapters this way.
+    pub fn from_pairs(
+        config: LoraConfig,
+        base_model: &str,
+        pairs: Vec<[Option<LoraPair>; 7]>,
+    ) -> Result<Self> {
+        let scale = config.scale_for(config.r, config.alpha);
+        let bad = |why: String| {
+            EngineError::Params(forja_core::CoreError::InvalidParam { name: "lora", reason: why })
+        };
+        let mut targets = Vec::new();
+        for (layer, row) in pairs.iter().enumerate() {
+            for m in Module::ALL {
+                let Some(p) = &row[m.index()] else { continue };
+                let (ar, _) = p.a.dims2()?;
+                let (_, br) = p.b.dims2()?;
+                if ar != config.r || br != config.r {
+                    return Err(bad(format!(
+                        "{}: rank {ar}/{br}, the config says {}",
+                        m.path(layer),
+                        config.r
+                    )));
+                }
+                if (p.scale - scale).abs() > 1e-9 * scale.abs().max(1.0) {
+                    return Err(bad(format!(
+                        "{}: scale {}, the config gives {scale}",
+                        m.path(layer),
+                        p.scale
+                    )));
+                }
+                if !targets.contains(&m) {
+                    targets.push(m);
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Err(bad("no LoRA pairs".into()));
+        }
+        targets.sort();
+        let config = LoraConfig { targets, ..config };
+        Ok(Adapter { config, base_model: base_model.to_string(), pairs, vars: Vec::new() })
+    }
+
+    /// Decoder layers the adapter has rows for (the base model's).
+    pub fn num_layers(&self) -> usize {
+        self.pairs.len()
+    }
+
     /// The hyper-parameters.
     pub fn config(&self) -> &LoraConfig {
         &self.config

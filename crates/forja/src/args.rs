@@ -65,6 +65,9 @@ pub enum Command {
     /// A tenant's entity dictionary (spelling fixes applied to its generations).
     #[command(subcommand)]
     Dictionary(DictionaryCommand),
+    /// Federation: combine adapters trained on different nodes.
+    #[command(subcommand)]
+    Federation(FederationCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -1048,6 +1051,43 @@ pub struct EvalArgs {
     /// Worker threads (default: all cores).
     #[arg(short, long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FederationCommand {
+    /// Aggregate PEFT LoRA adapters of one base model into one adapter directory.
+    Aggregate(AggregateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// `exact` (stacked factors: the weighted mean of the B·A products, rank = Σ r),
+    /// `fedit` (separate means of A and B; not the mean of the products) or `median`
+    /// (coordinate-wise median of the dense updates, at low rank).
+    #[arg(long, default_value = "exact")]
+    pub method: forja_fed::Method,
+    /// Rank of the result, cut by a truncated SVD (default: Σ r for exact, the largest r
+    /// otherwise).
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// One weight per adapter, comma-separated (e.g. example counts; default: equal).
+    #[arg(long, value_delimiter = ',')]
+    pub weights: Option<Vec<f64>>,
+    /// Scale down any adapter whose update norm exceeds this multiple of the median norm.
+    #[arg(long)]
+    pub clip: Option<f64>,
+    /// The base model the adapters were trained on (their shapes are checked against it).
+    #[arg(short, long, default_value = "default", env = "FORJA_MODEL")]
+    pub model: String,
+    /// Output adapter directory (also gets aggregation.json, the report).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// PEFT adapter directories.
+    #[arg(required = true)]
+    pub adapters: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod debug;
 mod demo;
 mod docs;
 mod eval;
+mod federation;
 mod install;
 mod models;
 mod progress;
@@ -77,6 +78,9 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Tenants(c) => admin::tenants(c),
         args::Command::Keys(c) => admin::keys(c),
         args::Command::Jobs(c) => admin::jobs(c),
+        args::Command::Federation(args::FederationCommand::Aggregate(a)) => {
+            federation::aggregate(a)
+        }
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),

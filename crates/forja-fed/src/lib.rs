@@ -1,0 +1,32 @@
+//! forja's federation: nodes pool what they learned without pooling data.
+//!
+//! This crate holds what does not depend on HTTP or a store:
+//! [`aggregate`], which combines LoRA adapters of one base model trained
+//! on different nodes into one adapter. The hub, signed delta packages and
+//! governance are not built yet (issue 20).
+
+#![warn(missing_docs)]
+
+pub mod aggregate;
+
+pub use aggregate::{aggregate, Method, Options, Report};
+
+/// What can go wrong aggregating adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum FedError {
+    /// The inputs or options do not make sense together.
+    #[error("{0}")]
+    Invalid(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Engine(#[from] forja_engine::EngineError),
+}
+
+impl From<candle_core::Error> for FedError {
+    fn from(e: candle_core::Error) -> Self {
+        FedError::Engine(e.into())
+    }
+}
+
+/// Result with [`FedError`].
+pub type Result<T> = std::result::Result<T, FedError>;

@@ -1,0 +1,83 @@
+//! `forja federation aggregate` end to end: two PEFT adapters of a tiny
+//! model in, one PEFT adapter (and its report) out that the model loads;
+//! bad input is one line naming what to fix.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::{check_user_error, forja, tiny_gguf};
+use forja_engine::lora::{Adapter, LoraConfig, LoraPair, Module};
+use forja_engine::{Engine, LoadOptions};
+use std::path::Path;
+
+fn write_adapter(e: &Engine, r: usize, seed: u64, dir: &Path) {
+    let mut state = seed;
+    let mut next = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    };
+    let cfg = LoraConfig { r, alpha: 2.0 * r as f64, dropout: 0.0, targets: vec![], rslora: false };
+    let model = e.model();
+    let pairs = (0..model.config().num_hidden_layers)
+        .map(|layer| {
+            Module::ALL.map(|m| {
+                let lin = model.linear(layer, m);
+                let t = |v: Vec<f32>, shape: (usize, usize)| {
+                    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+                };
+                Some(LoraPair {
+                    a: t(next(r * lin.in_dim()), (r, lin.in_dim())),
+                    b: t(next(lin.out_dim() * r), (lin.out_dim(), r)),
+                    scale: 2.0,
+                })
+            })
+        })
+        .collect();
+    Adapter::from_pairs(cfg, "tiny", pairs).unwrap().save(dir).unwrap();
+}
+
+#[test]
+fn aggregate_writes_a_peft_adapter_and_its_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let e = Engine::load(&model, &LoadOptions::default(), &mut |_| {}).unwrap();
+    let (a, b, out) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("out"));
+    write_adapter(&e, 2, 1, &a);
+    write_adapter(&e, 4, 2, &b);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (m, a_s, b_s, out_s) = (s(&model), s(&a), s(&b), s(&out));
+    let args = ["federation", "aggregate", "-m", &m, "--out", &out_s, "--weights", "1,3", "--json"];
+    let o = forja(&[&args[..], &[a_s.as_str(), b_s.as_str()]].concat(), None);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["method"], "exact");
+    assert_eq!(report["rank"], 6, "{report}");
+    assert_eq!(report["weights"], serde_json::json!([0.25, 0.75]));
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("aggregation.json")).unwrap()).unwrap();
+    assert_eq!(saved["adapters"][1], b_s.as_str());
+    let back = e.load_adapter(&out).unwrap();
+    assert_eq!(back.config().r, 6);
+    assert_eq!(back.config().targets.len(), 7);
+
+    // A rank cut says what it lost.
+    let cut = s(&tmp.path().join("cut"));
+    let args = ["federation", "aggregate", "-m", &m, "--out", &cut, "--rank", "3"];
+    let o = forja(&[&args[..], &[a_s.as_str(), b_s.as_str()]].concat(), None);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("rank cut: relative error"), "{text}");
+
+    // Bad input: one line each.
+    let missing = s(&tmp.path().join("nope"));
+    let o = forja(&["federation", "aggregate", "-m", &m, "--out", &out_s, &a_s, &missing], None);
+    check_user_error(&o, "nope");
+    let o = forja(
+        &["federation", "aggregate", "-m", &m, "--out", &out_s, "--weights", "1", &a_s, &b_s],
+        None,
+    );
+    check_user_error(&o, "1 weights for 2 adapters");
+}
