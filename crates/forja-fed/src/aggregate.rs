@@ -42,9 +42,21 @@ pub enum Method {
     /// Stacked factors: the exact weighted mean of the products.
     Exact,
     /// The separate means of `A` and `B` (FedIT), for comparison.
+    #[serde(rename = "fedit")]
     FedIt,
     /// The coordinate-wise median of the dense updates, at low rank.
     Median,
+}
+
+impl Method {
+    /// The name the CLI takes and reports print (`exact`, `fedit`, `median`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Exact => "exact",
+            Method::FedIt => "fedit",
+            Method::Median => "median",
+        }
+    }
 }
 
 impl std::str::FromStr for Method {

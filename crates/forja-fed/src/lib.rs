@@ -1,7 +1,7 @@
 //! forja's federation: nodes pool what they learned without pooling data.
 //!
 //! This crate holds what does not depend on HTTP or a store:
-//! [`aggregate`], which combines LoRA adapters of one base model trained
+//! [`aggregate()`], which combines LoRA adapters of one base model trained
 //! on different nodes into one adapter. The hub, signed delta packages and
 //! governance are not built yet (issue 20).
 

@@ -36,10 +36,10 @@ pub fn aggregate(a: AggregateArgs) -> Result<ExitCode> {
         println!("{json}");
     } else {
         println!(
-            "{} adapters → {} ({:?}, rank {}, {} modules)",
+            "{} adapters → {} ({}, rank {}, {} modules)",
             report.inputs,
             a.out.display(),
-            report.method,
+            report.method.name(),
             report.rank,
             report.modules
         );

@@ -70,6 +70,14 @@ fn aggregate_writes_a_peft_adapter_and_its_report() {
     let o = forja(&[&args[..], &[a_s.as_str(), b_s.as_str()]].concat(), None);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && text.contains("rank cut: relative error"), "{text}");
+    assert!(text.contains("(exact, rank 3, 14 modules)"), "{text}");
+    // FedIT reports under the name the CLI takes.
+    let fedit = s(&tmp.path().join("fedit"));
+    let args =
+        ["federation", "aggregate", "-m", &m, "--method", "fedit", "--out", &fedit, "--json"];
+    let o = forja(&[&args[..], &[a_s.as_str(), b_s.as_str()]].concat(), None);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["method"], "fedit", "{report}");
 
     // Bad input: one line each.
     let missing = s(&tmp.path().join("nope"));
