@@ -2,14 +2,17 @@
 //!
 //! This crate holds what does not depend on HTTP or a store:
 //! [`aggregate()`], which combines LoRA adapters of one base model trained
-//! on different nodes into one adapter. The hub, signed delta packages and
-//! governance are not built yet (issue 20).
+//! on different nodes into one adapter, and [`package`], the signed delta
+//! package a node publishes (ed25519 over the manifest; file hashes). The
+//! hub, uploads, rounds and governance are not built yet (issue 20).
 
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod package;
 
 pub use aggregate::{aggregate, Method, Options, Report};
+pub use package::{Manifest, NodeKey, PackInfo, Trust};
 
 /// What can go wrong aggregating adapters.
 #[derive(Debug, thiserror::Error)]

@@ -1057,6 +1057,59 @@ pub struct EvalArgs {
 pub enum FederationCommand {
     /// Aggregate PEFT LoRA adapters of one base model into one adapter directory.
     Aggregate(AggregateArgs),
+    /// Make a node identity: an ed25519 key file (prints the public key to register).
+    Keygen {
+        /// Where to write the key (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Pack a PEFT adapter as a signed delta package (adapter + manifest + signature).
+    Pack(PackArgs),
+    /// Check a delta package: signature, trusted key, base model, file hashes.
+    Verify {
+        /// The package directory.
+        dir: PathBuf,
+        /// Public keys (hex) allowed to sign; repeat the flag. Default: any key.
+        #[arg(long)]
+        trust: Vec<String>,
+        /// The base model the adapter must be for (its weights' sha256 is compared).
+        #[arg(short, long)]
+        model: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The node's key file (`forja federation keygen`).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The PEFT adapter directory.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// The base model it was trained on (name and weights' sha256 go in the manifest).
+    #[arg(short, long, default_value = "default", env = "FORJA_MODEL")]
+    pub model: String,
+    /// Training examples behind it.
+    #[arg(long)]
+    pub examples: u64,
+    /// A metric on the node's golden set, `name=value`; repeat the flag.
+    #[arg(long = "metric", value_parser = parse_metric)]
+    pub metrics: Vec<(String, f64)>,
+    /// A version or job id it came from; repeat the flag.
+    #[arg(long)]
+    pub lineage: Vec<String>,
+    /// The package directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn parse_metric(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s.split_once('=').ok_or("a metric is name=value, e.g. wer=0.12")?;
+    let v: f64 = v.parse().map_err(|_| format!("`{v}` is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("`{v}` is not a finite number"));
+    }
+    Ok((k.to_string(), v))
 }
 
 #[derive(Debug, Args)]

@@ -1,13 +1,65 @@
-//! `forja federation aggregate`: combine PEFT LoRA adapters of one base
+//! `forja federation`: `aggregate` combines PEFT LoRA adapters of one base
 //! model (trained on different nodes) into one PEFT adapter directory, with
-//! the aggregation report beside it.
+//! the aggregation report beside it; `keygen`, `pack` and `verify` make a
+//! node identity and signed delta packages and check them.
 
-use crate::args::AggregateArgs;
+use crate::args::{AggregateArgs, FederationCommand, PackArgs};
 use crate::models;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use forja_fed::package::{self, NodeKey, PackInfo, Trust};
 use std::process::ExitCode;
 
-pub fn aggregate(a: AggregateArgs) -> Result<ExitCode> {
+pub fn run(c: FederationCommand) -> Result<ExitCode> {
+    match c {
+        FederationCommand::Aggregate(a) => aggregate(a),
+        FederationCommand::Keygen { out } => {
+            if out.exists() {
+                bail!("{} exists; a node key is never overwritten", out.display());
+            }
+            let key = NodeKey::generate();
+            key.save(&out)?;
+            println!("{}", key.public_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        FederationCommand::Pack(a) => pack(a),
+        FederationCommand::Verify { dir, trust, model } => {
+            let base_sha256 = model.map(|m| base_sha(&m)).transpose()?;
+            let m = package::verify(&dir, &Trust { keys: trust, base_sha256 })?;
+            println!(
+                "ok: signed by {}, base {} ({}), {} examples, metrics {:?}, lineage {:?}",
+                m.node, m.base_model, m.base_sha256, m.examples, m.metrics, m.lineage
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// sha256 of a model's weights (the GGUF file, or an HF directory's
+/// `model.safetensors`).
+fn base_sha(model: &str) -> Result<String> {
+    let path = models::resolve(model)?;
+    forja_control::worker::model_sha256(&path)
+        .with_context(|| format!("cannot hash the weights of {}", path.display()))
+}
+
+fn pack(a: PackArgs) -> Result<ExitCode> {
+    let key = NodeKey::load(&a.key)?;
+    let info = PackInfo {
+        base_model: a.model.clone(),
+        base_sha256: base_sha(&a.model)?,
+        examples: a.examples,
+        metrics: a.metrics.into_iter().collect(),
+        lineage: a.lineage,
+        created_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    let m = package::pack(&a.adapter, &a.out, &key, &info)?;
+    println!("{}: signed by {}", a.out.display(), m.node);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn aggregate(a: AggregateArgs) -> Result<ExitCode> {
     // The base model checks every adapter's modules and shapes.
     let opts = forja_engine::LoadOptions { threads: Some(1), ..Default::default() };
     let engine = crate::run::load_with(&models::resolve(&a.model)?, &opts)?;

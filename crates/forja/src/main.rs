@@ -78,9 +78,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Tenants(c) => admin::tenants(c),
         args::Command::Keys(c) => admin::keys(c),
         args::Command::Jobs(c) => admin::jobs(c),
-        args::Command::Federation(args::FederationCommand::Aggregate(a)) => {
-            federation::aggregate(a)
-        }
+        args::Command::Federation(c) => federation::run(c),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),

@@ -89,3 +89,63 @@ fn aggregate_writes_a_peft_adapter_and_its_report() {
     );
     check_user_error(&o, "1 weights for 2 adapters");
 }
+
+#[test]
+fn keygen_pack_and_verify_a_signed_delta() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let e = Engine::load(&model, &LoadOptions::default(), &mut |_| {}).unwrap();
+    let adapter = tmp.path().join("adapter");
+    write_adapter(&e, 2, 3, &adapter);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (m, key, pkg) = (s(&model), s(&tmp.path().join("node.key")), s(&tmp.path().join("pkg")));
+    let o = forja(&["federation", "keygen", "--out", &key], None);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(public.len(), 64, "{public}");
+    check_user_error(&forja(&["federation", "keygen", "--out", &key], None), "never overwritten");
+
+    let a = s(&adapter);
+    let args =
+        ["federation", "pack", "--key", &key, "--adapter", &a, "-m", &m, "--examples", "300"];
+    let o = forja(
+        &[&args[..], &["--metric", "wer=0.05", "--lineage", "ftjob-1", "--out", &pkg]].concat(),
+        None,
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = forja(&["federation", "verify", &pkg, "--trust", &public, "-m", &m], None);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("300 examples"), "{text} {}", common::stderr(&o));
+
+    // Untrusted key, tampered weights: one line each, naming the package.
+    check_user_error(
+        &forja(&["federation", "verify", &pkg, "--trust", &"0".repeat(64)], None),
+        "not trusted",
+    );
+    let w = tmp.path().join("pkg").join("adapter_model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&w, bytes).unwrap();
+    check_user_error(&forja(&["federation", "verify", &pkg], None), "tampered or truncated");
+    let o = forja(
+        &[
+            "federation",
+            "pack",
+            "--key",
+            &key,
+            "--adapter",
+            &a,
+            "-m",
+            &m,
+            "--examples",
+            "1",
+            "--metric",
+            "wer",
+            "--out",
+            &pkg,
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "clap refuses a metric without a value");
+}
