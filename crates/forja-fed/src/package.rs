@@ -55,17 +55,18 @@ impl NodeKey {
         Ok(NodeKey(SigningKey::from_bytes(&bytes)))
     }
 
-    /// Writes the key file, readable by its owner only.
+    /// Writes the key file, created readable by its owner only.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, format!("{}\n", hex::encode(self.0.to_bytes())))
-            .map_err(|e| io(path, e))?;
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| io(path, e))?;
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
         }
-        Ok(())
+        let mut f = opts.open(path).map_err(|e| io(path, e))?;
+        writeln!(f, "{}", hex::encode(self.0.to_bytes())).map_err(|e| io(path, e))
     }
 
     /// The public key in hex (what a hub registers).

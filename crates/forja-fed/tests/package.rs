@@ -46,6 +46,12 @@ fn a_packed_adapter_verifies_and_says_what_it_is() {
     // A key file round-trips and signs the same identity.
     let kf = tmp.path().join("node.key");
     key.save(&kf).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a node key is its owner's only");
+    }
     assert_eq!(NodeKey::load(&kf).unwrap().public_hex(), key.public_hex());
     std::fs::write(&kf, "not hex").unwrap();
     assert!(NodeKey::load(&kf).unwrap_err().to_string().contains("not a node key"));
