@@ -176,6 +176,32 @@ fn metrics_reveal_no_tenant_unless_asked_and_then_need_a_token() {
 
 /// A receiver on loopback: each request's body is sent to `tx` after
 /// `delay`, then answered 200.
+/// One whole HTTP request: the headers and `content-length` bytes of body
+/// (a client may send them in separate writes, so one `read` is not enough).
+fn read_request(s: &mut std::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let want = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0usize);
+            if got.len() >= end + 4 + want {
+                return text;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 fn receiver(delay: Duration) -> (String, std::sync::mpsc::Receiver<String>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
@@ -184,10 +210,9 @@ fn receiver(delay: Duration) -> (String, std::sync::mpsc::Receiver<String>) {
         for s in l.incoming() {
             let (mut s, tx) = (s.unwrap(), tx.clone());
             std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                let n = s.read(&mut buf).unwrap_or(0);
+                let request = read_request(&mut s);
                 std::thread::sleep(delay);
-                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = tx.send(request);
                 let _ = s.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
                 );
