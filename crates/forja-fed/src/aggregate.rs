@@ -423,14 +423,8 @@ fn low_rank(m: &DMatrix<f64>, rank: usize, seed: u64) -> (DMatrix<f64>, DMatrix<
         q = (m * z).qr().q();
     }
     let small = q.transpose() * m;
-    let (b, a, _) = fit_rank(q, small, rank.min(p));
-    let (b, a) = if rank > b.ncols() { pad(b, a, rank) } else { (b, a) };
+    let (b, a, _) = fit_rank(q, small, rank);
     let total = m.norm_squared();
     let err = if total > 0.0 { (m - &b * &a).norm() / total.sqrt() } else { 0.0 };
     (b, a, Some(err))
-}
-
-fn pad(b: DMatrix<f64>, a: DMatrix<f64>, rank: usize) -> (DMatrix<f64>, DMatrix<f64>) {
-    let (bp, ap, _) = fit_rank(b, a, rank);
-    (bp, ap)
 }

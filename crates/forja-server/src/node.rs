@@ -305,6 +305,17 @@ pub fn artifact_config(spec: Option<&str>, data_dir: &Path) -> Result<ArtifactCo
 
 /// Refuses a job whose base model is not this node's (the lease already
 /// filters by model; this guards the resolver itself).
+/// The in-process worker's engine for the model names this node trains.
+fn resolver(
+    names: ModelNames,
+    engine: Arc<Engine>,
+) -> impl Fn(&str) -> forja_control::Result<Arc<Engine>> + Send + Sync {
+    move |m: &str| {
+        check_trains(&names, m)?;
+        Ok(engine.clone())
+    }
+}
+
 fn check_trains(names: &ModelNames, m: &str) -> forja_control::Result<()> {
     if names.canonical(m).is_some() {
         return Ok(());
@@ -494,18 +505,11 @@ impl Node {
                         fail(startup(format!("cannot load {}: {e}", path.display())))
                     })
                 };
-                // One copy when serving runs on the dense training weights.
-                let (serving_engine, engine) = match &train_opts {
-                    Some(t) if quantize.is_none() => {
-                        let e = load(t)?;
-                        (e.clone(), e)
-                    }
-                    Some(t) => (load(&serve_opts)?, load(t)?),
-                    None => {
-                        let e = load(&serve_opts)?;
-                        (e.clone(), e)
-                    }
-                };
+                // A second copy only when a training node serves quantized weights.
+                let engine = load(train_opts.as_ref().unwrap_or(&serve_opts))?;
+                let separate = train_opts.is_some() && quantize.is_some();
+                let serving_engine =
+                    if separate { load(&serve_opts)? } else { engine.clone() };
                 if let Some((p, spec)) = &draft {
                     let dopts = LoadOptions { threads: serve_opts.threads, ..Default::default() };
                     let d = Engine::load(p, &dopts, &mut |_| {}).map_err(|e| {
@@ -518,8 +522,7 @@ impl Node {
                     c.take_out(t, "serving", why).map(|_| ()).map_err(|e| e.to_string())
                 });
                 // Evaluation generates on the serving copy, if it is one.
-                let eval_engine = (eval_on_serving && !Arc::ptr_eq(&serving_engine, &engine))
-                    .then(|| serving_engine.clone());
+                let eval_engine = (eval_on_serving && separate).then(|| serving_engine.clone());
                 let serving = Serving::new(
                     serving_engine,
                     control.store.clone(),
@@ -536,7 +539,7 @@ impl Node {
                 }
                 let foreground = serving.foreground();
                 let formats = serving.engine().model().weight_formats().join("+");
-                let copy = if Arc::ptr_eq(serving.engine(), &engine) { "" } else { "a copy, " };
+                let copy = if separate { "a copy, " } else { "" };
                 let _ = serving_slot.set(serving);
                 ready.store(true, Ordering::SeqCst);
                 eprintln!(
@@ -566,24 +569,14 @@ impl Node {
                         work_dir: work_dir.join(format!("local-{i}")),
                         poll: Duration::from_millis(500),
                         embedder: embedder.clone(),
-                        eval_models: eval_engine.clone().map(|e| {
-                            let names = names.clone();
-                            let resolve: Arc<worker::ModelResolver> =
-                                Arc::new(move |m: &str| -> forja_control::Result<Arc<Engine>> {
-                                    check_trains(&names, m)?;
-                                    Ok(e.clone())
-                                });
-                            resolve
-                        }),
+                        eval_models: eval_engine
+                            .clone()
+                            .map(|e| Arc::new(resolver(names.clone(), e)) as Arc<worker::ModelResolver>),
                         yield_to: training_yields
                             .then(|| forja_engine::Yield::new(foreground.clone())),
                     };
                     threads.push(std::thread::spawn(move || {
-                        let resolve = move |m: &str| -> forja_control::Result<Arc<Engine>> {
-                            check_trains(&names, m)?;
-                            Ok(engine.clone())
-                        };
-                        worker::run(&link, &resolve, &wcfg, &stop);
+                        worker::run(&link, &resolver(names, engine), &wcfg, &stop);
                     }));
                 }
                 Ok(threads)
