@@ -1,7 +1,8 @@
 //! Test fixtures (feature `fixtures`): tiny Llama-family models with
 //! random weights, written in Hugging Face layout and as GGUF files (with
 //! llama.cpp's q/k row interleaving), and a byte-level BPE tokenizer trained
-//! on the spot. Nothing is downloaded; other crates' tests use these too.
+//! on the spot, and LoRA adapters with random factors. Nothing is
+//! downloaded; other crates' tests use these too.
 //! Panics on I/O errors: this is test code.
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -308,4 +309,42 @@ pub fn write_gguf(path: &Path, spec: &Spec, w: &HashMap<String, Tensor>, dtype: 
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     gguf_file::write(&mut f, &meta_refs, &t_refs).unwrap();
+}
+
+/// A frozen LoRA adapter of rank `r` over `modules`, shaped for `model`,
+/// with `A` and `B` uniform in ±0.25 from an LCG seeded with `seed` (unlike
+/// [`crate::lora::Adapter::new`], whose `B` starts at zero).
+pub fn random_adapter(
+    model: &crate::models::llama::Llama,
+    r: usize,
+    alpha: f64,
+    modules: &[crate::lora::Module],
+    seed: u64,
+) -> crate::lora::Adapter {
+    use crate::lora::{Adapter, LoraConfig, LoraPair, Module};
+    let mut state = seed;
+    let mut tensor = |rows: usize, cols: usize| {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5) * 0.5
+            })
+            .collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    };
+    let cfg = LoraConfig { r, alpha, dropout: 0.0, targets: vec![], rslora: false };
+    let scale = cfg.scale_for(r, alpha);
+    let pairs = (0..model.config().num_hidden_layers)
+        .map(|layer| {
+            Module::ALL.map(|m| {
+                let lin = model.linear(layer, m);
+                modules.contains(&m).then(|| LoraPair {
+                    a: tensor(r, lin.in_dim()),
+                    b: tensor(lin.out_dim(), r),
+                    scale,
+                })
+            })
+        })
+        .collect();
+    Adapter::from_pairs(cfg, "tiny", pairs).unwrap()
 }

@@ -6,21 +6,9 @@
 
 use candle_core::{Device, Tensor};
 use forja_engine::fixtures::{self, Spec};
-use forja_engine::lora::{Adapter, LoraConfig, LoraPair, Module};
+use forja_engine::lora::{Adapter, LoraPair, Module};
 use forja_engine::{Engine, LoadOptions};
 use forja_fed::{aggregate, Method, Options};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
-    fn tensor(&mut self, r: usize, c: usize, scale: f32) -> Tensor {
-        let v: Vec<f32> = (0..r * c).map(|_| self.next() * scale).collect();
-        Tensor::from_vec(v, (r, c), &Device::Cpu).unwrap()
-    }
-}
 
 fn tiny() -> (tempfile::TempDir, Engine) {
     let tmp = tempfile::tempdir().unwrap();
@@ -37,28 +25,7 @@ fn tiny() -> (tempfile::TempDir, Engine) {
 
 /// A random adapter of rank `r` over `modules`, shaped for `e`'s model.
 fn random(e: &Engine, r: usize, alpha: f64, modules: &[Module], seed: u64) -> Adapter {
-    let mut rng = Rng(seed);
-    let model = e.model();
-    let layers = model.config().num_hidden_layers;
-    let cfg = LoraConfig { r, alpha, dropout: 0.0, targets: vec![], rslora: false };
-    let scale = cfg.scale_for(r, alpha);
-    let pairs = (0..layers)
-        .map(|layer| {
-            let mut row: [Option<LoraPair>; 7] = Default::default();
-            for (i, m) in Module::ALL.into_iter().enumerate() {
-                if modules.contains(&m) {
-                    let lin = model.linear(layer, m);
-                    row[i] = Some(LoraPair {
-                        a: rng.tensor(r, lin.in_dim(), 0.5),
-                        b: rng.tensor(lin.out_dim(), r, 0.5),
-                        scale,
-                    });
-                }
-            }
-            row
-        })
-        .collect();
-    Adapter::from_pairs(cfg, "tiny", pairs).unwrap()
+    fixtures::random_adapter(e.model(), r, alpha, modules, seed)
 }
 
 /// `s · B A` of a module as a flat vector (zeros when not adapted).
@@ -243,15 +210,11 @@ fn bad_inputs_are_refused_with_a_reason() {
     assert!(msg.contains("adapter 1") && msg.contains("NaN"), "{msg}");
     // An adapter for another shape of model.
     let other = {
-        let mut rng = Rng(7);
+        let t = |r: usize, c: usize| Tensor::full(0.1f32, (r, c), &Device::Cpu).unwrap();
         let pairs: Vec<[Option<LoraPair>; 7]> = (0..2)
             .map(|_| {
                 let mut row: [Option<LoraPair>; 7] = Default::default();
-                row[0] = Some(LoraPair {
-                    a: rng.tensor(2, 96, 0.5),
-                    b: rng.tensor(96, 2, 0.5),
-                    scale: 2.0,
-                });
+                row[0] = Some(LoraPair { a: t(2, 96), b: t(96, 2), scale: 2.0 });
                 row
             })
             .collect();

@@ -4,40 +4,16 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
 use common::{check_user_error, forja, tiny_gguf};
-use forja_engine::lora::{Adapter, LoraConfig, LoraPair, Module};
+use forja_engine::lora::Module;
 use forja_engine::{Engine, LoadOptions};
 use std::path::Path;
 
+/// A random adapter of rank `r` (alpha 2r) over every module, saved as PEFT.
 fn write_adapter(e: &Engine, r: usize, seed: u64, dir: &Path) {
-    let mut state = seed;
-    let mut next = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    };
-    let cfg = LoraConfig { r, alpha: 2.0 * r as f64, dropout: 0.0, targets: vec![], rslora: false };
-    let model = e.model();
-    let pairs = (0..model.config().num_hidden_layers)
-        .map(|layer| {
-            Module::ALL.map(|m| {
-                let lin = model.linear(layer, m);
-                let t = |v: Vec<f32>, shape: (usize, usize)| {
-                    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-                };
-                Some(LoraPair {
-                    a: t(next(r * lin.in_dim()), (r, lin.in_dim())),
-                    b: t(next(lin.out_dim() * r), (lin.out_dim(), r)),
-                    scale: 2.0,
-                })
-            })
-        })
-        .collect();
-    Adapter::from_pairs(cfg, "tiny", pairs).unwrap().save(dir).unwrap();
+    forja_engine::fixtures::random_adapter(e.model(), r, 2.0 * r as f64, &Module::ALL, seed)
+        .save(dir)
+        .unwrap();
 }
 
 #[test]
