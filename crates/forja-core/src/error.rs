@@ -18,6 +18,9 @@ pub enum CoreError {
     /// A model name that is not in the built-in catalog.
     #[error("unknown built-in model `{0}`: run `forja models` to list them, or pass a path")]
     UnknownModel(String),
+    /// A key file, public key or signature that cannot be used.
+    #[error("{0}")]
+    Identity(String),
 }
 
 /// Result alias for forja-core.

@@ -8,7 +8,8 @@
 //!   generation, validated once here so every front end rejects the same
 //!   bad values with the same message;
 //! - [`ChatMessage`]: one turn of a conversation;
-//! - [`text`]: case and accent folding.
+//! - [`text`]: case and accent folding;
+//! - [`identity`]: ed25519 keys that sign ledgers, delta packages and votes.
 //!
 //! ```
 //! use forja_core::{GenerationParams, SamplingParams};
@@ -25,6 +26,7 @@
 pub mod catalog;
 mod chat;
 mod error;
+pub mod identity;
 mod params;
 pub mod text;
 

@@ -17,6 +17,13 @@
 //!                            # by at most 1 nat (a shift that large is a
 //!                            # different model; the demo's adapters move
 //!                            # it by ~0.4 with no loss of accuracy)
+//!
+//! [audit]                    # governance: a version that passes waits
+//! required = false           # for auditors' signed votes when true
+//! min_votes = 3              # votes of active auditors needed
+//! approve_fraction = 0.6666666666666666  # share that must approve (2 of 3)
+//! weighted = false           # true: shares by the auditors' reputation
+//! deadline_s = 259200        # no decision by then (3 days): rejected
 //! ```
 //! Validity may never drop below the current model's.
 
@@ -47,6 +54,38 @@ pub struct GatePolicy {
     /// Largest drop of the general probe's mean log-probability per token
     /// of the right answers below the base model's, in nats.
     pub probe_max_logprob_drop: f64,
+    /// Governance: whether a passing version waits for auditors, and how
+    /// their votes decide.
+    pub audit: AuditPolicy,
+}
+
+/// How auditors' votes decide a version that passed the gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditPolicy {
+    /// A version that passes the gate waits in `awaiting_audit`.
+    pub required: bool,
+    /// Votes of active auditors needed before anything is decided.
+    pub min_votes: u32,
+    /// Share of the votes (of the reputation, when `weighted`) that must
+    /// approve; 2/3 by default, so 2 of 3 approvals pass.
+    pub approve_fraction: f64,
+    /// Whether shares are of the voters' reputation rather than of votes.
+    pub weighted: bool,
+    /// Seconds a version may wait; then it is rejected (fail-closed).
+    pub deadline_s: u64,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        AuditPolicy {
+            required: false,
+            min_votes: 3,
+            approve_fraction: 2.0 / 3.0,
+            weighted: false,
+            deadline_s: 3 * 24 * 3600,
+        }
+    }
 }
 
 impl Default for GatePolicy {
@@ -60,6 +99,7 @@ impl Default for GatePolicy {
             auto_promote: true,
             probe_max_drop: 0.05,
             probe_max_logprob_drop: 1.0,
+            audit: AuditPolicy::default(),
         }
     }
 }
@@ -96,6 +136,21 @@ impl GatePolicy {
                 "`probe_max_logprob_drop` must be a number of nats, 0 or more, got {}",
                 self.probe_max_logprob_drop
             )));
+        }
+        let a = &self.audit;
+        if !(a.approve_fraction.is_finite()
+            && a.approve_fraction > 0.0
+            && a.approve_fraction <= 1.0)
+        {
+            return Err(EvalError::Policy(format!(
+                "`audit.approve_fraction` must be above 0 and at most 1, got {}",
+                a.approve_fraction
+            )));
+        }
+        if a.min_votes == 0 || a.deadline_s == 0 {
+            return Err(EvalError::Policy(
+                "`audit.min_votes` and `audit.deadline_s` must be at least 1".into(),
+            ));
         }
         if self.primary_metric == Metric::LatencyMs {
             return Err(EvalError::Policy(
@@ -439,7 +494,13 @@ mod tests {
         assert_eq!(p.primary_metric, Metric::TokenF1);
         assert_eq!(p.guarded, vec![Metric::Wer, Metric::FactFidelity]);
         assert_eq!(GatePolicy::from_toml(&p.to_toml()).unwrap(), p);
+        let a = GatePolicy::from_toml("[audit]\nrequired = true\nweighted = true\n").unwrap();
+        assert!(a.audit.required && a.audit.weighted && a.audit.min_votes == 3);
+        assert_eq!(GatePolicy::from_toml(&a.to_toml()).unwrap(), a);
         for (bad, want) in [
+            ("[audit]\napprove_fraction = 0.0", "`audit.approve_fraction` must be above 0"),
+            ("[audit]\nmin_votes = 0", "`audit.min_votes`"),
+            ("[audit]\nquorum = 3", "unknown field `quorum`"),
             ("max_regression = 2.0", "`max_regression` must be between 0 and 1"),
             ("primary_metric = \"bleu\"", "unknown variant `bleu`"),
             ("colour = 1", "unknown field `colour`"),

@@ -24,7 +24,7 @@ pub mod run;
 pub mod validity;
 
 pub use error::{EvalError, Result};
-pub use gate::{decide, Decision, GatePolicy, Outcome};
+pub use gate::{decide, AuditPolicy, Decision, GatePolicy, Outcome};
 pub use golden::{parse_golden, parse_predictions, GoldenExample, GoldenSet, Prediction};
 pub use metrics::Normalization;
 pub use report::{EvalReport, ExampleResult, Metric};

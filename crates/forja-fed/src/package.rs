@@ -14,7 +14,8 @@
 //! not hash to the manifest's value (tampered or truncated).
 
 use crate::{FedError, Result};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use forja_core::identity;
+pub use forja_core::identity::NodeKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -26,54 +27,6 @@ pub const FORMAT: &str = "forja-delta-v1";
 pub const FILES: [&str; 2] = ["adapter_config.json", "adapter_model.safetensors"];
 /// Largest manifest read, bytes.
 const MAX_MANIFEST: u64 = 1 << 20;
-
-/// A node's identity: an ed25519 signing key.
-pub struct NodeKey(SigningKey);
-
-impl std::fmt::Debug for NodeKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NodeKey({})", self.public_hex())
-    }
-}
-
-impl NodeKey {
-    /// A new random key.
-    pub fn generate() -> Self {
-        NodeKey(SigningKey::from_bytes(&rand::random::<[u8; 32]>()))
-    }
-
-    /// Reads a key file (the 32-byte secret in hex, one line).
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-        let bytes: [u8; 32] =
-            hex::decode(text.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
-                FedError::Invalid(format!(
-                    "{}: not a node key (64 hex digits, as `forja federation keygen` writes)",
-                    path.display()
-                ))
-            })?;
-        Ok(NodeKey(SigningKey::from_bytes(&bytes)))
-    }
-
-    /// Writes the key file, created readable by its owner only.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(|e| io(path, e))?;
-        writeln!(f, "{}", hex::encode(self.0.to_bytes())).map_err(|e| io(path, e))
-    }
-
-    /// The public key in hex (what a hub registers).
-    pub fn public_hex(&self) -> String {
-        hex::encode(self.0.verifying_key().to_bytes())
-    }
-}
 
 /// What a package says about its adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,10 +100,10 @@ pub fn pack(adapter: &Path, out: &Path, key: &NodeKey, info: &PackInfo) -> Resul
         created_at: info.created_at,
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-    let sig = key.0.sign(&bytes);
+    let sig = key.sign_hex(&bytes);
     let (m, s) = (out.join("delta.json"), out.join("delta.sig"));
     std::fs::write(&m, &bytes).map_err(|e| io(&m, e))?;
-    std::fs::write(&s, format!("{}\n", hex::encode(sig.to_bytes()))).map_err(|e| io(&s, e))?;
+    std::fs::write(&s, format!("{sig}\n")).map_err(|e| io(&s, e))?;
     Ok(manifest)
 }
 
@@ -179,21 +132,10 @@ pub fn verify(dir: &Path, trust: &Trust) -> Result<Manifest> {
     if manifest.format != FORMAT {
         return Err(refuse(format!("format `{}`, expected {FORMAT}", manifest.format)));
     }
-    let key: [u8; 32] = hex::decode(&manifest.node)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| refuse("`node` is not a 32-byte public key in hex".into()))?;
-    let key = VerifyingKey::from_bytes(&key)
-        .map_err(|_| refuse("`node` is not a valid ed25519 public key".into()))?;
     let spath = dir.join("delta.sig");
-    let sig_text = std::fs::read_to_string(&spath).map_err(|e| io(&spath, e))?;
-    let sig: [u8; 64] = hex::decode(sig_text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| refuse("delta.sig is not a 64-byte signature in hex".into()))?;
-    key.verify_strict(&bytes, &Signature::from_bytes(&sig)).map_err(|_| {
-        refuse("the signature does not match delta.json (changed after signing, or signed by another key)".into())
-    })?;
+    let sig = std::fs::read_to_string(&spath).map_err(|e| io(&spath, e))?;
+    identity::verify(&manifest.node, &bytes, &sig)
+        .map_err(|e| refuse(format!("delta.json's signature by `node` does not hold: {e}")))?;
     if !trust.keys.is_empty() && !trust.keys.iter().any(|k| k.eq_ignore_ascii_case(&manifest.node))
     {
         return Err(refuse(format!(

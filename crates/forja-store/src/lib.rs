@@ -6,8 +6,9 @@
 //! [`Files`], [`Jobs`] (the job lifecycle, leases, events, checkpoints),
 //! [`Schedules`] (cron fires and webhook deliveries), [`Registry`] (golden
 //! sets, model versions, aliases), [`CompletionLog`], [`Documents`]
-//! (documents with lineage, the entity dictionary) and [`Conversations`]
-//! (chat history). Every state
+//! (documents with lineage, the entity dictionary), [`Conversations`]
+//! (chat history) and [`Governance`] (auditors, their signed votes, the
+//! hash-chained ledger). Every state
 //! change is one transaction, so a process killed at any point leaves the
 //! database at the state before or after it. [`SqliteStore`] is the
 //! embedded default (WAL mode, one file in the data directory); a Postgres
@@ -28,6 +29,7 @@ pub mod conversations;
 pub mod documents;
 mod error;
 pub mod events;
+pub mod governance;
 pub mod registry;
 mod sqlite;
 mod store;
@@ -41,18 +43,22 @@ pub use conversations::{
 pub use documents::{ChunkSource, DictionaryEntry, DocKind, DocumentRow, Documents};
 pub use error::{Result, StoreError};
 pub use events::{Event, EventBus, LocalBus};
+pub use governance::{
+    verify_ledger, vote_message, Auditor, Governance, LedgerEntry, LedgerHead, NewVote, Settlement,
+    Vote,
+};
 pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
     VersionStatus, CANDIDATE, CHAMPION,
 };
-pub use sqlite::{new_id, SqliteStore};
+pub use sqlite::{new_id, SqliteStore, NODE_KEY};
 pub use store::{Examples, Files, Finish, Jobs, LeaseRef, Leased, Schedules, Store, Tenants};
 pub use types::*;
 
 /// The store traits, for `use forja_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        CompletionLog, Conversations, Documents, Examples, Files, Jobs, Registry, Schedules, Store,
-        Tenants,
+        CompletionLog, Conversations, Documents, Examples, Files, Governance, Jobs, Registry,
+        Schedules, Store, Tenants,
     };
 }

@@ -42,6 +42,8 @@ pub struct GoldenSetRow {
 pub enum VersionStatus {
     /// Registered; not (yet) promoted.
     Candidate,
+    /// Passed the gate; waits for a quorum of auditors' votes.
+    AwaitingAudit,
     /// Promoted at least once and not rolled back.
     Promoted,
     /// The gate (or a person) refused it.
@@ -57,6 +59,7 @@ impl VersionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             VersionStatus::Candidate => "candidate",
+            VersionStatus::AwaitingAudit => "awaiting_audit",
             VersionStatus::Promoted => "promoted",
             VersionStatus::Rejected => "rejected",
             VersionStatus::Archived => "archived",
@@ -66,9 +69,16 @@ impl VersionStatus {
 
     /// Parses [`VersionStatus::as_str`].
     pub fn parse(s: &str) -> Option<VersionStatus> {
-        [Self::Candidate, Self::Promoted, Self::Rejected, Self::Archived, Self::Failed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Candidate,
+            Self::AwaitingAudit,
+            Self::Promoted,
+            Self::Rejected,
+            Self::Archived,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

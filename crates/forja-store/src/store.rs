@@ -19,6 +19,7 @@ pub trait Store:
     + CompletionLog
     + crate::Documents
     + crate::Conversations
+    + crate::Governance
     + Send
     + Sync
 {

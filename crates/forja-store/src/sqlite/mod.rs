@@ -10,11 +10,14 @@
 //! (tenants, keys, storage accounting), `examples`, `files`, `jobs`
 //! (lifecycle, leases, events, checkpoints), `schedules` (cron, webhooks),
 //! `registry`, `completions`, `documents` (documents, their chunks, the
-//! entity dictionary); `rows` maps rows to types.
+//! entity dictionary), `governance` (auditors, votes, the ledger); `rows`
+//! maps rows to types. The ledger is signed with the node's key,
+//! [`NODE_KEY`] beside the database, created on first open.
 
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
 use crate::Store;
+use forja_core::identity::NodeKey;
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,7 @@ mod conversations;
 mod documents;
 mod examples;
 mod files;
+mod governance;
 mod jobs;
 mod registry;
 mod rows;
@@ -39,7 +43,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_documents.sql")),
     (6, include_str!("../../migrations/sqlite/0006_conversations.sql")),
     (7, include_str!("../../migrations/sqlite/0007_continual.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_governance.sql")),
 ];
+
+/// The node's key file, beside the database: it signs the ledger (and
+/// identifies the node to a federation hub).
+pub const NODE_KEY: &str = "node.key";
 
 type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -48,6 +57,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     clock: Clock,
+    /// Signs the ledger: `node.key` beside the database.
+    key: Arc<NodeKey>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -101,10 +112,13 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(|e| fail(format!("cannot set up the database ({e}); is it a forja database?")))?;
+        let key_path = path.with_file_name(NODE_KEY);
+        let key = NodeKey::load_or_create(&key_path).map_err(|e| fail(e.to_string()))?;
         let mut store = SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             clock: Arc::new(system_now),
+            key: Arc::new(key),
         };
         store.migrate().map_err(|e| fail(e.to_string()))?;
         Ok(store)

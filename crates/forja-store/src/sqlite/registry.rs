@@ -3,6 +3,7 @@
 //! moves are serialised and the champion always points at a promoted
 //! version of its own tenant.
 
+use super::governance::{ledger_in, settle_in};
 use super::rows::{
     bad_col, col_json, col_json_opt, get_tenant, job_row, rows, to_json, BadEnum, JOB_COLS,
 };
@@ -11,14 +12,15 @@ use super::SqliteStore;
 use crate::error::{sql, Result, StoreError};
 use crate::registry::*;
 use crate::{Job, Timestamp};
+use forja_core::identity::NodeKey;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const VERSION_COLS: &str = "id, tenant_id, job_id, parent_id, base_model, base_sha256, \
+pub(super) const VERSION_COLS: &str = "id, tenant_id, job_id, parent_id, base_model, base_sha256, \
     adapter_sha256, adapter_files, dataset_sha256, manifest, code_commit, hyperparameters, \
     golden_set_id, eval, eval_sha256, gate, status, status_reason, created_at, promoted_at, \
     promoted_by";
 
-fn version_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
+pub(super) fn version_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
     let status: String = r.get(16)?;
     Ok(ModelVersion {
         id: r.get(0)?,
@@ -74,7 +76,7 @@ fn entry_row(r: &Row<'_>) -> rusqlite::Result<RegistryEntry> {
     })
 }
 
-fn get_version(c: &Connection, tenant: &str, id: &str) -> Result<ModelVersion> {
+pub(super) fn get_version(c: &Connection, tenant: &str, id: &str) -> Result<ModelVersion> {
     c.query_row(
         &format!("SELECT {VERSION_COLS} FROM model_versions WHERE id = ?1 AND tenant_id = ?2"),
         params![id, tenant],
@@ -157,6 +159,7 @@ fn check_alias_name(name: &str) -> Result<()> {
 
 fn promote_in(
     c: &Connection,
+    key: &NodeKey,
     tenant_id: &str,
     id: &str,
     actor: &str,
@@ -191,6 +194,11 @@ fn promote_in(
     };
     let entry_id = log(c, l, now)?;
     let generation = bump_generation(c, tenant_id)?;
+    let body = serde_json::json!({
+        "version": id, "previous": previous, "actor": actor, "reason": reason,
+        "adapter_sha256": v.lineage.adapter_sha256, "eval_sha256": v.lineage.eval_sha256,
+    });
+    ledger_in(c, key, "promoted", Some(tenant_id), &body, now)?;
     Ok(AliasMove {
         version: Some(get_version(c, tenant_id, id)?),
         previous_id: previous,
@@ -199,12 +207,12 @@ fn promote_in(
     })
 }
 
-/// Archives the champion (rolled back or demoted) and records why.
 /// Archives the champion `current` and points the alias at `to` (a
 /// rollback) or removes it (a demotion: the base model serves), logged and
 /// with the tenant's generation bumped.
 fn replace_champion(
     c: &Connection,
+    key: &NodeKey,
     tenant_id: &str,
     current: String,
     to: Option<String>,
@@ -234,6 +242,13 @@ fn replace_champion(
     };
     let entry_id = log(c, l, now)?;
     let generation = bump_generation(c, tenant_id)?;
+    let kind = if to.is_some() { "rolled_back" } else { "demoted" };
+    let body = serde_json::json!({
+        "version": to, "from": current, "actor": actor, "reason": reason,
+    });
+    ledger_in(c, key, kind, Some(tenant_id), &body, now)?;
+    // The auditors who let it through answer for it.
+    settle_in(c, key, tenant_id, &current, now)?;
     let version = to.map(|v| get_version(c, tenant_id, &v)).transpose()?;
     Ok(AliasMove { version, previous_id: Some(current), generation, entry_id })
 }
@@ -367,10 +382,17 @@ impl Registry for SqliteStore {
                 reason: new.status_reason.as_deref(),
             };
             log(c, l, now)?;
+            if initial == VersionStatus::AwaitingAudit {
+                let body = serde_json::json!({
+                    "version": id, "eval_sha256": new.eval_sha256,
+                    "adapter_sha256": new.adapter_sha256, "reason": new.status_reason,
+                });
+                ledger_in(c, &self.key, "audit_opened", Some(&new.tenant_id), &body, now)?;
+            }
             let moved = match new.status {
                 VersionStatus::Promoted => {
                     let why = new.status_reason.as_deref().unwrap_or("passed the gate");
-                    Some(promote_in(c, &new.tenant_id, &id, actor, why, now)?)
+                    Some(promote_in(c, &self.key, &new.tenant_id, &id, actor, why, now)?)
                 }
                 _ => None,
             };
@@ -463,12 +485,18 @@ impl Registry for SqliteStore {
                 reason: Some(reason),
             };
             log(c, l, now)?;
+            if v.status() == VersionStatus::AwaitingAudit {
+                let body = serde_json::json!({
+                    "version": id, "status": status.as_str(), "actor": actor, "reason": reason,
+                });
+                ledger_in(c, &self.key, "audit_closed", Some(tenant_id), &body, now)?;
+            }
             get_version(c, tenant_id, id)
         })
     }
 
     fn promote(&self, tenant_id: &str, id: &str, actor: &str, reason: &str) -> Result<AliasMove> {
-        self.tx("promote", |c, now| promote_in(c, tenant_id, id, actor, reason, now))
+        self.tx("promote", |c, now| promote_in(c, &self.key, tenant_id, id, actor, reason, now))
     }
 
     fn rollback(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove> {
@@ -495,7 +523,7 @@ impl Registry for SqliteStore {
                     "no previous promoted version to roll back to (the champion {current} is the first)"
                 )));
             };
-            replace_champion(c, tenant_id, current, Some(previous), actor, reason, now)
+            replace_champion(c, &self.key, tenant_id, current, Some(previous), actor, reason, now)
         })
     }
 
@@ -505,7 +533,7 @@ impl Registry for SqliteStore {
             let current = alias_target(c, tenant_id, CHAMPION)?.ok_or_else(|| {
                 StoreError::Conflict("nothing to demote: the tenant has no champion".into())
             })?;
-            replace_champion(c, tenant_id, current, None, actor, reason, now)
+            replace_champion(c, &self.key, tenant_id, current, None, actor, reason, now)
         })
     }
 
