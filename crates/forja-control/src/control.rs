@@ -655,6 +655,9 @@ impl Control {
         if let Err(e) = self.register_finished().await {
             tracing::warn!("registry: {e}");
         }
+        if let Err(e) = self.audit_tick().await {
+            tracing::warn!("audit: {e}");
+        }
         if let Err(e) = self.poll_registry() {
             tracing::warn!("registry polling: {e}");
         }

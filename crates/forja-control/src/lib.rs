@@ -16,6 +16,8 @@
 //!   (which re-scores the worker's predictions itself), promotion,
 //!   rollback and demotion; what changed is published on the store's
 //!   [`forja_store::EventBus`].
+//! - [`governance`]: auditors' signed votes on versions that passed the
+//!   gate, the quorum that promotes or rejects them, deadlines.
 //! - [`documents`]: corrected documents become dictionary entries and
 //!   training pairs (forja-docs diffs them), with lineage.
 //! - [`webhook`]: signed deliveries on their own task, with a concurrency
@@ -31,6 +33,7 @@ pub mod documents;
 mod error;
 pub mod evaluation;
 pub mod feedback;
+pub mod governance;
 pub mod hyper;
 pub mod keys;
 pub mod link;

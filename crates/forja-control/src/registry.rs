@@ -225,9 +225,22 @@ impl Control {
                     Outcome::Rejected => format!("rejected by the gate: {}", d.reasons.join("; ")),
                 };
                 let status = match d.outcome {
+                    Outcome::Rejected => VersionStatus::Rejected,
+                    _ if policy.audit.required => VersionStatus::AwaitingAudit,
                     Outcome::Promoted => VersionStatus::Promoted,
                     Outcome::Ready => VersionStatus::Candidate,
-                    Outcome::Rejected => VersionStatus::Rejected,
+                };
+                let reason = if status == VersionStatus::AwaitingAudit {
+                    let a = &policy.audit;
+                    format!(
+                        "passed the gate; awaiting audit: {} votes of active auditors, {:.0}% approving{}, within {} s",
+                        a.min_votes,
+                        100.0 * a.approve_fraction,
+                        if a.weighted { " by reputation" } else { "" },
+                        a.deadline_s
+                    )
+                } else {
+                    reason
                 };
                 (status, reason, Some(d))
             }
@@ -372,7 +385,7 @@ impl Control {
 
     /// Reads every file of a version's adapter (each read re-hashes it):
     /// a corrupted artifact refuses the promotion.
-    async fn verify_adapter(&self, v: &ModelVersion) -> Result<()> {
+    pub(crate) async fn verify_adapter(&self, v: &ModelVersion) -> Result<()> {
         for (name, sha) in &v.lineage.adapter_files {
             self.artifacts.get(sha).await.map_err(|e| {
                 ControlError::invalid("version", format!("adapter file {name} of {}: {e}", v.id))
@@ -409,6 +422,12 @@ impl Control {
                 "version {version} did not pass the gate; forcing it needs an admin key \
                  (or the tenant setting allow_forced_promotion)"
             )));
+        }
+        if v.status() == VersionStatus::AwaitingAudit && !(force && actor.admin) {
+            return Err(ControlError::Store(StoreError::Conflict(format!(
+                "version {version} awaits its auditors' votes; it is promoted when the quorum \
+                 approves (an admin may force it)"
+            ))));
         }
         if v.status() == VersionStatus::Failed {
             return Err(ControlError::Store(StoreError::Conflict(format!(
@@ -461,7 +480,7 @@ impl Control {
         Ok(m)
     }
 
-    fn published_move(&self, tenant: &str, m: &AliasMove, promoted: bool) {
+    pub(crate) fn published_move(&self, tenant: &str, m: &AliasMove, promoted: bool) {
         let event = if promoted {
             Event::ModelPromoted {
                 tenant: tenant.to_string(),

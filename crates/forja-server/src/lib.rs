@@ -33,6 +33,7 @@ mod conversations_api;
 mod documents_api;
 mod error;
 mod follow;
+mod governance_api;
 mod infer_wire;
 mod inference;
 mod logprobs;
@@ -212,6 +213,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/registry/aliases", get(registry_api::list_aliases))
         .route("/v1/registry/aliases/{name}", put(registry_api::set_alias))
         .route("/v1/registry/log", get(registry_api::log))
+        .route("/v1/registry/auditors", get(governance_api::tenant_auditors))
+        .route(
+            "/v1/registry/models/{id}/votes",
+            get(governance_api::audit).post(governance_api::vote),
+        )
+        .route(
+            "/v1/admin/auditors",
+            get(governance_api::admin_auditors).post(governance_api::add_auditor),
+        )
+        .route("/v1/admin/auditors/{name}/activate", post(governance_api::activate))
+        .route("/v1/admin/auditors/{name}/deactivate", post(governance_api::deactivate))
+        .route("/v1/admin/ledger", get(governance_api::ledger))
+        .route("/v1/admin/ledger/verify", get(governance_api::verify_ledger))
         .route("/v1/admin/node", get(admin_api::node))
         .route("/v1/admin/keys", get(admin_api::list_keys).post(admin_api::create_key))
         .route("/v1/admin/keys/{id}/revoke", post(admin_api::revoke_key))

@@ -13,7 +13,7 @@
 //! A ledger entry's hash is the sha256 of [`entry_preimage`]: its sequence
 //! number, the previous entry's hash, its time, kind, tenant and body (the
 //! stored JSON text, byte for byte). The node signs the hash with its key.
-//! [`verify_ledger`] recomputes the chain: an edited entry no longer
+//! [`LedgerVerifier`] recomputes the chain: an edited entry no longer
 //! hashes to its `hash`; an inserted or deleted one breaks the sequence
 //! and the next entry's `prev_hash`; an entry re-signed by another key is
 //! not the node's. Deleting the newest entries leaves a valid shorter
@@ -169,23 +169,30 @@ pub struct LedgerHead {
     pub hash: String,
 }
 
-/// Checks a whole ledger, oldest first: sequence, chain, hashes and the
-/// node's signatures (`signers`: the public keys it may be signed by).
-/// `Err` names the first entry that breaks it and how.
-pub fn verify_ledger(
-    entries: &[LedgerEntry],
-    signers: &[String],
-) -> std::result::Result<LedgerHead, String> {
-    let mut prev = GENESIS.to_string();
-    for (i, e) in entries.iter().enumerate() {
-        let want = i as i64 + 1;
-        if e.seq != want {
+/// Checks a ledger entry by entry, oldest first, without holding it all:
+/// sequence, chain, hashes and the node's signatures.
+#[derive(Debug, Clone)]
+pub struct LedgerVerifier {
+    signers: Vec<String>,
+    prev: String,
+    next: i64,
+}
+
+impl LedgerVerifier {
+    /// A verifier accepting entries signed by `signers` (public keys, hex).
+    pub fn new(signers: &[String]) -> Self {
+        LedgerVerifier { signers: signers.to_vec(), prev: GENESIS.into(), next: 1 }
+    }
+
+    /// Checks the next entry; `Err` names it and says how it breaks.
+    pub fn push(&mut self, e: &LedgerEntry) -> std::result::Result<(), String> {
+        if e.seq != self.next {
             return Err(format!(
-                "entry {}: expected sequence number {want} (an entry was deleted or inserted)",
-                e.seq
+                "entry {}: expected sequence number {} (an entry was deleted or inserted)",
+                e.seq, self.next
             ));
         }
-        if e.prev_hash != prev {
+        if e.prev_hash != self.prev {
             return Err(format!(
                 "entry {}: prev_hash does not match entry {}'s hash (the chain was cut or re-ordered)",
                 e.seq,
@@ -197,14 +204,32 @@ pub fn verify_ledger(
         if h != e.hash {
             return Err(format!("entry {}: its content does not hash to its hash (edited)", e.seq));
         }
-        if !signers.iter().any(|s| s.eq_ignore_ascii_case(&e.signer)) {
+        if !self.signers.iter().any(|s| s.eq_ignore_ascii_case(&e.signer)) {
             return Err(format!("entry {}: signed by {}, not by this node's key", e.seq, e.signer));
         }
         forja_core::identity::verify(&e.signer, e.hash.as_bytes(), &e.signature)
             .map_err(|err| format!("entry {}: {err}", e.seq))?;
-        prev = e.hash.clone();
+        self.prev = e.hash.clone();
+        self.next += 1;
+        Ok(())
     }
-    Ok(LedgerHead { entries: entries.len() as i64, hash: prev })
+
+    /// Where the chain checked so far ends.
+    pub fn head(&self) -> LedgerHead {
+        LedgerHead { entries: self.next - 1, hash: self.prev.clone() }
+    }
+}
+
+/// Checks a whole ledger, oldest first (see [`LedgerVerifier`]).
+pub fn verify_ledger(
+    entries: &[LedgerEntry],
+    signers: &[String],
+) -> std::result::Result<LedgerHead, String> {
+    let mut v = LedgerVerifier::new(signers);
+    for e in entries {
+        v.push(e)?;
+    }
+    Ok(v.head())
 }
 
 /// What a rollback did to the auditors who voted on the version.
@@ -222,6 +247,22 @@ pub struct Settlement {
 
 /// Auditors, votes and the ledger: implemented by every store.
 pub trait Governance: Send + Sync {
+    /// Checks the whole ledger against this node's key, a page at a time.
+    fn verify_ledger(&self) -> Result<std::result::Result<LedgerHead, String>> {
+        let mut v = LedgerVerifier::new(&[self.node_public_key()]);
+        let mut after = 0;
+        loop {
+            let page = self.ledger(after, 10_000)?;
+            let Some(last) = page.last() else { return Ok(Ok(v.head())) };
+            after = last.seq;
+            for e in &page {
+                if let Err(why) = v.push(e) {
+                    return Ok(Err(why));
+                }
+            }
+        }
+    }
+
     /// Registers an auditor (`Conflict` if the name or key is taken).
     fn add_auditor(&self, name: &str, public_key: &str, reputation: i64) -> Result<Auditor>;
     /// Every auditor, by name.

@@ -44,8 +44,8 @@ pub use documents::{ChunkSource, DictionaryEntry, DocKind, DocumentRow, Document
 pub use error::{Result, StoreError};
 pub use events::{Event, EventBus, LocalBus};
 pub use governance::{
-    verify_ledger, vote_message, Auditor, Governance, LedgerEntry, LedgerHead, NewVote, Settlement,
-    Vote,
+    verify_ledger, vote_message, Auditor, Governance, LedgerEntry, LedgerHead, LedgerVerifier,
+    NewVote, Settlement, Vote,
 };
 pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,

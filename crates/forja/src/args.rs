@@ -68,6 +68,15 @@ pub enum Command {
     /// Federation: combine adapters trained on different nodes.
     #[command(subcommand)]
     Federation(FederationCommand),
+    /// Auditors who vote on versions before they ship (governance).
+    #[command(subcommand)]
+    Auditors(AuditorsCommand),
+    /// An auditor's signed vote on a version awaiting audit, and a version's votes.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The node's hash-chained, signed log of governance and federation events.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -1051,6 +1060,113 @@ pub struct EvalArgs {
     /// Worker threads (default: all cores).
     #[arg(short, long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditorsCommand {
+    /// Register an auditor's ed25519 public key (make one with `forja federation keygen`).
+    Add {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// The public key, hex.
+        #[arg(long)]
+        public_key: String,
+        /// Starting reputation, 0 to 100.
+        #[arg(long, default_value_t = 100)]
+        reputation: i64,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// List auditors with their reputation.
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Stop counting an auditor's votes.
+    Deactivate {
+        /// Name, id or public key.
+        auditor: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Count an auditor's votes again (reputation 50 or more).
+    Activate {
+        /// Name, id or public key.
+        auditor: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Sign and cast a vote (on the data directory, or a node's API with --url).
+    Vote(VoteArgs),
+    /// A version's votes and their count.
+    Show {
+        /// The version id (or alias).
+        #[arg(id = "model_version", value_name = "VERSION")]
+        version: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VoteArgs {
+    /// The version id (or alias).
+    #[arg(id = "model_version", value_name = "VERSION")]
+    pub version: String,
+    /// The tenant whose version it is.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The auditor's key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Approve the version.
+    #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+    pub approve: bool,
+    /// Reject the version.
+    #[arg(long)]
+    pub reject: bool,
+    /// The sha256 of the evaluation report reviewed (default: the version's, as read now).
+    #[arg(long)]
+    pub report: Option<String>,
+    /// A running node to vote through (its API); default: the data directory.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The API key for --url (a tenant's, or an admin's with --tenant).
+    #[arg(long, env = "FORJA_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Check every entry's hash, chain link and node signature; exit 1 when broken.
+    Verify {
+        /// A head hash recorded earlier: it must still be in the chain (detects a cut tail).
+        #[arg(long)]
+        head: Option<String>,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Print entries as JSON lines.
+    Show {
+        /// Entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ mod demo;
 mod docs;
 mod eval;
 mod federation;
+mod governance;
 mod install;
 mod models;
 mod progress;
@@ -79,6 +80,9 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Keys(c) => admin::keys(c),
         args::Command::Jobs(c) => admin::jobs(c),
         args::Command::Federation(c) => federation::run(c),
+        args::Command::Auditors(c) => governance::auditors(c),
+        args::Command::Audit(c) => governance::audit(c),
+        args::Command::Ledger(c) => governance::ledger(c),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),

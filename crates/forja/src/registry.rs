@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A control plane over the data directory, for registry commands.
-fn control(data: &DataDirArgs) -> Result<(Control, tokio::runtime::Runtime)> {
+pub(crate) fn control(data: &DataDirArgs) -> Result<(Control, tokio::runtime::Runtime)> {
     let dir = admin::data_dir(data);
     let store: Arc<dyn Store> = Arc::new(admin::open(data, Duration::from_secs(10))?);
     let spec = std::env::var("FORJA_ARTIFACTS").ok();

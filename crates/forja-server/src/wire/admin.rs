@@ -1,5 +1,5 @@
 //! The admin API's objects and bodies: keys (never their text, except once
-//! at creation), tenants and their settings.
+//! at creation), tenants and their settings, auditors.
 
 use super::jobs::SpecWire;
 use forja_store::{ApiKey, Tenant, TenantSettings};
@@ -234,4 +234,17 @@ impl SettingsPatch {
         }
         Ok(s)
     }
+}
+
+/// Body of `POST /v1/admin/auditors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorBody {
+    /// Unique name.
+    pub name: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// 0–100 (default 100).
+    #[serde(default)]
+    pub reputation: Option<i64>,
 }

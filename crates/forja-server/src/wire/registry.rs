@@ -147,3 +147,56 @@ pub struct AliasBody {
     /// A version id or another alias.
     pub version: String,
 }
+
+/// Body of `POST /v1/registry/models/{id}/votes`: an auditor's signed vote.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    /// The auditor: id, name or public key.
+    pub auditor: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// sha256 of the evaluation report reviewed.
+    pub report_sha256: String,
+    /// Unix seconds when signed.
+    pub signed_at: i64,
+    /// Ed25519 signature of the vote message, hex.
+    pub signature: String,
+}
+
+/// An auditor, as anyone on the node may see it.
+pub fn auditor(a: &forja_store::Auditor) -> Value {
+    json!({ "object": "auditor", "id": a.id, "name": a.name, "public_key": a.public_key,
+        "reputation": a.reputation, "active": a.active, "created_at": a.created_at,
+        "updated_at": a.updated_at })
+}
+
+/// A version's audit: its votes and their count.
+pub fn audit(a: &forja_control::governance::Audit) -> Value {
+    let t = &a.tally;
+    json!({
+        "object": "model.audit",
+        "version": a.version.id,
+        "status": a.version.status().as_str(),
+        "status_reason": a.version.lineage.status_reason,
+        "report_sha256": a.version.lineage.eval_sha256,
+        "votes": a.votes.iter().map(|v| json!({
+            "auditor": v.auditor, "auditor_id": v.vote.auditor_id,
+            "decision": if v.vote.approve { "approve" } else { "reject" },
+            "report_sha256": v.vote.report_sha256, "signed_at": v.vote.signed_at,
+            "signature": v.vote.signature, "reputation": v.reputation, "created_at": v.created_at,
+        })).collect::<Vec<_>>(),
+        "tally": { "votes": t.votes, "approvals": t.approvals, "min_votes": t.min_votes,
+            "approve_share": t.approve_share, "approve_fraction": t.approve_fraction,
+            "weighted": t.weighted, "outstanding": t.outstanding, "deadline": t.deadline,
+            "verdict": t.verdict },
+    })
+}
+
+/// A ledger entry (its body parsed back to JSON).
+pub fn ledger_entry(e: &forja_store::LedgerEntry) -> Value {
+    json!({ "object": "ledger.entry", "seq": e.seq, "kind": e.kind, "tenant_id": e.tenant_id,
+        "body": serde_json::from_str::<Value>(&e.body).unwrap_or(Value::Null),
+        "body_text": e.body, "created_at": e.created_at, "prev_hash": e.prev_hash,
+        "hash": e.hash, "signer": e.signer, "signature": e.signature })
+}

@@ -4,6 +4,8 @@
 //! tenants, keys and requests.
 #![allow(dead_code)]
 
+pub mod learning;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use candle_core::quantized::GgmlDType;

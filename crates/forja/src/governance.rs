@@ -1,0 +1,239 @@
+//! `forja auditors add|list|activate|deactivate`, `forja audit vote|show`
+//! and `forja ledger verify|show`: governance on the data directory (or, for
+//! a vote, through a running node's API with `--url`).
+
+use crate::admin;
+use crate::args::{AuditCommand, AuditorsCommand, DataDirArgs, LedgerCommand, VoteArgs};
+use anyhow::{bail, Context, Result};
+use forja_control::governance::{Audit, SignedVote};
+use forja_core::identity::NodeKey;
+use forja_store::prelude::*;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn print_auditor(a: &forja_store::Auditor) {
+    println!(
+        "{:<20} {:<8} {:>10}  {}  {}",
+        a.name,
+        if a.active { "active" } else { "inactive" },
+        a.reputation,
+        a.public_key,
+        a.id
+    );
+}
+
+pub fn auditors(c: AuditorsCommand) -> Result<ExitCode> {
+    let set = |auditor: &str, data: &DataDirArgs, active: bool| -> Result<()> {
+        let store = admin::open(data, Duration::from_secs(10))?;
+        print_auditor(&store.set_auditor_active(auditor, active, "cli")?);
+        Ok(())
+    };
+    match &c {
+        AuditorsCommand::Add { name, public_key, reputation, data } => {
+            let store = admin::open(data, Duration::from_secs(10))?;
+            print_auditor(&store.add_auditor(name, public_key, *reputation)?);
+        }
+        AuditorsCommand::List { data } => {
+            let store = admin::open(data, Duration::from_secs(5))?;
+            println!(
+                "{:<20} {:<8} {:>10}  {:<64}  id",
+                "name", "state", "reputation", "public key"
+            );
+            for a in store.auditors()? {
+                print_auditor(&a);
+            }
+        }
+        AuditorsCommand::Activate { auditor, data } => set(auditor, data, true)?,
+        AuditorsCommand::Deactivate { auditor, data } => set(auditor, data, false)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_audit(a: &Audit) {
+    let t = &a.tally;
+    println!(
+        "version {}: {} ({})",
+        a.version.id,
+        a.version.status().as_str(),
+        a.version.lineage.status_reason.as_deref().unwrap_or("-")
+    );
+    println!(
+        "votes {} of {} needed, {} approve (share {:.3}, needed {:.3}{}), {} auditor(s) yet to vote, deadline {}: {:?}",
+        t.votes,
+        t.min_votes,
+        t.approvals,
+        t.approve_share,
+        t.approve_fraction,
+        if t.weighted { ", by reputation" } else { "" },
+        t.outstanding,
+        t.deadline,
+        t.verdict
+    );
+    for v in &a.votes {
+        println!(
+            "  {:<20} {:<8} report {} signed_at {}",
+            v.auditor,
+            if v.vote.approve { "approve" } else { "reject" },
+            v.vote.report_sha256,
+            v.vote.signed_at
+        );
+    }
+}
+
+pub fn audit(c: AuditCommand) -> Result<ExitCode> {
+    match c {
+        AuditCommand::Vote(a) => vote(a),
+        AuditCommand::Show { version, tenant, data } => {
+            let (control, rt) = crate::registry::control(&data)?;
+            let t = control.store.tenant_by_name(&tenant)?;
+            let v = control.store.version_or_alias(&t.id, &version)?;
+            print_audit(&rt.block_on(control.audit(&t, &v.id))?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Signs the vote message for `version` with the auditor's key.
+fn signed(key: &NodeKey, version: &str, approve: bool, report: &str) -> SignedVote {
+    let at = now();
+    let msg = forja_store::vote_message(version, approve, report, at);
+    SignedVote {
+        auditor: key.public_hex(),
+        approve,
+        report_sha256: report.to_string(),
+        signed_at: at,
+        signature: key.sign_hex(&msg),
+    }
+}
+
+fn vote(a: VoteArgs) -> Result<ExitCode> {
+    let key = NodeKey::load(&a.key)?;
+    let approve = a.approve;
+    let Some(url) = &a.url else {
+        let tenant = a.tenant.as_deref().context("--tenant names the version's tenant")?;
+        let (control, rt) = crate::registry::control(&a.data)?;
+        let t = control.store.tenant_by_name(tenant)?;
+        let v = control.store.version_or_alias(&t.id, &a.version)?;
+        let report = match a.report.clone().or(v.lineage.eval_sha256.clone()) {
+            Some(r) => r,
+            None => bail!("version {} has no evaluation report to review", v.id),
+        };
+        let audit = rt.block_on(control.vote(&t, &v.id, signed(&key, &v.id, approve, &report)))?;
+        print_audit(&audit);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let api_key = a.api_key.as_deref().context("--api-key (or FORJA_API_KEY) for --url")?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let base = url.trim_end_matches('/');
+    let auth = format!("Bearer {api_key}");
+    let call =
+        |req: ureq::RequestBuilder<ureq::typestate::WithoutBody>| -> Result<serde_json::Value> {
+            let req = match &a.tenant {
+                Some(t) => req.header("x-forja-tenant", t),
+                None => req,
+            };
+            let mut resp = req
+                .header("authorization", &auth)
+                .call()
+                .with_context(|| format!("{base}: cannot reach the node"))?;
+            read(&mut resp)
+        };
+    let v = call(agent.get(format!("{base}/v1/registry/models/{}", a.version)))?;
+    let id = v["id"].as_str().context("the node's answer has no version id")?.to_string();
+    let report = match a.report.clone().or(v["eval_sha256"].as_str().map(str::to_string)) {
+        Some(r) => r,
+        None => bail!("version {id} has no evaluation report to review"),
+    };
+    let s = signed(&key, &id, approve, &report);
+    let body = serde_json::json!({
+        "auditor": s.auditor, "decision": if approve { "approve" } else { "reject" },
+        "report_sha256": s.report_sha256, "signed_at": s.signed_at, "signature": s.signature,
+    });
+    let mut req =
+        agent.post(format!("{base}/v1/registry/models/{id}/votes")).header("authorization", &auth);
+    if let Some(t) = &a.tenant {
+        req = req.header("x-forja-tenant", t);
+    }
+    let mut resp = req
+        .header("content-type", "application/json")
+        .send(body.to_string().as_bytes())
+        .with_context(|| format!("{base}: cannot reach the node"))?;
+    let out = read(&mut resp)?;
+    println!(
+        "version {id}: {} ({})",
+        out["status"].as_str().unwrap_or("-"),
+        out["status_reason"].as_str().unwrap_or("-")
+    );
+    println!("tally: {}", out["tally"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(resp: &mut ureq::http::Response<ureq::Body>) -> Result<serde_json::Value> {
+    let status = resp.status().as_u16();
+    let v: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().with_config().limit(16 << 20).read_to_string()?)
+            .unwrap_or_default();
+    if status != 200 {
+        bail!(
+            "the node answered {status}: {}",
+            v["error"]["message"].as_str().unwrap_or("no error message")
+        );
+    }
+    Ok(v)
+}
+
+pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
+    match c {
+        LedgerCommand::Verify { head, data } => {
+            let store = admin::open(&data, Duration::from_secs(5))?;
+            let key = store.node_public_key();
+            match store.verify_ledger()? {
+                Err(why) => {
+                    eprintln!("ledger broken: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Ok(h) => {
+                    if let Some(want) = head {
+                        let want = want.trim().to_ascii_lowercase();
+                        let found = (h.hash == want) || ledger_has(&store, &want)?;
+                        if !found {
+                            eprintln!("ledger broken: head {want} recorded earlier is no longer in the chain (entries were deleted from its end, or it is another ledger)");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                    println!("ok: {} entries, head {}, signed by {key}", h.entries, h.hash);
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        LedgerCommand::Show { after, limit, data } => {
+            let store = admin::open(&data, Duration::from_secs(5))?;
+            for e in store.ledger(after, limit)? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ledger_has(store: &forja_store::SqliteStore, hash: &str) -> Result<bool> {
+    let mut after = 0;
+    loop {
+        let page = store.ledger(after, 10_000)?;
+        let Some(last) = page.last() else { return Ok(false) };
+        if page.iter().any(|e| e.hash == hash) {
+            return Ok(true);
+        }
+        after = last.seq;
+    }
+}
