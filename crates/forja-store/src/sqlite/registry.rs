@@ -209,15 +209,15 @@ fn promote_in(
 
 /// Archives the champion `current` and points the alias at `to` (a
 /// rollback) or removes it (a demotion: the base model serves), logged and
-/// with the tenant's generation bumped.
+/// with the tenant's generation bumped; the votes that let `current`
+/// through are settled.
 fn replace_champion(
     c: &Connection,
     key: &NodeKey,
     tenant_id: &str,
     current: String,
     to: Option<String>,
-    actor: &str,
-    reason: &str,
+    (actor, reason): (&str, &str),
     now: Timestamp,
 ) -> Result<AliasMove> {
     archive(c, &current, actor, reason)?;
@@ -523,7 +523,7 @@ impl Registry for SqliteStore {
                     "no previous promoted version to roll back to (the champion {current} is the first)"
                 )));
             };
-            replace_champion(c, &self.key, tenant_id, current, Some(previous), actor, reason, now)
+            replace_champion(c, &self.key, tenant_id, current, Some(previous), (actor, reason), now)
         })
     }
 
@@ -533,7 +533,7 @@ impl Registry for SqliteStore {
             let current = alias_target(c, tenant_id, CHAMPION)?.ok_or_else(|| {
                 StoreError::Conflict("nothing to demote: the tenant has no champion".into())
             })?;
-            replace_champion(c, &self.key, tenant_id, current, None, actor, reason, now)
+            replace_champion(c, &self.key, tenant_id, current, None, (actor, reason), now)
         })
     }
 
