@@ -31,6 +31,9 @@ pub enum ControlError {
     /// Evaluation (golden set, metrics, gate policy) failed.
     #[error(transparent)]
     Eval(#[from] forja_eval::EvalError),
+    /// Federation (aggregation, a delta package) failed.
+    #[error(transparent)]
+    Fed(#[from] forja_fed::FedError),
     /// The curation library failed.
     #[error(transparent)]
     Data(#[from] forja_data::DataError),

@@ -18,6 +18,9 @@
 //!   [`forja_store::EventBus`].
 //! - [`governance`]: auditors' signed votes on versions that passed the
 //!   gate, the quorum that promotes or rejects them, deadlines.
+//! - [`hub`]: a federation hub: nodes join and are approved, upload
+//!   deltas in resumable chunks; deltas are verified and validated, and a
+//!   round with enough nodes is aggregated and published, signed.
 //! - [`documents`]: corrected documents become dictionary entries and
 //!   training pairs (forja-docs diffs them), with lineage.
 //! - [`webhook`]: signed deliveries on their own task, with a concurrency
@@ -34,6 +37,7 @@ mod error;
 pub mod evaluation;
 pub mod feedback;
 pub mod governance;
+pub mod hub;
 pub mod hyper;
 pub mod keys;
 pub mod link;

@@ -149,6 +149,24 @@ fn norm2(f: &Factors) -> f64 {
     btb.component_mul(&aat).sum()
 }
 
+/// An adapter's whole update norm `‖ΔW‖_F` over all its modules (computed
+/// in the factors' space); `Err` when a factor holds NaN or infinity.
+/// What a hub bounds before it accepts a delta.
+pub fn update_norm(adapter: &Adapter) -> Result<f64> {
+    let mut total = 0.0;
+    for layer in 0..adapter.num_layers() {
+        for m in Module::ALL {
+            let Some(p) = adapter.pair(layer, m) else { continue };
+            let f = Factors { a: to_mat(&p.a)?, sb: to_mat(&p.b)? * p.scale };
+            if f.a.iter().chain(f.sb.iter()).any(|x| !x.is_finite()) {
+                return Err(invalid(format!("{} holds NaN or infinite values", m.path(layer))));
+            }
+            total += norm2(&f);
+        }
+    }
+    Ok(total.sqrt())
+}
+
 fn invalid(why: String) -> FedError {
     FedError::Invalid(why)
 }

@@ -3,15 +3,18 @@
 //! This crate holds what does not depend on HTTP or a store:
 //! [`aggregate()`], which combines LoRA adapters of one base model trained
 //! on different nodes into one adapter, and [`package`], the signed delta
-//! package a node publishes (ed25519 over the manifest; file hashes). The
-//! hub, uploads, rounds and governance are not built yet (issue 20).
+//! package a node publishes (ed25519 over the manifest; file hashes),
+//! [`update_norm`] (what a hub bounds), and [`protocol`], what nodes and
+//! hubs sign to each other (joining, requests, round manifests). The hub
+//! itself lives in forja-control and forja-server.
 
 #![warn(missing_docs)]
 
 pub mod aggregate;
 pub mod package;
+pub mod protocol;
 
-pub use aggregate::{aggregate, Method, Options, Report};
+pub use aggregate::{aggregate, update_norm, Method, Options, Report};
 pub use package::{Manifest, NodeKey, PackInfo, Trust};
 
 /// What can go wrong aggregating adapters.

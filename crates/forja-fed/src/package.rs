@@ -77,17 +77,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Packs the adapter in `adapter` into `out`, signed by `key`.
-pub fn pack(adapter: &Path, out: &Path, key: &NodeKey, info: &PackInfo) -> Result<Manifest> {
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let mut files = BTreeMap::new();
-    for name in FILES {
-        let src = adapter.join(name);
-        let bytes = std::fs::read(&src).map_err(|e| io(&src, e))?;
-        files.insert(name.to_string(), sha256_hex(&bytes));
-        let dst = out.join(name);
-        std::fs::write(&dst, &bytes).map_err(|e| io(&dst, e))?;
-    }
+/// The manifest of adapter files with these sha256s (by name), signed by
+/// `key`: the manifest's exact bytes and the signature, hex.
+pub fn sign_manifest(
+    files: BTreeMap<String, String>,
+    key: &NodeKey,
+    info: &PackInfo,
+) -> (Manifest, Vec<u8>, String) {
     let manifest = Manifest {
         format: FORMAT.into(),
         node: key.public_hex(),
@@ -101,6 +97,21 @@ pub fn pack(adapter: &Path, out: &Path, key: &NodeKey, info: &PackInfo) -> Resul
     };
     let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
     let sig = key.sign_hex(&bytes);
+    (manifest, bytes, sig)
+}
+
+/// Packs the adapter in `adapter` into `out`, signed by `key`.
+pub fn pack(adapter: &Path, out: &Path, key: &NodeKey, info: &PackInfo) -> Result<Manifest> {
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let mut files = BTreeMap::new();
+    for name in FILES {
+        let src = adapter.join(name);
+        let bytes = std::fs::read(&src).map_err(|e| io(&src, e))?;
+        files.insert(name.to_string(), sha256_hex(&bytes));
+        let dst = out.join(name);
+        std::fs::write(&dst, &bytes).map_err(|e| io(&dst, e))?;
+    }
+    let (manifest, bytes, sig) = sign_manifest(files, key, info);
     let (m, s) = (out.join("delta.json"), out.join("delta.sig"));
     std::fs::write(&m, &bytes).map_err(|e| io(&m, e))?;
     std::fs::write(&s, format!("{sig}\n")).map_err(|e| io(&s, e))?;
@@ -117,24 +128,23 @@ pub struct Trust {
     pub base_sha256: Option<String>,
 }
 
-/// Checks the package in `dir`; returns its manifest when every check
-/// passes.
-pub fn verify(dir: &Path, trust: &Trust) -> Result<Manifest> {
-    let refuse = |why: String| FedError::Invalid(format!("{}: {why}", dir.display()));
-    let mpath = dir.join("delta.json");
-    let len = std::fs::metadata(&mpath).map_err(|e| io(&mpath, e))?.len();
-    if len > MAX_MANIFEST {
-        return Err(refuse(format!("delta.json is {len} bytes, over the {MAX_MANIFEST} limit")));
+/// Checks a manifest's bytes and signature: its format, the signature by
+/// the key it names, that key's trust and the base model. The files it
+/// lists are the caller's to hash.
+pub fn verify_manifest(bytes: &[u8], signature: &str, trust: &Trust) -> Result<Manifest> {
+    let refuse = |why: String| FedError::Invalid(why);
+    if bytes.len() as u64 > MAX_MANIFEST {
+        return Err(refuse(format!(
+            "the manifest is {} bytes, over the {MAX_MANIFEST} limit",
+            bytes.len()
+        )));
     }
-    let bytes = std::fs::read(&mpath).map_err(|e| io(&mpath, e))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
+    let manifest: Manifest = serde_json::from_slice(bytes)
         .map_err(|e| refuse(format!("delta.json is not a {FORMAT} manifest: {e}")))?;
     if manifest.format != FORMAT {
         return Err(refuse(format!("format `{}`, expected {FORMAT}", manifest.format)));
     }
-    let spath = dir.join("delta.sig");
-    let sig = std::fs::read_to_string(&spath).map_err(|e| io(&spath, e))?;
-    identity::verify(&manifest.node, &bytes, &sig)
+    identity::verify(&manifest.node, bytes, signature)
         .map_err(|e| refuse(format!("delta.json's signature by `node` does not hold: {e}")))?;
     if !trust.keys.is_empty() && !trust.keys.iter().any(|k| k.eq_ignore_ascii_case(&manifest.node))
     {
@@ -155,6 +165,22 @@ pub fn verify(dir: &Path, trust: &Trust) -> Result<Manifest> {
     if names != FILES {
         return Err(refuse(format!("the manifest lists {names:?}, a package holds {FILES:?}")));
     }
+    Ok(manifest)
+}
+
+/// Checks the package in `dir`; returns its manifest when every check
+/// passes.
+pub fn verify(dir: &Path, trust: &Trust) -> Result<Manifest> {
+    let refuse = |why: String| FedError::Invalid(format!("{}: {why}", dir.display()));
+    let mpath = dir.join("delta.json");
+    let len = std::fs::metadata(&mpath).map_err(|e| io(&mpath, e))?.len();
+    if len > MAX_MANIFEST {
+        return Err(refuse(format!("delta.json is {len} bytes, over the {MAX_MANIFEST} limit")));
+    }
+    let bytes = std::fs::read(&mpath).map_err(|e| io(&mpath, e))?;
+    let spath = dir.join("delta.sig");
+    let sig = std::fs::read_to_string(&spath).map_err(|e| io(&spath, e))?;
+    let manifest = verify_manifest(&bytes, &sig, trust).map_err(|e| refuse(e.to_string()))?;
     for (name, want) in &manifest.files {
         let p = dir.join(name);
         let got = sha256_hex(&std::fs::read(&p).map_err(|e| io(&p, e))?);

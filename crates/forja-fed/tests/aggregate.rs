@@ -223,3 +223,24 @@ fn bad_inputs_are_refused_with_a_reason() {
     let msg = err(&[&a, &other], opts(Method::Exact));
     assert!(msg.contains("different base models"), "{msg}");
 }
+
+#[test]
+fn update_norm_is_the_dense_norm_and_scales_with_the_update() {
+    let (_t, e) = tiny();
+    let a = random(&e, 3, 6.0, &[Module::QProj, Module::DownProj], 9);
+    let mut dense_sq = 0.0;
+    for layer in 0..a.num_layers() {
+        for m in Module::ALL {
+            if a.pair(layer, m).is_some() {
+                dense_sq +=
+                    dense(&e, &a, layer, m).iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
+            }
+        }
+    }
+    let n = forja_fed::update_norm(&a).unwrap();
+    assert!((n - dense_sq.sqrt()).abs() <= 1e-4 * n, "{n} vs {}", dense_sq.sqrt());
+    // Scaled by 50 (alpha ×50): the norm is 50 times larger.
+    let big = random(&e, 3, 300.0, &[Module::QProj, Module::DownProj], 9);
+    let nb = forja_fed::update_norm(&big).unwrap();
+    assert!((nb / n - 50.0).abs() < 1e-3, "{}", nb / n);
+}

@@ -34,6 +34,8 @@ mod documents_api;
 mod error;
 mod follow;
 mod governance_api;
+mod hub_api;
+pub mod hub_client;
 mod infer_wire;
 mod inference;
 mod logprobs;
@@ -128,6 +130,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// In-process training workers.
     pub workers: usize,
+    /// The federation hub, when this node is one.
+    pub hub: Option<Arc<forja_control::hub::Hub>>,
 }
 
 impl AppState {
@@ -159,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/files", post(api::upload_file).get(api::list_files))
         .route("/v1/registry/golden", post(registry_api::add_golden).get(registry_api::list_golden))
         .route("/v1/worker/jobs/{id}/artifacts", put(worker_api::upload))
+        .route("/v1/federation/blobs/{sha}", put(hub_api::put_chunk).get(hub_api::get_blob))
         .layer(DefaultBodyLimit::max(l.max_upload));
     let documents = Router::new()
         .route("/v1/corrections", post(documents_api::corrections))
@@ -226,6 +231,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/auditors/{name}/deactivate", post(governance_api::deactivate))
         .route("/v1/admin/ledger", get(governance_api::ledger))
         .route("/v1/admin/ledger/verify", get(governance_api::verify_ledger))
+        .route("/v1/federation/hub", get(hub_api::describe))
+        .route("/v1/federation/join", post(hub_api::join))
+        .route("/v1/federation/whoami", get(hub_api::whoami))
+        .route("/v1/federation/blobs/{sha}/status", get(hub_api::blob_status))
+        .route("/v1/federation/deltas", post(hub_api::submit))
+        .route("/v1/federation/rounds", get(hub_api::rounds))
+        .route("/v1/admin/federation/nodes", get(hub_api::list_nodes))
+        .route("/v1/admin/federation/nodes/{key}/approve", post(hub_api::approve))
+        .route("/v1/admin/federation/nodes/{key}/revoke", post(hub_api::revoke))
         .route("/v1/admin/node", get(admin_api::node))
         .route("/v1/admin/keys", get(admin_api::list_keys).post(admin_api::create_key))
         .route("/v1/admin/keys/{id}/revoke", post(admin_api::revoke_key))

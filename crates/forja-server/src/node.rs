@@ -137,6 +137,8 @@ pub struct NodeConfig {
     /// copy (quantized: faster) when there is one; `false`: on the f32
     /// training weights.
     pub eval_on_serving_weights: bool,
+    /// Act as a federation hub with this policy (`--federation-hub`).
+    pub hub: Option<HubPolicy>,
     /// Seconds a lease lasts without a heartbeat.
     pub lease_ttl_s: i64,
     /// Leases a job may lose before it fails.
@@ -185,6 +187,7 @@ impl NodeConfig {
             serving_weights: ServingWeights::Auto,
             training_yields: true,
             eval_on_serving_weights: true,
+            hub: None,
             lease_ttl_s: 30,
             max_attempts: 5,
             tick: Duration::from_secs(1),
@@ -276,6 +279,45 @@ pub fn url_secret(dir: &Path) -> Result<Vec<u8>> {
     };
     write(&o).map_err(|e| startup(format!("cannot write {}: {e}", p.display())))?;
     Ok(k.to_vec())
+}
+
+/// A federation hub's policy (`forja serve --federation-hub`); the base
+/// model is the node's own.
+#[derive(Debug, Clone)]
+pub struct HubPolicy {
+    /// Accepted deltas from distinct nodes that make a round.
+    pub min_nodes: usize,
+    /// Seconds a round may stay open.
+    pub deadline_s: i64,
+    /// Largest update norm accepted.
+    pub max_norm: Option<f64>,
+    /// The hub's golden set (JSONL) that deltas are evaluated on.
+    pub golden: Option<PathBuf>,
+    /// Largest relative WER regression against the base model on it.
+    pub max_wer_regression: f64,
+    /// Aggregation rule, rank, clipping.
+    pub aggregation: forja_fed::Options,
+    /// Largest delta file, bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for HubPolicy {
+    fn default() -> Self {
+        HubPolicy {
+            min_nodes: 3,
+            deadline_s: 24 * 3600,
+            max_norm: None,
+            golden: None,
+            max_wer_regression: 0.1,
+            aggregation: forja_fed::Options {
+                method: forja_fed::Method::Exact,
+                rank: None,
+                weights: None,
+                clip: Some(3.0),
+            },
+            max_file_bytes: 512 << 20,
+        }
+    }
 }
 
 /// The artifact store of `--artifacts` (a directory or `s3://bucket/prefix`).
@@ -408,6 +450,34 @@ impl Node {
         let addr = listener.local_addr().map_err(startup)?;
         let ready = Arc::new(AtomicBool::new(false));
         let metrics = Metrics::new(cfg.metrics.tenant_labels);
+        let hub = match &cfg.hub {
+            None => None,
+            Some(p) => {
+                let base_sha256 =
+                    forja_control::worker::model_sha256(&cfg.model.path).ok_or_else(|| {
+                        startup(format!("cannot hash the base model {}", cfg.model.path.display()))
+                    })?;
+                let hc = forja_control::hub::HubConfig {
+                    base_model: cfg.model.public.clone(),
+                    base_path: cfg.model.path.clone(),
+                    base_sha256,
+                    min_nodes: p.min_nodes,
+                    deadline_s: p.deadline_s,
+                    max_norm: p.max_norm,
+                    golden: p.golden.clone(),
+                    max_wer_regression: p.max_wer_regression,
+                    aggregation: p.aggregation.clone(),
+                    max_file_bytes: p.max_file_bytes,
+                    work_dir: dir.join("federation"),
+                };
+                let key = forja_core::identity::NodeKey::load(&dir.join(forja_store::NODE_KEY))
+                    .map_err(|e| startup(e.to_string()))?;
+                Some(Arc::new(
+                    forja_control::hub::Hub::new(hc, store.clone(), artifacts.clone(), key)
+                        .map_err(|e| startup(format!("federation hub: {e}")))?,
+                ))
+            }
+        };
         let state = AppState {
             control: control.clone(),
             ready: ready.clone(),
@@ -420,13 +490,14 @@ impl Node {
             followers: Default::default(),
             started: std::time::Instant::now(),
             workers: cfg.workers,
+            hub: hub.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         // A model that fails to load ends the server (it could never serve).
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let loader =
             Self::load(&cfg, &rt, &state, &control, &bus, &stop, &shutdown, &names, &metrics)?;
-        let tasks = Self::background(&cfg, &rt, &control, &stop);
+        let tasks = Self::background(&cfg, &rt, &control, hub, &stop);
         let app = crate::router(state);
         Ok(Node {
             addr,
@@ -591,6 +662,7 @@ impl Node {
         cfg: &NodeConfig,
         rt: &tokio::runtime::Runtime,
         control: &Arc<Control>,
+        hub: Option<Arc<forja_control::hub::Hub>>,
         stop: &Arc<AtomicBool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let tick = cfg.tick.max(Duration::from_millis(10));
@@ -601,6 +673,11 @@ impl Node {
                 let mut purged = std::time::Instant::now() - Duration::from_secs(3600);
                 while !stop.load(Ordering::SeqCst) {
                     control.tick().await;
+                    if let Some(h) = &hub {
+                        if let Err(e) = h.round_tick().await {
+                            tracing::warn!("federation round: {e}");
+                        }
+                    }
                     if purged.elapsed() > Duration::from_secs(600) {
                         purged = std::time::Instant::now();
                         let store = control.store.clone();

@@ -7,8 +7,8 @@
 //! [`Schedules`] (cron fires and webhook deliveries), [`Registry`] (golden
 //! sets, model versions, aliases), [`CompletionLog`], [`Documents`]
 //! (documents with lineage, the entity dictionary), [`Conversations`]
-//! (chat history) and [`Governance`] (auditors, their signed votes, the
-//! hash-chained ledger). Every state
+//! (chat history), [`Governance`] (auditors, their signed votes, the
+//! hash-chained ledger) and [`Federation`] (a hub's nodes, deltas, rounds). Every state
 //! change is one transaction, so a process killed at any point leaves the
 //! database at the state before or after it. [`SqliteStore`] is the
 //! embedded default (WAL mode, one file in the data directory); a Postgres
@@ -29,6 +29,7 @@ pub mod conversations;
 pub mod documents;
 mod error;
 pub mod events;
+pub mod federation;
 pub mod governance;
 pub mod registry;
 mod sqlite;
@@ -43,6 +44,7 @@ pub use conversations::{
 pub use documents::{ChunkSource, DictionaryEntry, DocKind, DocumentRow, Documents};
 pub use error::{Result, StoreError};
 pub use events::{Event, EventBus, LocalBus};
+pub use federation::{FedDelta, FedNode, FedRound, Federation, NewDelta};
 pub use governance::{
     verify_ledger, vote_message, Auditor, Governance, LedgerEntry, LedgerHead, LedgerVerifier,
     NewVote, Settlement, Vote,
@@ -58,7 +60,7 @@ pub use types::*;
 /// The store traits, for `use forja_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        CompletionLog, Conversations, Documents, Examples, Files, Governance, Jobs, Registry,
-        Schedules, Store, Tenants,
+        CompletionLog, Conversations, Documents, Examples, Federation, Files, Governance, Jobs,
+        Registry, Schedules, Store, Tenants,
     };
 }

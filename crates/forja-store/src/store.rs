@@ -20,6 +20,7 @@ pub trait Store:
     + crate::Documents
     + crate::Conversations
     + crate::Governance
+    + crate::Federation
     + Send
     + Sync
 {

@@ -845,6 +845,34 @@ pub struct ServeArgs {
     /// The general probe always runs on the f32 weights.
     #[arg(long, default_value = "serving", value_parser = ["serving", "f32"])]
     pub eval_weights: String,
+    /// Also act as a federation hub: nodes join, upload signed deltas of this node's base
+    /// model, and rounds aggregate them (`/v1/federation/*`).
+    #[arg(long)]
+    pub federation_hub: bool,
+    /// Hub: accepted deltas from distinct nodes that make a round.
+    #[arg(long, default_value_t = 3)]
+    pub hub_min_nodes: usize,
+    /// Hub: seconds a round may stay open before it fails short of nodes.
+    #[arg(long, default_value_t = 86_400)]
+    pub hub_round_deadline_s: i64,
+    /// Hub: largest update norm ‖ΔW‖_F a delta may have (default: no bound).
+    #[arg(long)]
+    pub hub_max_norm: Option<f64>,
+    /// Hub: a golden set (JSONL) each delta is evaluated on against the base model.
+    #[arg(long)]
+    pub hub_golden: Option<PathBuf>,
+    /// Hub: largest relative WER regression against the base model on that golden set.
+    #[arg(long, default_value_t = 0.1)]
+    pub hub_max_wer_regression: f64,
+    /// Hub: aggregation rule, `exact` (stacked: the exact weighted mean), `fedit` or `median`.
+    #[arg(long, default_value = "exact")]
+    pub hub_method: forja_fed::Method,
+    /// Hub: rank of the aggregate (truncated SVD); default: the sum of the ranks (exact).
+    #[arg(long)]
+    pub hub_rank: Option<usize>,
+    /// Hub: clip each delta's norm to this multiple of the round's median norm (0: off).
+    #[arg(long, default_value_t = 3.0)]
+    pub hub_clip: f64,
     /// Most sequences generated together (continuous batching).
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
@@ -1063,6 +1091,29 @@ pub struct EvalArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// List nodes and their status.
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Approve a node that joined.
+    Approve {
+        /// Its public key.
+        key: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Revoke a node: its requests and deltas are refused from now on.
+    Revoke {
+        /// Its public key.
+        key: String,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditorsCommand {
     /// Register an auditor's ed25519 public key (make one with `forja federation keygen`).
     Add {
@@ -1169,8 +1220,69 @@ pub enum LedgerCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// The hub's URL.
+    #[arg(long)]
+    pub hub: String,
+    /// A proxy to reach the hub through: `socks5h://127.0.0.1:9050` (Tor), `socks5://`, `http://`.
+    #[arg(long, env = "FORJA_FEDERATION_PROXY")]
+    pub proxy: Option<String>,
+    /// The node's key file (default: DATA_DIR/node.key, the key that signs its ledger).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// The tenant whose version to publish.
+    #[arg(long, required_unless_present = "adapter")]
+    pub tenant: Option<String>,
+    /// The version (id or alias) to publish.
+    #[arg(long = "version", id = "model_version", default_value = "champion")]
+    pub version: String,
+    /// Publish this PEFT adapter directory instead of a registry version.
+    #[arg(long, conflicts_with = "tenant")]
+    pub adapter: Option<PathBuf>,
+    /// With --adapter: the base model it was trained on (its weights are hashed).
+    #[arg(short, long, default_value = "default")]
+    pub model: String,
+    /// With --adapter: training examples behind it (its aggregation weight).
+    #[arg(long, default_value_t = 1)]
+    pub examples: u64,
+    /// Upload chunk size, KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_kb: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FederationCommand {
+    /// Ask a hub to admit this node (its key); an admin of the hub approves it.
+    Join {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// The name the hub lists this node under.
+        #[arg(long)]
+        name: String,
+    },
+    /// Send a promoted version (or an adapter) to the hub as a signed delta: chunked,
+    /// resumable upload with retries, then the manifest.
+    Publish(PublishArgs),
+    /// Fetch the hub's newest published aggregate into a tenant's registry as a candidate.
+    Pull {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// The tenant to register it for.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// A hub's member nodes (on the hub's data directory).
+    #[command(subcommand)]
+    Nodes(NodesCommand),
     /// Aggregate PEFT LoRA adapters of one base model into one adapter directory.
     Aggregate(AggregateArgs),
     /// Make a node identity: an ed25519 key file (prints the public key to register).

@@ -1,7 +1,8 @@
 //! `forja federation`: `aggregate` combines PEFT LoRA adapters of one base
 //! model (trained on different nodes) into one PEFT adapter directory, with
 //! the aggregation report beside it; `keygen`, `pack` and `verify` make a
-//! node identity and signed delta packages and check them.
+//! node identity and signed delta packages and check them; `join`,
+//! `publish`, `pull` and `nodes` talk to a hub (`federation_node`).
 
 use crate::args::{AggregateArgs, FederationCommand, PackArgs};
 use crate::models;
@@ -22,6 +23,10 @@ pub fn run(c: FederationCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         FederationCommand::Pack(a) => pack(a),
+        FederationCommand::Join { hub, name } => crate::federation_node::join(hub, name),
+        FederationCommand::Publish(a) => crate::federation_node::publish(a),
+        FederationCommand::Pull { hub, tenant } => crate::federation_node::pull(hub, tenant),
+        FederationCommand::Nodes(c) => crate::federation_node::nodes(c),
         FederationCommand::Verify { dir, trust, model } => {
             let base_sha256 = model.map(|m| base_sha(&m)).transpose()?;
             let m = package::verify(&dir, &Trust { keys: trust, base_sha256 })?;

@@ -11,6 +11,7 @@ mod demo;
 mod docs;
 mod eval;
 mod federation;
+mod federation_node;
 mod governance;
 mod install;
 mod models;

@@ -60,6 +60,22 @@ pub(crate) fn node_config(a: &ServeArgs) -> Result<NodeConfig> {
     cfg.serving_weights = a.serving_weights;
     cfg.training_yields = a.training_priority == "background";
     cfg.eval_on_serving_weights = a.eval_weights == "serving";
+    if a.federation_hub {
+        cfg.hub = Some(forja_server::node::HubPolicy {
+            min_nodes: a.hub_min_nodes.max(1),
+            deadline_s: a.hub_round_deadline_s.max(1),
+            max_norm: a.hub_max_norm,
+            golden: a.hub_golden.clone(),
+            max_wer_regression: a.hub_max_wer_regression.max(0.0),
+            aggregation: forja_fed::Options {
+                method: a.hub_method,
+                rank: a.hub_rank,
+                weights: None,
+                clip: (a.hub_clip > 0.0).then_some(a.hub_clip),
+            },
+            max_file_bytes: (a.max_upload_mb.max(1) as u64) << 20,
+        });
+    }
     cfg.lease_ttl_s = a.lease_ttl.max(1);
     cfg.max_attempts = a.max_attempts.max(1);
     cfg.tick = Duration::from_millis(a.tick_ms.max(10));

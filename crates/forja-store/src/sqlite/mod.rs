@@ -10,7 +10,8 @@
 //! (tenants, keys, storage accounting), `examples`, `files`, `jobs`
 //! (lifecycle, leases, events, checkpoints), `schedules` (cron, webhooks),
 //! `registry`, `completions`, `documents` (documents, their chunks, the
-//! entity dictionary), `governance` (auditors, votes, the ledger); `rows`
+//! entity dictionary), `governance` (auditors, votes, the ledger),
+//! `federation` (a hub's nodes, deltas, rounds); `rows`
 //! maps rows to types. The ledger is signed with the node's key,
 //! [`NODE_KEY`] beside the database, created on first open.
 
@@ -27,6 +28,7 @@ mod completions;
 mod conversations;
 mod documents;
 mod examples;
+mod federation;
 mod files;
 mod governance;
 mod jobs;
@@ -44,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_conversations.sql")),
     (7, include_str!("../../migrations/sqlite/0007_continual.sql")),
     (8, include_str!("../../migrations/sqlite/0008_governance.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_federation.sql")),
 ];
 
 /// The node's key file, beside the database: it signs the ledger (and
