@@ -1243,7 +1243,7 @@ pub struct PublishArgs {
     #[arg(long, required_unless_present = "adapter")]
     pub tenant: Option<String>,
     /// The version (id or alias) to publish.
-    #[arg(long = "version", id = "model_version", default_value = "champion")]
+    #[arg(long = "model-version", id = "model_version", default_value = "champion")]
     pub version: String,
     /// Publish this PEFT adapter directory instead of a registry version.
     #[arg(long, conflicts_with = "tenant")]
