@@ -593,18 +593,3 @@ impl Hub {
         self.cfg.aggregation.method
     }
 }
-
-/// Verifies a published round: the hub's signature over the manifest's
-/// exact bytes, by the key the node trusts.
-pub fn verify_round(text: &str, signature: &str, hub_key: &str) -> Result<RoundManifest> {
-    forja_core::identity::verify(hub_key, text.as_bytes(), signature).map_err(|e| {
-        ControlError::Forbidden(format!("the round manifest's signature by the hub: {e}"))
-    })?;
-    let m: RoundManifest = serde_json::from_str(text).map_err(|e| {
-        invalid("manifest", format!("not a {} manifest: {e}", protocol::ROUND_FORMAT))
-    })?;
-    if m.format != protocol::ROUND_FORMAT || !m.hub.eq_ignore_ascii_case(hub_key) {
-        return Err(invalid("manifest", "another format, or another hub's round"));
-    }
-    Ok(m)
-}

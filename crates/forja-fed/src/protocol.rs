@@ -3,6 +3,7 @@
 //! (so the hub knows which approved key sent it), and the round manifest a
 //! hub publishes (so a node knows the aggregate is the hub's).
 
+use crate::{FedError, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -74,4 +75,18 @@ pub struct RoundManifest {
     pub report: serde_json::Value,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+/// Checks a published round: the hub's signature over the manifest's
+/// exact bytes, by the key the node trusts, and the manifest's format.
+pub fn verify_round(text: &str, signature: &str, hub_key: &str) -> Result<RoundManifest> {
+    forja_core::identity::verify(hub_key, text.as_bytes(), signature).map_err(|e| {
+        FedError::Invalid(format!("the round manifest's signature by the hub: {e}"))
+    })?;
+    let m: RoundManifest = serde_json::from_str(text)
+        .map_err(|e| FedError::Invalid(format!("not a {ROUND_FORMAT} manifest: {e}")))?;
+    if m.format != ROUND_FORMAT || !m.hub.eq_ignore_ascii_case(hub_key) {
+        return Err(FedError::Invalid("another format, or another hub's round".into()));
+    }
+    Ok(m)
 }

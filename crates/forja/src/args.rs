@@ -724,6 +724,22 @@ pub enum DebugCommand {
         #[arg(long)]
         dequantize: bool,
     },
+    /// Write the demo task cut into three non-IID training slices and a golden set
+    /// (the federation measurement, scripts/federation-noniid.py).
+    DemoData {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training utterances per slice.
+        #[arg(long, default_value_t = 48)]
+        per_slice: usize,
+        /// Golden utterances over all slices.
+        #[arg(long, default_value_t = 48)]
+        golden: usize,
+        /// Scenario seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -203,7 +203,7 @@ pub fn pull(h: HubArgs, tenant: String) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let text = r["manifest"].as_str().unwrap_or_default();
-    let m = forja_control::hub::verify_round(
+    let m = forja_fed::protocol::verify_round(
         text,
         r["signature"].as_str().unwrap_or_default(),
         &hub_key,

@@ -94,6 +94,18 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Corrections(args::CorrectionsCommand::Diff(a)) => docs::corrections_diff(a),
         args::Command::Draft(a) => docs::draft(a),
         args::Command::Dictionary(c) => docs::dictionary(c),
+        args::Command::Debug(args::DebugCommand::DemoData { out, per_slice, golden, seed }) => {
+            let cfg = demo::DemoConfig {
+                seed,
+                corrections: 0,
+                golden,
+                model: "default".into(),
+                documents: false,
+                itn: true,
+            };
+            demo::federated::write(&out, &cfg, per_slice)?;
+            Ok(ExitCode::SUCCESS)
+        }
         args::Command::Debug(args::DebugCommand::Logits { model, adapter, ids, dequantize }) => {
             debug::logits(&model, adapter.as_deref(), &ids, dequantize)
         }

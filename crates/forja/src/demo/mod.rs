@@ -12,6 +12,7 @@
 //! for.
 
 mod documents;
+pub mod federated;
 pub mod iterations;
 pub mod scenario;
 mod secretary;
