@@ -37,6 +37,50 @@ export interface NodeState {
   metrics_url: string;
 }
 
+export interface Auditor {
+  id: string;
+  name: string;
+  public_key: string;
+  reputation: number;
+  active: boolean;
+}
+
+export interface AuditVote {
+  auditor: string;
+  decision: "approve" | "reject";
+  report_sha256: string;
+  signed_at: number;
+  reputation: number;
+}
+
+export interface Audit {
+  version: string;
+  status: string;
+  status_reason: string | null;
+  report_sha256: string | null;
+  votes: AuditVote[];
+  tally: {
+    votes: number;
+    approvals: number;
+    min_votes: number;
+    approve_share: number;
+    approve_fraction: number;
+    weighted: boolean;
+    outstanding: number;
+    deadline: number;
+    verdict: "pending" | "approved" | "rejected";
+  };
+}
+
+/** What `POST /v1/registry/models/{id}/votes` takes. */
+export interface SignedVote {
+  auditor: string;
+  decision: "approve" | "reject";
+  report_sha256: string;
+  signed_at: number;
+  signature: string;
+}
+
 export interface GoldenSet {
   id: string;
   version: number;
@@ -323,6 +367,10 @@ export class Client {
     this.json<Version>("POST", `/v1/registry/models/${enc(id)}/promote`, { force });
   rollback = (reason: string, toBase = false) =>
     this.json<unknown>("POST", "/v1/registry/rollback", { reason, to_base: toBase });
+  auditors = () => this.json<List<Auditor>>("GET", "/v1/registry/auditors");
+  audit = (id: string) => this.json<Audit>("GET", `/v1/registry/models/${enc(id)}/votes`);
+  vote = (id: string, v: SignedVote) =>
+    this.json<Audit>("POST", `/v1/registry/models/${enc(id)}/votes`, v);
   conversations = (search?: string) =>
     this.json<List<Conversation>>(
       "GET",

@@ -311,6 +311,25 @@ pub fn write_gguf(path: &Path, spec: &Spec, w: &HashMap<String, Tensor>, dtype: 
     gguf_file::write(&mut f, &meta_refs, &t_refs).unwrap();
 }
 
+/// `s · B A` of one module of `adapter` as a flat row-major vector (zeros
+/// when the module is not adapted): the dense update tests compare with.
+pub fn dense_update(
+    model: &crate::models::llama::Llama,
+    adapter: &crate::lora::Adapter,
+    layer: usize,
+    module: crate::lora::Module,
+) -> Vec<f32> {
+    match adapter.pair(layer, module) {
+        Some(p) => {
+            (p.b.matmul(&p.a).unwrap() * p.scale).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        }
+        None => {
+            let lin = model.linear(layer, module);
+            vec![0.0; lin.in_dim() * lin.out_dim()]
+        }
+    }
+}
+
 /// A frozen LoRA adapter of rank `r` over `modules`, shaped for `model`,
 /// with `A` and `B` uniform in ±0.25 from an LCG seeded with `seed` (unlike
 /// [`crate::lora::Adapter::new`], whose `B` starts at zero).

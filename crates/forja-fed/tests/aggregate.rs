@@ -30,13 +30,7 @@ fn random(e: &Engine, r: usize, alpha: f64, modules: &[Module], seed: u64) -> Ad
 
 /// `s · B A` of a module as a flat vector (zeros when not adapted).
 fn dense(e: &Engine, a: &Adapter, layer: usize, m: Module) -> Vec<f32> {
-    let lin = e.model().linear(layer, m);
-    match a.pair(layer, m) {
-        Some(p) => {
-            (p.b.matmul(&p.a).unwrap() * p.scale).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-        }
-        None => vec![0.0; lin.in_dim() * lin.out_dim()],
-    }
+    fixtures::dense_update(e.model(), a, layer, m)
 }
 
 fn mean_product(e: &Engine, ads: &[&Adapter], w: &[f64], layer: usize, m: Module) -> Vec<f32> {

@@ -72,19 +72,12 @@ struct Node {
     key: NodeKey,
 }
 
-fn node_args<'a>(n: &'a Node, hub: &'a str, d: &'a str) -> Vec<&'a str> {
-    let _ = n;
+fn node_args<'a>(hub: &'a str, d: &'a str) -> Vec<&'a str> {
     vec!["--hub", hub, "--data-dir", d]
 }
 
 fn dense(e: &Engine, a: &Adapter, layer: usize, m: Module) -> Vec<f32> {
-    let lin = e.model().linear(layer, m);
-    match a.pair(layer, m) {
-        Some(p) => {
-            (p.b.matmul(&p.a).unwrap() * p.scale).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-        }
-        None => vec![0.0; lin.in_dim() * lin.out_dim()],
-    }
+    fixtures::dense_update(e.model(), a, layer, m)
 }
 
 /// Largest relative Frobenius difference over modules between `got` and
@@ -393,16 +386,14 @@ fn a_hub_and_three_nodes_federate_over_http() {
         let d = s(&n.dir);
         run_ok(&["tenants", "create", "acme", "--data-dir", &d]);
         let out = run_ok(
-            &[&["federation", "pull", "--tenant", "acme"], &node_args(n, &hub.url, &d)[..]]
-                .concat(),
+            &[&["federation", "pull", "--tenant", "acme"], &node_args(&hub.url, &d)[..]].concat(),
         );
         assert!(
             out.contains("round 1 → version") && out.contains("from 3 nodes"),
             "node {i}: {out}"
         );
         let again = run_ok(
-            &[&["federation", "pull", "--tenant", "acme"], &node_args(n, &hub.url, &d)[..]]
-                .concat(),
+            &[&["federation", "pull", "--tenant", "acme"], &node_args(&hub.url, &d)[..]].concat(),
         );
         assert!(again.contains("already version"), "{again}");
     }

@@ -130,3 +130,110 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
     let log = log.lock().unwrap();
     assert!(!log.contains(&key) && !log.contains(&admin), "an API key is in the server's log");
 }
+
+/// An auditor votes in the browser: a tenant whose policy requires one
+/// auditor's approval trains a version that waits in `awaiting_audit`; the
+/// auditor loads its key file in the page (signed with WebCrypto, never
+/// uploaded) and approves; the version becomes the champion and the vote
+/// is in the node's ledger.
+#[test]
+fn an_auditor_approves_a_version_from_the_browser() {
+    if !forja_server::web::embedded() {
+        return fixtures::skip_unless_required(
+            "the web UI is not built into this binary (make web)",
+        );
+    }
+    let Some(py) = common::python_path_with("playwright") else { return };
+    let chromium = std::env::var("FORJA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return fixtures::skip_unless_required(&format!(
+            "{chromium} is missing (apt install chromium)"
+        ));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec::llama();
+    let model = tmp.path().join("tiny.gguf");
+    fixtures::write_gguf(&model, &spec, &fixtures::weights(&spec, 1), GgmlDType::Q8_0);
+    let data = tmp.path().join("data");
+    let admin = key(&data, &["--admin"]);
+    let key = key(&data, &["--tenant", "acme"]);
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "guarded = [\"wer\"]\nmax_regression = 1.0\nprobe_max_drop = 1.0\nprobe_max_logprob_drop = 100.0\n[audit]\nrequired = true\nmin_votes = 1\n",
+    )
+    .unwrap();
+    let job = r#"{"hyperparameters": {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 4}}"#;
+    set_tenant(&data, "acme", &["--job-spec", job, "--gate-policy", policy.to_str().unwrap()]);
+    let d = data.to_str().unwrap();
+    let m = model.to_str().unwrap();
+    let args =
+        ["serve", "--port", "0", "--data-dir", d, "--model", m, "--tick-ms", "200", "-t", "1"];
+    let s =
+        spawn(&[&args[..], &["--workers", "1", "--embedding-model", "none"]].concat(), &[], |_| {});
+    wait_for(std::time::Duration::from_secs(60), || get_status(&s, "/ready", "") == 200, "ready");
+
+    let golden: String = (0..6)
+        .map(|i| {
+            json!({"messages": [{"role": "user", "content": format!("fox {}", 100 + i)},
+                {"role": "assistant", "content": "quick dog"}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let (st, g, _) = call(
+        &s,
+        "POST",
+        "/v1/registry/golden?name=g.jsonl",
+        &key,
+        Some(golden.into_bytes()),
+        "application/jsonl",
+    );
+    assert_eq!(st, 200, "{g}");
+    let examples: Vec<_> = (0..12)
+        .map(|i| json!({"messages": [{"role": "user", "content": format!("fox {}", 20 + i)}], "correction": "quick dog"}))
+        .collect();
+    let (st, r, _) = post(&s, "/v1/feedback", &key, json!({ "examples": examples }));
+    assert_eq!(st, 200, "{r}");
+    let (st, j, _) = post(&s, "/v1/learning/train", &key, json!({}));
+    assert_eq!(st, 200, "{j}");
+    let mut status = serde_json::Value::Null;
+    wait_for(
+        std::time::Duration::from_secs(300),
+        || {
+            let (_, l) = get(&s, "/v1/registry/models", &key);
+            status = l["data"][0]["status"].clone();
+            !status.is_null()
+        },
+        "the job's version",
+    );
+    assert_eq!(status, "awaiting_audit", "the gate must pass it to the auditors");
+
+    let auditor = forja_core::identity::NodeKey::generate();
+    let key_file = tmp.path().join("ana.key");
+    auditor.save(&key_file).unwrap();
+    let (st, a, _) = post(
+        &s,
+        "/v1/admin/auditors",
+        &admin,
+        json!({"name": "ana", "public_key": auditor.public_hex()}),
+    );
+    assert_eq!(st, 200, "{a}");
+
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-e2e");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/web-audit-e2e.py");
+    let o = std::process::Command::new("python3")
+        .arg(script)
+        .args([s.url.as_str(), key.as_str(), key_file.to_str().unwrap(), out.to_str().unwrap()])
+        .env("PYTHONPATH", py)
+        .env("FORJA_CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && report.contains("web audit e2e: ok"), "{report}");
+    let (_, l) = get(&s, "/v1/admin/ledger?limit=100", &admin);
+    let kinds: Vec<&str> =
+        l["data"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"vote") && kinds.contains(&"promoted"), "{kinds:?}");
+}

@@ -1,10 +1,12 @@
 // The registry: versions with their gate results (WER before/after),
-// promote (forced when the gate refused it, with confirmation) and roll
-// back (with the reason recorded).
+// promote (forced when the gate refused it, with confirmation), roll
+// back (with the reason recorded), and the audit of a version that waits
+// for its auditors' votes.
 import { useState } from "react";
 import { ApiError, type Version } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText, useLoaded } from "./common";
+import { Audit } from "./Audit";
 import { GateReport } from "./GateReport";
 import { GoldenSets } from "./GoldenSets";
 
@@ -15,6 +17,7 @@ export function Models() {
   const loaded = useLoaded(client, async (c) => (await c.versions()).data, [] as Version[]);
   const { data: versions, error, setError, refresh } = loaded;
   const [shown, setShown] = useState<string | null>(null);
+  const [auditing, setAuditing] = useState<string | null>(null);
 
   const act = async (f: () => Promise<unknown>) => {
     setError(null);
@@ -92,8 +95,11 @@ export function Models() {
                     </td>
                     <td>{(v.aliases ?? []).join(", ")}</td>
                     <td>
-                      {v.status !== "promoted" && v.status !== "failed" && (
+                      {v.status !== "promoted" && v.status !== "failed" && v.status !== "awaiting_audit" && (
                         <button onClick={() => promote(v)}>{t("promote")}</button>
+                      )}
+                      {v.status === "awaiting_audit" && (
+                        <button onClick={() => setAuditing(auditing === v.id ? null : v.id)}>{t("audit")}</button>
                       )}{" "}
                       {v.eval && (
                         <button className="link" onClick={() => setShown(shown === v.id ? null : v.id)}>
@@ -108,6 +114,15 @@ export function Models() {
           </table>
         )}
       </section>
+      {auditing && (
+        <Audit
+          key={auditing}
+          version={auditing}
+          onDecided={() => {
+            void refresh();
+          }}
+        />
+      )}
       {shown && <GateReport version={shown} />}
       <GoldenSets />
       <ErrorLine error={error} />
