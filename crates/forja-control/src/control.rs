@@ -503,6 +503,9 @@ impl Control {
                 ),
             ));
         }
+        if let Some(import) = &job.spec.import {
+            return self.validate_import(job, import).await;
+        }
         let store = self.store.clone();
         let tenant = self.store.tenant(&job.tenant_id)?;
         let mut mix = None;
@@ -619,9 +622,26 @@ impl Control {
         let hp = hyper::resolve(&job.spec.hyperparameters, n, seed)?;
         let (store, id) = (self.store.clone(), job.id.clone());
         let queued = blocking(move || {
-            Ok(store.job_validated(&id, &train_id, val_id.as_deref(), &hp, mix.as_ref())?)
+            Ok(store.job_validated(&id, Some(&train_id), val_id.as_deref(), &hp, mix.as_ref())?)
         })
         .await?;
+        self.job_changed(&queued);
+        Ok(())
+    }
+
+    /// A job that evaluates an imported adapter: its files must be in the
+    /// artifact store (each read re-hashes them); nothing is trained.
+    async fn validate_import(&self, job: &Job, import: &ImportedAdapter) -> Result<()> {
+        for name in ["adapter_config.json", "adapter_model.safetensors"] {
+            let sha = import.files.get(name).ok_or_else(|| {
+                ControlError::invalid("import", format!("the imported adapter has no {name}"))
+            })?;
+            self.artifacts.get(sha).await?;
+        }
+        let seed = job.spec.seed.unwrap_or_else(|| seed_of(&job.id));
+        let hp = hyper::resolve(&job.spec.hyperparameters, 1, seed)?;
+        let (store, id) = (self.store.clone(), job.id.clone());
+        let queued = blocking(move || Ok(store.job_validated(&id, None, None, &hp, None)?)).await?;
         self.job_changed(&queued);
         Ok(())
     }

@@ -78,7 +78,8 @@ pub struct Lease {
     pub job: Job,
     /// The lease's secret: sent back with every call about the job.
     pub token: String,
-    /// sha256 of the training file.
+    /// sha256 of the training file (empty for a job that evaluates an
+    /// imported adapter: [`Lease::init`] is that adapter).
     pub training_sha: String,
     /// sha256 of the validation file.
     pub validation_sha: Option<String>,
@@ -164,12 +165,24 @@ pub fn lease_from_store(
         },
         None => None,
     };
+    // A job that evaluates an imported adapter starts from it and trains nothing.
+    let init = match &job.spec.import {
+        Some(i) => Some(InitAdapter { version: i.label.clone(), files: i.files.clone() }),
+        None => init,
+    };
     let sha = |id: &str| store.file(&job.tenant_id, id).map(|f| f.sha256);
-    let training = job.training_file.as_deref().ok_or_else(|| {
-        ControlError::invalid("training_file", format!("job {} has no training file", job.id))
-    })?;
+    let training_sha = match (&job.training_file, &job.spec.import) {
+        (Some(t), _) => sha(t)?,
+        (None, Some(_)) => String::new(),
+        (None, None) => {
+            return Err(ControlError::invalid(
+                "training_file",
+                format!("job {} has no training file", job.id),
+            ))
+        }
+    };
     Ok(Some(Lease {
-        training_sha: sha(training)?,
+        training_sha,
         validation_sha: job.validation_file.as_deref().map(sha).transpose()?,
         checkpoint: store.checkpoints(&job.id)?.into_iter().next(),
         lease_ttl_s: ttl_s,

@@ -196,6 +196,9 @@ impl Control {
             })),
             "general_replay": result.general_replay,
             "warm_started_from": result.warm_started_from,
+            "imported": job.spec.import.as_ref().map(|i| serde_json::json!({
+                "label": i.label, "source": i.source,
+            })),
         });
         let adapter_sha = job.adapter_sha256.clone().unwrap_or_default();
         let eval = result.eval.clone();

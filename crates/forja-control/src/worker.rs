@@ -238,6 +238,9 @@ fn train_leased(
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&out).map_err(|e| ControlError::io(&out, e))?;
+    if job.spec.import.is_some() {
+        return evaluate_imported(link, models, cfg, lease, &dir, &out);
+    }
     let resume_from = lease.checkpoint.as_ref();
     if let Some(ck) = resume_from {
         for (rel, sha) in &ck.files {
@@ -375,6 +378,91 @@ fn train_leased(
             code_commit: Some(crate::CODE_COMMIT.to_string()),
             general_replay: general,
             warm_started_from: lease.init.as_ref().map(|i| i.version.clone()),
+        }),
+    })
+}
+
+/// A job that evaluates an imported adapter (a federated aggregate): the
+/// adapter is the job's output as is, evaluated like a trained one, so the
+/// gate (and the tenant's auditors) judge it the same way.
+fn evaluate_imported(
+    link: &dyn Link,
+    models: &ModelResolver,
+    cfg: &WorkerConfig,
+    lease: &Lease,
+    dir: &Path,
+    out: &Path,
+) -> Result<Finish> {
+    let job = &lease.job;
+    let started = Instant::now();
+    let init = lease
+        .init
+        .as_ref()
+        .ok_or_else(|| ControlError::invalid("import", "the lease names no adapter to evaluate"))?;
+    let engine = models(&job.model)?;
+    let base_sha = model_sha256(&engine.info().path);
+    for (name, sha) in &init.files {
+        if name.contains('/') || name.contains("..") {
+            return Err(ControlError::invalid("import", format!("bad file name `{name}`")));
+        }
+        write(&out.join(name), &link.download(lease, sha)?)?;
+    }
+    let adapter = engine.load_adapter(out)?;
+    link.event(
+        lease,
+        Level::Info,
+        &format!(
+            "Evaluating the imported adapter ({}, LoRA rank {}); nothing is trained",
+            init.version,
+            adapter.config().r
+        ),
+        None,
+    )?;
+    let eval = match &lease.eval {
+        Some(ep) => {
+            let generate = match &cfg.eval_models {
+                Some(resolve) => resolve(&job.model)?,
+                None => engine.clone(),
+            };
+            let engines = crate::evaluation::Engines { train: &engine, generate: &generate };
+            let (_, rec) = evaluate_job(
+                link,
+                lease,
+                ep,
+                engines,
+                base_sha.as_deref(),
+                cfg.embedder.as_deref(),
+                dir,
+                out,
+            )?;
+            Some(rec)
+        }
+        None => None,
+    };
+    let mut files = BTreeMap::new();
+    for name in ["adapter_model.safetensors", "adapter_config.json"] {
+        let p = out.join(name);
+        let bytes = std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?;
+        files.insert(name.to_string(), link.upload(lease, bytes)?);
+    }
+    Ok(Finish::Succeeded {
+        trained_tokens: 0,
+        fine_tuned_model: String::new(),
+        adapter_sha256: files["adapter_model.safetensors"].clone(),
+        result: Box::new(JobResult {
+            adapter_files: files,
+            steps: 0,
+            stopped_by: "imported".into(),
+            kept_step: 0,
+            best_val_loss: None,
+            first_loss: None,
+            last_loss: None,
+            seconds: started.elapsed().as_secs_f64(),
+            eval,
+            base_sha256: base_sha,
+            code_commit: Some(crate::CODE_COMMIT.to_string()),
+            general_replay: None,
+            warm_started_from: None,
         }),
     })
 }

@@ -172,7 +172,7 @@ pub async fn lease(
     if let Some(init) = &lease.init {
         shas.extend(init.files.values().cloned());
     }
-    for sha in shas {
+    for sha in shas.into_iter().filter(|s| !s.is_empty()) {
         let sig = s.control.sign(&sha, expires);
         lease
             .urls

@@ -167,12 +167,13 @@ pub trait Jobs {
     fn jobs_in(&self, status: JobStatus) -> Result<Vec<Job>>;
     /// A tenant's quota use now.
     fn quota(&self, tenant_id: &str) -> Result<QuotaUsage>;
-    /// `validating_files` → `queued` with its files, hyperparameters and
-    /// (triggered jobs) training mix.
+    /// `validating_files` → `queued` with its files (none for a job that
+    /// evaluates an imported adapter), hyperparameters and (triggered jobs)
+    /// training mix.
     fn job_validated(
         &self,
         id: &str,
-        training_file: &str,
+        training_file: Option<&str>,
         validation_file: Option<&str>,
         hyper: &Hyperparameters,
         mix: Option<&TrainingMix>,

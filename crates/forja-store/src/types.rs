@@ -246,7 +246,8 @@ impl TenantSettings {
 
     /// The spec of this tenant's triggered jobs.
     pub fn triggered_spec(&self) -> JobSpec {
-        self.job_spec.clone().unwrap_or_default()
+        // A triggered job trains; it never imports.
+        JobSpec { import: None, ..self.job_spec.clone().unwrap_or_default() }
     }
 }
 
@@ -532,6 +533,8 @@ pub enum Trigger {
     Threshold,
     /// The tenant's schedule fired.
     Cron,
+    /// A federated aggregate pulled from a hub, to evaluate (no training).
+    Federation,
 }
 
 impl Trigger {
@@ -541,6 +544,7 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Threshold => "threshold",
             Trigger::Cron => "cron",
+            Trigger::Federation => "federation",
         }
     }
 }
@@ -647,6 +651,21 @@ pub struct JobSpec {
     pub seed: Option<u64>,
     /// User metadata (OpenAI's `metadata`).
     pub metadata: BTreeMap<String, String>,
+    /// An adapter to evaluate instead of training one (a federated
+    /// aggregate): the job goes through the gate like a trained one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportedAdapter>,
+}
+
+/// An adapter a job evaluates instead of training.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ImportedAdapter {
+    /// Its files (name → sha256), in the artifact store.
+    pub files: BTreeMap<String, String>,
+    /// Where it came from (the hub's round, contributors), for the lineage.
+    pub source: serde_json::Value,
+    /// A short label for events (`round 3 of hub …`).
+    pub label: String,
 }
 
 /// A job to create.

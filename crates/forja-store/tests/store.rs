@@ -162,7 +162,7 @@ fn leases_expire_resume_and_fence_the_old_worker() {
     let gpu = s.create_job(&mk(&hi.id, 1)).unwrap();
     let high = s.create_job(&mk(&hi.id, 0)).unwrap();
     for j in [&low, &gpu, &high] {
-        s.job_validated(&j.id, "file-1", None, &hyper(), None).unwrap();
+        s.job_validated(&j.id, Some("file-1"), None, &hyper(), None).unwrap();
     }
     let cpu = Capacity { gpus: 0, memory_gb: 16, models: None };
     let a = s.lease("w1", "key-1", &cpu, 30).unwrap().unwrap();
@@ -252,7 +252,7 @@ fn a_lease_answers_only_to_its_key_and_token() {
     let s = open(&dir.path().join("f.db"));
     let t = tenant(&s, "acme", None, 10);
     let j = s.create_job(&manual_job(&t.id)).unwrap();
-    s.job_validated(&j.id, "file-1", None, &hyper(), None).unwrap();
+    s.job_validated(&j.id, Some("file-1"), None, &hyper(), None).unwrap();
     let cap = Capacity { gpus: 0, memory_gb: 16, models: None };
     let l = s.lease("w1", "key-a", &cap, 30).unwrap().unwrap();
     assert_eq!(l.token.len(), 32);

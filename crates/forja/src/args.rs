@@ -1288,13 +1288,17 @@ pub enum FederationCommand {
     /// Send a promoted version (or an adapter) to the hub as a signed delta: chunked,
     /// resumable upload with retries, then the manifest.
     Publish(PublishArgs),
-    /// Fetch the hub's newest published aggregate into a tenant's registry as a candidate.
+    /// Fetch the hub's newest published aggregate and queue it for evaluation on a tenant's
+    /// golden set: it goes through the node's gate (and auditors) like a trained adapter.
     Pull {
         #[command(flatten)]
         hub: HubArgs,
-        /// The tenant to register it for.
+        /// The tenant to evaluate it for.
         #[arg(long)]
         tenant: String,
+        /// The node's base model (its weights must be the round's).
+        #[arg(short, long, default_value = "default")]
+        model: String,
     },
     /// A hub's member nodes (on the hub's data directory).
     #[command(subcommand)]

@@ -25,7 +25,9 @@ pub fn run(c: FederationCommand) -> Result<ExitCode> {
         FederationCommand::Pack(a) => pack(a),
         FederationCommand::Join { hub, name } => crate::federation_node::join(hub, name),
         FederationCommand::Publish(a) => crate::federation_node::publish(a),
-        FederationCommand::Pull { hub, tenant } => crate::federation_node::pull(hub, tenant),
+        FederationCommand::Pull { hub, tenant, model } => {
+            crate::federation_node::pull(hub, tenant, model)
+        }
         FederationCommand::Nodes(c) => crate::federation_node::nodes(c),
         FederationCommand::Verify { dir, trust, model } => {
             let base_sha256 = model.map(|m| base_sha(&m)).transpose()?;

@@ -1,7 +1,8 @@
 //! `forja federation join|publish|pull|nodes`: a node's side of a hub
 //! (join with its key, publish a version as a signed delta through a
-//! chunked, resumable upload, pull the newest aggregate into a tenant's
-//! registry as a candidate) and a hub admin's node list.
+//! chunked, resumable upload, pull the newest aggregate as a job that
+//! evaluates it on a tenant's golden set, so the node's gate and auditors
+//! judge it) and a hub admin's node list.
 
 use crate::admin;
 use crate::args::{HubArgs, NodesCommand, PublishArgs};
@@ -10,7 +11,7 @@ use forja_core::identity::NodeKey;
 use forja_fed::package::{self, PackInfo, FILES};
 use forja_server::hub_client::{HubClient, Retry};
 use forja_store::prelude::*;
-use forja_store::{NewVersion, VersionStatus};
+use forja_store::{ImportedAdapter, JobSpec, JobStatus, NewJob, Trigger, VersionStatus};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -185,7 +186,7 @@ pub fn publish(a: PublishArgs) -> Result<ExitCode> {
     }
 }
 
-pub fn pull(h: HubArgs, tenant: String) -> Result<ExitCode> {
+pub fn pull(h: HubArgs, tenant: String, model: String) -> Result<ExitCode> {
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(hub_file(&h)).with_context(|| {
             format!("{}: join the hub first (forja federation join)", hub_file(&h).display())
@@ -208,6 +209,17 @@ pub fn pull(h: HubArgs, tenant: String) -> Result<ExitCode> {
         r["signature"].as_str().unwrap_or_default(),
         &hub_key,
     )?;
+    let source = crate::serve::model_source(&model)?;
+    let local_sha = forja_control::worker::model_sha256(&source.path)
+        .with_context(|| format!("cannot hash the weights of {}", source.path.display()))?;
+    if local_sha != m.base_sha256 {
+        bail!(
+            "round {} is for base weights {}, this node's {} are {local_sha}: pull it on a node with the same base model",
+            m.round,
+            m.base_sha256,
+            source.public
+        );
+    }
     let store = admin::open(&h.data, Duration::from_secs(10))?;
     let t = store.tenant_by_name(&tenant)?;
     let adapter_sha = m.files.get("adapter_model.safetensors").cloned().unwrap_or_default();
@@ -217,40 +229,54 @@ pub fn pull(h: HubArgs, tenant: String) -> Result<ExitCode> {
         println!("round {} is already version {} ({})", m.round, v.id, v.status().as_str());
         return Ok(ExitCode::SUCCESS);
     }
+    let queued = store.jobs(Some(&t.id), None, 100)?.into_iter().find(|j| {
+        j.spec
+            .import
+            .as_ref()
+            .is_some_and(|i| i.files.get("adapter_model.safetensors") == Some(&adapter_sha))
+            && !matches!(j.status, JobStatus::Failed | JobStatus::Cancelled)
+    });
+    if let Some(j) = queued {
+        println!("round {} is already job {} ({})", m.round, j.id, j.status.as_str());
+        return Ok(ExitCode::SUCCESS);
+    }
     let arts = artifacts(&h)?;
     let rt = runtime()?;
     for sha in m.files.values() {
         let bytes = c.file(sha)?;
         rt.block_on(arts.put_verified(bytes.into(), sha))?;
     }
-    let new = NewVersion {
-        base_sha256: Some(m.base_sha256.clone()),
-        manifest: serde_json::json!({
-            "federated_round": m.round, "hub": m.hub, "method": m.method,
+    let label = format!("round {} of hub {}", m.round, h.hub);
+    let import = ImportedAdapter {
+        files: m.files.clone(),
+        source: serde_json::json!({
+            "federated_round": m.round, "hub": m.hub, "hub_url": h.hub, "method": m.method,
             "contributors": m.contributors, "report": m.report,
             "examples": m.contributors.iter().map(|c| c.examples).sum::<u64>(),
         }),
-        status: VersionStatus::Candidate,
-        status_reason: Some(format!(
-            "federated aggregate of round {} from hub {} ({} nodes); not evaluated on this node yet: promotion needs an evaluation on the tenant's golden set, or force",
-            m.round, h.hub, m.contributors.len()
-        )),
-        ..NewVersion::candidate(&t.id, &m.base_model, m.files.clone())
+        label: label.clone(),
     };
-    let (v, _) = store.register_version(&new, "federation")?;
+    let job = store.create_job(&NewJob {
+        tenant_id: t.id.clone(),
+        model: source.public.clone(),
+        training_file: None,
+        validation_file: None,
+        trigger: Trigger::Federation,
+        spec: JobSpec { import: Some(import), ..Default::default() },
+    })?;
     store.append_ledger(
         "federated_candidate",
         Some(&t.id),
         &serde_json::json!({
-            "version": v.id, "round": m.round, "hub": m.hub,
+            "job": job.id, "round": m.round, "hub": m.hub,
             "contributors": m.contributors.iter().map(|c| &c.delta).collect::<Vec<_>>(),
         }),
     )?;
     println!(
-        "round {} → version {} (candidate) for {tenant}, from {} nodes",
+        "round {} ({} nodes) → job {}: a running node evaluates it on {tenant}'s golden set and its gate decides",
         m.round,
-        v.id,
-        m.contributors.len()
+        m.contributors.len(),
+        job.id
     );
     Ok(ExitCode::SUCCESS)
 }

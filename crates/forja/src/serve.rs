@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// The model a `--model`/`--embedding-model` value names, with every name
 /// that selects it.
-fn model_source(given: &str) -> Result<ModelSource> {
+pub(crate) fn model_source(given: &str) -> Result<ModelSource> {
     let path = crate::models::resolve(given)?;
     let catalog = forja_core::catalog::find(given).map(|m| m.names()).unwrap_or_default();
     Ok(ModelSource::new(given, &path, &catalog))

@@ -381,24 +381,66 @@ fn a_hub_and_three_nodes_federate_over_http() {
         [100, 200, 300]
     );
 
-    // Every node pulls it: a candidate with lineage, once.
+    // Every node pulls it: a job that evaluates it on the tenant's golden
+    // set, once.
+    let golden: String = (0..6)
+        .map(|i| {
+            json!({"messages": [{"role": "user", "content": format!("fox {i}")},
+                {"role": "assistant", "content": "quick dog"}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let golden_file = tmp.path().join("golden.jsonl");
+    std::fs::write(&golden_file, golden).unwrap();
     for (i, n) in nodes.iter().enumerate() {
         let d = s(&n.dir);
         run_ok(&["tenants", "create", "acme", "--data-dir", &d]);
-        let out = run_ok(
-            &[&["federation", "pull", "--tenant", "acme"], &node_args(&hub.url, &d)[..]].concat(),
-        );
-        assert!(
-            out.contains("round 1 → version") && out.contains("from 3 nodes"),
-            "node {i}: {out}"
-        );
-        let again = run_ok(
-            &[&["federation", "pull", "--tenant", "acme"], &node_args(&hub.url, &d)[..]].concat(),
-        );
-        assert!(again.contains("already version"), "{again}");
+        let pull =
+            [&["federation", "pull", "--tenant", "acme", "-m", &m], &node_args(&hub.url, &d)[..]]
+                .concat();
+        let out = run_ok(&pull);
+        assert!(out.contains("round 1 (3 nodes) → job"), "node {i}: {out}");
+        let again = run_ok(&pull);
+        assert!(again.contains("is already job"), "{again}");
     }
-    let list = run_ok(&["models", "list", "--tenant", "acme", "--data-dir", &s(&nodes[0].dir)]);
-    assert!(list.contains("candidate"), "{list}");
+    let o = forja(
+        &[
+            &["federation", "pull", "--tenant", "acme", "-m", &s(&other.join("tiny3.gguf"))],
+            &node_args(&hub.url, &s(&nodes[1].dir))[..],
+        ]
+        .concat(),
+        None,
+    );
+    assert!(stderr(&o).contains("is for base weights"), "another base model: {}", stderr(&o));
+
+    // Node 0 runs: its worker evaluates the aggregate and its gate decides,
+    // with the lineage of the round.
+    let d0 = s(&nodes[0].dir);
+    run_ok(&["golden", "add", &s(&golden_file), "--tenant", "acme", "--data-dir", &d0]);
+    let node0 = serve(&nodes[0].dir, &model, &["--workers", "1", "--embedding-model", "none"], &[]);
+    let k0 = key(&nodes[0].dir, &["--tenant", "acme"]);
+    let mut version = Value::Null;
+    wait_for(
+        Duration::from_secs(120),
+        || {
+            let (_, l) = get(&node0, "/v1/registry/models", &k0);
+            version = l["data"][0].clone();
+            !version.is_null()
+        },
+        "node 0's evaluation of the aggregate",
+    );
+    assert_eq!(version["manifest"]["imported"]["source"]["federated_round"], 1, "{version}");
+    assert_eq!(
+        version["manifest"]["imported"]["source"]["contributors"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert!(version["eval"]["summary"]["candidate"]["metrics"]["wer"].is_number(), "{version}");
+    assert!(version["gate"]["outcome"].is_string(), "the gate decided: {version}");
+    let (_, job) =
+        get(&node0, &format!("/v1/fine_tuning/jobs/{}", version["job_id"].as_str().unwrap()), &k0);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    drop(node0);
 
     // The aggregate is the exact example-weighted mean of the products; FedIT is not.
     let pulled = tmp.path().join("pulled");
@@ -453,7 +495,9 @@ fn a_hub_and_three_nodes_federate_over_http() {
     let (_, ok) = get(&hub, "/v1/admin/ledger/verify", &admin);
     assert_eq!(ok["ok"], true, "{ok}");
     let ok = run_ok(&["ledger", "verify", "--data-dir", &s(&nodes[0].dir)]);
-    assert!(ok.starts_with("ok: 1 entries"), "node 0's ledger: the federated candidate: {ok}");
+    assert!(ok.starts_with("ok: "), "node 0's ledger: {ok}");
+    let shown = run_ok(&["ledger", "show", "--data-dir", &s(&nodes[0].dir)]);
+    assert!(shown.contains("\"kind\":\"federated_candidate\""), "{shown}");
 }
 
 fn node_args_owned(hub: &str, dir: &Path) -> Vec<String> {

@@ -275,6 +275,8 @@ impl SpecWire {
             suffix: self.suffix,
             seed: self.seed,
             metadata: self.metadata.unwrap_or_default(),
+            // Only `forja federation pull` imports adapters; the API trains.
+            import: None,
         })
     }
 }

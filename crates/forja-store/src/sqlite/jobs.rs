@@ -288,7 +288,7 @@ impl Jobs for SqliteStore {
     fn job_validated(
         &self,
         id: &str,
-        training_file: &str,
+        training_file: Option<&str>,
         validation_file: Option<&str>,
         hyper: &Hyperparameters,
         mix: Option<&TrainingMix>,
@@ -307,7 +307,12 @@ impl Jobs for SqliteStore {
             )
             .map_err(sql("queue job"))?;
             let data = serde_json::to_value(hyper).expect("json");
-            add_event(c, now, id, Level::Info, "message", "Validated training file; job queued", Some(&data))?;
+            let what = if training_file.is_some() {
+                "Validated training file; job queued"
+            } else {
+                "Validated the adapter to evaluate; job queued"
+            };
+            add_event(c, now, id, Level::Info, "message", what, Some(&data))?;
             get_job(c, None, id)
         })
     }

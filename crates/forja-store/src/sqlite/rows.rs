@@ -111,6 +111,7 @@ pub(super) fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             "manual" => Trigger::Manual,
             "threshold" => Trigger::Threshold,
             "cron" => Trigger::Cron,
+            "federation" => Trigger::Federation,
             _ => return Err(bad_col(6, BadEnum(trigger))),
         },
         spec: col_json(r, 7)?,
