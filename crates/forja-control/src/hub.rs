@@ -290,9 +290,14 @@ impl Hub {
                 complete: false,
             });
         }
-        let bytes = bytes::Bytes::from(
-            std::fs::read(&path).map_err(|e| ControlError::Io { path: path.clone(), source: e })?,
-        );
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => bytes::Bytes::from(b),
+            // Another request finished the same file first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return self.upload_status(sha).await
+            }
+            Err(e) => return Err(ControlError::Io { path: path.clone(), source: e }),
+        };
         let _ = std::fs::remove_file(&path);
         match self.artifacts.put_verified(bytes, sha).await {
             Ok(_) => Ok(Upload { sha256: sha.into(), received: total, complete: true }),
