@@ -2,7 +2,8 @@
 //! directory and a tiny model pre-trained by the test to answer its golden
 //! set: the golden-set check accepts a delta that leaves the answers alone
 //! and refuses one that ruins them (WER worse than the base model's by
-//! more than the policy allows); a file over the size limit, a chunk past
+//! more than the policy allows); the same manifest twice gets the first
+//! answer; a file over the size limit, a chunk past
 //! the total and bytes that do not hash to their name are refused; a round
 //! short of nodes fails at its deadline.
 
@@ -144,6 +145,12 @@ fn the_hub_golden_set_refuses_a_delta_that_ruins_the_answers() {
     let b = bed(tmp.path(), 3600, 3);
     let gentle = submit(&b, &rt, 0.01, &tmp.path().join("gentle"));
     assert_eq!(gentle.status, "accepted", "{:?}", gentle.reason);
+    // The same manifest again: the first answer, nothing added.
+    let again = submit(&b, &rt, 0.01, &tmp.path().join("gentle-again"));
+    assert_eq!(
+        (again.sha256.as_str(), again.status.as_str()),
+        (gentle.sha256.as_str(), "accepted")
+    );
     let (wer, base) =
         (gentle.checks["wer"].as_f64().unwrap(), gentle.checks["base_wer"].as_f64().unwrap());
     assert!(base < 0.5, "the pre-trained model answers its golden set (WER {base})");
