@@ -426,6 +426,18 @@ impl Hub {
             }
             return Ok(d);
         }
+        // A node already in the open round is told before any work is done.
+        let store = self.store.clone();
+        if let Some((round, deltas)) =
+            crate::control::blocking(move || Ok(store.open_round()?)).await?
+        {
+            if let Some(d) = deltas.iter().find(|d| d.node == node.public_key) {
+                return Err(conflict(format!(
+                    "node {} already contributed delta {} to round {}; send the next one after it closes",
+                    node.public_key, d.sha256, round.id
+                )));
+            }
+        }
         let trust = Trust {
             keys: vec![node.public_key.clone()],
             base_sha256: Some(self.cfg.base_sha256.clone()),
@@ -479,7 +491,11 @@ impl Hub {
         let (store, deadline) = (self.store.clone(), self.cfg.deadline_s);
         let d = crate::control::blocking(move || Ok(store.record_delta(&new, deadline)?)).await?;
         if d.status == "accepted" {
-            self.round_tick().await?;
+            // The delta is in; a round that fails to close now is retried
+            // by the tick, and the node's answer stays "accepted".
+            if let Err(e) = self.round_tick().await {
+                tracing::warn!("federation round: {e}");
+            }
         }
         Ok(d)
     }
@@ -488,6 +504,10 @@ impl Hub {
     /// past its deadline: the tick's part (and what follows an accepted
     /// delta).
     pub async fn round_tick(self: &Arc<Self>) -> Result<Option<FedRound>> {
+        // One tick at a time (and not during a delta's validation): a round
+        // is read, aggregated and closed once.
+        let _permit =
+            self.work.acquire().await.map_err(|e| ControlError::Internal(e.to_string()))?;
         let store = self.store.clone();
         let Some((round, deltas)) =
             crate::control::blocking(move || Ok(store.open_round()?)).await?
@@ -495,8 +515,6 @@ impl Hub {
             return Ok(None);
         };
         let outcome = if deltas.len() >= self.cfg.min_nodes {
-            let _permit =
-                self.work.acquire().await.map_err(|e| ControlError::Internal(e.to_string()))?;
             match self.aggregate(round.id, &deltas).await {
                 Ok(signed) => Ok(signed),
                 Err(e) => Err(format!("aggregation failed: {e}")),

@@ -71,8 +71,8 @@ struct Bed {
     hub: Arc<Hub>,
     store: Arc<SqliteStore>,
     engine: Engine,
-    node: FedNode,
-    key: NodeKey,
+    /// Two approved nodes and their keys.
+    nodes: Vec<(FedNode, NodeKey)>,
     base_sha: String,
 }
 
@@ -104,18 +104,28 @@ fn bed(tmp: &std::path::Path, deadline_s: i64, min_nodes: usize) -> Bed {
     };
     let hub_key = NodeKey::load_or_create(&data.join("node.key")).unwrap();
     let hub = Arc::new(Hub::new(cfg, store.clone(), artifacts, hub_key).unwrap());
-    let key = NodeKey::generate();
-    store.join_node(&key.public_hex(), "n1").unwrap();
-    let node = store.set_node_status(&key.public_hex(), "approved", "test").unwrap();
+    let nodes = (0..2)
+        .map(|i| {
+            let key = NodeKey::generate();
+            store.join_node(&key.public_hex(), &format!("n{i}")).unwrap();
+            (store.set_node_status(&key.public_hex(), "approved", "test").unwrap(), key)
+        })
+        .collect();
     let engine =
         Engine::load(&model, &LoadOptions { threads: Some(1), ..Default::default() }, &mut |_| {})
             .unwrap();
-    Bed { hub, store, engine, node, key, base_sha }
+    Bed { hub, store, engine, nodes, base_sha }
 }
 
 /// Uploads an adapter of `alpha` (a scale on a fixed random direction)
-/// and submits it.
-fn submit(b: &Bed, rt: &tokio::runtime::Runtime, alpha: f64, dir: &std::path::Path) -> FedDelta {
+/// and submits it from node `n`.
+fn submit(
+    b: &Bed,
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    alpha: f64,
+    dir: &std::path::Path,
+) -> FedDelta {
     let mods = [Module::QProj, Module::VProj, Module::UpProj, Module::DownProj];
     forja_engine::fixtures::random_adapter(b.engine.model(), 4, alpha, &mods, 3).save(dir).unwrap();
     let mut files = BTreeMap::new();
@@ -134,8 +144,9 @@ fn submit(b: &Bed, rt: &tokio::runtime::Runtime, alpha: f64, dir: &std::path::Pa
         created_at: alpha as i64,
         ..Default::default()
     };
-    let (_, manifest, sig) = sign_manifest(files, &b.key, &info);
-    rt.block_on(b.hub.submit(&b.node, &manifest, &sig)).unwrap()
+    let (node, key) = &b.nodes[n];
+    let (_, manifest, sig) = sign_manifest(files, key, &info);
+    rt.block_on(b.hub.submit(node, &manifest, &sig)).unwrap()
 }
 
 #[test]
@@ -143,10 +154,10 @@ fn the_hub_golden_set_refuses_a_delta_that_ruins_the_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let b = bed(tmp.path(), 3600, 3);
-    let gentle = submit(&b, &rt, 0.01, &tmp.path().join("gentle"));
+    let gentle = submit(&b, &rt, 0, 0.01, &tmp.path().join("gentle"));
     assert_eq!(gentle.status, "accepted", "{:?}", gentle.reason);
     // The same manifest again: the first answer, nothing added.
-    let again = submit(&b, &rt, 0.01, &tmp.path().join("gentle-again"));
+    let again = submit(&b, &rt, 0, 0.01, &tmp.path().join("gentle-again"));
     assert_eq!(
         (again.sha256.as_str(), again.status.as_str()),
         (gentle.sha256.as_str(), "accepted")
@@ -155,8 +166,8 @@ fn the_hub_golden_set_refuses_a_delta_that_ruins_the_answers() {
         (gentle.checks["wer"].as_f64().unwrap(), gentle.checks["base_wer"].as_f64().unwrap());
     assert!(base < 0.5, "the pre-trained model answers its golden set (WER {base})");
     assert!(wer <= base * 1.1 + 1e-9, "{wer} vs {base}");
-    // The same direction at 4000 times the scale.
-    let ruinous = submit(&b, &rt, 40.0, &tmp.path().join("ruinous"));
+    // The same direction at 4000 times the scale, from the other node.
+    let ruinous = submit(&b, &rt, 1, 40.0, &tmp.path().join("ruinous"));
     assert_eq!(ruinous.status, "rejected");
     let why = ruinous.reason.unwrap();
     assert!(why.contains("WER on the hub's golden set"), "{why}");
@@ -179,7 +190,7 @@ fn a_round_short_of_nodes_fails_at_its_deadline() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let b = bed(tmp.path(), 1, 2);
-    let d = submit(&b, &rt, 0.01, &tmp.path().join("one"));
+    let d = submit(&b, &rt, 0, 0.01, &tmp.path().join("one"));
     assert_eq!(d.status, "accepted");
     assert!(rt.block_on(b.hub.round_tick()).unwrap().is_none(), "still open before its deadline");
     std::thread::sleep(Duration::from_millis(2100));
