@@ -16,7 +16,7 @@ use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
 use forja_engine::train::{self, Event, LoraData};
 use forja_engine::Engine;
-use forja_store::{Capacity, Finish, GeneralReplayUse, JobError, JobResult, Level};
+use forja_store::{Capacity, Finish, GeneralReplayUse, JobError, JobEval, JobResult, Level};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -324,33 +324,8 @@ fn train_leased(
         init,
         &mut on_event,
     )?;
-    let (chosen, eval) = match &lease.eval {
-        Some(ep) => {
-            let generate = match &cfg.eval_models {
-                Some(resolve) => resolve(&job.model)?,
-                None => engine.clone(),
-            };
-            let engines = crate::evaluation::Engines { train: &engine, generate: &generate };
-            let (path, rec) = evaluate_job(
-                link,
-                lease,
-                ep,
-                engines,
-                base_sha.as_deref(),
-                cfg.embedder.as_deref(),
-                &dir,
-                &out,
-            )?;
-            (path, Some(rec))
-        }
-        None => (out.clone(), None),
-    };
-    let mut files = BTreeMap::new();
-    for name in ["adapter_model.safetensors", "adapter_config.json"] {
-        let p = chosen.join(name);
-        let bytes = std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?;
-        files.insert(name.to_string(), link.upload(lease, bytes)?);
-    }
+    let (chosen, eval) = evaluate(link, cfg, lease, &engine, base_sha.as_deref(), &dir, &out)?;
+    let files = upload_adapter(link, lease, &chosen)?;
     if report.stopped_by == "time_limit" {
         link.event(
             lease,
@@ -380,6 +355,40 @@ fn train_leased(
             warm_started_from: lease.init.as_ref().map(|i| i.version.clone()),
         }),
     })
+}
+
+/// The job's evaluation when its tenant has a golden set: the adapter
+/// directory to keep (the best checkpoint) and the record; `out` and none
+/// otherwise.
+fn evaluate(
+    link: &dyn Link,
+    cfg: &WorkerConfig,
+    lease: &Lease,
+    engine: &Arc<Engine>,
+    base_sha: Option<&str>,
+    dir: &Path,
+    out: &Path,
+) -> Result<(PathBuf, Option<JobEval>)> {
+    let Some(ep) = &lease.eval else { return Ok((out.to_path_buf(), None)) };
+    let generate = match &cfg.eval_models {
+        Some(resolve) => resolve(&lease.job.model)?,
+        None => engine.clone(),
+    };
+    let engines = crate::evaluation::Engines { train: engine, generate: &generate };
+    let (path, rec) =
+        evaluate_job(link, lease, ep, engines, base_sha, cfg.embedder.as_deref(), dir, out)?;
+    Ok((path, Some(rec)))
+}
+
+/// Uploads the adapter in `dir`; its files by name → sha256.
+fn upload_adapter(link: &dyn Link, lease: &Lease, dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut files = BTreeMap::new();
+    for name in ["adapter_model.safetensors", "adapter_config.json"] {
+        let p = dir.join(name);
+        let bytes = std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?;
+        files.insert(name.to_string(), link.upload(lease, bytes)?);
+    }
+    Ok(files)
 }
 
 /// A job that evaluates an imported adapter (a federated aggregate): the
@@ -418,33 +427,8 @@ fn evaluate_imported(
         ),
         None,
     )?;
-    let eval = match &lease.eval {
-        Some(ep) => {
-            let generate = match &cfg.eval_models {
-                Some(resolve) => resolve(&job.model)?,
-                None => engine.clone(),
-            };
-            let engines = crate::evaluation::Engines { train: &engine, generate: &generate };
-            let (_, rec) = evaluate_job(
-                link,
-                lease,
-                ep,
-                engines,
-                base_sha.as_deref(),
-                cfg.embedder.as_deref(),
-                dir,
-                out,
-            )?;
-            Some(rec)
-        }
-        None => None,
-    };
-    let mut files = BTreeMap::new();
-    for name in ["adapter_model.safetensors", "adapter_config.json"] {
-        let p = out.join(name);
-        let bytes = std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?;
-        files.insert(name.to_string(), link.upload(lease, bytes)?);
-    }
+    let (_, eval) = evaluate(link, cfg, lease, &engine, base_sha.as_deref(), dir, out)?;
+    let files = upload_adapter(link, lease, out)?;
     Ok(Finish::Succeeded {
         trained_tokens: 0,
         fine_tuned_model: String::new(),

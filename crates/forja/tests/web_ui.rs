@@ -15,20 +15,53 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-#[test]
-fn a_person_drives_the_whole_loop_from_the_browser() {
+/// The Python path with Playwright and Debian's chromium; `None` (the
+/// test is skipped, or fails when test data is required) without them or
+/// without the UI built in.
+fn browser() -> Option<(String, String)> {
     if !forja_server::web::embedded() {
-        return fixtures::skip_unless_required(
-            "the web UI is not built into this binary (make web)",
-        );
+        fixtures::skip_unless_required("the web UI is not built into this binary (make web)");
+        return None;
     }
-    let Some(py) = common::python_path_with("playwright") else { return };
+    let py = common::python_path_with("playwright")?;
     let chromium = std::env::var("FORJA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
-        return fixtures::skip_unless_required(&format!(
-            "{chromium} is missing (apt install chromium)"
-        ));
+        fixtures::skip_unless_required(&format!("{chromium} is missing (apt install chromium)"));
+        return None;
     }
+    Some((py, chromium))
+}
+
+/// A golden set of six `fox N` → `quick dog` examples and `n` corrections
+/// of the same kind for the tenant of `key`.
+fn seed(s: &Server, key: &str, n: usize) {
+    let golden: String = (0..6)
+        .map(|i| {
+            json!({"messages": [{"role": "user", "content": format!("fox {}", 100 + i)},
+                {"role": "assistant", "content": "quick dog"}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let (st, g, _) = call(
+        s,
+        "POST",
+        "/v1/registry/golden?name=g.jsonl",
+        key,
+        Some(golden.into_bytes()),
+        "application/jsonl",
+    );
+    assert_eq!(st, 200, "{g}");
+    let examples: Vec<_> = (0..n)
+        .map(|i| json!({"messages": [{"role": "user", "content": format!("fox {}", 20 + i)}], "correction": "quick dog"}))
+        .collect();
+    let (st, r, _) = post(s, "/v1/feedback", key, json!({ "examples": examples }));
+    assert_eq!(st, 200, "{r}");
+}
+
+#[test]
+fn a_person_drives_the_whole_loop_from_the_browser() {
+    let Some((py, chromium)) = browser() else { return };
     let tmp = tempfile::tempdir().unwrap();
     // The chat asks for up to 512 tokens: a context with room for them.
     let spec = Spec { context: 1024, ..Spec::llama() };
@@ -52,28 +85,7 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
     wait_for(std::time::Duration::from_secs(60), || get_status(&s, "/ready", "") == 200, "ready");
 
     // Data the training needs: a golden set and some corrections already in.
-    let golden: String = (0..6)
-        .map(|i| {
-            json!({"messages": [{"role": "user", "content": format!("fox {}", 100 + i)},
-                {"role": "assistant", "content": "quick dog"}]})
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let (st, g, _) = call(
-        &s,
-        "POST",
-        "/v1/registry/golden?name=g.jsonl",
-        &key,
-        Some(golden.into_bytes()),
-        "application/jsonl",
-    );
-    assert_eq!(st, 200, "{g}");
-    let examples: Vec<_> = (0..11)
-        .map(|i| json!({"messages": [{"role": "user", "content": format!("fox {}", 20 + i)}], "correction": "quick dog"}))
-        .collect();
-    let (st, r, _) = post(&s, "/v1/feedback", &key, json!({ "examples": examples }));
-    assert_eq!(st, 200, "{r}");
+    seed(&s, &key, 11);
     // Another tenant's history, which acme's UI must never list.
     let (st, r, _) = post(
         &s,
@@ -138,18 +150,7 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
 /// is in the node's ledger.
 #[test]
 fn an_auditor_approves_a_version_from_the_browser() {
-    if !forja_server::web::embedded() {
-        return fixtures::skip_unless_required(
-            "the web UI is not built into this binary (make web)",
-        );
-    }
-    let Some(py) = common::python_path_with("playwright") else { return };
-    let chromium = std::env::var("FORJA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return fixtures::skip_unless_required(&format!(
-            "{chromium} is missing (apt install chromium)"
-        ));
-    }
+    let Some((py, chromium)) = browser() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let spec = Spec::llama();
     let model = tmp.path().join("tiny.gguf");
@@ -173,28 +174,7 @@ fn an_auditor_approves_a_version_from_the_browser() {
         spawn(&[&args[..], &["--workers", "1", "--embedding-model", "none"]].concat(), &[], |_| {});
     wait_for(std::time::Duration::from_secs(60), || get_status(&s, "/ready", "") == 200, "ready");
 
-    let golden: String = (0..6)
-        .map(|i| {
-            json!({"messages": [{"role": "user", "content": format!("fox {}", 100 + i)},
-                {"role": "assistant", "content": "quick dog"}]})
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let (st, g, _) = call(
-        &s,
-        "POST",
-        "/v1/registry/golden?name=g.jsonl",
-        &key,
-        Some(golden.into_bytes()),
-        "application/jsonl",
-    );
-    assert_eq!(st, 200, "{g}");
-    let examples: Vec<_> = (0..12)
-        .map(|i| json!({"messages": [{"role": "user", "content": format!("fox {}", 20 + i)}], "correction": "quick dog"}))
-        .collect();
-    let (st, r, _) = post(&s, "/v1/feedback", &key, json!({ "examples": examples }));
-    assert_eq!(st, 200, "{r}");
+    seed(&s, &key, 12);
     let (st, j, _) = post(&s, "/v1/learning/train", &key, json!({}));
     assert_eq!(st, 200, "{j}");
     let mut status = serde_json::Value::Null;
