@@ -2,8 +2,8 @@
 //! directory and a tiny model pre-trained by the test to answer its golden
 //! set: the golden-set check accepts a delta that leaves the answers alone
 //! and refuses one that ruins them (WER worse than the base model's by
-//! more than the policy allows); the same manifest twice gets the first
-//! answer; a file over the size limit, a chunk past
+//! more than the policy allows) and one with a NaN; the same manifest
+//! twice gets the first answer; a file over the size limit, a chunk past
 //! the total and bytes that do not hash to their name are refused; a round
 //! short of nodes fails at its deadline.
 
@@ -128,6 +128,17 @@ fn submit(
 ) -> FedDelta {
     let mods = [Module::QProj, Module::VProj, Module::UpProj, Module::DownProj];
     forja_engine::fixtures::random_adapter(b.engine.model(), 4, alpha, &mods, 3).save(dir).unwrap();
+    upload_and_submit(b, rt, n, alpha, dir)
+}
+
+/// Uploads the adapter in `dir` and submits it from node `n`.
+fn upload_and_submit(
+    b: &Bed,
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    alpha: f64,
+    dir: &std::path::Path,
+) -> FedDelta {
     let mut files = BTreeMap::new();
     for name in FILES {
         let bytes = std::fs::read(dir.join(name)).unwrap();
@@ -172,6 +183,19 @@ fn the_hub_golden_set_refuses_a_delta_that_ruins_the_answers() {
     let why = ruinous.reason.unwrap();
     assert!(why.contains("WER on the hub's golden set"), "{why}");
     eprintln!("gentle delta: WER {wer:.3} (base {base:.3}); ruinous: {why}");
+
+    // A NaN in the weights (the first f32 of the safetensors data).
+    let nan = tmp.path().join("nan");
+    let mods = [Module::QProj];
+    forja_engine::fixtures::random_adapter(b.engine.model(), 4, 8.0, &mods, 9).save(&nan).unwrap();
+    let w = nan.join("adapter_model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[8 + header..8 + header + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&w, &bytes).unwrap();
+    let d = upload_and_submit(&b, &rt, 1, 8.0, &nan);
+    assert_eq!(d.status, "rejected");
+    assert!(d.reason.as_deref().unwrap_or("").contains("NaN"), "{:?}", d.reason);
 
     // Uploads: too large, past the total, bytes that are not their name.
     let e = rt

@@ -144,10 +144,11 @@ fn a_person_drives_the_whole_loop_from_the_browser() {
 }
 
 /// An auditor votes in the browser: a tenant whose policy requires one
-/// auditor's approval trains a version that waits in `awaiting_audit`; the
-/// auditor loads its key file in the page (signed with WebCrypto, never
-/// uploaded) and approves; the version becomes the champion and the vote
-/// is in the node's ledger.
+/// auditor's approval trains a version that waits in `awaiting_audit`; a
+/// vote sent from the CLI over HTTP with a key that is not an auditor's is
+/// refused; the auditor loads its key file in the page (signed with
+/// WebCrypto, never uploaded) and approves; the version becomes the
+/// champion and the vote is in the node's ledger.
 #[test]
 fn an_auditor_approves_a_version_from_the_browser() {
     let Some((py, chromium)) = browser() else { return };
@@ -199,6 +200,28 @@ fn an_auditor_approves_a_version_from_the_browser() {
         json!({"name": "ana", "public_key": auditor.public_hex()}),
     );
     assert_eq!(st, 200, "{a}");
+
+    // Over HTTP from the CLI: a key that is not a registered auditor is refused.
+    let (_, l) = get(&s, "/v1/registry/models", &key);
+    let vid = l["data"][0]["id"].as_str().unwrap().to_string();
+    let stranger = tmp.path().join("eve.key");
+    forja_core::identity::NodeKey::generate().save(&stranger).unwrap();
+    let o = common::forja(
+        &[
+            "audit",
+            "vote",
+            &vid,
+            "--key",
+            stranger.to_str().unwrap(),
+            "--approve",
+            "--url",
+            &s.url,
+            "--api-key",
+            &key,
+        ],
+        None,
+    );
+    common::check_user_error(&o, "is not a registered auditor");
 
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web-e2e");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/web-audit-e2e.py");
