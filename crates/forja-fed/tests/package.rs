@@ -78,7 +78,9 @@ fn tampering_is_refused_with_the_reason() {
     // The manifest: a better metric than measured, re-hashed files or not.
     let mpath = pkg.join("delta.json");
     let original = std::fs::read_to_string(&mpath).unwrap();
-    std::fs::write(&mpath, original.replace("1200", "9200")).unwrap();
+    let edited = original.replace("\"examples\": 1200,", "\"examples\": 9200,");
+    assert_ne!(edited, original);
+    std::fs::write(&mpath, edited).unwrap();
     assert!(refused(&pkg, &any).contains("signature does not match"));
     // Re-signed by another key: the signature holds, the key is not trusted.
     let other = NodeKey::generate();

@@ -300,7 +300,11 @@ fn a_hub_and_three_nodes_federate_over_http() {
         .map(|f| (f.to_string(), forja_store::sha256_hex(&std::fs::read(dirs[1].join(f)).unwrap())))
         .collect();
     let (_, manifest, sig) = forja_fed::package::sign_manifest(files.clone(), &nodes[1].key, &info);
-    let tampered = String::from_utf8(manifest.clone()).unwrap().replace("200", "900");
+    // The example count raised after signing (only that field: a random
+    // key or hash must not be touched by the edit).
+    let text = String::from_utf8(manifest.clone()).unwrap();
+    let tampered = text.replace("\"examples\": 200,", "\"examples\": 900,");
+    assert_ne!(tampered, text);
     let submit = |k: &NodeKey, text: &str, sig: &str| {
         signed(
             &hub.url,
