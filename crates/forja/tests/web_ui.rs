@@ -162,7 +162,9 @@ fn an_auditor_approves_a_version_from_the_browser() {
     let policy = tmp.path().join("policy.toml");
     std::fs::write(
         &policy,
-        "guarded = [\"wer\"]\nmax_regression = 1.0\nprobe_max_drop = 1.0\nprobe_max_logprob_drop = 100.0\n[audit]\nrequired = true\nmin_votes = 1\n",
+        // A gate the random tiny model always passes (exact match cannot
+        // fall below the base model's 0), so the test is about the audit.
+        "primary_metric = \"exact_match\"\nguarded = []\nprobe_max_drop = 1.0\nprobe_max_logprob_drop = 100.0\n[audit]\nrequired = true\nmin_votes = 1\n",
     )
     .unwrap();
     let job = r#"{"hyperparameters": {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 4}}"#;
