@@ -23,7 +23,7 @@ use forja_engine::{Engine, LoadOptions};
 use forja_eval::{EvalOptions, EvalReport, GoldenSet, Metric};
 use forja_fed::package::{self, Trust, FILES};
 use forja_fed::protocol::{self, Contributor, RoundManifest};
-use forja_fed::{Method, Options};
+use forja_fed::Options;
 use forja_store::{Artifacts, FedDelta, FedNode, FedRound, NewDelta, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -609,10 +609,5 @@ impl Hub {
     pub async fn rounds(&self, limit: usize) -> Result<Vec<FedRound>> {
         let store = self.store.clone();
         crate::control::blocking(move || Ok(store.rounds(limit)?)).await
-    }
-
-    /// The method the hub aggregates with.
-    pub fn method(&self) -> Method {
-        self.cfg.aggregation.method
     }
 }
