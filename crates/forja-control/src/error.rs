@@ -85,6 +85,11 @@ impl ControlError {
         ControlError::InvalidRequest { param: param.into(), reason: reason.into() }
     }
 
+    /// A state conflict (the store's `Conflict`: 409).
+    pub fn conflict(why: impl Into<String>) -> Self {
+        ControlError::Store(forja_store::StoreError::Conflict(why.into()))
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         ControlError::Io { path: path.to_path_buf(), source }
     }

@@ -139,10 +139,6 @@ pub struct Audit {
     pub tally: Tally,
 }
 
-fn conflict(msg: String) -> ControlError {
-    ControlError::Store(forja_store::StoreError::Conflict(msg))
-}
-
 impl Control {
     /// Registers an auditor (an operator's act).
     pub async fn add_auditor(
@@ -174,7 +170,7 @@ impl Control {
         crate::control::blocking(move || {
             let v = store.model_version(&t.id, &id)?;
             if v.status() != VersionStatus::AwaitingAudit {
-                return Err(conflict(format!(
+                return Err(ControlError::conflict(format!(
                     "version {id} is {}, not awaiting audit: votes are closed",
                     v.status().as_str()
                 )));
@@ -194,7 +190,7 @@ impl Control {
             })?;
             let report = v.lineage.eval_sha256.as_deref().unwrap_or("");
             if !vote.report_sha256.eq_ignore_ascii_case(report) {
-                return Err(conflict(format!(
+                return Err(ControlError::conflict(format!(
                     "the vote is about report {}, version {id}'s evaluation report is {report}: review the current report and sign again",
                     crate::clip(&vote.report_sha256, 64)
                 )));

@@ -29,15 +29,10 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A hub's policy and base model.
+/// What a hub accepts and how it aggregates (`forja serve
+/// --federation-hub` and its `--hub-*` flags).
 #[derive(Debug, Clone)]
-pub struct HubConfig {
-    /// The base model's name (what manifests must say).
-    pub base_model: String,
-    /// Its weights (GGUF file or HF directory).
-    pub base_path: PathBuf,
-    /// sha256 of its weights.
-    pub base_sha256: String,
+pub struct HubPolicy {
     /// Accepted deltas from distinct nodes that make a round.
     pub min_nodes: usize,
     /// Seconds a round may stay open; then it fails if short of nodes.
@@ -52,6 +47,19 @@ pub struct HubConfig {
     pub aggregation: Options,
     /// Largest file a node may upload, bytes.
     pub max_file_bytes: u64,
+}
+
+/// A hub's base model, policy and scratch space.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The base model's name (what manifests must say).
+    pub base_model: String,
+    /// Its weights (GGUF file or HF directory).
+    pub base_path: PathBuf,
+    /// sha256 of its weights.
+    pub base_sha256: String,
+    /// What it accepts and how it aggregates.
+    pub policy: HubPolicy,
     /// Where partial uploads and scratch directories live.
     pub work_dir: PathBuf,
 }
@@ -86,18 +94,6 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-fn invalid(param: &str, why: impl Into<String>) -> ControlError {
-    ControlError::invalid(param, why)
-}
-
-fn conflict(why: String) -> ControlError {
-    ControlError::Store(StoreError::Conflict(why))
-}
-
-fn valid_sha(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 impl Hub {
     /// A hub signing with `key` (the node's key), on `store` and
     /// `artifacts`. Reads the golden set now: a bad one is refused at start.
@@ -108,17 +104,16 @@ impl Hub {
         key: forja_core::identity::NodeKey,
     ) -> Result<Hub> {
         std::fs::create_dir_all(cfg.work_dir.join("partial"))
-            .map_err(|e| ControlError::Io { path: cfg.work_dir.clone(), source: e })?;
-        let golden = match &cfg.golden {
+            .map_err(|e| ControlError::io(&cfg.work_dir, e))?;
+        let golden = match &cfg.policy.golden {
             Some(p) => {
-                let bytes = std::fs::read(p)
-                    .map_err(|e| ControlError::Io { path: p.clone(), source: e })?;
+                let bytes = std::fs::read(p).map_err(|e| ControlError::io(p, e))?;
                 Some(forja_eval::parse_golden(&p.display().to_string(), &bytes)?)
             }
             None => None,
         };
-        if cfg.min_nodes == 0 || cfg.deadline_s <= 0 {
-            return Err(invalid(
+        if cfg.policy.min_nodes == 0 || cfg.policy.deadline_s <= 0 {
+            return Err(ControlError::invalid(
                 "federation",
                 "min_nodes and the round deadline must be at least 1",
             ));
@@ -149,15 +144,15 @@ impl Hub {
             "public_key": self.public_key(),
             "base_model": c.base_model,
             "base_sha256": c.base_sha256,
-            "min_nodes": c.min_nodes,
-            "round_deadline_s": c.deadline_s,
-            "max_norm": c.max_norm,
-            "golden_set": c.golden.is_some(),
-            "max_wer_regression": c.max_wer_regression,
-            "method": c.aggregation.method.name(),
-            "rank": c.aggregation.rank,
-            "clip": c.aggregation.clip,
-            "max_file_bytes": c.max_file_bytes,
+            "min_nodes": c.policy.min_nodes,
+            "round_deadline_s": c.policy.deadline_s,
+            "max_norm": c.policy.max_norm,
+            "golden_set": c.policy.golden.is_some(),
+            "max_wer_regression": c.policy.max_wer_regression,
+            "method": c.policy.aggregation.method.name(),
+            "rank": c.policy.aggregation.rank,
+            "clip": c.policy.aggregation.clip,
+            "max_file_bytes": c.policy.max_file_bytes,
         })
     }
 
@@ -165,7 +160,10 @@ impl Hub {
     pub async fn join(&self, public_key: &str, name: &str, signature: &str) -> Result<FedNode> {
         let name = name.trim();
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-            return Err(invalid("name", "a node's name is 1-64 printable characters"));
+            return Err(ControlError::invalid(
+                "name",
+                "a node's name is 1-64 printable characters",
+            ));
         }
         forja_core::identity::verify(
             public_key,
@@ -225,8 +223,8 @@ impl Hub {
 
     /// Where the upload of the file `sha` stands.
     pub async fn upload_status(&self, sha: &str) -> Result<Upload> {
-        if !valid_sha(sha) {
-            return Err(invalid("sha256", "64 lowercase hex digits"));
+        if !forja_store::valid_sha(sha) {
+            return Err(ControlError::invalid("sha256", "64 lowercase hex digits"));
         }
         if self.artifacts.contains(sha).await? {
             return Ok(Upload { sha256: sha.into(), received: 0, complete: true });
@@ -249,20 +247,20 @@ impl Hub {
         if now.complete {
             return Ok(now);
         }
-        if total == 0 || total > self.cfg.max_file_bytes {
+        if total == 0 || total > self.cfg.policy.max_file_bytes {
             return Err(ControlError::invalid(
                 "total",
-                format!("a delta file is 1 to {} bytes, this one {total}", self.cfg.max_file_bytes),
+                format!(
+                    "a delta file is 1 to {} bytes, this one {total}",
+                    self.cfg.policy.max_file_bytes
+                ),
             ));
         }
-        if offset != now.received {
-            return Err(conflict(format!(
-                "the hub holds {} bytes of {sha}; resume at offset {}",
-                now.received, now.received
-            )));
-        }
         if offset + chunk.len() as u64 > total {
-            return Err(invalid("total", "the chunk runs past the file's total size"));
+            return Err(ControlError::invalid(
+                "total",
+                "the chunk runs past the file's total size",
+            ));
         }
         let path = self.partial(sha);
         let done = {
@@ -270,7 +268,7 @@ impl Hub {
             use std::io::Write;
             let held = std::fs::metadata(&path).map_or(0, |m| m.len());
             if held != offset {
-                return Err(conflict(format!(
+                return Err(ControlError::conflict(format!(
                     "the hub holds {held} bytes of {sha}; resume at offset {held}"
                 )));
             }
@@ -278,9 +276,9 @@ impl Hub {
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| ControlError::Io { path: path.clone(), source: e })?;
-            f.write_all(&chunk).map_err(|e| ControlError::Io { path: path.clone(), source: e })?;
-            f.sync_data().map_err(|e| ControlError::Io { path: path.clone(), source: e })?;
+                .map_err(|e| ControlError::io(&path, e))?;
+            f.write_all(&chunk).map_err(|e| ControlError::io(&path, e))?;
+            f.sync_data().map_err(|e| ControlError::io(&path, e))?;
             offset + chunk.len() as u64 == total
         };
         if !done {
@@ -296,12 +294,12 @@ impl Hub {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return self.upload_status(sha).await
             }
-            Err(e) => return Err(ControlError::Io { path: path.clone(), source: e }),
+            Err(e) => return Err(ControlError::io(&path, e)),
         };
         let _ = std::fs::remove_file(&path);
         match self.artifacts.put_verified(bytes, sha).await {
             Ok(_) => Ok(Upload { sha256: sha.into(), received: total, complete: true }),
-            Err(StoreError::HashMismatch { actual, .. }) => Err(conflict(format!(
+            Err(StoreError::HashMismatch { actual, .. }) => Err(ControlError::conflict(format!(
                 "the {total} bytes received hash to {actual}, not {sha} (changed in transit or on disk): upload it again from offset 0"
             ))),
             Err(e) => Err(e.into()),
@@ -341,10 +339,10 @@ impl Hub {
         let dir = tempfile::Builder::new()
             .prefix("delta-")
             .tempdir_in(&self.cfg.work_dir)
-            .map_err(|e| ControlError::Io { path: self.cfg.work_dir.clone(), source: e })?;
+            .map_err(|e| ControlError::io(&self.cfg.work_dir, e))?;
         for (name, bytes) in files {
             let p = dir.path().join(name);
-            std::fs::write(&p, bytes).map_err(|e| ControlError::Io { path: p, source: e })?;
+            std::fs::write(&p, bytes).map_err(|e| ControlError::io(&p, e))?;
         }
         Ok(self.engine()?.load_adapter(dir.path())?)
     }
@@ -354,7 +352,7 @@ impl Hub {
     fn measure(&self, adapter: &Adapter) -> std::result::Result<serde_json::Value, String> {
         let norm = forja_fed::update_norm(adapter).map_err(|e| e.to_string())?;
         let mut checks = serde_json::json!({ "norm": norm });
-        if let Some(bound) = self.cfg.max_norm {
+        if let Some(bound) = self.cfg.policy.max_norm {
             if norm > bound {
                 return Err(format!(
                     "its update norm {norm:.4} is over the hub's bound {bound:.4} (a scaled or poisoned delta)"
@@ -390,11 +388,11 @@ impl Hub {
                 (base.get(Metric::Wer).unwrap_or(0.0), cand.get(Metric::Wer).unwrap_or(0.0));
             checks["wer"] = serde_json::json!(c);
             checks["base_wer"] = serde_json::json!(b);
-            let limit = b * (1.0 + self.cfg.max_wer_regression) + 1e-9;
+            let limit = b * (1.0 + self.cfg.policy.max_wer_regression) + 1e-9;
             if c > limit {
                 return Err(format!(
                     "its WER on the hub's golden set is {c:.4}, worse than the base model's {b:.4} by more than {:.0}%",
-                    100.0 * self.cfg.max_wer_regression
+                    100.0 * self.cfg.policy.max_wer_regression
                 ));
             }
         }
@@ -432,7 +430,7 @@ impl Hub {
             crate::control::blocking(move || Ok(store.open_round()?)).await?
         {
             if let Some(d) = deltas.iter().find(|d| d.node == node.public_key) {
-                return Err(conflict(format!(
+                return Err(ControlError::conflict(format!(
                     "node {} already contributed delta {} to round {}; send the next one after it closes",
                     node.public_key, d.sha256, round.id
                 )));
@@ -442,35 +440,34 @@ impl Hub {
             keys: vec![node.public_key.clone()],
             base_sha256: Some(self.cfg.base_sha256.clone()),
         };
+        // What the hub measured, or why it refuses the delta.
         let verdict = match package::verify_manifest(manifest, signature, &trust) {
-            Err(e) => Err((e.to_string(), serde_json::json!({}))),
+            Err(e) => Err(e.to_string()),
             Ok(m) => {
                 // The files must be here before anything is judged.
                 let mut files = Vec::new();
                 for name in FILES {
                     let want = &m.files[name];
-                    if !self.artifacts.contains(want).await? {
-                        return Err(conflict(format!(
-                            "{name} ({want}) is not uploaded yet: upload it, then send the manifest again"
-                        )));
-                    }
-                    files.push((name.to_string(), self.artifacts.get(want).await?));
+                    let bytes = match self.artifacts.get(want).await {
+                        Err(StoreError::ArtifactMissing { .. }) => {
+                            return Err(ControlError::conflict(format!(
+                                "{name} ({want}) is not uploaded yet: upload it, then send the manifest again"
+                            )))
+                        }
+                        r => r?,
+                    };
+                    files.push((name.to_string(), bytes));
                 }
                 let _permit =
                     self.work.acquire().await.map_err(|e| ControlError::Internal(e.to_string()))?;
                 let this = self.clone();
                 crate::control::blocking(move || {
                     Ok(match this.load(&files) {
-                        Err(e) => Err((
-                            format!("it does not load on the base model: {e}"),
-                            serde_json::json!({}),
-                        )),
-                        Ok(a) => this.measure(&a).map_err(|why| (why, serde_json::json!({}))).map(
-                            |mut c| {
-                                c["examples"] = serde_json::json!(m.examples);
-                                c
-                            },
-                        ),
+                        Err(e) => Err(format!("it does not load on the base model: {e}")),
+                        Ok(a) => this.measure(&a).map(|mut c| {
+                            c["examples"] = serde_json::json!(m.examples);
+                            c
+                        }),
                     })
                 })
                 .await?
@@ -478,7 +475,7 @@ impl Hub {
         };
         let (verdict, checks) = match verdict {
             Ok(c) => (Ok(()), c),
-            Err((why, c)) => (Err(why), c),
+            Err(why) => (Err(why), serde_json::json!({})),
         };
         let new = NewDelta {
             sha256: sha,
@@ -488,7 +485,7 @@ impl Hub {
             verdict,
             checks,
         };
-        let (store, deadline) = (self.store.clone(), self.cfg.deadline_s);
+        let (store, deadline) = (self.store.clone(), self.cfg.policy.deadline_s);
         let d = crate::control::blocking(move || Ok(store.record_delta(&new, deadline)?)).await?;
         if d.status == "accepted" {
             // The delta is in; a round that fails to close now is retried
@@ -514,7 +511,7 @@ impl Hub {
         else {
             return Ok(None);
         };
-        let outcome = if deltas.len() >= self.cfg.min_nodes {
+        let outcome = if deltas.len() >= self.cfg.policy.min_nodes {
             match self.aggregate(round.id, &deltas).await {
                 Ok(signed) => Ok(signed),
                 Err(e) => Err(format!("aggregation failed: {e}")),
@@ -523,7 +520,7 @@ impl Hub {
             Err(format!(
                 "partial round: {} of the {} nodes needed by the deadline",
                 deltas.len(),
-                self.cfg.min_nodes
+                self.cfg.policy.min_nodes
             ))
         } else {
             return Ok(None);
@@ -555,20 +552,20 @@ impl Hub {
             let adapters =
                 inputs.iter().map(|(_, _, f)| hub.load(f)).collect::<Result<Vec<_>>>()?;
             let refs: Vec<&Adapter> = adapters.iter().collect();
-            let mut opts = hub.cfg.aggregation.clone();
+            let mut opts = hub.cfg.policy.aggregation.clone();
             opts.weights = Some(inputs.iter().map(|(_, m, _)| m.examples.max(1) as f64).collect());
             let (out, report) = forja_fed::aggregate(&refs, &opts)?;
             let dir = tempfile::Builder::new()
                 .prefix("round-")
                 .tempdir_in(&hub.cfg.work_dir)
-                .map_err(|e| ControlError::Io { path: hub.cfg.work_dir.clone(), source: e })?;
+                .map_err(|e| ControlError::io(&hub.cfg.work_dir, e))?;
             out.save(dir.path())?;
             let mut files = Vec::new();
             for name in FILES {
                 let p = dir.path().join(name);
                 files.push((
                     name.to_string(),
-                    std::fs::read(&p).map_err(|e| ControlError::Io { path: p, source: e })?,
+                    std::fs::read(&p).map_err(|e| ControlError::io(&p, e))?,
                 ));
             }
             let contributors: Vec<Contributor> = inputs
@@ -595,7 +592,7 @@ impl Hub {
             base_model: self.cfg.base_model.clone(),
             base_sha256: self.cfg.base_sha256.clone(),
             files: shas,
-            method: self.cfg.aggregation.method.name().into(),
+            method: self.cfg.policy.aggregation.method.name().into(),
             contributors,
             report,
             created_at: self.store.now(),

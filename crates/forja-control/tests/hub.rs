@@ -7,7 +7,7 @@
 //! the total and bytes that do not hash to their name are refused; a round
 //! short of nodes fails at its deadline.
 
-use forja_control::hub::{Hub, HubConfig};
+use forja_control::hub::{Hub, HubConfig, HubPolicy};
 use forja_core::identity::NodeKey;
 use forja_engine::lora::Module;
 use forja_engine::{Engine, LoadOptions};
@@ -88,20 +88,23 @@ fn bed(tmp: &std::path::Path, deadline_s: i64, min_nodes: usize) -> Bed {
         base_model: "tiny".into(),
         base_path: model.clone(),
         base_sha256: base_sha.clone(),
-        min_nodes,
-        deadline_s,
-        max_norm: None,
-        golden: Some(golden(tmp)),
-        max_wer_regression: 0.1,
-        aggregation: forja_fed::Options {
-            method: forja_fed::Method::Exact,
-            rank: None,
-            weights: None,
-            clip: None,
+        policy: HubPolicy {
+            min_nodes,
+            deadline_s,
+            max_norm: None,
+            golden: Some(golden(tmp)),
+            max_wer_regression: 0.1,
+            aggregation: forja_fed::Options {
+                method: forja_fed::Method::Exact,
+                rank: None,
+                weights: None,
+                clip: None,
+            },
+            max_file_bytes: 1 << 20,
         },
-        max_file_bytes: 1 << 20,
         work_dir: data.join("federation"),
     };
+
     let hub_key = NodeKey::load_or_create(&data.join("node.key")).unwrap();
     let hub = Arc::new(Hub::new(cfg, store.clone(), artifacts, hub_key).unwrap());
     let nodes = (0..2)

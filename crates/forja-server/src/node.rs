@@ -137,8 +137,9 @@ pub struct NodeConfig {
     /// copy (quantized: faster) when there is one; `false`: on the f32
     /// training weights.
     pub eval_on_serving_weights: bool,
-    /// Act as a federation hub with this policy (`--federation-hub`).
-    pub hub: Option<HubPolicy>,
+    /// Act as a federation hub with this policy (`--federation-hub`); the
+    /// base model is the node's own.
+    pub hub: Option<forja_control::hub::HubPolicy>,
     /// Seconds a lease lasts without a heartbeat.
     pub lease_ttl_s: i64,
     /// Leases a job may lose before it fails.
@@ -281,45 +282,6 @@ pub fn url_secret(dir: &Path) -> Result<Vec<u8>> {
     Ok(k.to_vec())
 }
 
-/// A federation hub's policy (`forja serve --federation-hub`); the base
-/// model is the node's own.
-#[derive(Debug, Clone)]
-pub struct HubPolicy {
-    /// Accepted deltas from distinct nodes that make a round.
-    pub min_nodes: usize,
-    /// Seconds a round may stay open.
-    pub deadline_s: i64,
-    /// Largest update norm accepted.
-    pub max_norm: Option<f64>,
-    /// The hub's golden set (JSONL) that deltas are evaluated on.
-    pub golden: Option<PathBuf>,
-    /// Largest relative WER regression against the base model on it.
-    pub max_wer_regression: f64,
-    /// Aggregation rule, rank, clipping.
-    pub aggregation: forja_fed::Options,
-    /// Largest delta file, bytes.
-    pub max_file_bytes: u64,
-}
-
-impl Default for HubPolicy {
-    fn default() -> Self {
-        HubPolicy {
-            min_nodes: 3,
-            deadline_s: 24 * 3600,
-            max_norm: None,
-            golden: None,
-            max_wer_regression: 0.1,
-            aggregation: forja_fed::Options {
-                method: forja_fed::Method::Exact,
-                rank: None,
-                weights: None,
-                clip: Some(3.0),
-            },
-            max_file_bytes: 512 << 20,
-        }
-    }
-}
-
 /// The artifact store of `--artifacts` (a directory or `s3://bucket/prefix`).
 pub fn artifact_config(spec: Option<&str>, data_dir: &Path) -> Result<ArtifactConfig> {
     Ok(match spec {
@@ -345,8 +307,6 @@ pub fn artifact_config(spec: Option<&str>, data_dir: &Path) -> Result<ArtifactCo
     })
 }
 
-/// Refuses a job whose base model is not this node's (the lease already
-/// filters by model; this guards the resolver itself).
 /// The in-process worker's engine for the model names this node trains.
 fn resolver(
     names: ModelNames,
@@ -358,6 +318,8 @@ fn resolver(
     }
 }
 
+/// Refuses a job whose base model is not this node's (the lease already
+/// filters by model; this guards the resolver itself).
 fn check_trains(names: &ModelNames, m: &str) -> forja_control::Result<()> {
     if names.canonical(m).is_some() {
         return Ok(());
@@ -461,13 +423,7 @@ impl Node {
                     base_model: cfg.model.public.clone(),
                     base_path: cfg.model.path.clone(),
                     base_sha256,
-                    min_nodes: p.min_nodes,
-                    deadline_s: p.deadline_s,
-                    max_norm: p.max_norm,
-                    golden: p.golden.clone(),
-                    max_wer_regression: p.max_wer_regression,
-                    aggregation: p.aggregation.clone(),
-                    max_file_bytes: p.max_file_bytes,
+                    policy: p.clone(),
                     work_dir: dir.join("federation"),
                 };
                 let key = forja_core::identity::NodeKey::load(&dir.join(forja_store::NODE_KEY))

@@ -80,7 +80,8 @@ async fn sha256_of(bytes: &Bytes) -> Result<String> {
         .map_err(|e| StoreError::Config(format!("hashing task failed: {e}")))
 }
 
-fn valid_sha(s: &str) -> bool {
+/// Whether `s` is a sha256 in lowercase hex: what artifact addresses are.
+pub fn valid_sha(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

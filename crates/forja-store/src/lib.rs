@@ -36,7 +36,7 @@ mod sqlite;
 mod store;
 mod types;
 
-pub use artifacts::{sha256_file, sha256_hex, ArtifactConfig, Artifacts};
+pub use artifacts::{sha256_file, sha256_hex, valid_sha, ArtifactConfig, Artifacts};
 pub use completions::{CompletionLog, CompletionRecord};
 pub use conversations::{
     Conversation, ConversationMessage, ConversationUpdate, Conversations, NewMessage,

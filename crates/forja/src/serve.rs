@@ -61,7 +61,7 @@ pub(crate) fn node_config(a: &ServeArgs) -> Result<NodeConfig> {
     cfg.training_yields = a.training_priority == "background";
     cfg.eval_on_serving_weights = a.eval_weights == "serving";
     if a.federation_hub {
-        cfg.hub = Some(forja_server::node::HubPolicy {
+        cfg.hub = Some(forja_control::hub::HubPolicy {
             min_nodes: a.hub_min_nodes.max(1),
             deadline_s: a.hub_round_deadline_s.max(1),
             max_norm: a.hub_max_norm,
