@@ -224,5 +224,5 @@ fn a_round_short_of_nodes_fails_at_its_deadline() {
     let r = rt.block_on(b.hub.round_tick()).unwrap().expect("closed");
     assert_eq!(r.status, "failed");
     assert!(r.reason.unwrap().contains("partial round: 1 of the 2 nodes"));
-    assert!(b.store.verify_ledger().unwrap().is_ok());
+    assert!(b.store.verify_ledger(None).unwrap().is_ok());
 }

@@ -129,7 +129,7 @@ pub async fn ledger(State(s): State<AppState>, _: AdminAuth, Query(q): Query<Led
 /// node's key; `ok` false names the first broken entry.
 pub async fn verify_ledger(State(s): State<AppState>, _: AdminAuth) -> Api {
     let (r, key) =
-        s.run(move |c| Ok((c.store.verify_ledger()?, c.store.node_public_key()))).await?;
+        s.run(move |c| Ok((c.store.verify_ledger(None)?, c.store.node_public_key()))).await?;
     Ok(Json(match r {
         Ok(head) => json!({ "object": "ledger.verification", "ok": true, "entries": head.entries,
             "head": head.hash, "node_public_key": key }),

@@ -247,20 +247,31 @@ pub struct Settlement {
 
 /// Auditors, votes and the ledger: implemented by every store.
 pub trait Governance: Send + Sync {
-    /// Checks the whole ledger against this node's key, a page at a time.
-    fn verify_ledger(&self) -> Result<std::result::Result<LedgerHead, String>> {
+    /// Checks the whole ledger against this node's key, a page at a time;
+    /// with `head` (a hash recorded earlier), that entry must still be in
+    /// the chain (what tells a cut tail from a shorter valid ledger).
+    fn verify_ledger(&self, head: Option<&str>) -> Result<std::result::Result<LedgerHead, String>> {
         let mut v = LedgerVerifier::new(&[self.node_public_key()]);
+        let head = head.map(|h| h.trim().to_ascii_lowercase());
+        let mut seen = head.is_none();
         let mut after = 0;
         loop {
             let page = self.ledger(after, 10_000)?;
-            let Some(last) = page.last() else { return Ok(Ok(v.head())) };
+            let Some(last) = page.last() else { break };
             after = last.seq;
             for e in &page {
                 if let Err(why) = v.push(e) {
                     return Ok(Err(why));
                 }
+                seen = seen || head.as_deref() == Some(e.hash.as_str());
             }
         }
+        Ok(match head {
+            Some(h) if !seen => Err(format!(
+                "head {h} recorded earlier is no longer in the chain (entries were deleted from its end, or it is another ledger)"
+            )),
+            _ => Ok(v.head()),
+        })
     }
 
     /// Registers an auditor (`Conflict` if the name or key is taken).
