@@ -26,6 +26,29 @@ pub fn open(a: &DataDirArgs, busy: Duration) -> Result<SqliteStore> {
     Ok(SqliteStore::open(&db, busy)?)
 }
 
+/// The data directory's artifact store (`FORJA_ARTIFACTS` overrides it,
+/// as for `forja serve --artifacts`).
+pub fn artifacts(a: &DataDirArgs) -> Result<forja_store::Artifacts> {
+    let spec = std::env::var("FORJA_ARTIFACTS").ok();
+    let cfg = forja_server::node::artifact_config(spec.as_deref(), &data_dir(a))?;
+    Ok(forja_store::Artifacts::open(&cfg)?)
+}
+
+/// A single-threaded runtime for the commands that call async code.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Unix seconds now (what manifests and votes are stamped with).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
     if let Some(t) = f.threshold {
         s.threshold = (t > 0).then_some(t);

@@ -57,9 +57,7 @@ fn pack(a: PackArgs) -> Result<ExitCode> {
         examples: a.examples,
         metrics: a.metrics.into_iter().collect(),
         lineage: a.lineage,
-        created_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        created_at: crate::admin::now(),
     };
     let m = package::pack(&a.adapter, &a.out, &key, &info)?;
     println!("{}: signed by {}", a.out.display(), m.node);

@@ -22,8 +22,9 @@ fn hub_file(h: &HubArgs) -> PathBuf {
     admin::data_dir(&h.data).join("federation-hub.json")
 }
 
-fn client(h: &HubArgs) -> Result<HubClient> {
-    let key = match &h.key {
+/// The node's key: `--key`, or `DATA_DIR/node.key` (made when missing).
+fn node_key(h: &HubArgs) -> Result<NodeKey> {
+    Ok(match &h.key {
         Some(p) => NodeKey::load(p)?,
         None => {
             let dir = admin::data_dir(&h.data);
@@ -31,31 +32,15 @@ fn client(h: &HubArgs) -> Result<HubClient> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             NodeKey::load_or_create(&dir.join(forja_store::NODE_KEY))?
         }
-    };
+    })
+}
+
+fn client(h: &HubArgs, key: NodeKey) -> Result<HubClient> {
     Ok(HubClient::new(&h.hub, key, h.proxy.as_deref(), Retry::default())?)
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn artifacts(h: &HubArgs) -> Result<forja_store::Artifacts> {
-    let dir = admin::data_dir(&h.data);
-    let spec = std::env::var("FORJA_ARTIFACTS").ok();
-    Ok(forja_store::Artifacts::open(&forja_server::node::artifact_config(spec.as_deref(), &dir)?)?)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 pub fn join(h: HubArgs, name: String) -> Result<ExitCode> {
-    let c = client(&h)?;
+    let c = client(&h, node_key(&h)?)?;
     let hub = c.describe()?;
     let n = c.join(&name)?;
     let hub_key = hub["public_key"].as_str().unwrap_or_default().to_string();
@@ -99,7 +84,7 @@ fn what_to_publish(a: &PublishArgs) -> Result<(Files, PackInfo)> {
             base_model: a.model.clone(),
             base_sha256,
             examples: a.examples,
-            created_at: now(),
+            created_at: admin::now(),
             lineage: vec![format!("adapter:{}", dir.display())],
             ..Default::default()
         };
@@ -121,8 +106,8 @@ fn what_to_publish(a: &PublishArgs) -> Result<(Files, PackInfo)> {
         .base_sha256
         .clone()
         .with_context(|| format!("version {} does not record its base model's sha256", v.id))?;
-    let arts = artifacts(&a.hub)?;
-    let rt = runtime()?;
+    let arts = admin::artifacts(&a.hub.data)?;
+    let rt = admin::runtime()?;
     let mut files = Vec::new();
     for name in FILES {
         let sha = v
@@ -149,21 +134,18 @@ fn what_to_publish(a: &PublishArgs) -> Result<(Files, PackInfo)> {
         examples: examples.max(1),
         metrics,
         lineage,
-        created_at: now(),
+        created_at: admin::now(),
     };
     Ok((files, info))
 }
 
 pub fn publish(a: PublishArgs) -> Result<ExitCode> {
-    let c = client(&a.hub)?;
     let (files, info) = what_to_publish(&a)?;
     let shas: BTreeMap<String, String> =
         files.iter().map(|(n, b)| (n.clone(), forja_store::sha256_hex(b))).collect();
-    let key = match &a.hub.key {
-        Some(p) => NodeKey::load(p)?,
-        None => NodeKey::load(&admin::data_dir(&a.hub.data).join(forja_store::NODE_KEY))?,
-    };
+    let key = node_key(&a.hub)?;
     let (_, manifest, sig) = package::sign_manifest(shas.clone(), &key, &info);
+    let c = client(&a.hub, key)?;
     for (name, bytes) in &files {
         let up = c.upload(&shas[name], bytes, a.chunk_kb.max(1) << 10)?;
         let how = if up.already_there {
@@ -195,7 +177,7 @@ pub fn pull(h: HubArgs, tenant: String, model: String) -> Result<ExitCode> {
         .as_str()
         .context("federation-hub.json has no hub_public_key")?
         .to_string();
-    let c = client(&h)?;
+    let c = client(&h, node_key(&h)?)?;
     let rounds = c.rounds(20)?;
     let Some(r) =
         rounds["data"].as_array().into_iter().flatten().find(|r| r["status"] == "published")
@@ -240,8 +222,8 @@ pub fn pull(h: HubArgs, tenant: String, model: String) -> Result<ExitCode> {
         println!("round {} is already job {} ({})", m.round, j.id, j.status.as_str());
         return Ok(ExitCode::SUCCESS);
     }
-    let arts = artifacts(&h)?;
-    let rt = runtime()?;
+    let arts = admin::artifacts(&h.data)?;
+    let rt = admin::runtime()?;
     for sha in m.files.values() {
         let bytes = c.file(sha)?;
         rt.block_on(arts.put_verified(bytes.into(), sha))?;

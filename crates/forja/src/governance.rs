@@ -3,6 +3,7 @@
 //! a vote, through a running node's API with `--url`).
 
 use crate::admin;
+use crate::api::Api;
 use crate::args::{AuditCommand, AuditorsCommand, DataDirArgs, LedgerCommand, VoteArgs};
 use anyhow::{bail, Context, Result};
 use forja_control::governance::{Audit, SignedVote};
@@ -10,12 +11,6 @@ use forja_core::identity::NodeKey;
 use forja_store::prelude::*;
 use std::process::ExitCode;
 use std::time::Duration;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn print_auditor(a: &forja_store::Auditor) {
     println!(
@@ -101,7 +96,7 @@ pub fn audit(c: AuditCommand) -> Result<ExitCode> {
 
 /// Signs the vote message for `version` with the auditor's key.
 fn signed(key: &NodeKey, version: &str, approve: bool, report: &str) -> SignedVote {
-    let at = now();
+    let at = admin::now();
     let msg = forja_store::vote_message(version, approve, report, at);
     SignedVote {
         auditor: key.public_hex(),
@@ -129,26 +124,8 @@ fn vote(a: VoteArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let api_key = a.api_key.as_deref().context("--api-key (or FORJA_API_KEY) for --url")?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let base = url.trim_end_matches('/');
-    let auth = format!("Bearer {api_key}");
-    let call =
-        |req: ureq::RequestBuilder<ureq::typestate::WithoutBody>| -> Result<serde_json::Value> {
-            let req = match &a.tenant {
-                Some(t) => req.header("x-forja-tenant", t),
-                None => req,
-            };
-            let mut resp = req
-                .header("authorization", &auth)
-                .call()
-                .with_context(|| format!("{base}: cannot reach the node"))?;
-            read(&mut resp)
-        };
-    let v = call(agent.get(format!("{base}/v1/registry/models/{}", a.version)))?;
+    let api = Api::new(url, api_key, Duration::from_secs(60)).for_tenant(a.tenant.as_deref());
+    let v = api.get(&format!("/v1/registry/models/{}", a.version))?;
     let id = v["id"].as_str().context("the node's answer has no version id")?.to_string();
     let report = match a.report.clone().or(v["eval_sha256"].as_str().map(str::to_string)) {
         Some(r) => r,
@@ -159,16 +136,7 @@ fn vote(a: VoteArgs) -> Result<ExitCode> {
         "auditor": s.auditor, "decision": if approve { "approve" } else { "reject" },
         "report_sha256": s.report_sha256, "signed_at": s.signed_at, "signature": s.signature,
     });
-    let mut req =
-        agent.post(format!("{base}/v1/registry/models/{id}/votes")).header("authorization", &auth);
-    if let Some(t) = &a.tenant {
-        req = req.header("x-forja-tenant", t);
-    }
-    let mut resp = req
-        .header("content-type", "application/json")
-        .send(body.to_string().as_bytes())
-        .with_context(|| format!("{base}: cannot reach the node"))?;
-    let out = read(&mut resp)?;
+    let out = api.post(&format!("/v1/registry/models/{id}/votes"), body)?;
     println!(
         "version {id}: {} ({})",
         out["status"].as_str().unwrap_or("-"),
@@ -176,20 +144,6 @@ fn vote(a: VoteArgs) -> Result<ExitCode> {
     );
     println!("tally: {}", out["tally"]);
     Ok(ExitCode::SUCCESS)
-}
-
-fn read(resp: &mut ureq::http::Response<ureq::Body>) -> Result<serde_json::Value> {
-    let status = resp.status().as_u16();
-    let v: serde_json::Value =
-        serde_json::from_str(&resp.body_mut().with_config().limit(16 << 20).read_to_string()?)
-            .unwrap_or_default();
-    if status != 200 {
-        bail!(
-            "the node answered {status}: {}",
-            v["error"]["message"].as_str().unwrap_or("no error message")
-        );
-    }
-    Ok(v)
 }
 
 pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! in the library crates; this crate only wires them to a terminal.
 
 mod admin;
+mod api;
 mod args;
 mod bench;
 mod config;

@@ -19,9 +19,7 @@ use std::time::Duration;
 pub(crate) fn control(data: &DataDirArgs) -> Result<(Control, tokio::runtime::Runtime)> {
     let dir = admin::data_dir(data);
     let store: Arc<dyn Store> = Arc::new(admin::open(data, Duration::from_secs(10))?);
-    let spec = std::env::var("FORJA_ARTIFACTS").ok();
-    let artifacts =
-        forja_store::Artifacts::open(&forja_server::node::artifact_config(spec.as_deref(), &dir)?)?;
+    let artifacts = admin::artifacts(data)?;
     let cfg = ControlConfig {
         model: ModelNames { public: "default".into(), aliases: Vec::new() },
         lease_ttl_s: 30,
@@ -35,11 +33,7 @@ pub(crate) fn control(data: &DataDirArgs) -> Result<(Control, tokio::runtime::Ru
         cfg,
         Arc::new(LocalBus::default()),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    Ok((c, rt))
+    Ok((c, admin::runtime()?))
 }
 
 fn wer_change(v: &ModelVersion) -> String {

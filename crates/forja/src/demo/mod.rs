@@ -17,7 +17,8 @@ pub mod iterations;
 pub mod scenario;
 mod secretary;
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::api::{Api, Body};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use scenario::{self as demo, Split, Utterance};
 use serde_json::{json, Value};
@@ -41,118 +42,6 @@ pub struct DemoConfig {
     /// Spoken numbers are written as digits before the model sees a
     /// transcript (inverse text normalisation).
     pub itn: bool,
-}
-
-/// A small JSON client of the node's API.
-struct Api {
-    base: String,
-    key: String,
-    agent: ureq::Agent,
-}
-
-impl Api {
-    fn new(addr: std::net::SocketAddr, key: &str) -> Api {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
-            .build()
-            .into();
-        Api { base: format!("http://{addr}"), key: key.to_string(), agent }
-    }
-
-    fn auth(&self) -> String {
-        format!("Bearer {}", self.key)
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Body>) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let auth = self.auth();
-        let resp = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            (_, Some(Body::Json(v))) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .header("Content-Type", "application/json")
-                .send(v.to_string().as_bytes()),
-            (_, Some(Body::Bytes(b, content_type))) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .header("Content-Type", &content_type)
-                .send(&b[..]),
-            (_, None) => self.agent.post(&url).header("Authorization", &auth).send_empty(),
-        };
-        let mut resp = resp.map_err(|e| anyhow!("{method} {path}: {e}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-    }
-
-    /// A call that must succeed.
-    fn ok(&self, method: &str, path: &str, body: Option<Body>) -> Result<Value> {
-        let (status, v) = self.call(method, path, body)?;
-        if !(200..300).contains(&status) {
-            let msg = v["error"]["message"].as_str().map_or_else(|| v.to_string(), String::from);
-            bail!("{method} {path}: HTTP {status}: {msg}");
-        }
-        Ok(v)
-    }
-
-    fn get(&self, path: &str) -> Result<Value> {
-        self.ok("GET", path, None)
-    }
-
-    /// The raw body of a GET that must succeed.
-    fn bytes(&self, path: &str) -> Result<Vec<u8>> {
-        let url = format!("{}{path}", self.base);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("Authorization", &self.auth())
-            .call()
-            .map_err(|e| anyhow!("GET {path}: {e}"))?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            bail!("GET {path}: HTTP {status}");
-        }
-        resp.body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .map_err(|e| anyhow!("GET {path}: {e}"))
-    }
-
-    /// A multipart/form-data POST that must succeed: `(name, filename, bytes)`.
-    fn multipart(&self, path: &str, fields: &[(&str, Option<&str>, &[u8])]) -> Result<Value> {
-        let boundary = "forja-demo-6f1c2b9e4d";
-        let mut body = Vec::new();
-        for (name, filename, bytes) in fields {
-            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-            let disposition = match filename {
-                Some(f) => format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document\r\n\r\n"
-                ),
-                None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"),
-            };
-            body.extend_from_slice(disposition.as_bytes());
-            body.extend_from_slice(bytes);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let content_type = format!("multipart/form-data; boundary={boundary}");
-        self.ok("POST", path, Some(Body::Bytes(body, content_type)))
-    }
-
-    fn post(&self, path: &str, body: Value) -> Result<Value> {
-        self.ok("POST", path, Some(Body::Json(body)))
-    }
-}
-
-enum Body {
-    Json(Value),
-    /// Bytes and their content type.
-    Bytes(Vec<u8>, String),
 }
 
 /// The scenario's data: the council, training utterances in order, and
@@ -239,7 +128,7 @@ fn bar(len: u64, template: &str) -> ProgressBar {
 
 /// Runs one loop iteration and writes the report; returns it.
 pub fn run(addr: std::net::SocketAddr, key: &str, dir: &Path, cfg: &DemoConfig) -> Result<Value> {
-    let api = Api::new(addr, key);
+    let api = Api::new(&format!("http://{addr}"), key, Duration::from_secs(600));
     let out = dir.join("demo");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let data = data(cfg);
