@@ -23,7 +23,7 @@
 //! Settlement (slashing) happens in the store, in the rollback's own
 //! transaction: see [`forja_store::governance`].
 
-use crate::registry::{policy_of, Actor};
+use crate::registry::policy_of;
 use crate::{Control, ControlError, Result};
 use forja_eval::AuditPolicy;
 use forja_store::{Auditor, ModelVersion, NewVote, Tenant, Timestamp, VersionStatus, Vote};
@@ -218,16 +218,16 @@ impl Control {
             Ok(())
         })
         .await?;
-        self.settle_audit(tenant, version).await?;
-        self.audit(tenant, version).await
+        self.settle_audit(tenant, version).await
     }
 
     /// Counts a waiting version's votes and acts on the verdict (and on a
-    /// passed deadline). Idempotent: a version decided already is left.
-    async fn settle_audit(&self, tenant: &Tenant, version: &str) -> Result<()> {
+    /// passed deadline); the audit as it stands after. Idempotent: a
+    /// version decided already is left.
+    async fn settle_audit(&self, tenant: &Tenant, version: &str) -> Result<Audit> {
         let a = self.audit(tenant, version).await?;
         if a.version.status() != VersionStatus::AwaitingAudit {
-            return Ok(());
+            return Ok(a);
         }
         let policy = policy_of(tenant);
         let t = &a.tally;
@@ -247,15 +247,14 @@ impl Control {
             Verdict::Approved if policy.auto_promote => {
                 // Approved is not enough: the adapter must still be intact.
                 self.verify_adapter(&a.version).await?;
-                let actor = Actor { name: GOVERNANCE_ACTOR.into(), admin: false };
                 let why = format!("approved by the auditors: {}", share(t));
                 let (store, tid, id) = (self.store.clone(), tenant.id.clone(), version.to_string());
                 let m = crate::control::blocking(move || {
-                    Ok(store.promote(&tid, &id, &actor.name, &why)?)
+                    Ok(store.promote(&tid, &id, GOVERNANCE_ACTOR, &why)?)
                 })
                 .await?;
                 self.published_move(&tenant.id, &m, true);
-                return Ok(());
+                return self.audit(tenant, version).await;
             }
             Verdict::Approved => (
                 VersionStatus::Candidate,
@@ -273,14 +272,14 @@ impl Control {
                     share(t)
                 ),
             ),
-            Verdict::Pending => return Ok(()),
+            Verdict::Pending => return Ok(a),
         };
         let (store, tid, id) = (self.store.clone(), tenant.id.clone(), version.to_string());
-        crate::control::blocking(move || {
+        let version = crate::control::blocking(move || {
             Ok(store.set_version_status(&tid, &id, status, &reason, GOVERNANCE_ACTOR)?)
         })
         .await?;
-        Ok(())
+        Ok(Audit { version, ..a })
     }
 
     /// Decides every waiting version whose votes or deadline allow it: the

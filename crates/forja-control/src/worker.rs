@@ -410,13 +410,7 @@ fn evaluate_imported(
         .ok_or_else(|| ControlError::invalid("import", "the lease names no adapter to evaluate"))?;
     let engine = models(&job.model)?;
     let base_sha = model_sha256(&engine.info().path);
-    for (name, sha) in &init.files {
-        if name.contains('/') || name.contains("..") {
-            return Err(ControlError::invalid("import", format!("bad file name `{name}`")));
-        }
-        write(&out.join(name), &link.download(lease, sha)?)?;
-    }
-    let adapter = engine.load_adapter(out)?;
+    let adapter = fetch_adapter(link, lease, &engine, &init.files, out, "import")?;
     link.event(
         lease,
         Level::Info,
