@@ -40,6 +40,7 @@ pub mod governance;
 pub mod hub;
 pub mod hyper;
 pub mod keys;
+pub mod knowledge;
 pub mod link;
 pub mod modes;
 pub mod registry;

@@ -147,11 +147,25 @@ impl ureq::unversioned::resolver::Resolver for PublicOnly {
         if kept.is_empty() {
             return Err(ureq::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                "the webhook target resolves to a private, loopback or link-local address, \
+                "the URL resolves to a private, loopback or link-local address, \
                  which this node refuses (--webhook-deny-private)",
             )));
         }
         Ok(kept)
+    }
+}
+
+/// An agent with `config`, resolving only to public addresses when
+/// `deny_private` (webhooks, feeds: URLs a tenant chose).
+pub(crate) fn agent(config: ureq::config::Config, deny_private: bool) -> ureq::Agent {
+    if deny_private {
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            PublicOnly::default(),
+        )
+    } else {
+        ureq::Agent::new_with_config(config)
     }
 }
 
@@ -177,15 +191,7 @@ impl Deliverer {
             .http_status_as_error(false)
             .max_redirects(0)
             .build();
-        let agent = if policy.deny_private {
-            ureq::Agent::with_parts(
-                config,
-                ureq::unversioned::transport::DefaultConnector::default(),
-                PublicOnly::default(),
-            )
-        } else {
-            ureq::Agent::new_with_config(config)
-        };
+        let agent = agent(config, policy.deny_private);
         let slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency.max(1)));
         Arc::new(Deliverer { store, policy, agent, slots })
     }

@@ -204,6 +204,22 @@ impl Tokenizer {
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }
 
+    /// The text of every special added token (`<|im_start|>`, `</s>`, …):
+    /// what text from outside must not contain, since [`Tokenizer::encode`]
+    /// parses it into control tokens.
+    pub fn special_texts(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .inner
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special && !t.content.is_empty())
+            .map(|t| t.content.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Decodes ids to text, optionally dropping special tokens.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.inner.decode(ids, skip_special).map_err(|e| EngineError::Tokenizer {

@@ -73,11 +73,25 @@ pub enum Prompt {
     Tokens(Vec<u32>),
 }
 
+/// The `rag` extension of a chat request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rag {
+    /// Passages to retrieve.
+    pub k: usize,
+    /// Only these sources.
+    pub sources: Option<Vec<String>>,
+    /// `hybrid`, `bm25` or `dense`.
+    pub mode: forja_control::knowledge::Mode,
+}
+
 /// A chat completion request.
 #[derive(Debug, Clone)]
 pub struct ChatBody {
     /// The conversation.
     pub messages: Vec<ChatMessage>,
+    /// `rag`: absent (`None`: the tenant's default), `false` (`Some(None)`)
+    /// or what to retrieve.
+    pub rag: Option<Option<Rag>>,
     /// Everything else.
     pub gen: GenBody,
 }
@@ -347,7 +361,54 @@ pub fn chat(body: &[u8], max_cap: usize) -> Result<ChatBody, ApiError> {
         let content = content(msg.get("content").unwrap_or(&Value::Null), i)?;
         messages.push(ChatMessage { role, content });
     }
-    Ok(ChatBody { messages, gen: gen(&m, max_cap, true)? })
+    Ok(ChatBody { messages, rag: rag(m.get("rag"))?, gen: gen(&m, max_cap, true)? })
+}
+
+/// `"rag": true | false | {"k": 5, "sources": [...], "mode": "hybrid"}`.
+fn rag(v: Option<&Value>) -> Result<Option<Option<Rag>>, ApiError> {
+    use crate::wire::knowledge as kw;
+    let o = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Bool(false)) => return Ok(Some(None)),
+        Some(Value::Bool(true)) => &Map::new(),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(bad("rag", "`rag` must be true, false or an object {k, sources, mode}"))
+        }
+    };
+    if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "k" | "sources" | "mode")) {
+        return Err(bad(&format!("rag.{k}"), "unknown field (use k, sources, mode)"));
+    }
+    let k = match o.get("k") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| bad("rag.k", "must be an integer"))? as usize),
+    };
+    let sources = match o.get("sources") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("rag.sources", "must be a list of source ids"))?,
+        ),
+        Some(_) => return Err(bad("rag.sources", "must be a list of source ids")),
+    };
+    let mode = match o.get("mode") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.as_str()),
+        Some(_) => return Err(bad("rag.mode", "use hybrid, bm25 or dense")),
+    };
+    let prefix = |e: ApiError| match e {
+        ApiError::BadRequest { message, param, code } => {
+            ApiError::BadRequest { message, param: param.map(|p| format!("rag.{p}")), code }
+        }
+        e => e,
+    };
+    Ok(Some(Some(Rag {
+        k: kw::k(k).map_err(prefix)?,
+        sources: kw::sources(sources).map_err(prefix)?,
+        mode: kw::mode(mode).map_err(prefix)?,
+    })))
 }
 
 /// Parses a completion body.

@@ -114,7 +114,16 @@ pub async fn chat(
         let body = parsed(body, move |b| infer_wire::chat(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
-        let prompt = sv.chat_prompt(body.messages.clone()).await.map_err(|e| match e {
+        let (shown, citations) = match crate::rag::effective(body.rag, &t) {
+            Some(rag) => {
+                let max = body.gen.params.max_tokens;
+                let (m, c) =
+                    crate::rag::augment(&s, &sv, &t, body.messages.clone(), rag, max).await?;
+                (m, Some(c))
+            }
+            None => (body.messages.clone(), None),
+        };
+        let prompt = sv.chat_prompt(shown).await.map_err(|e| match e {
             ServeError::Engine(forja_engine::EngineError::NoChatTemplate) => ApiError::bad(
                 "messages",
                 "this model has no chat template; use /v1/completions with a raw prompt",
@@ -127,6 +136,7 @@ pub async fn chat(
             messages: body.messages,
             prompts: vec![prompt],
             texts: Vec::new(),
+            citations,
         };
         generate(&s, &sv, &t, target, body.gen, call).await
     }
@@ -168,8 +178,14 @@ pub async fn completions(
             }
         }
         let messages = vec![ChatMessage { role: Role::User, content: shown[0].clone() }];
-        let call =
-            Call { id: format!("cmpl-{}", uuid()), chat: false, messages, prompts, texts: shown };
+        let call = Call {
+            id: format!("cmpl-{}", uuid()),
+            chat: false,
+            messages,
+            prompts,
+            texts: shown,
+            citations: None,
+        };
         generate(&s, &sv, &t, target, body.gen, call).await
     }
     .await;
@@ -194,6 +210,8 @@ struct Call {
     prompts: Vec<Vec<u32>>,
     /// Completions: each prompt's text (what `echo` shows).
     texts: Vec<String>,
+    /// The passages retrieval put in the prompt (`None`: no retrieval).
+    citations: Option<Value>,
 }
 
 fn grammar(f: &Format) -> Option<Grammar> {
@@ -341,11 +359,15 @@ impl Run {
     }
 
     fn envelope(&self, chunk: bool, choices: Vec<Value>) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.call.id, "object": self.object(chunk), "created": self.created,
             "model": self.model, "system_fingerprint": infer_wire::fingerprint(),
             "choices": choices,
-        })
+        });
+        if let (false, Some(c)) = (chunk, &self.call.citations) {
+            v["citations"] = c.clone();
+        }
+        v
     }
 
     /// The `logprobs` of choice `i` (null when not asked for).
@@ -446,6 +468,10 @@ impl Run {
                 for i in 0..self.jobs {
                     let mut c = self.chunk(i, Some(""), None, Value::Null);
                     c["choices"][0]["delta"]["role"] = json!("assistant");
+                    // The first chunk says what the answer was given.
+                    if let (0, Some(cites)) = (i, &self.call.citations) {
+                        c["citations"] = cites.clone();
+                    }
                     if tx.send(send(c)).await.is_err() {
                         return;
                     }

@@ -38,9 +38,11 @@ mod hub_api;
 pub mod hub_client;
 mod infer_wire;
 mod inference;
+mod knowledge_api;
 mod logprobs;
 mod middleware;
 pub mod node;
+mod rag;
 mod registry_api;
 pub mod web;
 pub mod wire;
@@ -132,6 +134,8 @@ pub struct AppState {
     pub workers: usize,
     /// The federation hub, when this node is one.
     pub hub: Option<Arc<forja_control::hub::Hub>>,
+    /// The tenants' knowledge bases.
+    pub knowledge: Arc<forja_control::knowledge::Knowledge>,
 }
 
 impl AppState {
@@ -165,6 +169,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/worker/jobs/{id}/artifacts", put(worker_api::upload))
         .route("/v1/federation/blobs/{sha}", put(hub_api::put_chunk).get(hub_api::get_blob))
         .layer(DefaultBodyLimit::max(l.max_upload));
+    let knowledge_upload = Router::new()
+        .route(
+            "/v1/knowledge/sources",
+            post(knowledge_api::add_source).get(knowledge_api::list_sources),
+        )
+        .layer(DefaultBodyLimit::max(forja_knowledge::extract::MAX_DOCUMENT_BYTES + (64 << 10)));
     let documents = Router::new()
         .route("/v1/corrections", post(documents_api::corrections))
         .layer(DefaultBodyLimit::max(forja_control::documents::MAX_DOCUMENT_BYTES + (64 << 10)));
@@ -191,6 +201,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(conversations_api::delete),
         )
         .route("/v1/conversations/{id}/messages", post(conversations_api::append))
+        .route(
+            "/v1/knowledge/sources/{id}",
+            get(knowledge_api::get_source).delete(knowledge_api::delete_source),
+        )
+        .route("/v1/knowledge/sources/{id}/content", get(knowledge_api::source_content))
+        .route("/v1/knowledge/search", post(knowledge_api::search))
+        .route("/v1/knowledge/feeds", post(knowledge_api::add_feed).get(knowledge_api::list_feeds))
+        .route("/v1/knowledge/feeds/{id}", axum::routing::delete(knowledge_api::delete_feed))
+        .route("/v1/knowledge/feeds/{id}/poll", post(knowledge_api::poll_feed))
         .route("/v1/conversations/{id}/export", get(conversations_api::export))
         .route(
             "/v1/modes",
@@ -256,8 +275,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/worker/jobs/{id}/finish", post(worker_api::finish))
         .route("/v1/artifacts/{sha}", get(worker_api::download))
         .layer(DefaultBodyLimit::max(l.max_json));
-    middleware::harden(Router::new().merge(json).merge(uploads).merge(documents).merge(inference))
-        .with_state(state)
+    middleware::harden(
+        Router::new()
+            .merge(json)
+            .merge(uploads)
+            .merge(documents)
+            .merge(knowledge_upload)
+            .merge(inference),
+    )
+    .with_state(state)
 }
 
 async fn ready(

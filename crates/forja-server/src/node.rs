@@ -434,6 +434,18 @@ impl Node {
                 ))
             }
         };
+        let knowledge = Arc::new(
+            forja_control::knowledge::Knowledge::open(
+                control.clone(),
+                dir.join("knowledge"),
+                cfg.embedder.as_ref().map(|e| e.embedder.clone()),
+                forja_control::knowledge::FeedPolicy {
+                    deny_private: cfg.webhooks.deny_private,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| startup(format!("knowledge base: {e}")))?,
+        );
         let state = AppState {
             control: control.clone(),
             ready: ready.clone(),
@@ -447,13 +459,14 @@ impl Node {
             started: std::time::Instant::now(),
             workers: cfg.workers,
             hub: hub.clone(),
+            knowledge: knowledge.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         // A model that fails to load ends the server (it could never serve).
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let loader =
             Self::load(&cfg, &rt, &state, &control, &bus, &stop, &shutdown, &names, &metrics)?;
-        let tasks = Self::background(&cfg, &rt, &control, hub, &stop);
+        let tasks = Self::background(&cfg, &rt, &control, hub, knowledge, &stop);
         let app = crate::router(state);
         Ok(Node {
             addr,
@@ -619,6 +632,7 @@ impl Node {
         rt: &tokio::runtime::Runtime,
         control: &Arc<Control>,
         hub: Option<Arc<forja_control::hub::Hub>>,
+        knowledge: Arc<forja_control::knowledge::Knowledge>,
         stop: &Arc<AtomicBool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let tick = cfg.tick.max(Duration::from_millis(10));
@@ -648,7 +662,24 @@ impl Node {
         };
         let deliverer = Deliverer::new(control.store.clone(), cfg.webhooks.clone());
         let webhooks = rt.spawn(deliverer.run(tick.min(Duration::from_millis(500)), stop.clone()));
-        vec![ticker, webhooks]
+        // Feeds: a few due ones at a time, on a blocking thread, so a slow
+        // feed never holds the tick.
+        let feeds = {
+            let stop = stop.clone();
+            let every = tick.max(Duration::from_secs(5));
+            rt.spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let k = knowledge.clone();
+                    match tokio::task::spawn_blocking(move || k.poll_due(4)).await {
+                        Ok(Err(e)) => tracing::warn!("feeds: {e}"),
+                        Err(e) => tracing::warn!("feeds: the polling task failed: {e}"),
+                        Ok(Ok(_)) => {}
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            })
+        };
+        vec![ticker, webhooks, feeds]
     }
 
     /// The API, for in-process requests (`tower::ServiceExt::oneshot`).

@@ -31,6 +31,7 @@ mod error;
 pub mod events;
 pub mod federation;
 pub mod governance;
+pub mod knowledge;
 pub mod registry;
 mod sqlite;
 mod store;
@@ -49,6 +50,10 @@ pub use governance::{
     verify_ledger, vote_message, Auditor, Governance, LedgerEntry, LedgerHead, LedgerVerifier,
     NewVote, Settlement, Vote,
 };
+pub use knowledge::{
+    FeedPoll, Knowledge, KnowledgeFeed, KnowledgeRemoval, KnowledgeSource, NewChunk, NewSource,
+    StoredChunk,
+};
 pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
     VersionStatus, CANDIDATE, CHAMPION,
@@ -61,6 +66,6 @@ pub use types::*;
 pub mod prelude {
     pub use crate::{
         CompletionLog, Conversations, Documents, Examples, Federation, Files, Governance, Jobs,
-        Registry, Schedules, Store, Tenants,
+        Knowledge, Registry, Schedules, Store, Tenants,
     };
 }

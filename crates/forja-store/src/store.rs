@@ -21,6 +21,7 @@ pub trait Store:
     + crate::Conversations
     + crate::Governance
     + crate::Federation
+    + crate::Knowledge
     + Send
     + Sync
 {

@@ -65,6 +65,27 @@ pub struct TenantSettings {
     pub modes: Vec<ChatMode>,
     /// What triggered jobs train on and from (continual learning).
     pub learning: LearningPolicy,
+    /// Chat answers from the knowledge base unless a request says
+    /// otherwise (`None`: only when a request asks).
+    pub rag: Option<RagDefaults>,
+}
+
+/// A tenant's default retrieval for chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RagDefaults {
+    /// Passages per answer.
+    pub k: u32,
+    /// `hybrid`, `bm25` or `dense`.
+    pub mode: String,
+    /// Only these sources (empty: all).
+    pub sources: Vec<String>,
+}
+
+impl Default for RagDefaults {
+    fn default() -> Self {
+        RagDefaults { k: 5, mode: "hybrid".into(), sources: Vec::new() }
+    }
 }
 
 /// Where a triggered job's adapter starts.
@@ -241,6 +262,7 @@ impl TenantSettings {
             allow_forced_promotion: false,
             modes: Vec::new(),
             learning: LearningPolicy::default(),
+            rag: None,
         }
     }
 

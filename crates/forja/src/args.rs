@@ -77,6 +77,9 @@ pub enum Command {
     /// The node's hash-chained, signed log of governance and federation events.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// A tenant's knowledge base: documents and feeds chat can answer from.
+    #[command(subcommand)]
+    Knowledge(KnowledgeCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -1126,6 +1129,106 @@ pub enum NodesCommand {
         key: String,
         #[command(flatten)]
         data: DataDirArgs,
+    },
+}
+
+/// Where the knowledge base is and what embeds it.
+#[derive(Debug, Args, Clone)]
+pub struct KnowledgeArgs {
+    /// The tenant (name or id).
+    #[arg(long)]
+    pub tenant: String,
+    /// Sentence embedder for dense search: the same as the node's `--embedding-model`
+    /// (`auto`: all-MiniLM-L6-v2 when installed; `none`: BM25 only).
+    #[arg(long, default_value = "auto")]
+    pub embedding_model: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KnowledgeCommand {
+    /// Add documents (text, Markdown, HTML or DOCX; the format from the extension).
+    Add {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Title (one file only; default: its first heading, else the file name).
+        #[arg(long)]
+        title: Option<String>,
+        /// Where it came from (shown in citations).
+        #[arg(long)]
+        url: Option<String>,
+        /// `text`, `markdown`, `html` or `docx` (default: from the extension).
+        #[arg(long)]
+        format: Option<String>,
+        /// Personal data: `scrub` (default) or `keep` (public documents).
+        #[arg(long, default_value = "scrub")]
+        pii: String,
+        #[command(flatten)]
+        kb: KnowledgeArgs,
+    },
+    /// Search: the ranked passages with their source ids.
+    Search {
+        /// What to look for.
+        query: String,
+        /// How many passages.
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
+        /// `hybrid`, `bm25` or `dense`.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Only this source (repeatable).
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kb: KnowledgeArgs,
+    },
+    /// List the tenant's sources.
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kb: KnowledgeArgs,
+    },
+    /// Remove a source and its passages.
+    Remove {
+        /// The source id (`ksrc-…`).
+        id: String,
+        #[command(flatten)]
+        kb: KnowledgeArgs,
+    },
+    /// Follow an RSS/Atom feed: its entries are added as they appear.
+    Follow {
+        /// The feed's URL.
+        url: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 3600)]
+        interval_s: u64,
+        /// Personal data in its entries: `scrub` (default) or `keep`.
+        #[arg(long, default_value = "scrub")]
+        pii: String,
+        /// Poll it once now.
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        kb: KnowledgeArgs,
+    },
+    /// The feeds the tenant follows.
+    Feeds {
+        #[command(flatten)]
+        kb: KnowledgeArgs,
+    },
+    /// Stop following a feed and remove its entries.
+    Unfollow {
+        /// The feed id (`kfd-…`).
+        id: String,
+        #[command(flatten)]
+        kb: KnowledgeArgs,
     },
 }
 

@@ -15,6 +15,7 @@ mod federation;
 mod federation_node;
 mod governance;
 mod install;
+mod knowledge;
 mod models;
 mod progress;
 mod registry;
@@ -85,6 +86,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Auditors(c) => governance::auditors(c),
         args::Command::Audit(c) => governance::audit(c),
         args::Command::Ledger(c) => governance::ledger(c),
+        args::Command::Knowledge(c) => knowledge::run(c),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),

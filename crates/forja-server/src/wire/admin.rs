@@ -29,6 +29,7 @@ pub fn tenant(t: &Tenant) -> Value {
             "allow_forced_promotion": s.allow_forced_promotion,
             "job_spec": s.job_spec.as_ref().map(super::jobs::job_spec),
             "learning": learning(&s.learning),
+            "rag": s.rag.as_ref().map(|r| json!({"k": r.k, "mode": r.mode, "sources": r.sources})),
         },
     })
 }
@@ -156,6 +157,21 @@ pub struct SettingsPatch {
     job_spec: Option<Option<SpecWire>>,
     #[serde(default)]
     learning: Option<LearningPatch>,
+    /// `null` turns default retrieval off.
+    #[serde(default, deserialize_with = "some")]
+    rag: Option<Option<RagWire>>,
+}
+
+/// A tenant's default retrieval on the wire.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RagWire {
+    #[serde(default)]
+    k: Option<u32>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    sources: Option<Vec<String>>,
 }
 
 fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
@@ -218,6 +234,27 @@ impl SettingsPatch {
         }
         if let Some(l) = self.learning {
             s.learning = l.apply(s.learning)?;
+        }
+        if let Some(r) = self.rag {
+            s.rag = match r {
+                None => None,
+                Some(w) => {
+                    let d = forja_store::RagDefaults::default();
+                    let k = w.k.unwrap_or(d.k);
+                    if !(1..=forja_control::knowledge::MAX_K as u32).contains(&k) {
+                        return bad("rag.k", "must be 1 to 50");
+                    }
+                    let mode = w.mode.unwrap_or(d.mode);
+                    if forja_control::knowledge::Mode::parse(&mode).is_none() {
+                        return bad("rag.mode", "use hybrid, bm25 or dense");
+                    }
+                    let sources = w.sources.unwrap_or_default();
+                    if sources.len() > 100 {
+                        return bad("rag.sources", "up to 100 source ids");
+                    }
+                    Some(forja_store::RagDefaults { k, mode, sources })
+                }
+            };
         }
         if let Some(j) = self.job_spec {
             s.job_spec = match j {

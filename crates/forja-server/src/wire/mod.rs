@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod documents;
 pub mod feedback;
 pub mod jobs;
+pub mod knowledge;
 pub mod registry;
 
 use crate::ApiError;

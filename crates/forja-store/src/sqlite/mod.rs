@@ -32,6 +32,7 @@ mod federation;
 mod files;
 mod governance;
 mod jobs;
+mod knowledge;
 mod registry;
 mod rows;
 mod schedules;
@@ -47,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/sqlite/0007_continual.sql")),
     (8, include_str!("../../migrations/sqlite/0008_governance.sql")),
     (9, include_str!("../../migrations/sqlite/0009_federation.sql")),
+    (10, include_str!("../../migrations/sqlite/0010_knowledge.sql")),
 ];
 
 /// The node's key file, beside the database: it signs the ledger (and
