@@ -118,6 +118,17 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
     if let Some(a) = f.allow_forced_promotion {
         s.allow_forced_promotion = a;
     }
+    match f.rag_k {
+        Some(0) => s.rag = None,
+        Some(k) if k as usize > forja_control::knowledge::MAX_K => {
+            anyhow::bail!("--rag-k must be 0 to {}", forja_control::knowledge::MAX_K)
+        }
+        Some(k) => s.rag.get_or_insert_with(Default::default).k = k,
+        None => {}
+    }
+    if let Some(m) = &f.rag_mode {
+        s.rag.get_or_insert_with(Default::default).mode = m.clone();
+    }
     if let Some(p) = &f.gate_policy {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;

@@ -1561,6 +1561,13 @@ pub struct TenantFlags {
     /// Whether this tenant's own keys may force a promotion the gate refused.
     #[arg(long)]
     pub allow_forced_promotion: Option<bool>,
+    /// Chat answers from the knowledge base by default with this many passages
+    /// (0: only when a request sends `rag`).
+    #[arg(long)]
+    pub rag_k: Option<u32>,
+    /// Default retrieval: `hybrid`, `bm25` or `dense`.
+    #[arg(long, value_parser = ["hybrid", "bm25", "dense"])]
+    pub rag_mode: Option<String>,
     /// Where triggered jobs start: `champion` (warm start from its adapter)
     /// or `base` (a fresh adapter).
     #[arg(long, value_parser = ["champion", "base"])]

@@ -106,6 +106,7 @@ pub fn call(
     let auth = format!("Bearer {key}");
     let mut resp = match (method, body) {
         ("GET", _) => a.get(&url).header("authorization", &auth).call(),
+        ("DELETE", _) => a.delete(&url).header("authorization", &auth).call(),
         (_, b) => a
             .post(&url)
             .header("authorization", &auth)
