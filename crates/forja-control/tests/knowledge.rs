@@ -95,20 +95,28 @@ fn bm25_dedup_pii_isolation_and_removal() {
     let c = &hits[0].chunk.chunk;
     assert_eq!(&text[c.start as usize..c.end as usize], c.text);
 
-    // Re-published under another title, in other case and spacing: every
-    // passage is a duplicate; nothing new is indexed.
-    let again = ORDINANCE
-        .replace("# Ordenanza fiscal 14/2026", "# Reedición")
-        .replace("La entrada general", "la  entrada general");
+    // Re-published elsewhere, in other case and spacing: every passage is
+    // a duplicate; nothing new is indexed.
+    let again = ORDINANCE.replace("La entrada general", "la  entrada general");
     let dup = kb.add(&bed.a, doc("copia.md", &again, Pii::Keep)).unwrap();
     assert_eq!((dup.source.chunks, dup.source.duplicates), (0, 2), "{dup:?}");
     assert!(dup.duplicate_of.iter().all(|d| d.is_some()));
+    // The same passages under another title are other knowledge (the same
+    // sentence in two sessions' minutes): kept.
+    let other = ORDINANCE.replace("# Ordenanza fiscal 14/2026", "# Ordenanza fiscal 15/2026");
+    let kept = kb.add(&bed.a, doc("otra.md", &other, Pii::Keep)).unwrap();
+    assert_eq!((kept.source.chunks, kept.source.duplicates), (2, 0), "{kept:?}");
+    kb.remove(&bed.a, &kept.source.id).unwrap();
     // A long passage with one word changed is a near duplicate.
     let long: Vec<String> = (0..60).map(|i| format!("palabra{i}")).collect();
-    let first = kb.add(&bed.a, doc("largo.txt", &long.join(" "), Pii::Keep)).unwrap();
+    let titled = |name: &str, text: String| AddSource {
+        title: Some("Largo".into()),
+        ..doc(name, &text, Pii::Keep)
+    };
+    let first = kb.add(&bed.a, titled("largo.txt", long.join(" "))).unwrap();
     assert_eq!(first.source.chunks, 1);
     let edited = long.join(" ").replace("palabra30", "cambio");
-    let near = kb.add(&bed.a, doc("largo2.txt", &edited, Pii::Keep)).unwrap();
+    let near = kb.add(&bed.a, titled("largo2.txt", edited)).unwrap();
     assert_eq!((near.source.chunks, near.source.duplicates), (0, 1), "{near:?}");
 
     // PII: scrubbed by default, kept when asked.

@@ -68,6 +68,11 @@ pub fn render(passages: &[Passage<'_>], specials: &[String]) -> String {
     out
 }
 
+/// The user turn a model sees: the passages, then what the user wrote.
+pub fn user_turn(block: &str, user: &str) -> String {
+    format!("{block}\n\n{user}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

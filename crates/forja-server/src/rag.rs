@@ -67,7 +67,7 @@ pub async fn augment(
     if used.is_empty() {
         return Ok((messages, Value::Array(Vec::new())));
     }
-    messages[last].content = format!("{block}\n\n{user}");
+    messages[last].content = context::user_turn(&block, &user);
     let citations = used.iter().enumerate().map(|(i, h)| wire::citation(i + 1, h)).collect();
     Ok((messages, Value::Array(citations)))
 }

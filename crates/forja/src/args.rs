@@ -351,6 +351,43 @@ pub enum BenchCommand {
     Align(BenchAlignArgs),
     /// DOCX read + paragraph diff time on generated minutes of N pages with secretary edits.
     Diff(BenchDiffArgs),
+    /// Retrieval quality (hit@1, hit@5, MRR for BM25, dense, hybrid) on demo minutes with
+    /// generated questions, ingest and query speed, and answer accuracy with and without RAG.
+    Knowledge(BenchKnowledgeArgs),
+}
+
+/// `forja bench knowledge`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchKnowledgeArgs {
+    /// Demo sessions (one document each).
+    #[arg(long, default_value_t = 120)]
+    pub sessions: usize,
+    /// Demo generator seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Passages retrieved per question.
+    #[arg(short, long, default_value_t = 5)]
+    pub k: usize,
+    /// Sentence embedder (`none`: BM25 only).
+    #[arg(long, default_value = "auto")]
+    pub embedding_model: String,
+    /// Questions answered by the chat model with and without retrieval (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub answers: usize,
+    /// The chat model for `--answers`.
+    #[arg(short, long, default_value = "default")]
+    pub model: String,
+    /// Also time BM25 queries over a base grown to this many passages (without
+    /// embeddings) and an exact scan over as many vectors (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub scale_chunks: usize,
+    /// Write the documents, questions (qa.jsonl), indexed passages (chunks.jsonl) and
+    /// results (results.json) here, for scripts/knowledge-peer.py.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Threads for embedding and generation.
+    #[arg(short, long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

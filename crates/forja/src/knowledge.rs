@@ -49,7 +49,12 @@ pub fn run(cmd: KnowledgeCommand) -> Result<ExitCode> {
             let pii = pii(&p)?;
             let (k, t) = open(&kb)?;
             let mut failed = false;
-            for f in files {
+            for (i, f) in files.into_iter().enumerate() {
+                // One index commit per 100 documents (each is durable in
+                // the store as soon as it is printed).
+                if i > 0 && i % 100 == 0 {
+                    k.sync_index()?;
+                }
                 let bytes = match std::fs::read(&f) {
                     Ok(b) => b,
                     Err(e) => {
@@ -69,7 +74,7 @@ pub fn run(cmd: KnowledgeCommand) -> Result<ExitCode> {
                     origin: None,
                     feed_id: None,
                 };
-                match k.add(&t, add) {
+                match k.add_unsynced(&t, add) {
                     Ok(a) => println!(
                         "{}  {} passages, {} duplicates  {}",
                         a.source.id, a.source.chunks, a.source.duplicates, a.source.title
@@ -80,6 +85,7 @@ pub fn run(cmd: KnowledgeCommand) -> Result<ExitCode> {
                     }
                 }
             }
+            k.sync_index()?;
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         KnowledgeCommand::Search { query, k: n, mode, sources, json, kb } => {

@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod args;
 mod bench;
+mod bench_knowledge;
 mod config;
 mod curate;
 mod debug;
@@ -93,6 +94,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Bench(args::BenchCommand::Minhash(a)) => curate::bench_minhash(a),
         args::Command::Bench(args::BenchCommand::Pii(a)) => curate::bench_pii(a),
         args::Command::Bench(args::BenchCommand::Align(a)) => docs::bench_align(a),
+        args::Command::Bench(args::BenchCommand::Knowledge(a)) => bench_knowledge::run(a),
         args::Command::Bench(args::BenchCommand::Diff(a)) => docs::bench_diff(a),
         args::Command::Corrections(args::CorrectionsCommand::Diff(a)) => docs::corrections_diff(a),
         args::Command::Draft(a) => docs::draft(a),

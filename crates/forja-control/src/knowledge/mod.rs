@@ -161,15 +161,32 @@ pub struct Hit {
 
 /// Exact and near-duplicate lookup over a tenant's passages, with removal
 /// (forja-data's `Deduper` is append-only, built for one curation run).
+///
+/// A passage is a duplicate of another in the same context (its source's
+/// title and heading path): the same normalised text (the exact hash
+/// covers the context too), or a MinHash Jaccard ≥ [`NEAR_THRESHOLD`]. The
+/// same sentence under another title or heading ("the session closed at
+/// 21:00" in two sessions' minutes) is different knowledge and is kept.
 #[derive(Default)]
 struct DupIndex {
     exact: HashMap<String, i64>,
-    sigs: HashMap<i64, Vec<u32>>,
+    sigs: HashMap<i64, (u64, Vec<u32>)>,
     buckets: Vec<HashMap<u64, Vec<i64>>>,
 }
 
+/// The context key of a passage.
+fn context_key(title: &str, heading: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(format!("{}\n{}", title.trim(), heading.trim()).as_bytes())
+}
+
+/// The exact key: context and normalised text.
+fn exact_key(context: u64, text: &str) -> String {
+    let norm = forja_data::normalize(text, forja_data::Kind::Text).to_lowercase();
+    format!("{context:016x}{:032x}", forja_data::content_hash(&norm))
+}
+
 impl DupIndex {
-    fn find(&self, banding: &Banding, hash: &str, sig: &Signature) -> Option<i64> {
+    fn find(&self, banding: &Banding, hash: &str, context: u64, sig: &Signature) -> Option<i64> {
         if let Some(&s) = self.exact.get(hash) {
             return Some(s);
         }
@@ -177,7 +194,9 @@ impl DupIndex {
         for (band, key) in banding.band_keys(sig).enumerate() {
             let Some(cands) = self.buckets.get(band).and_then(|b| b.get(&key)) else { continue };
             for c in cands {
-                let Some(other) = self.sigs.get(c) else { continue };
+                let Some((_, other)) = self.sigs.get(c).filter(|(ctx, _)| *ctx == context) else {
+                    continue;
+                };
                 let j = Signature(other.clone()).jaccard(sig);
                 if j >= NEAR_THRESHOLD && best.is_none_or(|(bj, bs)| j > bj || (j == bj && *c < bs))
                 {
@@ -188,7 +207,7 @@ impl DupIndex {
         best.map(|b| b.1)
     }
 
-    fn insert(&mut self, banding: &Banding, seq: i64, hash: &str, sig: Signature) {
+    fn insert(&mut self, banding: &Banding, seq: i64, hash: &str, context: u64, sig: Signature) {
         self.exact.entry(hash.to_string()).or_insert(seq);
         if self.buckets.len() < banding.bands {
             self.buckets.resize_with(banding.bands, HashMap::new);
@@ -196,7 +215,7 @@ impl DupIndex {
         for (band, key) in banding.band_keys(&sig).enumerate() {
             self.buckets[band].entry(key).or_default().push(seq);
         }
-        self.sigs.insert(seq, sig.0);
+        self.sigs.insert(seq, (context, sig.0));
     }
 }
 
@@ -393,6 +412,7 @@ impl Knowledge {
                     &self.banding,
                     c.seq,
                     &c.chunk.content_hash,
+                    context_key(&c.title, &c.chunk.heading),
                     Signature(words(&c.chunk.signature)),
                 );
                 mem.by_source
@@ -410,6 +430,18 @@ impl Knowledge {
     /// Adds a document (or feed entry) to a tenant's knowledge base. CPU
     /// work: call it off the async runtime.
     pub fn add(&self, tenant: &Tenant, a: AddSource) -> Result<Added> {
+        let added = self.add_unsynced(tenant, a)?;
+        // The index lags only until the next search when this fails.
+        if let Err(e) = self.sync_index() {
+            tracing::warn!("knowledge index not updated yet: {e}");
+        }
+        Ok(added)
+    }
+
+    /// [`Knowledge::add`] without the index commit: for many documents in
+    /// a row, followed by one [`Knowledge::sync_index`] (a search also
+    /// syncs first). The source is durable when this returns.
+    pub fn add_unsynced(&self, tenant: &Tenant, a: AddSource) -> Result<Added> {
         let format = a.format.or_else(|| DocFormat::from_name(&a.name)).ok_or_else(|| {
             ControlError::invalid(
                 "format",
@@ -456,15 +488,15 @@ impl Knowledge {
             let mem = lock(&state.mem);
             for (i, p) in pieces.iter().enumerate() {
                 let text = &doc.text[p.start..p.end];
-                let norm = forja_data::normalize(text, forja_data::Kind::Text).to_lowercase();
-                let hash = format!("{:032x}", forja_data::content_hash(&norm));
-                let sig = self.hasher.signature(&norm);
-                if let Some(seq) = mem.dups.find(&self.banding, &hash, &sig) {
+                let ctx = context_key(&title, &p.heading);
+                let hash = exact_key(ctx, text);
+                let sig = self.hasher.signature(&text.to_lowercase());
+                if let Some(seq) = mem.dups.find(&self.banding, &hash, ctx, &sig) {
                     duplicate_of.push(Some(seq));
-                } else if local.find(&self.banding, &hash, &sig).is_some() {
+                } else if local.find(&self.banding, &hash, ctx, &sig).is_some() {
                     duplicate_of.push(None);
                 } else {
-                    local.insert(&self.banding, i as i64, &hash, sig.clone());
+                    local.insert(&self.banding, i as i64, &hash, ctx, sig.clone());
                     kept.push((p, hash, sig));
                 }
             }
@@ -509,9 +541,7 @@ impl Knowledge {
             duplicates: duplicate_of.len() as u64,
         };
         let source = self.control.store.add_knowledge_source(&tenant.id, &source, &chunks)?;
-        drop(_ingest);
-        // The index lags only until the next search when this fails.
-        self.refresh(tenant)?;
+        self.catch_up(&tenant.id, &mut lock(&state.mem))?;
         Ok(Added { source, duplicate_of })
     }
 

@@ -14,6 +14,7 @@
 mod documents;
 pub mod federated;
 pub mod iterations;
+pub mod knowledge_qa;
 pub mod scenario;
 mod secretary;
 
