@@ -91,13 +91,48 @@ pub async fn corrections(
                 "give `generated_id` or `transcript_id`, not both",
             ));
         }
+        let kept = (filename.clone(), bytes.to_vec());
         let up = MinutesUpload { transcript_id, filename, bytes, params };
         let outcome = s.control.aligned_minutes(&t, up).await?;
-        return Ok(Json(wire::aligned(&outcome)));
+        let mut v = wire::aligned(&outcome);
+        v["knowledge_source"] = to_knowledge(&s, &t, kept).await;
+        return Ok(Json(v));
     }
+    let kept = (filename.clone(), bytes.to_vec());
     let up = CorrectionUpload { generated_id, filename, bytes };
     let outcome = s.control.corrections(&t, up).await?;
-    Ok(Json(wire::outcome(&outcome)))
+    let mut v = wire::outcome(&outcome);
+    v["knowledge_source"] = to_knowledge(&s, &t, kept).await;
+    Ok(Json(v))
+}
+
+/// The final minutes join the tenant's knowledge base (scrubbed; a later
+/// question about the session finds them). A failure there is logged and
+/// does not fail the correction, which is already stored: the id, or null.
+async fn to_knowledge(
+    s: &AppState,
+    t: &forja_store::Tenant,
+    (name, bytes): (String, Vec<u8>),
+) -> serde_json::Value {
+    let t = t.clone();
+    let add = forja_control::knowledge::AddSource {
+        title: None,
+        name,
+        url: None,
+        format: Some(forja_knowledge::DocFormat::Docx),
+        bytes,
+        pii: forja_control::knowledge::Pii::Scrub,
+        kind: "minutes",
+        origin: None,
+        feed_id: None,
+    };
+    match crate::knowledge_api::blocking(s, move |k| Ok(k.add(&t, add)?)).await {
+        Ok(a) => a.source.id.into(),
+        Err(e) => {
+            tracing::warn!("final minutes not added to the knowledge base: {e}");
+            serde_json::Value::Null
+        }
+    }
 }
 
 /// Segments drafted per batch (well under a tenant's in-flight cap).

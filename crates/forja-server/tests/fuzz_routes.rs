@@ -93,7 +93,16 @@ fn value(r: &mut Rng, depth: usize) -> Value {
 /// A valid-looking body for `path`, then maybe mutated.
 fn body_for(r: &mut Rng, path: &str) -> Vec<u8> {
     let valid = match path {
-        p if p.contains("chat/completions") => chat("base", "hola", json!({"max_tokens": 4})),
+        p if p.contains("chat/completions") => {
+            chat("base", "hola", json!({"max_tokens": 4, "rag": {"k": 2, "mode": "bm25"}}))
+        }
+        p if p.contains("knowledge/sources") => {
+            json!({"text": "# Tasas\n\nLa piscina cuesta 3 euros.", "format": "markdown", "pii": "keep"})
+        }
+        p if p.contains("knowledge/search") => json!({"query": "piscina", "k": 3, "mode": "bm25"}),
+        p if p.contains("knowledge/feeds") => {
+            json!({"url": "http://127.0.0.1:9/feed.xml", "interval_s": 600})
+        }
         p if p.ends_with("/completions") => {
             json!({"model": "base", "prompt": "x", "max_tokens": 4})
         }
@@ -176,6 +185,16 @@ fn every_route_answers_every_shape_with_a_status_and_the_node_stays_up() {
         ("DELETE", "/v1/conversations/{id}"),
         ("POST", "/v1/conversations/{id}/messages"),
         ("GET", "/v1/conversations/{id}/export"),
+        ("POST", "/v1/knowledge/sources"),
+        ("GET", "/v1/knowledge/sources"),
+        ("GET", "/v1/knowledge/sources/{id}"),
+        ("DELETE", "/v1/knowledge/sources/{id}"),
+        ("GET", "/v1/knowledge/sources/{id}/content"),
+        ("POST", "/v1/knowledge/search"),
+        ("POST", "/v1/knowledge/feeds"),
+        ("GET", "/v1/knowledge/feeds"),
+        ("DELETE", "/v1/knowledge/feeds/{id}"),
+        ("POST", "/v1/knowledge/feeds/{id}/poll"),
         ("GET", "/v1/modes"),
         ("PUT", "/v1/modes"),
         ("DELETE", "/v1/modes"),

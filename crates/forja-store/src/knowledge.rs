@@ -13,7 +13,7 @@ pub struct KnowledgeSource {
     pub id: String,
     /// Owner.
     pub tenant_id: String,
-    /// `document` or `feed_item`.
+    /// `document`, `feed_item` or `minutes` (a corrected final).
     pub kind: String,
     /// Its title.
     pub title: String,

@@ -377,6 +377,9 @@ pub struct BenchKnowledgeArgs {
     /// The chat model for `--answers`.
     #[arg(short, long, default_value = "default")]
     pub model: String,
+    /// Print each `--answers` question, its answer and what the model said.
+    #[arg(long)]
+    pub show_answers: bool,
     /// Also time BM25 queries over a base grown to this many passages (without
     /// embeddings) and an exact scan over as many vectors (0: skip).
     #[arg(long, default_value_t = 0)]

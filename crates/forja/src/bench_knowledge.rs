@@ -114,7 +114,8 @@ fn answers(
     let specials = engine.tokenizer().special_texts();
     let mut params = GenerationParams { max_tokens: 40, ..Default::default() };
     params.sampling.temperature = 0.0;
-    let (mut plain, mut rag, mut n) = (0usize, 0usize, 0usize);
+    let (mut plain, mut n) = (0usize, 0usize);
+    let mut rag = [0usize; 2];
     // An even spread over the question kinds.
     let step = (qa.len() / a.answers.max(1)).max(1);
     for q in qa.iter().step_by(step).take(a.answers) {
@@ -122,28 +123,37 @@ fn answers(
         let ask = |content: String| -> Result<bool> {
             let m = [ChatMessage { role: Role::User, content }];
             let (c, _) = engine.chat(&m, &params, None, |_| true)?;
-            Ok(fold(&c.text).contains(&fold(&q.answer)))
+            let right = fold(&c.text).contains(&fold(&q.answer));
+            if a.show_answers {
+                let mark = if right { "ok " } else { "BAD" };
+                eprintln!("{mark} [{}] {:?} -> {:?}", q.answer, q.question, c.text);
+            }
+            Ok(right)
         };
         plain += ask(q.question.clone())? as usize;
-        let hits = k.search(
-            t,
-            &Query { text: q.question.clone(), k: 3, sources: None, mode: Mode::Hybrid },
-        )?;
-        let passages: Vec<Passage<'_>> = hits
-            .iter()
-            .map(|h| Passage {
-                title: &h.chunk.title,
-                heading: &h.chunk.chunk.heading,
-                text: &h.chunk.chunk.text,
-            })
-            .collect();
-        let block = context::render(&passages, &specials);
-        rag += ask(context::user_turn(&block, &q.question))? as usize;
+        for (i, mode) in [Mode::Bm25, Mode::Hybrid].into_iter().enumerate() {
+            if mode == Mode::Hybrid && !k.has_embedder() {
+                continue;
+            }
+            let hits =
+                k.search(t, &Query { text: q.question.clone(), k: 3, sources: None, mode })?;
+            let passages: Vec<Passage<'_>> = hits
+                .iter()
+                .map(|h| Passage {
+                    title: &h.chunk.title,
+                    heading: &h.chunk.chunk.heading,
+                    text: &h.chunk.chunk.text,
+                })
+                .collect();
+            let block = context::render(&passages, &specials);
+            rag[i] += ask(context::user_turn(&block, &q.question))? as usize;
+        }
     }
     let d = n.max(1) as f64;
-    Ok(
-        json!({"model": a.model, "questions": n, "without_rag": plain as f64 / d, "with_rag": rag as f64 / d}),
-    )
+    Ok(json!({
+        "model": a.model, "questions": n, "without_rag": plain as f64 / d,
+        "with_rag_bm25": rag[0] as f64 / d, "with_rag_hybrid": rag[1] as f64 / d, "passages": 3,
+    }))
 }
 
 /// BM25 latency over a base grown to `target` passages, and an exact scan

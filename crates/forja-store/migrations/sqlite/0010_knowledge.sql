@@ -23,7 +23,7 @@ CREATE INDEX knowledge_feeds_due ON knowledge_feeds (next_at);
 CREATE TABLE knowledge_sources (
     id          TEXT PRIMARY KEY,                        -- ksrc-…
     tenant_id   TEXT NOT NULL REFERENCES tenants(id),
-    kind        TEXT NOT NULL,                           -- document | feed_item
+    kind        TEXT NOT NULL,                           -- document | feed_item | minutes
     title       TEXT NOT NULL,
     url         TEXT,
     format      TEXT NOT NULL,                           -- text | markdown | html | docx
