@@ -90,22 +90,13 @@ fn fit(
         engine.ctx_size().saturating_sub(used + max_tokens + MARGIN + count(context::PREAMBLE)?);
     let mut kept = Vec::new();
     for h in hits {
-        let c = &h.chunk;
-        let p = Passage { title: &c.title, heading: &c.chunk.heading, text: &c.chunk.text };
-        let cost = count(&context::render_one(kept.len() + 1, &p, specials))? + 2;
+        let cost = count(&context::render_one(kept.len() + 1, &h.passage(), specials))? + 2;
         if cost > budget {
             break;
         }
         budget -= cost;
         kept.push(h.clone());
     }
-    let passages: Vec<Passage<'_>> = kept
-        .iter()
-        .map(|h| Passage {
-            title: &h.chunk.title,
-            heading: &h.chunk.chunk.heading,
-            text: &h.chunk.chunk.text,
-        })
-        .collect();
+    let passages: Vec<Passage<'_>> = kept.iter().map(Hit::passage).collect();
     Ok((context::render(&passages, specials), kept))
 }

@@ -10,7 +10,9 @@
 use crate::args::{BenchKnowledgeArgs, DataDirArgs};
 use crate::demo::knowledge_qa::{corpus, Qa};
 use anyhow::{Context, Result};
-use forja_control::knowledge::{passage_text, AddSource, FeedPolicy, Knowledge, Mode, Pii, Query};
+use forja_control::knowledge::{
+    passage_text, AddSource, FeedPolicy, Hit, Knowledge, Mode, Pii, Query,
+};
 use forja_core::{ChatMessage, GenerationParams, Role};
 use forja_knowledge::context::{self, Passage};
 use forja_knowledge::DocFormat;
@@ -137,14 +139,7 @@ fn answers(
             }
             let hits =
                 k.search(t, &Query { text: q.question.clone(), k: 3, sources: None, mode })?;
-            let passages: Vec<Passage<'_>> = hits
-                .iter()
-                .map(|h| Passage {
-                    title: &h.chunk.title,
-                    heading: &h.chunk.chunk.heading,
-                    text: &h.chunk.chunk.text,
-                })
-                .collect();
+            let passages: Vec<Passage<'_>> = hits.iter().map(Hit::passage).collect();
             let block = context::render(&passages, &specials);
             rag[i] += ask(context::user_turn(&block, &q.question))? as usize;
         }

@@ -163,6 +163,17 @@ pub struct Hit {
     pub dense_rank: Option<usize>,
 }
 
+impl Hit {
+    /// The passage as a prompt shows it.
+    pub fn passage(&self) -> forja_knowledge::context::Passage<'_> {
+        forja_knowledge::context::Passage {
+            title: &self.chunk.title,
+            heading: &self.chunk.chunk.heading,
+            text: &self.chunk.chunk.text,
+        }
+    }
+}
+
 /// Exact and near-duplicate lookup over a tenant's passages, with removal
 /// (forja-data's `Deduper` is append-only, built for one curation run).
 ///
