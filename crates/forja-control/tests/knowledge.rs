@@ -142,7 +142,12 @@ fn bm25_dedup_pii_isolation_and_removal() {
     let back = kb.add(&bed.a, doc("copia2.md", ORDINANCE, Pii::Keep)).unwrap();
     assert_eq!(back.source.chunks, 2);
 
-    // Bad input: an unknown format, an empty document, an empty query.
+    // Bad input: too many passages (refused whole, not cut), an unknown
+    // format, an empty document, an empty query.
+    let huge: String =
+        (0..2100).map(|i| format!("Párrafo {i} con algo de texto.\n\n# H{i}\n\n")).collect();
+    let e = kb.add(&bed.a, doc("huge.md", &huge, Pii::Keep)).unwrap_err().to_string();
+    assert!(e.contains("huge.md") && e.contains("split it"), "{e}");
     let e = kb.add(&bed.a, doc("scan.pdf", "%PDF", Pii::Keep)).unwrap_err().to_string();
     assert!(e.contains("scan.pdf") && e.contains("markdown"), "{e}");
     let e = kb.add(&bed.a, doc("empty.md", "\n\n", Pii::Keep)).unwrap_err().to_string();

@@ -1,9 +1,9 @@
 //! forja's knowledge base, without HTTP or SQL: what a tenant's documents
 //! and feeds become so that chat can answer from them.
 //!
-//! - [`extract`]: document bytes (text, Markdown, HTML, DOCX) → paragraphs
+//! - [`extract`](mod@extract): document bytes (text, Markdown, HTML, DOCX) → paragraphs
 //!   under heading paths, with byte spans in a canonical text.
-//! - [`chunk`]: paragraphs → passages that never cross a heading, with
+//! - [`chunk`](mod@chunk): paragraphs → passages that never cross a heading, with
 //!   overlap.
 //! - [`lexical`]: BM25 over one tantivy index per node (Spanish and
 //!   English analyzers), tenant-filtered, recording how far it has

@@ -43,8 +43,9 @@ pub async fn augment(
     rag: Rag,
     max_tokens: usize,
 ) -> Result<(Vec<ChatMessage>, Value), ApiError> {
+    // Nothing to search with (a conversation of system turns): no passages.
     let Some(last) = messages.iter().rposition(|m| m.role == Role::User) else {
-        return Err(ApiError::bad("rag", "retrieval needs a user message to search with"));
+        return Ok((messages, Value::Array(Vec::new())));
     };
     let query: String = messages[last].content.chars().take(2000).collect();
     let hits =

@@ -488,6 +488,16 @@ impl Knowledge {
             .unwrap_or_else(|| a.name.clone());
         let lang = Lang::detect(&doc.text);
         let pieces = chunk(&doc, &self.chunking);
+        if pieces.len() >= self.chunking.max_chunks {
+            return Err(ControlError::invalid(
+                "document",
+                format!(
+                    "{}: makes more than {} passages; split it into smaller documents",
+                    a.name,
+                    self.chunking.max_chunks - 1
+                ),
+            ));
+        }
 
         let state = self.tenant(&tenant.id);
         let _ingest = lock(&state.ingest);
