@@ -117,6 +117,23 @@ fn a_name_fixed_in_the_docx_is_fixed_in_the_next_draft_of_that_tenant_only() {
     eprintln!("correction upload answered in {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
     assert_eq!(st, 200, "{up}");
     assert_eq!(up["dictionary_updated"], 1, "{up}");
+    // The approved minutes join the tenant's knowledge base (scrubbed: the
+    // name itself may be masked, so search by a plain word of its text),
+    // found by this tenant only.
+    let src = up["knowledge_source"].as_str().unwrap_or_else(|| panic!("{up}"));
+    let plain = blocks[at]
+        .text
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.chars().count() >= 6 && w.chars().all(char::is_lowercase))
+        .max_by_key(|w| w.len())
+        .unwrap_or_else(|| panic!("no plain word in {:?}", blocks[at].text))
+        .to_string();
+    let q = json!({"query": plain, "mode": "bm25"});
+    let (_, hits, _) = post(&s, "/v1/knowledge/search", &acme, q.clone());
+    assert_eq!(hits["data"][0]["source_id"], src, "{hits}");
+    assert!(hits["data"][0]["text"].as_str().unwrap().contains(&plain), "{hits}");
+    let (_, theirs, _) = post(&s, "/v1/knowledge/search", &beta, q);
+    assert_eq!(theirs["data"], json!([]), "{theirs}");
     let (_, dict) = get(&s, "/v1/dictionary", &acme);
     assert_eq!(dict["data"][0]["wrong"], word.as_str());
     assert_eq!(dict["data"][0]["right"], fixed.as_str());
