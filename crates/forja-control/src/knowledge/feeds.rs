@@ -141,7 +141,7 @@ impl Knowledge {
                         origin: Some(origin),
                         feed_id: Some(feed.id.clone()),
                     };
-                    match self.add(&tenant, add) {
+                    match self.add_unsynced(&tenant, add) {
                         Ok(_) => added += 1,
                         Err(ControlError::Store(StoreError::Conflict(_))) => skipped += 1,
                         Err(ControlError::Store(e)) => return Err(e.into()),
@@ -160,6 +160,12 @@ impl Knowledge {
                 }
             }
         };
+        // One index commit for the poll's entries.
+        if poll.added > 0 {
+            if let Err(e) = self.sync_index() {
+                tracing::warn!("knowledge index not updated yet: {e}");
+            }
+        }
         self.control.store.knowledge_feed_polled(&feed.id, &poll)?;
         Ok(poll)
     }
