@@ -114,15 +114,16 @@ pub async fn chat(
         let body = parsed(body, move |b| infer_wire::chat(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
-        let (shown, citations) = match crate::rag::effective(body.rag, &t) {
-            Some(rag) => {
-                let max = body.gen.params.max_tokens;
-                let (m, c) =
-                    crate::rag::augment(&s, &sv, &t, body.messages.clone(), rag, max).await?;
-                (m, Some(c))
-            }
-            None => (body.messages.clone(), None),
-        };
+        let (shown, citations) =
+            match crate::rag::effective(body.rag, &t, s.knowledge.has_embedder()) {
+                Some(rag) => {
+                    let max = body.gen.params.max_tokens;
+                    let (m, c) =
+                        crate::rag::augment(&s, &sv, &t, body.messages.clone(), rag, max).await?;
+                    (m, Some(c))
+                }
+                None => (body.messages.clone(), None),
+            };
         let prompt = sv.chat_prompt(shown).await.map_err(|e| match e {
             ServeError::Engine(forja_engine::EngineError::NoChatTemplate) => ApiError::bad(
                 "messages",

@@ -21,14 +21,18 @@ use std::sync::Arc;
 const MARGIN: usize = 16;
 
 /// What retrieval applies to a request: its own `rag`, else the tenant's
-/// default.
-pub fn effective(asked: Option<Option<Rag>>, t: &Tenant) -> Option<Rag> {
+/// default (whose `dense` becomes `hybrid`, i.e. BM25, on a node without
+/// an embedder: a default must not fail every chat).
+pub fn effective(asked: Option<Option<Rag>>, t: &Tenant, embedder: bool) -> Option<Rag> {
     match asked {
         Some(r) => r,
         None => t.settings.rag.as_ref().map(|d| Rag {
             k: (d.k as usize).clamp(1, forja_control::knowledge::MAX_K),
             sources: (!d.sources.is_empty()).then(|| d.sources.clone()),
-            mode: Mode::parse(&d.mode).unwrap_or(Mode::Hybrid),
+            mode: match Mode::parse(&d.mode) {
+                Some(Mode::Dense) if !embedder => Mode::Hybrid,
+                m => m.unwrap_or(Mode::Hybrid),
+            },
         }),
     }
 }
