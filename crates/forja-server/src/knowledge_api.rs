@@ -195,14 +195,9 @@ pub async fn search(
         sources: wire::sources(b.sources)?,
         mode: wire::mode(b.mode.as_deref())?,
     };
-    let mode = q.mode;
+    let used = s.knowledge.mode(q.mode)?;
     let hits = search_hits(&s, &t, q).await?;
     let mut v = crate::wire::list(hits.iter().map(wire::hit).collect(), false);
-    let used = if mode == forja_control::knowledge::Mode::Bm25 || s.knowledge.has_embedder() {
-        mode
-    } else {
-        forja_control::knowledge::Mode::Bm25
-    };
     v["mode"] = used.name().into();
     Ok(Json(v))
 }

@@ -213,6 +213,8 @@ pub trait Knowledge {
     ) -> Result<KnowledgeFeed>;
     /// A tenant's feeds.
     fn knowledge_feeds(&self, tenant_id: &str) -> Result<Vec<KnowledgeFeed>>;
+    /// One feed; another tenant's is `NotFound`.
+    fn knowledge_feed(&self, tenant_id: &str, id: &str) -> Result<KnowledgeFeed>;
     /// Removes a feed and every source it added.
     fn remove_knowledge_feed(&self, tenant_id: &str, id: &str) -> Result<KnowledgeFeed>;
     /// Feeds of every tenant due by `now`, most overdue first.

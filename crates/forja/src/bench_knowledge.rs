@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use forja_control::knowledge::{
     passage_text, AddSource, FeedPolicy, Hit, Knowledge, Mode, Pii, Query,
 };
+use forja_core::text::fold;
 use forja_core::{ChatMessage, GenerationParams, Role};
 use forja_knowledge::context::{self, Passage};
 use forja_knowledge::DocFormat;
@@ -62,10 +63,6 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-}
-
-fn fold(s: &str) -> String {
-    forja_core::text::fold(s)
 }
 
 /// Retrieval quality and latency of one mode.
@@ -247,16 +244,7 @@ pub fn run(a: BenchKnowledgeArgs) -> Result<ExitCode> {
     let best = if embedder.is_some() { Mode::Hybrid } else { Mode::Bm25 };
     let mut by_kind = serde_json::Map::new();
     for kind in ["amount", "closing", "request"] {
-        let sub: Vec<Qa> = qa
-            .iter()
-            .filter(|q| q.kind == kind)
-            .map(|q| Qa {
-                kind: q.kind,
-                question: q.question.clone(),
-                answer: q.answer.clone(),
-                doc: q.doc.clone(),
-            })
-            .collect();
+        let sub: Vec<Qa> = qa.iter().filter(|q| q.kind == kind).cloned().collect();
         by_kind.insert(kind.into(), measure(&k, &t, &sub, &src, best, a.k)?);
     }
     let answered = if a.answers > 0 { Some(answers(&a, &k, &t, &qa)?) } else { None };

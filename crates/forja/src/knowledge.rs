@@ -14,14 +14,17 @@ use forja_store::Knowledge as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// The tenant `--tenant` names (by name, else by id).
+fn tenant(store: &dyn Store, name: &str) -> Result<forja_store::Tenant> {
+    store
+        .tenant_by_name(name)
+        .or_else(|_| store.tenant(name))
+        .with_context(|| format!("no tenant `{name}`: `forja tenants list` shows them"))
+}
+
 fn open(kb: &KnowledgeArgs) -> Result<(Knowledge, forja_store::Tenant)> {
     let (control, _rt) = crate::registry::control(&kb.data)?;
-    let tenant = match control.store.tenant_by_name(&kb.tenant) {
-        Ok(t) => t,
-        Err(_) => control.store.tenant(&kb.tenant).with_context(|| {
-            format!("no tenant `{}`: `forja tenants list` shows them", kb.tenant)
-        })?,
-    };
+    let tenant = tenant(&*control.store, &kb.tenant)?;
     let embedder = crate::models::embedder(&kb.embedding_model)?;
     let dir = admin::data_dir(&kb.data).join("knowledge");
     let k = Knowledge::open(Arc::new(control), dir, embedder, FeedPolicy::default())?;
@@ -125,17 +128,11 @@ pub fn run(cmd: KnowledgeCommand) -> Result<ExitCode> {
         }
         KnowledgeCommand::List { json, kb } => {
             let store = admin::open(&kb.data, std::time::Duration::from_secs(5))?;
-            let t = store.tenant_by_name(&kb.tenant).or_else(|_| store.tenant(&kb.tenant))?;
+            let t = tenant(&store, &kb.tenant)?;
             for s in store.knowledge_sources(&t.id, 100_000)? {
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "id": s.id, "kind": s.kind, "title": s.title, "url": s.url,
-                            "format": s.format, "lang": s.lang, "pii": s.pii, "chunks": s.chunks,
-                            "duplicates": s.duplicates, "bytes": s.bytes, "created_at": s.created_at,
-                        })
-                    );
+                    // The API's source object, one per line.
+                    println!("{}", forja_server::wire::knowledge::source(&s));
                 } else {
                     println!(
                         "{}  {:<9} {:<8} {:>5} passages  {}",
@@ -171,7 +168,7 @@ pub fn run(cmd: KnowledgeCommand) -> Result<ExitCode> {
         }
         KnowledgeCommand::Feeds { kb } => {
             let store = admin::open(&kb.data, std::time::Duration::from_secs(5))?;
-            let t = store.tenant_by_name(&kb.tenant).or_else(|_| store.tenant(&kb.tenant))?;
+            let t = tenant(&store, &kb.tenant)?;
             for f in store.knowledge_feeds(&t.id)? {
                 println!(
                     "{}  every {} s  {} entries  {}  {}",

@@ -172,11 +172,7 @@ impl Knowledge {
 
     /// A tenant's feed.
     pub fn feed(&self, tenant: &Tenant, id: &str) -> Result<KnowledgeFeed> {
-        let feeds = self.control.store.knowledge_feeds(&tenant.id)?;
-        feeds
-            .into_iter()
-            .find(|f| f.id == id)
-            .ok_or_else(|| StoreError::NotFound { what: "knowledge feed", id: id.into() }.into())
+        Ok(self.control.store.knowledge_feed(&tenant.id, id)?)
     }
 
     /// Unfollows a feed and removes every entry it added.

@@ -185,7 +185,7 @@ impl Hit {
 #[derive(Default)]
 struct DupIndex {
     exact: HashMap<String, i64>,
-    sigs: HashMap<i64, (u64, Vec<u32>)>,
+    sigs: HashMap<i64, (u64, Signature)>,
     buckets: Vec<HashMap<u64, Vec<i64>>>,
 }
 
@@ -212,7 +212,7 @@ impl DupIndex {
                 let Some((_, other)) = self.sigs.get(c).filter(|(ctx, _)| *ctx == context) else {
                     continue;
                 };
-                let j = Signature(other.clone()).jaccard(sig);
+                let j = other.jaccard(sig);
                 if j >= NEAR_THRESHOLD && best.is_none_or(|(bj, bs)| j > bj || (j == bj && *c < bs))
                 {
                     best = Some((j, *c));
@@ -230,7 +230,7 @@ impl DupIndex {
         for (band, key) in banding.band_keys(&sig).enumerate() {
             self.buckets[band].entry(key).or_default().push(seq);
         }
-        self.sigs.insert(seq, (context, sig.0));
+        self.sigs.insert(seq, (context, sig));
     }
 }
 
@@ -501,16 +501,13 @@ impl Knowledge {
 
         let state = self.tenant(&tenant.id);
         let _ingest = lock(&state.ingest);
-        {
-            let mut mem = lock(&state.mem);
-            self.catch_up(&tenant.id, &mut mem)?;
-        }
         // Dedup: against the tenant's passages, then the source's own.
         let mut local = DupIndex::default();
         let mut kept = Vec::new();
         let mut duplicate_of = Vec::new();
         {
-            let mem = lock(&state.mem);
+            let mut mem = lock(&state.mem);
+            self.catch_up(&tenant.id, &mut mem)?;
             for (i, p) in pieces.iter().enumerate() {
                 let text = &doc.text[p.start..p.end];
                 let ctx = context_key(&title, &p.heading);
@@ -587,6 +584,19 @@ impl Knowledge {
         Ok(())
     }
 
+    /// The retrievers a search asking for `mode` uses: hybrid is BM25 on a
+    /// node without an embedder; dense there is refused.
+    pub fn mode(&self, mode: Mode) -> Result<Mode> {
+        match (mode, &self.embedder) {
+            (Mode::Dense, None) => Err(ControlError::invalid(
+                "mode",
+                "dense search needs an embedding model: start the node with --embedding-model",
+            )),
+            (Mode::Hybrid, None) => Ok(Mode::Bm25),
+            (m, _) => Ok(m),
+        }
+    }
+
     /// Searches a tenant's knowledge base. CPU work: call it off the async
     /// runtime.
     pub fn search(&self, tenant: &Tenant, q: &Query) -> Result<Vec<Hit>> {
@@ -600,15 +610,7 @@ impl Knowledge {
         if let Err(e) = self.sync_index() {
             tracing::warn!("knowledge index behind the store: {e}");
         }
-        let mode =
-            match (q.mode, &self.embedder) {
-                (Mode::Dense, None) => return Err(ControlError::invalid(
-                    "mode",
-                    "dense search needs an embedding model: start the node with --embedding-model",
-                )),
-                (Mode::Hybrid, None) => Mode::Bm25,
-                (m, _) => m,
-            };
+        let mode = self.mode(q.mode)?;
         let sources = q.sources.as_deref();
         let wide = if mode == Mode::Hybrid { RRF_WINDOW.max(k) } else { k };
         let bm25 = if mode != Mode::Dense {

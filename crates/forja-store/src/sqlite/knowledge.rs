@@ -112,12 +112,15 @@ fn remove(c: &Connection, s: &KnowledgeSource, now: Timestamp) -> Result<()> {
     Ok(())
 }
 
-/// `WHERE` for an optional tenant, and its parameter.
-fn tenant_filter(tenant_id: Option<&str>) -> (&'static str, String) {
-    match tenant_id {
-        Some(t) => ("AND k.tenant_id = ?3", t.to_string()),
-        None => ("AND ?3 = ?3", String::new()),
-    }
+/// The source a feed entry's key was added as.
+fn origin_source(c: &Connection, tenant_id: &str, origin: &str) -> Result<Option<String>> {
+    c.query_row(
+        "SELECT id FROM knowledge_sources WHERE tenant_id = ?1 AND origin = ?2",
+        [tenant_id, origin],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql("read knowledge source"))
 }
 
 impl Knowledge for SqliteStore {
@@ -129,15 +132,7 @@ impl Knowledge for SqliteStore {
     ) -> Result<KnowledgeSource> {
         self.tx("add knowledge source", |c, now| {
             if let Some(o) = &s.origin {
-                let seen: Option<String> = c
-                    .query_row(
-                        "SELECT id FROM knowledge_sources WHERE tenant_id = ?1 AND origin = ?2",
-                        [tenant_id, o],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql("read knowledge source"))?;
-                if let Some(id) = seen {
+                if let Some(id) = origin_source(c, tenant_id, o)? {
                     return Err(StoreError::Conflict(format!("this entry is already {id}")));
                 }
             }
@@ -237,16 +232,7 @@ impl Knowledge for SqliteStore {
     }
 
     fn knowledge_origin_exists(&self, tenant_id: &str, origin: &str) -> Result<bool> {
-        self.read(|c, _| {
-            c.query_row(
-                "SELECT 1 FROM knowledge_sources WHERE tenant_id = ?1 AND origin = ?2",
-                [tenant_id, origin],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|r| r.is_some())
-            .map_err(sql("read knowledge source"))
-        })
+        self.read(|c, _| Ok(origin_source(c, tenant_id, origin)?.is_some()))
     }
 
     fn remove_knowledge_source(&self, tenant_id: &str, id: &str) -> Result<KnowledgeSource> {
@@ -278,16 +264,16 @@ impl Knowledge for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredChunk>> {
-        let (filter, t) = tenant_filter(tenant_id);
         self.read(|c, _| {
             rows(
                 c,
                 "read knowledge chunks",
                 &format!(
-                    "SELECT {CHUNK_COLS}, k.signature, k.embedding {CHUNK_FROM} WHERE k.seq > ?1 {filter} \
+                    "SELECT {CHUNK_COLS}, k.signature, k.embedding {CHUNK_FROM} WHERE k.seq > ?1 \
+                     AND (?3 IS NULL OR k.tenant_id = ?3) \
                      ORDER BY k.seq LIMIT ?2"
                 ),
-                params![after, limit as i64, t],
+                params![after, limit as i64, tenant_id],
                 |r| chunk_row(r, true),
             )
         })
@@ -299,16 +285,13 @@ impl Knowledge for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<KnowledgeRemoval>> {
-        let (filter, t) = tenant_filter(tenant_id);
         self.read(|c, _| {
             rows(
                 c,
                 "read knowledge removals",
-                &format!(
-                    "SELECT k.seq, k.tenant_id, k.source_id FROM knowledge_removals k WHERE k.seq > ?1 {filter} \
-                     ORDER BY k.seq LIMIT ?2"
-                ),
-                params![after, limit as i64, t],
+                "SELECT k.seq, k.tenant_id, k.source_id FROM knowledge_removals k WHERE k.seq > ?1 \
+                 AND (?3 IS NULL OR k.tenant_id = ?3) ORDER BY k.seq LIMIT ?2",
+                params![after, limit as i64, tenant_id],
                 |r| Ok(KnowledgeRemoval { seq: r.get(0)?, tenant_id: r.get(1)?, source_id: r.get(2)? }),
             )
         })
@@ -369,6 +352,10 @@ impl Knowledge for SqliteStore {
                 feed_row,
             )
         })
+    }
+
+    fn knowledge_feed(&self, tenant_id: &str, id: &str) -> Result<KnowledgeFeed> {
+        self.read(|c, _| get_feed(c, tenant_id, id))
     }
 
     fn remove_knowledge_feed(&self, tenant_id: &str, id: &str) -> Result<KnowledgeFeed> {

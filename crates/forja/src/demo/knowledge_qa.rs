@@ -21,6 +21,7 @@ pub struct Doc {
 }
 
 /// A question.
+#[derive(Clone)]
 pub struct Qa {
     /// `amount`, `closing` or `request`.
     pub kind: &'static str,
