@@ -220,9 +220,17 @@ fn serve(routes: Vec<(&'static str, Vec<u8>)>) -> String {
             let Ok(mut s) = s else { continue };
             let routes = routes.clone();
             std::thread::spawn(move || {
+                // Read the whole request head: closing a socket with unread
+                // request bytes makes the kernel answer with a reset.
+                let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&head);
                 let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
                 match routes.iter().find(|(p, _)| *p == path) {
                     Some((_, r)) if r.is_empty() => std::thread::sleep(Duration::from_secs(5)),
@@ -230,7 +238,7 @@ fn serve(routes: Vec<(&'static str, Vec<u8>)>) -> String {
                         let _ = s.write_all(r);
                     }
                     None => {
-                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+                        let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                     }
                 }
             });
@@ -260,7 +268,7 @@ fn feeds_add_entries_once_and_record_failures() {
     let big = format!("<rss>{}</rss>", "x".repeat(100 << 10));
     let base = serve(vec![
         ("/feed.xml", ok(rss)),
-        ("/loop", b"HTTP/1.1 302 Found\r\nlocation: /loop\r\ncontent-length: 0\r\n\r\n".to_vec()),
+        ("/loop", b"HTTP/1.1 302 Found\r\nlocation: /loop\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()),
         ("/big", ok(&big)),
         ("/silent", Vec::new()),
         ("/notafeed", ok("hello")),
