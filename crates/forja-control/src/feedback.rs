@@ -97,10 +97,14 @@ impl Feedback {
 pub struct Curator {
     pii: PiiConfig,
     node: Arc<Scrubber>,
-    /// Scrubbers with a tenant's deny list, by that list.
-    tenants: Mutex<HashMap<Vec<String>, Arc<Scrubber>>>,
+    /// Scrubbers with a tenant's deny list, by whether they look for
+    /// person names and that list.
+    tenants: Mutex<HashMap<ScrubberKey, Arc<Scrubber>>>,
     quality: QualityConfig,
 }
+
+/// A cached scrubber: whether it looks for person names, and the deny list.
+type ScrubberKey = (bool, Vec<String>);
 
 /// How many personal data items a scrub rewrote.
 pub type ScrubCounts = BTreeMap<String, u32>;
@@ -121,21 +125,35 @@ impl Curator {
 
     /// The scrubber for `tenant`: the node's, plus its deny list.
     pub fn scrubber(&self, tenant: &Tenant) -> Result<Arc<Scrubber>> {
-        let deny = &tenant.settings.pii_deny;
-        if deny.is_empty() {
+        if tenant.settings.pii_deny.is_empty() {
             return Ok(self.node.clone());
         }
+        self.cached(tenant, true)
+    }
+
+    /// The scrubber for what entity memory stores: the tenant's, except
+    /// that person names are kept (they are what memory is about, and
+    /// forgetting a person removes them), unless on a deny list.
+    pub fn memory_scrubber(&self, tenant: &Tenant) -> Result<Arc<Scrubber>> {
+        self.cached(tenant, false)
+    }
+
+    fn cached(&self, tenant: &Tenant, names: bool) -> Result<Arc<Scrubber>> {
+        let key = (names, tenant.settings.pii_deny.clone());
         let mut cache = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = cache.get(deny) {
+        if let Some(s) = cache.get(&key) {
             return Ok(s.clone());
         }
         let mut cfg = self.pii.clone();
-        cfg.deny_list.extend(deny.iter().cloned());
+        cfg.deny_list.extend(key.1.iter().cloned());
+        if !names {
+            cfg.enabled.retain(|k| *k != forja_data::pii::EntityKind::Person);
+        }
         let s = Arc::new(Scrubber::new(&cfg)?);
         if cache.len() >= 256 {
             cache.clear();
         }
-        cache.insert(deny.clone(), s.clone());
+        cache.insert(key, s.clone());
         Ok(s)
     }
 

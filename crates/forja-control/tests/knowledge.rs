@@ -7,43 +7,15 @@
 //! server: entries added once, a redirect loop, an oversized feed and a
 //! silent server each recorded as the feed's failure.
 
-use forja_control::feedback::Curator;
+mod common;
+
 use forja_control::knowledge::{AddSource, FeedPolicy, Knowledge, Mode, Pii, Query};
-use forja_control::{Control, ControlConfig, ModelNames};
 use forja_knowledge::DocFormat;
-use forja_store::prelude::*;
-use forja_store::*;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Bed {
-    control: Arc<Control>,
-    a: Tenant,
-    b: Tenant,
-    dir: tempfile::TempDir,
-}
-
-fn bed() -> Bed {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("f.db"), Duration::from_secs(10)).unwrap());
-    let control = Arc::new(Control::new(
-        store.clone(),
-        Artifacts::open(&ArtifactConfig::Local { dir: dir.path().join("artifacts") }).unwrap(),
-        Curator::new(&Default::default()).unwrap(),
-        ControlConfig {
-            model: ModelNames { public: "tiny".into(), aliases: vec![] },
-            lease_ttl_s: 30,
-            max_attempts: 3,
-            url_secret: b"k".to_vec(),
-        },
-        Arc::new(LocalBus::default()),
-    ));
-    let a = store.create_tenant("acme", "standard", &TenantSettings::default()).unwrap();
-    let b = store.create_tenant("other", "standard", &TenantSettings::default()).unwrap();
-    Bed { control, a, b, dir }
-}
+use common::{bed, Bed};
 
 impl Bed {
     fn open(&self, index: &str, embedder: Option<Arc<forja_engine::Embedder>>) -> Knowledge {

@@ -77,6 +77,11 @@ pub struct Metrics {
     pub spec_fallbacks: IntCounter,
     /// Requests with a grammar, by kind (`json_object`, `json_schema`, `regex`, `lark`).
     pub constrained: IntCounterVec,
+    /// Entity-memory facts by outcome (`new`, `merged`, `superseded`,
+    /// `rejected`).
+    pub memory_facts: IntCounterVec,
+    /// Entity-memory extractions by outcome (`done`, `failed`, `dropped`).
+    pub memory_extractions: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -205,6 +210,16 @@ impl Metrics {
                 "forja_constrained_requests_total",
                 "Requests decoded under a grammar, by kind.",
                 &["kind"],
+            ),
+            memory_facts: counter_vec(
+                "forja_memory_facts_total",
+                "Entity-memory facts by outcome (new, merged, superseded, rejected).",
+                &["outcome"],
+            ),
+            memory_extractions: counter_vec(
+                "forja_memory_extractions_total",
+                "Entity-memory extractions from chat turns by outcome (done, failed, dropped).",
+                &["outcome"],
             ),
             rejected: counter_vec(
                 "forja_requests_rejected_total",

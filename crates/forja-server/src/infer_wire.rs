@@ -84,6 +84,15 @@ pub struct Rag {
     pub mode: forja_control::knowledge::Mode,
 }
 
+/// The `memory` extension of a chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemoryAsk {
+    /// Facts to recall (`None`: the tenant's default, else 8; 0: none).
+    pub k: Option<usize>,
+    /// Extract facts from this message (`None`: the tenant's setting).
+    pub remember: Option<bool>,
+}
+
 /// A chat completion request.
 #[derive(Debug, Clone)]
 pub struct ChatBody {
@@ -92,6 +101,9 @@ pub struct ChatBody {
     /// `rag`: absent (`None`: the tenant's default), `false` (`Some(None)`)
     /// or what to retrieve.
     pub rag: Option<Option<Rag>>,
+    /// `memory`: absent (`None`: the tenant's default), `false`
+    /// (`Some(None)`: neither recall nor extraction) or what to do.
+    pub memory: Option<Option<MemoryAsk>>,
     /// Everything else.
     pub gen: GenBody,
 }
@@ -361,7 +373,41 @@ pub fn chat(body: &[u8], max_cap: usize) -> Result<ChatBody, ApiError> {
         let content = content(msg.get("content").unwrap_or(&Value::Null), i)?;
         messages.push(ChatMessage { role, content });
     }
-    Ok(ChatBody { messages, rag: rag(m.get("rag"))?, gen: gen(&m, max_cap, true)? })
+    Ok(ChatBody {
+        messages,
+        rag: rag(m.get("rag"))?,
+        memory: memory(m.get("memory"))?,
+        gen: gen(&m, max_cap, true)?,
+    })
+}
+
+/// `"memory": true | false | {"k": 8, "remember": true}`.
+fn memory(v: Option<&Value>) -> Result<Option<Option<MemoryAsk>>, ApiError> {
+    let o = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Bool(false)) => return Ok(Some(None)),
+        Some(Value::Bool(true)) => return Ok(Some(Some(MemoryAsk::default()))),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(bad("memory", "`memory` must be true, false or an object {k, remember}"))
+        }
+    };
+    if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "k" | "remember")) {
+        return Err(bad(&format!("memory.{k}"), "unknown field (use k, remember)"));
+    }
+    let k = match o.get("k") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(k) if k as usize <= forja_control::memory::MAX_RECALL => Some(k as usize),
+            _ => return Err(bad("memory.k", "must be an integer from 0 to 32")),
+        },
+    };
+    let remember = match o.get("remember") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(bad("memory.remember", "must be true or false")),
+    };
+    Ok(Some(Some(MemoryAsk { k, remember })))
 }
 
 /// `"rag": true | false | {"k": 5, "sources": [...], "mode": "hybrid"}`.

@@ -114,16 +114,25 @@ pub async fn chat(
         let body = parsed(body, move |b| infer_wire::chat(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
+        let max = body.gen.params.max_tokens;
         let (shown, citations) =
             match crate::rag::effective(body.rag, &t, s.knowledge.has_embedder()) {
                 Some(rag) => {
-                    let max = body.gen.params.max_tokens;
                     let (m, c) =
                         crate::rag::augment(&s, &sv, &t, body.messages.clone(), rag, max).await?;
                     (m, Some(c))
                 }
                 None => (body.messages.clone(), None),
             };
+        let mem = crate::memory::effective(body.memory, &t);
+        let about = crate::memory::last_user(&body.messages).unwrap_or_default().to_string();
+        let (shown, memory_facts) = if mem.k > 0 && !about.is_empty() {
+            let (m, f) =
+                crate::memory::recall(&s, &sv, &t, shown, about.clone(), mem.k, max).await?;
+            (m, Some(f))
+        } else {
+            (shown, None)
+        };
         let prompt = sv.chat_prompt(shown).await.map_err(|e| match e {
             ServeError::Engine(forja_engine::EngineError::NoChatTemplate) => ApiError::bad(
                 "messages",
@@ -138,6 +147,8 @@ pub async fn chat(
             prompts: vec![prompt],
             texts: Vec::new(),
             citations,
+            memory_facts,
+            remember: (mem.remember && !about.is_empty()).then_some(about),
         };
         generate(&s, &sv, &t, target, body.gen, call).await
     }
@@ -186,6 +197,8 @@ pub async fn completions(
             prompts,
             texts: shown,
             citations: None,
+            memory_facts: None,
+            remember: None,
         };
         generate(&s, &sv, &t, target, body.gen, call).await
     }
@@ -213,6 +226,10 @@ struct Call {
     texts: Vec<String>,
     /// The passages retrieval put in the prompt (`None`: no retrieval).
     citations: Option<Value>,
+    /// The remembered facts put in the prompt (`None`: no recall).
+    memory_facts: Option<Value>,
+    /// The user's message to extract facts from once answered.
+    remember: Option<String>,
 }
 
 fn grammar(f: &Format) -> Option<Grammar> {
@@ -264,6 +281,7 @@ async fn generate(
         first: None,
         sv: sv.clone(),
         control: s.control.clone(),
+        memory: s.memory.clone(),
         tenant: t.clone(),
         model: target.model,
         call,
@@ -289,6 +307,7 @@ struct Run {
     first: Option<Instant>,
     sv: Arc<Serving>,
     control: Arc<forja_control::Control>,
+    memory: crate::memory::Extractor,
     tenant: Tenant,
     model: String,
     call: Call,
@@ -349,6 +368,9 @@ impl Run {
         if let Ok(Err(e)) = kept {
             tracing::warn!(error = %e, "cannot keep the completion for feedback");
         }
+        if let Some(text) = &self.call.remember {
+            self.memory.submit(&self.control, &self.sv.metrics, &self.tenant, text, &self.call.id);
+        }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -367,6 +389,9 @@ impl Run {
         });
         if let (false, Some(c)) = (chunk, &self.call.citations) {
             v["citations"] = c.clone();
+        }
+        if let (false, Some(f)) = (chunk, &self.call.memory_facts) {
+            v["memory_facts"] = f.clone();
         }
         v
     }
@@ -472,6 +497,9 @@ impl Run {
                     // The first chunk says what the answer was given.
                     if let (0, Some(cites)) = (i, &self.call.citations) {
                         c["citations"] = cites.clone();
+                    }
+                    if let (0, Some(f)) = (i, &self.call.memory_facts) {
+                        c["memory_facts"] = f.clone();
                     }
                     if tx.send(send(c)).await.is_err() {
                         return;

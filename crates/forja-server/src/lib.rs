@@ -40,6 +40,8 @@ mod infer_wire;
 mod inference;
 mod knowledge_api;
 mod logprobs;
+mod memory;
+mod memory_api;
 mod middleware;
 pub mod node;
 mod rag;
@@ -136,6 +138,8 @@ pub struct AppState {
     pub hub: Option<Arc<forja_control::hub::Hub>>,
     /// The tenants' knowledge bases.
     pub knowledge: Arc<forja_control::knowledge::Knowledge>,
+    /// Chat turns waiting for entity-memory extraction.
+    pub memory: memory::Extractor,
 }
 
 impl AppState {
@@ -210,6 +214,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/knowledge/feeds", post(knowledge_api::add_feed).get(knowledge_api::list_feeds))
         .route("/v1/knowledge/feeds/{id}", axum::routing::delete(knowledge_api::delete_feed))
         .route("/v1/knowledge/feeds/{id}/poll", post(knowledge_api::poll_feed))
+        .route("/v1/memory/facts", get(memory_api::list).post(memory_api::add))
+        .route(
+            "/v1/memory/facts/{id}",
+            get(memory_api::get).patch(memory_api::edit).delete(memory_api::delete),
+        )
+        .route("/v1/memory/forget", post(memory_api::forget))
+        .route("/v1/memory/extract", post(memory_api::extract))
+        .route("/v1/memory/rejections", get(memory_api::rejections))
         .route("/v1/conversations/{id}/export", get(conversations_api::export))
         .route(
             "/v1/modes",

@@ -446,6 +446,7 @@ impl Node {
             )
             .map_err(|e| startup(format!("knowledge base: {e}")))?,
         );
+        let (extractor, extractions) = crate::memory::Extractor::new();
         let state = AppState {
             control: control.clone(),
             ready: ready.clone(),
@@ -460,7 +461,9 @@ impl Node {
             workers: cfg.workers,
             hub: hub.clone(),
             knowledge: knowledge.clone(),
+            memory: extractor,
         };
+        rt.spawn(crate::memory::run(state.clone(), extractions));
         let stop = Arc::new(AtomicBool::new(false));
         // A model that fails to load ends the server (it could never serve).
         let shutdown = Arc::new(tokio::sync::Notify::new());

@@ -80,6 +80,10 @@ fn value(r: &mut Rng, depth: usize) -> Value {
                 "settings",
                 "tenant",
                 "role",
+                "memory",
+                "subject",
+                "entity",
+                "facts",
                 "zz_unknown",
             ];
             Value::Object(
@@ -93,8 +97,17 @@ fn value(r: &mut Rng, depth: usize) -> Value {
 /// A valid-looking body for `path`, then maybe mutated.
 fn body_for(r: &mut Rng, path: &str) -> Vec<u8> {
     let valid = match path {
-        p if p.contains("chat/completions") => {
-            chat("base", "hola", json!({"max_tokens": 4, "rag": {"k": 2, "mode": "bm25"}}))
+        p if p.contains("chat/completions") => chat(
+            "base",
+            "hola",
+            json!({"max_tokens": 4, "rag": {"k": 2, "mode": "bm25"}, "memory": {"k": 4, "remember": true}}),
+        ),
+        p if p.contains("memory/facts") => {
+            json!({"subject": "Ana Ruiz", "verb": "es", "object": "alcaldesa", "since": "2026-06"})
+        }
+        p if p.contains("memory/forget") => json!({"entity": "Ana Ruiz"}),
+        p if p.contains("memory/extract") => {
+            json!({"text": "Ana Ruiz es la alcaldesa.", "source": "acta"})
         }
         p if p.contains("knowledge/sources") => {
             json!({"text": "# Tasas\n\nLa piscina cuesta 3 euros.", "format": "markdown", "pii": "keep"})
@@ -195,6 +208,15 @@ fn every_route_answers_every_shape_with_a_status_and_the_node_stays_up() {
         ("GET", "/v1/knowledge/feeds"),
         ("DELETE", "/v1/knowledge/feeds/{id}"),
         ("POST", "/v1/knowledge/feeds/{id}/poll"),
+        ("POST", "/v1/memory/facts"),
+        ("GET", "/v1/memory/facts"),
+        ("GET", "/v1/memory/facts?entity=ana&history=true&limit=5"),
+        ("GET", "/v1/memory/facts/{id}"),
+        ("PATCH", "/v1/memory/facts/{id}"),
+        ("DELETE", "/v1/memory/facts/{id}"),
+        ("POST", "/v1/memory/forget"),
+        ("POST", "/v1/memory/extract"),
+        ("GET", "/v1/memory/rejections"),
         ("GET", "/v1/modes"),
         ("PUT", "/v1/modes"),
         ("DELETE", "/v1/modes"),

@@ -7,7 +7,8 @@
 //! [`Schedules`] (cron fires and webhook deliveries), [`Registry`] (golden
 //! sets, model versions, aliases), [`CompletionLog`], [`Documents`]
 //! (documents with lineage, the entity dictionary), [`Conversations`]
-//! (chat history), [`Governance`] (auditors, their signed votes, the
+//! (chat history), [`Knowledge`] (knowledge base sources and passages), [`Memory`]
+//! (entity facts), [`Governance`] (auditors, their signed votes, the
 //! hash-chained ledger) and [`Federation`] (a hub's nodes, deltas, rounds). Every state
 //! change is one transaction, so a process killed at any point leaves the
 //! database at the state before or after it. [`SqliteStore`] is the
@@ -32,6 +33,7 @@ pub mod events;
 pub mod federation;
 pub mod governance;
 pub mod knowledge;
+pub mod memory;
 pub mod registry;
 mod sqlite;
 mod store;
@@ -54,6 +56,7 @@ pub use knowledge::{
     FeedPoll, Knowledge, KnowledgeFeed, KnowledgeRemoval, KnowledgeSource, NewChunk, NewSource,
     StoredChunk,
 };
+pub use memory::{Fact, FactFilter, Forgotten, Memory, MemoryRejection, NewFact, Remembered, Slot};
 pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
     VersionStatus, CANDIDATE, CHAMPION,
@@ -66,6 +69,6 @@ pub use types::*;
 pub mod prelude {
     pub use crate::{
         CompletionLog, Conversations, Documents, Examples, Federation, Files, Governance, Jobs,
-        Knowledge, Registry, Schedules, Store, Tenants,
+        Knowledge, Memory, Registry, Schedules, Store, Tenants,
     };
 }

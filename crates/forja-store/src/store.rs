@@ -22,6 +22,7 @@ pub trait Store:
     + crate::Governance
     + crate::Federation
     + crate::Knowledge
+    + crate::Memory
     + Send
     + Sync
 {

@@ -68,6 +68,26 @@ pub struct TenantSettings {
     /// Chat answers from the knowledge base unless a request says
     /// otherwise (`None`: only when a request asks).
     pub rag: Option<RagDefaults>,
+    /// Entity memory (`None`: off, unless a request asks to recall).
+    pub memory: Option<MemoryDefaults>,
+}
+
+/// A tenant's entity memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryDefaults {
+    /// Facts are extracted from its users' chat turns.
+    pub extract: bool,
+    /// Facts about what a chat request mentions go into its prompt.
+    pub recall: bool,
+    /// Most facts recalled into one prompt.
+    pub k: u32,
+}
+
+impl Default for MemoryDefaults {
+    fn default() -> Self {
+        MemoryDefaults { extract: true, recall: true, k: 8 }
+    }
 }
 
 /// A tenant's default retrieval for chat.
@@ -263,6 +283,7 @@ impl TenantSettings {
             modes: Vec::new(),
             learning: LearningPolicy::default(),
             rag: None,
+            memory: None,
         }
     }
 

@@ -129,6 +129,20 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
     if let Some(m) = &f.rag_mode {
         s.rag.get_or_insert_with(Default::default).mode = m.clone();
     }
+    match f.memory.as_deref() {
+        Some("off") => s.memory = None,
+        Some(m) => {
+            let d = s.memory.get_or_insert_with(Default::default);
+            (d.extract, d.recall) = (m == "on", true);
+        }
+        None => {}
+    }
+    if let Some(k) = f.memory_k {
+        if !(1..=forja_control::memory::MAX_RECALL as u32).contains(&k) {
+            anyhow::bail!("--memory-k must be 1 to {}", forja_control::memory::MAX_RECALL);
+        }
+        s.memory.get_or_insert_with(Default::default).k = k;
+    }
     if let Some(p) = &f.gate_policy {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;

@@ -80,6 +80,9 @@ pub enum Command {
     /// A tenant's knowledge base: documents and feeds chat can answer from.
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
+    /// A tenant's entity memory: the facts chat remembers across conversations.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -354,6 +357,32 @@ pub enum BenchCommand {
     /// Retrieval quality (hit@1, hit@5, MRR for BM25, dense, hybrid) on demo minutes with
     /// generated questions, ingest and query speed, and answer accuracy with and without RAG.
     Knowledge(BenchKnowledgeArgs),
+    /// Entity memory: extraction precision and recall on demo utterances (truth known),
+    /// and answer accuracy on questions that need a remembered fact, with and without it.
+    Memory(BenchMemoryArgs),
+}
+
+/// `forja bench memory`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchMemoryArgs {
+    /// Utterances (a sixth are questions that state nothing).
+    #[arg(long, default_value_t = 60)]
+    pub utterances: usize,
+    /// Demo generator seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// The chat model that extracts and answers.
+    #[arg(short, long, default_value = "default")]
+    pub model: String,
+    /// Facts recalled per question.
+    #[arg(short, long, default_value_t = 8)]
+    pub k: usize,
+    /// Print each utterance with what was extracted, and each answer.
+    #[arg(long)]
+    pub show: bool,
+    /// Threads for generation.
+    #[arg(short, long)]
+    pub threads: Option<usize>,
 }
 
 /// `forja bench knowledge`.
@@ -1186,6 +1215,87 @@ pub struct KnowledgeArgs {
     pub data: DataDirArgs,
 }
 
+/// The tenant and data directory of a `forja memory` command.
+#[derive(Debug, Args, Clone)]
+pub struct MemoryArgs {
+    /// The tenant (name or id).
+    #[arg(long)]
+    pub tenant: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// List facts, newest first.
+    List {
+        /// Only facts naming this person or thing.
+        #[arg(long)]
+        entity: Option<String>,
+        /// Superseded facts too.
+        #[arg(long)]
+        history: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        mem: MemoryArgs,
+    },
+    /// Remember a fact by hand (merged with the same fact, superseding an older value).
+    Add {
+        /// Who or what.
+        subject: String,
+        /// The relation (`es`, `vive en`, `works at`, …).
+        verb: String,
+        /// The other side.
+        object: String,
+        /// Since when (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`).
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        mem: MemoryArgs,
+    },
+    /// Replace a fact's subject, verb, object and since.
+    Edit {
+        /// The fact id (`mem-…`).
+        id: String,
+        /// Who or what.
+        subject: String,
+        /// The relation.
+        verb: String,
+        /// The other side.
+        object: String,
+        /// Since when.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        mem: MemoryArgs,
+    },
+    /// Forget one fact (`mem-…`), or with `--entity`, every fact and refusal naming a
+    /// person or thing (a privacy request).
+    Forget {
+        /// The fact id.
+        #[arg(required_unless_present = "entity", conflicts_with = "entity")]
+        id: Option<String>,
+        /// The person or thing.
+        #[arg(long)]
+        entity: Option<String>,
+        #[command(flatten)]
+        mem: MemoryArgs,
+    },
+    /// Facts that were refused, and why.
+    Rejections {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        mem: MemoryArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KnowledgeCommand {
     /// Add documents (text, Markdown, HTML or DOCX; the format from the extension).
@@ -1608,6 +1718,13 @@ pub struct TenantFlags {
     /// Default retrieval: `hybrid`, `bm25` or `dense`.
     #[arg(long, value_parser = ["hybrid", "bm25", "dense"])]
     pub rag_mode: Option<String>,
+    /// Entity memory: `on` (extract facts from chat turns and recall them),
+    /// `recall` (recall only), `off`.
+    #[arg(long, value_parser = ["on", "recall", "off"])]
+    pub memory: Option<String>,
+    /// Most remembered facts in one prompt (1 to 32).
+    #[arg(long)]
+    pub memory_k: Option<u32>,
     /// Where triggered jobs start: `champion` (warm start from its adapter)
     /// or `base` (a fresh adapter).
     #[arg(long, value_parser = ["champion", "base"])]

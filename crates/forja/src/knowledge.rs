@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// The tenant `--tenant` names (by name, else by id).
-fn tenant(store: &dyn Store, name: &str) -> Result<forja_store::Tenant> {
+pub(crate) fn tenant(store: &dyn Store, name: &str) -> Result<forja_store::Tenant> {
     store
         .tenant_by_name(name)
         .or_else(|_| store.tenant(name))

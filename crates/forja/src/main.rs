@@ -6,6 +6,7 @@ mod api;
 mod args;
 mod bench;
 mod bench_knowledge;
+mod bench_memory;
 mod config;
 mod curate;
 mod debug;
@@ -17,6 +18,7 @@ mod federation_node;
 mod governance;
 mod install;
 mod knowledge;
+mod memory;
 mod models;
 mod progress;
 mod registry;
@@ -88,6 +90,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Audit(c) => governance::audit(c),
         args::Command::Ledger(c) => governance::ledger(c),
         args::Command::Knowledge(c) => knowledge::run(c),
+        args::Command::Memory(c) => memory::run(c),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),
@@ -95,6 +98,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Bench(args::BenchCommand::Pii(a)) => curate::bench_pii(a),
         args::Command::Bench(args::BenchCommand::Align(a)) => docs::bench_align(a),
         args::Command::Bench(args::BenchCommand::Knowledge(a)) => bench_knowledge::run(a),
+        args::Command::Bench(args::BenchCommand::Memory(a)) => bench_memory::run(a),
         args::Command::Bench(args::BenchCommand::Diff(a)) => docs::bench_diff(a),
         args::Command::Corrections(args::CorrectionsCommand::Diff(a)) => docs::corrections_diff(a),
         args::Command::Draft(a) => docs::draft(a),

@@ -30,6 +30,7 @@ pub fn tenant(t: &Tenant) -> Value {
             "job_spec": s.job_spec.as_ref().map(super::jobs::job_spec),
             "learning": learning(&s.learning),
             "rag": s.rag.as_ref().map(|r| json!({"k": r.k, "mode": r.mode, "sources": r.sources})),
+            "memory": s.memory.as_ref().map(|m| json!({"extract": m.extract, "recall": m.recall, "k": m.k})),
         },
     })
 }
@@ -160,6 +161,21 @@ pub struct SettingsPatch {
     /// `null` turns default retrieval off.
     #[serde(default, deserialize_with = "some")]
     rag: Option<Option<RagWire>>,
+    /// `null` turns entity memory off.
+    #[serde(default, deserialize_with = "some")]
+    memory: Option<Option<MemoryWire>>,
+}
+
+/// A tenant's entity memory on the wire.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryWire {
+    #[serde(default)]
+    extract: Option<bool>,
+    #[serde(default)]
+    recall: Option<bool>,
+    #[serde(default)]
+    k: Option<u32>,
 }
 
 /// A tenant's default retrieval on the wire.
@@ -253,6 +269,23 @@ impl SettingsPatch {
                         return bad("rag.sources", "up to 100 source ids");
                     }
                     Some(forja_store::RagDefaults { k, mode, sources })
+                }
+            };
+        }
+        if let Some(m) = self.memory {
+            s.memory = match m {
+                None => None,
+                Some(w) => {
+                    let d = s.memory.clone().unwrap_or_default();
+                    let k = w.k.unwrap_or(d.k);
+                    if !(1..=forja_control::memory::MAX_RECALL as u32).contains(&k) {
+                        return bad("memory.k", "must be 1 to 32");
+                    }
+                    Some(forja_store::MemoryDefaults {
+                        extract: w.extract.unwrap_or(d.extract),
+                        recall: w.recall.unwrap_or(d.recall),
+                        k,
+                    })
                 }
             };
         }

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod feedback;
 pub mod jobs;
 pub mod knowledge;
+pub mod memory;
 pub mod registry;
 
 use crate::ApiError;

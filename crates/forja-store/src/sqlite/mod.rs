@@ -33,6 +33,7 @@ mod files;
 mod governance;
 mod jobs;
 mod knowledge;
+mod memory;
 mod registry;
 mod rows;
 mod schedules;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_governance.sql")),
     (9, include_str!("../../migrations/sqlite/0009_federation.sql")),
     (10, include_str!("../../migrations/sqlite/0010_knowledge.sql")),
+    (11, include_str!("../../migrations/sqlite/0011_memory.sql")),
 ];
 
 /// The node's key file, beside the database: it signs the ledger (and

@@ -15,6 +15,7 @@ mod documents;
 pub mod federated;
 pub mod iterations;
 pub mod knowledge_qa;
+pub mod memory_facts;
 pub mod scenario;
 mod secretary;
 

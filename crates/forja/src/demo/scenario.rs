@@ -154,7 +154,7 @@ impl Rng {
 const ORDINALS: [&str; 8] =
     ["primero", "segundo", "tercero", "cuarto", "quinto", "sexto", "séptimo", "octavo"];
 const FILLERS: [&str; 7] = ["eh", "este", "o sea", "bueno", "pues", "digamos", "mm"];
-const WOMEN: [&str; 14] = [
+pub(crate) const WOMEN: [&str; 14] = [
     "María",
     "Carmen",
     "Lucía",
@@ -170,7 +170,7 @@ const WOMEN: [&str; 14] = [
     "Begoña",
     "Verónica",
 ];
-const MEN: [&str; 14] = [
+pub(crate) const MEN: [&str; 14] = [
     "José",
     "Javier",
     "Álvaro",
@@ -186,7 +186,7 @@ const MEN: [&str; 14] = [
     "Iván",
     "Borja",
 ];
-const SURNAMES: [&str; 20] = [
+pub(crate) const SURNAMES: [&str; 20] = [
     "Johnson",
     "Smith",
     "Vázquez",

@@ -107,6 +107,11 @@ pub fn call(
     let mut resp = match (method, body) {
         ("GET", _) => a.get(&url).header("authorization", &auth).call(),
         ("DELETE", _) => a.delete(&url).header("authorization", &auth).call(),
+        ("PATCH", b) => a
+            .patch(&url)
+            .header("authorization", &auth)
+            .header("content-type", ctype)
+            .send(&b.unwrap_or_default()[..]),
         (_, b) => a
             .post(&url)
             .header("authorization", &auth)
