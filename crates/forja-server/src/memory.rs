@@ -9,8 +9,9 @@
 //!   bounded queue; one task takes it, asks the base model for the facts
 //!   under the memory schema (through the batcher, like any request of
 //!   that tenant) and has forja-control check and store them. A full queue
-//!   drops the message with a recorded reason: extraction never slows an
-//!   answer.
+//!   (64 messages, 8 of one tenant) drops the message with a recorded
+//!   reason: extraction never slows an answer, and one tenant's burst
+//!   cannot crowd out the others.
 
 use crate::infer_wire::MemoryAsk;
 use crate::wire::memory as wire;
@@ -23,11 +24,15 @@ use forja_knowledge::context;
 use forja_serve::{GenEvent, GenRequest, Serving};
 use forja_store::{Remembered, Tenant};
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Messages waiting for extraction, node-wide.
 pub const QUEUE: usize = 64;
+/// Messages of one tenant waiting for extraction: one tenant's burst of
+/// chats cannot fill the queue for the others.
+pub const PER_TENANT: usize = 8;
 /// Most tokens of one extraction's answer.
 const MAX_TOKENS: usize = 192;
 
@@ -128,13 +133,38 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct Extractor {
     tx: mpsc::Sender<Job>,
+    /// Messages waiting, by tenant id.
+    waiting: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Extractor {
     /// A queue and its receiving end (for [`run`]).
     pub fn new() -> (Extractor, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Extractor { tx }, rx)
+        (Extractor { tx, waiting: Arc::default() }, rx)
+    }
+
+    /// Counts a message of `tenant` in (`true`) unless it has
+    /// [`PER_TENANT`] waiting.
+    fn enter(&self, tenant: &str) -> bool {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let n = w.entry(tenant.to_string()).or_default();
+        if *n >= PER_TENANT {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Counts a message of `tenant` out (taken, or never queued).
+    fn leave(&self, tenant: &str) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = w.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(tenant);
+            }
+        }
     }
 
     /// Queues `text` (a user's message in completion `id`); a full queue
@@ -152,22 +182,32 @@ impl Extractor {
             text: text.chars().take(memory::MAX_TEXT).collect(),
             source: Source::Conversation(id.to_string()),
         };
-        if let Err(mpsc::error::TrySendError::Full(job)) = self.tx.try_send(job) {
-            metrics.memory_extractions.with_label_values(&["dropped"]).inc();
-            let control = control.clone();
-            tokio::task::spawn_blocking(move || {
-                let why = format!("the extraction queue was full ({QUEUE} messages waiting)");
-                if let Err(e) = control.reject(&job.tenant, &job.source, "", &why) {
-                    tracing::warn!(error = %e, "cannot record a memory refusal");
+        let why = if !self.enter(&tenant.id) {
+            format!("this tenant already had {PER_TENANT} messages waiting for extraction")
+        } else {
+            match self.tx.try_send(job) {
+                Ok(()) => return,
+                Err(_) => {
+                    self.leave(&tenant.id);
+                    format!("the extraction queue was full ({QUEUE} messages waiting)")
                 }
-            });
-        }
+            }
+        };
+        metrics.memory_extractions.with_label_values(&["dropped"]).inc();
+        let control = control.clone();
+        let (tenant, source) = (tenant.clone(), Source::Conversation(id.to_string()));
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = control.reject(&tenant, &source, "", &why) {
+                tracing::warn!(error = %e, "cannot record a memory refusal");
+            }
+        });
     }
 }
 
 /// Takes queued messages one at a time until the queue closes.
 pub async fn run(s: AppState, mut rx: mpsc::Receiver<Job>) {
     while let Some(job) = rx.recv().await {
+        s.memory.leave(&job.tenant.id);
         let Some(sv) = s.serving.get().cloned() else {
             // Not serving yet: nothing can extract; the message is dropped
             // with its reason.
@@ -239,4 +279,25 @@ pub async fn extract(
     }
     m.with_label_values(&["rejected"]).inc_by((o.rejected.len() + unparsed) as u64);
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tenant_cannot_hold_more_than_its_share_of_the_queue() {
+        let (x, _rx) = Extractor::new();
+        for _ in 0..PER_TENANT {
+            assert!(x.enter("a"));
+        }
+        assert!(!x.enter("a"), "a ninth message of one tenant is refused");
+        assert!(x.enter("b"), "another tenant still gets in");
+        x.leave("a");
+        assert!(x.enter("a"));
+        for _ in 0..PER_TENANT + 3 {
+            x.leave("b");
+        }
+        assert!(!x.waiting.lock().unwrap().contains_key("b"));
+    }
 }

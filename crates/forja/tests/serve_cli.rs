@@ -382,8 +382,8 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
         &data,
         &model,
         &["--workers", "0", "--db-busy-timeout-ms", "300"],
-        // Room for the schema (10 migrations: 92 pages) and a few examples.
-        &[("FORJA_DB_MAX_PAGES", "118")],
+        // Room for the schema (11 migrations: 103 pages) and a few examples.
+        &[("FORJA_DB_MAX_PAGES", "129")],
     );
     let words = [
         "el",
