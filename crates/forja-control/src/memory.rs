@@ -458,15 +458,13 @@ impl Control {
     ) -> Result<Outcome> {
         let dict = self.store.dictionary(&tenant.id)?;
         let scrubber = self.curator.memory_scrubber(tenant)?;
-        let grounding =
-            grounded_in.map(|t| format!(" {} ", words(&t.replace(['\n'], " ")).join(" ")));
+        let grounding = grounded_in.map(|t| format!(" {} ", words(t).join(" ")));
         let mut out = Outcome::default();
         for raw in facts {
             match self.check(raw, &dict, &scrubber, source, grounding.as_deref(), grounded_in) {
                 Ok(f) => out.stored.push(self.store.remember_fact(&tenant.id, &f)?),
                 Err(reason) => {
-                    let line = scrubber.scrub(&raw.line(), &mut DocScrub::default()).text;
-                    self.reject(tenant, source, &line, &reason)?;
+                    let line = self.reject(tenant, source, &raw.line(), &reason)?;
                     out.rejected.push((line, reason));
                 }
             }
@@ -474,9 +472,17 @@ impl Control {
         Ok(out)
     }
 
-    /// Records a refusal (`text` scrubbed by the caller).
-    pub fn reject(&self, tenant: &Tenant, source: &Source, text: &str, reason: &str) -> Result<()> {
-        let text = clip(text, 500);
+    /// Records a refusal of `text` (scrubbed here like facts, then
+    /// clipped); returns the text as recorded.
+    pub fn reject(
+        &self,
+        tenant: &Tenant,
+        source: &Source,
+        text: &str,
+        reason: &str,
+    ) -> Result<String> {
+        let scrubber = self.curator.memory_scrubber(tenant)?;
+        let text = clip(&scrubber.scrub(text, &mut DocScrub::default()).text, 500);
         let r = MemoryRejection {
             id: 0,
             tenant_id: tenant.id.clone(),
@@ -487,7 +493,7 @@ impl Control {
             created_at: 0,
         };
         self.store.reject_memory_fact(&tenant.id, &r, &words(&text).join(" "))?;
-        Ok(())
+        Ok(text)
     }
 
     fn check(

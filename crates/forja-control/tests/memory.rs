@@ -94,8 +94,12 @@ fn extracted_facts_are_checked_grounded_and_refusals_recorded() {
         )
         .unwrap();
     assert_eq!(out.stored[0].fact().since, None);
-    // An output that is not the schema's JSON is refused whole.
-    assert!(forja_control::memory::parse("{\"facts\": [{\"subject\": \"A\"").is_err());
+    // An output that is not the schema's JSON is refused whole, and what
+    // is recorded of it is scrubbed too.
+    let cut = "{\"facts\": [{\"subject\": \"ana@example.org";
+    let why = forja_control::memory::parse(cut).unwrap_err();
+    let kept = bed.control.reject(&bed.a, &conv(), cut, &why).unwrap();
+    assert!(kept.contains("<EMAIL_ADDRESS>") && !kept.contains("ana@"), "{kept}");
 }
 
 #[test]

@@ -56,15 +56,18 @@ fn a_fact_said_in_one_conversation_is_used_in_a_later_one_and_forgotten_on_reque
     // extracted after it.
     let first = chat(&s, &k, "Pilar Gutiérrez es la secretaria.", Value::Null);
     assert_eq!(first["memory_facts"], json!([]), "recall ran and found nothing yet: {first}");
-    let mut fact = Value::Null;
-    wait_for(
-        Duration::from_secs(120),
-        || {
-            fact = facts(&s, &k, "").into_iter().next().unwrap_or(Value::Null);
-            !fact.is_null()
-        },
-        "the extracted fact",
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let fact = loop {
+        if let Some(f) = facts(&s, &k, "").into_iter().next() {
+            break f;
+        }
+        if std::time::Instant::now() > deadline {
+            // What the model answered instead, for the failure's reader.
+            let (_, why) = get(&s, "/v1/memory/rejections", &k);
+            panic!("no fact was extracted in 120 s; refusals: {why}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(
         (fact["subject"].as_str(), fact["verb"].as_str()),
         (Some("Pilar Gutiérrez"), Some("es")),
