@@ -469,7 +469,8 @@ impl Control {
     /// Validates jobs waiting in `validating_files`: builds the training
     /// file of triggered jobs from their examples, resolves "auto"
     /// hyperparameters, audits the final data for personal data, and
-    /// queues them (or fails them with `invalid_file`).
+    /// queues them (or fails them with `invalid_file`, or `pii_found` when
+    /// the final audit found personal data).
     pub async fn validate_jobs(&self) -> Result<usize> {
         let store = self.store.clone();
         let jobs = blocking(move || Ok(store.jobs_in(JobStatus::ValidatingFiles)?)).await?;
@@ -477,6 +478,11 @@ impl Control {
         for job in jobs {
             if let Err(e) = self.validate(&job).await {
                 let code = match &e {
+                    ControlError::InvalidFile { reason, .. }
+                        if reason.starts_with(crate::dataset::PII_AUDIT) =>
+                    {
+                        "pii_found"
+                    }
                     ControlError::InvalidFile { .. } => "invalid_file",
                     ControlError::InvalidRequest { .. } => "invalid_request",
                     _ => {

@@ -98,6 +98,10 @@ pub fn scrub_training_file(bytes: &[u8], s: &Scrubber) -> (Vec<u8>, ScrubCounts)
     (out, counts)
 }
 
+/// How a failure of the final audit begins (a job failed by it gets the
+/// error code `pii_found`).
+pub const PII_AUDIT: &str = "the final PII audit found";
+
 /// The final audit before a dataset reaches training (seed 002: "regex
 /// scan for DNI/email on the final JSONL"): every string of every line;
 /// the first finding fails with its line and kind.
@@ -109,7 +113,7 @@ pub fn audit_file(name: &str, bytes: &[u8], a: &Auditor) -> Result<()> {
                 file: name.into(),
                 line: i + 1,
                 reason: format!(
-                    "the final PII audit found a {} left in the data; the job will not train on it",
+                    "{PII_AUDIT} a {} left in the data; the job will not train on it",
                     f.kind.as_str()
                 ),
             });

@@ -146,7 +146,7 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(degraded.clone()));
-        Metrics {
+        let m = Metrics {
             requests: counter_vec(
                 "forja_requests_total",
                 "Inference requests answered, by route and HTTP status.",
@@ -246,7 +246,28 @@ impl Metrics {
             tenant_labels,
             degraded_now: Default::default(),
             registry,
+        };
+        // The series dashboards and alert rules name exist from the start
+        // (a labelled family without a series is not exported at all).
+        for k in ["json_object", "json_schema", "regex", "lark"] {
+            m.constrained.with_label_values(&[k]);
         }
+        for r in ["ok", "failed"] {
+            m.swaps.with_label_values(&[r]);
+        }
+        for r in ["tenant_in_flight", "queue_full"] {
+            m.rejected.with_label_values(&[r]);
+        }
+        for o in ["new", "merged", "superseded", "rejected"] {
+            m.memory_facts.with_label_values(&[o]);
+        }
+        for o in ["done", "failed", "dropped"] {
+            m.memory_extractions.with_label_values(&[o]);
+        }
+        if !tenant_labels {
+            m.degraded.with_label_values::<&str>(&[]).set(0);
+        }
+        m
     }
 
     fn values<'a>(&self, mut labels: Vec<&'a str>, tenant: &'a str) -> Vec<&'a str> {

@@ -1,6 +1,7 @@
 //! OpenAI-compatible inference: `/v1/chat/completions`, `/v1/completions`
 //! (plain JSON or server-sent events, with `logprobs`, `top_logprobs` and
-//! `echo`), `/v1/models`, `/v1/embeddings`, and `/metrics`. The model
+//! `echo`), `/v1/models`, `/v1/embeddings`, and `/metrics` (serving's
+//! series and the node's own, `node_metrics`). The model
 //! named in a request is resolved per tenant by forja-serve; prompts are
 //! tokenised and grammars compiled off the async runtime, and generation
 //! runs in its batcher under admission control (429 with `Retry-After`
@@ -78,8 +79,16 @@ pub async fn metrics(State(s): State<AppState>, req: Request) -> Response {
     if let Some(sv) = s.serving.get() {
         sv.refresh_gauges();
     }
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
-        .into_response()
+    let node = s.node_metrics.clone();
+    match s.run(|c| Ok((c.store.node_stats()?, c.store.now()))).await {
+        Ok((stats, now)) => node.update(&stats, now),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the node's statistics for /metrics");
+            node.failed();
+        }
+    }
+    let body = format!("{}{}", s.metrics.render(), node.render());
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 pub(crate) fn serving(s: &AppState) -> Result<Arc<Serving>, ApiError> {

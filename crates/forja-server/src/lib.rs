@@ -44,6 +44,7 @@ mod memory;
 mod memory_api;
 mod middleware;
 pub mod node;
+mod node_metrics;
 mod rag;
 mod registry_api;
 pub mod web;
@@ -140,6 +141,8 @@ pub struct AppState {
     pub knowledge: Arc<forja_control::knowledge::Knowledge>,
     /// Chat turns waiting for entity-memory extraction.
     pub memory: memory::Extractor,
+    /// The node's own metrics (derived from the store at scrape time).
+    pub node_metrics: Arc<node_metrics::NodeMetrics>,
 }
 
 impl AppState {

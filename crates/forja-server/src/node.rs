@@ -462,6 +462,10 @@ impl Node {
             hub: hub.clone(),
             knowledge: knowledge.clone(),
             memory: extractor,
+            node_metrics: Arc::new(crate::node_metrics::NodeMetrics::new(
+                cfg.metrics.tenant_labels,
+                dir.clone(),
+            )),
         };
         rt.spawn(crate::memory::run(state.clone(), extractions));
         let stop = Arc::new(AtomicBool::new(false));

@@ -61,7 +61,7 @@ pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
     VersionStatus, CANDIDATE, CHAMPION,
 };
-pub use sqlite::{new_id, SqliteStore, NODE_KEY};
+pub use sqlite::{check_database, new_id, DbHealth, SqliteStore, NODE_KEY};
 pub use store::{Examples, Files, Finish, Jobs, LeaseRef, Leased, Schedules, Store, Tenants};
 pub use types::*;
 

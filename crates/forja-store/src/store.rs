@@ -28,6 +28,10 @@ pub trait Store:
 {
     /// The store's clock (unix seconds).
     fn now(&self) -> Timestamp;
+    /// Counts across every tenant, for the node's metrics (a few
+    /// aggregate queries; bounded by the number of tenants and running
+    /// jobs, not by rows).
+    fn node_stats(&self) -> Result<NodeStats>;
 }
 
 /// Tenants and their API keys.

@@ -954,3 +954,55 @@ pub struct QuotaUsage {
     /// When the oldest counted job leaves the window (if at the limit).
     pub frees_at: Option<Timestamp>,
 }
+
+/// Counts across every tenant, for the node's metrics. Rows of `(tenant
+/// name, label, count)` are per tenant; a consumer without tenant labels
+/// sums them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStats {
+    /// Jobs by status.
+    pub jobs: Vec<(String, String, u64)>,
+    /// When the oldest job still waiting for a worker was created.
+    pub oldest_queued_at: Option<Timestamp>,
+    /// Examples by status (`curated` = pending, `held`, `claimed`, `rejected`).
+    pub examples: Vec<(String, String, u64)>,
+    /// Model versions by status.
+    pub versions: Vec<(String, String, u64)>,
+    /// Registry log entries by kind (`registered`, `promoted`,
+    /// `rolled_back`, `rejected`, …); the log only grows.
+    pub registry_events: Vec<(String, String, u64)>,
+    /// Per tenant: candidates rejected since its last promotion.
+    pub rejected_streak: Vec<(String, u64)>,
+    /// Webhook deliveries by status (`pending`, `delivered`, `failed`).
+    pub webhooks: Vec<(String, u64)>,
+    /// Jobs failed because the final audit found personal data in their
+    /// data (error code `pii_found`).
+    pub pii_audit_failures: u64,
+    /// Knowledge-base passages.
+    pub knowledge_passages: u64,
+    /// Current entity-memory facts.
+    pub memory_facts: u64,
+    /// Running jobs' latest training metrics.
+    pub training: Vec<TrainingNow>,
+    /// Store operations since the store was opened.
+    pub operations: u64,
+    /// Their total time, seconds (lock wait included).
+    pub operation_seconds: f64,
+    /// Operations that failed because the database was busy.
+    pub busy_errors: u64,
+}
+
+/// A running job's latest training metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainingNow {
+    /// The job.
+    pub job_id: String,
+    /// Its tenant's name.
+    pub tenant: String,
+    /// Optimizer steps done.
+    pub step: f64,
+    /// Training loss at that step.
+    pub loss: f64,
+    /// Training throughput.
+    pub tokens_per_second: f64,
+}

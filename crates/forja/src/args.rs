@@ -83,6 +83,9 @@ pub enum Command {
     /// A tenant's entity memory: the facts chat remembers across conversations.
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// Is this machine and data directory fit to run a node? CPU, memory, disk, GPU,
+    /// models and their hashes, database integrity, permissions (exit 1 if not).
+    Doctor(DoctorArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -1211,6 +1214,16 @@ pub struct KnowledgeArgs {
     /// (`auto`: all-MiniLM-L6-v2 when installed; `none`: BM25 only).
     #[arg(long, default_value = "auto")]
     pub embedding_model: String,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+/// `forja doctor`.
+#[derive(Debug, Args, Clone)]
+pub struct DoctorArgs {
+    /// JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub data: DataDirArgs,
 }

@@ -12,6 +12,7 @@ mod curate;
 mod debug;
 mod demo;
 mod docs;
+mod doctor;
 mod eval;
 mod federation;
 mod federation_node;
@@ -91,6 +92,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Ledger(c) => governance::ledger(c),
         args::Command::Knowledge(c) => knowledge::run(c),
         args::Command::Memory(c) => memory::run(c),
+        args::Command::Doctor(a) => doctor::run(a),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
         args::Command::Bench(args::BenchCommand::Train(a)) => bench::train(a),

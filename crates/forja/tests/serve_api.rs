@@ -221,6 +221,14 @@ fn openai_endpoints_grammars_errors_feedback_and_metrics() {
         "forja_constrained_requests_total{kind=\"json_schema\"} 1",
         "forja_constrained_requests_total{kind=\"regex\"} 1",
         "forja_prompt_tokens_total ",
+        // The node's own series, from the store.
+        "forja_examples{state=\"curated\"} 1",
+        "forja_jobs{state=\"queued\"} 0",
+        "forja_job_queue_oldest_seconds 0",
+        "forja_gate_rejected_streak 0",
+        "forja_store_operations_total ",
+        "forja_data_dir_available_bytes ",
+        "forja_build_info{version=",
     ] {
         assert!(m.contains(want), "missing {want} in\n{m}");
     }

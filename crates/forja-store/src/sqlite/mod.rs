@@ -21,6 +21,7 @@ use crate::Store;
 use forja_core::identity::NodeKey;
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ mod memory;
 mod registry;
 mod rows;
 mod schedules;
+mod stats;
 mod tenants;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -66,6 +68,26 @@ pub struct SqliteStore {
     clock: Clock,
     /// Signs the ledger: `node.key` beside the database.
     key: Arc<NodeKey>,
+    /// Operations run, their time, and busy errors.
+    ops: OpCounters,
+}
+
+/// Counters of the store's operations since it was opened.
+#[derive(Debug, Default)]
+struct OpCounters {
+    count: AtomicU64,
+    micros: AtomicU64,
+    busy: AtomicU64,
+}
+
+impl OpCounters {
+    fn record<T>(&self, started: std::time::Instant, out: &Result<T>) {
+        self.count.fetch_add(1, Relaxed);
+        self.micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        if matches!(out, Err(StoreError::Busy { .. })) {
+            self.busy.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -125,6 +147,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             clock: Arc::new(system_now),
+            ops: OpCounters::default(),
             key: Arc::new(key),
         };
         store.migrate().map_err(|e| fail(e.to_string()))?;
@@ -222,22 +245,70 @@ impl SqliteStore {
         op: &'static str,
         f: impl FnOnce(&Transaction<'_>, Timestamp) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql(op))?;
-        let out = f(&tx, (self.clock)())?;
-        tx.commit().map_err(sql(op))?;
-        Ok(out)
+        let started = std::time::Instant::now();
+        let out = (|| {
+            let mut conn = self.lock();
+            let tx =
+                conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql(op))?;
+            let out = f(&tx, (self.clock)())?;
+            tx.commit().map_err(sql(op))?;
+            Ok(out)
+        })();
+        self.ops.record(started, &out);
+        out
     }
 
     /// Runs a read.
     fn read<T>(&self, f: impl FnOnce(&Connection, Timestamp) -> Result<T>) -> Result<T> {
-        let conn = self.lock();
-        f(&conn, (self.clock)())
+        let started = std::time::Instant::now();
+        let out = f(&self.lock(), (self.clock)());
+        self.ops.record(started, &out);
+        out
     }
+}
+
+/// What `forja doctor` learns of a database without changing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbHealth {
+    /// `ok`, or SQLite's first integrity problems.
+    pub integrity: String,
+    /// The schema version it is at.
+    pub schema: i64,
+    /// The newest schema this forja knows.
+    pub newest: i64,
+}
+
+/// Opens the database at `path` read-only and checks it (`PRAGMA
+/// integrity_check`, at most 10 problems reported) and its schema version.
+pub fn check_database(path: &Path) -> Result<DbHealth> {
+    use rusqlite::OpenFlags;
+    let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql("open database"))?;
+    let problems: Vec<String> = {
+        let mut st = c.prepare("PRAGMA integrity_check(10)").map_err(sql("integrity check"))?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(sql("integrity check"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql("integrity check"))?
+    };
+    let schema = c
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap_or(0);
+    Ok(DbHealth {
+        integrity: problems.join("; "),
+        schema,
+        newest: MIGRATIONS.last().map_or(0, |m| m.0),
+    })
 }
 
 impl Store for SqliteStore {
     fn now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    fn node_stats(&self) -> Result<NodeStats> {
+        let mut s = self.read(|c, _| stats::node_stats(c))?;
+        s.operations = self.ops.count.load(Relaxed);
+        s.operation_seconds = self.ops.micros.load(Relaxed) as f64 / 1e6;
+        s.busy_errors = self.ops.busy.load(Relaxed);
+        Ok(s)
     }
 }

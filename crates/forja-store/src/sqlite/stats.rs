@@ -1,0 +1,86 @@
+//! [`NodeStats`] on SQLite: aggregate queries over every tenant, for the
+//! node's metrics.
+
+use super::rows::rows;
+use crate::error::{sql, Result};
+use crate::types::{NodeStats, TrainingNow};
+use rusqlite::Connection;
+
+/// `(tenant name, label, count)` rows of `table` grouped by `column`.
+fn by_tenant(c: &Connection, table: &str, column: &str) -> Result<Vec<(String, String, u64)>> {
+    rows(
+        c,
+        "node stats",
+        &format!(
+            "SELECT t.name, x.{column}, COUNT(*) FROM {table} x JOIN tenants t ON t.id = x.tenant_id \
+             GROUP BY t.name, x.{column}"
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)),
+    )
+}
+
+fn count(c: &Connection, q: &str) -> Result<u64> {
+    c.query_row(q, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql("node stats"))
+}
+
+pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
+    let oldest_queued_at = c
+        .query_row(
+            "SELECT MIN(created_at) FROM jobs WHERE status IN ('validating_files', 'queued')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("node stats"))?;
+    let rejected_streak = rows(
+        c,
+        "node stats",
+        "SELECT t.name, (SELECT COUNT(*) FROM registry_log l WHERE l.tenant_id = t.id \
+           AND l.kind = 'rejected' AND l.id > COALESCE((SELECT MAX(p.id) FROM registry_log p \
+             WHERE p.tenant_id = t.id AND p.kind = 'promoted'), 0)) FROM tenants t",
+        [],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+    )?;
+    let webhooks =
+        rows(c, "node stats", "SELECT status, COUNT(*) FROM webhooks GROUP BY status", [], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+    let training = rows(
+        c,
+        "node stats",
+        "SELECT j.id, t.name, e.data FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
+         JOIN job_events e ON e.id = (SELECT MAX(id) FROM job_events \
+           WHERE job_id = j.id AND kind = 'metrics') \
+         WHERE j.status = 'running'",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)),
+    )?
+    .into_iter()
+    .map(|(job_id, tenant, data)| {
+        let v: serde_json::Value =
+            data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default();
+        let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        TrainingNow {
+            job_id,
+            tenant,
+            step: f("step"),
+            loss: f("train_loss"),
+            tokens_per_second: f("tokens_per_second"),
+        }
+    })
+    .collect();
+    Ok(NodeStats {
+        jobs: by_tenant(c, "jobs", "status")?,
+        oldest_queued_at,
+        examples: by_tenant(c, "examples", "status")?,
+        versions: by_tenant(c, "model_versions", "status")?,
+        registry_events: by_tenant(c, "registry_log", "kind")?,
+        rejected_streak,
+        webhooks,
+        pii_audit_failures: count(c, "SELECT COUNT(*) FROM jobs WHERE error_code = 'pii_found'")?,
+        knowledge_passages: count(c, "SELECT COUNT(*) FROM knowledge_chunks")?,
+        memory_facts: count(c, "SELECT COUNT(*) FROM memory_facts WHERE superseded_at IS NULL")?,
+        training,
+        ..Default::default()
+    })
+}
