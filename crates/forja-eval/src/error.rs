@@ -33,6 +33,9 @@ pub enum EvalError {
     /// A metric needs something that was not given.
     #[error("{0}")]
     Unavailable(String),
+    /// A chart could not be drawn.
+    #[error("chart: {0}")]
+    Chart(String),
     /// The engine failed (generation, adapter, embedder).
     #[error(transparent)]
     Engine(#[from] forja_engine::EngineError),

@@ -18,6 +18,7 @@ mod error;
 pub mod gate;
 pub mod golden;
 pub mod metrics;
+pub mod plot;
 pub mod probe;
 pub mod report;
 pub mod run;

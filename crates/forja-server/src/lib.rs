@@ -28,6 +28,7 @@
 mod admin_api;
 mod api;
 mod auth;
+mod charts;
 pub mod client;
 mod conversations_api;
 mod documents_api;
@@ -233,6 +234,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(conversations_api::reset_modes),
         )
         .route("/v1/fine_tuning/jobs/{id}/checkpoints", get(api::job_checkpoints))
+        .route("/v1/fine_tuning/jobs/{id}/loss.png", get(charts::job_loss))
+        .route("/v1/registry/models/{id}/loss.png", get(charts::version_loss))
+        .route("/v1/registry/metrics.png", get(charts::version_metrics))
         .route("/v1/feedback", post(api::feedback))
         .route("/v1/documents", get(documents_api::list).post(documents_api::create))
         .route("/v1/documents/{id}", get(documents_api::get).delete(documents_api::delete))

@@ -132,6 +132,7 @@ pub async fn eval_report(
     out["object"] = json!("model.eval_report");
     out["version"] = json!(v.id);
     out["gate"] = v.lineage.gate.clone().unwrap_or(Value::Null);
+    out["charts"] = w::charts(&v);
     Ok(Json(out))
 }
 

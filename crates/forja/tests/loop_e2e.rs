@@ -155,6 +155,16 @@ fn feedback_triggers_training_gate_promotion_hot_swap_and_rollback_over_http() {
         |v: &Value, side: &str| v["eval"]["summary"][side]["metrics"]["wer"].as_f64().unwrap();
     assert!(wer(v1, "candidate") < wer(v1, "baseline"), "{v1}");
     let id1 = v1["id"].as_str().unwrap().to_string();
+    // Charts of learning, linked from the version: its job's loss, and the
+    // metrics across versions.
+    let png = |path: &str, k: &str| get_bytes(&s, path, k);
+    let loss = v1["charts"]["loss"].as_str().unwrap();
+    let (st, bytes) = png(loss, &key);
+    assert_eq!((st, &bytes[..4]), (200, &b"\x89PNG"[..]), "{v1}");
+    let (st, bytes) = png(v1["charts"]["metrics"].as_str().unwrap(), &key);
+    assert_eq!((st, &bytes[..4]), (200, &b"\x89PNG"[..]), "{v1}");
+    assert_eq!(png("/v1/registry/metrics.png?metric=", &key).0, 400);
+    assert_eq!(png("/v1/registry/metrics.png?colour=red", &key).0, 400);
     // The promotion event swaps serving: the next answer comes from v1.
     wait_for(Duration::from_secs(60), || chat_model(&s, &key, "tiny@champion") == id1, "v1 served");
     assert_ne!(base, id1);

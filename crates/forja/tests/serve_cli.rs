@@ -111,6 +111,11 @@ fn files_jobs_and_isolation_over_http() {
     assert!(msgs[0].contains("successfully completed"), "{msgs:?}");
     let (_, ck) = get(&s, &format!("/v1/fine_tuning/jobs/{id}/checkpoints"), &ka);
     assert!(!ck["data"].as_array().unwrap().is_empty(), "{ck}");
+    // The loss chart, drawn from the job's events.
+    let (st, png) = get_bytes(&s, &format!("/v1/fine_tuning/jobs/{id}/loss.png"), &ka);
+    assert_eq!((st, &png[..8]), (200, &b"\x89PNG\r\n\x1a\n"[..]));
+    assert_eq!(get_bytes(&s, &format!("/v1/fine_tuning/jobs/{id}/loss.png"), &kb).0, 404);
+
     // The adapter is in the artifact store under its hash.
     let sha = j["adapter_sha256"].as_str().unwrap();
     assert!(data.join("artifacts/sha256").join(&sha[..2]).join(sha).is_file());

@@ -34,6 +34,16 @@ pub fn version(v: &ModelVersion, aliases: &[String]) -> Value {
         "promoted_at": v.promoted_at,
         "promoted_by": v.promoted_by,
         "aliases": aliases,
+        "charts": charts(v),
+    })
+}
+
+/// Where a version's charts are drawn (`loss` only for a version trained
+/// here).
+pub fn charts(v: &ModelVersion) -> Value {
+    json!({
+        "loss": v.lineage.job_id.as_ref().map(|_| format!("/v1/registry/models/{}/loss.png", v.id)),
+        "metrics": "/v1/registry/metrics.png?metric=wer",
     })
 }
 

@@ -5,7 +5,7 @@
 //! and a PNG chart of the metrics over the iterations (plotters).
 
 use anyhow::{Context, Result};
-use plotters::prelude::*;
+use forja_eval::plot::{self, Chart, Series};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -94,26 +94,6 @@ pub fn markdown(reports: &[Value], rows: &[Value], chart: Option<&str>) -> Strin
     s
 }
 
-/// A sans-serif TrueType font of the system, registered with plotters
-/// (`None`: none found; the chart is drawn without text).
-fn font() -> Option<&'static str> {
-    const CANDIDATES: [&str; 4] = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-        "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
-        "/System/Library/Fonts/Supplemental/Arial.ttf",
-    ];
-    static FOUND: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
-    *FOUND.get_or_init(|| {
-        let bytes = CANDIDATES.iter().find_map(|p| std::fs::read(p).ok())?;
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).ok()?;
-        Some("sans-serif")
-    })
-}
-
-type Points = [(f64, f64)];
-
 /// Draws the metrics over iterations: golden WER and fact fidelity of the
 /// serving model (iteration 0 is the base model) and the candidates'
 /// general-probe accuracy. Returns whether labels could be drawn.
@@ -126,60 +106,35 @@ pub fn chart(path: &Path, reports: &[Value], rows: &[Value]) -> Result<bool> {
             .chain(rows.iter().enumerate().filter_map(|(i, r)| get(r).map(|v| ((i + 1) as f64, v))))
             .collect()
     };
-    let wer = series(&|r| r["serving"]["wer"].as_f64(), base["wer"].as_f64());
-    let facts = series(&|r| r["serving"]["fact_fidelity"].as_f64(), base["fact_fidelity"].as_f64());
-    let probe = series(
-        &|r| r["probe"]["candidate"].as_f64(),
-        reports.first().and_then(|r| r["probe"]["base"]["accuracy"].as_f64()),
-    );
-    let top = wer.iter().chain(&facts).chain(&probe).map(|p| p.1).fold(1.0f64, f64::max) * 1.05;
-    let font = font();
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut b = ChartBuilder::on(&root);
-        b.margin(20).x_label_area_size(40).y_label_area_size(50);
-        if let Some(f) = font {
-            b.caption("forja demo: the loop over iterations", (f, 22));
-        }
-        let mut c = b.build_cartesian_2d(0f64..rows.len().max(1) as f64, 0f64..top)?;
-        let mut mesh = c.configure_mesh();
-        mesh.x_labels(rows.len() + 1).y_labels(10);
-        if let Some(f) = font {
-            mesh.x_desc("iteration (0: base model)")
-                .y_desc("value")
-                .label_style((f, 14))
-                .x_label_formatter(&|x| format!("{x:.0}"));
-        } else {
-            mesh.disable_x_axis().disable_y_axis();
-        }
-        mesh.draw()?;
-        let lines: [(&str, &Points, RGBColor); 3] = [
-            ("golden WER (serving model)", &wer[..], RGBColor(200, 40, 40)),
-            ("fact fidelity (serving model)", &facts[..], RGBColor(30, 100, 200)),
-            ("general probe accuracy (candidate)", &probe[..], RGBColor(40, 150, 60)),
-        ];
-        for (name, pts, color) in lines {
-            c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
-            let s = c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(3)))?;
-            if font.is_some() {
-                s.label(name).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                });
-            }
-        }
-        if let Some(f) = font {
-            c.configure_series_labels()
-                .label_font((f, 14))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()?;
-        }
-        root.present()?;
-        Ok(())
+    let line = |name: &str, points| Series { name: name.into(), points };
+    let c = Chart {
+        title: "forja demo: the loop over iterations".into(),
+        x_desc: "iteration (0: base model)".into(),
+        y_desc: "value".into(),
+        series: vec![
+            line(
+                "golden WER (serving model)",
+                series(&|r| r["serving"]["wer"].as_f64(), base["wer"].as_f64()),
+            ),
+            line(
+                "fact fidelity (serving model)",
+                series(&|r| r["serving"]["fact_fidelity"].as_f64(), base["fact_fidelity"].as_f64()),
+            ),
+            line(
+                "general probe accuracy (candidate)",
+                series(
+                    &|r| r["probe"]["candidate"].as_f64(),
+                    reports.first().and_then(|r| r["probe"]["base"]["accuracy"].as_f64()),
+                ),
+            ),
+        ],
+        integer_x: true,
+        size: (900, 540),
     };
-    draw().map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
-    Ok(font.is_some())
+    let png =
+        plot::render(&c).map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
+    std::fs::write(path, &png.bytes).with_context(|| path.display().to_string())?;
+    Ok(png.labelled)
 }
 
 /// Writes `iterations.json`, `iterations.md` and `iterations.png` into
