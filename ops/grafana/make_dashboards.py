@@ -78,7 +78,7 @@ learning = dashboard("forja-learning", "forja: learning per tenant",
     ("Model versions by status", [(f'sum by (tenant, status) (forja_model_versions{{{I},{T}}})', "{{tenant}} {{status}}")]),
     ("Registry events per day", [(f'sum by (tenant, kind) (increase(forja_registry_events_total{{{I},{T}}}[1d]))', "{{tenant}} {{kind}}")]),
     ("Gate: rejections since last promotion", [(f'forja_gate_rejected_streak{{{I},{T}}}', "{{tenant}}")]),
-    ("Final PII audit failures", [(f'increase(forja_pii_audit_failures_total{{{I}}}[1d])', "{{instance}}")]),
+    ("Final PII audit failures and automatic rollbacks", [(f'increase(forja_pii_audit_failures_total{{{I}}}[1d])', "PII audit {{instance}}"), (f'increase(forja_auto_rollbacks_total{{{I}}}[1d])', "auto-rollback {{instance}}")]),
     ("Memory facts extracted", [(f'sum by (outcome) (rate(forja_memory_facts_total{{{I}}}[1h]) * 3600)', "{{outcome}}")]),
 ], tenant_var=True)
 

@@ -131,6 +131,8 @@ pub struct Control {
     /// Where registry moves and job state changes are published.
     pub bus: Arc<dyn EventBus>,
     pub(crate) seen: Mutex<crate::registry::Seen>,
+    /// When champions were last checked for a live regression.
+    pub(crate) live_checked: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Control {
@@ -179,7 +181,15 @@ impl Control {
         cfg: ControlConfig,
         bus: Arc<dyn EventBus>,
     ) -> Control {
-        Control { store, artifacts, curator, cfg, bus, seen: Mutex::default() }
+        Control {
+            store,
+            artifacts,
+            curator,
+            cfg,
+            bus,
+            seen: Mutex::default(),
+            live_checked: Default::default(),
+        }
     }
 
     /// Publishes a job's new state.
@@ -686,6 +696,9 @@ impl Control {
         }
         if let Err(e) = self.poll_registry() {
             tracing::warn!("registry polling: {e}");
+        }
+        if let Err(e) = self.check_live_regressions().await {
+            tracing::warn!("live regression check: {e}");
         }
     }
 

@@ -42,6 +42,7 @@ pub mod hyper;
 pub mod keys;
 pub mod knowledge;
 pub mod link;
+pub mod live;
 pub mod memory;
 pub mod modes;
 pub mod registry;

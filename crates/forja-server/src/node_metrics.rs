@@ -30,6 +30,7 @@ pub struct NodeMetrics {
     rejected_streak: IntGaugeVec,
     webhooks: IntGaugeVec,
     pii_audit: IntCounter,
+    auto_rollbacks: IntCounter,
     knowledge_passages: IntGauge,
     memory_facts: IntGauge,
     training_loss: GaugeVec,
@@ -148,6 +149,10 @@ impl NodeMetrics {
                 "forja_webhook_deliveries",
                 "Webhook deliveries by state (pending, delivered, failed).",
                 &["state"],
+            ),
+            auto_rollbacks: counter(
+                "forja_auto_rollbacks_total",
+                "Champions rolled back automatically because their answers regressed.",
             ),
             pii_audit: counter(
                 "forja_pii_audit_failures_total",
@@ -292,6 +297,7 @@ impl NodeMetrics {
             self.webhooks.with_label_values(&[state]).set(n as i64);
         }
         self.pii_audit.inc_by(s.pii_audit_failures.saturating_sub(self.pii_audit.get()));
+        self.auto_rollbacks.inc_by(s.auto_rollbacks.saturating_sub(self.auto_rollbacks.get()));
         self.knowledge_passages.set(s.knowledge_passages as i64);
         self.memory_facts.set(s.memory_facts as i64);
         for g in [&self.training_loss, &self.training_tps, &self.training_step] {
@@ -350,6 +356,7 @@ mod tests {
             rejected_streak: vec![("acme".into(), 2), ("beta".into(), 0)],
             webhooks: vec![("failed".into(), 1)],
             pii_audit_failures: 1,
+            auto_rollbacks: 1,
             knowledge_passages: 40,
             memory_facts: 5,
             training: vec![TrainingNow {
@@ -381,6 +388,7 @@ mod tests {
             "forja_gate_rejected_streak 2",
             "forja_webhook_deliveries{state=\"failed\"} 1",
             "forja_pii_audit_failures_total 1",
+            "forja_auto_rollbacks_total 1",
             "forja_training_loss{job=\"ftjob-1\"} 1.25",
             "forja_training_tokens_per_second{job=\"ftjob-1\"} 800",
             "forja_store_busy_errors_total 1",

@@ -31,4 +31,23 @@ pub trait CompletionLog {
     fn completion(&self, tenant_id: &str, id: &str) -> Result<CompletionRecord>;
     /// Deletes completions served before `before`; returns how many.
     fn purge_completions(&self, before: Timestamp) -> Result<usize>;
+    /// What `model`'s answers to the tenant in `[from, to)` drew: how many
+    /// were served, and how many of them got a thumbs-down (rating ≤ 2) or
+    /// a correction by their completion id.
+    fn live_signals(
+        &self,
+        tenant_id: &str,
+        model: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<LiveSignals>;
+}
+
+/// A model's answers and the bad ones among them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveSignals {
+    /// Answers served.
+    pub served: u64,
+    /// Answers rated 1–2 or corrected.
+    pub bad: u64,
 }

@@ -40,7 +40,7 @@ mod store;
 mod types;
 
 pub use artifacts::{sha256_file, sha256_hex, valid_sha, ArtifactConfig, Artifacts};
-pub use completions::{CompletionLog, CompletionRecord};
+pub use completions::{CompletionLog, CompletionRecord, LiveSignals};
 pub use conversations::{
     Conversation, ConversationMessage, ConversationUpdate, Conversations, NewMessage,
 };

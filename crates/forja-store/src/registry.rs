@@ -257,6 +257,9 @@ pub trait Registry: Send + Sync {
     fn unregistered_jobs(&self, limit: usize) -> Result<Vec<Job>>;
     /// A version of `tenant_id` (`NotFound` for another tenant's).
     fn model_version(&self, tenant_id: &str, id: &str) -> Result<ModelVersion>;
+    /// The version a rollback would go back to now (`None`: no champion,
+    /// or nothing before it).
+    fn previous_champion(&self, tenant_id: &str) -> Result<Option<String>>;
     /// A tenant's versions, newest first.
     fn model_versions(&self, tenant_id: &str) -> Result<Vec<ModelVersion>>;
     /// The version a job produced, if registered.

@@ -70,6 +70,32 @@ pub struct TenantSettings {
     pub rag: Option<RagDefaults>,
     /// Entity memory (`None`: off, unless a request asks to recall).
     pub memory: Option<MemoryDefaults>,
+    /// Roll a newly promoted champion back when its answers draw
+    /// significantly more thumbs-down and corrections than its
+    /// predecessor's (`None`: never automatically).
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// When a champion is rolled back automatically: a one-sided two-proportion
+/// z-test of the share of its answers rated 1–2 or corrected, against the
+/// previous champion's over the same length of time before the promotion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutoRollback {
+    /// How long after a promotion the champion is watched, and how far
+    /// back its predecessor's answers are counted, seconds.
+    pub window_s: i64,
+    /// Answers each side needs before the test is made.
+    pub min_served: u64,
+    /// The z the new champion's bad share must exceed the old one's by
+    /// (2.33: one-sided α = 0.01).
+    pub z: f64,
+}
+
+impl Default for AutoRollback {
+    fn default() -> Self {
+        AutoRollback { window_s: 86_400, min_served: 30, z: 2.33 }
+    }
 }
 
 /// A tenant's entity memory.
@@ -284,6 +310,7 @@ impl TenantSettings {
             learning: LearningPolicy::default(),
             rag: None,
             memory: None,
+            auto_rollback: None,
         }
     }
 
@@ -973,6 +1000,8 @@ pub struct NodeStats {
     pub registry_events: Vec<(String, String, u64)>,
     /// Per tenant: candidates rejected since its last promotion.
     pub rejected_streak: Vec<(String, u64)>,
+    /// Champions rolled back automatically (live regression).
+    pub auto_rollbacks: u64,
     /// Webhook deliveries by status (`pending`, `delivered`, `failed`).
     pub webhooks: Vec<(String, u64)>,
     /// Jobs failed because the final audit found personal data in their

@@ -137,6 +137,25 @@ fn apply(mut s: TenantSettings, f: &TenantFlags) -> Result<TenantSettings> {
         }
         None => {}
     }
+    match f.auto_rollback.as_deref() {
+        Some("off") => s.auto_rollback = None,
+        Some(_) => {
+            s.auto_rollback.get_or_insert_with(Default::default);
+        }
+        None => {}
+    }
+    if let Some(n) = f.auto_rollback_min_served {
+        if n == 0 {
+            anyhow::bail!("--auto-rollback-min-served must be at least 1");
+        }
+        s.auto_rollback.get_or_insert_with(Default::default).min_served = n;
+    }
+    if let Some(w) = f.auto_rollback_window_s {
+        if w < 60 {
+            anyhow::bail!("--auto-rollback-window-s must be at least 60");
+        }
+        s.auto_rollback.get_or_insert_with(Default::default).window_s = w;
+    }
     if let Some(k) = f.memory_k {
         if !(1..=forja_control::memory::MAX_RECALL as u32).contains(&k) {
             anyhow::bail!("--memory-k must be 1 to {}", forja_control::memory::MAX_RECALL);

@@ -1738,6 +1738,16 @@ pub struct TenantFlags {
     /// Most remembered facts in one prompt (1 to 32).
     #[arg(long)]
     pub memory_k: Option<u32>,
+    /// Roll a new champion back automatically when its answers draw significantly more
+    /// thumbs-down and corrections than its predecessor's: `on` or `off`.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub auto_rollback: Option<String>,
+    /// Answers each side needs before the auto-rollback test is made (default 30).
+    #[arg(long)]
+    pub auto_rollback_min_served: Option<u64>,
+    /// How long a new champion is watched, seconds (default 86400).
+    #[arg(long)]
+    pub auto_rollback_window_s: Option<i64>,
     /// Where triggered jobs start: `champion` (warm start from its adapter)
     /// or `base` (a fresh adapter).
     #[arg(long, value_parser = ["champion", "base"])]

@@ -537,3 +537,90 @@ fn lm_eval_agrees_with_its_hf_backend() {
             .join("\n")
     );
 }
+
+/// A chat answered by `tiny@champion`: (completion id, the version that answered).
+fn ask_champion(s: &Server, key: &str, i: usize) -> (String, String) {
+    let (st, r, _) = post(
+        s,
+        "/v1/chat/completions",
+        key,
+        chat("tiny@champion", &format!("question {i}"), json!({"max_tokens": 2})),
+    );
+    assert_eq!(st, 200, "{r}");
+    (r["id"].as_str().unwrap().to_string(), r["model"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn thumbs_down_on_a_new_champion_rolls_it_back_automatically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let data = tmp.path().join("data");
+    tenant(&data, "acme", &["--allow-forced-promotion", "true"]);
+    set_tenant(&data, "acme", &["--auto-rollback", "on", "--auto-rollback-min-served", "6"]);
+    let k = key(&data, &["--tenant", "acme"]);
+    let s = serve(&data, &model, &["--embedding-model", "none", "--workers", "0"], &[]);
+    let (d1, d2) = (tmp.path().join("a1"), tmp.path().join("a2"));
+    make_adapter(&model, &d1, 1);
+    make_adapter(&model, &d2, 2);
+    let (v1, v2) = (register(&data, "acme", &d1), register(&data, "acme", &d2));
+
+    // v1 serves; its answers are fine (rated 5, or not rated).
+    promote(&s, &k, &v1);
+    wait_served(&s, &k, &v1);
+    for i in 0..8 {
+        let (id, by) = ask_champion(&s, &k, i);
+        assert_eq!(by, v1);
+        if i % 2 == 0 {
+            let (st, f, _) =
+                post(&s, "/v1/feedback", &k, json!({"completion_id": id, "rating": 5}));
+            assert_eq!(st, 200, "{f}");
+        }
+    }
+    // v2 takes over (the store's clock is in seconds: let v1's answers be
+    // strictly before the promotion) and every one of its answers is
+    // rated 1.
+    std::thread::sleep(Duration::from_millis(1100));
+    promote(&s, &k, &v2);
+    wait_served(&s, &k, &v2);
+    let mut bad = 0;
+    for i in 0..8 {
+        let (id, by) = ask_champion(&s, &k, 100 + i);
+        if by == v2 {
+            let (st, f, _) =
+                post(&s, "/v1/feedback", &k, json!({"completion_id": id, "rating": 1}));
+            assert_eq!(st, 200, "{f}");
+            bad += 1;
+        }
+    }
+    assert!(bad >= 6, "{bad} answers of v2 rated");
+    // The node rolls v2 back by itself (watched in the registry, not by
+    // asking: more answers would dilute v2's record), and says why.
+    wait_for(
+        Duration::from_secs(60),
+        || {
+            let (_, a) = get(&s, "/v1/registry/aliases", &k);
+            a["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == "champion" && x["version_id"] == v1.as_str())
+        },
+        "the automatic rollback to v1",
+    );
+    wait_served(&s, &k, &v1);
+    let (_, log) = get(&s, "/v1/registry/log", &k);
+    let entry = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "rolled_back")
+        .unwrap_or_else(|| panic!("no rollback in {log}"))
+        .clone();
+    assert_eq!(entry["actor"], "auto-rollback", "{entry}");
+    let why = entry["reason"].as_str().unwrap();
+    assert!(why.contains(&format!("answers of {v2}")) && why.contains("z = "), "{why}");
+    let (_, m) = get(&s, "/metrics", "");
+    assert!(m.as_str().unwrap().contains("forja_auto_rollbacks_total 1"), "{m}");
+    // Off again: the setting takes it away.
+    set_tenant(&data, "acme", &["--auto-rollback", "off"]);
+}

@@ -31,6 +31,7 @@ pub fn tenant(t: &Tenant) -> Value {
             "learning": learning(&s.learning),
             "rag": s.rag.as_ref().map(|r| json!({"k": r.k, "mode": r.mode, "sources": r.sources})),
             "memory": s.memory.as_ref().map(|m| json!({"extract": m.extract, "recall": m.recall, "k": m.k})),
+            "auto_rollback": s.auto_rollback.as_ref().map(|a| json!({"window_s": a.window_s, "min_served": a.min_served, "z": a.z})),
         },
     })
 }
@@ -164,6 +165,21 @@ pub struct SettingsPatch {
     /// `null` turns entity memory off.
     #[serde(default, deserialize_with = "some")]
     memory: Option<Option<MemoryWire>>,
+    /// `null` turns automatic rollback off.
+    #[serde(default, deserialize_with = "some")]
+    auto_rollback: Option<Option<AutoRollbackWire>>,
+}
+
+/// A tenant's automatic rollback on the wire.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRollbackWire {
+    #[serde(default)]
+    window_s: Option<i64>,
+    #[serde(default)]
+    min_served: Option<u64>,
+    #[serde(default)]
+    z: Option<f64>,
 }
 
 /// A tenant's entity memory on the wire.
@@ -269,6 +285,32 @@ impl SettingsPatch {
                         return bad("rag.sources", "up to 100 source ids");
                     }
                     Some(forja_store::RagDefaults { k, mode, sources })
+                }
+            };
+        }
+        if let Some(a) = self.auto_rollback {
+            s.auto_rollback = match a {
+                None => None,
+                Some(w) => {
+                    let d = s.auto_rollback.clone().unwrap_or_default();
+                    let r = forja_store::AutoRollback {
+                        window_s: w.window_s.unwrap_or(d.window_s),
+                        min_served: w.min_served.unwrap_or(d.min_served),
+                        z: w.z.unwrap_or(d.z),
+                    };
+                    if r.window_s < 60 {
+                        return bad("auto_rollback.window_s", "at least 60 seconds");
+                    }
+                    if r.min_served == 0 {
+                        return bad("auto_rollback.min_served", "at least 1");
+                    }
+                    if !(r.z.is_finite() && (1.0..=10.0).contains(&r.z)) {
+                        return bad(
+                            "auto_rollback.z",
+                            "between 1 and 10 (2.33: one-sided α = 0.01)",
+                        );
+                    }
+                    Some(r)
                 }
             };
         }

@@ -3,7 +3,7 @@
 use super::rows::{col_json, get_tenant, to_json};
 use super::tenants::{charge, refund};
 use super::SqliteStore;
-use crate::completions::{CompletionLog, CompletionRecord};
+use crate::completions::{CompletionLog, CompletionRecord, LiveSignals};
 use crate::error::{sql, Result, StoreError};
 use crate::Timestamp;
 use rusqlite::{params, OptionalExtension};
@@ -44,6 +44,40 @@ impl CompletionLog for SqliteStore {
             .optional()
             .map_err(sql("read completion"))?
             .ok_or_else(|| StoreError::NotFound { what: "completion", id: id.into() })
+        })
+    }
+
+    fn live_signals(
+        &self,
+        tenant_id: &str,
+        model: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<LiveSignals> {
+        self.read(|c, _| {
+            let served: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM completions WHERE tenant_id = ?1 AND model = ?2 \
+                     AND created_at >= ?3 AND created_at < ?4",
+                    params![tenant_id, model, from, to],
+                    |r| r.get(0),
+                )
+                .map_err(sql("live signals"))?;
+            // Feedback names its completion in the example's input; it is
+            // given after the answer, so only examples from `from` on count.
+            let bad: i64 = c
+                .query_row(
+                    "SELECT COUNT(DISTINCT k.id) FROM completions k JOIN examples e \
+                       ON e.tenant_id = k.tenant_id AND e.created_at >= ?3 \
+                       AND json_extract(e.input, '$.completion_id') = k.id \
+                     WHERE k.tenant_id = ?1 AND k.model = ?2 AND k.created_at >= ?3 AND k.created_at < ?4 \
+                       AND (json_extract(e.input, '$.rating') <= 2 \
+                            OR length(trim(COALESCE(json_extract(e.input, '$.correction'), ''))) > 0)",
+                    params![tenant_id, model, from, to],
+                    |r| r.get(0),
+                )
+                .map_err(sql("live signals"))?;
+            Ok(LiveSignals { served: served as u64, bad: bad as u64 })
         })
     }
 

@@ -262,6 +262,21 @@ fn archive(c: &Connection, id: &str, actor: &str, reason: &str) -> Result<()> {
     Ok(())
 }
 
+/// The version a rollback of `current` goes back to: the newest promotion
+/// of a version still promoted, other than `current` (the one it replaced,
+/// or after several rollbacks the one before).
+fn previous_of(c: &Connection, tenant_id: &str, current: &str) -> Result<Option<String>> {
+    c.query_row(
+        "SELECT l.version_id FROM registry_log l JOIN model_versions v ON v.id = l.version_id \
+         WHERE l.tenant_id = ?1 AND l.kind IN ('promoted', 'rolled_back') AND v.status = 'promoted' \
+         AND v.id <> ?2 ORDER BY l.id DESC LIMIT 1",
+        params![tenant_id, current],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql("previous champion"))
+}
+
 impl Registry for SqliteStore {
     fn add_golden_set(
         &self,
@@ -499,26 +514,20 @@ impl Registry for SqliteStore {
         self.tx("promote", |c, now| promote_in(c, &self.key, tenant_id, id, actor, reason, now))
     }
 
+    fn previous_champion(&self, tenant_id: &str) -> Result<Option<String>> {
+        self.read(|c, _| match alias_target(c, tenant_id, CHAMPION)? {
+            Some(current) => previous_of(c, tenant_id, &current),
+            None => Ok(None),
+        })
+    }
+
     fn rollback(&self, tenant_id: &str, actor: &str, reason: &str) -> Result<AliasMove> {
         self.tx("rollback", |c, now| {
             get_tenant(c, tenant_id)?;
             let current = alias_target(c, tenant_id, CHAMPION)?.ok_or_else(|| {
                 StoreError::Conflict("nothing to roll back: the tenant has no champion yet".into())
             })?;
-            // The newest promotion of a version still promoted, other than
-            // the current champion: the one it replaced (or, after several
-            // rollbacks, the one before).
-            let previous: Option<String> = c
-                .query_row(
-                    "SELECT l.version_id FROM registry_log l JOIN model_versions v ON v.id = l.version_id \
-                     WHERE l.tenant_id = ?1 AND l.kind IN ('promoted', 'rolled_back') AND v.status = 'promoted' \
-                     AND v.id <> ?2 ORDER BY l.id DESC LIMIT 1",
-                    params![tenant_id, current],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql("rollback"))?;
-            let Some(previous) = previous else {
+            let Some(previous) = previous_of(c, tenant_id, &current)? else {
                 return Err(StoreError::Conflict(format!(
                     "no previous promoted version to roll back to (the champion {current} is the first)"
                 )));

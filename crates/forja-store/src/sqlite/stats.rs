@@ -77,6 +77,10 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
         registry_events: by_tenant(c, "registry_log", "kind")?,
         rejected_streak,
         webhooks,
+        auto_rollbacks: count(
+            c,
+            "SELECT COUNT(*) FROM registry_log WHERE kind = 'rolled_back' AND actor = 'auto-rollback'",
+        )?,
         pii_audit_failures: count(c, "SELECT COUNT(*) FROM jobs WHERE error_code = 'pii_found'")?,
         knowledge_passages: count(c, "SELECT COUNT(*) FROM knowledge_chunks")?,
         memory_facts: count(c, "SELECT COUNT(*) FROM memory_facts WHERE superseded_at IS NULL")?,
