@@ -17,23 +17,26 @@ use serde::Deserialize;
 /// Most events read for one loss chart.
 const MAX_EVENTS: usize = 20_000;
 
-fn png(c: Chart) -> Result<Response, ApiError> {
-    let p = plot::render(&c).map_err(|e| ApiError::Internal(e.to_string()))?;
+/// Draws `c` off the async runtime and answers it as a PNG.
+async fn png(c: Chart) -> Result<Response, ApiError> {
+    let p = tokio::task::spawn_blocking(move || plot::render(&c))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a chart task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([("content-type", "image/png"), ("cache-control", "no-store")], p.bytes).into_response())
 }
 
 /// The training and validation loss of `job` by step.
 fn loss_chart(store: &dyn Store, job: &Job) -> Result<Chart, ApiError> {
     let mut events: Vec<JobEvent> = Vec::new();
-    let mut since = None;
-    loop {
+    let (mut since, mut read) = (None, 0);
+    // At most MAX_EVENTS metrics events, and 5× as many events read.
+    while events.len() < MAX_EVENTS && read < 5 * MAX_EVENTS {
         let page = store.events_since(&job.id, since, 1000)?;
         let Some(last) = page.last() else { break };
         since = Some(last.id);
+        read += page.len();
         events.extend(page.into_iter().filter(|e| e.kind == "metrics"));
-        if events.len() >= MAX_EVENTS {
-            break;
-        }
     }
     let series = |key: &str| -> Vec<(f64, f64)> {
         events
@@ -69,9 +72,7 @@ pub async fn job_loss(
             loss_chart(&*c.store, &job)
         })
         .await?;
-    tokio::task::spawn_blocking(move || png(c))
-        .await
-        .map_err(|e| ApiError::Internal(format!("a chart task failed: {e}")))?
+    png(c).await
 }
 
 /// `GET /v1/registry/models/{id}/loss.png`: the loss of the job that made
@@ -94,9 +95,7 @@ pub async fn version_loss(
             loss_chart(&*c.store, &job)
         })
         .await?;
-    tokio::task::spawn_blocking(move || png(c))
-        .await
-        .map_err(|e| ApiError::Internal(format!("a chart task failed: {e}")))?
+    png(c).await
 }
 
 /// `GET /v1/registry/metrics.png` query.
@@ -155,7 +154,5 @@ pub async fn version_metrics(
             })
         })
         .await?;
-    tokio::task::spawn_blocking(move || png(c))
-        .await
-        .map_err(|e| ApiError::Internal(format!("a chart task failed: {e}")))?
+    png(c).await
 }
