@@ -597,23 +597,22 @@ impl Control {
     pub fn edit_fact(&self, tenant: &Tenant, id: &str, raw: &RawFact) -> Result<Fact> {
         // Another tenant's fact is not found before anything is checked.
         self.store.memory_fact(&tenant.id, id)?;
-        let dict = self.store.dictionary(&tenant.id)?;
-        let scrubber = self.curator.memory_scrubber(tenant)?;
-        let f = self
-            .check(raw, &dict, &scrubber, &Source::Manual, None, None)
-            .map_err(|e| crate::ControlError::invalid("fact", e))?;
-        Ok(self.store.edit_memory_fact(&tenant.id, id, &f)?)
+        Ok(self.store.edit_memory_fact(&tenant.id, id, &self.manual(tenant, raw)?)?)
     }
 
     /// Remembers a fact given by hand (a refusal is the caller's error, not
     /// recorded).
     pub fn add_fact(&self, tenant: &Tenant, raw: &RawFact) -> Result<Remembered> {
+        Ok(self.store.remember_fact(&tenant.id, &self.manual(tenant, raw)?)?)
+    }
+
+    /// A fact given by hand, checked like extracted ones (without
+    /// grounding); a refusal is an invalid `fact`.
+    fn manual(&self, tenant: &Tenant, raw: &RawFact) -> Result<NewFact> {
         let dict = self.store.dictionary(&tenant.id)?;
         let scrubber = self.curator.memory_scrubber(tenant)?;
-        let f = self
-            .check(raw, &dict, &scrubber, &Source::Manual, None, None)
-            .map_err(|e| crate::ControlError::invalid("fact", e))?;
-        Ok(self.store.remember_fact(&tenant.id, &f)?)
+        self.check(raw, &dict, &scrubber, &Source::Manual, None, None)
+            .map_err(|e| crate::ControlError::invalid("fact", e))
     }
 
     /// The current facts about what `text` mentions, at most `k`.

@@ -90,24 +90,15 @@ pub async fn recall(
     let engine = sv.engine().clone();
     let base = messages.clone();
     let (block, used) = tokio::task::spawn_blocking(move || {
-        let tok = engine.tokenizer();
-        let count = |text: &str| {
-            tok.encode(text, false).map(|v| v.len()).map_err(crate::inference::engine_err)
-        };
-        let rendered = engine.render_chat(&base, true).map_err(crate::inference::engine_err)?;
-        let specials = tok.special_texts();
-        let mut budget = engine
-            .ctx_size()
-            .saturating_sub(count(&rendered)? + max_tokens + 16 + count(context::FACTS_PREAMBLE)?);
-        let mut kept = Vec::new();
-        for f in facts {
-            let cost = count(&context::render_fact(&memory::fact_line(&f), &specials))?;
-            if cost > budget {
-                break;
-            }
-            budget -= cost;
-            kept.push(f);
-        }
+        let specials = engine.tokenizer().special_texts();
+        let kept = crate::rag::fitting(
+            &engine,
+            &base,
+            max_tokens,
+            context::FACTS_PREAMBLE,
+            facts,
+            |_, f| (context::render_fact(&memory::fact_line(f), &specials), 0),
+        )?;
         let lines: Vec<String> = kept.iter().map(memory::fact_line).collect();
         Ok::<_, ApiError>((context::render_facts(&lines, &specials), kept))
     })

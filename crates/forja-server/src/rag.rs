@@ -85,23 +85,43 @@ fn fit(
     hits: &[Hit],
     max_tokens: usize,
 ) -> Result<(String, Vec<Hit>), ApiError> {
+    let specials = &engine.tokenizer().special_texts();
+    // Each passage after the first is preceded by a blank line (2 tokens).
+    let kept = fitting(engine, messages, max_tokens, context::PREAMBLE, hits.to_vec(), |i, h| {
+        (context::render_one(i + 1, &h.passage(), specials), 2)
+    })?;
+    let passages: Vec<Passage<'_>> = kept.iter().map(Hit::passage).collect();
+    Ok((context::render(&passages, specials), kept))
+}
+
+/// The leading `items` whose renderings fit, with `preamble`, beside the
+/// conversation and `max_tokens` of answer in the model's context (a
+/// margin of [`MARGIN`] tokens kept). `render(i, item)` is the item's text
+/// as the prompt shows it and the tokens that join it to the one before.
+pub(crate) fn fitting<T>(
+    engine: &forja_engine::Engine,
+    messages: &[ChatMessage],
+    max_tokens: usize,
+    preamble: &str,
+    items: Vec<T>,
+    render: impl Fn(usize, &T) -> (String, usize),
+) -> Result<Vec<T>, ApiError> {
     let tok = engine.tokenizer();
     let count =
         |text: &str| tok.encode(text, false).map(|v| v.len()).map_err(crate::inference::engine_err);
     let rendered = engine.render_chat(messages, true).map_err(crate::inference::engine_err)?;
     let used = count(&rendered)?;
-    let specials = &tok.special_texts();
     let mut budget =
-        engine.ctx_size().saturating_sub(used + max_tokens + MARGIN + count(context::PREAMBLE)?);
+        engine.ctx_size().saturating_sub(used + max_tokens + MARGIN + count(preamble)?);
     let mut kept = Vec::new();
-    for h in hits {
-        let cost = count(&context::render_one(kept.len() + 1, &h.passage(), specials))? + 2;
+    for item in items {
+        let (text, joint) = render(kept.len(), &item);
+        let cost = count(&text)? + joint;
         if cost > budget {
             break;
         }
         budget -= cost;
-        kept.push(h.clone());
+        kept.push(item);
     }
-    let passages: Vec<Passage<'_>> = kept.iter().map(Hit::passage).collect();
-    Ok((context::render(&passages, specials), kept))
+    Ok(kept)
 }

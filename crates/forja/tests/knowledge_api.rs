@@ -88,17 +88,8 @@ fn a_chat_answer_needs_the_retrieved_fact_and_cites_it() {
         "model": "default", "max_tokens": 8, "temperature": 0, "stream": true, "rag": true,
         "messages": [{"role": "user", "content": QUESTION}],
     });
-    let (st, v, _) = call(
-        &s,
-        "POST",
-        "/v1/chat/completions",
-        &k,
-        Some(body.to_string().into_bytes()),
-        "application/json",
-    );
-    let first = v.as_str().unwrap().lines().find(|l| l.starts_with("data: {")).unwrap();
-    let first: Value = serde_json::from_str(&first[6..]).unwrap();
-    assert_eq!((st, &first["citations"][0]["source_id"]), (200, &json!(id)), "{first}");
+    let first: Value = serde_json::from_str(&sse(&s, "/v1/chat/completions", &k, body)[0]).unwrap();
+    assert_eq!(first["citations"][0]["source_id"], json!(id), "{first}");
 
     // The tenant's default: retrieval without asking.
     let o = common::forja(

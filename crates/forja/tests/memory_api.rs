@@ -88,21 +88,9 @@ fn a_fact_said_in_one_conversation_is_used_in_a_later_one_and_forgotten_on_reque
     // Streamed: the first chunk lists the facts.
     let body = json!({"model": "default", "max_tokens": 4, "stream": true, "memory": {"remember": false},
                       "messages": [{"role": "user", "content": question}]});
-    let (st, v, _) = call(
-        &s,
-        "POST",
-        "/v1/chat/completions",
-        &k,
-        Some(body.to_string().into_bytes()),
-        "application/json",
-    );
-    let first_chunk = v.as_str().unwrap().lines().find(|l| l.starts_with("data: {")).unwrap();
-    let first_chunk: Value = serde_json::from_str(&first_chunk[6..]).unwrap();
-    assert_eq!(
-        (st, ids(&first_chunk["memory_facts"])),
-        (200, vec![pilar.as_str()]),
-        "{first_chunk}"
-    );
+    let first_chunk: Value =
+        serde_json::from_str(&sse(&s, "/v1/chat/completions", &k, body)[0]).unwrap();
+    assert_eq!(ids(&first_chunk["memory_facts"]), [pilar.as_str()], "{first_chunk}");
 
     // Another tenant sees none of it, and cannot touch it.
     assert!(facts(&s, &other, "?history=true").is_empty());

@@ -31,13 +31,6 @@ fn chat(model: &str, content: &str, extra: Value) -> Value {
 }
 
 /// `data:` payloads of an SSE body.
-fn sse(s: &Server, path: &str, key: &str, body: Value) -> Vec<String> {
-    let (st, v, _) = post(s, path, key, body);
-    assert_eq!(st, 200, "{v}");
-    let text = v.as_str().expect("an event stream is not JSON").to_string();
-    text.lines().filter_map(|l| l.strip_prefix("data: ").map(str::to_string)).collect()
-}
-
 fn error_code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
 }

@@ -125,6 +125,15 @@ pub fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry)
 }
 
+/// POSTs a streaming request; the `data:` payloads of its events, in order
+/// (the status must be 200).
+pub fn sse(s: &Server, path: &str, key: &str, body: Value) -> Vec<String> {
+    let (st, v, _) = post(s, path, key, body);
+    assert_eq!(st, 200, "{v}");
+    let text = v.as_str().expect("an event stream is not JSON").to_string();
+    text.lines().filter_map(|l| l.strip_prefix("data: ").map(str::to_string)).collect()
+}
+
 pub fn get_status(s: &Server, path: &str, key: &str) -> u16 {
     let a = agent();
     a.get(format!("{}{path}", s.url))
