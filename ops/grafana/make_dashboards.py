@@ -65,6 +65,9 @@ node = dashboard("forja-node", "forja: node overview",
     ("Store: busy errors per minute", [(f'rate(forja_store_busy_errors_total{{{I}}}[5m]) * 60', "{{instance}}")]),
     ("Webhook deliveries", [(f'sum by (state) (forja_webhook_deliveries{{{I}}})', "{{state}}")]),
     ("Knowledge passages and memory facts", [(f'sum(forja_knowledge_passages{{{I}}})', "passages"), (f'sum(forja_memory_facts_stored{{{I}}})', "facts")]),
+    ("Scheduled tasks: last run failed or warned", [(f'max by (task, outcome) (forja_task_last_run{{outcome=~"failed|abandoned|warning",{I}}})', "{{task}} {{outcome}}")]),
+    ("Scheduled tasks: hours since last success", [(f'(time() - max by (task) (forja_task_last_success_timestamp_seconds{{{I}}} > 0)) / 3600', "{{task}}")], "h"),
+    ("Background loops restarted, and degraded", [(f'sum by (task) (increase(forja_task_restarts_total{{{I}}}[1h]))', "{{task}} restarts/h"), (f'max(forja_degraded{{{I}}})', "degraded")]),
 ])
 
 learning = dashboard("forja-learning", "forja: learning per tenant",

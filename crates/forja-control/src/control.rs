@@ -324,7 +324,7 @@ impl Control {
     }
 
     /// The base model triggered jobs of `tenant` train.
-    fn triggered_model(&self, tenant: &Tenant) -> String {
+    pub(crate) fn triggered_model(&self, tenant: &Tenant) -> String {
         let m = tenant.settings.base_model.as_deref().unwrap_or(&self.cfg.model.public);
         self.cfg.model.canonical(m).unwrap_or(m).to_string()
     }

@@ -48,6 +48,7 @@ pub mod modes;
 pub mod registry;
 pub mod replay;
 pub mod schedule;
+pub mod tasks;
 pub mod webhook;
 pub mod worker;
 

@@ -210,11 +210,11 @@ pub async fn create(
     let target = sv.resolve(&t, &model).await?;
     let dict = sv.dictionary(&t).await?;
     let params = GenerationParams {
-        max_tokens: req.max_tokens.unwrap_or(256).min(s.limits.max_tokens_cap),
+        max_tokens: req.max_tokens.unwrap_or(256).min(s.live.max_tokens_cap()),
         sampling: SamplingParams { temperature: 0.0, ..SamplingParams::default() },
         ..GenerationParams::default()
     };
-    let deadline = tokio::time::Instant::now() + s.limits.request_timeout;
+    let deadline = tokio::time::Instant::now() + s.live.request_timeout();
     let mut texts = vec![String::new(); sources.len()];
     for first in (0..sources.len()).step_by(DRAFT_BATCH) {
         let last = (first + DRAFT_BATCH).min(sources.len());
@@ -241,7 +241,7 @@ pub async fn create(
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return Err(ApiError::Internal("the generation thread stopped".into())),
-                Err(_) => return Err(ApiError::Timeout(s.limits.request_timeout.as_secs())),
+                Err(_) => return Err(ApiError::Timeout(s.live.request_timeout().as_secs())),
             }
         }
     }

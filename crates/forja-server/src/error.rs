@@ -58,6 +58,9 @@ pub enum ApiError {
     /// The model is still loading.
     #[error("the model is still loading; retry when /ready answers 200")]
     NotReady,
+    /// Background work keeps crashing (`/ready` only).
+    #[error("the node is degraded: {0}")]
+    Degraded(String),
     /// The request ran past the server's timeout and was cancelled.
     #[error("the request took longer than this server's limit of {0} s (--request-timeout-s) and was cancelled")]
     Timeout(u64),
@@ -113,6 +116,7 @@ impl ApiError {
             }
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"), None),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, Some("model_loading"), None),
+            ApiError::Degraded(_) => (StatusCode::SERVICE_UNAVAILABLE, Some("degraded"), None),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Some("timeout"), None),
             ApiError::TooManyStreams(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, Some("rate_limit_exceeded"), None)

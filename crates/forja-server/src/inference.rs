@@ -80,6 +80,7 @@ pub async fn metrics(State(s): State<AppState>, req: Request) -> Response {
         sv.refresh_gauges();
     }
     let node = s.node_metrics.clone();
+    node.update_health(&s.health);
     match s.run(|c| Ok((c.store.node_stats()?, c.store.now()))).await {
         Ok((stats, now)) => node.update(&stats, now),
         Err(e) => {
@@ -119,7 +120,7 @@ pub async fn chat(
     body: axum::body::Bytes,
 ) -> Response {
     let r = async {
-        let cap = s.limits.max_tokens_cap;
+        let cap = s.live.max_tokens_cap();
         let body = parsed(body, move |b| infer_wire::chat(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
@@ -172,7 +173,7 @@ pub async fn completions(
     body: axum::body::Bytes,
 ) -> Response {
     let r = async {
-        let cap = s.limits.max_tokens_cap;
+        let cap = s.live.max_tokens_cap();
         let body = parsed(body, move |b| infer_wire::completion(b, cap)).await?;
         let sv = serving(&s)?;
         let target = sv.resolve(&t, &body.gen.model).await?;
@@ -285,8 +286,8 @@ async fn generate(
         stream,
         n: gen.n.max(1),
         started,
-        deadline: tokio::time::Instant::now() + s.limits.request_timeout,
-        timeout: s.limits.request_timeout,
+        deadline: tokio::time::Instant::now() + s.live.request_timeout(),
+        timeout: s.live.request_timeout(),
         first: None,
         sv: sv.clone(),
         control: s.control.clone(),

@@ -40,14 +40,17 @@ pub mod hub_client;
 mod infer_wire;
 mod inference;
 mod knowledge_api;
+pub mod live_config;
 mod logprobs;
 mod memory;
 mod memory_api;
 mod middleware;
 pub mod node;
 mod node_metrics;
+mod ops_api;
 mod rag;
 mod registry_api;
+pub mod supervisor;
 pub mod web;
 pub mod wire;
 mod worker_api;
@@ -144,6 +147,12 @@ pub struct AppState {
     pub memory: memory::Extractor,
     /// The node's own metrics (derived from the store at scrape time).
     pub node_metrics: Arc<node_metrics::NodeMetrics>,
+    /// Settings a configuration reload changes.
+    pub live: Arc<live_config::LiveConfig>,
+    /// Crashes of the node's background work.
+    pub health: Arc<supervisor::Health>,
+    /// The task scheduler (`forja tasks run` through the API).
+    pub scheduler: Arc<forja_control::tasks::Scheduler>,
 }
 
 impl AppState {
@@ -279,6 +288,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/federation/nodes/{key}/approve", post(hub_api::approve))
         .route("/v1/admin/federation/nodes/{key}/revoke", post(hub_api::revoke))
         .route("/v1/admin/node", get(admin_api::node))
+        .route("/v1/admin/config", get(ops_api::config))
+        .route("/v1/admin/config/reload", post(ops_api::reload))
+        .route("/v1/admin/tasks", get(ops_api::tasks))
+        .route("/v1/admin/tasks/{name}/runs", get(ops_api::runs))
+        .route("/v1/admin/tasks/{name}/run", post(ops_api::run_task))
         .route("/v1/admin/keys", get(admin_api::list_keys).post(admin_api::create_key))
         .route("/v1/admin/keys/{id}/revoke", post(admin_api::revoke_key))
         .route("/v1/admin/keys/{id}/rotate", post(admin_api::rotate_key))
@@ -309,7 +323,9 @@ async fn ready(
     axum::extract::State(s): axum::extract::State<AppState>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if s.ready.load(Ordering::SeqCst) {
+    if let Some(why) = s.health.degraded() {
+        ApiError::Degraded(why).into_response()
+    } else if s.ready.load(Ordering::SeqCst) {
         "ready".into_response()
     } else {
         ApiError::NotReady.into_response()

@@ -108,7 +108,7 @@ impl ServingWeights {
 }
 
 /// Everything a node is started with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// Where the database, artifacts and keys live.
     pub data_dir: PathBuf,
@@ -170,6 +170,16 @@ pub struct NodeConfig {
     pub metrics: MetricsAccess,
     /// How webhooks are delivered.
     pub webhooks: WebhookPolicy,
+    /// The scheduled tasks.
+    pub tasks: forja_control::tasks::TaskSet,
+    /// The scheduler's clock (`None`: the system's; tests accelerate it).
+    pub scheduler_clock: Option<forja_control::tasks::Clock>,
+    /// The log file the `logs` task rotates, if the node writes one.
+    pub log_file: Option<Arc<forja_control::tasks::LogFile>>,
+    /// The configuration file, watched for changes.
+    pub config_file: Option<PathBuf>,
+    /// Reads the configuration file again (hot reload).
+    pub reloader: Option<crate::live_config::Reloader>,
 }
 
 impl NodeConfig {
@@ -204,8 +214,22 @@ impl NodeConfig {
             public_url: None,
             metrics: MetricsAccess::default(),
             webhooks: WebhookPolicy::default(),
+            tasks: Default::default(),
+            scheduler_clock: None,
+            log_file: None,
+            config_file: None,
+            reloader: None,
         }
     }
+}
+
+/// This machine's name, for task runners' ids.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 /// Owner-only permissions for `path` (0700 for directories, 0600 for
@@ -447,6 +471,36 @@ impl Node {
             .map_err(|e| startup(format!("knowledge base: {e}")))?,
         );
         let (extractor, extractions) = crate::memory::Extractor::new();
+        let live = Arc::new(crate::live_config::LiveConfig::new(
+            crate::live_config::HotSettings {
+                max_tokens_cap: cfg.limits.max_tokens_cap,
+                request_timeout: cfg.limits.request_timeout,
+                completion_retention_s: cfg.completion_retention_s.max(0),
+                tasks: cfg.tasks.clone(),
+            },
+            cfg.config_file.clone(),
+            cfg.reloader.clone(),
+        ));
+        let health = Arc::new(crate::supervisor::Health::default());
+        let eval_engine: Arc<std::sync::OnceLock<Arc<Engine>>> = Default::default();
+        let env = Arc::new(forja_control::tasks::TaskEnv {
+            control: control.clone(),
+            knowledge: Some(knowledge.clone()),
+            data_dir: dir.clone(),
+            engine: eval_engine.clone(),
+            log_file: cfg.log_file.clone(),
+            completion_retention_s: {
+                let live = live.clone();
+                Arc::new(move || live.completion_retention_s())
+            },
+            runtime: rt.handle().clone(),
+        });
+        let clock = cfg.scheduler_clock.clone().unwrap_or_else(forja_control::tasks::system_clock);
+        let scheduler = Arc::new(forja_control::tasks::Scheduler::new(
+            env,
+            format!("{}-{}", hostname(), std::process::id()),
+            clock.clone(),
+        ));
         let state = AppState {
             control: control.clone(),
             ready: ready.clone(),
@@ -466,14 +520,28 @@ impl Node {
                 cfg.metrics.tenant_labels,
                 dir.clone(),
             )),
+            live: live.clone(),
+            health: health.clone(),
+            scheduler: scheduler.clone(),
         };
         rt.spawn(crate::memory::run(state.clone(), extractions));
         let stop = Arc::new(AtomicBool::new(false));
         // A model that fails to load ends the server (it could never serve).
         let shutdown = Arc::new(tokio::sync::Notify::new());
-        let loader =
-            Self::load(&cfg, &rt, &state, &control, &bus, &stop, &shutdown, &names, &metrics)?;
-        let tasks = Self::background(&cfg, &rt, &control, hub, knowledge, &stop);
+        let loader = Self::load(
+            &cfg,
+            &rt,
+            &state,
+            &control,
+            &bus,
+            &stop,
+            &shutdown,
+            &names,
+            &metrics,
+            &eval_engine,
+        )?;
+        let tasks =
+            Self::background(&cfg, &rt, &control, hub, scheduler, clock, &live, &health, &stop);
         let app = crate::router(state);
         Ok(Node {
             addr,
@@ -505,8 +573,10 @@ impl Node {
         failed: &Arc<tokio::sync::Notify>,
         names: &ModelNames,
         metrics: &Metrics,
+        eval_slot: &Arc<std::sync::OnceLock<Arc<Engine>>>,
     ) -> Result<Loader> {
         let handle = rt.handle().clone();
+        let (eval_slot, health) = (eval_slot.clone(), state.health.clone());
         let (stop, ready, failed) = (stop.clone(), state.ready.clone(), failed.clone());
         let (serving_slot, control, bus) = (state.serving.clone(), control.clone(), bus.clone());
         if let Some((_, spec)) = &cfg.draft {
@@ -570,6 +640,8 @@ impl Node {
                 });
                 // Evaluation generates on the serving copy, if it is one.
                 let eval_engine = (eval_on_serving && separate).then(|| serving_engine.clone());
+                // Scheduled re-evaluation scores champions as their jobs did.
+                let _ = eval_slot.set(eval_engine.clone().unwrap_or_else(|| engine.clone()));
                 let serving = Serving::new(
                     serving_engine,
                     control.store.clone(),
@@ -622,9 +694,15 @@ impl Node {
                         yield_to: training_yields
                             .then(|| forja_engine::Yield::new(foreground.clone())),
                     };
-                    threads.push(std::thread::spawn(move || {
-                        worker::run(&link, &resolver(names, engine), &wcfg, &stop);
-                    }));
+                    let resolve = resolver(names, engine);
+                    let thread = crate::supervisor::supervise_thread(
+                        health.clone(),
+                        "worker",
+                        stop.clone(),
+                        move || worker::run(&link, &resolve, &wcfg, &stop),
+                    )
+                    .map_err(|e| fail(startup(format!("cannot start a worker: {e}"))))?;
+                    threads.push(thread);
                 }
                 Ok(threads)
             },
@@ -632,61 +710,88 @@ impl Node {
         spawned.map_err(|e| startup(format!("cannot start the model loader: {e}")))
     }
 
-    /// The control plane's tick (with the completion log's purge) and
-    /// webhook delivery, each on its own task.
+    /// The control plane's tick, webhook delivery, the task scheduler and
+    /// the configuration watcher, each on its own supervised task.
+    #[allow(clippy::too_many_arguments)]
     fn background(
         cfg: &NodeConfig,
         rt: &tokio::runtime::Runtime,
         control: &Arc<Control>,
         hub: Option<Arc<forja_control::hub::Hub>>,
-        knowledge: Arc<forja_control::knowledge::Knowledge>,
+        scheduler: Arc<forja_control::tasks::Scheduler>,
+        clock: forja_control::tasks::Clock,
+        live: &Arc<crate::live_config::LiveConfig>,
+        health: &Arc<crate::supervisor::Health>,
         stop: &Arc<AtomicBool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        use crate::supervisor::supervise;
         let tick = cfg.tick.max(Duration::from_millis(10));
-        let retention = cfg.completion_retention_s.max(0);
+        let handle = rt.handle();
         let ticker = {
-            let (control, stop) = (control.clone(), stop.clone());
-            rt.spawn(async move {
-                let mut purged = std::time::Instant::now() - Duration::from_secs(3600);
-                while !stop.load(Ordering::SeqCst) {
-                    control.tick().await;
-                    if let Some(h) = &hub {
-                        if let Err(e) = h.round_tick().await {
-                            tracing::warn!("federation round: {e}");
+            let (control, stop2) = (control.clone(), stop.clone());
+            supervise(handle, health.clone(), "control tick", stop.clone(), move || {
+                let (control, hub, stop) = (control.clone(), hub.clone(), stop2.clone());
+                async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        control.tick().await;
+                        if let Some(h) = &hub {
+                            if let Err(e) = h.round_tick().await {
+                                tracing::warn!("federation round: {e}");
+                            }
                         }
+                        tokio::time::sleep(tick).await;
                     }
-                    if purged.elapsed() > Duration::from_secs(600) {
-                        purged = std::time::Instant::now();
-                        let store = control.store.clone();
-                        let before = store.now() - retention;
-                        let _ =
-                            tokio::task::spawn_blocking(move || store.purge_completions(before))
-                                .await;
-                    }
-                    tokio::time::sleep(tick).await;
                 }
             })
         };
         let deliverer = Deliverer::new(control.store.clone(), cfg.webhooks.clone());
-        let webhooks = rt.spawn(deliverer.run(tick.min(Duration::from_millis(500)), stop.clone()));
-        // Feeds: a few due ones at a time, on a blocking thread, so a slow
-        // feed never holds the tick.
-        let feeds = {
-            let stop = stop.clone();
-            let every = tick.max(Duration::from_secs(5));
-            rt.spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    let k = knowledge.clone();
-                    match tokio::task::spawn_blocking(move || k.poll_due(4)).await {
-                        Ok(Err(e)) => tracing::warn!("feeds: {e}"),
-                        Err(e) => tracing::warn!("feeds: the polling task failed: {e}"),
-                        Ok(Ok(_)) => {}
+        let webhooks = {
+            let stop2 = stop.clone();
+            supervise(handle, health.clone(), "webhooks", stop.clone(), move || {
+                deliverer.clone().run(tick.min(Duration::from_millis(500)), stop2.clone())
+            })
+        };
+        // An accelerated clock is polled more often, so that no fire is late.
+        let poll = if cfg.scheduler_clock.is_some() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        let faults = Arc::new(std::sync::atomic::AtomicU32::new(
+            std::env::var("FORJA_FAULT_SCHEDULER_PANICS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ));
+        let schedule = {
+            let (live, stop2) = (live.clone(), stop.clone());
+            supervise(handle, health.clone(), "scheduler", stop.clone(), move || {
+                let (s, live, stop, faults) =
+                    (scheduler.clone(), live.clone(), stop2.clone(), faults.clone());
+                async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        // Fault injection for the supervision test.
+                        if faults
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                        {
+                            panic!("injected scheduler fault (FORJA_FAULT_SCHEDULER_PANICS)");
+                        }
+                        let (s, tasks) = (s.clone(), live.tasks());
+                        match tokio::task::spawn_blocking(move || s.round(&tasks)).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::warn!("scheduler: {e}"),
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(_) => return,
+                        }
+                        tokio::time::sleep(poll).await;
                     }
-                    tokio::time::sleep(every).await;
                 }
             })
         };
-        vec![ticker, webhooks, feeds]
+        let watcher =
+            rt.spawn(crate::live_config::watch(live.clone(), stop.clone(), move || clock()));
+        vec![ticker, webhooks, schedule, watcher]
     }
 
     /// The API, for in-process requests (`tower::ServiceExt::oneshot`).

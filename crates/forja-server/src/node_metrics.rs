@@ -42,6 +42,10 @@ pub struct NodeMetrics {
     disk_available: IntGauge,
     disk_size: IntGauge,
     stats_errors: IntCounter,
+    task_last: IntGaugeVec,
+    task_success: IntGaugeVec,
+    restarts: IntCounterVec,
+    degraded: IntGauge,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -58,6 +62,8 @@ const VERSION_STATES: [&str; 6] =
     ["candidate", "awaiting_audit", "promoted", "rejected", "archived", "failed"];
 const REGISTRY_KINDS: [&str; 4] = ["registered", "promoted", "rolled_back", "rejected"];
 const WEBHOOK_STATES: [&str; 3] = ["pending", "delivered", "failed"];
+const TASK_OUTCOMES: [&str; 5] = ["ok", "warning", "failed", "skipped", "abandoned"];
+const LOOPS: [&str; 4] = ["control tick", "webhooks", "scheduler", "worker"];
 
 impl NodeMetrics {
     /// The metrics of a node whose data directory is `data_dir`.
@@ -199,6 +205,25 @@ impl NodeMetrics {
                 "forja_node_stats_errors_total",
                 "Scrapes whose store statistics could not be read (values kept from before).",
             ),
+            task_last: gauge_vec(
+                "forja_task_last_run",
+                "1 for the outcome of each scheduled task's last finished run (ok, warning, failed, skipped, abandoned), 0 for the others.",
+                &["task", "outcome"],
+            ),
+            task_success: gauge_vec(
+                "forja_task_last_success_timestamp_seconds",
+                "When each scheduled task last finished ok or with a warning (unix seconds; 0: never).",
+                &["task"],
+            ),
+            restarts: counter_vec(
+                "forja_task_restarts_total",
+                "Background loops (control tick, webhooks, scheduler, workers) restarted after a crash.",
+                &["task"],
+            ),
+            degraded: gauge(
+                "forja_degraded",
+                "1 while a background loop has crashed 3 times in 10 minutes (/ready answers 503).",
+            ),
             registry,
         };
         // Every series a dashboard or rule names exists from the start.
@@ -224,7 +249,25 @@ impl NodeMetrics {
         for s in WEBHOOK_STATES {
             m.webhooks.with_label_values(&[s]);
         }
+        for k in forja_control::tasks::TaskKind::ALL {
+            for o in TASK_OUTCOMES {
+                m.task_last.with_label_values(&[k.as_str(), o]);
+            }
+            m.task_success.with_label_values(&[k.as_str()]);
+        }
+        for l in LOOPS {
+            m.restarts.with_label_values(&[l]);
+        }
         m
+    }
+
+    /// Sets the supervisor's series.
+    pub fn update_health(&self, h: &crate::supervisor::Health) {
+        for (name, n) in h.restarts() {
+            let c = self.restarts.with_label_values(&[name]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
+        self.degraded.set(h.degraded().is_some() as i64);
     }
 
     /// Sets every series from `s` (`now`: the store's clock).
@@ -315,6 +358,14 @@ impl NodeMetrics {
             self.store_seconds.inc_by(secs);
         }
         self.store_busy.inc_by(s.busy_errors.saturating_sub(self.store_busy.get()));
+        for (task, last, success) in &s.tasks {
+            for o in TASK_OUTCOMES {
+                self.task_last
+                    .with_label_values(&[task.as_str(), o])
+                    .set((last.as_deref() == Some(o)) as i64);
+            }
+            self.task_success.with_label_values(&[task.as_str()]).set(success.unwrap_or(0));
+        }
         if let Ok(st) = fs4::statvfs(&self.data_dir) {
             self.disk_available.set(st.available_space() as i64);
             self.disk_size.set(st.total_space() as i64);
@@ -369,6 +420,10 @@ mod tests {
             operations: 10,
             operation_seconds: 0.5,
             busy_errors: 1,
+            tasks: vec![
+                ("backup".into(), Some("failed".into()), Some(1_500)),
+                ("reeval".into(), Some("warning".into()), Some(1_550)),
+            ],
         }
     }
 
@@ -387,6 +442,13 @@ mod tests {
             "forja_registry_events_total{kind=\"promoted\"} 1",
             "forja_gate_rejected_streak 2",
             "forja_webhook_deliveries{state=\"failed\"} 1",
+            "forja_task_last_run{outcome=\"failed\",task=\"backup\"} 1",
+            "forja_task_last_run{outcome=\"ok\",task=\"backup\"} 0",
+            "forja_task_last_run{outcome=\"warning\",task=\"reeval\"} 1",
+            "forja_task_last_success_timestamp_seconds{task=\"backup\"} 1500",
+            "forja_task_last_success_timestamp_seconds{task=\"gc\"} 0",
+            "forja_task_restarts_total{task=\"scheduler\"} 0",
+            "forja_degraded 0",
             "forja_pii_audit_failures_total 1",
             "forja_auto_rollbacks_total 1",
             "forja_training_loss{job=\"ftjob-1\"} 1.25",

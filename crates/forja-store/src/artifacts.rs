@@ -174,4 +174,51 @@ impl Artifacts {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Every stored artifact: address, size in bytes, and when it was
+    /// written (unix seconds). Objects under the prefix that are not
+    /// artifact addresses are left out.
+    pub async fn list(&self) -> Result<Vec<StoredArtifact>> {
+        use futures::TryStreamExt;
+        let root = if self.prefix.is_empty() {
+            ObjectPath::from("sha256")
+        } else {
+            ObjectPath::from(format!("{}/sha256", self.prefix))
+        };
+        let metas: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&root)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let sha = m.location.filename()?.to_string();
+                valid_sha(&sha).then(|| StoredArtifact {
+                    sha256: sha,
+                    bytes: m.size,
+                    modified: m.last_modified.timestamp(),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes an artifact (a missing one is not an error).
+    pub async fn delete(&self, sha: &str) -> Result<()> {
+        if !valid_sha(sha) {
+            return Ok(());
+        }
+        match self.store.delete(&self.path(sha)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// One object of [`Artifacts::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredArtifact {
+    /// Its address.
+    pub sha256: String,
+    /// Its size.
+    pub bytes: u64,
+    /// When it was written (unix seconds).
+    pub modified: i64,
 }

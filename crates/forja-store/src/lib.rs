@@ -8,7 +8,8 @@
 //! sets, model versions, aliases), [`CompletionLog`], [`Documents`]
 //! (documents with lineage, the entity dictionary), [`Conversations`]
 //! (chat history), [`Knowledge`] (knowledge base sources and passages), [`Memory`]
-//! (entity facts), [`Governance`] (auditors, their signed votes, the
+//! (entity facts), [`Tasks`] (scheduled tasks, their lease and runs, and
+//! the maintenance they do), [`Governance`] (auditors, their signed votes, the
 //! hash-chained ledger) and [`Federation`] (a hub's nodes, deltas, rounds). Every state
 //! change is one transaction, so a process killed at any point leaves the
 //! database at the state before or after it. [`SqliteStore`] is the
@@ -37,9 +38,12 @@ pub mod memory;
 pub mod registry;
 mod sqlite;
 mod store;
+pub mod tasks;
 mod types;
 
-pub use artifacts::{sha256_file, sha256_hex, valid_sha, ArtifactConfig, Artifacts};
+pub use artifacts::{
+    sha256_file, sha256_hex, valid_sha, ArtifactConfig, Artifacts, StoredArtifact,
+};
 pub use completions::{CompletionLog, CompletionRecord, LiveSignals};
 pub use conversations::{
     Conversation, ConversationMessage, ConversationUpdate, Conversations, NewMessage,
@@ -63,12 +67,13 @@ pub use registry::{
 };
 pub use sqlite::{check_database, new_id, DbHealth, SqliteStore, NODE_KEY};
 pub use store::{Examples, Files, Finish, Jobs, LeaseRef, Leased, Schedules, Store, Tenants};
+pub use tasks::{Activity, TaskClaim, TaskRun, TaskState, Tasks};
 pub use types::*;
 
 /// The store traits, for `use forja_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
         CompletionLog, Conversations, Documents, Examples, Federation, Files, Governance, Jobs,
-        Knowledge, Memory, Registry, Schedules, Store, Tenants,
+        Knowledge, Memory, Registry, Schedules, Store, Tasks, Tenants,
     };
 }

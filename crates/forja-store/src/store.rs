@@ -23,6 +23,7 @@ pub trait Store:
     + crate::Federation
     + crate::Knowledge
     + crate::Memory
+    + crate::Tasks
     + Send
     + Sync
 {

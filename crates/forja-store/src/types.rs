@@ -1019,6 +1019,9 @@ pub struct NodeStats {
     pub operation_seconds: f64,
     /// Operations that failed because the database was busy.
     pub busy_errors: u64,
+    /// Scheduled tasks: name, its last finished run's outcome, and when it
+    /// last finished `ok` or `warning`.
+    pub tasks: Vec<(String, Option<String>, Option<Timestamp>)>,
 }
 
 /// A running job's latest training metrics.

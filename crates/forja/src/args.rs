@@ -83,6 +83,9 @@ pub enum Command {
     /// A tenant's entity memory: the facts chat remembers across conversations.
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// The node's scheduled tasks: list them, run one now, show their runs.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
     /// Is this machine and data directory fit to run a node? CPU, memory, disk, GPU,
     /// models and their hashes, database integrity, permissions (exit 1 if not).
     Doctor(DoctorArgs),
@@ -95,6 +98,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// The log file a node command writes to (`--log-file`).
+    pub fn log_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Serve(a) => a.log_file.as_deref(),
+            Command::Up(a) => a.serve.log_file.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether the command runs the training loop.
     pub fn trains(&self) -> bool {
         matches!(
@@ -1026,6 +1038,9 @@ pub struct ServeArgs {
     /// Webhook deliveries in flight at once.
     #[arg(long, default_value_t = 4)]
     pub webhook_concurrency: usize,
+    /// Write the log here instead of stderr (the `logs` task rotates it).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -1236,6 +1251,48 @@ pub struct MemoryArgs {
     pub tenant: String,
     #[command(flatten)]
     pub data: DataDirArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Every task: schedule, time zone, missed-run policy, next fire, last run.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: TasksArgs,
+    },
+    /// Run a task now (enabled or not) and wait for it; refused while another runner holds it.
+    Run {
+        /// feeds, train, reeval, backup, compact, gc, purge, logs or report.
+        name: String,
+        #[command(flatten)]
+        at: TasksArgs,
+    },
+    /// Runs, newest first: when, outcome, what they did.
+    History {
+        /// Only this task's runs.
+        name: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        at: TasksArgs,
+    },
+}
+
+/// Where the tasks' node lives.
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// The node's configuration file (default: DATA_DIR/forja.toml if it exists).
+    #[arg(long, env = "FORJA_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

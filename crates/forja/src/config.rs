@@ -5,11 +5,15 @@
 //! variables < command-line flags. The file is applied by rewriting the
 //! command line before clap parses it, so every key is checked exactly as
 //! its flag is, and an unknown key is an error naming the file and key.
+//! The one table that is not a flag, `[tasks.<name>]`, configures the
+//! node's scheduled tasks ([`tasks`]). A running node reads the file again
+//! on change or SIGHUP ([`reloader`]).
 
 use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, CommandFactory};
-use std::collections::BTreeSet;
+use forja_control::tasks::{TaskSet, TaskSpec};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -22,12 +26,15 @@ pub struct Applied {
     pub argv: Vec<OsString>,
     pub from_file: BTreeSet<String>,
     pub file: Option<PathBuf>,
+    /// The file's `[tasks.<name>]` tables.
+    pub tasks: BTreeMap<String, TaskSpec>,
 }
 
 /// Inserts the configuration file's values into `argv` as flags, for the
 /// subcommands that read it; other command lines are returned unchanged.
 pub fn apply(argv: Vec<OsString>) -> Result<Applied> {
-    let unchanged = |argv| Applied { argv, from_file: BTreeSet::new(), file: None };
+    let unchanged =
+        |argv| Applied { argv, from_file: BTreeSet::new(), file: None, tasks: BTreeMap::new() };
     let strs: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     // The subcommand: the first word that is not a (global) flag.
     let Some(pos) = strs.iter().skip(1).position(|a| !a.starts_with('-')).map(|p| p + 1) else {
@@ -64,7 +71,12 @@ pub fn apply(argv: Vec<OsString>) -> Result<Applied> {
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
     let mut extra: Vec<OsString> = Vec::new();
     let mut from_file = BTreeSet::new();
+    let mut tasks = BTreeMap::new();
     for (key, value) in &table {
+        if key == "tasks" {
+            tasks = task_specs(&path, value)?;
+            continue;
+        }
         let long = key.replace('_', "-");
         let arg = sub
             .get_arguments()
@@ -93,7 +105,106 @@ pub fn apply(argv: Vec<OsString>) -> Result<Applied> {
     }
     let mut out = argv;
     out.splice(insert_at..insert_at, extra);
-    Ok(Applied { argv: out, from_file, file: Some(path) })
+    Ok(Applied { argv: out, from_file, file: Some(path), tasks })
+}
+
+/// The `[tasks.<name>]` tables; an error names the file and the key.
+fn task_specs(path: &Path, v: &toml::Value) -> Result<BTreeMap<String, TaskSpec>> {
+    let toml::Value::Table(t) = v else {
+        bail!(
+            "{}: `tasks` must be a table of tables ([tasks.backup] cron = \"0 3 * * *\")",
+            path.display()
+        )
+    };
+    let mut out = BTreeMap::new();
+    for (name, spec) in t {
+        let spec: TaskSpec = spec.clone().try_into().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("{}: tasks.{name}: {}", path.display(), e.message())
+        })?;
+        out.insert(name.clone(), spec);
+    }
+    Ok(out)
+}
+
+/// The scheduled tasks of `applied`'s file over the built-in ones.
+pub fn tasks(applied: &Applied) -> Result<TaskSet> {
+    let file =
+        applied.file.as_deref().map_or("the configuration".into(), |f| f.display().to_string());
+    TaskSet::new(&applied.tasks).map_err(|e| anyhow::anyhow!("{file}: {e}"))
+}
+
+/// The scheduled tasks of the file at `path` (the built-in ones when it
+/// does not exist and was not named).
+pub fn tasks_of_file(path: &Path, named: bool) -> Result<TaskSet> {
+    if !named && !path.exists() {
+        return Ok(TaskSet::default());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    let specs = match table.get("tasks") {
+        Some(v) => task_specs(path, v)?,
+        None => BTreeMap::new(),
+    };
+    TaskSet::new(&specs).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Flags a reload applies without a restart.
+const HOT: &[&str] = &["max_tokens_cap", "request_timeout_s", "completion_retention_days"];
+
+/// The subcommand's matches of a command line (`serve`, or `up`'s).
+fn serve_matches(argv: &[OsString]) -> std::result::Result<ArgMatches, String> {
+    let m = crate::args::Cli::command().try_get_matches_from(argv).map_err(|e| {
+        e.to_string().lines().next().unwrap_or("invalid").trim_start_matches("error: ").to_string()
+    })?;
+    match m.subcommand() {
+        Some(("serve" | "up", sub)) => Ok(sub.clone()),
+        _ => Err("not a serve command line".into()),
+    }
+}
+
+fn raw(m: &ArgMatches, id: &str) -> Option<Vec<OsString>> {
+    m.try_get_raw(id).ok().flatten().map(|v| v.map(OsString::from).collect())
+}
+
+/// Reads the configuration file again for the node started with
+/// `started` (the command line as given, and as the file extended it):
+/// the whole file is checked as at start (keys, values, tasks); the hot
+/// settings come back, with the other keys whose value changed.
+pub fn reloader(
+    given: Vec<OsString>,
+    started: &Applied,
+) -> Result<forja_server::live_config::Reloader> {
+    let before = serve_matches(&started.argv).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(std::sync::Arc::new(move || {
+        let applied = apply(given.clone()).map_err(|e| format!("{e:#}"))?;
+        let file = applied.file.as_deref().map(|f| f.display().to_string()).unwrap_or_default();
+        let m = serve_matches(&applied.argv).map_err(|e| format!("{file}: {e}"))?;
+        let tasks = tasks(&applied).map_err(|e| format!("{e:#}"))?;
+        let mut restart = Vec::new();
+        for id in
+            m.ids().chain(before.ids()).map(|i| i.as_str().to_string()).collect::<BTreeSet<_>>()
+        {
+            if !HOT.contains(&id.as_str()) && raw(&m, &id) != raw(&before, &id) {
+                restart.push(id);
+            }
+        }
+        let get = |id: &str| m.get_one::<u64>(id).copied();
+        let cap = m.get_one::<usize>("max_tokens_cap").copied().unwrap_or(2048);
+        let days = m.get_one::<i64>("completion_retention_days").copied().unwrap_or(7);
+        Ok(forja_server::live_config::Reloaded {
+            hot: forja_server::live_config::HotSettings {
+                max_tokens_cap: cap.max(1),
+                request_timeout: std::time::Duration::from_secs(
+                    get("request_timeout_s").unwrap_or(300).max(1),
+                ),
+                completion_retention_s: days.max(0) * 86_400,
+                tasks,
+            },
+            restart_needed: restart,
+        })
+    }))
 }
 
 /// `--name value` or `--name=value` in a command line.

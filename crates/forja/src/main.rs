@@ -25,6 +25,7 @@ mod progress;
 mod registry;
 mod run;
 mod serve;
+mod tasks;
 mod train;
 mod up;
 
@@ -54,7 +55,10 @@ fn main() -> ExitCode {
     if cli.command.trains() {
         quiet_candle_pool();
     }
-    init_logging(cli.verbose);
+    if let Err(err) = init_logging(cli.verbose, cli.command.log_file()) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     match dispatch(cli, &applied) {
         Ok(code) => code,
         Err(err) => {
@@ -70,7 +74,7 @@ fn list(keys: &std::collections::BTreeSet<String>) -> String {
 
 fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCode> {
     match cli.command {
-        args::Command::Up(a) => up::up(a),
+        args::Command::Up(a) => up::up(a, applied),
         args::Command::Config(args::ConfigCommand::Show(_)) => config::show(applied),
         args::Command::Generate(a) => run::generate(a),
         args::Command::Chat(a) => run::chat(a),
@@ -81,7 +85,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Models(a) => models::run(a),
         args::Command::Eval(a) => eval::run(a),
         args::Command::Golden(c) => registry::golden(c),
-        args::Command::Serve(a) => serve::serve(a),
+        args::Command::Serve(a) => serve::serve(a, applied),
         args::Command::Worker(a) => serve::worker_cmd(a),
         args::Command::Tenants(c) => admin::tenants(c),
         args::Command::Keys(c) => admin::keys(c),
@@ -92,6 +96,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Ledger(c) => governance::ledger(c),
         args::Command::Knowledge(c) => knowledge::run(c),
         args::Command::Memory(c) => memory::run(c),
+        args::Command::Tasks(c) => tasks::run(c),
         args::Command::Doctor(a) => doctor::run(a),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),
@@ -158,7 +163,24 @@ fn quiet_candle_pool() {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// The log file of `--log-file`, which the `logs` task rotates.
+pub(crate) static LOG_FILE: std::sync::OnceLock<std::sync::Arc<forja_control::tasks::LogFile>> =
+    std::sync::OnceLock::new();
+
+/// Writes log lines to [`LOG_FILE`].
+struct ToLogFile(std::sync::Arc<forja_control::tasks::LogFile>);
+
+impl std::io::Write for ToLogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.append(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging(verbose: u8, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -166,9 +188,19 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FORJA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match log_file {
+        None => fmt.with_writer(std::io::stderr).init(),
+        Some(p) => {
+            use anyhow::Context;
+            let f = std::sync::Arc::new(
+                forja_control::tasks::LogFile::open(p.to_path_buf()).with_context(|| {
+                    format!("--log-file {}: cannot open it for appending", p.display())
+                })?,
+            );
+            let _ = LOG_FILE.set(f.clone());
+            fmt.with_writer(move || ToLogFile(f.clone())).with_ansi(false).init()
+        }
+    }
+    Ok(())
 }

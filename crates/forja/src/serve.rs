@@ -25,7 +25,7 @@ pub(crate) fn model_source(given: &str) -> Result<ModelSource> {
 }
 
 /// The node a `forja serve` / `forja up` starts.
-pub(crate) fn node_config(a: &ServeArgs) -> Result<NodeConfig> {
+pub(crate) fn node_config(a: &ServeArgs, applied: &crate::config::Applied) -> Result<NodeConfig> {
     let dir = admin::data_dir(&a.data);
     let mut cfg = NodeConfig::new(dir.clone(), model_source(&a.model)?);
     cfg.host = a.host.clone();
@@ -105,11 +105,38 @@ pub(crate) fn node_config(a: &ServeArgs) -> Result<NodeConfig> {
         MetricsAccess { token: a.metrics_token.clone(), tenant_labels: a.metrics_tenant_labels };
     cfg.webhooks.deny_private = a.webhook_deny_private;
     cfg.webhooks.concurrency = a.webhook_concurrency.max(1);
+    cfg.tasks = crate::config::tasks(applied)?;
+    cfg.scheduler_clock = scheduler_clock()?;
+    cfg.log_file = crate::LOG_FILE.get().cloned();
+    if let Some(f) = &applied.file {
+        cfg.config_file = Some(f.clone());
+        cfg.reloader = Some(crate::config::reloader(std::env::args_os().collect(), applied)?);
+    }
     Ok(cfg)
 }
 
-pub fn serve(a: ServeArgs) -> Result<ExitCode> {
-    let node = Node::start(node_config(&a)?)?;
+/// `FORJA_SCHEDULER_CLOCK=START[xSPEED]` (START: unix seconds or `now`):
+/// the scheduler's clock starts there and runs SPEED times faster, for
+/// tests of the schedule. Only the scheduler sees it.
+fn scheduler_clock() -> Result<Option<forja_control::tasks::Clock>> {
+    let Ok(v) = std::env::var("FORJA_SCHEDULER_CLOCK") else { return Ok(None) };
+    let bad = || {
+        anyhow::anyhow!(
+            "FORJA_SCHEDULER_CLOCK={v}: expected START[xSPEED], START unix seconds or `now`"
+        )
+    };
+    let (start, speed) = v.split_once('x').unwrap_or((&v, "1"));
+    let start = match start {
+        "now" => chrono::Utc::now().timestamp(),
+        s => s.parse().map_err(|_| bad())?,
+    };
+    let speed: f64 =
+        speed.parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0).ok_or_else(bad)?;
+    Ok(Some(forja_control::tasks::accelerated(start, speed)))
+}
+
+pub fn serve(a: ServeArgs, applied: &crate::config::Applied) -> Result<ExitCode> {
+    let node = Node::start(node_config(&a, applied)?)?;
     eprintln!("forja: listening on http://{} (data: {})", node.addr, node.dir.display());
     node.run()?;
     Ok(ExitCode::SUCCESS)

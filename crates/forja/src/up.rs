@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub fn up(a: UpArgs) -> Result<ExitCode> {
+pub fn up(a: UpArgs, applied: &crate::config::Applied) -> Result<ExitCode> {
     let settings = demo_settings(&a);
     let cfg = DemoConfig {
         seed: a.demo_seed,
@@ -49,7 +49,7 @@ pub fn up(a: UpArgs) -> Result<ExitCode> {
             serve.embedding_model = "minilm".into();
         }
     }
-    let node = Node::start(crate::serve::node_config(&serve)?)?;
+    let node = Node::start(crate::serve::node_config(&serve, applied)?)?;
     let store = node.store.clone();
     let (tenant, new_key) = ensure_tenant(&*store, &tenant_name, TenantSettings::default())?;
     let url = format!("http://{}", node.addr);

@@ -39,6 +39,7 @@ mod registry;
 mod rows;
 mod schedules;
 mod stats;
+mod tasks;
 mod tenants;
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -53,6 +54,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_federation.sql")),
     (10, include_str!("../../migrations/sqlite/0010_knowledge.sql")),
     (11, include_str!("../../migrations/sqlite/0011_memory.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_tasks.sql")),
 ];
 
 /// The node's key file, beside the database: it signs the ledger (and

@@ -85,6 +85,18 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
         knowledge_passages: count(c, "SELECT COUNT(*) FROM knowledge_chunks")?,
         memory_facts: count(c, "SELECT COUNT(*) FROM memory_facts WHERE superseded_at IS NULL")?,
         training,
+        tasks: rows(
+            c,
+            "node stats",
+            "SELECT s.name, \
+               (SELECT outcome FROM task_runs r WHERE r.name = s.name AND r.outcome != 'running' \
+                ORDER BY r.started_at DESC, r.rowid DESC LIMIT 1), \
+               (SELECT MAX(finished_at) FROM task_runs r WHERE r.name = s.name \
+                AND r.outcome IN ('ok', 'warning')) \
+             FROM task_state s ORDER BY s.name",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?,
         ..Default::default()
     })
 }
