@@ -244,12 +244,41 @@ fn good_adapters_are_promoted_bad_ones_rejected_and_rollback_restores_the_champi
             from: vb.id.clone(),
             alias: CHAMPION.into()
         }));
+
+    // The nightly re-evaluation scores the champion as its job did: no
+    // drift. Against a golden set whose answers moved, it drifts.
+    let r = reeval(&b);
+    assert_eq!(r.outcome, "ok", "{r:?}");
+    assert!(r.detail.contains("1 champion(s) re-evaluated") && !r.detail.contains("DRIFT"), "{r:?}");
+    let moved = lines(100..110, 3).replace("\"messages\"", "\"format\":\"text\",\"messages\"");
+    b.rt.block_on(c.add_golden(&b.tenant, "golden-v2.jsonl", moved.into())).unwrap();
+    let r = reeval(&b);
+    eprintln!("re-evaluation on a moved golden set: {}", r.detail);
+    assert_eq!(r.outcome, "warning", "{r:?}");
+    assert!(r.detail.contains("DRIFT") && r.detail.contains("acme") && r.detail.contains("wer"), "{r:?}");
+
     let e = b.rt.block_on(c.rollback(&b.tenant, "alice", "again", false)).unwrap_err().to_string();
     assert!(e.contains("no previous promoted version"), "{e}");
     // The first champion can still be taken out: the base model serves.
     let d = b.rt.block_on(c.rollback(&b.tenant, "alice", "back to base", true)).unwrap();
     assert_eq!((d.version, d.previous_id.as_deref()), (None, Some(vg.id.as_str())));
     assert!(c.store.find_alias(&b.tenant.id, CHAMPION).unwrap().is_none());
+}
+
+/// Runs the scheduled re-evaluation now, on the bed's engine.
+fn reeval(b: &Bed) -> TaskRun {
+    use forja_control::tasks::{self, TaskEnv, TaskKind, TaskSet};
+    let env = TaskEnv {
+        control: b.control.clone(),
+        knowledge: None,
+        data_dir: b.work.clone(),
+        engine: Arc::new(std::sync::OnceLock::from(b.engine.clone())),
+        log_file: None,
+        completion_retention_s: Arc::new(|| 86_400),
+        runtime: b.rt.handle().clone(),
+    };
+    let set = TaskSet::default();
+    tasks::run_now(&env, set.get(TaskKind::Reeval), "test", &tasks::system_clock()).unwrap()
 }
 
 fn admin() -> Actor {

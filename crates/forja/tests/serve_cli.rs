@@ -387,8 +387,9 @@ fn a_busy_database_answers_503_and_a_full_one_507() {
         &data,
         &model,
         &["--workers", "0", "--db-busy-timeout-ms", "300"],
-        // Room for the schema (11 migrations: 103 pages) and a few examples.
-        &[("FORJA_DB_MAX_PAGES", "129")],
+        // Room for the schema (12 migrations: 108 pages), the scheduler's
+        // task states and a few examples.
+        &[("FORJA_DB_MAX_PAGES", "134")],
     );
     let words = [
         "el",
