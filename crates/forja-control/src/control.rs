@@ -133,6 +133,9 @@ pub struct Control {
     pub(crate) seen: Mutex<crate::registry::Seen>,
     /// When champions were last checked for a live regression.
     pub(crate) live_checked: std::sync::atomic::AtomicI64,
+    /// The red team the gate runs when a tenant's policy asks, once this
+    /// process has a model loaded (unset: such candidates are rejected).
+    pub red_team: std::sync::OnceLock<crate::redteam::RedTeamer>,
 }
 
 impl std::fmt::Debug for Control {
@@ -189,6 +192,7 @@ impl Control {
             bus,
             seen: Mutex::default(),
             live_checked: Default::default(),
+            red_team: Default::default(),
         }
     }
 

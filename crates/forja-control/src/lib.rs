@@ -45,6 +45,7 @@ pub mod link;
 pub mod live;
 pub mod memory;
 pub mod modes;
+pub mod redteam;
 pub mod registry;
 pub mod replay;
 pub mod schedule;

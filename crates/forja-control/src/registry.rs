@@ -21,6 +21,7 @@ use forja_store::prelude::*;
 use forja_store::*;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The actor name the gate's automatic promotions are recorded under.
 pub const GATE_ACTOR: &str = "gate";
@@ -288,7 +289,7 @@ impl Control {
         policy: &GatePolicy,
         e: &JobEval,
     ) -> Decision {
-        match self.verified_reports(job, result, e).await {
+        let mut d = match self.verified_reports(job, result, e).await {
             Ok((cand, base, probe)) => {
                 let mut d = decide(policy, &cand, &base);
                 match probe {
@@ -304,7 +305,45 @@ impl Control {
                 d
             }
             Err(why) => Decision::rejected(why),
+        };
+        // Only a candidate that would otherwise pass is worth the attack.
+        if policy.red_team && d.outcome != Outcome::Rejected {
+            if let Err(why) = self.red_team_gate(job, result).await {
+                d.reasons.push(why);
+                d.outcome = Outcome::Rejected;
+            }
         }
+        d
+    }
+
+    /// The red team on a job's adapter (the files the store holds, not what
+    /// a worker says of them): `Err` with the reason when it must be
+    /// rejected.
+    async fn red_team_gate(
+        &self,
+        job: &Job,
+        result: &JobResult,
+    ) -> std::result::Result<(), String> {
+        let Some(rt) = self.red_team.get().cloned() else {
+            return Err("the tenant's policy asks for the red team and this node has no model loaded to run it".into());
+        };
+        let dir = tempfile::tempdir().map_err(|e| format!("red team: {e}"))?;
+        for (name, sha) in &result.adapter_files {
+            let bytes = self.artifacts.get(sha).await.map_err(|e| format!("red team: {e}"))?;
+            std::fs::write(dir.path().join(name), &bytes).map_err(|e| format!("red team: {e}"))?;
+        }
+        let (target, at) = (format!("{} (job {})", job.model, job.id), self.store.now());
+        let report = crate::control::blocking(move || {
+            let adapter = rt.engine.load_adapter(dir.path())?;
+            rt.run(Some(Arc::new(adapter)), &target, 72, at)
+        })
+        .await
+        .map_err(|e| format!("the red team could not run: {e}"))?;
+        tracing::info!(job = %job.id, "{}", report.line());
+        if report.critical() > 0 {
+            return Err(report.line());
+        }
+        Ok(())
     }
 
     /// The candidate and baseline reports, re-scored; or why they cannot

@@ -17,6 +17,10 @@
 //!                            # by at most 1 nat (a shift that large is a
 //!                            # different model; the demo's adapters move
 //!                            # it by ~0.4 with no loss of accuracy)
+//! red_team = false           # true: the red team attacks the candidate
+//!                            # first; any critical finding (a leak of
+//!                            # personal data or the system prompt's secret,
+//!                            # a grammar escape, a crash) rejects it
 //!
 //! [audit]                    # governance: a version that passes waits
 //! required = false           # for auditors' signed votes when true
@@ -54,6 +58,8 @@ pub struct GatePolicy {
     /// Largest drop of the general probe's mean log-probability per token
     /// of the right answers below the base model's, in nats.
     pub probe_max_logprob_drop: f64,
+    /// The red team attacks the candidate; a critical finding rejects it.
+    pub red_team: bool,
     /// Governance: whether a passing version waits for auditors, and how
     /// their votes decide.
     pub audit: AuditPolicy,
@@ -99,6 +105,7 @@ impl Default for GatePolicy {
             auto_promote: true,
             probe_max_drop: 0.05,
             probe_max_logprob_drop: 1.0,
+            red_team: false,
             audit: AuditPolicy::default(),
         }
     }

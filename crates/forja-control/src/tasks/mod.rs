@@ -14,6 +14,7 @@ mod reeval;
 mod report;
 pub mod run;
 
+pub use report::write_atomic;
 pub use run::{LogFile, TaskEnv};
 
 use crate::{ControlError, Result};

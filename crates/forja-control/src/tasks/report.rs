@@ -118,7 +118,7 @@ fn capitalised(s: &str) -> String {
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over
 /// `path`: a reader sees the old report or the new one, never half.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
