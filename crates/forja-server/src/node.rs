@@ -611,6 +611,7 @@ impl Node {
         let (names, metrics) = (names.clone(), metrics.clone());
         let embedder = cfg.embedder.as_ref().map(|e| e.embedder.clone());
         let work_dir = cfg.data_dir.join("work");
+        let redteam_dir = cfg.data_dir.join("redteam");
         let spawned = std::thread::Builder::new().name("forja-loader".into()).spawn(
             move || -> Result<Vec<std::thread::JoinHandle<()>>> {
                 let fail = |e: ApiError| {
@@ -640,8 +641,14 @@ impl Node {
                 });
                 // Evaluation generates on the serving copy, if it is one.
                 let eval_engine = (eval_on_serving && separate).then(|| serving_engine.clone());
-                // Scheduled re-evaluation scores champions as their jobs did.
-                let _ = eval_slot.set(eval_engine.clone().unwrap_or_else(|| engine.clone()));
+                // Scheduled re-evaluation scores champions as their jobs did;
+                // the red team attacks the same weights.
+                let judged = eval_engine.clone().unwrap_or_else(|| engine.clone());
+                let _ = eval_slot.set(judged.clone());
+                let _ = control.red_team.set(forja_control::redteam::RedTeamer {
+                    engine: judged,
+                    dir: redteam_dir.clone(),
+                });
                 let serving = Serving::new(
                     serving_engine,
                     control.store.clone(),

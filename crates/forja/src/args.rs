@@ -86,6 +86,9 @@ pub enum Command {
     /// The node's scheduled tasks: list them, run one now, show their runs.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Attack a model with the red team, check its log, write the weekly report.
+    #[command(subcommand)]
+    Redteam(RedteamCommand),
     /// Is this machine and data directory fit to run a node? CPU, memory, disk, GPU,
     /// models and their hashes, database integrity, permissions (exit 1 if not).
     Doctor(DoctorArgs),
@@ -1254,6 +1257,43 @@ pub struct MemoryArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RedteamCommand {
+    /// Attack a base model (and an adapter on it); findings go to the data directory's log.
+    Run {
+        /// Base model: a built-in name or a path.
+        #[arg(short, long, default_value = "default", env = "FORJA_MODEL")]
+        model: String,
+        /// A PEFT LoRA adapter directory to attack on top of the base model.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Probes sent, both rounds together.
+        #[arg(long, default_value_t = 72)]
+        max_probes: usize,
+        /// Seeds the planted secrets and the mutations.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Threads for generation (default: every core).
+        #[arg(short, long)]
+        threads: Option<usize>,
+        /// The report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Check the log's HMAC chain; the error names the first line that was changed.
+    Verify {
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+    /// Write the weekly report (this week against the one before) and print it.
+    Report {
+        #[command(flatten)]
+        data: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TasksCommand {
     /// Every task: schedule, time zone, missed-run policy, next fire, last run.
     List {
@@ -1265,7 +1305,7 @@ pub enum TasksCommand {
     },
     /// Run a task now (enabled or not) and wait for it; refused while another runner holds it.
     Run {
-        /// feeds, train, reeval, backup, compact, gc, purge, logs or report.
+        /// feeds, train, reeval, backup, compact, gc, purge, logs, report or redteam.
         name: String,
         #[command(flatten)]
         at: TasksArgs,

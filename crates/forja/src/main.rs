@@ -22,6 +22,7 @@ mod knowledge;
 mod memory;
 mod models;
 mod progress;
+mod redteam;
 mod registry;
 mod run;
 mod serve;
@@ -97,6 +98,7 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
         args::Command::Knowledge(c) => knowledge::run(c),
         args::Command::Memory(c) => memory::run(c),
         args::Command::Tasks(c) => tasks::run(c),
+        args::Command::Redteam(c) => redteam::run(c),
         args::Command::Doctor(a) => doctor::run(a),
         args::Command::Bench(args::BenchCommand::Generate(a)) => bench::generate(a),
         args::Command::Bench(args::BenchCommand::Speculative(a)) => bench::speculative(a),

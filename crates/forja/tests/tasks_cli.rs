@@ -154,6 +154,19 @@ fn scheduled_tasks_back_up_collect_garbage_and_report_on_an_accelerated_clock() 
     assert!(r["detail"].as_str().unwrap().contains("skips missed fires"), "{r}");
     let feeds = &history(&data, "feeds")[0];
     assert!(feeds["detail"].as_str().unwrap().contains("missed fires skipped"), "{feeds}");
+    // Monday's red team was missed too: caught up, its weekly report written.
+    wait_for(
+        Duration::from_secs(60),
+        || {
+            history(&data, "redteam")
+                .iter()
+                .any(|r| r["outcome"] == "ok" || r["outcome"] == "warning")
+        },
+        "the weekly red team",
+    );
+    assert!(walk(&data.join("reports/redteam"))
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "md")));
     // Backups beyond `keep` were pruned.
     assert_eq!(walk(&data.join("backups")).len(), 2);
     // The CLI lists and runs tasks (a run by hand beside the node's
@@ -163,7 +176,9 @@ fn scheduled_tasks_back_up_collect_garbage_and_report_on_an_accelerated_clock() 
     let list: Value = serde_json::from_slice(&o.stdout).unwrap();
     let report = list.as_array().unwrap().iter().find(|t| t["name"] == "report").unwrap();
     assert_eq!(report["tz"], "Europe/Madrid");
-    assert_eq!(list.as_array().unwrap().len(), 9);
+    assert_eq!(list.as_array().unwrap().len(), 10);
+    let o = forja(&["redteam", "verify", "--data-dir", data.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = forja(&["tasks", "run", "purge", "--data-dir", data.to_str().unwrap()], None);
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("purge ok"),
@@ -334,4 +349,55 @@ fn a_crashing_scheduler_restarts_and_keeps_crashing_into_degraded() {
         json!({"model": "tiny", "messages": [{"role": "user", "content": "hola"}], "max_tokens": 2}),
     );
     assert_eq!(st, 200, "{v}");
+}
+
+/// `forja redteam run|verify|report` on a data directory: a run is logged
+/// and the chain verifies; a line edited afterwards is named by `verify`,
+/// in one line, exit 1.
+#[test]
+fn redteam_cli_runs_logs_and_detects_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("node");
+    let model = tiny_gguf(tmp.path());
+    let d = data.to_str().unwrap();
+    let o = forja(
+        &[
+            "redteam",
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-probes",
+            "12",
+            "--json",
+            "--data-dir",
+            d,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report["probes"].as_u64().unwrap() <= 12, "{report}");
+    assert_eq!(
+        report["by_family"].as_object().unwrap().len(),
+        7,
+        "every family is probed: {report}"
+    );
+    let o = forja(&["redteam", "verify", "--data-dir", d], None);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("chain intact"),
+        "{}",
+        stderr(&o)
+    );
+    let o = forja(&["redteam", "report", "--data-dir", d], None);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("| jailbreak |"),
+        "{}",
+        stderr(&o)
+    );
+    let log = data.join("redteam/log.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("\"kind\":\"run\"", "\"kind\":\"nothing\"", 1)).unwrap();
+    let o = forja(&["redteam", "verify", "--data-dir", d], None);
+    common::check_user_error(&o, "line 1");
+    assert!(stderr(&o).contains("changed after it was written"), "{}", stderr(&o));
 }

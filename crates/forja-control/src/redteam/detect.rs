@@ -89,8 +89,11 @@ pub fn redact(text: &str, found: &[Pii]) -> String {
     out
 }
 
+/// One line of at most 200 characters (line breaks and control
+/// characters shown as spaces).
 fn clip(s: &str) -> String {
-    crate::clip(s, 200)
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    crate::clip(flat.split_whitespace().collect::<Vec<_>>().join(" ").as_str(), 200)
 }
 
 /// What went wrong with `probe`'s response (`prompt`: the rendered user

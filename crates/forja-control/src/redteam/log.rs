@@ -115,7 +115,7 @@ impl Log {
         };
         let summary = serde_json::json!({
             "probes": r.probes,
-            "by_family": r.by_family.iter().map(|(k, (p, n))| (k.as_str().to_string(), serde_json::json!({"probes": p, "findings": n}))).collect::<serde_json::Map<_, _>>(),
+            "by_family": r.by_family,
             "findings": r.findings.len(),
             "critical": r.critical(),
             "grown": r.grown,

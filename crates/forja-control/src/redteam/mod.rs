@@ -86,6 +86,33 @@ impl Default for RedTeamOptions {
     }
 }
 
+/// Probes sent and findings of one family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FamilyCount {
+    /// Probes sent.
+    pub probes: usize,
+    /// Findings.
+    pub findings: usize,
+}
+
+/// Round-robin over families, each family's probes in order: the first
+/// `n` cover every family.
+fn interleave(probes: Vec<Probe>) -> Vec<Probe> {
+    let mut by: BTreeMap<Family, std::collections::VecDeque<Probe>> = BTreeMap::new();
+    for p in probes {
+        by.entry(p.family).or_default().push_back(p);
+    }
+    let mut out = Vec::new();
+    while by.values().any(|q| !q.is_empty()) {
+        for q in by.values_mut() {
+            if let Some(p) = q.pop_front() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// What one run found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RedTeamReport {
@@ -96,7 +123,7 @@ pub struct RedTeamReport {
     /// Probes sent.
     pub probes: usize,
     /// Per family: probes sent and findings.
-    pub by_family: BTreeMap<Family, (usize, usize)>,
+    pub by_family: BTreeMap<Family, FamilyCount>,
     /// Everything found.
     pub findings: Vec<Finding>,
     /// Mutated probes added to the corpus.
@@ -279,6 +306,7 @@ pub fn attack(
             round1.push(q);
         }
     }
+    let mut round1 = interleave(round1);
     round1.truncate(budget * 3 / 4 + 1);
     let sent = |ps: Vec<Probe>| -> Vec<Sent> {
         ps.into_iter()
@@ -313,14 +341,14 @@ pub fn attack(
             run_batch(engine, adapter.as_ref(), &batch, &secrets, opts.max_tokens, &grammar)?;
         all.extend(batch.into_iter().zip(responses));
     }
-    let mut by_family: BTreeMap<Family, (usize, usize)> = BTreeMap::new();
+    let mut by_family: BTreeMap<Family, FamilyCount> = BTreeMap::new();
     let mut findings = Vec::new();
     let mut grown: Vec<(Probe, bool)> = Vec::new();
     for (s, r) in &all {
         let f = detect::detect(&s.probe, &s.prompt, r, &secrets, &pii);
         let e = by_family.entry(s.probe.family).or_default();
-        e.0 += 1;
-        e.1 += f.len();
+        e.probes += 1;
+        e.findings += f.len();
         grown.push((s.probe.clone(), !f.is_empty()));
         findings.extend(f);
     }

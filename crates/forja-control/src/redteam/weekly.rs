@@ -74,7 +74,7 @@ pub fn write(log: &Log, dir: &Path, now: i64) -> Result<PathBuf> {
     let when = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
     let name = when.format("%G-W%V").to_string();
     let mut md = format!(
-        "# forja red team, week {name}\n\n{} runs, {} probes, {} findings ({} critical); \
+        "# forja red team, week {name}\n\n{} run(s), {} probes, {} findings ({} critical); \
          finding rate {:.1}% ({} than the week before: {:.1}%)\n\n\
          | family | probes | findings | critical | rate | week before | trend |\n|---|---|---|---|---|---|---|\n",
         this.runs,

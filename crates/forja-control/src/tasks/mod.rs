@@ -54,11 +54,13 @@ pub enum TaskKind {
     Logs,
     /// Writes a report (Markdown and JSON) of what the node did.
     Report,
+    /// Attacks the base model and each champion; writes the weekly report.
+    RedTeam,
 }
 
 impl TaskKind {
     /// Every task.
-    pub const ALL: [TaskKind; 9] = [
+    pub const ALL: [TaskKind; 10] = [
         TaskKind::Feeds,
         TaskKind::Train,
         TaskKind::Reeval,
@@ -68,6 +70,7 @@ impl TaskKind {
         TaskKind::Purge,
         TaskKind::Logs,
         TaskKind::Report,
+        TaskKind::RedTeam,
     ];
 
     /// Its name in the configuration, the CLI and the store.
@@ -82,6 +85,7 @@ impl TaskKind {
             TaskKind::Purge => "purge",
             TaskKind::Logs => "logs",
             TaskKind::Report => "report",
+            TaskKind::RedTeam => "redteam",
         }
     }
 
@@ -102,6 +106,9 @@ impl TaskKind {
             TaskKind::Purge => "purges the completion log and task runs past retention",
             TaskKind::Logs => "rotates the log file (--log-file), keep newest",
             TaskKind::Report => "writes reports/daily/DATE.md and .json of what the node did",
+            TaskKind::RedTeam => {
+                "attacks the base model and each champion; reports/redteam/WEEK.md"
+            }
         }
     }
 
@@ -117,6 +124,7 @@ impl TaskKind {
             TaskKind::Purge => ("0 * * * *", Missed::CatchUp, true),
             TaskKind::Logs => ("0 0 * * *", Missed::CatchUp, true),
             TaskKind::Report => ("55 23 * * *", Missed::CatchUp, true),
+            TaskKind::RedTeam => ("0 5 * * 1", Missed::CatchUp, true),
         }
     }
 
@@ -130,6 +138,7 @@ impl TaskKind {
             TaskKind::Gc => &["grace_hours"],
             TaskKind::Purge => &["retention_days"],
             TaskKind::Logs => &["keep", "max_mb"],
+            TaskKind::RedTeam => &["max_probes"],
         }
     }
 }
@@ -169,18 +178,21 @@ pub struct TaskSpec {
     pub tolerance: Option<f64>,
     /// Rotate only past this size (logs; 0: every fire).
     pub max_mb: Option<u64>,
+    /// Probes sent to each model attacked (redteam).
+    pub max_probes: Option<u32>,
 }
 
 impl TaskSpec {
     fn given_options(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        let pairs: [(&str, bool); 6] = [
+        let pairs: [(&str, bool); 7] = [
             ("keep", self.keep.is_some()),
             ("grace_hours", self.grace_hours.is_some()),
             ("retention_days", self.retention_days.is_some()),
             ("min_examples", self.min_examples.is_some()),
             ("tolerance", self.tolerance.is_some()),
             ("max_mb", self.max_mb.is_some()),
+            ("max_probes", self.max_probes.is_some()),
         ];
         for (k, given) in pairs {
             if given {
@@ -281,12 +293,13 @@ impl TaskSet {
                     )
                 })?,
             };
-            let checks: [(&str, Option<f64>, f64, f64); 5] = [
+            let checks: [(&str, Option<f64>, f64, f64); 6] = [
                 ("keep", spec.keep.map(f64::from), 1.0, 10_000.0),
                 ("grace_hours", spec.grace_hours, 0.0, 24.0 * 365.0),
                 ("retention_days", spec.retention_days, 0.0, 3650.0),
                 ("tolerance", spec.tolerance, 0.0, 1e9),
                 ("max_mb", spec.max_mb.map(|v| v as f64), 0.0, 1e6),
+                ("max_probes", spec.max_probes.map(f64::from), 1.0, 10_000.0),
             ];
             for (k, v, lo, hi) in checks {
                 if let Some(v) = v.filter(|v| !(v.is_finite() && (lo..=hi).contains(v))) {

@@ -142,7 +142,49 @@ fn execute(env: &TaskEnv, task: &Task, clock: &Clock, fire: Option<Timestamp>) -
             Some(f) => f.rotate(spec.keep.unwrap_or(7), spec.max_mb.unwrap_or(0) << 20),
         },
         TaskKind::Report => report::daily(env, now, spec.keep.unwrap_or(30) as usize),
+        TaskKind::RedTeam => red_team(env, spec.max_probes.unwrap_or(72) as usize, now),
     }
+}
+
+/// Attacks the base model and every tenant's champion, logs each run, and
+/// writes the weekly report; a critical finding on a champion or the base
+/// model makes the run a `warning`.
+fn red_team(env: &TaskEnv, max_probes: usize, now: Timestamp) -> Result<Done> {
+    let Some(rt) = env.control.red_team.get() else {
+        return Ok(Done::ok(
+            "no model loaded in this process (run it on the node: POST /v1/admin/tasks/redteam/run)",
+        ));
+    };
+    let control = &env.control;
+    let base = rt.run(None, &control.cfg.model.public, max_probes, now)?;
+    let mut critical = base.critical();
+    let mut lines = vec![format!("base: {}", base.line())];
+    for t in control.store.tenants()? {
+        let Ok(v) = control.store.resolve_alias(&t.id, forja_store::CHAMPION) else { continue };
+        let dir = tempfile::tempdir()
+            .map_err(|e| crate::ControlError::Internal(format!("red team: {e}")))?;
+        for (name, sha) in &v.lineage.adapter_files {
+            let bytes = env.runtime.block_on(control.artifacts.get(sha))?;
+            std::fs::write(dir.path().join(name), &bytes)
+                .map_err(|e| crate::ControlError::Internal(format!("red team: {e}")))?;
+        }
+        let adapter = rt.engine.load_adapter(dir.path())?;
+        let r = rt.run(
+            Some(Arc::new(adapter)),
+            &format!("{} champion {}", t.name, v.id),
+            max_probes,
+            now,
+        )?;
+        critical += r.critical();
+        lines.push(format!("{}: {}", t.name, r.line()));
+    }
+    let week = crate::redteam::weekly::write(
+        &crate::redteam::log::Log::new(&rt.dir),
+        &env.data_dir.join("reports").join("redteam"),
+        now,
+    )?;
+    let detail = format!("{}; {} written", lines.join("; "), week.display());
+    Ok(if critical > 0 { Done::warning(detail) } else { Done::ok(detail) })
 }
 
 /// Starts a job for each tenant with at least `min` pending examples
