@@ -83,6 +83,8 @@ learning = dashboard("forja-learning", "forja: learning per tenant",
     ("Gate: rejections since last promotion", [(f'forja_gate_rejected_streak{{{I},{T}}}', "{{tenant}}")]),
     ("Final PII audit failures and automatic rollbacks", [(f'increase(forja_pii_audit_failures_total{{{I}}}[1d])', "PII audit {{instance}}"), (f'increase(forja_auto_rollbacks_total{{{I}}}[1d])', "auto-rollback {{instance}}")]),
     ("Memory facts extracted", [(f'sum by (outcome) (rate(forja_memory_facts_total{{{I}}}[1h]) * 3600)', "{{outcome}}")]),
+    ("Champion's golden-set metrics at promotion", [(f'forja_champion_metric{{{I},{T}}}', "{{tenant}} {{metric}}")]),
+    ("Feedback curation per hour, and personal data scrubbed", [(f'sum by (outcome) (increase(forja_curation_examples_total{{{I}}}[1h]))', "{{outcome}}"), (f'sum by (kind) (increase(forja_pii_scrubbed_total{{{I}}}[1h]))', "PII {{kind}}")]),
 ], tenant_var=True)
 
 serving = dashboard("forja-serving", "forja: serving",

@@ -95,12 +95,40 @@ impl Feedback {
 /// Turns feedback into curated training lines.
 #[derive(Debug)]
 pub struct Curator {
+    /// What curation did since the process started (the node's metrics).
+    pub stats: CurationStats,
     pii: PiiConfig,
     node: Arc<Scrubber>,
     /// Scrubbers with a tenant's deny list, by whether they look for
     /// person names and that list.
     tenants: Mutex<HashMap<ScrubberKey, Arc<Scrubber>>>,
     quality: QualityConfig,
+}
+
+/// Counts of what feedback curation did in this process.
+#[derive(Debug, Default)]
+pub struct CurationStats {
+    /// Examples curated into training lines and stored.
+    pub kept: std::sync::atomic::AtomicU64,
+    /// Examples refused (nothing to learn from, failed quality rules).
+    pub rejected: std::sync::atomic::AtomicU64,
+    /// Examples refused as exact duplicates of one already pending.
+    pub duplicates: std::sync::atomic::AtomicU64,
+    pii: Mutex<BTreeMap<String, u64>>,
+}
+
+impl CurationStats {
+    /// Personal data items scrubbed from posted feedback, by kind.
+    pub fn pii(&self) -> BTreeMap<String, u64> {
+        self.pii.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn scrubbed(&self, counts: &ScrubCounts) {
+        let mut all = self.pii.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, n) in counts {
+            *all.entry(k.clone()).or_default() += u64::from(*n);
+        }
+    }
 }
 
 /// A cached scrubber: whether it looks for person names, and the deny list.
@@ -116,6 +144,7 @@ impl Curator {
         let mut quality = QualityConfig::default();
         quality.text.min_chars = 2;
         Ok(Curator {
+            stats: CurationStats::default(),
             node: Arc::new(Scrubber::new(pii)?),
             pii: pii.clone(),
             tenants: Mutex::default(),
@@ -201,7 +230,9 @@ impl Curator {
         }
         let scrubber = self.scrubber(tenant)?;
         let mut input = serde_json::to_value(fb).expect("feedback serialises");
-        scrub_strings(&scrubber, &mut input, &mut DocScrub::default(), &mut ScrubCounts::new());
+        let mut counts = ScrubCounts::new();
+        scrub_strings(&scrubber, &mut input, &mut DocScrub::default(), &mut counts);
+        self.stats.scrubbed(&counts);
         let source = fb.source.clone().unwrap_or_else(|| "api".into());
         let target = match (&fb.correction, fb.rating) {
             (Some(c), _) if !c.trim().is_empty() => Ok(c.clone()),
@@ -214,6 +245,9 @@ impl Curator {
             ),
         };
         let curated = target.and_then(|t| self.line(&scrubber, context, &t));
+        if curated.is_err() {
+            self.stats.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(NewExample { source, input, curated })
     }
 

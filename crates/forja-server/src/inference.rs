@@ -81,6 +81,7 @@ pub async fn metrics(State(s): State<AppState>, req: Request) -> Response {
     }
     let node = s.node_metrics.clone();
     node.update_health(&s.health);
+    node.update_curation(&s.control.curator.stats);
     match s.run(|c| Ok((c.store.node_stats()?, c.store.now()))).await {
         Ok((stats, now)) => node.update(&stats, now),
         Err(e) => {

@@ -43,6 +43,9 @@ pub struct NodeMetrics {
     disk_size: IntGauge,
     stats_errors: IntCounter,
     task_last: IntGaugeVec,
+    champion: GaugeVec,
+    curation: IntCounterVec,
+    pii_scrubbed: IntCounterVec,
     task_success: IntGaugeVec,
     restarts: IntCounterVec,
     degraded: IntGauge,
@@ -205,6 +208,21 @@ impl NodeMetrics {
                 "forja_node_stats_errors_total",
                 "Scrapes whose store statistics could not be read (values kept from before).",
             ),
+            champion: fgauge_vec(
+                "forja_champion_metric",
+                "Each tenant's champion's golden-set metrics when it was promoted (needs --metrics-tenant-labels).",
+                &["tenant", "metric"],
+            ),
+            curation: counter_vec(
+                "forja_curation_examples_total",
+                "Feedback examples by curation outcome: kept, rejected (nothing to learn from or failed quality rules), duplicate.",
+                &["outcome"],
+            ),
+            pii_scrubbed: counter_vec(
+                "forja_pii_scrubbed_total",
+                "Personal data items scrubbed from posted feedback, by kind.",
+                &["kind"],
+            ),
             task_last: gauge_vec(
                 "forja_task_last_run",
                 "1 for the outcome of each scheduled task's last finished run (ok, warning, failed, skipped, abandoned), 0 for the others.",
@@ -258,7 +276,27 @@ impl NodeMetrics {
         for l in LOOPS {
             m.restarts.with_label_values(&[l]);
         }
+        for o in ["kept", "rejected", "duplicate"] {
+            m.curation.with_label_values(&[o]);
+        }
         m
+    }
+
+    /// Sets feedback curation's series from its counters.
+    pub fn update_curation(&self, s: &forja_control::feedback::CurationStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (o, n) in [
+            ("kept", s.kept.load(Relaxed)),
+            ("rejected", s.rejected.load(Relaxed)),
+            ("duplicate", s.duplicates.load(Relaxed)),
+        ] {
+            let c = self.curation.with_label_values(&[o]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
+        for (kind, n) in s.pii() {
+            let c = self.pii_scrubbed.with_label_values(&[kind.as_str()]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
     }
 
     /// Sets the supervisor's series.
@@ -358,6 +396,12 @@ impl NodeMetrics {
             self.store_seconds.inc_by(secs);
         }
         self.store_busy.inc_by(s.busy_errors.saturating_sub(self.store_busy.get()));
+        self.champion.reset();
+        if self.tenant_labels {
+            for (t, metric, v) in &s.champion_metrics {
+                self.champion.with_label_values(&[t.as_str(), metric.as_str()]).set(*v);
+            }
+        }
         for (task, last, success) in &s.tasks {
             for o in TASK_OUTCOMES {
                 self.task_last
@@ -420,6 +464,7 @@ mod tests {
             operations: 10,
             operation_seconds: 0.5,
             busy_errors: 1,
+            champion_metrics: vec![("acme".into(), "wer".into(), 0.25)],
             tasks: vec![
                 ("backup".into(), Some("failed".into()), Some(1_500)),
                 ("reeval".into(), Some("warning".into()), Some(1_550)),
@@ -449,6 +494,7 @@ mod tests {
             "forja_task_last_success_timestamp_seconds{task=\"gc\"} 0",
             "forja_task_restarts_total{task=\"scheduler\"} 0",
             "forja_degraded 0",
+            "forja_curation_examples_total{outcome=\"duplicate\"} 0",
             "forja_pii_audit_failures_total 1",
             "forja_auto_rollbacks_total 1",
             "forja_training_loss{job=\"ftjob-1\"} 1.25",
@@ -475,6 +521,7 @@ mod tests {
             "forja_jobs{state=\"queued\",tenant=\"beta\"} 1",
             "forja_gate_rejected_streak{tenant=\"acme\"} 2",
             "forja_registry_events_total{kind=\"rejected\",tenant=\"acme\"} 2",
+            "forja_champion_metric{metric=\"wer\",tenant=\"acme\"} 0.25",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

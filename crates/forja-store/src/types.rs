@@ -1022,6 +1022,9 @@ pub struct NodeStats {
     /// Scheduled tasks: name, its last finished run's outcome, and when it
     /// last finished `ok` or `warning`.
     pub tasks: Vec<(String, Option<String>, Option<Timestamp>)>,
+    /// Each tenant's champion's golden-set metrics at promotion: (tenant
+    /// name, metric, value).
+    pub champion_metrics: Vec<(String, String, f64)>,
 }
 
 /// A running job's latest training metrics.

@@ -137,6 +137,22 @@ fn every_queried_metric_is_exported_by_a_live_node() {
     let chat = json!({"model": "base", "max_tokens": 4, "messages": [{"role": "user", "content": "hola"}]});
     let (st, v, _) = post(&s, "/v1/chat/completions", &k, chat);
     assert_eq!(st, 200, "{v}");
+    // Feedback: one kept (with a phone number scrubbed), the same again (a
+    // duplicate), one with nothing to learn from.
+    let ex = json!({"prompt": "¿A qué hora abre?", "correction": "A las nueve; llame al 612 345 678."});
+    let examples = json!({"examples": [ex, ex, {"prompt": "hola", "rating": 2}]});
+    let (st, v, _) = post(&s, "/v1/feedback", &k, examples);
+    assert_eq!(st, 200, "{v}");
+    let (_, m) = get(&s, "/metrics", "");
+    let text = m.as_str().unwrap();
+    for want in [
+        "forja_curation_examples_total{outcome=\"kept\"} 1",
+        "forja_curation_examples_total{outcome=\"duplicate\"} 1",
+        "forja_curation_examples_total{outcome=\"rejected\"} 1",
+        "forja_pii_scrubbed_total{kind=\"PHONE_NUMBER\"} 2",
+    ] {
+        assert!(text.contains(want), "{want} missing from /metrics:\n{text}");
+    }
     let (_, m) = get(&s, "/metrics", "");
     let m = m.as_str().unwrap().to_string();
     let exported: BTreeSet<String> = m
@@ -161,9 +177,11 @@ fn every_queried_metric_is_exported_by_a_live_node() {
         }
     }
     assert!(wanted.len() > 30, "{wanted:?}");
-    // Series labelled by a running job exist only while one runs (their
+    // Series labelled by a running job exist only while one runs, and a
+    // champion's metrics only with tenant labels and a champion (their
     // rendering is unit-tested in forja-server's node_metrics).
-    let while_training = ["forja_training_loss", "forja_training_tokens_per_second"];
+    let while_training =
+        ["forja_training_loss", "forja_training_tokens_per_second", "forja_champion_metric"];
     let missing: Vec<String> = wanted
         .iter()
         .filter(|(n, _)| !exported.contains(n) && !while_training.contains(&n.as_str()))

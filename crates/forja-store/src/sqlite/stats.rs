@@ -69,7 +69,26 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
         }
     })
     .collect();
+    let champion_metrics = rows(
+        c,
+        "node stats",
+        "SELECT t.name, v.eval FROM aliases a JOIN model_versions v ON v.id = a.version_id \
+         JOIN tenants t ON t.id = a.tenant_id WHERE a.name = 'champion' AND v.eval IS NOT NULL",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )?
+    .into_iter()
+    .flat_map(|(tenant, eval)| {
+        let v: serde_json::Value = serde_json::from_str(&eval).unwrap_or_default();
+        let metrics = v["summary"]["candidate"]["metrics"].as_object().cloned().unwrap_or_default();
+        metrics
+            .into_iter()
+            .filter_map(|(m, x)| Some((tenant.clone(), m, x.as_f64()?)))
+            .collect::<Vec<_>>()
+    })
+    .collect();
     Ok(NodeStats {
+        champion_metrics,
         jobs: by_tenant(c, "jobs", "status")?,
         oldest_queued_at,
         examples: by_tenant(c, "examples", "status")?,
