@@ -138,6 +138,10 @@ with sync_playwright() as p:
     expect(page.get_by_test_id("gate-report")).to_contain_text("wer")
     expect(page.get_by_test_id("sample").first).to_contain_text("quick dog")
     expect(page.get_by_test_id("lineage")).to_contain_text("ftjob-")
+    # Charts of learning, drawn by the API and fetched with the key.
+    for chart in ["loss-chart", "metrics-chart"]:
+        expect(page.get_by_test_id(chart)).to_be_visible(timeout=30_000)
+        assert page.get_by_test_id(chart).evaluate("img => img.naturalWidth") > 100, chart
     # Forgetting, measured: the general probe against the base model.
     expect(page.get_by_test_id("probe-checks")).to_contain_text("accuracy")
     expect(page.get_by_test_id("probe-checks")).to_contain_text("mean_logprob")

@@ -392,6 +392,14 @@ export class Client {
   dictionary = () => this.json<List<DictionaryEntry>>("GET", "/v1/dictionary");
   removeDictionary = (wrong: string) => this.json<unknown>("DELETE", `/v1/dictionary/${enc(wrong)}`);
 
+  /** A chart of learning (PNG): a version's loss, or metrics across versions. */
+  async versionLossChart(id: string): Promise<Blob> {
+    return (await this.send("GET", `/v1/registry/models/${enc(id)}/loss.png`)).blob();
+  }
+  async metricsChart(metrics: string): Promise<Blob> {
+    return (await this.send("GET", `/v1/registry/metrics.png?metric=${enc(metrics)}`)).blob();
+  }
+
   /** A stored document's bytes (a draft or a final DOCX). */
   async documentContent(id: string): Promise<Blob> {
     return (await this.send("GET", `/v1/documents/${enc(id)}/content`)).blob();

@@ -376,7 +376,8 @@ impl Control {
             let f = self.with_completion(tenant, f).map_err(at)?;
             new.push(self.curator.curate(&f, tenant).map_err(at)?);
         }
-        let appended = self.store.append_examples(&tenant.id, &new, &self.triggered_model(tenant))?;
+        let appended =
+            self.store.append_examples(&tenant.id, &new, &self.triggered_model(tenant))?;
         // Curated lines the store kept, and those it refused as duplicates.
         use std::sync::atomic::Ordering::Relaxed;
         for (e, _) in appended.examples.iter().zip(&new).filter(|(_, n)| n.curated.is_ok()) {

@@ -139,7 +139,8 @@ fn every_queried_metric_is_exported_by_a_live_node() {
     assert_eq!(st, 200, "{v}");
     // Feedback: one kept (with a phone number scrubbed), the same again (a
     // duplicate), one with nothing to learn from.
-    let ex = json!({"prompt": "¿A qué hora abre?", "correction": "A las nueve; llame al 612 345 678."});
+    let ex =
+        json!({"prompt": "¿A qué hora abre?", "correction": "A las nueve; llame al 612 345 678."});
     let examples = json!({"examples": [ex, ex, {"prompt": "hola", "rating": 2}]});
     let (st, v, _) = post(&s, "/v1/feedback", &k, examples);
     assert_eq!(st, 200, "{v}");

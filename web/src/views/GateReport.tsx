@@ -2,7 +2,7 @@
 // model) and after, the gate's reasons, and each golden example's answers
 // before and after with a word diff against the reference.
 import { diffWords } from "diff";
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import type { EvalReport, Lineage } from "../api";
 import { useSession } from "../context";
 import { ErrorLine, errorText } from "./common";
@@ -26,6 +26,25 @@ function WordDiff({ reference, text }: { reference: string; text: string }) {
 
 const SHOWN = 20;
 
+/** A PNG the API draws (fetched with the key, shown from an object URL);
+ * nothing when there is none (a version without a job has no loss). */
+function Chart({ load, alt, testid }: { load: () => Promise<Blob>; alt: string; testid: string }) {
+  const [url, setUrl] = useState<string | null>(null);
+  useEffect(() => {
+    let made: string | null = null;
+    load()
+      .then((b) => {
+        made = URL.createObjectURL(b);
+        setUrl(made);
+      })
+      .catch(() => setUrl(null));
+    return () => {
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [load]);
+  return url ? <img className="chart" src={url} alt={alt} data-testid={testid} /> : null;
+}
+
 export function GateReport({ version }: { version: string }) {
   const { client, t } = useSession();
   const [report, setReport] = useState<EvalReport | null>(null);
@@ -45,6 +64,8 @@ export function GateReport({ version }: { version: string }) {
       .catch(() => setLineage(null));
   }, [client, version]);
 
+  const loss = useCallback(() => client.versionLossChart(version), [client, version]);
+  const metrics = useCallback(() => client.metricsChart("wer,cer"), [client]);
   if (error) return <ErrorLine error={error} />;
   if (!report) return null;
   const names = Object.keys({ ...report.baseline.metrics, ...report.candidate.metrics }).sort();
@@ -103,6 +124,11 @@ export function GateReport({ version }: { version: string }) {
           </table>
         </>
       )}
+      <h3>{t("charts")}</h3>
+      <div className="charts">
+        <Chart load={loss} alt={t("lossChart")} testid="loss-chart" />
+        <Chart load={metrics} alt={t("metricsChart")} testid="metrics-chart" />
+      </div>
       {lineage && (
         <>
           <h3>{t("lineage")}</h3>
