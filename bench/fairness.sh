@@ -32,6 +32,6 @@ start() {
 
 start forja "$FORJA"
 [ -n "${FORJA_BASELINE:-}" ] && start baseline "$FORJA_BASELINE"
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(grep -o -m1 'avx512[a-z]*\|avx2' /proc/cpuinfo | head -1); forja $(git rev-parse --short HEAD)" >&2
+echo "cpu: $(bench/cpu.sh); forja $(git rev-parse --short HEAD)" >&2
 python3 bench/fairness.py --rounds "${1:-3}" --samples "${2:-8}" --clients "${3:-4}" --phase-s "${4:-120}" \
     --timeout-s "${5:-900}" "${TARGETS[@]}"

@@ -13,5 +13,5 @@ KEY=$("$FORJA" keys create --tenant bench --create-tenant --data-dir "$DATA")
 PID=$!
 for _ in $(seq 600); do grep -q "ready" "$DATA/serve.log" && break; sleep 0.2; done
 URL=$(grep -o 'http://[0-9.:]*' "$DATA/serve.log" | head -1)
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; forja $(git rev-parse --short HEAD)" >&2
+echo "cpu: $(bench/cpu.sh); forja $(git rev-parse --short HEAD)" >&2
 python3 bench/serve_load.py "$URL" "$KEY" "${1:-4}" "${2:-20}"

@@ -32,7 +32,7 @@ CORPUS=$DIR/minhash-n$N-w$WORDS-s$SEED.jsonl TRUTH=${CORPUS%.jsonl}.truth.tsv
 [ -f "$TRUTH" ] || "$PYTHON" bench/minhash_corpus.py "$CORPUS" --docs "$N" --words "$WORDS" --seed "$SEED"
 echo "corpus: $CORPUS ($N docs, ~$WORDS words, $(wc -l <"$TRUTH") truth pairs with J >= 0.5)" >&2
 echo "num_perm $NUM_PERM  ngram $NGRAM  threshold $THRESHOLD  rounds: $ROUNDS  forja threads: $THREADS (datasketch: 1)" >&2
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  $("$PYTHON" -c 'import datasketch; print("datasketch", datasketch.__version__)')" >&2
+echo "cpu: $(bench/cpu.sh)  $("$PYTHON" -c 'import datasketch; print("datasketch", datasketch.__version__)')" >&2
 ARGS=(--num-perm "$NUM_PERM" --ngram "$NGRAM" --threshold "$THRESHOLD")
 results=$DIR/minhash-results.jsonl
 : >"$results"

@@ -30,7 +30,7 @@ LPID=$!
 for _ in $(seq 600); do grep -q "ready" "$DATA/forja.log" && break; sleep 0.2; done
 FURL=$(grep -o 'http://[0-9.:]*' "$DATA/forja.log" | head -1)
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads=$THREADS, model=$(basename "$MODEL"), N=$N" >&2
+echo "cpu: $(bench/cpu.sh), threads=$THREADS, model=$(basename "$MODEL"), N=$N" >&2
 python3 - "$FURL" "$KEY" "http://127.0.0.1:$PORT" "$N" "$ROUNDS" <<'PY'
 import json, statistics, sys, time, urllib.request
 furl, key, lurl, n, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])

@@ -20,7 +20,7 @@ cargo build --release -q -p forja
 FORJA=./target/release/forja
 MODEL=${1:-$($FORJA models path default)}
 echo "model: $MODEL  threads: $THREADS  pp$P tg$N  rounds: $ROUNDS x $REPS reps" >&2
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  llama.cpp: $("$LLAMA_BENCH" --version 2>&1 | head -1)" >&2
+echo "cpu: $(bench/cpu.sh)  llama.cpp: $("$LLAMA_BENCH" --version 2>&1 | head -1)" >&2
 results=$(mktemp)
 for r in $(seq "$ROUNDS"); do
   "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$P" -n "$N" -r "$REPS" -o json 2>/dev/null |

@@ -32,7 +32,7 @@ mkdir -p "$DIR"
 CORPUS=$DIR/pii-n$N-s$SEED.jsonl
 [ -f "$CORPUS" ] || "$PYTHON" bench/pii_corpus.py "$CORPUS" --docs "$N" --seed "$SEED"
 echo "corpus: $CORPUS ($N docs)  forja threads: $THREADS (Presidio: 1)" >&2
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  $("$PYTHON" -c 'from importlib.metadata import version as v; print("presidio-analyzer", v("presidio-analyzer"), "spacy", v("spacy"))')" >&2
+echo "cpu: $(bench/cpu.sh)  $("$PYTHON" -c 'from importlib.metadata import version as v; print("presidio-analyzer", v("presidio-analyzer"), "spacy", v("spacy"))')" >&2
 results=$DIR/pii-results.jsonl
 : >"$results"
 run() {  # name, command...: appends {"who", "run": {...}, "score": {...}}

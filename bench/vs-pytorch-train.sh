@@ -11,6 +11,7 @@
 # usage: bench/vs-pytorch-train.sh
 # env:   THREADS (2) BATCH (4) SEQ (256) STEPS (3) ROUNDS (3) LORA_R (16)
 #        TARGETS (all-linear) PYTHON (venv of ../shared/peers/setup.sh torch)
+#        FORJA_BIN (a forja binary to measure instead of building this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
@@ -19,13 +20,13 @@ THREADS=${THREADS:-2} BATCH=${BATCH:-4} SEQ=${SEQ:-256} STEPS=${STEPS:-3} ROUNDS
 LORA_R=${LORA_R:-16} TARGETS=${TARGETS:-all-linear}
 "$PYTHON" -c 'import torch, peft, transformers' 2>/dev/null ||
   { echo "PyTorch + PEFT not found for $PYTHON: run ../shared/peers/setup.sh torch" >&2; exit 1; }
-cargo build --release -q -p forja
-FORJA=./target/release/forja
+if [ -z "${FORJA_BIN:-}" ]; then cargo build --release -q -p forja; fi
+FORJA=${FORJA_BIN:-./target/release/forja}
 $FORJA models install default >/dev/null
 HF=${HF_DIR:-${FORJA_HOME:-$HOME/.cache/forja}/bench/smollm2-hf}
 [ -f "$HF/model.safetensors" ] || $FORJA models export default --out "$HF"
 echo "model: $HF  threads: $THREADS  batch $BATCH x $SEQ tokens  LoRA r=$LORA_R $TARGETS  rounds: $ROUNDS x $STEPS steps" >&2
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  $("$PYTHON" -c 'import torch, peft; print("torch", torch.__version__, "peft", peft.__version__)')" >&2
+echo "cpu: $(bench/cpu.sh)  $("$PYTHON" -c 'import torch, peft; print("torch", torch.__version__, "peft", peft.__version__)')" >&2
 results=$(mktemp)
 for r in $(seq "$ROUNDS"); do
   $FORJA bench train -m "$HF" -t "$THREADS" -b "$BATCH" -s "$SEQ" --steps "$STEPS" \
