@@ -77,3 +77,18 @@ fn every_target_has_a_corpus_directory() {
         assert!(corpus_dir().join(target).is_dir(), "missing fuzz/corpus/{target}");
     }
 }
+
+include!("../../../fuzz/fuzz_targets/pii_case.rs");
+
+/// The `pii` target's corpus (the recognisers and the scrubber): a long
+/// digit run before a letter once overflowed the DNI check.
+#[test]
+fn pii_corpus() {
+    let files = inputs("pii");
+    assert!(files.len() >= 5, "fuzz/corpus/pii has {} inputs", files.len());
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let result = std::panic::catch_unwind(|| pii_case(&bytes));
+        assert!(result.is_ok(), "the PII scrubber panicked on {}", file.display());
+    }
+}

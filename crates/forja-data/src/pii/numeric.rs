@@ -593,6 +593,11 @@ fn nif_nie(c: &Chunk, kinds: NumericKinds, out: &mut Vec<Finding>) {
         .then(|| last - 2);
     for a in [Some(single), dotted].into_iter().flatten() {
         let Some(d) = c.digits(a, last, &mut buf) else { continue };
+        // A DNI has 7–8 digits (a NIE's 7 after its letter); a longer run
+        // is something else, and would overflow the number below.
+        if !(7..=8).contains(&d.len()) {
+            continue;
+        }
         let number = d.iter().fold(0u32, |acc, &x| acc * 10 + u32::from(x));
         let (start, _) = c.span(a, last);
         if a == 0 && a == single && !c.plus && d.len() == 7 {
@@ -854,6 +859,9 @@ mod tests {
         check("X1234567A", &[]);
         check("AX1234567L", &[]);
         check("x 1234567 l", &[]);
+        // Longer digit runs before a letter are no DNI (and once overflowed).
+        check("expediente 4294967296123 Z", &[]);
+        check("99999999999999999Z", &[]);
     }
 
     #[test]
