@@ -128,7 +128,25 @@ fn feedback_triggers_training_gate_promotion_hot_swap_and_rollback_over_http() {
     // The tenant's policy, changed while the node runs.
     let spec = r#"{"hyperparameters": {"n_epochs": 6, "batch_size": 4, "learning_rate_multiplier": 25, "lora_r": 8}}"#;
     let d = data.to_str().unwrap();
-    let flags = ["--threshold", "24", "--job-spec", spec, "--allow-forced-promotion", "true"];
+    // The tiny fixture model answers the general probe's 60 four-way
+    // questions at chance (0.25-0.35): a few points either way after
+    // training is noise, and the kernels' rounding (AVX2 or AVX-512) moved
+    // it past the default 5-point limit. The probe gate has its own tests
+    // (forja-control's gate, the continual-learning demo); here it may
+    // drop 20 points.
+    let policy = tmp.path().join("gate.toml");
+    std::fs::write(&policy, "probe_max_drop = 0.2\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    let flags = [
+        "--threshold",
+        "24",
+        "--job-spec",
+        spec,
+        "--allow-forced-promotion",
+        "true",
+        "--gate-policy",
+        policy,
+    ];
     set_tenant(&data, "acme", &flags);
     let bad =
         forja(&["tenants", "set", "acme", "--job-spec", r#"{"epochs": 3}"#, "--data-dir", d], None);
