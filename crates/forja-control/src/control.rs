@@ -718,6 +718,27 @@ impl Control {
         }
     }
 
+    /// An adapter's files (name → sha256, as a version or a job result
+    /// lists them) read from the artifact store, each re-hashed, into a new
+    /// temporary directory; a file name that is not a plain name is refused.
+    pub async fn adapter_in_temp_dir(
+        &self,
+        files: &std::collections::BTreeMap<String, String>,
+        what: &str,
+    ) -> Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir().map_err(|e| {
+            ControlError::Internal(format!("cannot make a directory for {what}: {e}"))
+        })?;
+        for (name, sha) in files {
+            crate::worker::plain_file_name(name, what)?;
+            let bytes = self.artifacts.get(sha).await?;
+            std::fs::write(dir.path().join(name), &bytes).map_err(|e| {
+                ControlError::Internal(format!("cannot write {what}'s {name}: {e}"))
+            })?;
+        }
+        Ok(dir)
+    }
+
     /// Signs a download URL query for an artifact: `expires` and `sig`.
     pub fn sign(&self, sha: &str, expires: Timestamp) -> String {
         crate::webhook::hmac_hex(&self.cfg.url_secret, format!("{sha}.{expires}").as_bytes())

@@ -327,11 +327,10 @@ impl Control {
         let Some(rt) = self.red_team.get().cloned() else {
             return Err("the tenant's policy asks for the red team and this node has no model loaded to run it".into());
         };
-        let dir = tempfile::tempdir().map_err(|e| format!("red team: {e}"))?;
-        for (name, sha) in &result.adapter_files {
-            let bytes = self.artifacts.get(sha).await.map_err(|e| format!("red team: {e}"))?;
-            std::fs::write(dir.path().join(name), &bytes).map_err(|e| format!("red team: {e}"))?;
-        }
+        let dir = self
+            .adapter_in_temp_dir(&result.adapter_files, &job.id)
+            .await
+            .map_err(|e| format!("the red team could not run: {e}"))?;
         let (target, at) = (format!("{} (job {})", job.model, job.id), self.store.now());
         let report = crate::control::blocking(move || {
             let adapter = rt.engine.load_adapter(dir.path())?;

@@ -498,6 +498,15 @@ fn add_general_rows(
     }))
 }
 
+/// Refuses an adapter file name that is not a plain name (`what` names the
+/// adapter in the error): its files are written under a directory.
+pub(crate) fn plain_file_name(name: &str, what: &str) -> Result<()> {
+    if name.contains('/') || name.contains("..") {
+        return Err(ControlError::invalid(what, format!("bad file name `{name}`")));
+    }
+    Ok(())
+}
+
 /// Downloads an adapter's files (name → sha256) into `dir` and loads it;
 /// `what` names it in the error for a file name that is not a plain name.
 pub(crate) fn fetch_adapter(
@@ -509,9 +518,7 @@ pub(crate) fn fetch_adapter(
     what: &str,
 ) -> Result<forja_engine::lora::Adapter> {
     for (name, sha) in files {
-        if name.contains('/') || name.contains("..") {
-            return Err(ControlError::invalid(what, format!("bad file name `{name}`")));
-        }
+        plain_file_name(name, what)?;
         write(&dir.join(name), &link.download(lease, sha)?)?;
     }
     Ok(engine.load_adapter(dir)?)

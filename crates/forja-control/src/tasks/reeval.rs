@@ -46,13 +46,8 @@ pub(super) fn run(env: &TaskEnv, tolerance: f64) -> Result<Done> {
             let bytes = env.runtime.block_on(control.artifacts.get(&set.sha256))?;
             forja_eval::parse_golden(&set.name, &bytes)?
         };
-        let dir = tempfile::tempdir()
-            .map_err(|e| crate::ControlError::Internal(format!("reeval: {e}")))?;
-        for (name, sha) in &v.lineage.adapter_files {
-            let bytes = env.runtime.block_on(control.artifacts.get(sha))?;
-            std::fs::write(dir.path().join(name), &bytes)
-                .map_err(|e| crate::ControlError::Internal(format!("reeval: {e}")))?;
-        }
+        let dir =
+            env.runtime.block_on(control.adapter_in_temp_dir(&v.lineage.adapter_files, &v.id))?;
         let adapter = engine.load_adapter(dir.path())?;
         let opts = EvalOptions::default();
         let report = engine.install(|| {

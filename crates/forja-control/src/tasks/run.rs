@@ -161,13 +161,8 @@ fn red_team(env: &TaskEnv, max_probes: usize, now: Timestamp) -> Result<Done> {
     let mut lines = vec![format!("base: {}", base.line())];
     for t in control.store.tenants()? {
         let Ok(v) = control.store.resolve_alias(&t.id, forja_store::CHAMPION) else { continue };
-        let dir = tempfile::tempdir()
-            .map_err(|e| crate::ControlError::Internal(format!("red team: {e}")))?;
-        for (name, sha) in &v.lineage.adapter_files {
-            let bytes = env.runtime.block_on(control.artifacts.get(sha))?;
-            std::fs::write(dir.path().join(name), &bytes)
-                .map_err(|e| crate::ControlError::Internal(format!("red team: {e}")))?;
-        }
+        let dir =
+            env.runtime.block_on(control.adapter_in_temp_dir(&v.lineage.adapter_files, &v.id))?;
         let adapter = rt.engine.load_adapter(dir.path())?;
         let r = rt.run(
             Some(Arc::new(adapter)),
