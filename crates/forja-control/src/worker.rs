@@ -175,11 +175,7 @@ pub fn run_job(
             }
         }))
         .unwrap_or_else(|p| {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = forja_core::panic_message(&*p).unwrap_or("unknown panic");
             tracing::error!(job = %job, panic = %what, "training panicked");
             Err(ControlError::Internal(format!("training panicked: {what}")))
         })

@@ -9,7 +9,8 @@
 //!   bad values with the same message;
 //! - [`ChatMessage`]: one turn of a conversation;
 //! - [`text`]: case and accent folding;
-//! - [`identity`]: ed25519 keys that sign ledgers, delta packages and votes.
+//! - [`identity`]: ed25519 keys that sign ledgers, delta packages and votes;
+//! - [`panic_message`]: the text of a caught panic.
 //!
 //! ```
 //! use forja_core::{GenerationParams, SamplingParams};
@@ -27,9 +28,11 @@ pub mod catalog;
 mod chat;
 mod error;
 pub mod identity;
+mod panic;
 mod params;
 pub mod text;
 
 pub use chat::{ChatMessage, Role};
 pub use error::{CoreError, Result};
+pub use panic::panic_message;
 pub use params::{GenerationParams, SamplingParams, MAX_TOP_LOGPROBS};

@@ -319,11 +319,7 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(v) => Some(v),
         Err(p) => {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = forja_core::panic_message(&*p).unwrap_or("unknown panic");
             tracing::error!(panic = %what, "a panic in the generation thread was contained");
             None
         }

@@ -49,11 +49,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
 
 /// A handler panicked: an opaque 500 (the panic is logged with the id).
 pub fn panicked(p: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = p
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
+    let what = forja_core::panic_message(&*p).unwrap_or("unknown panic");
     ApiError::Internal(format!("a handler panicked: {what}")).into_response()
 }
 

@@ -66,11 +66,8 @@ impl Health {
 }
 
 /// The text of a panic's payload.
-pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic".into())
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    forja_core::panic_message(p).unwrap_or("a panic").to_string()
 }
 
 fn backoff(n: u32) -> Duration {

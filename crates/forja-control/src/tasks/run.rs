@@ -67,11 +67,7 @@ pub(super) fn finish(
         Ok(Ok(d)) => d,
         Ok(Err(e)) => Done { outcome: outcome::FAILED, detail: e.to_string() },
         Err(p) => {
-            let what = p
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| p.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic");
+            let what = forja_core::panic_message(&*p).unwrap_or("a panic");
             Done { outcome: outcome::FAILED, detail: format!("the task crashed: {what}") }
         }
     };
