@@ -465,7 +465,9 @@ impl Scheduler {
                 (self.env.clone(), task.clone(), self.runner.clone(), self.clock.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("task-{name}"))
-                .spawn(move || run::finish(&env, &task, &run_id, &runner, &clock, Some(fire)))
+                .spawn(move || {
+                    run::finish(&env, &task, &run_id, &detail, &runner, &clock, Some(fire))
+                })
                 .map_err(|e| ControlError::Internal(format!("cannot start task {name}: {e}")))?;
             running.insert(task_kind(name), handle);
             started.push(name);
@@ -526,7 +528,7 @@ pub fn run_now(
             "task {name} is running elsewhere (its lease has not run out); try again later"
         )));
     };
-    run::finish(env, task, &id, runner, clock, None);
+    run::finish(env, task, &id, "", runner, clock, None);
     store
         .task_runs(Some(name), 50)?
         .into_iter()

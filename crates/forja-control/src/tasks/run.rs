@@ -50,11 +50,13 @@ impl Done {
     }
 }
 
-/// Runs `task` for the claimed run `run_id` and records the outcome.
+/// Runs `task` for the claimed run `run_id` and records the outcome, after
+/// what the claim said of it (`claimed`: missed fires caught up, …).
 pub(super) fn finish(
     env: &TaskEnv,
     task: &Task,
     run_id: &str,
+    claimed: &str,
     runner: &str,
     clock: &Clock,
     fire: Option<Timestamp>,
@@ -72,12 +74,8 @@ pub(super) fn finish(
         }
     };
     let mut detail = format!("{} ({:.1} s)", done.detail, started.elapsed().as_secs_f64());
-    if let Ok(Some(r)) =
-        env.control.store.task_runs(Some(name), 5).map(|v| v.into_iter().find(|r| r.id == run_id))
-    {
-        if !r.detail.is_empty() {
-            detail = format!("{}; {detail}", r.detail);
-        }
+    if !claimed.is_empty() {
+        detail = format!("{claimed}; {detail}");
     }
     match done.outcome {
         // Every minute: only when asked for.
