@@ -320,13 +320,14 @@ fn a_crashing_scheduler_restarts_and_keeps_crashing_into_degraded() {
     assert_eq!(get_status(&s, "/ready", ""), 200);
     assert_eq!(metric(&s, "forja_degraded"), 0.0);
     drop(s);
-    // It keeps crashing: degraded.
-    let s = serve(
-        &data,
-        &model,
-        &["--embedding-model", "none", "--workers", "0"],
-        &[("FORJA_FAULT_SCHEDULER_PANICS", "1000")],
-    );
+    // It keeps crashing: degraded. Started without waiting for /ready 200:
+    // under load the third crash can come before the model has loaded.
+    let d = data.to_str().unwrap();
+    let m = model.to_str().unwrap();
+    let args =
+        ["serve", "--port", "0", "--data-dir", d, "--model", m, "--tick-ms", "200", "-t", "1"];
+    let args = [&args[..], &["--embedding-model", "none", "--workers", "0"]].concat();
+    let s = spawn(&args, &[("FORJA_FAULT_SCHEDULER_PANICS", "1000")], |_| {});
     wait_for(
         Duration::from_secs(30),
         || get_status(&s, "/ready", "") == 503,
@@ -340,8 +341,14 @@ fn a_crashing_scheduler_restarts_and_keeps_crashing_into_degraded() {
         "{v}"
     );
     assert_eq!(metric(&s, "forja_degraded"), 1.0);
-    // Serving goes on.
+    // Serving goes on (once the model has loaded: /ready no longer says).
     let k = key(&data, &["--tenant", "acme"]);
+    let chat = json!({"model": "tiny", "messages": [{"role": "user", "content": "hola"}], "max_tokens": 1});
+    wait_for(
+        Duration::from_secs(60),
+        || post(&s, "/v1/chat/completions", &k, chat.clone()).0 != 503,
+        "the model to load",
+    );
     let (st, v, _) = post(
         &s,
         "/v1/chat/completions",
