@@ -12,6 +12,10 @@ OPENAI_VERSION := 3.54.0
 JIWER_VERSION := 4.0.0
 PLAYWRIGHT_VERSION := 1.65.2
 CARGO ?= cargo
+# A clean build (CI, a fresh machine) gains nothing from incremental
+# compilation, which wrote 5 to 20 GB under target/debug/incremental;
+# CARGO_INCREMENTAL=1 make test keeps it for edit-and-rerun work.
+export CARGO_INCREMENTAL ?= 0
 
 .PHONY: run test build web web-check setup-test lint unit doc bench
 
