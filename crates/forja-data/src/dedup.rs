@@ -163,7 +163,7 @@ impl Deduper {
             f.seek(std::io::SeekFrom::End(0)).map_err(|e| DataError::io(path, e))?;
             let mut w = BufWriter::new(f);
             if work_len == 0 {
-                w.write_all(&header(&cfg.params())).map_err(|e| DataError::io(path, e))?;
+                w.write_all(&segment_header(&cfg.params())).map_err(|e| DataError::io(path, e))?;
             }
             d.work = Some((path.to_path_buf(), w));
         }
@@ -268,11 +268,41 @@ impl Deduper {
     }
 
     fn load(&mut self, path: &Path, limit: Option<u64>) -> Result<()> {
+        let mut r = SegmentReader::open(path, &self.cfg.params(), limit)?;
+        while let Some((id, content, sig)) = r.next_entry()? {
+            let keys: Vec<u64> =
+                if self.cfg.near { self.banding.band_keys(&sig).collect() } else { Vec::new() };
+            self.add(&id, content, &sig, &keys);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a segment's entries one at a time (a whole index is loaded this
+/// way, and a sharded curation's merge streams its shards' segments).
+pub(crate) struct SegmentReader {
+    path: PathBuf,
+    r: BufReader<std::io::Take<File>>,
+    num_perm: usize,
+    pos: u64,
+}
+
+impl SegmentReader {
+    /// Opens a segment (its first `limit` bytes when given), checking that
+    /// its header names `params`.
+    pub(crate) fn open(
+        path: &Path,
+        params: &MinHashParams,
+        limit: Option<u64>,
+    ) -> Result<SegmentReader> {
         let bad = |message: String| DataError::Index { path: path.into(), message };
         let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let len = limit.unwrap_or(f.metadata().map_err(|e| DataError::io(path, e))?.len());
+        let len = match limit {
+            Some(n) => n,
+            None => f.metadata().map_err(|e| DataError::io(path, e))?.len(),
+        };
         let mut r = BufReader::new(f.take(len));
-        let want = header(&self.cfg.params());
+        let want = segment_header(params);
         let mut got = vec![0u8; want.len()];
         r.read_exact(&mut got).map_err(|_| bad("too short for a header".into()))?;
         if got != want {
@@ -283,42 +313,45 @@ impl Deduper {
                 String::from_utf8_lossy(&want).trim()
             )));
         }
-        let n = self.cfg.num_perm;
-        let mut pos = want.len() as u64;
+        let pos = want.len() as u64;
+        Ok(SegmentReader { path: path.to_path_buf(), r, num_perm: params.num_perm, pos })
+    }
+
+    /// The next entry: id, content hash, signature; `None` at the end.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<(String, u128, Signature)>> {
+        let path = &self.path;
+        let pos = self.pos;
+        let bad = |message: String| DataError::Index { path: path.clone(), message };
         let mut buf4 = [0u8; 4];
-        loop {
-            match r.read_exact(&mut buf4) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(DataError::io(path, e)),
-            }
-            let id_len = u32::from_le_bytes(buf4) as usize;
-            if id_len > 1 << 20 {
-                return Err(bad(format!("entry at byte {pos} has an id of {id_len} bytes")));
-            }
-            let mut rest = vec![0u8; id_len + 16 + 4 * n];
-            r.read_exact(&mut rest)
-                .map_err(|_| bad(format!("entry at byte {pos} is cut short")))?;
-            let id = String::from_utf8(rest[..id_len].to_vec())
-                .map_err(|_| bad(format!("entry at byte {pos}: id is not UTF-8")))?;
-            let content =
-                u128::from_le_bytes(rest[id_len..id_len + 16].try_into().expect("16 bytes"));
-            let sig = Signature(
-                rest[id_len + 16..]
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
-                    .collect(),
-            );
-            let keys: Vec<u64> =
-                if self.cfg.near { self.banding.band_keys(&sig).collect() } else { Vec::new() };
-            self.add(&id, content, &sig, &keys);
-            pos += 4 + rest.len() as u64;
+        match self.r.read_exact(&mut buf4) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(DataError::io(path, e)),
         }
-        Ok(())
+        let id_len = u32::from_le_bytes(buf4) as usize;
+        if id_len > 1 << 20 {
+            return Err(bad(format!("entry at byte {pos} has an id of {id_len} bytes")));
+        }
+        let mut rest = vec![0u8; id_len + 16 + 4 * self.num_perm];
+        self.r
+            .read_exact(&mut rest)
+            .map_err(|_| bad(format!("entry at byte {pos} is cut short")))?;
+        let id = String::from_utf8(rest[..id_len].to_vec())
+            .map_err(|_| bad(format!("entry at byte {pos}: id is not UTF-8")))?;
+        let content = u128::from_le_bytes(rest[id_len..id_len + 16].try_into().expect("16 bytes"));
+        let sig = Signature(
+            rest[id_len + 16..]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+                .collect(),
+        );
+        self.pos += 4 + rest.len() as u64;
+        Ok(Some((id, content, sig)))
     }
 }
 
-fn header(p: &MinHashParams) -> Vec<u8> {
+/// The first bytes of a segment: the magic and the MinHash parameters.
+pub(crate) fn segment_header(p: &MinHashParams) -> Vec<u8> {
     let mut h = MAGIC.to_vec();
     h.extend_from_slice(
         format!("{{\"num_perm\":{},\"ngram\":{},\"seed\":{}}}\n", p.num_perm, p.ngram, p.seed)
@@ -327,7 +360,7 @@ fn header(p: &MinHashParams) -> Vec<u8> {
     h
 }
 
-fn write_entry(
+pub(crate) fn write_entry(
     w: &mut impl Write,
     id: &str,
     content: u128,

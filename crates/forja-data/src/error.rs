@@ -79,6 +79,14 @@ pub enum DataError {
         /// What is wrong with it.
         message: String,
     },
+    /// A shard of a sharded curation cannot be merged.
+    #[error("shard {}: {message}", dir.display())]
+    Shard {
+        /// The shard's directory.
+        dir: PathBuf,
+        /// What is wrong with it, and what to do.
+        message: String,
+    },
 }
 
 /// The crate's result type.

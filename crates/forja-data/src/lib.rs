@@ -6,7 +6,9 @@
 //! license filters → PII scrubbing → formatting → split → write. Each stage
 //! keeps records or rejects them with a reason; nothing is dropped silently.
 //! [`curate`] runs the whole pipeline with checkpoints so a killed run
-//! resumes and produces byte-identical output.
+//! resumes and produces byte-identical output. [`curate_shard`] runs the
+//! independent work on one slice of the inputs on many machines, and
+//! [`merge`] dedups across the slices into the dataset a single run writes.
 //!
 //! ```
 //! use forja_data::{MinHasher, MinHashParams};
@@ -32,6 +34,7 @@ mod pipeline;
 mod quality;
 pub mod read;
 mod record;
+mod shard;
 mod split;
 
 pub use config::{CurateConfig, FileFormat, OutputConfig, ReplayConfig, RunConfig};
@@ -45,4 +48,5 @@ pub use normalize::normalize;
 pub use pipeline::{curate, NoProgress, Progress, RunOptions, Stage};
 pub use quality::{CodeQuality, QualityConfig, TextQuality};
 pub use record::{Body, Kind, Loc, Meta, Origin, Record, Rejected};
+pub use shard::{curate_shard, merge, read_shards, shard_dirs, ShardManifest, ShardSpec};
 pub use split::{Split, SplitConfig};

@@ -24,6 +24,7 @@ use crate::config::{CurateConfig, FileFormat};
 use crate::manifest::{Counts, FileEntry, Manifest};
 use crate::pii::{DocScrub, Scrubber};
 use crate::read::{self, Item};
+use crate::shard::{EVENTS, SHARD_MANIFEST, SIGNATURES};
 use crate::{
     content_hash, normalize, Body, DataError, Deduper, Record, Result, Signature, Split, Verdict,
 };
@@ -68,34 +69,56 @@ pub struct RunOptions {
     pub chunk_delay: Duration,
 }
 
-const WORK: &str = ".forja-curate";
-const CHECKPOINT: &str = "checkpoint.json";
-const INDEX_WORK: &str = "index-work.bin";
-const QUARANTINE: &str = "quarantine.jsonl";
-const DROPPED: &str = "dropped.jsonl";
+pub(crate) const WORK: &str = ".forja-curate";
+pub(crate) const CHECKPOINT: &str = "checkpoint.json";
+pub(crate) const INDEX_WORK: &str = "index-work.bin";
+pub(crate) const QUARANTINE: &str = "quarantine.jsonl";
+pub(crate) const DROPPED: &str = "dropped.jsonl";
 const CLUSTERS: &str = "clusters.jsonl";
 const MANIFEST: &str = "manifest.json";
 
+/// How far a run got: written after each chunk, once its files are synced.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Checkpoint {
+pub(crate) struct Checkpoint {
     config_sha256: String,
     input: usize,
     consumed: u64,
-    files: BTreeMap<String, u64>,
+    /// Chunks read (a shard counts the ones it skipped too).
+    #[serde(default)]
+    pub(crate) chunks: u64,
+    pub(crate) files: BTreeMap<String, u64>,
     shards: BTreeMap<String, (u32, u64)>,
-    index_len: u64,
-    counts: Counts,
-    timings: BTreeMap<String, f64>,
+    pub(crate) index_len: u64,
+    pub(crate) counts: Counts,
+    pub(crate) timings: BTreeMap<String, f64>,
+    /// A shard's candidates and repeats so far.
+    #[serde(default)]
+    pub(crate) candidates: u64,
+    #[serde(default)]
+    pub(crate) repeats: u64,
 }
 
 /// Append-only output files, relative to the output directory.
-struct Files {
+pub(crate) struct Files {
     dir: PathBuf,
     open: BTreeMap<String, BufWriter<File>>,
 }
 
 impl Files {
-    fn append(&mut self, rel: &str, line: &str) -> Result<()> {
+    pub(crate) fn new(dir: &Path) -> Files {
+        Files { dir: dir.to_path_buf(), open: BTreeMap::new() }
+    }
+
+    /// Appends `line` and a newline.
+    pub(crate) fn append(&mut self, rel: &str, line: &str) -> Result<()> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.append_raw(rel, &bytes)
+    }
+
+    /// Appends bytes as they are.
+    pub(crate) fn append_raw(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
         if !self.open.contains_key(rel) {
             let path = self.dir.join(rel);
             if let Some(parent) = path.parent() {
@@ -109,13 +132,11 @@ impl Files {
             self.open.insert(rel.to_string(), BufWriter::with_capacity(1 << 16, f));
         }
         let w = self.open.get_mut(rel).expect("just inserted");
-        w.write_all(line.as_bytes())
-            .and_then(|_| w.write_all(b"\n"))
-            .map_err(|e| DataError::io(self.dir.join(rel), e))
+        w.write_all(bytes).map_err(|e| DataError::io(self.dir.join(rel), e))
     }
 
     /// Flushes and syncs every file; returns their lengths.
-    fn sync(&mut self, lens: &mut BTreeMap<String, u64>) -> Result<()> {
+    pub(crate) fn sync(&mut self, lens: &mut BTreeMap<String, u64>) -> Result<()> {
         for (rel, w) in &mut self.open {
             let path = self.dir.join(rel);
             w.flush().map_err(|e| DataError::io(&path, e))?;
@@ -128,7 +149,7 @@ impl Files {
 }
 
 /// A record after the parallel preparation step.
-enum Prepared {
+pub(crate) enum Prepared {
     Drop { rec: Record, stage: &'static str, reason: String },
     Check { rec: Record, content: u128, sig: Option<Signature> },
 }
@@ -146,36 +167,13 @@ pub fn curate(cfg: &CurateConfig, opts: &RunOptions, progress: &dyn Progress) ->
     let scrubber = Scrubber::new(&cfg.pii)?;
     let mut dedup = Deduper::open(&cfg.dedup, Some(&work.join(INDEX_WORK)), ck.index_len)?;
     let replay = load_replay(cfg)?;
-    let mut files = Files { dir: out.clone(), open: BTreeMap::new() };
+    let mut files = Files::new(&out);
     let mut timer = Timer(ck.timings.clone());
 
-    let mut input = ck.input;
-    let mut reader = match cfg.input.get(input) {
-        Some(spec) => Some(read::open(spec, ck.consumed)?),
-        None => None,
-    };
+    let mut chunks = Chunks::open(cfg, &ck)?;
     loop {
-        // Gather one chunk, moving on to the next input when one ends.
         let t = Instant::now();
-        let mut items = Vec::with_capacity(cfg.run.chunk_records);
-        while items.len() < cfg.run.chunk_records {
-            let Some(r) = reader.as_mut() else { break };
-            match r.next() {
-                Some(item) => {
-                    items.push(item?);
-                    ck.consumed += 1;
-                }
-                None => {
-                    input += 1;
-                    ck.input = input;
-                    ck.consumed = 0;
-                    reader = match cfg.input.get(input) {
-                        Some(spec) => Some(read::open(spec, 0)?),
-                        None => None,
-                    };
-                }
-            }
-        }
+        let items = chunks.next(cfg, &mut ck)?;
         timer.add("read", t);
         if items.is_empty() {
             break;
@@ -187,17 +185,61 @@ pub fn curate(cfg: &CurateConfig, opts: &RunOptions, progress: &dyn Progress) ->
         ck.index_len = dedup.sync()?;
         files.sync(&mut ck.files)?;
         ck.timings = timer.0.clone();
-        write_atomic(
-            &ck_path,
-            serde_json::to_string(&ck).expect("checkpoint serialises").as_bytes(),
-        )?;
+        save_checkpoint(&ck_path, &ck)?;
         if !opts.chunk_delay.is_zero() {
             std::thread::sleep(opts.chunk_delay);
         }
     }
     files.sync(&mut ck.files)?;
     drop(files);
-    finish(cfg, ck, dedup, timer, config_json, progress)
+    finish(cfg, ck, dedup, timer, config_json, progress, None)
+}
+
+pub(crate) fn save_checkpoint(path: &Path, ck: &Checkpoint) -> Result<()> {
+    write_atomic(path, serde_json::to_string(ck).expect("checkpoint serialises").as_bytes())
+}
+
+/// The inputs as one stream, cut into chunks of `run.chunk_records` items
+/// (all full but the last), from a checkpoint's position on.
+pub(crate) struct Chunks {
+    reader: Option<read::Items>,
+}
+
+impl Chunks {
+    pub(crate) fn open(cfg: &CurateConfig, ck: &Checkpoint) -> Result<Chunks> {
+        let reader = match cfg.input.get(ck.input) {
+            Some(spec) => Some(read::open(spec, ck.consumed)?),
+            None => None,
+        };
+        Ok(Chunks { reader })
+    }
+
+    /// The next chunk (empty at the end), moving on to the next input when
+    /// one ends; the checkpoint follows.
+    pub(crate) fn next(&mut self, cfg: &CurateConfig, ck: &mut Checkpoint) -> Result<Vec<Item>> {
+        let mut items = Vec::with_capacity(cfg.run.chunk_records);
+        while items.len() < cfg.run.chunk_records {
+            let Some(r) = self.reader.as_mut() else { break };
+            match r.next() {
+                Some(item) => {
+                    items.push(item?);
+                    ck.consumed += 1;
+                }
+                None => {
+                    ck.input += 1;
+                    ck.consumed = 0;
+                    self.reader = match cfg.input.get(ck.input) {
+                        Some(spec) => Some(read::open(spec, 0)?),
+                        None => None,
+                    };
+                }
+            }
+        }
+        if !items.is_empty() {
+            ck.chunks += 1;
+        }
+        Ok(items)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -226,35 +268,14 @@ fn process_chunk(
                     });
                 }
                 c.malformed += 1;
-                let line = json!({"location": r.origin.to_string(), "reason": r.reason});
-                files.append(QUARANTINE, &line.to_string())?;
+                files.append(QUARANTINE, &quarantine_line(&r))?;
             }
         }
     }
 
     // Normalise, filter, hash: independent per record.
     let t = Instant::now();
-    let hasher = dedup.hasher();
-    let near = cfg.dedup.near;
-    let prepared: Vec<Prepared> = records
-        .into_par_iter()
-        .map(|mut rec| {
-            let kind = rec.meta.kind;
-            for t in rec.body.texts_mut() {
-                *t = normalize(t, kind);
-            }
-            let joined = rec.body.joined();
-            if let Some(reason) = cfg.license.check(rec.meta.license.as_deref()) {
-                return Prepared::Drop { rec, stage: "license", reason };
-            }
-            if let Some(reason) = cfg.quality.check(&joined, kind, rec.meta.lang.as_deref()) {
-                return Prepared::Drop { rec, stage: "quality", reason };
-            }
-            let content = content_hash(&structural_key(&rec.body));
-            let sig = near.then(|| hasher.signature(&joined));
-            Prepared::Check { rec, content, sig }
-        })
-        .collect();
+    let prepared = prepare(cfg, records, dedup.hasher());
     timer.add("filter", t);
 
     // Dedup in input order: the first record of a cluster is the one kept.
@@ -273,31 +294,22 @@ fn process_chunk(
             }
             Prepared::Check { rec, content, sig } => {
                 passed_filters += 1;
-                match dedup.check(&rec.id, content, sig.as_ref())? {
-                    Verdict::Keep => {
-                        kept.push(rec);
-                        continue;
-                    }
-                    Verdict::Exact { of } => {
-                        c.exact_dups += 1;
-                        (
-                            rec,
-                            "exact_dup",
-                            "same content as a kept record".to_string(),
-                            Some(of),
-                            None,
-                        )
-                    }
-                    Verdict::Near { of, jaccard } => {
-                        c.near_dups += 1;
-                        let reason = format!("near-duplicate (estimated Jaccard {jaccard:.3})");
-                        (rec, "near_dup", reason, Some(of), Some(jaccard))
-                    }
+                let Some((stage, reason, of, jaccard)) =
+                    verdict_drop(dedup.check(&rec.id, content, sig.as_ref())?)
+                else {
+                    kept.push(rec);
+                    continue;
+                };
+                if stage == "exact_dup" {
+                    c.exact_dups += 1;
+                } else {
+                    c.near_dups += 1;
                 }
+                (rec, stage, reason, Some(of), jaccard)
             }
         };
-        let line = json!({"id": rec.id, "location": rec.origin.to_string(), "stage": stage, "reason": reason, "kept": of, "jaccard": jaccard});
-        files.append(DROPPED, &line.to_string())?;
+        let line = dropped_line(&rec.id, &rec.origin.to_string(), stage, &reason, of, jaccard);
+        files.append(DROPPED, &line)?;
     }
     progress.advance(Stage::Filter, passed_filters);
     progress.advance(Stage::Dedup, kept.len() as u64);
@@ -305,61 +317,156 @@ fn process_chunk(
 
     // Scrub and format: independent per record again.
     let t = Instant::now();
-    let scrub = cfg.run.scrub_pii;
-    let rendered: Vec<(Split, String, BTreeMap<String, u64>)> = kept
-        .into_par_iter()
-        .map(|mut rec| {
-            let found = if scrub { scrub_record(scrubber, &mut rec) } else { BTreeMap::new() };
-            let split = cfg.split.assign(rec.meta.group.as_deref().unwrap_or(&rec.id));
-            (split, cfg.format.render(&rec), found)
-        })
-        .collect();
+    let rendered: Vec<(Split, String, BTreeMap<String, u64>)> =
+        kept.into_par_iter().map(|rec| render(cfg, scrubber, rec)).collect();
     progress.advance(Stage::Pii, rendered.len() as u64);
     timer.add("pii_format", t);
 
     let t = Instant::now();
     let mut written = 0;
     for (split, line, found) in rendered {
-        let c = &mut ck.counts;
-        c.kept += 1;
-        if !found.is_empty() {
-            c.records_with_pii += 1;
-        }
-        for (k, n) in found {
-            *c.pii.entry(k).or_default() += n;
-        }
-        write_line(cfg, ck, files, split, &line)?;
-        written += 1;
-        if split == Split::Train && !replay.is_empty() {
-            let ratio = cfg.replay.as_ref().map_or(0.0, |r| r.ratio);
-            let train = ck.counts.splits.get("train").copied().unwrap_or(0) - ck.counts.replay;
-            let target = (train as f64 * ratio / (1.0 - ratio)).floor() as u64;
-            while ck.counts.replay < target {
-                let k = ck.counts.replay;
-                let mut rec = replay[(k % replay.len() as u64) as usize].clone();
-                rec.id = format!("replay/{k}/{}", rec.id);
-                if scrub {
-                    scrub_record(scrubber, &mut rec);
-                }
-                write_line(cfg, ck, files, Split::Train, &cfg.format.render(&rec))?;
-                ck.counts.replay += 1;
-                written += 1;
-            }
-        }
+        let w = write_kept(cfg, ck, files, scrubber, replay, split, &line, found)?;
+        written += 1 + w.replay.len() as u64;
     }
     progress.advance(Stage::Write, written);
     timer.add("write", t);
     Ok(())
 }
 
-/// Appends one line to the current shard of `split`, rolling shards.
+/// A quarantined item's line in `quarantine.jsonl`.
+pub(crate) fn quarantine_line(r: &crate::Rejected) -> String {
+    json!({"location": r.origin.to_string(), "reason": r.reason}).to_string()
+}
+
+/// A dropped record's line in `dropped.jsonl`.
+pub(crate) fn dropped_line(
+    id: &str,
+    location: &str,
+    stage: &str,
+    reason: &str,
+    of: Option<String>,
+    jaccard: Option<f64>,
+) -> String {
+    json!({"id": id, "location": location, "stage": stage, "reason": reason, "kept": of, "jaccard": jaccard})
+        .to_string()
+}
+
+/// A dedup verdict as a drop: stage, reason, the kept record, the Jaccard;
+/// `None` keeps the record.
+pub(crate) fn verdict_drop(v: Verdict) -> Option<(&'static str, String, String, Option<f64>)> {
+    match v {
+        Verdict::Keep => None,
+        Verdict::Exact { of } => {
+            Some(("exact_dup", "same content as a kept record".to_string(), of, None))
+        }
+        Verdict::Near { of, jaccard } => Some((
+            "near_dup",
+            format!("near-duplicate (estimated Jaccard {jaccard:.3})"),
+            of,
+            Some(jaccard),
+        )),
+    }
+}
+
+/// Normalises, filters and hashes records (in parallel, order kept).
+pub(crate) fn prepare(
+    cfg: &CurateConfig,
+    records: Vec<Record>,
+    hasher: &crate::MinHasher,
+) -> Vec<Prepared> {
+    let near = cfg.dedup.near;
+    records
+        .into_par_iter()
+        .map(|mut rec| {
+            let kind = rec.meta.kind;
+            for t in rec.body.texts_mut() {
+                *t = normalize(t, kind);
+            }
+            let joined = rec.body.joined();
+            if let Some(reason) = cfg.license.check(rec.meta.license.as_deref()) {
+                return Prepared::Drop { rec, stage: "license", reason };
+            }
+            if let Some(reason) = cfg.quality.check(&joined, kind, rec.meta.lang.as_deref()) {
+                return Prepared::Drop { rec, stage: "quality", reason };
+            }
+            let content = content_hash(&structural_key(&rec.body));
+            let sig = near.then(|| hasher.signature(&joined));
+            Prepared::Check { rec, content, sig }
+        })
+        .collect()
+}
+
+/// Scrubs a kept record and renders its line: its split, the line, PII found by kind.
+pub(crate) fn render(
+    cfg: &CurateConfig,
+    scrubber: &Scrubber,
+    mut rec: Record,
+) -> (Split, String, BTreeMap<String, u64>) {
+    let found = if cfg.run.scrub_pii { scrub_record(scrubber, &mut rec) } else { BTreeMap::new() };
+    let split = cfg.split.assign(rec.meta.group.as_deref().unwrap_or(&rec.id));
+    (split, cfg.format.render(&rec), found)
+}
+
+/// Where [`write_kept`] put a kept line and the replay lines mixed in after it.
+pub(crate) struct Written {
+    /// The data file and line number of the kept line.
+    pub(crate) kept: (String, u64),
+    /// Each replay line with its file and line number.
+    pub(crate) replay: Vec<(String, u64, String)>,
+}
+
+/// Writes a kept record's line, counting it, and the replay examples that
+/// keep the training split's replay share.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_kept(
+    cfg: &CurateConfig,
+    ck: &mut Checkpoint,
+    files: &mut Files,
+    scrubber: &Scrubber,
+    replay: &[Record],
+    split: Split,
+    line: &str,
+    found: BTreeMap<String, u64>,
+) -> Result<Written> {
+    let c = &mut ck.counts;
+    c.kept += 1;
+    if !found.is_empty() {
+        c.records_with_pii += 1;
+    }
+    for (k, n) in found {
+        *c.pii.entry(k).or_default() += n;
+    }
+    let kept = write_line(cfg, ck, files, split, line)?;
+    let mut mixed = Vec::new();
+    if split == Split::Train && !replay.is_empty() {
+        let ratio = cfg.replay.as_ref().map_or(0.0, |r| r.ratio);
+        let train = ck.counts.splits.get("train").copied().unwrap_or(0) - ck.counts.replay;
+        let target = (train as f64 * ratio / (1.0 - ratio)).floor() as u64;
+        while ck.counts.replay < target {
+            let k = ck.counts.replay;
+            let mut rec = replay[(k % replay.len() as u64) as usize].clone();
+            rec.id = format!("replay/{k}/{}", rec.id);
+            if cfg.run.scrub_pii {
+                scrub_record(scrubber, &mut rec);
+            }
+            let line = cfg.format.render(&rec);
+            let (rel, n) = write_line(cfg, ck, files, Split::Train, &line)?;
+            mixed.push((rel, n, line));
+            ck.counts.replay += 1;
+        }
+    }
+    Ok(Written { kept, replay: mixed })
+}
+
+/// Appends one line to the current shard of `split`, rolling shards;
+/// returns the file and the line's number in it.
 fn write_line(
     cfg: &CurateConfig,
     ck: &mut Checkpoint,
     files: &mut Files,
     split: Split,
     line: &str,
-) -> Result<()> {
+) -> Result<(String, u64)> {
     let (shard, n) = ck.shards.entry(split.name().to_string()).or_insert((0, 0));
     if *n == cfg.output.shard_records {
         *shard += 1;
@@ -367,8 +474,10 @@ fn write_line(
     }
     *n += 1;
     let rel = format!("data/{}-{:05}.jsonl", split.name(), shard);
+    let n = *n;
     *ck.counts.splits.entry(split.name().to_string()).or_default() += 1;
-    files.append(&rel, line)
+    files.append(&rel, line)?;
+    Ok((rel, n))
 }
 
 /// Scrubs every text of a record with one pseudonym table; returns counts by kind.
@@ -397,7 +506,7 @@ fn structural_key(body: &Body) -> String {
     }
 }
 
-fn load_replay(cfg: &CurateConfig) -> Result<Vec<Record>> {
+pub(crate) fn load_replay(cfg: &CurateConfig) -> Result<Vec<Record>> {
     let Some(r) = cfg.replay.as_ref().filter(|r| r.ratio > 0.0) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for item in read::open(&r.input, 0)? {
@@ -420,7 +529,7 @@ fn load_replay(cfg: &CurateConfig) -> Result<Vec<Record>> {
 
 /// Opens the output directory: resumes from a matching checkpoint, refuses to
 /// overwrite an earlier dataset unless restarting.
-fn prepare_dir(
+pub(crate) fn prepare_dir(
     out: &Path,
     work: &Path,
     ck_path: &Path,
@@ -454,7 +563,10 @@ fn prepare_dir(
         }
         return Ok(ck);
     }
-    let earlier = out.join(MANIFEST).exists() || out.join("data").exists() || work.exists();
+    let earlier = out.join(MANIFEST).exists()
+        || out.join(SHARD_MANIFEST).exists()
+        || out.join("data").exists()
+        || work.exists();
     if earlier && !restart {
         return Err(DataError::Config(format!(
             "{} already holds curated data; pass --restart to replace it, or choose another output.dir",
@@ -473,7 +585,7 @@ fn prepare_dir(
     for rel in output_files(out)? {
         std::fs::remove_file(out.join(&rel)).map_err(|e| DataError::io(out.join(&rel), e))?;
     }
-    for p in [out.join(MANIFEST), out.join(CLUSTERS)] {
+    for p in [out.join(MANIFEST), out.join(CLUSTERS), out.join(SHARD_MANIFEST)] {
         if p.exists() {
             std::fs::remove_file(&p).map_err(|e| DataError::io(&p, e))?;
         }
@@ -488,7 +600,7 @@ fn prepare_dir(
 /// The appendable files of an output directory, relative to it.
 fn output_files(out: &Path) -> Result<Vec<String>> {
     let mut v = Vec::new();
-    for rel in [QUARANTINE, DROPPED] {
+    for rel in [QUARANTINE, DROPPED, EVENTS, SIGNATURES] {
         if out.join(rel).exists() {
             v.push(rel.to_string());
         }
@@ -504,13 +616,16 @@ fn output_files(out: &Path) -> Result<Vec<String>> {
     Ok(v)
 }
 
-fn finish(
+/// Audits the data (unless `audited` brings the findings of a merge's
+/// shards), converts it to Parquet if asked, and writes the manifest.
+pub(crate) fn finish(
     cfg: &CurateConfig,
     ck: Checkpoint,
     dedup: Deduper,
     mut timer: Timer,
     config: serde_json::Value,
     progress: &dyn Progress,
+    audited: Option<(u64, Option<String>)>,
 ) -> Result<Manifest> {
     let out = &cfg.output.dir;
     let mut data: Vec<String> =
@@ -518,11 +633,13 @@ fn finish(
     data.sort();
 
     let t = Instant::now();
-    let audit = if cfg.run.audit {
-        let auditor = crate::pii::Auditor::from_config(&cfg.pii)?;
-        Some(audit_files(out, &data, &auditor, progress)?)
-    } else {
-        None
+    let audit = match audited {
+        _ if !cfg.run.audit => None,
+        Some(found) => Some(found),
+        None => {
+            let auditor = crate::pii::Auditor::from_config(&cfg.pii)?;
+            Some(audit_files(out, &data, &auditor, progress)?)
+        }
     };
     timer.add("audit", t);
 
@@ -598,17 +715,7 @@ fn audit_files(
         let findings: Vec<(usize, String)> = lines
             .par_iter()
             .enumerate()
-            .flat_map_iter(|(i, line)| {
-                let v: serde_json::Value =
-                    serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
-                let mut texts = Vec::new();
-                strings(&v, &mut texts);
-                texts
-                    .into_iter()
-                    .flat_map(|t| auditor.audit(t))
-                    .map(move |f| (i, f.kind.as_str().to_string()))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map_iter(|(i, line)| audit_line(auditor, line).into_iter().map(move |k| (i, k)))
             .collect();
         progress.advance(Stage::Audit, lines.len() as u64);
         if let (None, Some((i, kind))) = (&first, findings.first()) {
@@ -617,6 +724,14 @@ fn audit_files(
         total += findings.len() as u64;
     }
     Ok((total, first))
+}
+
+/// The kinds of PII the audit finds in every string of a data line, in order.
+pub(crate) fn audit_line(auditor: &crate::pii::Auditor, line: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
+    let mut texts = Vec::new();
+    strings(&v, &mut texts);
+    texts.into_iter().flat_map(|t| auditor.audit(t)).map(|f| f.kind.as_str().to_string()).collect()
 }
 
 fn strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
@@ -716,7 +831,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Writes a file so that it is either the old or the new content after a crash.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| DataError::io(&tmp, e))?;
@@ -724,10 +839,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Seconds per stage, accumulated across chunks (and resumed runs).
-struct Timer(BTreeMap<String, f64>);
+pub(crate) struct Timer(pub(crate) BTreeMap<String, f64>);
 
 impl Timer {
-    fn add(&mut self, stage: &str, since: Instant) {
+    pub(crate) fn add(&mut self, stage: &str, since: Instant) {
         *self.0.entry(stage.to_string()).or_default() += since.elapsed().as_secs_f64();
     }
 }

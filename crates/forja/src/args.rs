@@ -563,16 +563,53 @@ pub struct BenchDiffArgs {
 
 /// `forja curate`.
 #[derive(Debug, Args, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct CurateArgs {
+    #[command(subcommand)]
+    pub command: Option<CurateCommand>,
     /// The run's TOML configuration (see examples/curate/curate.toml).
+    #[arg(short, long, required = true)]
+    pub config: Option<PathBuf>,
+    /// Discard an unfinished run or an earlier dataset in the output directory.
+    #[arg(long)]
+    pub restart: bool,
+    /// Override output.dir (with --shard: the shard's own directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Curate only shard R of W (from 0: 0/4 … 3/4), into
+    /// <output.dir>/shards/R-of-W; `forja curate merge` then dedups across
+    /// the shards into one dataset. A Kubernetes Indexed Job passes
+    /// $JOB_COMPLETION_INDEX/W, a Slurm array $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.
+    #[arg(long, value_name = "R/W", value_parser = parse_shard)]
+    pub shard: Option<forja_data::ShardSpec>,
+}
+
+fn parse_shard(s: &str) -> Result<forja_data::ShardSpec, String> {
+    forja_data::ShardSpec::parse(s)
+}
+
+/// `forja curate <command>`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum CurateCommand {
+    /// Merge the finished shards of a sharded curation (`--shard R/W`) into
+    /// one dataset and manifest: the one a single machine writes.
+    Merge(CurateMergeArgs),
+}
+
+/// `forja curate merge`.
+#[derive(Debug, Args, Clone)]
+pub struct CurateMergeArgs {
+    /// The configuration the shards ran with (only output.dir may differ).
     #[arg(short, long)]
     pub config: PathBuf,
-    /// Discard an unfinished run or an earlier dataset in the output directory.
+    /// Replace an earlier dataset in the output directory.
     #[arg(long)]
     pub restart: bool,
     /// Override output.dir.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The shard directories (default: every directory under <output.dir>/shards).
+    pub shards: Vec<PathBuf>,
 }
 
 /// `forja bench minhash`.

@@ -1,8 +1,9 @@
 //! `forja curate` (the data pipeline of forja-data with progress bars and a
-//! summary) and the curation benchmarks `forja bench minhash|pii`.
+//! summary; `--shard R/W` and `merge` for a curation over many machines) and the curation benchmarks `forja bench minhash|pii`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use forja_data::{Banding, CurateConfig, MinHashParams, MinHasher, Progress, RunO
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
-use crate::args::{BenchMinhashArgs, BenchPiiArgs, CurateArgs};
+use crate::args::{BenchMinhashArgs, BenchPiiArgs, CurateArgs, CurateCommand, CurateMergeArgs};
 
 /// One spinner per stage, counting records with their rate.
 struct Bars {
@@ -60,32 +61,88 @@ impl Progress for Bars {
 }
 
 pub fn run(args: CurateArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let mut cfg =
-        CurateConfig::from_toml(&text).with_context(|| format!("{}", args.config.display()))?;
-    // Relative paths in the config are relative to the config file.
-    let base = args.config.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    resolve_paths(&mut cfg, &base);
-    if let Some(out) = args.out {
-        cfg.output.dir = out;
+    if let Some(CurateCommand::Merge(m)) = args.command {
+        return merge(m);
     }
-    // A test hook: crash tests slow the run down to kill it mid-way.
-    let chunk_delay = std::env::var("FORJA_CURATE_CHUNK_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or_default();
-    let opts = RunOptions { restart: args.restart, chunk_delay };
+    let Some(config) = args.config else { bail!("forja curate needs --config <FILE>") };
+    let mut cfg = load_config(&config, args.out.as_deref())?;
+    let opts = RunOptions { restart: args.restart, chunk_delay: chunk_delay() };
+    if let Some(shard) = args.shard {
+        if args.out.is_none() {
+            cfg.output.dir = cfg.output.dir.join("shards").join(shard.dir_name());
+        }
+        let bars = Bars::new();
+        let result = forja_data::curate_shard(&cfg, shard, &opts, &bars);
+        bars.finish();
+        let m = result.with_context(|| format!("shard {shard} of {} failed", config.display()))?;
+        let c = &m.counts;
+        let summary = format!(
+            "shard {shard}: read {}  malformed {}  license {}  quality {}  candidates {} ({} repeats)\n\
+             merge all {} shards with: forja curate merge --config {}\n",
+            c.read,
+            c.malformed,
+            c.license,
+            c.quality,
+            m.candidates,
+            m.repeats,
+            shard.count,
+            config.display()
+        );
+        return print(&summary);
+    }
     let bars = Bars::new();
     let result = forja_data::curate(&cfg, &opts, &bars);
     bars.finish();
-    let m = result.with_context(|| format!("curation of {} failed", args.config.display()))?;
+    let m = result.with_context(|| format!("curation of {} failed", config.display()))?;
+    print(&summary(&m, &cfg))
+}
+
+/// `forja curate merge`.
+fn merge(args: CurateMergeArgs) -> Result<ExitCode> {
+    let cfg = load_config(&args.config, args.out.as_deref())?;
+    let dirs = if args.shards.is_empty() {
+        forja_data::shard_dirs(&cfg.output.dir).with_context(|| {
+            "no shards to merge: run `forja curate --shard R/W` first, or name the shard directories"
+        })?
+    } else {
+        args.shards
+    };
+    let opts = RunOptions { restart: args.restart, chunk_delay: Duration::ZERO };
+    let bars = Bars::new();
+    let result = forja_data::merge(&cfg, &dirs, &opts, &bars);
+    bars.finish();
+    let m = result.with_context(|| format!("merge of {} shards failed", dirs.len()))?;
+    print(&summary(&m, &cfg))
+}
+
+/// Reads a curation config; relative paths in it are relative to the file.
+fn load_config(path: &Path, out: Option<&Path>) -> Result<CurateConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut cfg = CurateConfig::from_toml(&text).with_context(|| format!("{}", path.display()))?;
+    let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    resolve_paths(&mut cfg, &base);
+    if let Some(out) = out {
+        cfg.output.dir = out.to_path_buf();
+    }
+    Ok(cfg)
+}
+
+/// A test hook: crash tests slow the run down to kill it mid-way.
+fn chunk_delay() -> Duration {
+    std::env::var("FORJA_CURATE_CHUNK_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default()
+}
+
+fn summary(m: &forja_data::Manifest, cfg: &CurateConfig) -> String {
     let c = &m.counts;
     let pii: Vec<String> = c.pii.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let splits: Vec<String> = c.splits.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let splits = if splits.is_empty() { "none".to_string() } else { splits.join(", ") };
-    let summary = format!(
+    format!(
         "read {}  malformed {}  license {}  quality {}  exact dups {}  near dups {}  kept {}\n\
          pii: {}\nsplits: {splits}  (replay {})\naudit: {}\ndataset {}  in {}\n",
         c.read,
@@ -100,9 +157,12 @@ pub fn run(args: CurateArgs) -> Result<ExitCode> {
         m.audit_findings.map_or("skipped".into(), |n| format!("{n} findings")),
         &m.dataset_sha256[..16],
         cfg.output.dir.join("data").display()
-    );
+    )
+}
+
+fn print(text: &str) -> Result<ExitCode> {
     // A closed pipe (`| head`) is not an error worth a message.
-    match std::io::stdout().write_all(summary.as_bytes()) {
+    match std::io::stdout().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
         _ => {}
     }

@@ -3,7 +3,8 @@
 //! loopback) with planted duplicates, malformed lines, license and quality
 //! rejects and PII; a run killed with SIGKILL resumes to byte-identical
 //! output; a second batch is deduplicated against the first through the
-//! persistent index; bad inputs fail with one clear line.
+//! persistent index; three shards (one killed and resumed) merge into the
+//! single run's dataset byte for byte; bad inputs fail with one clear line.
 
 use crate::common;
 
@@ -403,6 +404,84 @@ fn sigkill_then_resume_gives_identical_output() {
     for (k, v) in &x {
         assert!(v == &y[k], "{k} differs after resume");
     }
+}
+
+#[test]
+fn sharded_curation_equals_a_single_machine_run() {
+    let url = serve(rss(5));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    corpus(d, 900, &url);
+    let cfg = d.join("curate.toml");
+    let cfg_s = cfg.to_str().unwrap();
+    run_ok(&cfg, &[]);
+    std::fs::rename(d.join("out"), d.join("single")).unwrap();
+    std::fs::remove_dir_all(d.join("index")).unwrap();
+
+    // Three shards; the second is killed midway, and the merge refuses it
+    // until it has resumed and finished.
+    run_ok(&cfg, &["--shard", "0/3"]);
+    run_ok(&cfg, &["--shard", "2/3"]);
+    let mut child = forja_cmd(&["curate", "--config", cfg_s, "--shard", "1/3"])
+        .env("FORJA_CURATE_CHUNK_DELAY_MS", "150")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shard1 = d.join("out/shards/00001-of-00003");
+    let ck = shard1.join(".forja-curate/checkpoint.json");
+    let start = Instant::now();
+    while !ck.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success(), "the shard finished before it could be killed");
+    check_user_error(&forja(&["curate", "merge", "--config", cfg_s], None), "has not finished");
+    run_ok(&cfg, &["--shard", "1/3"]);
+    let shard: Value =
+        serde_json::from_str(&std::fs::read_to_string(shard1.join("shard.json")).unwrap()).unwrap();
+    assert!(shard["candidates"].as_u64().unwrap() > 0, "{shard}");
+
+    let o = forja(&["curate", "merge", "--config", cfg_s], None);
+    assert!(o.status.success(), "forja curate merge failed: {}", stderr(&o));
+    let (x, y) = (outputs_of(&d.join("single")), outputs_of(&d.join("out")));
+    assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+    for (k, v) in &x {
+        assert!(v == &y[k], "{k} differs between the single run and the merge");
+    }
+    // Every shard did part of the work.
+    let items: Vec<u64> = (0..3)
+        .map(|r| {
+            let p = d.join(format!("out/shards/{r:05}-of-00003/shard.json"));
+            let m: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            m["items"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(items.iter().all(|&n| n > 0), "{items:?}");
+    assert_eq!(items.iter().sum::<u64>(), manifest(&d.join("single"))["counts"]["read"]);
+
+    // A merged dataset is not overwritten; shards of another configuration,
+    // a missing shard and a bad --shard are one clear line each.
+    check_user_error(&forja(&["curate", "merge", "--config", cfg_s], None), "--restart");
+    let other = d.join("other.toml");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("validation = 0.2", "validation = 0.3");
+    std::fs::write(&other, text).unwrap();
+    let shard_dirs: Vec<String> = (0..3)
+        .map(|r| d.join(format!("out/shards/{r:05}-of-00003")).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["curate", "merge", "--config", other.to_str().unwrap(), "--out"];
+    let o2 = d.join("o2");
+    args.push(o2.to_str().unwrap());
+    args.extend(shard_dirs.iter().map(String::as_str));
+    check_user_error(&forja(&args, None), "another configuration");
+    let mut args = vec!["curate", "merge", "--config", cfg_s, "--out", o2.to_str().unwrap()];
+    args.extend(shard_dirs[..2].iter().map(String::as_str));
+    check_user_error(&forja(&args, None), "missing [2/3]");
+    let o = forja(&["curate", "--config", cfg_s, "--shard", "3/3"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--shard 3/3: expected R/W with 0 <= R < W"), "{}", stderr(&o));
 }
 
 #[test]
