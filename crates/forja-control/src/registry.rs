@@ -597,7 +597,7 @@ impl Control {
 
     /// Publishes champion moves other processes made (the CLI, another
     /// node): the polling side of NEW_MODEL_AVAILABLE.
-    pub(crate) fn poll_registry(&self) -> Result<()> {
+    pub fn poll_registry(&self) -> Result<()> {
         let gens = self.store.model_generations()?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if !seen.primed {

@@ -16,7 +16,7 @@ use forja_engine::speculative::SpecConfig;
 use forja_engine::{Engine, LoadOptions};
 use forja_serve::{Admission, GrammarLimits, Metrics, Serving};
 use forja_store::prelude::*;
-use forja_store::{ArtifactConfig, Artifacts, Capacity, EventBus, LocalBus, SqliteStore, Tenant};
+use forja_store::{ArtifactConfig, Artifacts, Capacity, EventBus, LocalBus, SqlStore, Tenant};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -150,6 +150,8 @@ pub struct NodeConfig {
     pub completion_retention_s: i64,
     /// A write waits this long for another writer's lock.
     pub db_busy_timeout: Duration,
+    /// A Postgres URL; `None`: SQLite in the data directory.
+    pub database: Option<String>,
     /// A hard cap on the database size, in pages.
     pub db_max_pages: Option<u64>,
     /// Request limits.
@@ -204,6 +206,7 @@ impl NodeConfig {
             tick: Duration::from_secs(1),
             completion_retention_s: 7 * 86_400,
             db_busy_timeout: Duration::from_secs(5),
+            database: None,
             db_max_pages: None,
             limits: Limits::default(),
             max_batch: 16,
@@ -389,6 +392,22 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Opens a node's store: Postgres at `database` (a `postgres://` or
+/// `postgresql://` URL), or SQLite at `data_dir/forja.db`. The node's key is
+/// in `data_dir` either way.
+pub fn open_store(data_dir: &Path, database: Option<&str>, busy: Duration) -> Result<SqlStore> {
+    match database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(SqlStore::open_postgres(url, data_dir)?)
+        }
+        Some(other) => Err(startup(format!(
+            "--database {}: expected a postgres:// URL (leave it out for SQLite in the data directory)",
+            other.split('@').next_back().unwrap_or(other)
+        ))),
+        None => Ok(SqlStore::open(&data_dir.join("forja.db"), busy)?),
+    }
+}
+
 impl Node {
     /// Opens the data directory, binds the listener and starts loading the
     /// model; requests are answered once [`Node::run`] runs (or through
@@ -396,11 +415,13 @@ impl Node {
     pub fn start(cfg: NodeConfig) -> Result<Node> {
         let dir = cfg.data_dir.clone();
         secure(&dir, &["url-signing.key", "forja.db", "forja.db-wal", "forja.db-shm"])?;
-        let sqlite = SqliteStore::open(&dir.join("forja.db"), cfg.db_busy_timeout)?;
+        let sql = open_store(&dir, cfg.database.as_deref(), cfg.db_busy_timeout)?;
         if let Some(pages) = cfg.db_max_pages {
-            sqlite.set_max_pages(pages)?;
+            sql.set_max_pages(pages)?;
         }
-        let store: Arc<dyn Store> = Arc::new(sqlite);
+        tracing::info!(database = %sql.location(), "store open");
+        let sql = Arc::new(sql);
+        let store: Arc<dyn Store> = sql.clone();
         if let ArtifactConfig::Local { dir: a } = &cfg.artifacts {
             secure(a, &[])?;
         }
@@ -526,6 +547,17 @@ impl Node {
         };
         rt.spawn(crate::memory::run(state.clone(), extractions));
         let stop = Arc::new(AtomicBool::new(false));
+        // Replicas on Postgres hear each other's registry moves at once
+        // (the control tick's poll stays, for what a listener missed).
+        let heard = control.clone();
+        sql.listen_registry(
+            Box::new(move || {
+                if let Err(e) = heard.poll_registry() {
+                    tracing::warn!("registry move: {e}");
+                }
+            }),
+            stop.clone(),
+        )?;
         // A model that fails to load ends the server (it could never serve).
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let loader = Self::load(

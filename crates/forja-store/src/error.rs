@@ -74,13 +74,22 @@ pub enum StoreError {
         /// What went wrong and what to do.
         reason: String,
     },
-    /// Any other database error.
-    #[error("database error ({op}): {source}")]
-    Sqlite {
+    /// The database cannot be reached: Postgres down, restarting or
+    /// failing over. Retry; nothing was written.
+    #[error("the database is unavailable ({op}): {message}; retry shortly")]
+    Unavailable {
         /// What was being done.
         op: &'static str,
-        /// The error.
-        source: rusqlite::Error,
+        /// What the connection said.
+        message: String,
+    },
+    /// Any other database error.
+    #[error("database error ({op}): {message}")]
+    Database {
+        /// What was being done.
+        op: &'static str,
+        /// What the database said.
+        message: String,
     },
     /// A stored value does not parse (a bug or a hand-edited database).
     #[error("corrupt {what}: {reason}")]
@@ -115,14 +124,34 @@ pub enum StoreError {
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Maps a SQLite error to the variants callers act on.
-pub(crate) fn sql(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+/// Maps a database error to the variants callers act on.
+pub(crate) fn sql<E: Into<crate::db::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
     move |e| {
+        use crate::db::Error as E;
         use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy { op },
-            Some(ErrorCode::DiskFull) => StoreError::Full { op },
-            _ => StoreError::Sqlite { op, source: e },
+        match e.into() {
+            E::Sqlite(e) => match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                    StoreError::Busy { op }
+                }
+                Some(ErrorCode::DiskFull) => StoreError::Full { op },
+                _ => StoreError::Database { op, message: e.to_string() },
+            },
+            E::Postgres(e) => {
+                let code = e.as_db_error().map(|d| d.code().code().to_string());
+                match code.as_deref() {
+                    // disk_full, out_of_memory, too_many_connections … (class 53)
+                    Some("53100") => StoreError::Full { op },
+                    // deadlock_detected, lock_not_available, serialization_failure
+                    Some("40P01" | "55P03" | "40001") => StoreError::Busy { op },
+                    _ => StoreError::Database {
+                        op,
+                        message: crate::db::Error::Postgres(e).to_string(),
+                    },
+                }
+            }
+            E::Unavailable(message) => StoreError::Unavailable { op, message },
+            other => StoreError::Database { op, message: other.to_string() },
         }
     }
 }

@@ -12,11 +12,11 @@
 //! the maintenance they do), [`Governance`] (auditors, their signed votes, the
 //! hash-chained ledger) and [`Federation`] (a hub's nodes, deltas, rounds). Every state
 //! change is one transaction, so a process killed at any point leaves the
-//! database at the state before or after it. [`SqliteStore`] is the
-//! embedded default (WAL mode, one file in the data directory); a Postgres
-//! implementation plugs in behind the same traits (the SQL keeps to what
-//! both accept: row-value comparisons, partial indexes, JSON in text
-//! columns).
+//! database at the state before or after it. [`SqlStore`] implements
+//! them on SQLite, the embedded default (WAL mode, one file in the data
+//! directory), and on Postgres (for replicas on many machines), with the
+//! same statements: the SQL keeps to what both accept (row-value
+//! comparisons, partial indexes, JSON in text columns, `RETURNING`).
 //!
 //! [`Artifacts`] keeps datasets, checkpoints and adapters in an
 //! `object_store` (a local directory, or S3-compatible storage), addressed
@@ -28,6 +28,7 @@
 mod artifacts;
 pub mod completions;
 pub mod conversations;
+mod db;
 pub mod documents;
 mod error;
 pub mod events;
@@ -36,7 +37,7 @@ pub mod governance;
 pub mod knowledge;
 pub mod memory;
 pub mod registry;
-mod sqlite;
+mod sql;
 mod store;
 pub mod tasks;
 mod types;
@@ -65,7 +66,7 @@ pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
     VersionStatus, CANDIDATE, CHAMPION,
 };
-pub use sqlite::{check_database, new_id, DbHealth, SqliteStore, NODE_KEY};
+pub use sql::{check_database, new_id, DbHealth, SqlStore, SqliteStore, NODE_KEY};
 pub use store::{Examples, Files, Finish, Jobs, LeaseRef, Leased, Schedules, Store, Tenants};
 pub use tasks::{Activity, TaskClaim, TaskRun, TaskState, Tasks};
 pub use types::*;

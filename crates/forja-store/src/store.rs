@@ -33,6 +33,10 @@ pub trait Store:
     /// aggregate queries; bounded by the number of tenants and running
     /// jobs, not by rows).
     fn node_stats(&self) -> Result<NodeStats>;
+    /// Whether the database is the embedded SQLite file (its backup is
+    /// forja's to take) rather than a server (Postgres: its own tools back
+    /// it up).
+    fn embedded(&self) -> bool;
 }
 
 /// Tenants and their API keys.
@@ -49,7 +53,11 @@ pub trait Tenants {
     fn update_settings(&self, id: &str, settings: &TenantSettings) -> Result<Tenant>;
     /// Edits a tenant's settings in one transaction (read, `edit`, write),
     /// so a concurrent change to another field is not lost.
-    fn edit_settings(&self, id: &str, edit: &mut dyn FnMut(&mut TenantSettings)) -> Result<Tenant>;
+    fn edit_settings(
+        &self,
+        id: &str,
+        edit: &mut (dyn FnMut(&mut TenantSettings) + Send),
+    ) -> Result<Tenant>;
     /// Bytes a tenant stores now and its quota.
     fn storage(&self, tenant_id: &str) -> Result<StorageUsage>;
 

@@ -20,10 +20,11 @@ pub fn data_dir(a: &DataDirArgs) -> PathBuf {
     })
 }
 
-/// Opens the data directory's database.
+/// Opens the node's database: `--database` (Postgres), or the data
+/// directory's SQLite file.
 pub fn open(a: &DataDirArgs, busy: Duration) -> Result<SqliteStore> {
-    let db = data_dir(a).join("forja.db");
-    Ok(SqliteStore::open(&db, busy)?)
+    let dir = data_dir(a);
+    Ok(forja_server::node::open_store(&dir, a.database.as_deref(), busy)?)
 }
 
 /// The data directory's artifact store (`FORJA_ARTIFACTS` overrides it,

@@ -925,6 +925,10 @@ pub struct DataDirArgs {
     /// Database, artifacts and worker scratch space (default: ~/.local/share/forja).
     #[arg(long, env = "FORJA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The database: a Postgres URL (postgres://user:password@host:port/db) for
+    /// replicas on many machines; default: SQLite at DATA_DIR/forja.db.
+    #[arg(long, env = "FORJA_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -28,8 +28,10 @@ fn base(
     dir: &std::path::Path,
     embedder: Option<Arc<forja_engine::Embedder>>,
 ) -> Result<(Knowledge, forja_store::Tenant)> {
-    let (control, _rt) =
-        crate::registry::control(&DataDirArgs { data_dir: Some(dir.to_path_buf()) })?;
+    let (control, _rt) = crate::registry::control(&DataDirArgs {
+        data_dir: Some(dir.to_path_buf()),
+        database: None,
+    })?;
     let settings = forja_store::TenantSettings { storage_mb: 0, ..Default::default() };
     let t = control.store.create_tenant("bench", "pro", &settings)?;
     let k =

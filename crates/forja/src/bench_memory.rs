@@ -78,8 +78,10 @@ fn score(got: &[Vec<RawFact>], truth: &[Vec<Truth>]) -> Value {
 pub fn run(a: BenchMemoryArgs) -> Result<ExitCode> {
     let (utterances, questions) = corpus(a.seed, a.utterances.max(1));
     let tmp = tempfile::tempdir()?;
-    let (control, _rt) =
-        crate::registry::control(&DataDirArgs { data_dir: Some(tmp.path().to_path_buf()) })?;
+    let (control, _rt) = crate::registry::control(&DataDirArgs {
+        data_dir: Some(tmp.path().to_path_buf()),
+        database: None,
+    })?;
     let settings = forja_store::TenantSettings { storage_mb: 0, ..Default::default() };
     let t = control.store.create_tenant("bench", "pro", &settings)?;
     let path = crate::models::resolve(&a.model)?;

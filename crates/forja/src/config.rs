@@ -58,7 +58,10 @@ pub fn apply(argv: Vec<OsString>) -> Result<Applied> {
             let data = flag_value(&strs[insert_at..], "data-dir")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("FORJA_DATA_DIR").map(PathBuf::from));
-            let dir = crate::admin::data_dir(&crate::args::DataDirArgs { data_dir: data });
+            let dir = crate::admin::data_dir(&crate::args::DataDirArgs {
+                data_dir: data,
+                database: None,
+            });
             (dir.join("forja.toml"), false)
         }
     };

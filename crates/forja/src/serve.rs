@@ -28,6 +28,7 @@ pub(crate) fn model_source(given: &str) -> Result<ModelSource> {
 pub(crate) fn node_config(a: &ServeArgs, applied: &crate::config::Applied) -> Result<NodeConfig> {
     let dir = admin::data_dir(&a.data);
     let mut cfg = NodeConfig::new(dir.clone(), model_source(&a.model)?);
+    cfg.database = a.data.database.clone();
     cfg.host = a.host.clone();
     cfg.port = a.port;
     cfg.artifacts = forja_server::node::artifact_config(a.artifacts.as_deref(), &dir)?;

@@ -40,6 +40,11 @@ fn backup_name(t: Timestamp) -> String {
 /// newest `keep` copies. A copy that fails the check is deleted and the
 /// run fails; older copies stay.
 pub(super) fn backup(env: &TaskEnv, keep: usize, now: Timestamp) -> Result<Done> {
+    if !env.control.store.embedded() {
+        return Ok(Done::ok(
+            "the database is Postgres: it is backed up with Postgres' own tools (pg_dump, pgBackRest, the provider's snapshots), not by this task",
+        ));
+    }
     let dir = backups_dir(&env.data_dir);
     let io = |what: &str, e: std::io::Error| {
         ControlError::Internal(format!("backup: cannot {what} {}: {e}", dir.display()))

@@ -198,8 +198,7 @@ fn auditors_decide_promotion_and_answer_for_it() {
     assert_eq!(ok["entries"].as_u64().unwrap() as usize, kinds.len());
 
     // An edit behind the node's back: a rejection turned into an approval.
-    let db = rusqlite::Connection::open(b.tmp.path().join("data/forja.db")).unwrap();
-    let n = db.execute("UPDATE ledger SET body = replace(body, '\"approve\":false', '\"approve\":true') WHERE kind = 'vote'", []).unwrap();
+    let n = b.db_exec("UPDATE ledger SET body = replace(body, '\"approve\":false', '\"approve\":true') WHERE kind = 'vote'");
     assert!(n > 0);
     let bad = b.get("/v1/admin/ledger/verify", &b.admin).body;
     assert_eq!(bad["ok"], false, "{bad}");

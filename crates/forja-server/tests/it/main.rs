@@ -10,6 +10,8 @@ mod follow;
 mod fuzz_routes;
 mod governance;
 mod hardening;
+#[path = "../../../forja-store/tests/it/pg.rs"]
+mod pg;
 mod serving;
 mod tenancy;
 mod ui_api;

@@ -30,6 +30,9 @@
 --     Postgres (SQLite also accepts "right", so queries can quote it in both)
 --   * tables are created in an order in which every foreign key points at a
 --     table that already exists (SQLite did not need that)
+--   * tables whose rows the code lists in insertion order (ORDER BY rowid:
+--     document_chunks, model_versions, knowledge_sources, task_runs) get a
+--     `rowid` identity column, after the others, that plays SQLite's rowid
 -- The schema uses no COLLATE NOCASE, WITHOUT ROWID, STRICT or SQLite-only
 -- DEFAULT expressions. Times are unix seconds (UTC) in BIGINT; JSON columns
 -- are TEXT, as in SQLite (the code stores and hashes the text as written).
@@ -195,7 +198,8 @@ CREATE TABLE model_versions (                -- rebuilt in schemas 4 and 8
     status_reason   TEXT,
     created_at      BIGINT NOT NULL,
     promoted_at     BIGINT,
-    promoted_by     TEXT
+    promoted_by     TEXT,
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY  -- SQLite's insertion order (ORDER BY rowid)
 );
 CREATE INDEX model_versions_tenant ON model_versions (tenant_id, created_at);
 CREATE INDEX model_versions_awaiting ON model_versions (status) WHERE status = 'awaiting_audit';
@@ -258,6 +262,7 @@ CREATE TABLE document_chunks (
     source      TEXT NOT NULL,                       -- the transcript segment(s)
     start_s     DOUBLE PRECISION,
     end_s       DOUBLE PRECISION,
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY, -- SQLite's insertion order (ORDER BY rowid)
     PRIMARY KEY (document_id, chunk_id)
 );
 
@@ -404,7 +409,8 @@ CREATE TABLE knowledge_sources (
     chunks      BIGINT NOT NULL,
     duplicates  BIGINT NOT NULL,                         -- passages left out as (near) duplicates
     bytes       BIGINT NOT NULL,                         -- charged to the tenant's quota
-    created_at  BIGINT NOT NULL
+    created_at  BIGINT NOT NULL,
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY  -- SQLite's insertion order (ORDER BY rowid)
 );
 CREATE INDEX knowledge_sources_tenant ON knowledge_sources (tenant_id, created_at);
 CREATE INDEX knowledge_sources_feed ON knowledge_sources (feed_id);
@@ -502,6 +508,7 @@ CREATE TABLE task_runs (
     outcome        TEXT NOT NULL,                  -- running | ok | warning | failed | skipped | abandoned
     detail         TEXT NOT NULL DEFAULT '',
     runner         TEXT NOT NULL,
-    missed         BIGINT NOT NULL DEFAULT 0       -- fires that passed unrun before this one
+    missed         BIGINT NOT NULL DEFAULT 0, -- fires that passed unrun before this one
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY  -- SQLite's insertion order (ORDER BY rowid)
 );
 CREATE INDEX task_runs_by_name ON task_runs (name, started_at DESC);

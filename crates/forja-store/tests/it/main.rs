@@ -2,8 +2,10 @@
 //! binary of its own, and linking them one by one cost CI minutes and
 //! gigabytes of disk.
 
+mod backend;
 mod documents;
 mod governance;
+mod pg;
 mod registry;
 mod store;
 mod tasks;

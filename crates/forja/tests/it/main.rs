@@ -16,7 +16,10 @@ mod knowledge_api;
 mod loop_e2e;
 mod memory_api;
 mod ops;
+#[path = "../../../forja-store/tests/it/pg.rs"]
+mod pg;
 mod registry_cli;
+mod replicas;
 mod serve_api;
 mod serve_cli;
 mod tasks_cli;

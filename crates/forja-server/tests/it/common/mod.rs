@@ -95,6 +95,12 @@ impl Bed {
         cfg.workers = 0;
         cfg.threads = Some(1);
         cfg.tick = Duration::from_millis(100);
+        // FORJA_TEST_POSTGRES=1: the whole suite on a Postgres database
+        // (one per test directory, so a restart finds its data again).
+        if std::env::var_os("FORJA_TEST_POSTGRES").is_some() {
+            let server = crate::pg::server().expect("FORJA_TEST_POSTGRES needs Postgres installed");
+            cfg.database = Some(server.database(&crate::pg::name_for(tmp.path())));
+        }
         edit(&mut cfg);
         let node = Node::start(cfg).unwrap();
         assert!(node.wait_ready(Duration::from_secs(60)), "the model did not load");
@@ -108,6 +114,36 @@ impl Bed {
         let Bed { node, model, tmp, .. } = self;
         node.stop();
         Bed::on(tmp, model, edit)
+    }
+
+    /// Whether the node runs on the test Postgres (`FORJA_TEST_POSTGRES`).
+    pub fn on_postgres(&self) -> bool {
+        std::env::var_os("FORJA_TEST_POSTGRES").is_some()
+    }
+
+    /// The first column of each row of `sql`, run on the node's database
+    /// behind its back (its SQLite file, or its Postgres database).
+    pub fn db_rows(&self, sql: &str) -> Vec<String> {
+        if self.on_postgres() {
+            let name = crate::pg::name_for(self.tmp.path());
+            return crate::pg::server().unwrap().rows(&name, sql);
+        }
+        let db = rusqlite::Connection::open(self.tmp.path().join("data/forja.db")).unwrap();
+        let mut st = db.prepare(sql).unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Runs an UPDATE or DELETE on the node's database behind its back;
+    /// returns the rows it changed.
+    pub fn db_exec(&self, sql: &str) -> usize {
+        if self.on_postgres() {
+            let counted =
+                format!("WITH changed AS ({sql} RETURNING 1) SELECT count(*)::text FROM changed");
+            return self.db_rows(&counted)[0].parse().unwrap();
+        }
+        let db = rusqlite::Connection::open(self.tmp.path().join("data/forja.db")).unwrap();
+        db.execute(sql, []).unwrap()
     }
 
     /// A tenant and one of its keys.

@@ -4,14 +4,14 @@
 use super::rows::{get_tenant, rows};
 use super::tenants::{charge, refund};
 use super::SqliteStore;
+use crate::db::{params, Connection, OptionalExtension, Row};
 use crate::documents::{ChunkSource, DictionaryEntry, DocKind, DocumentRow, Documents};
 use crate::error::{sql, Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const DOC_COLS: &str =
     "id, tenant_id, kind, parent_id, session, version, filename, sha256, bytes, model, created_at";
 
-fn doc_row(r: &Row<'_>) -> rusqlite::Result<DocumentRow> {
+fn doc_row(r: &Row<'_>) -> crate::db::Result<DocumentRow> {
     let kind: String = r.get(2)?;
     Ok(DocumentRow {
         id: r.get(0)?,
@@ -39,7 +39,7 @@ fn get_doc(c: &Connection, tenant_id: &str, id: &str) -> Result<DocumentRow> {
     .ok_or_else(|| StoreError::NotFound { what: "document", id: id.into() })
 }
 
-fn entry_row(r: &Row<'_>) -> rusqlite::Result<DictionaryEntry> {
+fn entry_row(r: &Row<'_>) -> crate::db::Result<DictionaryEntry> {
     Ok(DictionaryEntry {
         wrong: r.get(0)?,
         right: r.get(1)?,
@@ -145,8 +145,13 @@ impl Documents for SqliteStore {
             let d = get_doc(c, tenant_id, id)?;
             let chunk_bytes: i64 = c
                 .query_row(
-                    "SELECT COALESCE(SUM(LENGTH(CAST(chunk_id AS BLOB)) + LENGTH(CAST(source AS BLOB)) + 32), 0) FROM document_chunks
-                     WHERE document_id = ?1",
+                    if c.is_postgres() {
+                        "SELECT COALESCE(SUM(octet_length(chunk_id) + octet_length(source) + 32), 0) \
+                         FROM document_chunks WHERE document_id = ?1"
+                    } else {
+                        "SELECT COALESCE(SUM(LENGTH(CAST(chunk_id AS BLOB)) + LENGTH(CAST(source AS BLOB)) + 32), 0) \
+                         FROM document_chunks WHERE document_id = ?1"
+                    },
                     [id],
                     |r| r.get(0),
                 )
@@ -167,7 +172,7 @@ impl Documents for SqliteStore {
             rows(
                 c,
                 "list dictionary",
-                "SELECT wrong, right, source_document, source_chunk, created_at FROM dictionary
+                "SELECT wrong, \"right\", source_document, source_chunk, created_at FROM dictionary
                  WHERE tenant_id = ?1 ORDER BY wrong",
                 [tenant_id],
                 entry_row,
@@ -181,7 +186,7 @@ impl Documents for SqliteStore {
             for e in entries {
                 let old: Option<DictionaryEntry> = c
                     .query_row(
-                        "SELECT wrong, right, source_document, source_chunk, created_at FROM dictionary
+                        "SELECT wrong, \"right\", source_document, source_chunk, created_at FROM dictionary
                          WHERE tenant_id = ?1 AND wrong = ?2",
                         [tenant_id, e.wrong.as_str()],
                         entry_row,
@@ -193,9 +198,9 @@ impl Documents for SqliteStore {
                 }
                 charge(c, &tenant, entry_bytes(e))?;
                 c.execute(
-                    "INSERT INTO dictionary (tenant_id, wrong, right, source_document, source_chunk, created_at)
+                    "INSERT INTO dictionary (tenant_id, wrong, \"right\", source_document, source_chunk, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (tenant_id, wrong) DO UPDATE SET right = excluded.right,
+                     ON CONFLICT (tenant_id, wrong) DO UPDATE SET \"right\" = excluded.\"right\",
                        source_document = excluded.source_document, source_chunk = excluded.source_chunk,
                        created_at = excluded.created_at",
                     params![tenant_id, e.wrong, e.right, e.source_document, e.source_chunk, now],
@@ -213,7 +218,7 @@ impl Documents for SqliteStore {
         self.tx("remove dictionary entry", |c, _| {
             let e = c
                 .query_row(
-                    "SELECT wrong, right, source_document, source_chunk, created_at FROM dictionary
+                    "SELECT wrong, \"right\", source_document, source_chunk, created_at FROM dictionary
                      WHERE tenant_id = ?1 AND wrong = ?2",
                     [tenant_id, wrong],
                     entry_row,

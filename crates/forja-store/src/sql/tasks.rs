@@ -4,19 +4,19 @@
 //! writers are not held while they run.
 
 use super::rows::rows;
-use super::{new_id, SqliteStore};
+use super::{lock, new_id, Backend, SqlStore};
+use crate::db::{params, pg_maintenance, OptionalExtension};
 use crate::error::{sql, Result, StoreError};
 use crate::tasks::{outcome, Activity, TaskClaim, TaskRun, TaskState, Tasks};
 use crate::Timestamp;
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashSet;
 use std::path::Path;
 
 const RUN_COLUMNS: &str =
     "id, name, scheduled_for, started_at, finished_at, outcome, detail, runner, missed";
 
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRun> {
+fn run_row(r: &crate::db::Row<'_>) -> crate::db::Result<TaskRun> {
     Ok(TaskRun {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -52,12 +52,15 @@ fn addresses_in(s: &str, out: &mut HashSet<String>) {
     }
 }
 
-impl SqliteStore {
-    fn snapshot(&self, op: &'static str) -> Result<Connection> {
-        Connection::open_with_flags(self.path(), OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql(op))
-    }
+/// A second, read-only connection to a SQLite file: reads from it see one
+/// WAL snapshot and hold no writer.
+fn snapshot(path: &Path, op: &'static str) -> Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql(op))
+}
 
-    fn file_bytes(c: &Connection) -> Result<u64> {
+impl SqlStore {
+    fn file_bytes(c: &rusqlite::Connection) -> Result<u64> {
         let pages: i64 =
             c.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(sql("compact"))?;
         let size: i64 =
@@ -66,7 +69,7 @@ impl SqliteStore {
     }
 }
 
-impl Tasks for SqliteStore {
+impl Tasks for SqlStore {
     fn claim_task(&self, claim: &TaskClaim<'_>) -> Result<Option<String>> {
         self.tx("claim task", |c, _| {
             let now = claim.now;
@@ -140,7 +143,7 @@ impl Tasks for SqliteStore {
             let n = c
                 .execute(
                     "INSERT INTO task_state (name, last_fire) VALUES (?1, ?2) \
-                     ON CONFLICT (name) DO UPDATE SET last_fire = ?2 WHERE last_fire IS NULL",
+                     ON CONFLICT (name) DO UPDATE SET last_fire = ?2 WHERE task_state.last_fire IS NULL",
                     params![name, fire],
                 )
                 .map_err(sql("init task"))?;
@@ -194,7 +197,7 @@ impl Tasks for SqliteStore {
                 c,
                 "list tasks",
                 "SELECT name, last_fire, holder, lease_until FROM task_state ORDER BY name",
-                [],
+                params![],
                 |r| {
                     Ok(TaskState {
                         name: r.get(0)?,
@@ -213,7 +216,7 @@ impl Tasks for SqliteStore {
                 c,
                 "list task runs",
                 &format!(
-                    "SELECT {RUN_COLUMNS} FROM task_runs WHERE ?1 IS NULL OR name = ?1 \
+                    "SELECT {RUN_COLUMNS} FROM task_runs WHERE CAST(?1 AS TEXT) IS NULL OR name = ?1 \
                      ORDER BY started_at DESC, rowid DESC LIMIT ?2"
                 ),
                 params![name, limit.min(100_000) as i64],
@@ -238,7 +241,12 @@ impl Tasks for SqliteStore {
         if dest.exists() {
             return Err(StoreError::Conflict(format!("{} exists", dest.display())));
         }
-        let c = self.snapshot("backup")?;
+        let Some(path) = self.path() else {
+            return Err(StoreError::Config(
+                "a Postgres store is backed up with Postgres' own tools (pg_dump, pgBackRest, the provider's snapshots), not by forja's backup task".into(),
+            ));
+        };
+        let c = snapshot(path, "backup")?;
         let target = dest
             .to_str()
             .ok_or_else(|| StoreError::Config(format!("{} is not a UTF-8 path", dest.display())))?;
@@ -250,32 +258,51 @@ impl Tasks for SqliteStore {
 
     fn compact(&self) -> Result<u64> {
         let started = std::time::Instant::now();
-        let out = (|| {
-            let c = self.lock();
-            let before = Self::file_bytes(&c)?;
-            c.execute_batch(
-                "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
-            )
-            .map_err(sql("compact"))?;
-            Ok(before.saturating_sub(Self::file_bytes(&c)?))
-        })();
+        let out = match &self.backend {
+            Backend::Sqlite { conn, .. } => (|| {
+                let c = lock(conn);
+                let before = Self::file_bytes(&c)?;
+                c.execute_batch(
+                    "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+                )
+                .map_err(sql("compact"))?;
+                Ok(before.saturating_sub(Self::file_bytes(&c)?))
+            })(),
+            Backend::Postgres { pool } => pool.with_client(sql("compact"), |client| {
+                pg_maintenance::vacuum(client).map_err(sql("compact"))
+            }),
+        };
         self.ops.record(started, &out);
         out
     }
 
     fn artifact_references(&self) -> Result<HashSet<String>> {
-        let c = self.snapshot("artifact references")?;
         let op = "artifact references";
+        let mut out = HashSet::new();
+        let mut visit = |text: &str| {
+            if text.len() >= 64 {
+                addresses_in(text, &mut out);
+            }
+        };
+        let path = match &self.backend {
+            Backend::Sqlite { path, .. } => path,
+            Backend::Postgres { pool } => {
+                pool.with_client(sql(op), |client| {
+                    pg_maintenance::scan_text(client, &mut visit).map_err(sql(op))
+                })?;
+                return Ok(out);
+            }
+        };
+        let c = snapshot(path, op)?;
         // One read transaction: every table from the same snapshot.
         c.execute_batch("BEGIN").map_err(sql(op))?;
-        let tables = rows(
-            &c,
-            op,
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            [],
-            |r| r.get::<_, String>(0),
-        )?;
-        let mut out = HashSet::new();
+        let tables: Vec<String> = {
+            let mut st = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                .map_err(sql(op))?;
+            let names = st.query_map([], |r| r.get::<_, String>(0)).map_err(sql(op))?;
+            names.collect::<rusqlite::Result<_>>().map_err(sql(op))?
+        };
         for t in tables {
             let mut st = c.prepare(&format!("SELECT * FROM \"{t}\"")).map_err(sql(op))?;
             let n = st.column_count();
@@ -284,7 +311,7 @@ impl Tasks for SqliteStore {
                 for i in 0..n {
                     if let ValueRef::Text(b) = row.get_ref(i).map_err(sql(op))? {
                         if b.len() >= 64 {
-                            addresses_in(&String::from_utf8_lossy(b), &mut out);
+                            visit(&String::from_utf8_lossy(b));
                         }
                     }
                 }

@@ -4,9 +4,9 @@ use super::rows::{col_json, get_tenant, to_json};
 use super::tenants::{charge, refund};
 use super::SqliteStore;
 use crate::completions::{CompletionLog, CompletionRecord, LiveSignals};
+use crate::db::{params, OptionalExtension};
 use crate::error::{sql, Result, StoreError};
 use crate::Timestamp;
-use rusqlite::{params, OptionalExtension};
 
 impl CompletionLog for SqliteStore {
     fn record_completion(&self, c: &CompletionRecord) -> Result<()> {
@@ -65,14 +65,31 @@ impl CompletionLog for SqliteStore {
                 .map_err(sql("live signals"))?;
             // Feedback names its completion in the example's input; it is
             // given after the answer, so only examples from `from` on count.
+            // The input is JSON text: SQLite reads it with json_extract,
+            // Postgres with its json operators (a rating that is not a
+            // number counts as none).
+            let (id, rating, correction) = if c.is_postgres() {
+                (
+                    "(e.input::json ->> 'completion_id')",
+                    "(CASE WHEN json_typeof(e.input::json -> 'rating') = 'number' \
+                      THEN (e.input::json ->> 'rating')::float8 END)",
+                    "(e.input::json ->> 'correction')",
+                )
+            } else {
+                (
+                    "json_extract(e.input, '$.completion_id')",
+                    "json_extract(e.input, '$.rating')",
+                    "json_extract(e.input, '$.correction')",
+                )
+            };
             let bad: i64 = c
                 .query_row(
-                    "SELECT COUNT(DISTINCT k.id) FROM completions k JOIN examples e \
-                       ON e.tenant_id = k.tenant_id AND e.created_at >= ?3 \
-                       AND json_extract(e.input, '$.completion_id') = k.id \
-                     WHERE k.tenant_id = ?1 AND k.model = ?2 AND k.created_at >= ?3 AND k.created_at < ?4 \
-                       AND (json_extract(e.input, '$.rating') <= 2 \
-                            OR length(trim(COALESCE(json_extract(e.input, '$.correction'), ''))) > 0)",
+                    &format!(
+                        "SELECT COUNT(DISTINCT k.id) FROM completions k JOIN examples e \
+                           ON e.tenant_id = k.tenant_id AND e.created_at >= ?3 AND {id} = k.id \
+                         WHERE k.tenant_id = ?1 AND k.model = ?2 AND k.created_at >= ?3 AND k.created_at < ?4 \
+                           AND ({rating} <= 2 OR length(trim(COALESCE({correction}, ''))) > 0)"
+                    ),
                     params![tenant_id, model, from, to],
                     |r| r.get(0),
                 )

@@ -2,9 +2,9 @@
 //! node's metrics.
 
 use super::rows::rows;
+use crate::db::{params, Connection};
 use crate::error::{sql, Result};
 use crate::types::{NodeStats, TrainingNow};
-use rusqlite::Connection;
 
 /// `(tenant name, label, count)` rows of `table` grouped by `column`.
 fn by_tenant(c: &Connection, table: &str, column: &str) -> Result<Vec<(String, String, u64)>> {
@@ -15,20 +15,20 @@ fn by_tenant(c: &Connection, table: &str, column: &str) -> Result<Vec<(String, S
             "SELECT t.name, x.{column}, COUNT(*) FROM {table} x JOIN tenants t ON t.id = x.tenant_id \
              GROUP BY t.name, x.{column}"
         ),
-        [],
+        params![],
         |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)),
     )
 }
 
 fn count(c: &Connection, q: &str) -> Result<u64> {
-    c.query_row(q, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql("node stats"))
+    c.query_row(q, params![], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql("node stats"))
 }
 
 pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
     let oldest_queued_at = c
         .query_row(
             "SELECT MIN(created_at) FROM jobs WHERE status IN ('validating_files', 'queued')",
-            [],
+            params![],
             |r| r.get(0),
         )
         .map_err(sql("node stats"))?;
@@ -38,13 +38,16 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
         "SELECT t.name, (SELECT COUNT(*) FROM registry_log l WHERE l.tenant_id = t.id \
            AND l.kind = 'rejected' AND l.id > COALESCE((SELECT MAX(p.id) FROM registry_log p \
              WHERE p.tenant_id = t.id AND p.kind = 'promoted'), 0)) FROM tenants t",
-        [],
+        params![],
         |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
     )?;
-    let webhooks =
-        rows(c, "node stats", "SELECT status, COUNT(*) FROM webhooks GROUP BY status", [], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
-        })?;
+    let webhooks = rows(
+        c,
+        "node stats",
+        "SELECT status, COUNT(*) FROM webhooks GROUP BY status",
+        params![],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+    )?;
     let training = rows(
         c,
         "node stats",
@@ -52,7 +55,7 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
          JOIN job_events e ON e.id = (SELECT MAX(id) FROM job_events \
            WHERE job_id = j.id AND kind = 'metrics') \
          WHERE j.status = 'running'",
-        [],
+        params![],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)),
     )?
     .into_iter()
@@ -74,7 +77,7 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
         "node stats",
         "SELECT t.name, v.eval FROM aliases a JOIN model_versions v ON v.id = a.version_id \
          JOIN tenants t ON t.id = a.tenant_id WHERE a.name = 'champion' AND v.eval IS NOT NULL",
-        [],
+        params![],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )?
     .into_iter()
@@ -113,7 +116,7 @@ pub(super) fn node_stats(c: &Connection) -> Result<NodeStats> {
                (SELECT MAX(finished_at) FROM task_runs r WHERE r.name = s.name \
                 AND r.outcome IN ('ok', 'warning')) \
              FROM task_state s ORDER BY s.name",
-            [],
+            params![],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?,
         ..Default::default()

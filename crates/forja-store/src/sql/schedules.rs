@@ -4,10 +4,10 @@
 
 use super::rows::rows;
 use super::SqliteStore;
+use crate::db::{params, OptionalExtension};
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
 use crate::Schedules;
-use rusqlite::{params, OptionalExtension};
 
 impl Schedules for SqliteStore {
     fn claim_cron(

@@ -6,16 +6,16 @@
 use super::governance::ledger_in;
 use super::rows::{col_json, rows, to_json};
 use super::SqliteStore;
+use crate::db::{params, Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
 use crate::federation::*;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const NODE_COLS: &str = "public_key, name, status, created_at, updated_at";
 const DELTA_COLS: &str =
     "sha256, node, round_id, manifest, signature, status, reason, checks, created_at";
 const ROUND_COLS: &str = "id, status, opened_at, deadline, closed_at, reason, manifest, signature";
 
-fn node_row(r: &Row<'_>) -> rusqlite::Result<FedNode> {
+fn node_row(r: &Row<'_>) -> crate::db::Result<FedNode> {
     Ok(FedNode {
         public_key: r.get(0)?,
         name: r.get(1)?,
@@ -25,7 +25,7 @@ fn node_row(r: &Row<'_>) -> rusqlite::Result<FedNode> {
     })
 }
 
-fn delta_row(r: &Row<'_>) -> rusqlite::Result<FedDelta> {
+fn delta_row(r: &Row<'_>) -> crate::db::Result<FedDelta> {
     Ok(FedDelta {
         sha256: r.get(0)?,
         node: r.get(1)?,
@@ -39,7 +39,7 @@ fn delta_row(r: &Row<'_>) -> rusqlite::Result<FedDelta> {
     })
 }
 
-fn round_row(r: &Row<'_>) -> rusqlite::Result<FedRound> {
+fn round_row(r: &Row<'_>) -> crate::db::Result<FedRound> {
     Ok(FedRound {
         id: r.get(0)?,
         status: r.get(1)?,
@@ -79,7 +79,7 @@ fn get_delta(c: &Connection, sha: &str) -> Result<Option<FedDelta>> {
 fn open_in(c: &Connection) -> Result<Option<FedRound>> {
     c.query_row(
         &format!("SELECT {ROUND_COLS} FROM fed_rounds WHERE status = 'open'"),
-        [],
+        params![],
         round_row,
     )
     .optional()
@@ -103,7 +103,7 @@ impl Federation for SqliteStore {
                 return Ok(n);
             }
             let pending: i64 = c
-                .query_row("SELECT COUNT(*) FROM fed_nodes WHERE status = 'pending'", [], |r| {
+                .query_row("SELECT COUNT(*) FROM fed_nodes WHERE status = 'pending'", params![], |r| {
                     r.get(0)
                 })
                 .map_err(sql("join node"))?;
@@ -133,7 +133,7 @@ impl Federation for SqliteStore {
                 c,
                 "list nodes",
                 &format!("SELECT {NODE_COLS} FROM fed_nodes ORDER BY name, public_key"),
-                [],
+                params![],
                 node_row,
             )
         })
@@ -180,12 +180,11 @@ impl Federation for SqliteStore {
                     let round = match open_in(c)? {
                         Some(r) => r.id,
                         None => {
-                            c.execute(
+                            let id = c.insert_id(
                                 "INSERT INTO fed_rounds (status, opened_at, deadline) VALUES ('open', ?1, ?2)",
                                 params![now, now.saturating_add(deadline_s)],
                             )
                             .map_err(sql("open round"))?;
-                            let id = c.last_insert_rowid();
                             let body = serde_json::json!({ "round": id, "deadline": now.saturating_add(deadline_s) });
                             ledger_in(c, &self.key, "round_opened", None, &body, now)?;
                             id

@@ -6,10 +6,10 @@ use super::jobs::job_claiming;
 use super::rows::{example_row, get_tenant, rows, to_json};
 use super::tenants::charge;
 use super::SqliteStore;
+use crate::db::{params, Connection, OptionalExtension};
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
 use crate::Examples;
-use rusqlite::{params, Connection, OptionalExtension};
 
 fn count(c: &Connection, tenant_id: &str, statuses: &str) -> Result<u64> {
     c.query_row(
@@ -73,13 +73,13 @@ impl Examples for SqliteStore {
                 };
                 let record_json = record.as_ref().map(to_json);
                 bytes += (input.len() + record_json.as_ref().map_or(0, String::len)) as u64;
-                c.execute(
+                let id = c.insert_id(
                     "INSERT INTO examples (tenant_id, created_at, source, input, record, content_hash, status, reason) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![tenant_id, now, ex.source, input, record_json, hash, status.as_str(), reason],
                 )
                 .map_err(sql("append example"))?;
-                out.push(Example { id: c.last_insert_rowid(), status, reason, record, job_id: None });
+                out.push(Example { id, status, reason, record, job_id: None });
             }
             charge(c, &tenant, bytes)?;
             let (mut job, mut held) = (None, None);

@@ -4,10 +4,10 @@
 use super::rows::{get_tenant, rows};
 use super::tenants::{charge, refund};
 use super::{new_id, SqliteStore};
+use crate::db::{params, Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
 use crate::knowledge::*;
 use crate::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const SRC_COLS: &str = "id, tenant_id, kind, title, url, format, lang, pii, feed_id, content_sha, \
     chunks, duplicates, bytes, created_at";
@@ -17,7 +17,7 @@ const CHUNK_FROM: &str = "FROM knowledge_chunks k JOIN knowledge_sources s ON s.
 const FEED_COLS: &str = "id, tenant_id, url, title, interval_s, pii, next_at, last_polled_at, \
     last_status, items, failures, created_at";
 
-fn src_row(r: &Row<'_>) -> rusqlite::Result<KnowledgeSource> {
+fn src_row(r: &Row<'_>) -> crate::db::Result<KnowledgeSource> {
     Ok(KnowledgeSource {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -38,7 +38,7 @@ fn src_row(r: &Row<'_>) -> rusqlite::Result<KnowledgeSource> {
 
 /// A passage; its signature and embedding when the query selects them
 /// after [`CHUNK_COLS`].
-fn chunk_row(r: &Row<'_>, blobs: bool) -> rusqlite::Result<StoredChunk> {
+fn chunk_row(r: &Row<'_>, blobs: bool) -> crate::db::Result<StoredChunk> {
     Ok(StoredChunk {
         seq: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -59,7 +59,7 @@ fn chunk_row(r: &Row<'_>, blobs: bool) -> rusqlite::Result<StoredChunk> {
     })
 }
 
-fn feed_row(r: &Row<'_>) -> rusqlite::Result<KnowledgeFeed> {
+fn feed_row(r: &Row<'_>) -> crate::db::Result<KnowledgeFeed> {
     Ok(KnowledgeFeed {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -247,12 +247,15 @@ impl Knowledge for SqliteStore {
         self.read(|c, _| {
             // The sequences, not MAX(seq): a removed last passage still counts.
             let seq = |table: &str| -> Result<i64> {
-                c.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map(|v| v.unwrap_or(0))
-                .map_err(sql("read knowledge marker"))
+                let q = if c.is_postgres() {
+                    "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence(?1, 'seq')), 0)"
+                } else {
+                    "SELECT seq FROM sqlite_sequence WHERE name = ?1"
+                };
+                c.query_row(q, [table], |r| r.get(0))
+                    .optional()
+                    .map(|v| v.unwrap_or(0))
+                    .map_err(sql("read knowledge marker"))
             };
             Ok((seq("knowledge_chunks")?, seq("knowledge_removals")?))
         })
@@ -270,7 +273,7 @@ impl Knowledge for SqliteStore {
                 "read knowledge chunks",
                 &format!(
                     "SELECT {CHUNK_COLS}, k.signature, k.embedding {CHUNK_FROM} WHERE k.seq > ?1 \
-                     AND (?3 IS NULL OR k.tenant_id = ?3) \
+                     AND (CAST(?3 AS TEXT) IS NULL OR k.tenant_id = ?3) \
                      ORDER BY k.seq LIMIT ?2"
                 ),
                 params![after, limit as i64, tenant_id],
@@ -290,7 +293,7 @@ impl Knowledge for SqliteStore {
                 c,
                 "read knowledge removals",
                 "SELECT k.seq, k.tenant_id, k.source_id FROM knowledge_removals k WHERE k.seq > ?1 \
-                 AND (?3 IS NULL OR k.tenant_id = ?3) ORDER BY k.seq LIMIT ?2",
+                 AND (CAST(?3 AS TEXT) IS NULL OR k.tenant_id = ?3) ORDER BY k.seq LIMIT ?2",
                 params![after, limit as i64, tenant_id],
                 |r| Ok(KnowledgeRemoval { seq: r.get(0)?, tenant_id: r.get(1)?, source_id: r.get(2)? }),
             )

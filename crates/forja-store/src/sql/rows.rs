@@ -1,25 +1,22 @@
 //! Rows to types: the column lists, the mappers, JSON columns, and the
 //! lookups every concern shares (a tenant, a job).
 
+use crate::db::{Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
-use rusqlite::{Connection, OptionalExtension, Row};
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("store types serialise")
 }
 
-pub(super) fn bad_col(
-    idx: usize,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+pub(super) fn bad_col(idx: usize, e: impl std::error::Error) -> crate::db::Error {
+    crate::db::Error::Conversion { idx, message: e.to_string() }
 }
 
 pub(super) fn col_json<T: serde::de::DeserializeOwned>(
     r: &Row<'_>,
     idx: usize,
-) -> rusqlite::Result<T> {
+) -> crate::db::Result<T> {
     let s: String = r.get(idx)?;
     serde_json::from_str(&s).map_err(|e| bad_col(idx, e))
 }
@@ -27,7 +24,7 @@ pub(super) fn col_json<T: serde::de::DeserializeOwned>(
 pub(super) fn col_json_opt<T: serde::de::DeserializeOwned>(
     r: &Row<'_>,
     idx: usize,
-) -> rusqlite::Result<Option<T>> {
+) -> crate::db::Result<Option<T>> {
     let s: Option<String> = r.get(idx)?;
     s.map(|s| serde_json::from_str(&s).map_err(|e| bad_col(idx, e))).transpose()
 }
@@ -46,17 +43,17 @@ pub(super) fn rows<T>(
     c: &Connection,
     op: &'static str,
     query: &str,
-    params: impl rusqlite::Params,
-    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    params: impl crate::db::Params,
+    row: impl FnMut(&Row<'_>) -> crate::db::Result<T>,
 ) -> Result<Vec<T>> {
     let mut st = c.prepare(query).map_err(sql(op))?;
-    let out = st.query_map(params, row).map_err(sql(op))?.collect::<rusqlite::Result<_>>();
+    let out = st.query_map(params, row).map_err(sql(op))?.collect::<crate::db::Result<_>>();
     out.map_err(sql(op))
 }
 
 pub(super) const TENANT_COLS: &str = "id, name, tier, settings, created_at";
 
-pub(super) fn tenant_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
+pub(super) fn tenant_row(r: &Row<'_>) -> crate::db::Result<Tenant> {
     Ok(Tenant {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -76,7 +73,7 @@ pub(super) fn get_tenant(c: &Connection, id: &str) -> Result<Tenant> {
 pub(super) const KEY_COLS: &str =
     "id, tenant_id, role, prefix, name, created_at, expires_at, revoked_at";
 
-pub(super) fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+pub(super) fn key_row(r: &Row<'_>) -> crate::db::Result<ApiKey> {
     let role: String = r.get(2)?;
     Ok(ApiKey {
         id: r.get(0)?,
@@ -96,7 +93,7 @@ pub(super) const JOB_COLS: &str =
     adapter_sha256, result, progress_step, progress_total, lease_worker, lease_until, attempts, \
     created_at, started_at, finished_at, mix";
 
-pub(super) fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+pub(super) fn job_row(r: &Row<'_>) -> crate::db::Result<Job> {
     let status: String = r.get(5)?;
     let trigger: String = r.get(6)?;
     let code: Option<String> = r.get(10)?;
@@ -151,7 +148,7 @@ pub(super) fn get_job(c: &Connection, tenant: Option<&str>, id: &str) -> Result<
 pub(super) const FILE_COLS: &str = "id, tenant_id, purpose, filename, bytes, sha256, lines, \
     status, status_details, created_at, origin";
 
-pub(super) fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
+pub(super) fn file_row(r: &Row<'_>) -> crate::db::Result<FileRow> {
     let origin: String = r.get(10)?;
     Ok(FileRow {
         id: r.get(0)?,
@@ -172,7 +169,7 @@ pub(super) fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     })
 }
 
-pub(super) fn event_row(r: &Row<'_>) -> rusqlite::Result<JobEvent> {
+pub(super) fn event_row(r: &Row<'_>) -> crate::db::Result<JobEvent> {
     let level: String = r.get(3)?;
     Ok(JobEvent {
         id: r.get(0)?,
@@ -190,7 +187,7 @@ pub(super) fn event_row(r: &Row<'_>) -> rusqlite::Result<JobEvent> {
     })
 }
 
-pub(super) fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+pub(super) fn checkpoint_row(r: &Row<'_>) -> crate::db::Result<Checkpoint> {
     Ok(Checkpoint {
         id: r.get(0)?,
         job_id: r.get(1)?,
@@ -201,7 +198,7 @@ pub(super) fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
     })
 }
 
-pub(super) fn example_row(r: &Row<'_>) -> rusqlite::Result<Example> {
+pub(super) fn example_row(r: &Row<'_>) -> crate::db::Result<Example> {
     let status: String = r.get(1)?;
     Ok(Example {
         id: r.get(0)?,

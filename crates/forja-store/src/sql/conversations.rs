@@ -7,14 +7,14 @@ use super::{new_id, SqliteStore};
 use crate::conversations::{
     Conversation, ConversationMessage, ConversationUpdate, Conversations, NewMessage,
 };
+use crate::db::{params, Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const COLS: &str = "c.id, c.tenant_id, c.title, c.model, c.mode, \
     (SELECT COUNT(*) FROM conversation_messages m WHERE m.conversation_id = c.id), \
     c.bytes, c.created_at, c.updated_at";
 
-fn conv_row(r: &Row<'_>) -> rusqlite::Result<Conversation> {
+fn conv_row(r: &Row<'_>) -> crate::db::Result<Conversation> {
     Ok(Conversation {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -110,11 +110,12 @@ impl Conversations for SqliteStore {
                 c,
                 "list conversations",
                 &format!(
-                    "SELECT {COLS} FROM conversations c WHERE c.tenant_id = ?1 AND (?2 IS NULL
-                       OR c.title LIKE ?2 ESCAPE '\\'
+                    "SELECT {COLS} FROM conversations c WHERE c.tenant_id = ?1 AND (CAST(?2 AS TEXT) IS NULL
+                       OR c.title {like} ?2 ESCAPE '\\'
                        OR EXISTS (SELECT 1 FROM conversation_messages m
-                                  WHERE m.conversation_id = c.id AND m.content LIKE ?2 ESCAPE '\\'))
-                     ORDER BY c.updated_at DESC, c.id DESC LIMIT ?3"
+                                  WHERE m.conversation_id = c.id AND m.content {like} ?2 ESCAPE '\\'))
+                     ORDER BY c.updated_at DESC, c.id DESC LIMIT ?3",
+                    like = c.ilike()
                 ),
                 params![tenant_id, pattern, limit as i64],
                 conv_row,

@@ -8,11 +8,11 @@ use super::rows::{
     checkpoint_row, event_row, get_job, get_tenant, job_row, rows, to_json, JOB_COLS,
 };
 use super::{new_id, SqliteStore};
+use crate::db::{params, Connection};
 use crate::error::{sql, Result, StoreError};
 use crate::store::{Finish, LeaseRef, Leased};
 use crate::types::*;
 use crate::{sha256_hex, Jobs};
-use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
 
 pub(super) fn add_event(
@@ -24,13 +24,13 @@ pub(super) fn add_event(
     message: &str,
     data: Option<&serde_json::Value>,
 ) -> Result<JobEvent> {
-    c.execute(
+    let id = c.insert_id(
         "INSERT INTO job_events (job_id, created_at, level, kind, message, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![job_id, now, level.as_str(), kind, message, data.map(to_json)],
     )
     .map_err(sql("add event"))?;
     Ok(JobEvent {
-        id: c.last_insert_rowid(),
+        id,
         job_id: job_id.into(),
         created_at: now,
         level,
@@ -239,7 +239,7 @@ impl Jobs for SqliteStore {
                 c,
                 "count jobs",
                 "SELECT status, COUNT(*) FROM jobs GROUP BY status",
-                [],
+                params![],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
             )?;
             Ok(pairs.into_iter().collect())
@@ -260,8 +260,8 @@ impl Jobs for SqliteStore {
                 c,
                 "list jobs",
                 &format!(
-                    "SELECT {JOB_COLS} FROM jobs WHERE (?1 IS NULL OR tenant_id = ?1) \
-                     AND (?2 IS NULL OR (created_at, id) < (?2, ?3)) ORDER BY created_at DESC, id DESC LIMIT ?4"
+                    "SELECT {JOB_COLS} FROM jobs WHERE (CAST(?1 AS TEXT) IS NULL OR tenant_id = ?1) \
+                     AND (CAST(?2 AS BIGINT) IS NULL OR (created_at, id) < (CAST(?2 AS BIGINT), CAST(?3 AS TEXT))) ORDER BY created_at DESC, id DESC LIMIT ?4"
                 ),
                 params![tenant, ca, ia, limit as i64],
                 job_row,
@@ -358,7 +358,7 @@ impl Jobs for SqliteStore {
                 &format!(
                     "SELECT {JOB_COLS} FROM jobs WHERE status = 'queued' ORDER BY priority DESC, created_at, id"
                 ),
-                [],
+                params![],
                 job_row,
             )?;
             let fits = |j: &Job| {
@@ -463,8 +463,11 @@ impl Jobs for SqliteStore {
             match outcome {
                 Finish::Succeeded { trained_tokens, fine_tuned_model, adapter_sha256, result } => {
                     c.execute(
-                        "UPDATE jobs SET trained_tokens = ?1, fine_tuned_model = ?2, adapter_sha256 = ?3, result = ?4, \
-                         progress_step = ?5, progress_total = MAX(progress_total, ?5) WHERE id = ?6",
+                        &format!(
+                            "UPDATE jobs SET trained_tokens = ?1, fine_tuned_model = ?2, adapter_sha256 = ?3, \
+                             result = ?4, progress_step = ?5, progress_total = {}(progress_total, ?5) WHERE id = ?6",
+                            c.greatest()
+                        ),
                         params![
                             (*trained_tokens).min(i64::MAX as u64) as i64,
                             fine_tuned_model,
@@ -518,7 +521,7 @@ impl Jobs for SqliteStore {
                 c,
                 "list events",
                 "SELECT id, job_id, created_at, level, kind, message, data FROM job_events \
-                     WHERE job_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                     WHERE job_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
                 params![job_id, after, limit as i64],
                 event_row,
             )
@@ -536,7 +539,7 @@ impl Jobs for SqliteStore {
                 c,
                 "follow events",
                 "SELECT id, job_id, created_at, level, kind, message, data FROM job_events \
-                     WHERE job_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id ASC LIMIT ?3",
+                     WHERE job_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR id > ?2) ORDER BY id ASC LIMIT ?3",
                 params![job_id, since, limit as i64],
                 event_row,
             )

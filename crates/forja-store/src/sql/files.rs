@@ -4,10 +4,10 @@
 use super::rows::{file_row, get_tenant, rows, FILE_COLS};
 use super::tenants::{charge, refund};
 use super::SqliteStore;
+use crate::db::{params, Connection, OptionalExtension};
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
 use crate::Files;
-use rusqlite::{params, Connection, OptionalExtension};
 
 fn get_file(c: &Connection, tenant_id: &str, id: &str) -> Result<FileRow> {
     c.query_row(

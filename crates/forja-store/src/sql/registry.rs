@@ -9,18 +9,18 @@ use super::rows::{
 };
 use super::tenants::charge;
 use super::SqliteStore;
+use crate::db::{params, Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
 use crate::registry::*;
 use crate::{Job, Timestamp};
 use forja_core::identity::NodeKey;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(super) const VERSION_COLS: &str = "id, tenant_id, job_id, parent_id, base_model, base_sha256, \
     adapter_sha256, adapter_files, dataset_sha256, manifest, code_commit, hyperparameters, \
     golden_set_id, eval, eval_sha256, gate, status, status_reason, created_at, promoted_at, \
     promoted_by";
 
-pub(super) fn version_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
+pub(super) fn version_row(r: &Row<'_>) -> crate::db::Result<ModelVersion> {
     let status: String = r.get(16)?;
     Ok(ModelVersion {
         id: r.get(0)?,
@@ -49,7 +49,7 @@ pub(super) fn version_row(r: &Row<'_>) -> rusqlite::Result<ModelVersion> {
     })
 }
 
-fn golden_row(r: &Row<'_>) -> rusqlite::Result<GoldenSetRow> {
+fn golden_row(r: &Row<'_>) -> crate::db::Result<GoldenSetRow> {
     Ok(GoldenSetRow {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -62,7 +62,7 @@ fn golden_row(r: &Row<'_>) -> rusqlite::Result<GoldenSetRow> {
     })
 }
 
-fn entry_row(r: &Row<'_>) -> rusqlite::Result<RegistryEntry> {
+fn entry_row(r: &Row<'_>) -> crate::db::Result<RegistryEntry> {
     Ok(RegistryEntry {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -126,13 +126,21 @@ struct Log<'a> {
 }
 
 fn log(c: &Connection, l: Log<'_>, now: Timestamp) -> Result<i64> {
-    c.execute(
+    if c.is_postgres() {
+        // Delivered to every listening replica when the move commits.
+        c.query_row(
+            "SELECT pg_notify(?1, ?2)",
+            params![crate::db::REGISTRY_CHANNEL, l.tenant],
+            |_| Ok(()),
+        )
+        .map_err(sql("notify registry move"))?;
+    }
+    c.insert_id(
         "INSERT INTO registry_log (tenant_id, kind, version_id, previous_id, alias, actor, reason, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![l.tenant, l.kind, l.version, l.previous, l.alias, l.actor, l.reason, now],
     )
-    .map_err(sql("append registry log"))?;
-    Ok(c.last_insert_rowid())
+    .map_err(sql("append registry log"))
 }
 
 fn bump_generation(c: &Connection, tenant: &str) -> Result<i64> {
@@ -621,7 +629,7 @@ impl Registry for SqliteStore {
                 c,
                 "read model generations",
                 "SELECT id, model_generation FROM tenants ORDER BY id",
-                [],
+                params![],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
         })

@@ -4,15 +4,15 @@
 use super::rows::{get_tenant, rows};
 use super::tenants::{charge, refund};
 use super::{new_id, SqliteStore};
+use crate::db::{params, params_from_iter, Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
 use crate::memory::*;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 const COLS: &str = "id, tenant_id, subject, verb, object, since, subject_key, verb_key, \
     object_key, source_kind, source_ref, confidence, mentions, created_at, updated_at, \
     superseded_by, superseded_at";
 
-fn fact_row(r: &Row<'_>) -> rusqlite::Result<Fact> {
+fn fact_row(r: &Row<'_>) -> crate::db::Result<Fact> {
     Ok(Fact {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -34,7 +34,7 @@ fn fact_row(r: &Row<'_>) -> rusqlite::Result<Fact> {
     })
 }
 
-fn rejection_row(r: &Row<'_>) -> rusqlite::Result<MemoryRejection> {
+fn rejection_row(r: &Row<'_>) -> crate::db::Result<MemoryRejection> {
     Ok(MemoryRejection {
         id: r.get(0)?,
         tenant_id: r.get(1)?,
@@ -77,7 +77,7 @@ fn write_terms(c: &Connection, tenant_id: &str, id: &str, terms: &[String]) -> R
         .map_err(sql("write memory terms"))?;
     let mut st = c
         .prepare(
-            "INSERT OR IGNORE INTO memory_terms (fact_id, tenant_id, term) VALUES (?1, ?2, ?3)",
+            "INSERT INTO memory_terms (fact_id, tenant_id, term) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         )
         .map_err(sql("write memory terms"))?;
     for t in terms {
@@ -128,8 +128,11 @@ impl Memory for SqliteStore {
                 .map_err(sql("read memory fact"))?;
             if let Some(old) = same {
                 c.execute(
-                    "UPDATE memory_facts SET mentions = mentions + 1, updated_at = ?2,
-                     confidence = MAX(confidence, ?3), since = COALESCE(?4, since) WHERE id = ?1",
+                    &format!(
+                        "UPDATE memory_facts SET mentions = mentions + 1, updated_at = ?2,
+                         confidence = {}(confidence, ?3), since = COALESCE(?4, since) WHERE id = ?1",
+                        c.greatest()
+                    ),
                     params![old.id, now, f.confidence as f64, f.since],
                 )
                 .map_err(sql("merge memory fact"))?;
@@ -216,9 +219,10 @@ impl Memory for SqliteStore {
                 &format!(
                     "SELECT {COLS} FROM memory_facts WHERE tenant_id = ?1 \
                      AND (?2 OR superseded_at IS NULL) \
-                     AND (?3 IS NULL OR (' ' || subject_key || ' ') LIKE ?3 \
-                          OR (' ' || object_key || ' ') LIKE ?3) \
-                     ORDER BY updated_at DESC, id LIMIT ?4"
+                     AND (CAST(?3 AS TEXT) IS NULL OR (' ' || subject_key || ' ') {like} ?3 \
+                          OR (' ' || object_key || ' ') {like} ?3) \
+                     ORDER BY updated_at DESC, id LIMIT ?4",
+                    like = c.ilike()
                 ),
                 params![tenant_id, filter.history, entity, filter.limit.max(1) as i64],
                 fact_row,
@@ -275,8 +279,11 @@ impl Memory for SqliteStore {
             let ids: Vec<String> = rows(
                 c,
                 "find memory entity",
-                "SELECT id FROM memory_facts WHERE tenant_id = ?1 \
-                 AND ((' ' || subject_key || ' ') LIKE ?2 OR (' ' || object_key || ' ') LIKE ?2)",
+                &format!(
+                    "SELECT id FROM memory_facts WHERE tenant_id = ?1 \
+                     AND ((' ' || subject_key || ' ') {like} ?2 OR (' ' || object_key || ' ') {like} ?2)",
+                    like = c.ilike()
+                ),
                 params![tenant_id, pattern],
                 |r| r.get::<_, String>(0),
             )?;
@@ -285,8 +292,11 @@ impl Memory for SqliteStore {
             let restored = delete_facts(c, tenant_id, &ids)?;
             let rejections = c
                 .execute(
-                    "DELETE FROM memory_rejections WHERE tenant_id = ?1 \
-                     AND (' ' || text_key || ' ') LIKE ?2",
+                    &format!(
+                        "DELETE FROM memory_rejections WHERE tenant_id = ?1 \
+                         AND (' ' || text_key || ' ') {} ?2",
+                        c.ilike()
+                    ),
                     params![tenant_id, pattern],
                 )
                 .map_err(sql("forget memory rejections"))? as u64;
@@ -307,7 +317,7 @@ impl Memory for SqliteStore {
                  WHERE t.tenant_id = ? AND t.term IN ({marks}) AND f.superseded_at IS NULL \
                  GROUP BY f.id ORDER BY COUNT(*) DESC, f.confidence DESC, f.updated_at DESC LIMIT ?"
             );
-            let mut args: Vec<rusqlite::types::Value> = vec![tenant_id.to_string().into()];
+            let mut args: Vec<crate::db::Value> = vec![tenant_id.to_string().into()];
             args.extend(terms.iter().map(|t| t.clone().into()));
             args.push((limit as i64).into());
             rows(c, "recall memory", &q, params_from_iter(args), fact_row)

@@ -6,15 +6,15 @@
 use super::registry::{get_version, version_row, VERSION_COLS};
 use super::rows::{rows, to_json};
 use super::SqliteStore;
+use crate::db::{params, Connection, OptionalExtension, Row};
 use crate::error::{sql, Result, StoreError};
 use crate::governance::*;
 use crate::{ModelVersion, Timestamp, VersionStatus};
 use forja_core::identity::NodeKey;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const AUDITOR_COLS: &str = "id, name, public_key, reputation, active, created_at, updated_at";
 
-fn auditor_row(r: &Row<'_>) -> rusqlite::Result<Auditor> {
+fn auditor_row(r: &Row<'_>) -> crate::db::Result<Auditor> {
     Ok(Auditor {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -29,7 +29,7 @@ fn auditor_row(r: &Row<'_>) -> rusqlite::Result<Auditor> {
 const LEDGER_COLS: &str =
     "seq, kind, tenant_id, body, created_at, prev_hash, hash, signer, signature";
 
-fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+fn ledger_row(r: &Row<'_>) -> crate::db::Result<LedgerEntry> {
     Ok(LedgerEntry {
         seq: r.get(0)?,
         kind: r.get(1)?,
@@ -46,7 +46,7 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
 const VOTE_COLS: &str = "v.id, v.tenant_id, v.version_id, v.auditor_id, v.approve, \
     v.report_sha256, v.signed_at, v.signature, a.name, v.reputation, v.created_at";
 
-fn vote_row(r: &Row<'_>) -> rusqlite::Result<Vote> {
+fn vote_row(r: &Row<'_>) -> crate::db::Result<Vote> {
     Ok(Vote {
         id: r.get(0)?,
         vote: NewVote {
@@ -74,7 +74,7 @@ pub(super) fn ledger_in(
     now: Timestamp,
 ) -> Result<LedgerEntry> {
     let last: Option<(i64, String)> = c
-        .query_row("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1", [], |r| {
+        .query_row("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1", params![], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()
@@ -230,7 +230,7 @@ impl Governance for SqliteStore {
                 c,
                 "list auditors",
                 &format!("SELECT {AUDITOR_COLS} FROM auditors ORDER BY name"),
-                [],
+                params![],
                 auditor_row,
             )
         })
@@ -292,7 +292,7 @@ impl Governance for SqliteStore {
                     a.name, v.version_id
                 )));
             }
-            c.execute(
+            let id = c.insert_id(
                 "INSERT INTO audit_votes (tenant_id, version_id, auditor_id, approve, report_sha256, \
                  signed_at, signature, reputation, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -308,7 +308,6 @@ impl Governance for SqliteStore {
                 ],
             )
             .map_err(sql("record vote"))?;
-            let id = c.last_insert_rowid();
             let body = serde_json::json!({
                 "version": v.version_id, "auditor": a.id, "name": a.name, "approve": v.approve,
                 "report_sha256": v.report_sha256, "signed_at": v.signed_at, "signature": v.signature,
@@ -350,7 +349,7 @@ impl Governance for SqliteStore {
                     "SELECT {VERSION_COLS} FROM model_versions WHERE status = 'awaiting_audit' \
                      ORDER BY created_at, rowid"
                 ),
-                [],
+                params![],
                 version_row,
             )
         })

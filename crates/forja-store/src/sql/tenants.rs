@@ -4,10 +4,10 @@
 
 use super::rows::{get_tenant, key_row, rows, tenant_row, to_json, KEY_COLS, TENANT_COLS};
 use super::{new_id, SqliteStore};
+use crate::db::{params, Connection, OptionalExtension};
 use crate::error::{sql, Result, StoreError};
 use crate::types::*;
 use crate::Tenants;
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// A tenant's storage quota in bytes (`None`: unlimited).
 fn limit_of(t: &Tenant) -> Option<u64> {
@@ -50,7 +50,10 @@ pub(super) fn charge(c: &Connection, tenant: &Tenant, bytes: u64) -> Result<()> 
 /// Gives `bytes` back (data deleted or purged).
 pub(super) fn refund(c: &Connection, tenant_id: &str, bytes: u64) -> Result<()> {
     c.execute(
-        "UPDATE tenants SET stored_bytes = MAX(0, stored_bytes - ?1) WHERE id = ?2",
+        &format!(
+            "UPDATE tenants SET stored_bytes = {}(0, stored_bytes - ?1) WHERE id = ?2",
+            c.greatest()
+        ),
         params![bytes as i64, tenant_id],
     )
     .map_err(sql("refund storage"))?;
@@ -111,7 +114,7 @@ impl Tenants for SqliteStore {
                 c,
                 "list tenants",
                 &format!("SELECT {TENANT_COLS} FROM tenants ORDER BY name"),
-                [],
+                params![],
                 tenant_row,
             )
         })
@@ -132,7 +135,11 @@ impl Tenants for SqliteStore {
         })
     }
 
-    fn edit_settings(&self, id: &str, edit: &mut dyn FnMut(&mut TenantSettings)) -> Result<Tenant> {
+    fn edit_settings(
+        &self,
+        id: &str,
+        edit: &mut (dyn FnMut(&mut TenantSettings) + Send),
+    ) -> Result<Tenant> {
         self.tx("edit tenant settings", |c, _| {
             let mut settings = get_tenant(c, id)?.settings;
             edit(&mut settings);
@@ -214,7 +221,7 @@ impl Tenants for SqliteStore {
                 c,
                 "list keys",
                 &format!(
-                    "SELECT {KEY_COLS} FROM api_keys WHERE (?1 IS NULL OR tenant_id = ?1) \
+                    "SELECT {KEY_COLS} FROM api_keys WHERE (CAST(?1 AS TEXT) IS NULL OR tenant_id = ?1) \
                      ORDER BY created_at DESC, id DESC"
                 ),
                 [tenant],
@@ -239,7 +246,10 @@ impl Tenants for SqliteStore {
         self.tx("expire key", |c, _| {
             get_key(c, None, id)?;
             c.execute(
-                "UPDATE api_keys SET expires_at = MIN(COALESCE(expires_at, ?1), ?1) WHERE id = ?2",
+                &format!(
+                    "UPDATE api_keys SET expires_at = {}(COALESCE(expires_at, ?1), ?1) WHERE id = ?2",
+                    c.least()
+                ),
                 params![at, id],
             )
             .map_err(sql("expire key"))?;

@@ -1,0 +1,315 @@
+//! Replicas: three `forja serve` processes on one Postgres database (and
+//! one artifact directory, as they would share a bucket). What must
+//! happen once happens once across them: feedback posted to all three at
+//! the same time crosses the tenant's threshold into exactly one job per
+//! crossing, the quota stops the crossings past it on every replica, and
+//! workers racing for leases through different replicas never get the same
+//! job. A promotion through one replica and a rollback through another
+//! reach all three while clients keep asking, with no failed request.
+
+use crate::common;
+
+use common::server::{post, spawn, wait_for, Server};
+use common::{forja_cmd, stderr, tiny_gguf};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+fn cli(url: &str, data: &Path, args: &[&str]) -> String {
+    let mut a = args.to_vec();
+    a.extend(["--data-dir", data.to_str().unwrap()]);
+    let o = forja_cmd(&a).env("FORJA_DATABASE", url).output().unwrap();
+    assert!(o.status.success(), "forja {args:?}: {}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn replica(url: &str, data: &Path, model: &Path, art: &Path) -> Server {
+    let args = [
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+        "--workers",
+        "0",
+        "--tick-ms",
+        "200",
+        "-t",
+        "1",
+        "--embedding-model",
+        "none",
+    ];
+    spawn(&args, &[("FORJA_DATABASE", url)], |_| {})
+}
+
+#[test]
+fn three_replicas_on_one_postgres_trigger_count_and_lease_exactly_once() {
+    let Some(pg) = crate::pg::server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = pg.database(&crate::pg::name_for(d));
+    let model = tiny_gguf(d);
+    let art = d.join("artifacts");
+    let data: Vec<_> = (0..3).map(|i| d.join(format!("replica{i}"))).collect();
+    // One node, three replicas: the first makes the node's key, the others get a copy.
+    cli(&url, &data[0], &["tenants", "create", "acme", "--threshold", "10"]);
+    cli(
+        &url,
+        &data[0],
+        &["tenants", "create", "capped", "--threshold", "5", "--max-trainings", "3"],
+    );
+    for r in &data[1..] {
+        std::fs::create_dir_all(r).unwrap();
+        std::fs::copy(data[0].join("node.key"), r.join("node.key")).unwrap();
+    }
+    let acme = cli(&url, &data[1], &["keys", "create", "--tenant", "acme"]);
+    let capped = cli(&url, &data[2], &["keys", "create", "--tenant", "capped"]);
+    let worker = cli(&url, &data[0], &["keys", "create", "--worker"]);
+    let replicas: Vec<Server> = data.iter().map(|r| replica(&url, r, &model, &art)).collect();
+    for s in &replicas {
+        wait_for(
+            Duration::from_secs(60),
+            || common::server::get_status(s, "/ready", "") == 200,
+            "a replica to be ready",
+        );
+    }
+
+    // Eight clients post 40 corrections each to both tenants, one at a
+    // time, spread over the replicas.
+    std::thread::scope(|scope| {
+        for c in 0..8 {
+            let (replicas, acme, capped) = (&replicas, &acme, &capped);
+            scope.spawn(move || {
+                for i in 0..5 {
+                    let s = &replicas[(c + i) % 3];
+                    for (key, tenant) in [(acme, "acme"), (capped, "capped")] {
+                        let ex = json!({"prompt": format!("{tenant} question {c} {i}"),
+                            "correction": format!("the answer to {c} {i} for {tenant}")});
+                        let (st, r, _) = post(s, "/v1/feedback", key, ex);
+                        assert_eq!(st, 200, "{r}");
+                    }
+                }
+            });
+        }
+    });
+    let jobs = |s: &Server, key: &str| -> Vec<Value> {
+        let (st, r) = common::server::get(s, "/v1/fine_tuning/jobs?limit=100", key);
+        assert_eq!(st, 200, "{r}");
+        r["data"].as_array().unwrap().clone()
+    };
+    // 40 examples at a threshold of 10: four crossings, four jobs, seen
+    // alike from every replica.
+    let acme_jobs = jobs(&replicas[2], &acme);
+    assert_eq!(acme_jobs.len(), 4, "{acme_jobs:?}");
+    for s in &replicas[..2] {
+        assert_eq!(jobs(s, &acme).len(), 4);
+    }
+    // A threshold of 5 would cross eight times; the quota allows three.
+    assert_eq!(jobs(&replicas[0], &capped).len(), 3);
+    let (_, status) = common::server::get(&replicas[1], "/v1/learning/status", &capped);
+    assert_eq!(status["pending"]["curated"], 25, "{status}");
+
+    // Twelve workers race for the seven jobs, once the control ticks have
+    // validated their files, through all replicas.
+    wait_for(
+        Duration::from_secs(60),
+        || {
+            let queued = |key: &str| {
+                jobs(&replicas[0], key).iter().filter(|j| j["status"] == "queued").count()
+            };
+            queued(&acme) + queued(&capped) == 7
+        },
+        "the seven jobs to be queued",
+    );
+    let leased: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|w| {
+                let (replicas, worker) = (&replicas, &worker);
+                scope.spawn(move || {
+                    let body = json!({"worker": format!("w{w}"), "capacity": {"gpus": 0, "memory_gb": 8, "models": null}});
+                    let (st, r, _) = post(&replicas[w % 3], "/v1/worker/lease", worker, body);
+                    assert!(st == 200 || st == 204, "{st} {r}");
+                    (st == 200).then(|| r["job"]["id"].as_str().unwrap().to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: BTreeSet<&String> = leased.iter().collect();
+    assert_eq!(leased.len(), 7, "every queued job leased: {leased:?}");
+    assert_eq!(distinct.len(), 7, "no job leased twice: {leased:?}");
+}
+
+/// Trains one version through `s` (its in-process worker) and returns its id.
+fn train_version(s: &Server, key: &str) -> String {
+    let (st, f) = common::server::upload(s, key, "train.jsonl", &common::server::chat_jsonl(24));
+    assert_eq!(st, 200, "{f}");
+    let body = json!({"model": "tiny.gguf", "training_file": f["id"],
+        "hyperparameters": {"n_epochs": 2, "batch_size": 8}});
+    let (st, j, _) = post(s, "/v1/fine_tuning/jobs", key, body);
+    assert_eq!(st, 200, "{j}");
+    let id = j["id"].as_str().unwrap().to_string();
+    common::server::wait_job(s, key, &id, "succeeded", Duration::from_secs(300));
+    let mut version = String::new();
+    wait_for(
+        Duration::from_secs(60),
+        || {
+            let (_, l) = common::server::get(s, "/v1/registry/models", key);
+            version = l["data"]
+                .as_array()
+                .and_then(|d| d.iter().find(|v| v["job_id"] == id.as_str()))
+                .and_then(|v| v["id"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            !version.is_empty()
+        },
+        "the job's version",
+    );
+    version
+}
+
+/// What `tiny@champion` is served by on `s` (a version id, or the base).
+fn served(s: &Server, key: &str) -> (u16, String) {
+    let body = json!({"model": "tiny@champion", "max_tokens": 2, "temperature": 0,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let (st, r, _) = post(s, "/v1/chat/completions", key, body);
+    (st, r["model"].as_str().unwrap_or_default().to_string())
+}
+
+/// A promotion made through one replica, and a rollback through another,
+/// reach the others while clients keep asking all three: every request is
+/// answered, and each replica serves the new champion soon after the move
+/// commits (the time is printed: Postgres' NOTIFY carries the move, the
+/// control tick's poll is the fallback).
+#[test]
+fn promotion_and_rollback_reach_every_replica_under_load() {
+    let Some(pg) = crate::pg::server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = pg.database(&crate::pg::name_for(d));
+    let model = tiny_gguf(d);
+    let art = d.join("artifacts");
+    let data: Vec<_> = (0..3).map(|i| d.join(format!("replica{i}"))).collect();
+    let policy = d.join("gate.toml");
+    std::fs::write(&policy, "auto_promote = false\n").unwrap();
+    cli(&url, &data[0], &["tenants", "create", "acme"]);
+    cli(
+        &url,
+        &data[0],
+        &[
+            "tenants",
+            "set",
+            "acme",
+            "--gate-policy",
+            policy.to_str().unwrap(),
+            "--allow-forced-promotion",
+            "true",
+        ],
+    );
+    for r in &data[1..] {
+        std::fs::create_dir_all(r).unwrap();
+        std::fs::copy(data[0].join("node.key"), r.join("node.key")).unwrap();
+    }
+    let key = cli(&url, &data[0], &["keys", "create", "--tenant", "acme"]);
+    let mut replicas = Vec::new();
+    for (i, r) in data.iter().enumerate() {
+        // Replica 0 trains; the tick is slow (5 s) so that only the
+        // registry listener can bring a move within it.
+        let mut args = vec![
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            r.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--tick-ms",
+            "5000",
+            "-t",
+            "1",
+            "--embedding-model",
+            "none",
+        ];
+        if i > 0 {
+            args.extend(["--workers", "0"]);
+        }
+        replicas.push(spawn(&args, &[("FORJA_DATABASE", url.as_str())], |_| {}));
+    }
+    for s in &replicas {
+        wait_for(
+            Duration::from_secs(60),
+            || common::server::get_status(s, "/ready", "") == 200,
+            "a replica to be ready",
+        );
+    }
+    let v1 = train_version(&replicas[0], &key);
+    let base = served(&replicas[1], &key).1;
+    assert_ne!(base, v1);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (answered, failed) =
+        (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        for c in 0..6 {
+            let (replicas, key, stop, answered, failed) =
+                (&replicas, &key, &stop, &answered, &failed);
+            scope.spawn(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                while !stop.load(SeqCst) {
+                    let (st, _) = served(&replicas[c % 3], key);
+                    let n = if st == 200 { answered } else { failed };
+                    n.fetch_add(1, SeqCst);
+                }
+            });
+        }
+        // How long after a move each replica serves `want`.
+        let converge = |want: &str| -> Vec<f64> {
+            let t = std::time::Instant::now();
+            let mut took = vec![None; 3];
+            while took.iter().any(Option::is_none) {
+                for (i, s) in replicas.iter().enumerate() {
+                    if took[i].is_none() && served(s, &key).1 == want {
+                        took[i] = Some(t.elapsed().as_secs_f64());
+                    }
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "no convergence on {want}: {took:?}"
+                );
+            }
+            took.into_iter().map(Option::unwrap).collect()
+        };
+        let (st, m, _) = post(
+            &replicas[0],
+            &format!("/v1/registry/models/{v1}/promote"),
+            &key,
+            json!({"force": true}),
+        );
+        assert_eq!(st, 200, "{m}");
+        let promoted = converge(&v1);
+        let (st, m, _) = post(
+            &replicas[2],
+            "/v1/registry/rollback",
+            &key,
+            json!({"reason": "test", "to_base": true}),
+        );
+        assert_eq!(st, 200, "{m}");
+        let rolled = converge(&base);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!(
+            "replicas: promotion served after {promoted:.3?} s, rollback after {rolled:.3?} s \
+             (replica 0, 1, 2; tick 5 s)"
+        );
+    });
+    let (answered, failed) = (answered.into_inner(), failed.into_inner());
+    eprintln!("replicas: {answered} requests answered under load, {failed} failed");
+    assert!(answered > 0);
+    assert_eq!(failed, 0, "no request fails while the champion moves");
+}
