@@ -162,6 +162,9 @@ fn store_parts(s: &StoreError) -> Parts {
             (StatusCode::INSUFFICIENT_STORAGE, Some("storage_quota_exceeded"), None)
         }
         S::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, Some("database_busy"), None),
+        S::Unavailable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some("database_unavailable"), None)
+        }
         S::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, Some("storage_full"), None),
         S::Conflict(_) => (StatusCode::CONFLICT, Some("conflict"), None),
         S::LeaseLost { .. } => (StatusCode::CONFLICT, Some("lease_lost"), None),
@@ -246,7 +249,9 @@ impl ApiError {
                     .map_or(0, |d| d.as_secs() as i64);
                 Some((frees_at - now).max(1))
             }
-            ApiError::Control(ControlError::Store(StoreError::Busy { .. })) => Some(1),
+            ApiError::Control(ControlError::Store(
+                StoreError::Busy { .. } | StoreError::Unavailable { .. },
+            )) => Some(1),
             ApiError::Serve(forja_serve::ServeError::Busy { retry_after_s, .. }) => {
                 Some(*retry_after_s as i64)
             }

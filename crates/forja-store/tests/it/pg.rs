@@ -22,6 +22,7 @@ pub struct Server {
     dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    pid: std::sync::Mutex<u32>,
 }
 
 impl Server {
@@ -111,13 +112,53 @@ pub fn server() -> Option<&'static Server> {
         .as_ref()
 }
 
+/// A server of the caller's own, to stop and start (outage tests); it
+/// goes with the test process like the shared one.
+pub fn private() -> Option<Server> {
+    binaries().map(start)
+}
+
+impl Server {
+    /// Stops the server (fast shutdown: connections are cut).
+    pub fn stop(&self) {
+        let pid = *self.pid.lock().unwrap();
+        let out = self
+            .cmd("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.dir.join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop ({pid}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts it again on the same data and port.
+    pub fn start_again(&self) {
+        *self.pid.lock().unwrap() = launch(self);
+    }
+}
+
 fn start(bin: PathBuf) -> Server {
     let as_postgres = Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
-    let dir = std::env::temp_dir().join(format!("forja-pg-{}", std::process::id()));
+    // Servers of test processes that are gone leave their directories.
+    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("forja-pg-") else { continue };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("forja-pg-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     if as_postgres {
@@ -129,7 +170,7 @@ fn start(bin: PathBuf) -> Server {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let server = Server { bin, dir: dir.clone(), port, as_postgres };
+    let server = Server { bin, dir: dir.clone(), port, as_postgres, pid: Default::default() };
     let out = server
         .cmd("initdb")
         .args(["-A", "trust", "-U", "forja", "--no-sync", "-E", "UTF8", "-D"])
@@ -138,10 +179,17 @@ fn start(bin: PathBuf) -> Server {
         .unwrap();
     assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
 
+    *server.pid.lock().unwrap() = launch(&server);
+    server
+}
+
+/// Starts `postgres` on the server's data directory and port; waits
+/// until it accepts connections; returns its pid.
+fn launch(server: &Server) -> u32 {
     // The server is the child of a thread that never ends: its parent-death
     // signal fires when the test process exits, not when a test does.
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut cmd = if as_postgres {
+    let mut cmd = if server.as_postgres {
         let mut c = Command::new("setpriv");
         c.args(["--pdeathsig", "TERM", "--reuid=postgres", "--regid=postgres", "--clear-groups"]);
         c.arg("--").arg(server.bin.join("postgres"));
@@ -152,9 +200,9 @@ fn start(bin: PathBuf) -> Server {
         c
     };
     cmd.arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
+        .arg(server.dir.join("data"))
+        .args(["-p", &server.port.to_string(), "-k"])
+        .arg(&server.dir)
         .args([
             "-c",
             "listen_addresses=127.0.0.1",
@@ -168,7 +216,7 @@ fn start(bin: PathBuf) -> Server {
             "max_connections=300",
         ])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("server.log")).map(Stdio::from).unwrap());
+        .stderr(std::fs::File::create(server.dir.join("server.log")).map(Stdio::from).unwrap());
     std::thread::spawn(move || {
         let child = cmd.spawn();
         let _ = tx.send(child.map(|c| c.id()).map_err(|e| e.to_string()));
@@ -176,11 +224,11 @@ fn start(bin: PathBuf) -> Server {
             std::thread::park();
         }
     });
-    rx.recv().unwrap().expect("postgres starts");
+    let pid = rx.recv().unwrap().expect("postgres starts");
     let started = Instant::now();
     loop {
         let ready = Command::new(server.bin.join("pg_isready"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+            .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-q"])
             .status()
             .is_ok_and(|s| s.success());
         if ready {
@@ -189,11 +237,11 @@ fn start(bin: PathBuf) -> Server {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "postgres did not start: {}",
-            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    server
+    pid
 }
 
 /// A database name for a test's path: the same path, the same database.

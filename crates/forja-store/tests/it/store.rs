@@ -550,3 +550,31 @@ async fn artifacts_are_addressed_by_hash_and_verified_on_read() {
     assert!(matches!(a.get(&"0".repeat(64)).await, Err(StoreError::ArtifactMissing { .. })));
     assert!(matches!(a.get("../../etc/passwd").await, Err(StoreError::ArtifactMissing { .. })));
 }
+
+/// Postgres stops under a running store: every call is `Unavailable`
+/// (callers answer 503 and retry), nothing half-done; when it is back the
+/// store's pool reconnects by itself.
+#[test]
+fn a_postgres_outage_is_unavailable_and_the_store_recovers() {
+    if crate::pg::server().is_none() {
+        return;
+    }
+    let pg = crate::pg::private().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqlStore::open_postgres(&pg.database("outage"), dir.path()).unwrap();
+    let t = tenant(&s, "a", Some(2), 10);
+    s.append_examples(&t.id, &[example("one")], "m").unwrap();
+    pg.stop();
+    for e in [
+        s.tenant(&t.id).unwrap_err(),
+        s.append_examples(&t.id, &[example("two")], "m").unwrap_err(),
+    ] {
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
+        assert!(e.to_string().contains("retry"), "{e}");
+    }
+    pg.start_again();
+    assert_eq!(s.tenant(&t.id).unwrap().name, "a");
+    let out = s.append_examples(&t.id, &[example("two")], "m").unwrap();
+    assert!(out.job.is_some(), "the second example crosses the threshold: {out:?}");
+    assert_eq!(s.pending(&t.id).unwrap().curated, 0);
+}
