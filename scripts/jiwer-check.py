@@ -8,7 +8,7 @@ Each line is {"reference": ..., "prediction": ...}. Prints one JSON object
 transforms (wer_default / cer_default); `standard` first lower-cases and
 removes punctuation (jiwer.ToLowerCase, jiwer.RemovePunctuation), which is
 what `forja eval --normalization standard` does. The test
-crates/forja/tests/eval_cli.rs compares these numbers with `forja eval
+crates/forja/tests/it/eval_cli.rs compares these numbers with `forja eval
 --predictions FILE --json` to 1e-9. jiwer comes from PyPI
 (`make setup-test` installs jiwer==4.0.0 under ~/.cache/forja/py).
 """

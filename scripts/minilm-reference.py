@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Record sentence-transformers' all-MiniLM-L6-v2 embeddings as a test fixture.
 
-forja's test `crates/forja-engine/tests/minilm.rs` embeds the same sentences
+forja's test `crates/forja-engine/tests/it/minilm.rs` embeds the same sentences
 with `forja_engine::Embedder` and compares every component with these.
 
 The sentences mix Spanish and English, short and long texts, accents,

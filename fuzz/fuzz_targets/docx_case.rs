@@ -1,5 +1,5 @@
 //! One DOCX fuzz case, shared by the `docx` fuzz target and the stable
-//! replay test (`crates/forja-docs/tests/fuzz_corpus.rs`): the bytes are
+//! replay test (`crates/forja-docs/tests/it/fuzz_corpus.rs`): the bytes are
 //! read as a DOCX file, then as the main part of a well-formed package
 //! (where the XML walker is), and what reads back is diffed against a
 //! fixed draft. An `Err` is a clean failure; only panics, hangs and OOMs

@@ -1,5 +1,5 @@
 // The federation target's case, shared with
-// `crates/forja-fed/tests/fuzz_corpus.rs` (which `include!`s it): the
+// `crates/forja-fed/tests/it/fuzz_corpus.rs` (which `include!`s it): the
 // parsers of what a hub or a node receives from the other side. The first
 // 128 bytes (lossy UTF-8) stand for a signature, the rest for a manifest;
 // the whole input is also tried as a manifest, a round manifest, a public

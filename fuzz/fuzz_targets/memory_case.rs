@@ -1,5 +1,5 @@
 // The memory target's case, shared with
-// `crates/forja-control/tests/fuzz_memory_corpus.rs` (which `include!`s it):
+// `crates/forja-control/tests/it/fuzz_memory_corpus.rs` (which `include!`s it):
 // what a model's extraction answer and a user's text become in entity
 // memory. The input is `output \0 text`: the output is parsed as the fact
 // schema, each fact's fields are keyed (entity, verb, slot, terms) and the

@@ -4,7 +4,7 @@
 //! and embeds batches of texts; [`cosine`] compares the vectors.
 //!
 //! Results match sentence-transformers' `SentenceTransformer.encode` to
-//! about 1e-6 per component (`tests/minilm.rs`): texts are truncated to the
+//! about 1e-6 per component (`tests/it/minilm.rs`): texts are truncated to the
 //! directory's `max_seq_length` word pieces, batches are padded to their
 //! longest text, and padding is masked both in attention and in pooling, so
 //! a text's vector does not depend on the batch it is in.

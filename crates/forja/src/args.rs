@@ -764,14 +764,20 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
     /// Text files, directories of .txt files, or JSONL files with a `text` field.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "emit", num_args = 1..)]
     pub corpus: Vec<PathBuf>,
-    /// Output directory (Hugging Face layout).
+    /// Output directory (Hugging Face layout; with --emit, the launch files).
     #[arg(long)]
     pub out: PathBuf,
-    /// TOML file with `[model]` and `[train]` tables; flags override it.
-    #[arg(long)]
+    /// TOML file with `[model]` and `[train]` tables; flags override it. With
+    /// --emit: the cluster plan (`[model]`, `[moe]`, `[parallel]`, `[cluster]`,
+    /// `[train]`, `[zero]`, `[data]`, `[checkpoint]`; see examples/pretrain/).
+    #[arg(long, required_if_eq_any = [("emit", "megatron"), ("emit", "deepspeed")])]
     pub config: Option<PathBuf>,
+    /// Do not train here: check the parallelism of a cluster-scale run and
+    /// write its launch files for Megatron-LM or Megatron-DeepSpeed.
+    #[arg(long, value_enum)]
+    pub emit: Option<crate::pretrain_emit::Engine>,
     /// Tokenizer vocabulary size.
     #[arg(long)]
     pub vocab_size: Option<usize>,

@@ -21,6 +21,7 @@ mod install;
 mod knowledge;
 mod memory;
 mod models;
+mod pretrain_emit;
 mod progress;
 mod redteam;
 mod registry;

@@ -264,6 +264,32 @@ fn read_corpus(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
 }
 
 pub fn pretrain(a: PretrainArgs) -> Result<ExitCode> {
+    if let Some(engine) = a.emit {
+        let path = a.config.as_deref().context("--emit needs --config with the cluster plan")?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let plan = crate::pretrain_emit::Plan::from_toml(&text)
+            .with_context(|| path.display().to_string())?;
+        let s = crate::pretrain_emit::emit(&plan, engine, &a.out)
+            .with_context(|| path.display().to_string())?;
+        println!(
+            "world {} GPUs: data parallel {}, model parallel {} (tensor {} × pipeline {} × context {}){}, \
+             {} accumulation steps, {} tokens per iteration\nwrote {}",
+            s.world,
+            s.data_parallel,
+            s.model_parallel,
+            plan.parallel.tensor,
+            plan.parallel.pipeline,
+            plan.parallel.context,
+            s.expert_data_parallel
+                .map(|e| format!(", expert parallel {} (expert data parallel {e})", plan.parallel.expert))
+                .unwrap_or_default(),
+            s.grad_accumulation,
+            s.tokens_per_iteration,
+            a.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let file = read_config(a.config.as_deref())?;
     let cfg = apply_flags(file.train.unwrap_or_default(), &a.flags)?;
     let mut m = file.model.unwrap_or_default();

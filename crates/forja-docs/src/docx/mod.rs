@@ -6,7 +6,7 @@
 //! `_fj_<chunk id>` around the paragraph's text. Word and LibreOffice keep
 //! bookmarks through editing and saving, move them with cut and paste, and
 //! hide names starting with `_` from the bookmark list, so a secretary never
-//! sees them (`tests/libreoffice.rs` proves the round trip: LibreOffice
+//! sees them (`tests/it/libreoffice.rs` proves the round trip: LibreOffice
 //! 7.4 keeps them through Find & Replace, paragraph splits, page breaks
 //! and cut/paste, and names a copied one `_fj_<id>_Copy_1`).
 

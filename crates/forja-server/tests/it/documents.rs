@@ -1,7 +1,7 @@
 //! Learning from corrected documents over HTTP: a corrected DOCX becomes a
 //! delta, a dictionary entry (the tenant's only) and training pairs in the
 //! pending pool (that serving applies the dictionary to the next
-//! generation is tested on the real model, `forja/tests/documents_api.rs`); a cloned session's V2 is what a final compares with; hostile and
+//! generation is tested on the real model, `forja/tests/it/documents_api.rs`); a cloned session's V2 is what a final compares with; hostile and
 //! wrong uploads get clear 4xx answers and store nothing.
 
 use crate::common;

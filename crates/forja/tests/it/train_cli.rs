@@ -239,3 +239,36 @@ fn bad_training_input_is_one_clear_line() {
     );
     check_user_error(&o, "layers.0.self_attn.q_proj.lora_A");
 }
+
+/// `forja pretrain --emit` on the example cluster plan writes Megatron's and
+/// DeepSpeed's launch files with the derived sizes; a plan whose sizes do
+/// not divide is one line that names them.
+#[test]
+fn cluster_pretraining_plans_are_checked_and_emitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/pretrain/cluster.toml");
+    for engine in ["megatron", "deepspeed"] {
+        let out = dir.path().join(engine);
+        let o = forja(
+            &["pretrain", "--emit", engine, "--config", example, "--out", out.to_str().unwrap()],
+            None,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("world 256 GPUs: data parallel 8"), "{text}");
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+        assert_eq!(plan["gradient_accumulation_steps"], 256, "{plan}");
+        let launch = std::fs::read_to_string(out.join("launch.sh")).unwrap();
+        assert!(launch.contains("--expert-model-parallel-size 8"), "{launch}");
+        assert_eq!(out.join("ds_config.json").exists(), engine == "deepspeed");
+    }
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(example).unwrap().replace("nodes = 32", "nodes = 3");
+    std::fs::write(&bad, text).unwrap();
+    let o = forja(
+        &["pretrain", "--emit", "megatron", "--config", bad.to_str().unwrap(), "--out", "unused"],
+        None,
+    );
+    check_user_error(&o, "= 32 does not divide the world of 24 GPUs (3 nodes × 8 per node)");
+}
