@@ -261,14 +261,8 @@ fn process_chunk(
         match item {
             Item::Record(r) => records.push(r),
             Item::Rejected(r) => {
-                if cfg.run.fail_on_malformed {
-                    return Err(DataError::Malformed {
-                        location: r.origin.to_string(),
-                        reason: r.reason,
-                    });
-                }
+                files.append(QUARANTINE, &quarantine_line(cfg, r)?)?;
                 c.malformed += 1;
-                files.append(QUARANTINE, &quarantine_line(&r))?;
             }
         }
     }
@@ -333,9 +327,13 @@ fn process_chunk(
     Ok(())
 }
 
-/// A quarantined item's line in `quarantine.jsonl`.
-pub(crate) fn quarantine_line(r: &crate::Rejected) -> String {
-    json!({"location": r.origin.to_string(), "reason": r.reason}).to_string()
+/// A malformed item's line in `quarantine.jsonl`, or the run's end when
+/// `run.fail_on_malformed` is set.
+pub(crate) fn quarantine_line(cfg: &CurateConfig, r: crate::Rejected) -> Result<String> {
+    if cfg.run.fail_on_malformed {
+        return Err(DataError::Malformed { location: r.origin.to_string(), reason: r.reason });
+    }
+    Ok(json!({"location": r.origin.to_string(), "reason": r.reason}).to_string())
 }
 
 /// A dropped record's line in `dropped.jsonl`.

@@ -276,14 +276,8 @@ fn shard_chunk(
                 records.push(r);
             }
             Item::Rejected(r) => {
-                if cfg.run.fail_on_malformed {
-                    return Err(DataError::Malformed {
-                        location: r.origin.to_string(),
-                        reason: r.reason,
-                    });
-                }
+                slots[pos] = Some(What::Quarantine { line: quarantine_line(cfg, r)? });
                 c.malformed += 1;
-                slots[pos] = Some(What::Quarantine { line: quarantine_line(&r) });
             }
         }
     }

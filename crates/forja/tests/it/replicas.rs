@@ -24,7 +24,10 @@ fn cli(url: &str, data: &Path, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
-fn replica(url: &str, data: &Path, model: &Path, art: &Path) -> Server {
+/// A replica: `workers` in-process training workers, a control tick of
+/// `tick_ms`.
+fn replica(url: &str, data: &Path, model: &Path, art: &Path, workers: u32, tick_ms: u32) -> Server {
+    let (workers, tick_ms) = (workers.to_string(), tick_ms.to_string());
     let args = [
         "serve",
         "--port",
@@ -36,9 +39,9 @@ fn replica(url: &str, data: &Path, model: &Path, art: &Path) -> Server {
         "--artifacts",
         art.to_str().unwrap(),
         "--workers",
-        "0",
+        &workers,
         "--tick-ms",
-        "200",
+        &tick_ms,
         "-t",
         "1",
         "--embedding-model",
@@ -70,7 +73,8 @@ fn three_replicas_on_one_postgres_trigger_count_and_lease_exactly_once() {
     let acme = cli(&url, &data[1], &["keys", "create", "--tenant", "acme"]);
     let capped = cli(&url, &data[2], &["keys", "create", "--tenant", "capped"]);
     let worker = cli(&url, &data[0], &["keys", "create", "--worker"]);
-    let replicas: Vec<Server> = data.iter().map(|r| replica(&url, r, &model, &art)).collect();
+    let replicas: Vec<Server> =
+        data.iter().map(|r| replica(&url, r, &model, &art, 0, 200)).collect();
     for s in &replicas {
         wait_for(
             Duration::from_secs(60),
@@ -216,32 +220,13 @@ fn promotion_and_rollback_reach_every_replica_under_load() {
         std::fs::copy(data[0].join("node.key"), r.join("node.key")).unwrap();
     }
     let key = cli(&url, &data[0], &["keys", "create", "--tenant", "acme"]);
-    let mut replicas = Vec::new();
-    for (i, r) in data.iter().enumerate() {
-        // Replica 0 trains; the tick is slow (5 s) so that only the
-        // registry listener can bring a move within it.
-        let mut args = vec![
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            r.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--tick-ms",
-            "5000",
-            "-t",
-            "1",
-            "--embedding-model",
-            "none",
-        ];
-        if i > 0 {
-            args.extend(["--workers", "0"]);
-        }
-        replicas.push(spawn(&args, &[("FORJA_DATABASE", url.as_str())], |_| {}));
-    }
+    // Replica 0 trains; the tick is slow (5 s) so that only the registry
+    // listener can bring a move sooner.
+    let replicas: Vec<Server> = data
+        .iter()
+        .enumerate()
+        .map(|(i, r)| replica(&url, r, &model, &art, u32::from(i == 0), 5000))
+        .collect();
     for s in &replicas {
         wait_for(
             Duration::from_secs(60),
