@@ -108,10 +108,8 @@ impl PgPool {
         f: impl FnOnce(&mut Client) -> std::result::Result<T, E> + Send,
     ) -> std::result::Result<T, E> {
         off_runtime(|| {
-            let mut client = self.take().map_err(unavailable)?;
-            let out = f(&mut client);
-            self.give_back(client);
-            out
+            let mut lent = Lent { pool: self, client: Some(self.take().map_err(unavailable)?) };
+            f(lent.client.as_mut().expect("lent until dropped"))
         })
     }
 
@@ -163,6 +161,22 @@ impl PgPool {
             st.idle.push(client);
         }
         self.freed.notify_one();
+    }
+}
+
+/// A client out of the pool, returned when dropped, also when the work
+/// with it panicked (its open transaction rolls back first), so a panic
+/// never leaks a slot of the pool.
+struct Lent<'p> {
+    pool: &'p PgPool,
+    client: Option<Client>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            self.pool.give_back(c);
+        }
     }
 }
 
