@@ -111,14 +111,19 @@ impl Files {
 
     /// Appends `line` and a newline.
     pub(crate) fn append(&mut self, rel: &str, line: &str) -> Result<()> {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        self.append_raw(rel, &bytes)
+        let w = self.writer(rel)?;
+        w.write_all(line.as_bytes())
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|e| DataError::io(self.dir.join(rel), e))
     }
 
     /// Appends bytes as they are.
     pub(crate) fn append_raw(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
+        self.writer(rel)?.write_all(bytes).map_err(|e| DataError::io(self.dir.join(rel), e))
+    }
+
+    /// The file's writer, opened (for appending) on first use.
+    fn writer(&mut self, rel: &str) -> Result<&mut BufWriter<File>> {
         if !self.open.contains_key(rel) {
             let path = self.dir.join(rel);
             if let Some(parent) = path.parent() {
@@ -131,8 +136,7 @@ impl Files {
                 .map_err(|e| DataError::io(&path, e))?;
             self.open.insert(rel.to_string(), BufWriter::with_capacity(1 << 16, f));
         }
-        let w = self.open.get_mut(rel).expect("just inserted");
-        w.write_all(bytes).map_err(|e| DataError::io(self.dir.join(rel), e))
+        Ok(self.open.get_mut(rel).expect("just inserted"))
     }
 
     /// Flushes and syncs every file; returns their lengths.
