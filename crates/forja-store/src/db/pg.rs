@@ -281,13 +281,12 @@ impl PgPool {
 const WRITE_LOCK: i64 = 0x0066_6f72_6a61;
 
 /// Postgres errors: lost connections and refused starts are "unavailable"
-/// (callers answer 503 and retry), the rest keep their SQLSTATE.
+/// (callers answer 503 and retry), the rest keep their SQLSTATE. An error
+/// the server did not send (no SQLSTATE) is the connection's.
 pub(crate) fn pg_error(e: postgres::Error) -> Error {
     let code = e.as_db_error().map(|d| d.code().code().to_string());
     match code.as_deref() {
-        None if e.is_closed() || e.as_db_error().is_none() => {
-            Error::Unavailable(format!("the connection to Postgres failed: {e}"))
-        }
+        None => Error::Unavailable(format!("the connection to Postgres failed: {e}")),
         Some(c) if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
             Error::Unavailable(format!("Postgres is not accepting work: {}", Error::Postgres(e)))
         }

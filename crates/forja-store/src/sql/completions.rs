@@ -1,4 +1,4 @@
-//! [`CompletionLog`] on SQLite.
+//! [`CompletionLog`] in SQL (SQLite and Postgres).
 
 use super::rows::{col_json, get_tenant, to_json};
 use super::tenants::{charge, refund};

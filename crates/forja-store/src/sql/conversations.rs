@@ -1,4 +1,4 @@
-//! [`Conversations`] on SQLite: conversations and their messages, charged
+//! [`Conversations`] in SQL (SQLite and Postgres): conversations and their messages, charged
 //! to the tenant's storage quota.
 
 use super::rows::{get_tenant, rows};

@@ -1,4 +1,4 @@
-//! [`Documents`] on SQLite: documents with lineage, chunk sources, and the
+//! [`Documents`] in SQL (SQLite and Postgres): documents with lineage, chunk sources, and the
 //! entity dictionary.
 
 use super::rows::{get_tenant, rows};

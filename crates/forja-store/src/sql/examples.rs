@@ -1,4 +1,4 @@
-//! [`Examples`] on SQLite: curated feedback, exact dedup per tenant, the
+//! [`Examples`] in SQL (SQLite and Postgres): curated feedback, exact dedup per tenant, the
 //! threshold trigger (in the appending transaction), jobs from pending
 //! examples, and examples held back after a cancel.
 

@@ -1,4 +1,4 @@
-//! [`Federation`] on SQLite: nodes, deltas and rounds, each change in one
+//! [`Federation`] in SQL (SQLite and Postgres): nodes, deltas and rounds, each change in one
 //! immediate transaction with its ledger entry. One round is open at a
 //! time (a partial unique index), and a node has at most one accepted
 //! delta per round (another).

@@ -1,4 +1,4 @@
-//! [`Files`] on SQLite: file records (bytes live in the artifact store);
+//! [`Files`] in SQL (SQLite and Postgres): file records (bytes live in the artifact store);
 //! uploads are charged to the tenant's storage, generated files are not.
 
 use super::rows::{file_row, get_tenant, rows, FILE_COLS};

@@ -1,4 +1,4 @@
-//! [`Governance`] on SQLite: auditors, votes, settlement (slashing) and the
+//! [`Governance`] in SQL (SQLite and Postgres): auditors, votes, settlement (slashing) and the
 //! ledger. Ledger entries are appended inside the transaction of the change
 //! they record; the immediate transaction serialises appends, and the
 //! sequence number is the primary key, so two writers cannot fork the chain.

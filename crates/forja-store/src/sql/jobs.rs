@@ -1,4 +1,4 @@
-//! [`Jobs`] on SQLite: creation under the tenant's quota, validation,
+//! [`Jobs`] in SQL (SQLite and Postgres): creation under the tenant's quota, validation,
 //! leases bound to the key that took them and a secret token (fencing),
 //! heartbeats, expiry, events, checkpoints, and the end of a job (its
 //! examples released or held, its webhook queued, in the same

@@ -1,4 +1,4 @@
-//! [`Knowledge`] on SQLite: sources and passages charged to the tenant's
+//! [`Knowledge`] in SQL (SQLite and Postgres): sources and passages charged to the tenant's
 //! quota, removals recorded for the index to replay, feeds and their polls.
 
 use super::rows::{get_tenant, rows};

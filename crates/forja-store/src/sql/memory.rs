@@ -1,4 +1,4 @@
-//! [`Memory`] on SQLite: facts charged to the tenant's quota, merged or
+//! [`Memory`] in SQL (SQLite and Postgres): facts charged to the tenant's quota, merged or
 //! superseded in one transaction, found for recall through their terms.
 
 use super::rows::{get_tenant, rows};

@@ -382,20 +382,22 @@ impl SqlStore {
         f: impl FnOnce(&Connection, Timestamp) -> Result<T> + Send,
     ) -> Result<T> {
         let started = std::time::Instant::now();
-        let now = (self.clock)();
+        // The clock is read once the write lock is held, so that writers'
+        // times follow the order they wrote in.
+        let clock = &self.clock;
         let out = match &self.backend {
             Backend::Sqlite { conn, .. } => (|| {
                 let mut conn = lock(conn);
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql(op))?;
-                let out = f(&*tx, now)?;
+                let out = f(&*tx, clock())?;
                 tx.commit().map_err(sql(op))?;
                 Ok(out)
             })(),
             Backend::Postgres { pool } => pool.with_client(sql(op), |client| {
                 let tx = crate::db::PgConn::write(client).map_err(sql(op))?;
-                let out = f(&tx, now)?;
+                let out = f(&tx, clock())?;
                 tx.commit().map_err(sql(op))?;
                 Ok(out)
             }),
@@ -410,11 +412,14 @@ impl SqlStore {
         f: impl FnOnce(&Connection, Timestamp) -> Result<T> + Send,
     ) -> Result<T> {
         let started = std::time::Instant::now();
-        let now = (self.clock)();
+        let clock = &self.clock;
         let out = match &self.backend {
-            Backend::Sqlite { conn, .. } => f(&*lock(conn), now),
+            Backend::Sqlite { conn, .. } => {
+                let c = lock(conn);
+                f(&*c, clock())
+            }
             Backend::Postgres { pool } => pool.with_client(sql("read"), |client| {
-                f(&crate::db::PgConn::Client(std::cell::RefCell::new(client)), now)
+                f(&crate::db::PgConn::Client(std::cell::RefCell::new(client)), clock())
             }),
         };
         self.ops.record(started, &out);

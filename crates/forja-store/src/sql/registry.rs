@@ -1,4 +1,4 @@
-//! [`Registry`] on SQLite: golden sets, versions, aliases and the log.
+//! [`Registry`] in SQL (SQLite and Postgres): golden sets, versions, aliases and the log.
 //! Promote and rollback are each one immediate transaction, so concurrent
 //! moves are serialised and the champion always points at a promoted
 //! version of its own tenant.

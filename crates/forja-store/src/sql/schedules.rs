@@ -1,4 +1,4 @@
-//! [`Schedules`] on SQLite: cron fires claimed by compare-and-set, and
+//! [`Schedules`] in SQL (SQLite and Postgres): cron fires claimed by compare-and-set, and
 //! webhook deliveries claimed for a while so that concurrent deliverers
 //! (tasks, nodes) never send one twice at once.
 

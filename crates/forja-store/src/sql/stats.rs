@@ -1,4 +1,4 @@
-//! [`NodeStats`] on SQLite: aggregate queries over every tenant, for the
+//! [`NodeStats`] in SQL (SQLite and Postgres): aggregate queries over every tenant, for the
 //! node's metrics.
 
 use super::rows::rows;

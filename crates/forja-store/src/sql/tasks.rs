@@ -1,7 +1,9 @@
-//! [`Tasks`] on SQLite: fires claimed by compare-and-set with a lease,
-//! runs recorded; a backup by `VACUUM INTO` and the artifact reference
-//! scan both read from a second, read-only connection (a WAL snapshot), so
-//! writers are not held while they run.
+//! [`Tasks`] in SQL (SQLite and Postgres): fires claimed by
+//! compare-and-set with a lease, runs recorded. On SQLite a backup by
+//! `VACUUM INTO` and the artifact reference scan both read from a second,
+//! read-only connection (a WAL snapshot), so writers are not held while
+//! they run; on Postgres the scan reads one repeatable-read snapshot and
+//! backups are Postgres' own.
 
 use super::rows::rows;
 use super::{lock, new_id, Backend, SqlStore};

@@ -1,4 +1,4 @@
-//! [`Tenants`] on SQLite: tenants, API keys, and the storage each tenant
+//! [`Tenants`] in SQL (SQLite and Postgres): tenants, API keys, and the storage each tenant
 //! uses (charged and refunded inside the transactions that store or
 //! delete its data, so the count never drifts from the rows).
 
