@@ -25,7 +25,7 @@ CARGO ?= cargo
 # CARGO_INCREMENTAL=1 make test keeps it for edit-and-rerun work.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: run test build web web-check setup-test lint unit doc chart-check bench
+.PHONY: run test build web web-check setup-test lint unit doc chart-check bench setup-trl test-trl
 
 # One iteration of the learning loop on the demo tenant (about 25 minutes on
 # 2 CPU cores), then the node keeps serving the API and the web UI until
@@ -125,6 +125,20 @@ chart-check:
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# The TRL backend (`forja worker --backend trl`) against the real libraries:
+# a venv with crates/forja-control/trainers/requirements.txt (torch from
+# PyPI, about 6 GB, which is why `make test` skips these tests unless
+# FORJA_TRL_PYTHON names such a Python), then its tests on the CPU.
+TRL_VENV := $(FORJA_HOME)/trl
+setup-trl:
+	@[ -x "$(TRL_VENV)/bin/python" ] || python3 -m venv "$(TRL_VENV)"
+	@cmp -s crates/forja-control/trainers/requirements.txt "$(TRL_VENV)/.requirements" \
+		|| { "$(TRL_VENV)/bin/pip" install --quiet --disable-pip-version-check -r crates/forja-control/trainers/requirements.txt \
+		&& cp crates/forja-control/trainers/requirements.txt "$(TRL_VENV)/.requirements"; }
+
+test-trl: setup-trl
+	FORJA_TRL_PYTHON="$(TRL_VENV)/bin/python" $(CARGO) test -p forja --test it trl_backend::
 
 # Side-by-side speed against llama.cpp (needs ../shared/peers/setup.sh llamacpp).
 bench: build

@@ -50,6 +50,7 @@ pub mod registry;
 pub mod replay;
 pub mod schedule;
 pub mod tasks;
+pub mod trl;
 pub mod webhook;
 pub mod worker;
 

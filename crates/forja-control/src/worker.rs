@@ -12,6 +12,7 @@
 
 use crate::evaluation::evaluate_job;
 use crate::link::{write, Lease, Link};
+pub use crate::trl::{Backend, TrlBackend};
 use crate::{ControlError, Result};
 use forja_engine::embed::Embedder;
 use forja_engine::train::{self, Event, LoraData};
@@ -44,10 +45,19 @@ pub struct WorkerConfig {
     /// Serving on the same cores that training and evaluation give way to
     /// (an in-process worker); `None`: they run flat out.
     pub yield_to: Option<forja_engine::Yield>,
+    /// What runs the optimisation loop: forja's engine or TRL.
+    pub backend: Backend,
 }
 
-/// Runs jobs until `stop` is set.
-pub fn run(link: &dyn Link, models: &ModelResolver, cfg: &WorkerConfig, stop: &AtomicBool) {
+/// Runs jobs until `stop` is set. Returns early with the reason when this
+/// worker cannot go on: its GPU is gone (the job it ran is requeued; a
+/// worker that kept leasing would bounce every job).
+pub fn run(
+    link: &dyn Link,
+    models: &ModelResolver,
+    cfg: &WorkerConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
     while !stop.load(Ordering::SeqCst) {
         match link.lease(&cfg.capacity) {
             Ok(Some(lease)) => {
@@ -55,6 +65,9 @@ pub fn run(link: &dyn Link, models: &ModelResolver, cfg: &WorkerConfig, stop: &A
                 tracing::info!(job = %id, worker = %cfg.id, "leased");
                 match run_job(link, models, cfg, lease, stop) {
                     Ok(()) => tracing::info!(job = %id, "job done"),
+                    Err(e @ ControlError::Stopped { .. }) if crate::trl::lost_gpu(&e) => {
+                        return Err(e)
+                    }
                     Err(e) => tracing::warn!(job = %id, "job stopped: {e}"),
                 }
             }
@@ -65,6 +78,7 @@ pub fn run(link: &dyn Link, models: &ModelResolver, cfg: &WorkerConfig, stop: &A
             }
         }
     }
+    Ok(())
 }
 
 fn sleep_unless(stop: &AtomicBool, d: Duration) {
@@ -188,6 +202,9 @@ pub fn run_job(
     }
     let dir = cfg.work_dir.join(&job);
     match outcome {
+        // The trainer lost its GPU: not the job's fault; its lease expires
+        // and it is requeued from its last checkpoint.
+        Err(e @ ControlError::Stopped { .. }) => Err(e),
         Ok(finish) => {
             link.finish(&lease, finish)?;
             let _ = std::fs::remove_dir_all(&dir);
@@ -310,16 +327,36 @@ fn train_leased(
         }
         r.map_err(|e| forja_engine::EngineError::Training(e.to_string()))
     };
-    let (_, report) = train::fine_tune(
-        &engine,
-        &plan,
-        &data,
-        &job.model,
-        &out,
-        resume_from.is_some(),
-        init,
-        &mut on_event,
-    )?;
+    let report = match &cfg.backend {
+        Backend::Native => {
+            let resume = resume_from.is_some();
+            let base = &job.model;
+            train::fine_tune(&engine, &plan, &data, base, &out, resume, init, &mut on_event)?.1
+        }
+        Backend::Trl(be) => {
+            let init_dir = dir.join("init");
+            let run = crate::trl::Run {
+                job: &job.id,
+                base: &job.model,
+                model: &engine.info().path,
+                pad_token_id: engine.tokenizer().eos().unwrap_or(0),
+                plan: &plan,
+                data: &data,
+                dir: &dir,
+                out: &out,
+                resume: resume_from.is_some(),
+                init: lease.init.as_ref().map(|_| init_dir.as_path()),
+            };
+            let stopped = || {
+                if shutdown.load(Ordering::SeqCst) {
+                    let mut s = stop.lock().unwrap_or_else(|e| e.into_inner());
+                    s.get_or_insert_with(|| "the worker is shutting down".into());
+                }
+                stop.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+            };
+            crate::trl::fine_tune(be, &run, &stopped, &mut |e| Ok(on_event(e)?))?
+        }
+    };
     let (chosen, eval) = evaluate(link, cfg, lease, &engine, base_sha.as_deref(), &dir, &out)?;
     let files = upload_adapter(link, lease, &chosen)?;
     if report.stopped_by == "time_limit" {

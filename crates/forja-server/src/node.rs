@@ -732,13 +732,18 @@ impl Node {
                             .map(|e| Arc::new(resolver(names.clone(), e)) as Arc<worker::ModelResolver>),
                         yield_to: training_yields
                             .then(|| forja_engine::Yield::new(foreground.clone())),
+                        backend: worker::Backend::Native,
                     };
                     let resolve = resolver(names, engine);
                     let thread = crate::supervisor::supervise_thread(
                         health.clone(),
                         "worker",
                         stop.clone(),
-                        move || worker::run(&link, &resolve, &wcfg, &stop),
+                        move || {
+                            if let Err(e) = worker::run(&link, &resolve, &wcfg, &stop) {
+                                tracing::error!("worker stopped: {e}");
+                            }
+                        },
                     )
                     .map_err(|e| fail(startup(format!("cannot start a worker: {e}"))))?;
                     threads.push(thread);

@@ -1175,9 +1175,32 @@ pub struct WorkerArgs {
     /// Scratch space for datasets and checkpoints (default: a temporary directory).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// GPUs this worker offers.
+    /// GPUs this worker offers; with `--backend trl` one job runs on this many
+    /// (one process per GPU under `accelerate launch`, from `--device`'s index on).
     #[arg(long, default_value_t = 0)]
     pub gpus: u32,
+    /// What trains: `native` (forja's engine, on the CPU) or `trl` (TRL + PEFT in a
+    /// Python child process: GPUs, DeepSpeed ZeRO, 4-bit QLoRA, models past ~3B).
+    #[arg(long, default_value = "native", value_parser = ["native", "trl"])]
+    pub backend: String,
+    /// `cpu`, `cuda` or `cuda:N`: where the TRL backend trains (`cuda` with `--gpus`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The Python the TRL backend runs (with torch, transformers, trl, peft,
+    /// accelerate and datasets).
+    #[arg(long, env = "FORJA_TRL_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
+    /// A trainer script to run instead of the one built into forja (same plan and
+    /// progress protocol; see `crates/forja-control/trainers/trl_sft.py`).
+    #[arg(long)]
+    pub trainer: Option<PathBuf>,
+    /// A DeepSpeed configuration (ZeRO stage, offload) for the TRL backend.
+    #[arg(long)]
+    pub deepspeed: Option<PathBuf>,
+    /// TRL backend: load the frozen base in 4-bit NF4 (QLoRA; needs bitsandbytes
+    /// and a GPU).
+    #[arg(long)]
+    pub load_in_4bit: bool,
     /// Memory this worker offers, GiB.
     #[arg(long, default_value_t = 16)]
     pub memory_gb: u32,

@@ -158,8 +158,13 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
             scratch.path().to_path_buf()
         }
     };
+    let backend = worker_backend(&a)?;
     let cache: Mutex<HashMap<String, Arc<Engine>>> = Mutex::new(HashMap::new());
     let threads = a.threads;
+    // The TRL backend trains in Python: forja's copy of the model only
+    // tokenizes and evaluates, so it stays quantized (an 8B model in f32
+    // would take 32 GB).
+    let dequantize = matches!(backend, worker::Backend::Native);
     // Each --model with every name that selects it (a job names its base
     // model by the control plane's public name: `default`, `tiny.gguf`).
     let allowed: Vec<ModelSource> =
@@ -186,7 +191,7 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         if let Some(e) = c.get(m) {
             return Ok(e.clone());
         }
-        let opts = LoadOptions { threads, dequantize: true, ..Default::default() };
+        let opts = LoadOptions { threads, dequantize, ..Default::default() };
         let e = Arc::new(Engine::load(&path, &opts, &mut |_| {})?);
         c.insert(m.to_string(), e.clone());
         Ok(e)
@@ -204,12 +209,62 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         embedder: crate::models::embedder(&a.embedding_model)?,
         eval_models: None,
         yield_to: None,
+        backend,
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone());
     eprintln!("forja worker {id}: polling {}", a.control);
-    worker::run(&link, resolve, &cfg, &stop);
+    worker::run(&link, resolve, &cfg, &stop).context("the worker stops")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The worker's training backend from its flags, checked before it leases
+/// anything: the TRL backend's Python must import its packages and see
+/// the GPUs asked for.
+fn worker_backend(a: &WorkerArgs) -> Result<worker::Backend> {
+    let index = a.device.strip_prefix("cuda:").map(str::parse::<u32>);
+    if !(a.device == "cpu" || a.device == "cuda" || matches!(index, Some(Ok(_)))) {
+        anyhow::bail!("--device {}: expected cpu, cuda or cuda:N", a.device);
+    }
+    if a.backend == "native" {
+        if a.device != "cpu" {
+            anyhow::bail!(
+                "--device {}: forja's native trainer runs on the CPU (its fused training kernels have no CUDA version); train on GPUs with --backend trl",
+                a.device
+            );
+        }
+        if let Some(flag) = [
+            (a.deepspeed.is_some(), "--deepspeed"),
+            (a.load_in_4bit, "--load-in-4bit"),
+            (a.trainer.is_some(), "--trainer"),
+        ]
+        .iter()
+        .find_map(|&(set, flag)| set.then_some(flag))
+        {
+            anyhow::bail!("{flag} applies to --backend trl only");
+        }
+        return Ok(worker::Backend::Native);
+    }
+    if a.gpus > 0 && a.device == "cpu" {
+        anyhow::bail!(
+            "--gpus {} with --device cpu: pass --device cuda (or cuda:N, the first GPU of the job)",
+            a.gpus
+        );
+    }
+    if let Some(p) = a.trainer.iter().chain(&a.deepspeed).find(|p| !p.is_file()) {
+        anyhow::bail!("{}: no such file", p.display());
+    }
+    let be = worker::TrlBackend {
+        python: a.python.clone(),
+        script: a.trainer.clone(),
+        device: if a.device == "cuda" { "cuda:0".into() } else { a.device.clone() },
+        processes: a.gpus.max(1),
+        deepspeed: a.deepspeed.clone(),
+        load_in_4bit: a.load_in_4bit,
+    };
+    let versions = be.probe().map_err(|e| anyhow::anyhow!("--backend trl: {e}"))?;
+    eprintln!("forja worker: TRL backend on {} ({versions})", be.device);
+    Ok(worker::Backend::Trl(be))
 }
 
 /// Sets `stop` on SIGINT/SIGTERM (the running job stops at its next step;

@@ -137,6 +137,7 @@ impl Bed {
             embedder: None,
             eval_models: None,
             yield_to: None,
+            backend: Default::default(),
         };
         let lease = link.lease(&cfg.capacity).unwrap().expect("a job");
         assert_eq!(lease.job.id, job.id);
@@ -543,6 +544,7 @@ fn a_panicking_training_run_fails_its_job_and_frees_the_worker() {
         embedder: None,
         eval_models: None,
         yield_to: None,
+        backend: Default::default(),
     };
     let lease = link.lease(&cfg.capacity).unwrap().unwrap();
     let resolve =

@@ -25,4 +25,5 @@ mod serve_api;
 mod serve_cli;
 mod tasks_cli;
 mod train_cli;
+mod trl_backend;
 mod web_ui;
