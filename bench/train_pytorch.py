@@ -23,6 +23,7 @@ ap.add_argument("--seq-len", type=int, default=256)
 ap.add_argument("--steps", type=int, default=5)
 ap.add_argument("--lora-r", type=int, default=16)
 ap.add_argument("--targets", default="all-linear")
+ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (scripts/gpu-check.sh)")
 a = ap.parse_args()
 
 torch.set_num_threads(a.threads)
@@ -30,10 +31,11 @@ torch.manual_seed(0)
 model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
 targets = "all-linear" if a.targets == "all-linear" else a.targets.split(",")
 cfg = LoraConfig(r=a.lora_r, lora_alpha=2 * a.lora_r, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM")
-model = get_peft_model(model, cfg)
+model = get_peft_model(model, cfg).to(a.device)
 model.train()
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-ids = torch.randint(0, model.config.vocab_size, (a.batch_size, a.seq_len))
+ids = torch.randint(0, model.config.vocab_size, (a.batch_size, a.seq_len)).to(a.device)
+sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
 
 
 def step():
@@ -44,13 +46,15 @@ def step():
 
 
 step()  # warm-up
+sync()
 t = time.perf_counter()
 for _ in range(a.steps):
     step()
+sync()
 dt = time.perf_counter() - t
 trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 print(json.dumps({
-    "engine": "pytorch+peft", "torch": torch.__version__, "threads": a.threads, "batch_size": a.batch_size,
+    "engine": "pytorch+peft", "torch": torch.__version__, "device": a.device, "threads": a.threads, "batch_size": a.batch_size,
     "seq_len": a.seq_len, "steps": a.steps, "tok_per_s": a.batch_size * a.seq_len * a.steps / dt,
     "trainable_params": trainable, "attn": model.config._attn_implementation,
 }))

@@ -90,6 +90,11 @@ pub struct Lease {
     /// Short-lived signed download URLs by sha256 (remote workers).
     #[serde(default)]
     pub urls: BTreeMap<String, String>,
+    /// The same artifacts as S3-presigned URLs when the node's artifact
+    /// store is S3: a worker downloads from the bucket directly and falls
+    /// back to [`Lease::urls`] when it cannot reach it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub direct_urls: BTreeMap<String, String>,
     /// What to evaluate after training (`None`: the tenant has no golden set).
     #[serde(default)]
     pub eval: Option<EvalPlan>,
@@ -187,6 +192,7 @@ pub fn lease_from_store(
         checkpoint: store.checkpoints(&job.id)?.into_iter().next(),
         lease_ttl_s: ttl_s,
         urls: BTreeMap::new(),
+        direct_urls: BTreeMap::new(),
         eval,
         init,
         token: leased.token,

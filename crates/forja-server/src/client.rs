@@ -77,6 +77,16 @@ impl RemoteLink {
         }
     }
 
+    /// A GET of a presigned URL (no credentials of ours go with it).
+    fn get_direct(&self, url: &str) -> std::result::Result<Vec<u8>, String> {
+        let mut resp = self.agent.get(url).call().map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(format!("HTTP {status}"));
+        }
+        resp.body_mut().with_config().limit(4 << 30).read_to_vec().map_err(|e| e.to_string())
+    }
+
     /// A call about a leased job (its token in `X-Forja-Lease`).
     fn post<T: serde::Serialize>(&self, lease: &Lease, path: &str, body: &T) -> Result<Vec<u8>> {
         let h = [(LEASE_HEADER, lease.token.as_str())];
@@ -106,6 +116,18 @@ impl Link for RemoteLink {
     }
 
     fn download(&self, lease: &Lease, sha: &str) -> Result<Vec<u8>> {
+        if let Some(direct) = lease.direct_urls.get(sha) {
+            // Straight from the bucket; the node's URL when that fails.
+            match self.get_direct(direct) {
+                Ok(bytes) if sha256_hex(&bytes) == sha => return Ok(bytes),
+                Ok(_) => tracing::warn!(
+                    "sha256:{sha} from the bucket does not hash to its address; asking the node"
+                ),
+                Err(e) => {
+                    tracing::warn!("sha256:{sha}: the bucket's URL failed ({e}); asking the node")
+                }
+            }
+        }
         let url = lease.urls.get(sha).ok_or_else(|| ControlError::Http {
             url: self.base.clone(),
             reason: format!("the lease has no download URL for sha256:{sha}"),

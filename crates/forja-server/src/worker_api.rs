@@ -172,8 +172,18 @@ pub async fn lease(
     if let Some(init) = &lease.init {
         shas.extend(init.files.values().cloned());
     }
+    let ttl = std::time::Duration::from_secs(URL_TTL_S as u64);
     for sha in shas.into_iter().filter(|s| !s.is_empty()) {
         let sig = s.control.sign(&sha, expires);
+        // An S3 store also hands out presigned URLs: the bytes then go from
+        // the bucket to the worker without passing through this node.
+        match s.control.artifacts.presigned_get(&sha, ttl).await {
+            Ok(Some(url)) => {
+                lease.direct_urls.insert(sha.clone(), url);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot presign sha256:{sha}: {e}"),
+        }
         lease
             .urls
             .insert(sha.clone(), format!("{base}/v1/artifacts/{sha}?expires={expires}&sig={sig}"));

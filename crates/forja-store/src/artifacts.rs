@@ -4,7 +4,11 @@
 //! An artifact is written once under `sha256/<2 hex>/<64 hex>` (writing the
 //! same bytes again is a no-op) and every read re-hashes what came back, so
 //! a truncated or tampered object is an error, never a silently wrong
-//! adapter.
+//! adapter. On S3 an artifact larger than one part (16 MiB by default,
+//! `FORJA_S3_PART_MB`) is a multipart upload, parts sent four at a time:
+//! the object appears only when the upload completes, a failed one is
+//! aborted (its parts deleted), and each request is retried by
+//! `object_store` (5xx and connection errors, with backoff).
 
 use crate::error::{Result, StoreError};
 use bytes::Bytes;
@@ -47,6 +51,28 @@ pub enum ArtifactConfig {
 pub struct Artifacts {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// Multipart part size (S3); `None`: every object is one PUT.
+    part: Option<usize>,
+    /// Presigns GET URLs (S3).
+    signer: Option<Arc<dyn object_store::signer::Signer>>,
+}
+
+/// S3's smallest part (except the last).
+const MIN_PART: usize = 5 << 20;
+/// Parts in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// The S3 part size: `FORJA_S3_PART_MB` MiB (at least S3's 5), else 16 MiB.
+fn part_size() -> Result<usize> {
+    match std::env::var("FORJA_S3_PART_MB") {
+        Err(_) => Ok(16 << 20),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(mb) if (MIN_PART..=(5 << 30)).contains(&(mb << 20)) => Ok(mb << 20),
+            _ => Err(StoreError::Config(format!(
+                "FORJA_S3_PART_MB={v}: expected MiB between 5 (S3's smallest part) and 5120"
+            ))),
+        },
+    }
 }
 
 impl std::fmt::Debug for Artifacts {
@@ -94,7 +120,12 @@ impl Artifacts {
                     StoreError::Config(format!("cannot create {}: {e}", dir.display()))
                 })?;
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
-                Ok(Artifacts { store: Arc::new(fs), prefix: String::new() })
+                Ok(Artifacts {
+                    store: Arc::new(fs),
+                    prefix: String::new(),
+                    part: None,
+                    signer: None,
+                })
             }
             ArtifactConfig::S3 { bucket, endpoint, region, prefix, allow_http } => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -104,8 +135,13 @@ impl Artifacts {
                 if let Some(r) = region {
                     b = b.with_region(r);
                 }
-                let s3 = b.with_allow_http(*allow_http).build()?;
-                Ok(Artifacts { store: Arc::new(s3), prefix: prefix.trim_matches('/').to_string() })
+                let s3 = Arc::new(b.with_allow_http(*allow_http).build()?);
+                Ok(Artifacts {
+                    store: s3.clone(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                    part: Some(part_size()?),
+                    signer: Some(s3),
+                })
             }
         }
     }
@@ -124,9 +160,44 @@ impl Artifacts {
         let sha = sha256_of(&bytes).await?;
         let path = self.path(&sha);
         if self.store.head(&path).await.is_err() {
-            self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+            self.write(&path, bytes).await?;
         }
         Ok(sha)
+    }
+
+    /// Writes one object: one PUT, or a multipart upload that is aborted
+    /// when any part or the completion fails (so nothing half-written is
+    /// ever visible, and no orphan parts are billed).
+    async fn write(&self, path: &ObjectPath, bytes: Bytes) -> Result<()> {
+        let part = match self.part {
+            Some(p) if bytes.len() > p => p,
+            _ => {
+                self.store.put(path, PutPayload::from_bytes(bytes)).await?;
+                return Ok(());
+            }
+        };
+        let mut upload = self.store.put_multipart(path).await?;
+        let mut sent = 0;
+        let outcome = async {
+            while sent < bytes.len() {
+                let mut batch = Vec::with_capacity(PARTS_IN_FLIGHT);
+                while batch.len() < PARTS_IN_FLIGHT && sent < bytes.len() {
+                    let end = (sent + part).min(bytes.len());
+                    batch.push(upload.put_part(PutPayload::from_bytes(bytes.slice(sent..end))));
+                    sent = end;
+                }
+                futures::future::try_join_all(batch).await?;
+            }
+            upload.complete().await
+        }
+        .await;
+        if let Err(e) = outcome {
+            if let Err(a) = upload.abort().await {
+                tracing::warn!("cannot abort the multipart upload of {path}: {a}");
+            }
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Stores `bytes` that must hash to `declared` (an upload whose sender
@@ -138,7 +209,7 @@ impl Artifacts {
         }
         let path = self.path(&actual);
         if self.store.head(&path).await.is_err() {
-            self.store.put(&path, PutPayload::from_bytes(bytes)).await?;
+            self.write(&path, bytes).await?;
         }
         Ok(actual)
     }
@@ -161,6 +232,22 @@ impl Artifacts {
             return Err(StoreError::HashMismatch { expected: sha.into(), actual });
         }
         Ok(bytes)
+    }
+
+    /// A URL that reads the artifact straight from the bucket for `ttl`
+    /// (an S3-presigned GET); `None` when the store cannot presign (a
+    /// local directory). The reader must check the hash itself.
+    pub async fn presigned_get(
+        &self,
+        sha: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let Some(signer) = &self.signer else { return Ok(None) };
+        if !valid_sha(sha) {
+            return Err(StoreError::ArtifactMissing { sha256: sha.into() });
+        }
+        let url = signer.signed_url(http::Method::GET, &self.path(sha), ttl).await?;
+        Ok(Some(url.to_string()))
     }
 
     /// Whether an artifact is stored.

@@ -707,6 +707,9 @@ pub struct TrainFlags {
     /// Worker threads (default: all cores).
     #[arg(short, long)]
     pub threads: Option<usize>,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a forja built with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Seconds from `900`, `30s`, `15m`, `2h` or `7d`.
@@ -856,6 +859,9 @@ pub enum DebugCommand {
         /// Dequantize GGUF weights (f32 reference).
         #[arg(long)]
         dequantize: bool,
+        /// `cpu`, `cuda` or `cuda:N` (the GPU check compares the two).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Write the demo task cut into three non-IID training slices and a golden set
     /// (the federation measurement, scripts/federation-noniid.py).
@@ -1183,7 +1189,8 @@ pub struct WorkerArgs {
     /// Python child process: GPUs, DeepSpeed ZeRO, 4-bit QLoRA, models past ~3B).
     #[arg(long, default_value = "native", value_parser = ["native", "trl"])]
     pub backend: String,
-    /// `cpu`, `cuda` or `cuda:N`: where the TRL backend trains (`cuda` with `--gpus`).
+    /// `cpu`, `cuda` or `cuda:N`: where jobs train (the native trainer needs a forja
+    /// built with `--features cuda`; the TRL backend, torch with CUDA).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// The Python the TRL backend runs (with torch, transformers, trl, peft,

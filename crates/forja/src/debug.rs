@@ -13,13 +13,17 @@ pub fn logits(
     adapter: Option<&Path>,
     ids: &str,
     dequantize: bool,
+    device: &str,
 ) -> Result<ExitCode> {
     let tokens: Vec<u32> = ids
         .split(',')
         .map(|t| t.trim().parse::<u32>().with_context(|| format!("--ids: `{t}` is not a token id")))
         .collect::<Result<_>>()?;
     let path = models::resolve(model)?;
-    let engine = crate::run::load_with(&path, &LoadOptions { dequantize, ..Default::default() })?;
+    let engine = crate::run::load_with(
+        &path,
+        &LoadOptions { dequantize, device: device.into(), ..Default::default() },
+    )?;
     let adapter = adapter.map(|d| engine.load_adapter(d)).transpose()?;
     let positions: Vec<usize> = (0..tokens.len()).collect();
     let rows = engine.logits_at(&tokens, &positions, adapter.as_ref())?;

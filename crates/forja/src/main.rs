@@ -125,9 +125,13 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
             demo::federated::write(&out, &cfg, per_slice)?;
             Ok(ExitCode::SUCCESS)
         }
-        args::Command::Debug(args::DebugCommand::Logits { model, adapter, ids, dequantize }) => {
-            debug::logits(&model, adapter.as_deref(), &ids, dequantize)
-        }
+        args::Command::Debug(args::DebugCommand::Logits {
+            model,
+            adapter,
+            ids,
+            dequantize,
+            device,
+        }) => debug::logits(&model, adapter.as_deref(), &ids, dequantize, &device),
     }
 }
 

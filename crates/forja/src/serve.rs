@@ -165,6 +165,8 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
     // tokenizes and evaluates, so it stays quantized (an 8B model in f32
     // would take 32 GB).
     let dequantize = matches!(backend, worker::Backend::Native);
+    // The native trainer's device; the TRL backend's model copy stays on the CPU.
+    let device = if dequantize { a.device.clone() } else { "cpu".to_string() };
     // Each --model with every name that selects it (a job names its base
     // model by the control plane's public name: `default`, `tiny.gguf`).
     let allowed: Vec<ModelSource> =
@@ -191,7 +193,8 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
         if let Some(e) = c.get(m) {
             return Ok(e.clone());
         }
-        let opts = LoadOptions { threads, dequantize, ..Default::default() };
+        let opts =
+            LoadOptions { threads, dequantize, device: device.clone(), ..Default::default() };
         let e = Arc::new(Engine::load(&path, &opts, &mut |_| {})?);
         c.insert(m.to_string(), e.clone());
         Ok(e)
@@ -227,11 +230,13 @@ fn worker_backend(a: &WorkerArgs) -> Result<worker::Backend> {
         anyhow::bail!("--device {}: expected cpu, cuda or cuda:N", a.device);
     }
     if a.backend == "native" {
+        if a.gpus > 1 {
+            anyhow::bail!("--gpus {}: forja's native trainer uses one device; train on several GPUs with --backend trl", a.gpus);
+        }
         if a.device != "cpu" {
-            anyhow::bail!(
-                "--device {}: forja's native trainer runs on the CPU (its fused training kernels have no CUDA version); train on GPUs with --backend trl",
-                a.device
-            );
+            // Checked now (a forja built without CUDA, no such GPU), not
+            // on the first job.
+            forja_engine::device::open(&a.device)?;
         }
         if let Some(flag) = [
             (a.deepspeed.is_some(), "--deepspeed"),

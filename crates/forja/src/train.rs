@@ -202,7 +202,12 @@ fn plan(a: &TrainArgs) -> Result<LoraPlan> {
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let plan = plan(&a)?;
     let path = models::resolve(&a.base)?;
-    let opts = LoadOptions { threads: a.flags.threads, dequantize: true, ..Default::default() };
+    let opts = LoadOptions {
+        threads: a.flags.threads,
+        dequantize: true,
+        device: a.flags.device.clone(),
+        ..Default::default()
+    };
     let engine = crate::run::load_with(&path, &opts)?;
     let data = LoraData::load(&engine, &plan, &a.data, a.val.as_deref())?;
     data.reports.iter().for_each(data_report);
@@ -264,6 +269,12 @@ fn read_corpus(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
 }
 
 pub fn pretrain(a: PretrainArgs) -> Result<ExitCode> {
+    if a.flags.device != "cpu" {
+        anyhow::bail!(
+            "--device {}: forja pretrain runs on the CPU; pre-train on GPUs with --emit megatron|deepspeed",
+            a.flags.device
+        );
+    }
     if let Some(engine) = a.emit {
         let path = a.config.as_deref().context("--emit needs --config with the cluster plan")?;
         let text = std::fs::read_to_string(path)

@@ -40,7 +40,10 @@ fn tiny_hf(dir: &Path) -> PathBuf {
 fn worker_backend_flags_are_checked_before_leasing() {
     let w = ["worker", "--control", "http://127.0.0.1:9", "--token", "forja-wk-x"];
     let run = |extra: &[&str]| forja(&[&w[..], extra].concat(), None);
-    check_user_error(&run(&["--device", "cuda:0"]), "forja's native trainer runs on the CPU");
+    if !cfg!(feature = "cuda") {
+        check_user_error(&run(&["--device", "cuda:0"]), "this forja was built without CUDA");
+    }
+    check_user_error(&run(&["--gpus", "2"]), "--gpus 2: forja's native trainer uses one device");
     check_user_error(&run(&["--device", "tpu"]), "--device tpu: expected cpu, cuda or cuda:N");
     check_user_error(&run(&["--load-in-4bit"]), "--load-in-4bit applies to --backend trl only");
     check_user_error(
