@@ -298,3 +298,90 @@ fn promotion_and_rollback_reach_every_replica_under_load() {
     assert!(answered > 0);
     assert_eq!(failed, 0, "no request fails while the champion moves");
 }
+
+/// Replicas that were not there when the champion moved catch up: one
+/// that starts late serves the current champion at once, and one whose
+/// database connections were cut by an outage (the server stopped and
+/// started again) serves the move made while it was reconnecting. Their
+/// control tick is 10 minutes, so only the registry listener (its
+/// reconnection and the re-read that follows) can bring them the moves.
+#[test]
+fn a_late_replica_and_one_back_from_a_database_outage_catch_up() {
+    let Some(pg) = crate::pg::private() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = pg.database(&crate::pg::name_for(d));
+    let model = tiny_gguf(d);
+    let art = d.join("artifacts");
+    let data: Vec<_> = (0..3).map(|i| d.join(format!("replica{i}"))).collect();
+    let policy = d.join("gate.toml");
+    std::fs::write(&policy, "auto_promote = false\n").unwrap();
+    cli(&url, &data[0], &["tenants", "create", "acme"]);
+    let p = policy.to_str().unwrap();
+    let flags = ["--gate-policy", p, "--allow-forced-promotion", "true"];
+    cli(&url, &data[0], &[&["tenants", "set", "acme"][..], &flags[..]].concat());
+    for r in &data[1..] {
+        std::fs::create_dir_all(r).unwrap();
+        std::fs::copy(data[0].join("node.key"), r.join("node.key")).unwrap();
+    }
+    let key = cli(&url, &data[0], &["keys", "create", "--tenant", "acme"]);
+    let ready = |s: &Server| {
+        wait_for(
+            Duration::from_secs(60),
+            || common::server::get_status(s, "/ready", "") == 200,
+            "a replica to be ready",
+        )
+    };
+    let r0 = replica(&url, &data[0], &model, &art, 1, 200);
+    let r1 = replica(&url, &data[1], &model, &art, 0, 600_000);
+    ready(&r0);
+    ready(&r1);
+    let v1 = train_version(&r0, &key);
+    let v2 = train_version(&r0, &key);
+    let base = served(&r1, &key).1;
+    // Retried while the database (or the replica's pool) is coming back.
+    let post_until_ok = |s: &Server, path: &str, body: Value| {
+        let t = std::time::Instant::now();
+        loop {
+            let (st, m, _) = post(s, path, &key, body.clone());
+            if st == 200 {
+                return m;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "POST {path}: {st} {m}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let serves = |s: &Server, want: &str, what: &str| {
+        wait_for(Duration::from_secs(60), || served(s, &key).1 == want, what)
+    };
+    let promote = format!("/v1/registry/models/{v1}/promote");
+    post_until_ok(&r0, &promote, json!({"force": true}));
+    serves(&r1, &v1, "replica 1 to serve the promoted version");
+
+    // A replica started after the promotion serves it from its first answer.
+    let r2 = replica(&url, &data[2], &model, &art, 0, 600_000);
+    ready(&r2);
+    assert_eq!(served(&r2, &key), (200, v1.clone()), "the late replica serves the champion");
+
+    // An outage cuts every connection; the next promotion is made through
+    // replica 0 as soon as the database is back, while 1 and 2 are still
+    // reconnecting their listeners.
+    pg.stop();
+    let (st, _) = served(&r1, &key);
+    assert!(st == 200 || st == 503, "during the outage: {st}");
+    pg.start_again();
+    let t = std::time::Instant::now();
+    post_until_ok(&r0, &format!("/v1/registry/models/{v2}/promote"), json!({"force": true}));
+    let promoted = t.elapsed();
+    serves(&r1, &v2, "replica 1 to serve the promotion made while it reconnected");
+    serves(&r2, &v2, "replica 2 to serve the promotion made while it reconnected");
+    eprintln!(
+        "replicas after an outage: promotion accepted {:.0} ms after the restart, served by replicas 1 and 2 {:.0} ms after it",
+        promoted.as_secs_f64() * 1e3,
+        (t.elapsed() - promoted).as_secs_f64() * 1e3
+    );
+    // And their listeners work again: the next move reaches them too.
+    post_until_ok(&r0, "/v1/registry/rollback", json!({"reason": "test", "to_base": true}));
+    serves(&r1, &base, "replica 1 to serve the rollback");
+    serves(&r2, &base, "replica 2 to serve the rollback");
+}
