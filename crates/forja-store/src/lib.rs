@@ -66,7 +66,7 @@ pub use registry::{
     Alias, AliasMove, GoldenSetRow, ModelVersion, NewVersion, Registry, RegistryEntry,
     VersionStatus, CANDIDATE, CHAMPION,
 };
-pub use sql::{check_database, new_id, DbHealth, SqlStore, SqliteStore, NODE_KEY};
+pub use sql::{check_database, check_postgres, new_id, DbHealth, SqlStore, SqliteStore, NODE_KEY};
 pub use store::{Examples, Files, Finish, Jobs, LeaseRef, Leased, Schedules, Store, Tenants};
 pub use tasks::{Activity, TaskClaim, TaskRun, TaskState, Tasks};
 pub use types::*;

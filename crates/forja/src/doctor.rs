@@ -119,10 +119,14 @@ fn gpu(checks: &mut Vec<Check>, facts: &mut Value) {
             facts["gpus"] = json!(gpus);
             checks.push(ok(
                 "gpu",
-                format!(
-                    "{} (this build runs on the CPU; see README on GPU engines)",
-                    gpus.join("; ")
-                ),
+                if cfg!(feature = "cuda") {
+                    format!("{} (this build has CUDA: --device cuda:N)", gpus.join("; "))
+                } else {
+                    format!(
+                        "{} (this build has no CUDA: rebuild with --features cuda, or train with `forja worker --backend trl`)",
+                        gpus.join("; ")
+                    )
+                },
             ));
         }
         _ => {
@@ -176,7 +180,38 @@ fn mode(_: &Path) -> Option<u32> {
     None
 }
 
-fn data_dir(dir: &Path, checks: &mut Vec<Check>, facts: &mut Value) {
+/// The Postgres database of `--database`: reachable, a primary, and its
+/// schema against this forja's.
+fn postgres(url: &str, checks: &mut Vec<Check>, facts: &mut Value) {
+    match forja_store::check_postgres(url) {
+        Ok((h, server)) => {
+            facts["database"] = json!({"kind": "postgres", "server": server,
+                "integrity": h.integrity, "schema": h.schema, "newest": h.newest});
+            checks.push(if h.integrity != "ok" {
+                fail("database", format!("PostgreSQL {server}: {}", h.integrity))
+            } else if h.schema == 0 {
+                ok("database", format!("PostgreSQL {server}, empty (the first command that needs it migrates it to schema {})", h.newest))
+            } else {
+                ok("database", format!("PostgreSQL {server}, schema {} of {}", h.schema, h.newest))
+            });
+            if h.schema > h.newest {
+                checks.push(fail(
+                    "database",
+                    format!(
+                        "schema {} is newer than this forja's {}: upgrade forja",
+                        h.schema, h.newest
+                    ),
+                ));
+            }
+        }
+        Err(e) => {
+            facts["database"] = json!({"kind": "postgres", "error": e.to_string()});
+            checks.push(fail("database", e.to_string()));
+        }
+    }
+}
+
+fn data_dir(dir: &Path, sqlite: bool, checks: &mut Vec<Check>, facts: &mut Value) {
     facts["data_dir"] = json!({"path": dir});
     if !dir.exists() {
         checks.push(warn(
@@ -218,7 +253,9 @@ fn data_dir(dir: &Path, checks: &mut Vec<Check>, facts: &mut Value) {
         });
     }
     let db = dir.join("forja.db");
-    if db.exists() {
+    if !sqlite {
+        // The database is Postgres (checked on its own).
+    } else if db.exists() {
         match forja_store::check_database(&db) {
             Ok(h) => {
                 facts["database"] =
@@ -267,7 +304,10 @@ pub fn run(a: DoctorArgs) -> Result<ExitCode> {
     cpu(&mut checks, &mut facts);
     gpu(&mut checks, &mut facts);
     models(&mut checks, &mut facts);
-    data_dir(&dir, &mut checks, &mut facts);
+    data_dir(&dir, a.data.database.is_none(), &mut checks, &mut facts);
+    if let Some(url) = &a.data.database {
+        postgres(url, &mut checks, &mut facts);
+    }
     let fit = !checks.iter().any(|c| c.state == "fail");
     if a.json {
         facts["fit"] = json!(fit);

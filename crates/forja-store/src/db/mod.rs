@@ -13,7 +13,7 @@
 mod lite;
 mod pg;
 
-pub(crate) use pg::{pg_maintenance, PgConn, PgPool, PgTarget, REGISTRY_CHANNEL};
+pub(crate) use pg::{pg_error, pg_maintenance, PgConn, PgPool, PgTarget, REGISTRY_CHANNEL};
 
 /// A value bound to or read from a column.
 #[derive(Debug, Clone, PartialEq)]

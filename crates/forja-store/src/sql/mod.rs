@@ -450,6 +450,36 @@ pub struct DbHealth {
     pub newest: i64,
 }
 
+/// Checks the Postgres database at `url` without changing it: the
+/// server answers, is a primary (a standby in recovery cannot take
+/// writes), and the schema version (`0`: not migrated yet). `integrity`
+/// is `ok` or what is wrong; the server's version is in `server`.
+pub fn check_postgres(url: &str) -> Result<(DbHealth, String)> {
+    let target = PgTarget::parse(url)
+        .map_err(|reason| StoreError::Open { path: PathBuf::from("--database"), reason })?;
+    let pool = PgPool::new(target);
+    let newest = PG_MIGRATIONS.last().map_or(0, |m| m.0);
+    pool.with_client(sql("connect"), |c| {
+        let one = |c: &mut postgres::Client, q: &str| {
+            c.query_one(q, &[]).map_err(|e| sql("check")(crate::db::pg_error(e)))
+        };
+        let server: String = one(c, "SHOW server_version")?.get(0);
+        let standby: bool = one(c, "SELECT pg_is_in_recovery()")?.get(0);
+        let migrated: bool = one(c, "SELECT to_regclass('schema_migrations') IS NOT NULL")?.get(0);
+        let schema: i64 = if migrated {
+            one(c, "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations")?.get(0)
+        } else {
+            0
+        };
+        let integrity = if standby {
+            "a standby in recovery (read-only): point --database at the primary".to_string()
+        } else {
+            "ok".to_string()
+        };
+        Ok((DbHealth { integrity, schema, newest }, server))
+    })
+}
+
 /// Opens the database at `path` read-only and checks it (`PRAGMA
 /// integrity_check`, at most 10 problems reported) and its schema version.
 pub fn check_database(path: &Path) -> Result<DbHealth> {

@@ -385,3 +385,34 @@ fn a_late_replica_and_one_back_from_a_database_outage_catch_up() {
     serves(&r1, &base, "replica 1 to serve the rollback");
     serves(&r2, &base, "replica 2 to serve the rollback");
 }
+
+/// `forja doctor --database URL` checks the Postgres database replicas
+/// share: reachable, a primary, its schema; a database it cannot reach is
+/// a `fail` line naming it (without its password), and exit status 1.
+#[test]
+fn doctor_checks_the_postgres_database() {
+    let Some(pg) = crate::pg::server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = pg.database(&crate::pg::name_for(d));
+    let doctor = |url: &str| {
+        let o = forja_cmd(&["doctor", "--data-dir", d.to_str().unwrap(), "--database", url])
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let (code, out) = doctor(&url);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok    database  PostgreSQL ") && out.contains(", empty (the first command"), "{out}");
+    cli(&url, d, &["tenants", "create", "acme"]);
+    let (_, out) = doctor(&url);
+    let line = out.lines().find(|l| l.contains("database")).unwrap();
+    let (have, newest) = line.rsplit_once(", schema ").unwrap().1.split_once(" of ").unwrap();
+    assert_eq!(have, newest, "migrated to the newest schema: {line}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (code, out) = doctor(&format!("postgres://forja:s3cret@127.0.0.1:{port}/nowhere"));
+    assert_eq!(code, Some(1), "{out}");
+    let line = out.lines().find(|l| l.contains("database")).unwrap();
+    assert!(line.starts_with("fail  database"), "{out}");
+    assert!(!out.contains("s3cret"), "no password in the report: {out}");
+}
