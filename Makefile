@@ -25,7 +25,7 @@ CARGO ?= cargo
 # CARGO_INCREMENTAL=1 make test keeps it for edit-and-rerun work.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: run test build web web-check setup-test lint unit doc chart-check bench setup-trl test-trl
+.PHONY: run test build web web-check setup-test lint unit doc chart-check bench setup-trl test-trl check-cuda
 
 # One iteration of the learning loop on the demo tenant (about 25 minutes on
 # 2 CPU cores), then the node keeps serving the API and the web UI until
@@ -131,14 +131,29 @@ doc:
 # PyPI, about 6 GB, which is why `make test` skips these tests unless
 # FORJA_TRL_PYTHON names such a Python), then its tests on the CPU.
 TRL_VENV := $(FORJA_HOME)/trl
+# megatron-core (its parallel-state code) for scripts/megatron-check.py.
+MEGATRON_CORE_VERSION := 0.16.1
 setup-trl:
 	@[ -x "$(TRL_VENV)/bin/python" ] || python3 -m venv "$(TRL_VENV)"
 	@cmp -s crates/forja-control/trainers/requirements.txt "$(TRL_VENV)/.requirements" \
 		|| { "$(TRL_VENV)/bin/pip" install --quiet --disable-pip-version-check -r crates/forja-control/trainers/requirements.txt \
+		&& "$(TRL_VENV)/bin/pip" install --quiet --disable-pip-version-check --no-deps "megatron-core==$(MEGATRON_CORE_VERSION)" \
 		&& cp crates/forja-control/trainers/requirements.txt "$(TRL_VENV)/.requirements"; }
 
 test-trl: setup-trl
-	FORJA_TRL_PYTHON="$(TRL_VENV)/bin/python" $(CARGO) test -p forja --test it trl_backend::
+	FORJA_TRL_PYTHON="$(TRL_VENV)/bin/python" $(CARGO) test -p forja --test it -- trl_backend:: train_cli::pretraining_plans_agree
+
+# The CUDA build type-checks (candle's kernels compiled to PTX by nvcc from
+# PyPI's nvidia-cuda-nvcc wheel; no GPU needed, about 15 minutes on 2
+# cores). cudarc 0.19 knows CUDA up to 13.4: the wheel's 13.5 is used as
+# 13.4; CUDA_COMPUTE_CAP=90 is an H100's.
+CUDA_PY := $(FORJA_HOME)/cuda
+check-cuda:
+	@[ -x "$(CUDA_PY)/nvidia/cu13/bin/nvcc" ] || python3 -m pip install --quiet --disable-pip-version-check --target "$(CUDA_PY)" \
+		"nvidia-cuda-nvcc==13.5.37" "nvidia-cuda-runtime==13.5.37" "nvidia-cuda-cccl==13.3.5.0.6"
+	PATH="$(CUDA_PY)/nvidia/cu13/bin:$$PATH" CUDA_PATH="$(CUDA_PY)/nvidia/cu13" CUDA_ROOT="$(CUDA_PY)/nvidia/cu13" \
+		CUDARC_CUDA_VERSION=13040 CUDA_COMPUTE_CAP=$${CUDA_COMPUTE_CAP:-90} \
+		$(CARGO) check -p forja --features cuda --target-dir target/cuda
 
 # Side-by-side speed against llama.cpp (needs ../shared/peers/setup.sh llamacpp).
 bench: build

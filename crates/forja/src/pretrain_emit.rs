@@ -71,7 +71,8 @@ pub struct Parallel {
     pub context: u64,
     #[serde(default = "one")]
     pub expert: u64,
-    /// Tensor parallelism of the experts (default 1, as Megatron's).
+    /// Tensor parallelism of the experts (default 1; always passed to
+    /// Megatron, whose own default is the tensor size).
     #[serde(default = "one")]
     pub expert_tensor: u64,
     /// Megatron's sequence parallelism (needs tensor > 1).
@@ -427,9 +428,10 @@ impl Plan {
             a.push(format!("--num-experts {}", moe.num_experts));
             a.push(format!("--moe-router-topk {}", moe.top_k));
             a.push(format!("--expert-model-parallel-size {}", p.expert));
-            if p.expert_tensor > 1 {
-                a.push(format!("--expert-tensor-parallel-size {}", p.expert_tensor));
-            }
+            // Always given: Megatron's own default is the tensor size, not
+            // the 1 this plan's arithmetic assumed (found by
+            // scripts/megatron-check.py against megatron-core).
+            a.push(format!("--expert-tensor-parallel-size {}", p.expert_tensor));
         }
         match t.recompute.as_str() {
             "selective" => a.push("--recompute-activations".into()),

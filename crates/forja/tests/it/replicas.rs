@@ -403,7 +403,10 @@ fn doctor_checks_the_postgres_database() {
     };
     let (code, out) = doctor(&url);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("ok    database  PostgreSQL ") && out.contains(", empty (the first command"), "{out}");
+    assert!(
+        out.contains("ok    database  PostgreSQL ") && out.contains(", empty (the first command"),
+        "{out}"
+    );
     cli(&url, d, &["tenants", "create", "acme"]);
     let (_, out) = doctor(&url);
     let line = out.lines().find(|l| l.contains("database")).unwrap();

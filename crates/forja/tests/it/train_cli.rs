@@ -261,6 +261,10 @@ fn cluster_pretraining_plans_are_checked_and_emitted() {
         assert_eq!(plan["gradient_accumulation_steps"], 256, "{plan}");
         let launch = std::fs::read_to_string(out.join("launch.sh")).unwrap();
         assert!(launch.contains("--expert-model-parallel-size 8"), "{launch}");
+        if engine == "megatron" {
+            // Megatron's default is the tensor size, not the plan's 1.
+            assert!(launch.contains("--expert-tensor-parallel-size 1"), "{launch}");
+        }
         assert_eq!(out.join("ds_config.json").exists(), engine == "deepspeed");
     }
     let bad = dir.path().join("bad.toml");
@@ -271,4 +275,27 @@ fn cluster_pretraining_plans_are_checked_and_emitted() {
         None,
     );
     check_user_error(&o, "= 32 does not divide the world of 24 GPUs (3 nodes × 8 per node)");
+}
+
+/// The example plan and a dozen variants (world sizes, splits that do and
+/// do not divide): forja's sizes and refusals agree with megatron-core's
+/// own parallel-state code (`scripts/megatron-check.py`). Needs
+/// `FORJA_TRL_PYTHON` with torch and megatron-core (`make setup-trl`);
+/// skipped without it.
+#[test]
+fn pretraining_plans_agree_with_megatron_core() {
+    let python = match std::env::var("FORJA_TRL_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => return eprintln!("skipped: FORJA_TRL_PYTHON is not set (`make setup-trl`)"),
+    };
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let o = std::process::Command::new(&python)
+        .arg(format!("{root}/scripts/megatron-check.py"))
+        .args(["--forja", env!("CARGO_BIN_EXE_forja")])
+        .args(["--config", &format!("{root}/examples/pretrain/cluster.toml")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("every variant agrees") && out.matches("agree ").count() >= 12, "{out}");
 }
