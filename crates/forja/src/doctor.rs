@@ -180,6 +180,16 @@ fn mode(_: &Path) -> Option<u32> {
     None
 }
 
+/// A database migrated by a newer forja than this one.
+fn newer_schema(h: &forja_store::DbHealth, checks: &mut Vec<Check>) {
+    if h.schema > h.newest {
+        checks.push(fail(
+            "database",
+            format!("schema {} is newer than this forja's {}: upgrade forja", h.schema, h.newest),
+        ));
+    }
+}
+
 /// The Postgres database of `--database`: reachable, a primary, and its
 /// schema against this forja's.
 fn postgres(url: &str, checks: &mut Vec<Check>, facts: &mut Value) {
@@ -194,15 +204,7 @@ fn postgres(url: &str, checks: &mut Vec<Check>, facts: &mut Value) {
             } else {
                 ok("database", format!("PostgreSQL {server}, schema {} of {}", h.schema, h.newest))
             });
-            if h.schema > h.newest {
-                checks.push(fail(
-                    "database",
-                    format!(
-                        "schema {} is newer than this forja's {}: upgrade forja",
-                        h.schema, h.newest
-                    ),
-                ));
-            }
+            newer_schema(&h, checks);
         }
         Err(e) => {
             facts["database"] = json!({"kind": "postgres", "error": e.to_string()});
@@ -265,15 +267,7 @@ fn data_dir(dir: &Path, sqlite: bool, checks: &mut Vec<Check>, facts: &mut Value
                 } else {
                     fail("database", format!("integrity check: {}", h.integrity))
                 });
-                if h.schema > h.newest {
-                    checks.push(fail(
-                        "database",
-                        format!(
-                            "schema {} is newer than this forja's {}: upgrade forja",
-                            h.schema, h.newest
-                        ),
-                    ));
-                }
+                newer_schema(&h, checks);
             }
             Err(e) => checks.push(fail("database", format!("{}: {e}", db.display()))),
         }

@@ -185,14 +185,19 @@ fn served(s: &Server, key: &str) -> (u16, String) {
     (st, r["model"].as_str().unwrap_or_default().to_string())
 }
 
-/// A promotion made through one replica, and a rollback through another,
-/// reach the others while clients keep asking all three: every request is
-/// answered, and each replica serves the new champion soon after the move
-/// commits (the time is printed: Postgres' NOTIFY carries the move, the
-/// control tick's poll is the fallback).
-#[test]
-fn promotion_and_rollback_reach_every_replica_under_load() {
-    let Some(pg) = crate::pg::server() else { return };
+/// Three replicas' data directories on one fresh database of `pg`, a
+/// tenant `acme` whose gate never promotes by itself (forced promotions
+/// allowed), and its key; replicas share the node key.
+struct Replicas {
+    dir: tempfile::TempDir,
+    url: String,
+    model: std::path::PathBuf,
+    art: std::path::PathBuf,
+    data: Vec<std::path::PathBuf>,
+    key: String,
+}
+
+fn replicas(pg: &crate::pg::Server) -> Replicas {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let url = pg.database(&crate::pg::name_for(d));
@@ -202,24 +207,26 @@ fn promotion_and_rollback_reach_every_replica_under_load() {
     let policy = d.join("gate.toml");
     std::fs::write(&policy, "auto_promote = false\n").unwrap();
     cli(&url, &data[0], &["tenants", "create", "acme"]);
-    cli(
-        &url,
-        &data[0],
-        &[
-            "tenants",
-            "set",
-            "acme",
-            "--gate-policy",
-            policy.to_str().unwrap(),
-            "--allow-forced-promotion",
-            "true",
-        ],
-    );
+    let p = policy.to_str().unwrap();
+    let flags = ["--gate-policy", p, "--allow-forced-promotion", "true"];
+    cli(&url, &data[0], &[&["tenants", "set", "acme"][..], &flags[..]].concat());
     for r in &data[1..] {
         std::fs::create_dir_all(r).unwrap();
         std::fs::copy(data[0].join("node.key"), r.join("node.key")).unwrap();
     }
     let key = cli(&url, &data[0], &["keys", "create", "--tenant", "acme"]);
+    Replicas { dir, url, model, art, data, key }
+}
+
+/// A promotion made through one replica, and a rollback through another,
+/// reach the others while clients keep asking all three: every request is
+/// answered, and each replica serves the new champion soon after the move
+/// commits (the time is printed: Postgres' NOTIFY carries the move, the
+/// control tick's poll is the fallback).
+#[test]
+fn promotion_and_rollback_reach_every_replica_under_load() {
+    let Some(pg) = crate::pg::server() else { return };
+    let Replicas { dir: _dir, url, model, art, data, key } = replicas(pg);
     // Replica 0 trains; the tick is slow (5 s) so that only the registry
     // listener can bring a move sooner.
     let replicas: Vec<Server> = data
@@ -308,23 +315,7 @@ fn promotion_and_rollback_reach_every_replica_under_load() {
 #[test]
 fn a_late_replica_and_one_back_from_a_database_outage_catch_up() {
     let Some(pg) = crate::pg::private() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let url = pg.database(&crate::pg::name_for(d));
-    let model = tiny_gguf(d);
-    let art = d.join("artifacts");
-    let data: Vec<_> = (0..3).map(|i| d.join(format!("replica{i}"))).collect();
-    let policy = d.join("gate.toml");
-    std::fs::write(&policy, "auto_promote = false\n").unwrap();
-    cli(&url, &data[0], &["tenants", "create", "acme"]);
-    let p = policy.to_str().unwrap();
-    let flags = ["--gate-policy", p, "--allow-forced-promotion", "true"];
-    cli(&url, &data[0], &[&["tenants", "set", "acme"][..], &flags[..]].concat());
-    for r in &data[1..] {
-        std::fs::create_dir_all(r).unwrap();
-        std::fs::copy(data[0].join("node.key"), r.join("node.key")).unwrap();
-    }
-    let key = cli(&url, &data[0], &["keys", "create", "--tenant", "acme"]);
+    let Replicas { dir: _dir, url, model, art, data, key } = replicas(&pg);
     let ready = |s: &Server| {
         wait_for(
             Duration::from_secs(60),

@@ -376,23 +376,9 @@ fn large_artifacts_are_multipart_uploads_retried_or_aborted_and_workers_read_the
     assert_eq!(st, 200, "{j}");
     let id = j["id"].as_str().unwrap().to_string();
     let before = proxy.log.lock().unwrap().len();
-    let mut w = common::forja_cmd(&[
-        "worker",
-        "--control",
-        &s.url,
-        "--token",
-        &kw,
-        "--model",
-        model.to_str().unwrap(),
-        "-t",
-        "1",
-        "--embedding-model",
-        "none",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut w = common::server::worker_cmd(&s, &kw, &model, "w", &["--embedding-model", "none"])
+        .spawn()
+        .unwrap();
     let done = common::server::wait_job(&s, &key, &id, "succeeded", Duration::from_secs(300));
     let _ = w.kill();
     let _ = w.wait();

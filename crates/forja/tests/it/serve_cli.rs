@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::server::*;
-use common::{forja, forja_cmd, tiny_gguf};
+use common::{forja, tiny_gguf};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -210,23 +210,7 @@ fn quota_blocks_with_429_and_frees() {
 }
 
 fn spawn_worker(s: &Server, token: &str, model: &Path, name: &str) -> Child {
-    forja_cmd(&[
-        "worker",
-        "--control",
-        &s.url,
-        "--token",
-        token,
-        "--model",
-        model.to_str().unwrap(),
-        "--name",
-        name,
-        "-t",
-        "1",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap()
+    worker_cmd(s, token, model, name, &[]).spawn().unwrap()
 }
 
 /// Steps of [`long_job`].

@@ -10,11 +10,11 @@
 use crate::common;
 
 use common::server::*;
-use common::{check_user_error, forja, forja_cmd};
+use common::{check_user_error, forja};
 use forja_engine::fixtures::{self, Spec};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 fn trl_python() -> Option<String> {
@@ -77,12 +77,7 @@ fn worker_backend_flags_are_checked_before_leasing() {
 #[test]
 fn a_trl_worker_trains_an_adapter_that_the_node_serves() {
     let Some(python) = trl_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_hf(tmp.path());
-    let data = tmp.path().join("data");
-    let k = key(&data, &["--tenant", "acme"]);
-    let kw = key(&data, &["--worker"]);
-    let s = serve(&data, &model, &["--workers", "0", "--lease-ttl", "5"], &[]);
+    let Node { tmp, model, data, k, kw, s } = node("5");
     let log = tmp.path().join("worker.log");
     let mut worker = trl_worker(&s, &kw, &model, &python, "w1", &log);
     let _kill = KillOnDrop(&mut worker);
@@ -220,40 +215,37 @@ fn trl_worker(
     name: &str,
     log: &Path,
 ) -> Child {
-    forja_cmd(&[
-        "worker",
-        "--control",
-        &s.url,
-        "--token",
-        token,
-        "--model",
-        model.to_str().unwrap(),
-        "--backend",
-        "trl",
-        "--python",
-        python,
-        "--name",
-        name,
-        "--embedding-model",
-        "none",
-        "-t",
-        "2",
-    ])
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(log).unwrap())
-    .spawn()
-    .unwrap()
+    let extra = ["--backend", "trl", "--python", python, "--embedding-model", "none"];
+    worker_cmd(s, token, model, name, &extra)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
 }
 
-#[test]
-fn a_killed_trl_worker_is_replaced_and_the_job_resumes_from_its_checkpoint() {
-    let Some(python) = trl_python() else { return };
+/// A node on the tiny HF model with a tenant key and a worker key.
+struct Node {
+    tmp: tempfile::TempDir,
+    model: PathBuf,
+    data: PathBuf,
+    k: String,
+    kw: String,
+    s: Server,
+}
+
+fn node(lease_ttl: &str) -> Node {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_hf(tmp.path());
     let data = tmp.path().join("data");
     let k = key(&data, &["--tenant", "acme"]);
     let kw = key(&data, &["--worker"]);
-    let s = serve(&data, &model, &["--workers", "0", "--lease-ttl", "2"], &[]);
+    let s = serve(&data, &model, &["--workers", "0", "--lease-ttl", lease_ttl], &[]);
+    Node { tmp, model, data, k, kw, s }
+}
+
+#[test]
+fn a_killed_trl_worker_is_replaced_and_the_job_resumes_from_its_checkpoint() {
+    let Some(python) = trl_python() else { return };
+    let Node { tmp, model, k, kw, s, .. } = node("2");
     let fid = upload(&s, &k, "t.jsonl", &chat_jsonl(64)).1["id"].as_str().unwrap().to_string();
     let (st, j, _) = post(
         &s,
@@ -321,12 +313,7 @@ fn fake_python(dir: &Path, body: &str) -> PathBuf {
 
 #[test]
 fn a_trl_worker_that_loses_its_gpu_exits_and_the_job_is_requeued_not_failed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_hf(tmp.path());
-    let data = tmp.path().join("data");
-    let k = key(&data, &["--tenant", "acme"]);
-    let kw = key(&data, &["--worker"]);
-    let s = serve(&data, &model, &["--workers", "0", "--lease-ttl", "2"], &[]);
+    let Node { tmp, model, k, kw, s, .. } = node("2");
     let fid = upload(&s, &k, "t.jsonl", &chat_jsonl(8)).1["id"].as_str().unwrap().to_string();
     let (st, j, _) =
         post(&s, "/v1/fine_tuning/jobs", &k, json!({"model": model, "training_file": fid}));

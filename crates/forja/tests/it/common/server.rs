@@ -206,6 +206,23 @@ pub fn set_tenant(data: &Path, name: &str, flags: &[&str]) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `forja worker` leasing from `s` with `token`, training `model` under
+/// `name`, one thread, plus `extra` flags (output not captured).
+pub fn worker_cmd(
+    s: &Server,
+    token: &str,
+    model: &Path,
+    name: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut args = vec!["worker", "--control", &s.url, "--token", token];
+    args.extend(["--model", model.to_str().unwrap(), "--name", name, "-t", "1"]);
+    args.extend(extra);
+    let mut cmd = crate::common::forja_cmd(&args);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd
+}
+
 /// Chat examples the tiny model learns in a few steps.
 pub fn chat_jsonl(n: usize) -> String {
     let words = ["hello", "world", "forja", "tokenizer"];
