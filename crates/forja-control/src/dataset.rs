@@ -170,7 +170,7 @@ pub fn build_files(records: &[Value], replay: &[Value]) -> (Vec<u8>, Option<Vec<
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for r in records {
         let line = serde_json::to_string(r).expect("json");
-        let to_val = hold_out && sha256_hex(line.as_bytes()).as_bytes()[0] % 10 == 0;
+        let to_val = hold_out && sha256_hex(line.as_bytes()).as_bytes()[0].is_multiple_of(10);
         let out = if to_val { &mut val } else { &mut train };
         out.extend_from_slice(line.as_bytes());
         out.push(b'\n');

@@ -122,6 +122,8 @@ impl Engine {
             return Err(EngineError::ModelNotFound { path: path.to_path_buf() });
         }
         let dev = device::open(&opts.device)?;
+        crate::isa::check_env()
+            .map_err(|reason| EngineError::Device { device: "cpu".into(), reason })?;
         let threads = opts
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

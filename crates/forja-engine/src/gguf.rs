@@ -198,7 +198,7 @@ impl GgufFile {
         let dims = info.shape.dims().to_vec();
         let elems: usize = dims.iter().product();
         let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
-        if elems % bs != 0 {
+        if !elems.is_multiple_of(bs) {
             return Err(EngineError::malformed(
                 &self.path,
                 format!(

@@ -45,6 +45,7 @@ pub mod fixtures;
 mod generate;
 pub mod gguf;
 mod grad;
+pub mod isa;
 mod kv_cache;
 mod linear;
 pub mod lora;

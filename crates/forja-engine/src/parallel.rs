@@ -164,7 +164,7 @@ impl Inner {
                 }
                 std::hint::spin_loop();
                 spins += 1;
-                if spins % 1024 == 0 {
+                if spins.is_multiple_of(1024) {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > SPIN {
                         let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());

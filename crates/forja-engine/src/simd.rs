@@ -1,16 +1,12 @@
 //! Small f32 vector kernels for the CPU hot paths (attention, norms),
-//! AVX2+FMA when the CPU has it, portable loops otherwise.
+//! AVX2+FMA when the active [`crate::isa::Isa`] has it (AVX-512 machines
+//! run these AVX2 paths too), portable loops otherwise.
 
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
-    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OK.get_or_init(|| {
-        std::env::var_os("FORJA_NO_SIMD").is_none()
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-    })
+    crate::isa::Isa::active() >= crate::isa::Isa::Avx2
 }
 
 /// `out[j] = scale · (q · rows[j])` for `out.len()` rows of `q.len()`

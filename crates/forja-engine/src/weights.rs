@@ -147,7 +147,7 @@ impl<'p> Weights<'p> {
     fn quantize_as(&self, cols: usize) -> Option<QType> {
         let q = self.quantize?;
         let frozen = !self.dequantize && self.vars.is_none() && self.device.is_cpu();
-        (frozen && cols % crate::quant::BLOCK == 0).then_some(q)
+        (frozen && cols.is_multiple_of(crate::quant::BLOCK)).then_some(q)
     }
 
     /// `t` `[rows, cols]` as a block-quantized matrix.

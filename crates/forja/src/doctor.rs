@@ -76,10 +76,17 @@ fn cpu(checks: &mut Vec<Check>, facts: &mut Value) {
         .map_or("unknown".to_string(), |s| s.trim().to_string());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let isa = isa();
-    facts["cpu"] = json!({"model": model, "cores": cores, "isa": isa});
-    let line = format!("{model}, {cores} cores, {}", isa.join(" "));
-    if cfg!(target_arch = "x86_64") && !isa.contains(&"avx2") {
+    use forja_engine::isa::Isa;
+    let (active, best) = (Isa::active(), Isa::detected());
+    facts["cpu"] = json!({"model": model, "cores": cores, "isa": isa,
+        "kernels": active.name(), "kernels_best": best.name()});
+    let line = format!("{model}, {cores} cores, {}; kernels: {active}", isa.join(" "));
+    if let Err(e) = forja_engine::isa::check_env() {
+        checks.push(fail("cpu", format!("{line}: {e}")));
+    } else if cfg!(target_arch = "x86_64") && best == Isa::Scalar {
         checks.push(warn("cpu", format!("{line}: no AVX2, forja's kernels run their slow paths")));
+    } else if active < best {
+        checks.push(warn("cpu", format!("{line} (FORJA_ISA lowers it from {best})")));
     } else {
         checks.push(ok("cpu", line));
     }

@@ -145,7 +145,7 @@ impl DocScrub {
             FirstName::Male => &gaz.fake_m,
             FirstName::Female => &gaz.fake_f,
             FirstName::Either | FirstName::Unknown => {
-                if xxh3_64_with_seed(first.as_bytes(), 7) % 2 == 0 {
+                if xxh3_64_with_seed(first.as_bytes(), 7).is_multiple_of(2) {
                     &gaz.fake_m
                 } else {
                     &gaz.fake_f

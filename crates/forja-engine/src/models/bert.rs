@@ -89,7 +89,7 @@ impl Config {
                 return Err((field, "must be a positive integer".into()));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err((
                 "num_attention_heads",
                 format!(

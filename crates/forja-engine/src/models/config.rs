@@ -199,7 +199,7 @@ impl LlamaConfig {
                 return Err(EngineError::field(path, field, "must be a positive integer"));
             }
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(EngineError::field(
                 path,
                 "num_key_value_heads",
@@ -210,7 +210,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(EngineError::field(path, "head_dim", "must be even for rotary embeddings"));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {

@@ -10,8 +10,14 @@
 //! accumulates with the block's scale picked out of that vector by
 //! `vpermps`: no scalar work in the inner loop.
 //!
-//! Every function here is only reached through `Kernel::Avx2`, which exists
-//! only after runtime detection of avx2, fma and f16c.
+//! With `vnni` (`Kernel::Avx512Vnni`) the same micro-kernel, compiled with
+//! AVX-512 VL + VNNI enabled, does each block's int8 dot product with one
+//! `vpdpbusd` instead of `vpmaddubsw` + `vpmaddwd` (exact: no 16-bit
+//! saturation is possible with these operands either way).
+//!
+//! Every function here is only reached through `Kernel::Avx2` or
+//! `Kernel::Avx512Vnni`, which exist only after runtime detection of their
+//! features (`crate::isa`).
 #![cfg(target_arch = "x86_64")]
 #![allow(unsafe_code)]
 // Register tiles are indexed by (row, column); index loops read clearest.
@@ -64,7 +70,7 @@ unsafe fn quantize_acts_impl(x: &[f32], qs: &mut [i8], d: &mut [f32], dsum: &mut
     }
 }
 
-pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32]) {
+pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32], vnni: bool) {
     let (m, nb) = (acts.m, acts.k / BLOCK);
     let nrows = out.len() / m.max(1);
     // Whole rows plus 16 bytes of slack for the last group's scale loads
@@ -75,11 +81,15 @@ pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32]) {
     // SAFETY: features detected (Kernel::Avx2); bounds checked above: every
     // weight row r < nrows, activation row c < m, group loads of 8 scales
     // stay within the slack, and output index r * m + c is inside `out`.
+    // With `vnni`, Isa::Avx512 was detected (avx512f/bw/vl/vnni).
     unsafe {
-        match qtype {
-            QType::Q4_0 => tile_fmt::<Q40>(w, nrows, acts, out),
-            QType::Q4_1 => tile_fmt::<Q41>(w, nrows, acts, out),
-            QType::Q8_0 => tile_fmt::<Q80>(w, nrows, acts, out),
+        match (qtype, vnni) {
+            (QType::Q4_0, false) => tile_fmt::<Q40>(w, nrows, acts, out),
+            (QType::Q4_1, false) => tile_fmt::<Q41>(w, nrows, acts, out),
+            (QType::Q8_0, false) => tile_fmt::<Q80>(w, nrows, acts, out),
+            (QType::Q4_0, true) => tile_fmt_vnni::<Q40>(w, nrows, acts, out),
+            (QType::Q4_1, true) => tile_fmt_vnni::<Q41>(w, nrows, acts, out),
+            (QType::Q8_0, true) => tile_fmt_vnni::<Q80>(w, nrows, acts, out),
         }
     }
 }
@@ -99,6 +109,11 @@ trait Fmt {
     #[inline(always)]
     unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
         madd_u8_i8(w, a)
+    }
+    /// [`Fmt::dot`] with VNNI (only inlined into `tile_fmt_vnni`).
+    #[inline(always)]
+    unsafe fn dot_vnni(w: __m256i, a: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
     }
     /// The per-block coefficient of `d_a * Σq_a` given the scale vector and
     /// the minimum vector (`Q4_1`); `None` when the format has no offset.
@@ -154,6 +169,11 @@ impl Fmt for Q80 {
         madd_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
     }
     #[inline(always)]
+    unsafe fn dot_vnni(w: __m256i, a: __m256i) -> __m256i {
+        // vpdpbusd also wants unsigned bytes on the left.
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+    }
+    #[inline(always)]
     unsafe fn offset(_d: __m256, _m: __m256) -> Option<__m256> {
         None
     }
@@ -161,6 +181,21 @@ impl Fmt for Q80 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile_fmt<F: Fmt>(w: &[u8], nrows: usize, acts: &QActs, out: &mut [f32]) {
+    tile_body::<F, false>(w, nrows, acts, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_fmt_vnni<F: Fmt>(w: &[u8], nrows: usize, acts: &QActs, out: &mut [f32]) {
+    tile_body::<F, true>(w, nrows, acts, out)
+}
+
+#[inline(always)]
+unsafe fn tile_body<F: Fmt, const VNNI: bool>(
+    w: &[u8],
+    nrows: usize,
+    acts: &QActs,
+    out: &mut [f32],
+) {
     let nc = acts.m;
     let o = out.as_mut_ptr();
     if nc == 1 {
@@ -169,7 +204,7 @@ unsafe fn tile_fmt<F: Fmt>(w: &[u8], nrows: usize, acts: &QActs, out: &mut [f32]
         // rows (no reuse to gain with one activation row) would interleave
         // several streams and stall on memory.
         for r in 0..nrows {
-            micro::<F, 1, 1>(w, r, acts, 0, o.add(r), 1);
+            micro::<F, VNNI, 1, 1>(w, r, acts, 0, o.add(r), 1);
         }
         return;
     }
@@ -181,10 +216,10 @@ unsafe fn tile_fmt<F: Fmt>(w: &[u8], nrows: usize, acts: &QActs, out: &mut [f32]
             let two = nc - c >= 2;
             let o = o.add(r * nc + c);
             match (full, two) {
-                (true, true) => micro::<F, 4, 2>(w, r, acts, c, o, nc),
-                (true, false) => micro::<F, 4, 1>(w, r, acts, c, o, nc),
-                (false, true) => micro::<F, 1, 2>(w, r, acts, c, o, nc),
-                (false, false) => micro::<F, 1, 1>(w, r, acts, c, o, nc),
+                (true, true) => micro::<F, VNNI, 4, 2>(w, r, acts, c, o, nc),
+                (true, false) => micro::<F, VNNI, 4, 1>(w, r, acts, c, o, nc),
+                (false, true) => micro::<F, VNNI, 1, 2>(w, r, acts, c, o, nc),
+                (false, false) => micro::<F, VNNI, 1, 1>(w, r, acts, c, o, nc),
             }
             c += if two { 2 } else { 1 };
         }
@@ -193,7 +228,7 @@ unsafe fn tile_fmt<F: Fmt>(w: &[u8], nrows: usize, acts: &QActs, out: &mut [f32]
 }
 
 #[inline(always)]
-unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
+unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
     w: &[u8],
     r0: usize,
     acts: &QActs,
@@ -268,11 +303,17 @@ unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
                     let lo = _mm256_and_si256(v, m4);
                     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
                     for j in 0..C {
-                        let s16 = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo, alo[j]),
-                            _mm256_maddubs_epi16(hi, ahi[j]),
-                        );
-                        let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                        let p32 = if VNNI {
+                            let lo32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, alo[j]);
+                            _mm256_dpbusd_epi32(lo32, hi, ahi[j])
+                        } else {
+                            let s16 = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(lo, alo[j]),
+                                _mm256_maddubs_epi16(hi, ahi[j]),
+                            );
+                            _mm256_madd_epi16(s16, ones)
+                        };
+                        let p = _mm256_cvtepi32_ps(p32);
                         let s = _mm256_permutevar8x32_ps(scale[i][j], idx);
                         acc[i][j] = _mm256_fmadd_ps(p, s, acc[i][j]);
                     }
@@ -291,7 +332,8 @@ unsafe fn micro<F: Fmt, const R: usize, const C: usize>(
             for j in 0..C {
                 let a = _mm256_loadu_si256(aq.add(j * acts.k + (g0 + b) * BLOCK) as *const __m256i);
                 for i in 0..R {
-                    let p = _mm256_cvtepi32_ps(F::dot(wq[i], a));
+                    let d = if VNNI { F::dot_vnni(wq[i], a) } else { F::dot(wq[i], a) };
+                    let p = _mm256_cvtepi32_ps(d);
                     let s = _mm256_permutevar8x32_ps(scale[i][j], idx);
                     acc[i][j] = _mm256_fmadd_ps(p, s, acc[i][j]);
                 }

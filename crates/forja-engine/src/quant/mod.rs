@@ -140,7 +140,7 @@ impl QMatrix {
         cols: usize,
         ggml: Vec<u8>,
     ) -> Result<Self, QMatrixError> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(QMatrixError::Columns { cols });
         }
         let expected = rows * cols / BLOCK * qtype.block_bytes();
@@ -164,7 +164,7 @@ impl QMatrix {
         cols: usize,
         w: &[f32],
     ) -> Result<Self, QMatrixError> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(QMatrixError::Columns { cols });
         }
         assert_eq!(w.len(), rows * cols, "quantize: data is not rows x cols");
@@ -405,37 +405,41 @@ fn pair_blocks(row: &mut [i8]) {
     }
 }
 
-/// The best kernel this CPU runs.
+/// The kernel of the active [`crate::isa::Isa`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// The AVX2 kernel with each block's int8 dot product as AVX-512 VNNI's
+    /// `vpdpbusd` (one instruction for `vpmaddubsw` + `vpmaddwd`).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl Kernel {
     fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        {
-            static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            let ok = *AVX2.get_or_init(|| {
-                std::env::var_os("FORJA_NO_SIMD").is_none()
-                    && is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-                    && is_x86_feature_detected!("f16c")
-            });
-            if ok {
-                return Kernel::Avx2;
-            }
+        Kernel::for_isa(crate::isa::Isa::active())
+    }
+
+    fn for_isa(isa: crate::isa::Isa) -> Kernel {
+        use crate::isa::Isa;
+        match isa {
+            Isa::Scalar => Kernel::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Kernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Kernel::Avx512Vnni,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => Kernel::Scalar,
         }
-        Kernel::Scalar
     }
 
     /// The activation layout this kernel wants for a weight format.
     fn act_layout(self, qtype: QType) -> ActLayout {
         match (self, qtype) {
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, QType::Q4_0 | QType::Q4_1) => ActLayout::Paired,
+            (Kernel::Avx2 | Kernel::Avx512Vnni, QType::Q4_0 | QType::Q4_1) => ActLayout::Paired,
             _ => ActLayout::Natural,
         }
     }
@@ -444,7 +448,7 @@ impl Kernel {
         match self {
             Kernel::Scalar => scalar::quantize_acts(x, qs, d, dsum),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::quantize_acts(x, qs, d, dsum),
+            Kernel::Avx2 | Kernel::Avx512Vnni => avx2::quantize_acts(x, qs, d, dsum),
         }
     }
 
@@ -454,7 +458,9 @@ impl Kernel {
         match self {
             Kernel::Scalar => scalar::tile(qtype, w, acts, out),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::tile(qtype, w, acts, out),
+            Kernel::Avx2 => avx2::tile(qtype, w, acts, out, false),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => avx2::tile(qtype, w, acts, out, true),
         }
     }
 }

@@ -563,7 +563,7 @@ pub fn train(
                 &mut events,
             )?;
             let last = state.step == total_steps;
-            if !val.is_empty() && (state.step % eval_every == 0 || last) {
+            if !val.is_empty() && (state.step.is_multiple_of(eval_every) || last) {
                 let s = evaluate(model, adapter, val, cfg.batch_size)?;
                 let best = state.best_val.is_none_or(|(_, l)| s.loss < l);
                 if best {
@@ -588,7 +588,7 @@ pub fn train(
                     break 'epochs;
                 }
             }
-            if cfg.save_every > 0 && state.step % cfg.save_every == 0 && !last {
+            if cfg.save_every > 0 && state.step.is_multiple_of(cfg.save_every) && !last {
                 // The state says where to continue: a finished epoch resumes
                 // at the next one (the loop below moves on).
                 let dir =

@@ -204,3 +204,49 @@ fn keys_never_create_tenants_silently_and_rotate_and_revoke() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
+
+/// `FORJA_ISA` forces a lower kernel level; an unknown level, or one above
+/// what the CPU runs, is one line instead of a silently different kernel.
+/// Every level gives the same logits within the activations' 8-bit
+/// quantization (the kernels themselves are compared exactly in
+/// `forja-engine`'s `quant` tests).
+#[test]
+fn forja_isa_levels_agree_and_bad_levels_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gguf(tmp.path());
+    let run = |isa: &str| {
+        common::forja_cmd(&[
+            "debug",
+            "logits",
+            "--model",
+            model.to_str().unwrap(),
+            "--ids",
+            "1,5,9,17,33",
+        ])
+        .env("FORJA_ISA", isa)
+        .output()
+        .unwrap()
+    };
+    check_user_error(&run("avx9"), "FORJA_ISA: unknown level `avx9`: use scalar, avx2 or avx512");
+    let logits = |isa: &str| -> Vec<f64> {
+        let o = run(isa);
+        assert!(o.status.success(), "{isa}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().clone())
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let reference = logits("scalar");
+    for isa in forja_engine::isa::Isa::available() {
+        let got = logits(isa.name());
+        let d = got.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+        assert!(d < 1e-3, "{isa} vs scalar: max |delta logit| {d}");
+    }
+    if forja_engine::isa::Isa::detected() < forja_engine::isa::Isa::Avx512 {
+        check_user_error(&run("avx512"), "FORJA_ISA=avx512: this CPU runs up to");
+    }
+}
