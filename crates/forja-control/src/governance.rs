@@ -252,8 +252,21 @@ impl Control {
                 let m = crate::control::blocking(move || {
                     Ok(store.promote(&tid, &id, GOVERNANCE_ACTOR, &why)?)
                 })
-                .await?;
-                self.published_move(&tenant.id, &m, true);
+                .await;
+                match m {
+                    Ok(m) => self.published_move(&tenant.id, &m, true),
+                    // The tick and a vote (or two votes) settled it at the
+                    // same time and the other promoted first: decided, not
+                    // an error for this caller.
+                    Err(ControlError::Store(forja_store::StoreError::Conflict(why))) => {
+                        let now = self.audit(tenant, version).await?;
+                        if now.version.status() == VersionStatus::AwaitingAudit {
+                            return Err(ControlError::conflict(why));
+                        }
+                        return Ok(now);
+                    }
+                    Err(e) => return Err(e),
+                }
                 return self.audit(tenant, version).await;
             }
             Verdict::Approved => (

@@ -185,10 +185,22 @@ pub(crate) fn fine_tune(
         .map_err(|e| ControlError::invalid("python", format!("{}: {e}", be.python.display())))?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel::<String>();
+    // Reads every byte the child writes (a line that is not UTF-8 is
+    // decoded lossily, never left unread: a child blocked on a full pipe
+    // would never exit).
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(std::io::Result::ok) {
-            if tx.send(line).is_err() {
-                return;
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
             }
         }
     });
