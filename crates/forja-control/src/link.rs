@@ -284,6 +284,12 @@ pub fn lost(job: &str, e: StoreError) -> ControlError {
     }
 }
 
+/// Whether `rel` is a relative path that stays below the directory it is
+/// joined to (no `..`, no empty component, so no leading `/`).
+pub(crate) fn stays_below(rel: &str) -> bool {
+    !rel.split('/').any(|c| c == ".." || c.is_empty())
+}
+
 /// Writes `bytes` to `path`, creating its directory.
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(d) = path.parent() {

@@ -56,8 +56,9 @@ pub struct TrlBackend {
     pub python: PathBuf,
     /// The trainer script (`None`: [`SCRIPT`]).
     pub script: Option<PathBuf>,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    /// The job's first GPU (`None`: the CPU); its processes take the GPUs
+    /// from there on.
+    pub gpu: Option<u32>,
     /// Processes for one job, one per GPU: more than one runs the script
     /// under `accelerate launch` (data parallel, or ZeRO with `deepspeed`).
     pub processes: u32,
@@ -69,13 +70,18 @@ pub struct TrlBackend {
 }
 
 impl TrlBackend {
+    /// Where the job trains, as forja names devices (`cpu`, `cuda:N`).
+    pub fn device(&self) -> String {
+        self.gpu.map_or("cpu".into(), |n| format!("cuda:{n}"))
+    }
+
     /// Checks that the Python imports the packages (and sees the GPU the
     /// device names); returns their versions, e.g. `torch 2.5.1, trl 0.12.0`.
     pub fn probe(&self) -> Result<String> {
-        let gpu = match self.device.as_str() {
-            "cpu" => String::new(),
-            d => {
-                let n = d.strip_prefix("cuda:").and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+        let gpu = match self.gpu {
+            None => String::new(),
+            Some(n) => {
+                let d = self.device();
                 let need = n + self.processes.max(1);
                 format!(
                     "\nimport torch\nc = torch.cuda.device_count() if torch.cuda.is_available() else 0\n\
@@ -159,15 +165,13 @@ pub(crate) fn fine_tune(
             .arg(be.processes.to_string());
     }
     cmd.arg(&script).arg("--plan").arg(&plan_path);
-    if let Some(n) = be.device.strip_prefix("cuda:") {
-        // GPUs N.. for the job's processes; the script sees them as 0..
-        let first: u32 = n.parse().unwrap_or(0);
-        let ids: Vec<String> =
-            (first..first + be.processes.max(1)).map(|i| i.to_string()).collect();
-        cmd.env("CUDA_VISIBLE_DEVICES", ids.join(","));
-    } else if be.device == "cpu" {
-        cmd.env("CUDA_VISIBLE_DEVICES", "");
-    }
+    // GPUs N.. for the job's processes (the script sees them as 0..);
+    // none on the CPU.
+    let visible: Vec<String> = match be.gpu {
+        Some(first) => (first..first + be.processes.max(1)).map(|i| i.to_string()).collect(),
+        None => Vec::new(),
+    };
+    cmd.env("CUDA_VISIBLE_DEVICES", visible.join(","));
     // Nothing is fetched from a hub at run time.
     cmd.env("HF_HUB_OFFLINE", "1")
         .env("TRANSFORMERS_OFFLINE", "1")
@@ -328,7 +332,8 @@ fn write_inputs(be: &TrlBackend, run: &Run<'_>) -> Result<PathBuf> {
         "resume": run.resume,
         "init_adapter": run.init,
         "pad_token_id": run.pad_token_id,
-        "device": be.device,
+        // The script sees the job's GPUs from 0.
+        "device": if be.gpu.is_some() { "cuda:0" } else { "cpu" },
         "deepspeed": be.deepspeed,
         "load_in_4bit": be.load_in_4bit,
         "lora": {
@@ -397,7 +402,7 @@ fn parse_event(json: &str, out: &Path) -> Result<Parsed> {
         }),
         "checkpoint" => {
             let rel = v["path"].as_str().ok_or_else(|| bad("no `path`".into()))?;
-            if rel.split('/').any(|c| c == ".." || c.is_empty()) || rel.starts_with('/') {
+            if !crate::link::stays_below(rel) {
                 return Err(bad(format!("checkpoint path `{rel}` is not under the output")));
             }
             Parsed::Event(Event::Checkpoint { step: u("step")?, path: out.join(rel) })

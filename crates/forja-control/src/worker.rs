@@ -257,7 +257,7 @@ fn train_leased(
     let resume_from = lease.checkpoint.as_ref();
     if let Some(ck) = resume_from {
         for (rel, sha) in &ck.files {
-            if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            if !crate::link::stays_below(rel) {
                 return Err(ControlError::invalid("checkpoint", format!("bad file name `{rel}`")));
             }
             write(&out.join(rel), &link.download(lease, sha)?)?;

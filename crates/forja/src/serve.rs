@@ -164,9 +164,12 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
     // The TRL backend trains in Python: forja's copy of the model only
     // tokenizes and evaluates, so it stays quantized (an 8B model in f32
     // would take 32 GB).
-    let dequantize = matches!(backend, worker::Backend::Native);
-    // The native trainer's device; the TRL backend's model copy stays on the CPU.
-    let device = if dequantize { a.device.clone() } else { "cpu".to_string() };
+    // The native trainer loads dense weights on --device; the TRL backend's
+    // copy stays quantized on the CPU.
+    let (dequantize, device) = match backend {
+        worker::Backend::Native => (true, a.device.clone()),
+        worker::Backend::Trl(_) => (false, "cpu".to_string()),
+    };
     // Each --model with every name that selects it (a job names its base
     // model by the control plane's public name: `default`, `tiny.gguf`).
     let allowed: Vec<ModelSource> =
@@ -225,15 +228,16 @@ pub fn worker_cmd(a: WorkerArgs) -> Result<ExitCode> {
 /// anything: the TRL backend's Python must import its packages and see
 /// the GPUs asked for.
 fn worker_backend(a: &WorkerArgs) -> Result<worker::Backend> {
-    let index = a.device.strip_prefix("cuda:").map(str::parse::<u32>);
-    if !(a.device == "cpu" || a.device == "cuda" || matches!(index, Some(Ok(_)))) {
-        anyhow::bail!("--device {}: expected cpu, cuda or cuda:N", a.device);
-    }
+    let bad_device = || anyhow::anyhow!("--device {}: expected cpu, cuda or cuda:N", a.device);
+    let gpu = match forja_engine::device::parse(&a.device).map_err(|_| bad_device())? {
+        Some(n) => Some(u32::try_from(n).map_err(|_| bad_device())?),
+        None => None,
+    };
     if a.backend == "native" {
         if a.gpus > 1 {
             anyhow::bail!("--gpus {}: forja's native trainer uses one device; train on several GPUs with --backend trl", a.gpus);
         }
-        if a.device != "cpu" {
+        if gpu.is_some() {
             // Checked now (a forja built without CUDA, no such GPU), not
             // on the first job.
             forja_engine::device::open(&a.device)?;
@@ -250,7 +254,7 @@ fn worker_backend(a: &WorkerArgs) -> Result<worker::Backend> {
         }
         return Ok(worker::Backend::Native);
     }
-    if a.gpus > 0 && a.device == "cpu" {
+    if a.gpus > 0 && gpu.is_none() {
         anyhow::bail!(
             "--gpus {} with --device cpu: pass --device cuda (or cuda:N, the first GPU of the job)",
             a.gpus
@@ -262,13 +266,13 @@ fn worker_backend(a: &WorkerArgs) -> Result<worker::Backend> {
     let be = worker::TrlBackend {
         python: a.python.clone(),
         script: a.trainer.clone(),
-        device: if a.device == "cuda" { "cuda:0".into() } else { a.device.clone() },
+        gpu,
         processes: a.gpus.max(1),
         deepspeed: a.deepspeed.clone(),
         load_in_4bit: a.load_in_4bit,
     };
     let versions = be.probe().map_err(|e| anyhow::anyhow!("--backend trl: {e}"))?;
-    eprintln!("forja worker: TRL backend on {} ({versions})", be.device);
+    eprintln!("forja worker: TRL backend on {} ({versions})", be.device());
     Ok(worker::Backend::Trl(be))
 }
 
