@@ -4,11 +4,20 @@
 # run. Each side answers a 1-token request (prefill) and an N-token request
 # with ignore_eos (greedy); decode tok/s = (N-1) / (t_N - t_1), median of
 # ROUNDS alternating rounds. Prints both and the ratio forja / llama.cpp.
+#
+# With STREAMS (e.g. STREAMS="1 4 8"), aggregate throughput instead:
+# llama-server gets `-np 8` parallel slots (2048 tokens of context each) and
+# forja its default continuous batching; for each count S, S clients send
+# an N-token request at once, and aggregate tok/s = S·N / (time until the
+# last answer), prefill of the short prompt included; median of ROUNDS
+# alternating rounds per S.
 # usage: bench/vs-llama-server.sh [N_TOKENS] [ROUNDS]
-#   env: THREADS (2), MODEL (the default SmolLM2 GGUF), LLAMA_SERVER, FORJA_SERVE_ARGS
+#   env: THREADS (2), MODEL (the default SmolLM2 GGUF), LLAMA_SERVER, FORJA_SERVE_ARGS,
+#        STREAMS (unset: single-stream decode), NP (llama-server slots: 8 with STREAMS, else 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-128}; ROUNDS=${2:-5}; THREADS=${THREADS:-2}
+N=${1:-128}; ROUNDS=${2:-5}; THREADS=${THREADS:-2}; STREAMS=${STREAMS:-}
+NP=${NP:-$([ -n "$STREAMS" ] && echo 8 || echo 1)}
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 LLAMA_SERVER=${LLAMA_SERVER:-$(command -v llama-server || echo "$PEERS/llama.cpp/build/bin/llama-server")}
 [ -x "$LLAMA_SERVER" ] || { echo "llama-server not found: run ../shared/peers/setup.sh llamacpp" >&2; exit 1; }
@@ -25,15 +34,17 @@ KEY=$("$FORJA" keys create --tenant bench --create-tenant --data-dir "$DATA")
   --embedding-model none ${FORJA_SERVE_ARGS:-} 2>"$DATA/forja.log" &
 FPID=$!
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$LLAMA_SERVER" -m "$MODEL" -t "$THREADS" -c 2048 --port "$PORT" -np 1 >"$DATA/llama.log" 2>&1 &
+"$LLAMA_SERVER" -m "$MODEL" -t "$THREADS" -c $((2048 * NP)) --port "$PORT" -np "$NP" >"$DATA/llama.log" 2>&1 &
 LPID=$!
 for _ in $(seq 600); do grep -q "ready" "$DATA/forja.log" && break; sleep 0.2; done
 FURL=$(grep -o 'http://[0-9.:]*' "$DATA/forja.log" | head -1)
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-echo "cpu: $(bench/cpu.sh), threads=$THREADS, model=$(basename "$MODEL"), N=$N" >&2
-python3 - "$FURL" "$KEY" "http://127.0.0.1:$PORT" "$N" "$ROUNDS" <<'PY'
+echo "cpu: $(bench/cpu.sh), threads=$THREADS, model=$(basename "$MODEL"), N=$N, llama-server -np $NP" >&2
+python3 - "$FURL" "$KEY" "http://127.0.0.1:$PORT" "$N" "$ROUNDS" "$STREAMS" <<'PY'
 import json, statistics, sys, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
 furl, key, lurl, n, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+streams = [int(s) for s in sys.argv[6].split()]
 msgs = [{"role": "user", "content": "Write a long story about a town council meeting."}]
 def ask(url, auth, max_tokens):
     body = {"model": "base", "messages": msgs, "max_tokens": max_tokens, "temperature": 0,
@@ -50,6 +61,22 @@ def ask(url, auth, max_tokens):
 sides = {"forja": (furl, key), "llama.cpp": (lurl, "none")}
 for url, auth in sides.values():  # warm-up
     ask(url, auth, 8)
+if streams:
+    print("| streams | forja tok/s (rounds) | llama-server tok/s (rounds) | forja / llama.cpp |")
+    print("| ---: | --- | --- | ---: |")
+    for s in streams:
+        agg = {k: [] for k in sides}
+        for _ in range(rounds):
+            for name, (url, auth) in sides.items():
+                with ThreadPoolExecutor(s) as pool:
+                    t = time.perf_counter()
+                    list(pool.map(lambda _: ask(url, auth, n), range(s)))
+                    agg[name].append(s * n / (time.perf_counter() - t))
+        med = {k: statistics.median(v) for k, v in agg.items()}
+        row = lambda k: f"{med[k]:.1f} ({', '.join(f'{x:.1f}' for x in agg[k])})"
+        print(f"| {s} | {row('forja')} | {row('llama.cpp')} | {med['forja'] / med['llama.cpp']:.2f}x |",
+              flush=True)
+    sys.exit(0)
 rates = {k: [] for k in sides}
 for _ in range(rounds):
     for name, (url, auth) in sides.items():

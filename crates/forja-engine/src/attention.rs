@@ -125,12 +125,7 @@ fn attend_cpu(
 
 fn softmax_in_place(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
+    let inv = (1.0 / simd::exp_affine(x, 1.0, -max)) as f32;
     for v in x.iter_mut() {
         *v *= inv;
     }

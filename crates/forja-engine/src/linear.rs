@@ -50,6 +50,20 @@ impl Linear {
         }
     }
 
+    /// Bytes of the weight as stored (what one pass over it reads).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            Weight::Quant(q) => q.rows() * q.cols() / crate::quant::BLOCK * q.qtype().block_bytes(),
+            Weight::Candle(m) => match m.as_ref() {
+                QMatMul::QTensor(t) => t.storage_size_in_bytes(),
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                    t.elem_count() * t.dtype().size_in_bytes()
+                }
+            },
+        }
+    }
+
     /// Input features.
     pub fn in_dim(&self) -> usize {
         self.in_dim

@@ -179,10 +179,7 @@ impl CustomOp2 for SiluMul {
         }
         const CHUNK: usize = 1 << 14;
         let f = |c: usize, o: &mut [f32]| {
-            let (g, u) = (&g[c * CHUNK..][..o.len()], &u[c * CHUNK..][..o.len()]);
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                *o = g / (1.0 + (-g).exp()) * u;
-            }
+            simd::silu_mul(&g[c * CHUNK..][..o.len()], &u[c * CHUNK..][..o.len()], o);
         };
         let mut out = vec![0f32; g.len()];
         parallel::for_chunks_mut(&mut out, CHUNK, f);
@@ -206,13 +203,8 @@ impl CustomOp2 for SiluMul {
                 let mut pieces: Vec<(&mut [f32], &mut [f32])> =
                     dg.chunks_mut(CHUNK).zip(du.chunks_mut(CHUNK)).collect();
                 parallel::for_each_mut(&mut pieces, |c, (dgc, duc)| {
-                    let o = c * CHUNK;
-                    for i in 0..dgc.len() {
-                        let (g, u, gy) = (g[o + i], u[o + i], gy[o + i]);
-                        let sig = 1.0 / (1.0 + (-g).exp());
-                        dgc[i] = gy * u * sig * (1.0 + g * (1.0 - sig));
-                        duc[i] = gy * g * sig;
-                    }
+                    let (o, n) = (c * CHUNK, dgc.len());
+                    simd::silu_mul_bwd(&g[o..][..n], &u[o..][..n], &gy[o..][..n], dgc, duc);
                 });
                 (dg, du)
             })

@@ -1,6 +1,8 @@
 //! `forja bench generate`: llama-bench-style throughput tests. `pp`: one
 //! prefill pass over N prompt tokens; `tg`: N tokens decoded one at a time
 //! after a single BOS token. Both use random token ids, like llama-bench.
+//! With `tg`, the machine's read bandwidth is measured in the same run and
+//! decode is reported as a fraction of it.
 //! `forja bench speculative`: greedy decoding of a chat prompt, plain and
 //! with a draft model. `forja bench train`: LoRA training throughput.
 
@@ -69,7 +71,14 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
             tg.push(out[0].tokens.len() as f64 / t.elapsed().as_secs_f64());
         }
     }
-    let (pp, tg) = (stat(&pp), stat(&tg));
+    let bytes = engine.model().decode_weight_bytes();
+    // Bandwidth after the runs, on the same threads: decode at `tg` tok/s
+    // reads `bytes` per token, the same bytes every token.
+    let threads = engine.threads();
+    let bw = (a.gen_tokens > 0).then(|| read_bandwidth(threads, bytes));
+    let dram = (a.gen_tokens > 0).then(|| read_bandwidth(threads, 1 << 30));
+    let (pp, tg, bytes) = (stat(&pp), stat(&tg), bytes as f64);
+    let fraction = bw.map(|bw| tg.mean * bytes / bw);
     let info = engine.info();
     if a.json {
         let j = serde_json::json!({
@@ -81,6 +90,10 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
             "repetitions": reps,
             "pp_tps": pp.mean, "pp_tps_std": pp.std,
             "tg_tps": tg.mean, "tg_tps_std": tg.std,
+            "decode_weight_bytes": bytes as u64,
+            "read_bandwidth_gbs": bw.map(|b| b / 1e9),
+            "dram_bandwidth_gbs": dram.map(|b| b / 1e9),
+            "decode_bandwidth_fraction": fraction,
         });
         println!("{j}");
     } else {
@@ -106,8 +119,59 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
                 tg.std
             );
         }
+        if let (Some(bw), Some(f), Some(dram)) = (bw, fraction, dram) {
+            println!(
+                "\ndecode reads {:.1} MB of weights per token: {:.1} GB/s, {:.0} % of the \
+                 {:.1} GB/s {threads} threads read streaming through {:.1} MB ({:.1} GB/s \
+                 through 1 GiB)",
+                bytes / 1e6,
+                tg.mean * bytes / 1e9,
+                100.0 * f,
+                bw / 1e9,
+                bytes / 1e6,
+                dram / 1e9,
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read bandwidth of `threads` threads streaming through `bytes` of
+/// memory, again and again for at least 0.3 s per pass, best of five
+/// passes, in bytes/s. A buffer the size of the weights measures what
+/// decode could read at best (on a CPU whose last-level cache holds the
+/// model, that is cache bandwidth); 1 GiB measures DRAM.
+fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
+    let threads = threads.max(1);
+    let words = (bytes / 8).max(threads * 1024);
+    // Distinct values so no page is shared zero memory.
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let chunk = words.div_ceil(threads);
+    let sweep = |c: &[u64]| {
+        // Eight independent sums: the loop is bound by loads, not adds.
+        let mut acc = [0u64; 8];
+        for w in c.chunks_exact(8) {
+            for (a, &b) in acc.iter_mut().zip(w) {
+                *a = a.wrapping_add(b);
+            }
+        }
+        acc.iter().fold(0u64, |a, &b| a.wrapping_add(b))
+    };
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let (t, mut passes) = (Instant::now(), 0usize);
+        while passes == 0 || t.elapsed().as_secs_f64() < 0.3 {
+            let sum = std::thread::scope(|s| {
+                let handles: Vec<_> =
+                    buf.chunks(chunk).map(|c| s.spawn(move || sweep(c))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).fold(0u64, u64::wrapping_add)
+            });
+            std::hint::black_box(sum);
+            passes += 1;
+        }
+        best = best.max((passes * words * 8) as f64 / t.elapsed().as_secs_f64());
+    }
+    best
 }
 
 fn median(xs: &mut [f64]) -> f64 {

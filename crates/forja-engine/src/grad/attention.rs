@@ -15,6 +15,7 @@ use super::{gemm_into, Mat};
 use crate::attention::Heads;
 use crate::ops::{f32_slice, like, to_f32_vec};
 use crate::parallel;
+use crate::simd;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::Mutex;
 
@@ -105,12 +106,7 @@ impl CustomOp3 for Attention {
                 let lo = self.h.first_visible(row);
                 let vis = &mut pr[lo..=row];
                 let max = vis.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) * scale;
-                let mut sum = 0f32;
-                for x in vis.iter_mut() {
-                    *x = (*x * scale - max).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
+                let inv = (1.0 / simd::exp_affine(vis, scale, -max)) as f32;
                 vis.iter_mut().for_each(|x| *x *= inv);
                 pr[..lo].fill(0.0);
                 pr[row + 1..].fill(0.0);

@@ -15,6 +15,7 @@
 use super::{matmul, Mat};
 use crate::ops::{f32_slice, like, to_f32_vec, with_f32};
 use crate::parallel;
+use crate::simd;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
 };
@@ -277,11 +278,7 @@ impl CustomOp2 for CrossEntropy {
                     }
                 }
                 let logit_t = row[tgt] - max;
-                let mut sum = 0f64;
-                for x in row.iter_mut() {
-                    *x = (*x - max).exp();
-                    sum += *x as f64;
-                }
+                let sum = simd::exp_affine(row, 1.0, -max);
                 *nll = sum.ln() - logit_t as f64;
                 *ok = arg == tgt;
                 let inv = (1.0 / sum) as f32;

@@ -85,6 +85,26 @@ impl Llama {
         seen.into_iter().collect()
     }
 
+    /// Bytes of weights one decoded token reads: every matrix of every
+    /// layer and the output layer (the embedding table contributes one row,
+    /// norms a few KB; both left out). Decode tok/s times this, divided by
+    /// the machine's read bandwidth, is how close decoding is to the
+    /// memory limit.
+    pub fn decode_weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let (a, m) = (&b.attn, &b.mlp);
+                [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+                    .iter()
+                    .map(|l| l.weight_bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        layers + self.lm_head.weight_bytes()
+    }
+
     /// Builds the model from `weights`, checking every tensor's shape.
     pub fn new(cfg: &LlamaConfig, w: &mut Weights) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());

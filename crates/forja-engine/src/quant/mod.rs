@@ -7,7 +7,8 @@
 //! 8-bit blocks, then an AVX2 micro-kernel computes a tile of weight rows ×
 //! activation rows per pass, so each unpacked weight block is reused for
 //! several tokens during prompt prefill and each activation block for
-//! several weight rows. Work is split across threads by weight rows.
+//! several weight rows (AVX-512 VNNI and aarch64 NEON have their own
+//! levels, `crate::isa`). Work is split across threads by weight rows.
 //! Formats without a kernel here (k-quants, ...) fall back to candle.
 //!
 //! Memory layout: GGML blocks are regrouped at load time, same byte count.
@@ -17,6 +18,7 @@
 //! scales for the SIMD kernel instead of eight scalar conversions.
 
 mod avx2;
+mod neon;
 mod scalar;
 
 use crate::parallel;
@@ -415,6 +417,9 @@ enum Kernel {
     /// `vpdpbusd` (one instruction for `vpmaddubsw` + `vpmaddwd`).
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
+    /// aarch64 NEON: one weight row against up to four activation rows.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Kernel {
@@ -430,7 +435,10 @@ impl Kernel {
             Isa::Avx2 => Kernel::Avx2,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => Kernel::Avx512Vnni,
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Kernel::Neon,
+            // A level of another architecture (Isa::active never returns one).
+            #[allow(unreachable_patterns)]
             _ => Kernel::Scalar,
         }
     }
@@ -449,6 +457,8 @@ impl Kernel {
             Kernel::Scalar => scalar::quantize_acts(x, qs, d, dsum),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::Avx512Vnni => avx2::quantize_acts(x, qs, d, dsum),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => neon::quantize_acts(x, qs, d, dsum),
         }
     }
 
@@ -461,6 +471,8 @@ impl Kernel {
             Kernel::Avx2 => avx2::tile(qtype, w, acts, out, false),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => avx2::tile(qtype, w, acts, out, true),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => neon::tile(qtype, w, acts, out),
         }
     }
 }

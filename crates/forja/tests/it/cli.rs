@@ -227,7 +227,10 @@ fn forja_isa_levels_agree_and_bad_levels_are_refused() {
         .output()
         .unwrap()
     };
-    check_user_error(&run("avx9"), "FORJA_ISA: unknown level `avx9`: use scalar, avx2 or avx512");
+    check_user_error(
+        &run("avx9"),
+        "FORJA_ISA: unknown level `avx9`: use scalar, avx2, avx512 or neon",
+    );
     let logits = |isa: &str| -> Vec<f64> {
         let o = run(isa);
         assert!(o.status.success(), "{isa}: {}", stderr(&o));
@@ -247,6 +250,9 @@ fn forja_isa_levels_agree_and_bad_levels_are_refused() {
         assert!(d < 1e-3, "{isa} vs scalar: max |delta logit| {d}");
     }
     if forja_engine::isa::Isa::detected() < forja_engine::isa::Isa::Avx512 {
-        check_user_error(&run("avx512"), "FORJA_ISA=avx512: this CPU runs up to");
+        check_user_error(&run("avx512"), "FORJA_ISA=avx512: this CPU runs scalar");
     }
+    // A level of another architecture is refused, not silently ignored.
+    let foreign = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
+    check_user_error(&run(foreign), &format!("FORJA_ISA={foreign}: this CPU runs scalar"));
 }
