@@ -279,13 +279,27 @@ pub fn speculative(a: BenchSpeculativeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Peak f32 FLOP/s of `threads` AVX2 cores: 2 FMA units × 8 lanes × 2
-/// FLOPs per cycle at the clock `/proc/cpuinfo` reports.
+/// f32 lanes of one vector at the CPU's best level.
+fn peak_lanes() -> usize {
+    use forja_engine::isa::Isa;
+    match Isa::detected() {
+        Isa::Avx512 => 16,
+        Isa::Avx2 => 8,
+        Isa::Neon => 4,
+        Isa::Scalar => 1,
+    }
+}
+
+/// Nominal peak f32 FLOP/s of `threads` cores at the best vector level
+/// the CPU runs (the one `gemm` picks too): two FMA units × lanes (8 for
+/// AVX2, 16 for AVX-512, 4 for NEON) × 2 FLOPs per cycle at the clock
+/// `/proc/cpuinfo` reports. Some CPUs have one 512-bit FMA unit per core;
+/// for them this is twice the real peak.
 fn peak_flops(threads: usize) -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 =
         info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
-    Some(threads as f64 * 32.0 * mhz * 1e6)
+    Some(threads as f64 * 4.0 * peak_lanes() as f64 * mhz * 1e6)
 }
 
 pub fn train(a: crate::args::BenchTrainArgs) -> Result<ExitCode> {
@@ -361,8 +375,12 @@ pub fn train(a: crate::args::BenchTrainArgs) -> Result<ExitCode> {
             engine.threads(),
             tps,
             tps * flops_per_token / 1e9,
-            mfu.map(|m| format!(", MFU {:.1}% of the AVX2 FMA peak", m * 100.0))
-                .unwrap_or_default()
+            mfu.map(|m| format!(
+                ", MFU {:.1}% of the nominal {} FMA peak",
+                m * 100.0,
+                forja_engine::isa::Isa::detected()
+            ))
+            .unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -177,14 +177,8 @@ mod cephes {
     pub const C1: f32 = 0.693_359_4;
     pub const C2: f32 = -2.121_944_4e-4;
     /// The polynomial for `e^r`, `r ∈ [−ln2/2, ln2/2]`, highest degree first.
-    pub const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ];
+    pub const P: [f32; 6] =
+        [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
     /// Inputs are clamped to this range (2ⁿ stays a normal f32 for the
     /// levels that build it from exponent bits).
     pub const LO: f32 = -87.336_55;
