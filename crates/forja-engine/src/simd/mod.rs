@@ -2,8 +2,9 @@
 //! products, RMS norms, softmax exponentials, the SwiGLU gate. Each runs
 //! at the active [`Isa`] level: AVX-512 (16 lanes) and AVX2+FMA (8 lanes)
 //! on x86-64 (`x86`), NEON (4 lanes) on aarch64 (`arm`), portable loops
-//! otherwise. The `*_at` forms take the level, so tests compare every level
-//! the CPU runs against the portable one.
+//! otherwise. The kernels are written once (`kernels`) over a register
+//! type per level; the `*_at` forms take the level, so tests compare every
+//! level the CPU runs against the portable one.
 //!
 //! The vector `exp` is Cephes' single-precision one (range reduction by
 //! ln 2 in two parts, a degree-6 polynomial, scaling by 2ⁿ), within 2 ulp
@@ -12,8 +13,55 @@
 
 #![allow(unsafe_code)]
 
+/// A level's entry points: each kernel of [`kernels`] compiled with the
+/// level's target features over its register type `$v`. The callers in
+/// this module check the level was detected before calling.
+macro_rules! level {
+    ($features:literal, $v:ty) => {
+        #[target_feature(enable = $features)]
+        pub(in crate::simd) unsafe fn dot_rows(
+            q: &[f32],
+            rows: &[f32],
+            stride: usize,
+            scale: f32,
+            out: &mut [f32],
+        ) {
+            crate::simd::kernels::dot_rows::<$v>(q, rows, stride, scale, out)
+        }
+        #[target_feature(enable = $features)]
+        pub(in crate::simd) unsafe fn axpy_rows(
+            p: &[f32],
+            rows: &[f32],
+            stride: usize,
+            out: &mut [f32],
+        ) {
+            crate::simd::kernels::axpy_rows::<$v>(p, rows, stride, out)
+        }
+        #[target_feature(enable = $features)]
+        pub(in crate::simd) unsafe fn exp_affine(x: &mut [f32], a: f32, b: f32) -> f64 {
+            crate::simd::kernels::exp_affine::<$v>(x, a, b)
+        }
+        #[target_feature(enable = $features)]
+        pub(in crate::simd) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+            crate::simd::kernels::silu_mul::<$v>(g, u, out)
+        }
+        #[target_feature(enable = $features)]
+        pub(in crate::simd) unsafe fn silu_mul_bwd(
+            g: &[f32],
+            u: &[f32],
+            gy: &[f32],
+            dg: &mut [f32],
+            du: &mut [f32],
+        ) {
+            crate::simd::kernels::silu_mul_bwd::<$v>(g, u, gy, dg, du)
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 mod arm;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod kernels;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
@@ -36,11 +84,11 @@ fn dot_rows_at(isa: Isa, q: &[f32], rows: &[f32], stride: usize, scale: f32, out
     // the assert above bounds every row read.
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::dot_rows_512(q, rows, stride, scale, out) },
+        Isa::Avx512 => return unsafe { x86::avx512::dot_rows(q, rows, stride, scale, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::dot_rows(q, rows, stride, scale, out) },
+        Isa::Avx2 => return unsafe { x86::avx2::dot_rows(q, rows, stride, scale, out) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::dot_rows(q, rows, stride, scale, out) },
+        Isa::Neon => return unsafe { arm::neon::dot_rows(q, rows, stride, scale, out) },
         _ => {}
     }
     for (j, o) in out.iter_mut().enumerate() {
@@ -60,11 +108,11 @@ fn axpy_rows_at(isa: Isa, p: &[f32], rows: &[f32], stride: usize, out: &mut [f32
     // SAFETY (every arm): as in `dot_rows_at`.
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::axpy_rows_512(p, rows, stride, out) },
+        Isa::Avx512 => return unsafe { x86::avx512::axpy_rows(p, rows, stride, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::axpy_rows(p, rows, stride, out) },
+        Isa::Avx2 => return unsafe { x86::avx2::axpy_rows(p, rows, stride, out) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::axpy_rows(p, rows, stride, out) },
+        Isa::Neon => return unsafe { arm::neon::axpy_rows(p, rows, stride, out) },
         _ => {}
     }
     for (j, &w) in p.iter().enumerate() {
@@ -104,11 +152,11 @@ fn exp_affine_at(isa: Isa, x: &mut [f32], a: f32, b: f32) -> f64 {
     // inside `x`.
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::exp_affine_512(x, a, b) },
+        Isa::Avx512 => return unsafe { x86::avx512::exp_affine(x, a, b) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::exp_affine(x, a, b) },
+        Isa::Avx2 => return unsafe { x86::avx2::exp_affine(x, a, b) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::exp_affine(x, a, b) },
+        Isa::Neon => return unsafe { arm::neon::exp_affine(x, a, b) },
         _ => {}
     }
     let mut sum = 0f64;
@@ -130,11 +178,11 @@ fn silu_mul_at(isa: Isa, g: &[f32], u: &[f32], out: &mut [f32]) {
     // length (asserted above).
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::silu_mul_512(g, u, out) },
+        Isa::Avx512 => return unsafe { x86::avx512::silu_mul(g, u, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::silu_mul(g, u, out) },
+        Isa::Avx2 => return unsafe { x86::avx2::silu_mul(g, u, out) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::silu_mul(g, u, out) },
+        Isa::Neon => return unsafe { arm::neon::silu_mul(g, u, out) },
         _ => {}
     }
     for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
@@ -155,11 +203,11 @@ fn silu_mul_bwd_at(isa: Isa, g: &[f32], u: &[f32], gy: &[f32], dg: &mut [f32], d
     // length (asserted above).
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::silu_mul_bwd_512(g, u, gy, dg, du) },
+        Isa::Avx512 => return unsafe { x86::avx512::silu_mul_bwd(g, u, gy, dg, du) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::silu_mul_bwd(g, u, gy, dg, du) },
+        Isa::Avx2 => return unsafe { x86::avx2::silu_mul_bwd(g, u, gy, dg, du) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::silu_mul_bwd(g, u, gy, dg, du) },
+        Isa::Neon => return unsafe { arm::neon::silu_mul_bwd(g, u, gy, dg, du) },
         _ => {}
     }
     for i in 0..n {

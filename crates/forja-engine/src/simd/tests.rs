@@ -104,28 +104,11 @@ fn silu_and_its_gradient_match_plain_loops() {
             let (mut rout, mut rdg, mut rdu) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
             silu_mul_at(Isa::Scalar, &g, &u, &mut rout);
             silu_mul_bwd_at(Isa::Scalar, &g, &u, &gy, &mut rdg, &mut rdu);
-            for i in 0..n {
-                assert!(
-                    rel(out[i], rout[i], 1e-6) < 1e-5,
-                    "{isa} silu g={} {} {}",
-                    g[i],
-                    out[i],
-                    rout[i]
-                );
-                assert!(
-                    rel(dg[i], rdg[i], 1e-6) < 1e-5,
-                    "{isa} dg g={} {} {}",
-                    g[i],
-                    dg[i],
-                    rdg[i]
-                );
-                assert!(
-                    rel(du[i], rdu[i], 1e-6) < 1e-5,
-                    "{isa} du g={} {} {}",
-                    g[i],
-                    du[i],
-                    rdu[i]
-                );
+            for (what, got, want) in [("silu", &out, &rout), ("dg", &dg, &rdg), ("du", &du, &rdu)] {
+                for i in 0..n {
+                    let (a, b) = (got[i], want[i]);
+                    assert!(rel(a, b, 1e-6) < 1e-5, "{isa} {what} at g={}: {a} vs {b}", g[i]);
+                }
             }
         }
     }
