@@ -51,6 +51,16 @@ impl Isa {
         })
     }
 
+    /// f32 lanes of one vector register at this level.
+    pub const fn f32_lanes(self) -> usize {
+        match self {
+            Isa::Scalar => 1,
+            Isa::Neon => 4,
+            Isa::Avx2 => 8,
+            Isa::Avx512 => 16,
+        }
+    }
+
     /// Whether this level belongs to the architecture forja was built for.
     pub fn native(self) -> bool {
         match self {

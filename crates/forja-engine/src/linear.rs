@@ -54,7 +54,7 @@ impl Linear {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             Weight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
-            Weight::Quant(q) => q.rows() * q.cols() / crate::quant::BLOCK * q.qtype().block_bytes(),
+            Weight::Quant(q) => q.qtype().matrix_bytes(q.rows(), q.cols()),
             Weight::Candle(m) => match m.as_ref() {
                 QMatMul::QTensor(t) => t.storage_size_in_bytes(),
                 QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {

@@ -279,17 +279,6 @@ pub fn speculative(a: BenchSpeculativeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// f32 lanes of one vector at the CPU's best level.
-fn peak_lanes() -> usize {
-    use forja_engine::isa::Isa;
-    match Isa::detected() {
-        Isa::Avx512 => 16,
-        Isa::Avx2 => 8,
-        Isa::Neon => 4,
-        Isa::Scalar => 1,
-    }
-}
-
 /// Nominal peak f32 FLOP/s of `threads` cores at the best vector level
 /// the CPU runs (the one `gemm` picks too): two FMA units × lanes (8 for
 /// AVX2, 16 for AVX-512, 4 for NEON) × 2 FLOPs per cycle at the clock
@@ -299,7 +288,8 @@ fn peak_flops(threads: usize) -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 =
         info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
-    Some(threads as f64 * 4.0 * peak_lanes() as f64 * mhz * 1e6)
+    let lanes = forja_engine::isa::Isa::detected().f32_lanes();
+    Some(threads as f64 * 4.0 * lanes as f64 * mhz * 1e6)
 }
 
 pub fn train(a: crate::args::BenchTrainArgs) -> Result<ExitCode> {

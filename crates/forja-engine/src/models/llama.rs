@@ -71,17 +71,23 @@ impl std::fmt::Debug for Llama {
 }
 
 impl Llama {
+    /// Every weight matrix: attention and MLP of each layer, then the
+    /// output layer.
+    fn matrices(&self) -> impl Iterator<Item = &Linear> {
+        self.blocks
+            .iter()
+            .flat_map(|b| {
+                let (a, m) = (&b.attn, &b.mlp);
+                [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+            })
+            .chain(std::iter::once(&self.lm_head))
+    }
+
     /// The distinct storage formats of the matrices (attention, MLP and the
     /// output layer), sorted: `["Q4_1", "Q8_0"]`, `["F32"]`.
     pub fn weight_formats(&self) -> Vec<String> {
-        let mut seen = std::collections::BTreeSet::new();
-        for b in &self.blocks {
-            let (a, m) = (&b.attn, &b.mlp);
-            for l in [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down] {
-                seen.insert(l.format());
-            }
-        }
-        seen.insert(self.lm_head.format());
+        let seen: std::collections::BTreeSet<String> =
+            self.matrices().map(Linear::format).collect();
         seen.into_iter().collect()
     }
 
@@ -91,18 +97,7 @@ impl Llama {
     /// the machine's read bandwidth, is how close decoding is to the
     /// memory limit.
     pub fn decode_weight_bytes(&self) -> usize {
-        let layers: usize = self
-            .blocks
-            .iter()
-            .map(|b| {
-                let (a, m) = (&b.attn, &b.mlp);
-                [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
-                    .iter()
-                    .map(|l| l.weight_bytes())
-                    .sum::<usize>()
-            })
-            .sum();
-        layers + self.lm_head.weight_bytes()
+        self.matrices().map(Linear::weight_bytes).sum()
     }
 
     /// Builds the model from `weights`, checking every tensor's shape.

@@ -54,6 +54,12 @@ impl QType {
         }
     }
 
+    /// Bytes of a `rows × cols` matrix in this format (`cols` a multiple
+    /// of [`BLOCK`]).
+    pub const fn matrix_bytes(self, rows: usize, cols: usize) -> usize {
+        rows * cols / BLOCK * self.block_bytes()
+    }
+
     /// Bytes of quants per block (after the f16 scale and minimum).
     pub(crate) const fn quant_bytes(self) -> usize {
         match self {
@@ -145,7 +151,7 @@ impl QMatrix {
         if !cols.is_multiple_of(BLOCK) {
             return Err(QMatrixError::Columns { cols });
         }
-        let expected = rows * cols / BLOCK * qtype.block_bytes();
+        let expected = qtype.matrix_bytes(rows, cols);
         if ggml.len() != expected {
             return Err(QMatrixError::Size {
                 qtype: qtype.name(),
@@ -170,7 +176,7 @@ impl QMatrix {
             return Err(QMatrixError::Columns { cols });
         }
         assert_eq!(w.len(), rows * cols, "quantize: data is not rows x cols");
-        let mut ggml = vec![0u8; rows * cols / BLOCK * qtype.block_bytes()];
+        let mut ggml = vec![0u8; qtype.matrix_bytes(rows, cols)];
         for (x, out) in w.chunks_exact(BLOCK).zip(ggml.chunks_exact_mut(qtype.block_bytes())) {
             scalar::quantize_block(qtype, x, out);
         }

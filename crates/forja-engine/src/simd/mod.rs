@@ -58,6 +58,25 @@ macro_rules! level {
     };
 }
 
+/// Returns from the calling `*_at` function with kernel `$f` of level
+/// `$isa` when that level has one (the portable loops after the macro run
+/// otherwise). The caller states why the call is sound: the level was
+/// detected (`Isa::active` or `Isa::available`) and the slices' bounds
+/// were checked.
+macro_rules! dispatch {
+    ($isa:expr, $f:ident($($arg:expr),*)) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => return unsafe { x86::avx512::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => return unsafe { x86::avx2::$f($($arg),*) },
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => return unsafe { arm::neon::$f($($arg),*) },
+            _ => {}
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 mod arm;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -67,30 +86,18 @@ pub(crate) mod x86;
 
 use crate::isa::Isa;
 
-fn active() -> Isa {
-    Isa::active()
-}
-
 /// `out[j] = scale · (q · rows[j])` for `out.len()` rows of `q.len()`
 /// values, `stride` apart in `rows` (attention scores over a KV cache).
 pub(crate) fn dot_rows(q: &[f32], rows: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
-    dot_rows_at(active(), q, rows, stride, scale, out)
+    dot_rows_at(Isa::active(), q, rows, stride, scale, out)
 }
 
 fn dot_rows_at(isa: Isa, q: &[f32], rows: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
     let (d, n) = (q.len(), out.len());
     assert!(n == 0 || (n - 1) * stride + d <= rows.len());
-    // SAFETY (every arm): the level was detected (`Isa::available`), and
-    // the assert above bounds every row read.
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::avx512::dot_rows(q, rows, stride, scale, out) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::avx2::dot_rows(q, rows, stride, scale, out) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::neon::dot_rows(q, rows, stride, scale, out) },
-        _ => {}
-    }
+    // SAFETY: the level was detected, and the assert above bounds every
+    // row read.
+    dispatch!(isa, dot_rows(q, rows, stride, scale, out));
     for (j, o) in out.iter_mut().enumerate() {
         *o = scale * q.iter().zip(&rows[j * stride..][..d]).map(|(a, b)| a * b).sum::<f32>();
     }
@@ -99,22 +106,14 @@ fn dot_rows_at(isa: Isa, q: &[f32], rows: &[f32], stride: usize, scale: f32, out
 /// `out += Σ_j p[j] · rows[j]` for `p.len()` rows of `out.len()` values,
 /// `stride` apart in `rows` (attention's weighted sum of values).
 pub(crate) fn axpy_rows(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    axpy_rows_at(active(), p, rows, stride, out)
+    axpy_rows_at(Isa::active(), p, rows, stride, out)
 }
 
 fn axpy_rows_at(isa: Isa, p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
     let (d, n) = (out.len(), p.len());
     assert!(n == 0 || (n - 1) * stride + d <= rows.len());
-    // SAFETY (every arm): as in `dot_rows_at`.
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::avx512::axpy_rows(p, rows, stride, out) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::avx2::axpy_rows(p, rows, stride, out) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::neon::axpy_rows(p, rows, stride, out) },
-        _ => {}
-    }
+    // SAFETY: as in `dot_rows_at`.
+    dispatch!(isa, axpy_rows(p, rows, stride, out));
     for (j, &w) in p.iter().enumerate() {
         for (o, &v) in out.iter_mut().zip(&rows[j * stride..][..d]) {
             *o += w * v;
@@ -125,7 +124,7 @@ fn axpy_rows_at(isa: Isa, p: &[f32], rows: &[f32], stride: usize, out: &mut [f32
 /// `Σ x_i²`, accumulated in f64 like GGML's reference RMS norm.
 #[inline]
 pub(crate) fn sum_sq(x: &[f32]) -> f64 {
-    sum_sq_at(active(), x)
+    sum_sq_at(Isa::active(), x)
 }
 
 fn sum_sq_at(isa: Isa, x: &[f32]) -> f64 {
@@ -144,21 +143,12 @@ fn sum_sq_at(isa: Isa, x: &[f32]) -> f64 {
 /// lanes, added up in f64). Softmax rows: `a` the score scale, `b` minus
 /// the (scaled) maximum.
 pub(crate) fn exp_affine(x: &mut [f32], a: f32, b: f32) -> f64 {
-    exp_affine_at(active(), x, a, b)
+    exp_affine_at(Isa::active(), x, a, b)
 }
 
 fn exp_affine_at(isa: Isa, x: &mut [f32], a: f32, b: f32) -> f64 {
-    // SAFETY (every arm): the level was detected; reads and writes stay
-    // inside `x`.
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::avx512::exp_affine(x, a, b) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::avx2::exp_affine(x, a, b) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::neon::exp_affine(x, a, b) },
-        _ => {}
-    }
+    // SAFETY: the level was detected; reads and writes stay inside `x`.
+    dispatch!(isa, exp_affine(x, a, b));
     let mut sum = 0f64;
     for v in x.iter_mut() {
         *v = (a * *v + b).exp();
@@ -169,22 +159,14 @@ fn exp_affine_at(isa: Isa, x: &mut [f32], a: f32, b: f32) -> f64 {
 
 /// `out_i = silu(g_i) · u_i` (the SwiGLU gate).
 pub(crate) fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
-    silu_mul_at(active(), g, u, out)
+    silu_mul_at(Isa::active(), g, u, out)
 }
 
 fn silu_mul_at(isa: Isa, g: &[f32], u: &[f32], out: &mut [f32]) {
     assert!(g.len() == out.len() && u.len() == out.len());
-    // SAFETY (every arm): the level was detected; the slices have one
-    // length (asserted above).
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::avx512::silu_mul(g, u, out) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::avx2::silu_mul(g, u, out) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::neon::silu_mul(g, u, out) },
-        _ => {}
-    }
+    // SAFETY: the level was detected; the slices have one length
+    // (asserted above).
+    dispatch!(isa, silu_mul(g, u, out));
     for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
         *o = g / (1.0 + (-g).exp()) * u;
     }
@@ -193,23 +175,15 @@ fn silu_mul_at(isa: Isa, g: &[f32], u: &[f32], out: &mut [f32]) {
 /// The gradients of [`silu_mul`]: with `σ = sigmoid(g)`,
 /// `∂g = ∂y·u·σ·(1 + g·(1 − σ))` and `∂u = ∂y·g·σ`.
 pub(crate) fn silu_mul_bwd(g: &[f32], u: &[f32], gy: &[f32], dg: &mut [f32], du: &mut [f32]) {
-    silu_mul_bwd_at(active(), g, u, gy, dg, du)
+    silu_mul_bwd_at(Isa::active(), g, u, gy, dg, du)
 }
 
 fn silu_mul_bwd_at(isa: Isa, g: &[f32], u: &[f32], gy: &[f32], dg: &mut [f32], du: &mut [f32]) {
     let n = dg.len();
     assert!(g.len() == n && u.len() == n && gy.len() == n && du.len() == n);
-    // SAFETY (every arm): the level was detected; the slices have one
-    // length (asserted above).
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => return unsafe { x86::avx512::silu_mul_bwd(g, u, gy, dg, du) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => return unsafe { x86::avx2::silu_mul_bwd(g, u, gy, dg, du) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => return unsafe { arm::neon::silu_mul_bwd(g, u, gy, dg, du) },
-        _ => {}
-    }
+    // SAFETY: the level was detected; the slices have one length
+    // (asserted above).
+    dispatch!(isa, silu_mul_bwd(g, u, gy, dg, du));
     for i in 0..n {
         let sig = 1.0 / (1.0 + (-g[i]).exp());
         dg[i] = gy[i] * u[i] * sig * (1.0 + g[i] * (1.0 - sig));
