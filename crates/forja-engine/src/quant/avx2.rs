@@ -13,7 +13,9 @@
 //! With `vnni` (`Kernel::Avx512Vnni`) the same micro-kernel, compiled with
 //! AVX-512 VL + VNNI enabled, does each block's int8 dot product with one
 //! `vpdpbusd` instead of `vpmaddubsw` + `vpmaddwd` (exact: no 16-bit
-//! saturation is possible with these operands either way).
+//! saturation is possible with these operands either way). With `vnni`,
+//! decode (one activation row) goes to the 512-bit kernel of `avx512.rs`
+//! instead; without it, decode here runs four weight rows per pass.
 //!
 //! Every function here is only reached through `Kernel::Avx2` or
 //! `Kernel::Avx512Vnni`, which exist only after runtime detection of their
@@ -87,6 +89,7 @@ pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32], vnni: 
             (QType::Q4_0, false) => tile_fmt::<Q40>(w, nrows, acts, out),
             (QType::Q4_1, false) => tile_fmt::<Q41>(w, nrows, acts, out),
             (QType::Q8_0, false) => tile_fmt::<Q80>(w, nrows, acts, out),
+            (_, true) if m == 1 => super::avx512::gemv(qtype, w, acts, out),
             (QType::Q4_0, true) => tile_fmt_vnni::<Q40>(w, nrows, acts, out),
             (QType::Q4_1, true) => tile_fmt_vnni::<Q41>(w, nrows, acts, out),
             (QType::Q8_0, true) => tile_fmt_vnni::<Q80>(w, nrows, acts, out),
@@ -95,7 +98,7 @@ pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32], vnni: 
 }
 
 /// One GGML weight format, as the micro-kernel sees it.
-trait Fmt {
+pub(super) trait Fmt {
     const TYPE: QType;
     /// 4-bit formats read pairs of blocks per load (activations paired).
     const PAIRED: bool;
@@ -120,9 +123,9 @@ trait Fmt {
     unsafe fn offset(d: __m256, m: __m256) -> Option<__m256>;
 }
 
-struct Q40;
-struct Q41;
-struct Q80;
+pub(super) struct Q40;
+pub(super) struct Q41;
+pub(super) struct Q80;
 
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
@@ -199,11 +202,17 @@ unsafe fn tile_body<F: Fmt, const VNNI: bool>(
     let nc = acts.m;
     let o = out.as_mut_ptr();
     if nc == 1 {
-        // Decode: one weight row at a time reads the matrix as a single
-        // sequential stream, which the hardware prefetcher follows; tiles of
-        // rows (no reuse to gain with one activation row) would interleave
-        // several streams and stall on memory.
-        for r in 0..nrows {
+        // Decode: four weight rows per pass share each activation load and
+        // keep four independent accumulators; the rows a few passes ahead
+        // are prefetched (rows are contiguous, so this is one stream).
+        let row_bytes = acts.k / BLOCK * F::TYPE.block_bytes();
+        let mut r = 0;
+        while r + 4 <= nrows {
+            prefetch_ahead(w.as_ptr(), row_bytes, r);
+            micro::<F, VNNI, 4, 1>(w, r, acts, 0, o.add(r), 1);
+            r += 4;
+        }
+        for r in r..nrows {
             micro::<F, VNNI, 1, 1>(w, r, acts, 0, o.add(r), 1);
         }
         return;
@@ -346,6 +355,22 @@ unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
         for j in 0..C {
             *out.add(i * out_stride + j) = hsum(acc[i][j]);
         }
+    }
+}
+
+/// Decode reads four rows of `row_bytes` at `w` per pass; before the pass
+/// over rows `r..r + 4` this asks for the rows two passes ahead, so they
+/// are on their way from memory while this pass computes (rows are
+/// contiguous: one stream, which the hardware prefetcher follows too, but
+/// not far enough ahead).
+#[inline(always)]
+pub(super) unsafe fn prefetch_ahead(w: *const u8, row_bytes: usize, r: usize) {
+    // A prefetch is a hint that never faults: past the end is harmless.
+    let ahead = w.wrapping_add((r + 8) * row_bytes);
+    let mut at = 0;
+    while at < 4 * row_bytes {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(at) as *const i8);
+        at += 64;
     }
 }
 

@@ -18,6 +18,7 @@
 //! scales for the SIMD kernel instead of eight scalar conversions.
 
 mod avx2;
+mod avx512;
 mod neon;
 mod scalar;
 

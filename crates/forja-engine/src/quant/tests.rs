@@ -93,7 +93,19 @@ fn simd_kernels_match_scalar_reference() {
 
 fn compare_with_scalar(kernel: Kernel) {
     for qtype in ALL {
-        for (m, rows, cols) in [(1, 5, 64), (2, 8, 128), (5, 13, 320), (3, 9, 576), (2, 4, 96)] {
+        // Decode (m = 1) shapes cover passes of four rows and single rows,
+        // and groups with 4-block steps, a trailing pair and a single block.
+        for (m, rows, cols) in [
+            (1, 5, 64),
+            (1, 9, 224),
+            (1, 13, 576),
+            (1, 4, 416),
+            (1, 7, 96),
+            (2, 8, 128),
+            (5, 13, 320),
+            (3, 9, 576),
+            (2, 4, 96),
+        ] {
             let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 4)).unwrap();
             let x = data(m * cols, 5);
             let natural = QActs::quantize(&x, m, cols, ActLayout::Natural);
