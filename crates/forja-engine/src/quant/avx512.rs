@@ -19,6 +19,7 @@
 
 use super::avx2::{prefetch_ahead, Fmt, Q40, Q41, Q80};
 use super::{QActs, QType, BLOCK, GROUP};
+use crate::simd::x86::hsum;
 use std::arch::x86_64::*;
 
 /// `out[r] = w_r · a` for the `out.len()` rows at the start of `w` and the
@@ -172,9 +173,23 @@ unsafe fn pass<F: Fmt, const R: usize>(
         }
         g0 += n;
     }
+    // Each row's 512-bit and 256-bit accumulators folded to 256 bits, then
+    // four rows reduced together (one horizontal-add tree for all four
+    // instead of a shuffle chain each).
+    let mut y = [_mm256_setzero_ps(); R];
     for i in 0..R {
-        let y = _mm512_zextps256_ps512(acc_y[i]);
-        *out.add(i) = _mm512_reduce_add_ps(_mm512_add_ps(acc[i], y));
+        let v = _mm512_castps_pd(acc[i]);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(v));
+        y[i] = _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(acc[i]), hi), acc_y[i]);
+    }
+    if R == 4 {
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
+        let sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        _mm_storeu_ps(out, sums);
+    } else {
+        for i in 0..R {
+            *out.add(i) = hsum(y[i]);
+        }
     }
 }
 
