@@ -20,12 +20,7 @@ fn use_fused(xs: &[&Tensor]) -> bool {
 /// Runs `f` on the data of two tensors made contiguous.
 fn with2<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&[f32], &[f32]) -> R) -> Result<R> {
     let (a, b) = (a.contiguous()?, b.contiguous()?);
-    with_f32(&a, |a| with_f32(&b, |b| f(a, b)))?
-}
-
-/// The elements of a tensor, copied to a `Vec<f32>` (any layout).
-pub(crate) fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+    with_f32s([&a, &b], |[a, b]| f(a, b))
 }
 
 /// A new tensor shaped like `like` from `data`.
@@ -35,11 +30,25 @@ pub(crate) fn like(data: Vec<f32>, like: &Tensor) -> Result<Tensor> {
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor, without copying.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(f32_slice(s, layout, "with_f32")?)),
-        _ => candle_core::bail!("with_f32: tensor is not on the CPU"),
+    with_f32s([t], |[x]| f(x))
+}
+
+/// Runs `f` on the f32 data of several contiguous CPU tensors at once,
+/// without copying (a backward pass reads its inputs and the incoming
+/// gradient in place instead of copying them first).
+pub(crate) fn with_f32s<R, const N: usize>(
+    ts: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> Result<R> {
+    let guards = ts.map(|t| t.storage_and_layout());
+    let mut slices: [&[f32]; N] = [&[]; N];
+    for (slice, (storage, layout)) in slices.iter_mut().zip(&guards) {
+        *slice = match &**storage {
+            candle_core::Storage::Cpu(s) => f32_slice(s, layout, "with_f32")?,
+            _ => candle_core::bail!("with_f32: tensor is not on the CPU"),
+        };
     }
+    Ok(f(slices))
 }
 
 pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {

@@ -13,7 +13,7 @@
 
 use super::{gemm_into, Mat};
 use crate::attention::Heads;
-use crate::ops::{f32_slice, like, to_f32_vec};
+use crate::ops::{f32_slice, like, with_f32s};
 use crate::parallel;
 use crate::simd;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -142,10 +142,30 @@ impl CustomOp3 for Attention {
         if probs.is_empty() {
             candle_core::bail!("attention: backward without a kept forward pass")
         }
+        let grad = grad.contiguous()?;
+        // The inputs, output and incoming gradient are read in place.
+        with_f32s([q, k, v, res, &grad], |[qs, ks, vs, o, go]| {
+            self.backward(probs, qs, ks, vs, o, go, q, k, v)
+        })?
+    }
+}
+
+impl Attention {
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        probs: Vec<Vec<f32>>,
+        qs: &[f32],
+        ks: &[f32],
+        vs: &[f32],
+        o: &[f32],
+        go: &[f32],
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Views { t, hd, q_rs, kv_rs } = self.views();
         let scale = 1.0 / (hd as f32).sqrt();
-        let (qs, ks, vs) = (to_f32_vec(q)?, to_f32_vec(k)?, to_f32_vec(v)?);
-        let (o, go) = (to_f32_vec(res)?, to_f32_vec(grad)?);
         // Per task: P (becomes ∂S), then ∂Q, ∂K, ∂V [t, hd] (∂K and ∂V
         // before summing the group).
         type Task = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);

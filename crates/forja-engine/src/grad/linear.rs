@@ -12,8 +12,8 @@
 //!   `∂W` when the head trains) during the forward pass, since the loss is
 //!   the graph's output: backward only scales them.
 
-use super::{matmul, Mat};
-use crate::ops::{f32_slice, like, to_f32_vec, with_f32};
+use super::{matmul, matmul_new, Mat};
+use crate::ops::{f32_slice, like, with_f32, with_f32s};
 use crate::parallel;
 use crate::simd;
 use candle_core::{
@@ -48,8 +48,7 @@ impl CustomOp1 for FrozenLinear {
             candle_core::bail!("frozen_linear: input {:?} does not end in {k}", l.dims())
         }
         let m = x.len() / k;
-        let mut y = vec![0f32; m * n];
-        with_f32(&self.w, |w| matmul(m, n, k, &mut y, Mat::rows(x, k), Mat::t(w, k), false))?;
+        let y = with_f32(&self.w, |w| matmul_new(m, n, k, Mat::rows(x, k), Mat::t(w, k)))?;
         let mut dims = l.dims().to_vec();
         *dims.last_mut().expect("rank >= 1") = n;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -58,10 +57,9 @@ impl CustomOp1 for FrozenLinear {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (n, k) = (self.n, self.k);
         let m = grad.elem_count() / n;
-        let mut gx = vec![0f32; m * k];
-        with_f32(&grad.contiguous()?, |g| {
-            with_f32(&self.w, |w| matmul(m, k, n, &mut gx, Mat::rows(g, n), Mat::rows(w, k), false))
-        })??;
+        let gx = with_f32s([&grad.contiguous()?, &self.w], |[g, w]| {
+            matmul_new(m, k, n, Mat::rows(g, n), Mat::rows(w, k))
+        })?;
         Ok(Some(Tensor::from_vec(gx, arg.shape(), arg.device())?))
     }
 }
@@ -135,11 +133,9 @@ impl CustomOp3 for LoraLinear {
             candle_core::bail!("lora_linear: input {:?} does not end in {k}", l1.dims())
         }
         let m = x.len() / k;
-        let mut y = vec![0f32; m * n];
-        with_f32(&self.w, |w| matmul(m, n, k, &mut y, Mat::rows(x, k), Mat::t(w, k), false))?;
+        let mut y = with_f32(&self.w, |w| matmul_new(m, n, k, Mat::rows(x, k), Mat::t(w, k)))?;
         let xd = self.masked(x);
-        let mut h = vec![0f32; m * r];
-        matmul(m, r, k, &mut h, Mat::rows(&xd, k), Mat::t(a, k), false);
+        let mut h = matmul_new(m, r, k, Mat::rows(&xd, k), Mat::t(a, k));
         h.iter_mut().for_each(|v| *v *= self.scale);
         matmul(m, n, r, &mut y, Mat::rows(&h, r), Mat::t(b, r), true);
         *self.hidden.lock().expect("not poisoned") = h;
@@ -160,32 +156,28 @@ impl CustomOp3 for LoraLinear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, k, r) = self.dims;
         let h = std::mem::take(&mut *self.hidden.lock().expect("not poisoned"));
-        let (xs, av, bv, dy) = (to_f32_vec(x)?, to_f32_vec(a)?, to_f32_vec(b)?, to_f32_vec(grad)?);
-        let m = xs.len() / k;
-        if h.len() != m * r {
-            candle_core::bail!("lora_linear: backward without a forward pass")
-        }
-        let mut g = vec![0f32; m * r];
-        matmul(m, r, n, &mut g, Mat::rows(&dy, n), Mat::rows(&bv, r), false);
-        g.iter_mut().for_each(|v| *v *= self.scale);
-        // ∂x: the adapter part first (masked), then the base product on top.
-        let mut dx = vec![0f32; m * k];
-        matmul(m, k, r, &mut dx, Mat::rows(&g, r), Mat::rows(&av, k), false);
-        if let Some(mask) = &self.mask {
-            dx.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
-        }
-        with_f32(&self.w, |w| matmul(m, k, n, &mut dx, Mat::rows(&dy, n), Mat::rows(w, k), true))?;
-        let ga = a.track_op().then(|| {
-            let xd = self.masked(&xs);
-            let mut ga = vec![0f32; r * k];
-            matmul(r, k, m, &mut ga, Mat::t(&g, r), Mat::rows(&xd, k), false);
-            ga
-        });
-        let gb = b.track_op().then(|| {
-            let mut gb = vec![0f32; n * r];
-            matmul(n, r, m, &mut gb, Mat::t(&dy, n), Mat::rows(&h, r), false);
-            gb
-        });
+        let grad = grad.contiguous()?;
+        // The inputs and the incoming gradient are read in place.
+        let (dx, ga, gb) = with_f32s([x, a, b, &grad, &self.w], |[xs, av, bv, dy, w]| {
+            let m = xs.len() / k;
+            if h.len() != m * r {
+                candle_core::bail!("lora_linear: backward without a forward pass")
+            }
+            let mut g = matmul_new(m, r, n, Mat::rows(dy, n), Mat::rows(bv, r));
+            g.iter_mut().for_each(|v| *v *= self.scale);
+            // ∂x: the adapter part first (masked), then the base product on top.
+            let mut dx = matmul_new(m, k, r, Mat::rows(&g, r), Mat::rows(av, k));
+            if let Some(mask) = &self.mask {
+                dx.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
+            }
+            matmul(m, k, n, &mut dx, Mat::rows(dy, n), Mat::rows(w, k), true);
+            let ga = a.track_op().then(|| {
+                let xd = self.masked(xs);
+                matmul_new(r, k, m, Mat::t(&g, r), Mat::rows(&xd, k))
+            });
+            let gb = b.track_op().then(|| matmul_new(n, r, m, Mat::t(dy, n), Mat::rows(&h, r)));
+            Ok((dx, ga, gb))
+        })??;
         let mk = |g: Vec<f32>, like: &Tensor| Tensor::from_vec(g, like.shape(), like.device());
         Ok((Some(mk(dx, x)?), ga.map(|g| mk(g, a)).transpose()?, gb.map(|g| mk(g, b)).transpose()?))
     }

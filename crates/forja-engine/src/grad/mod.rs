@@ -15,6 +15,7 @@ pub(crate) use linear::{cross_entropy, frozen_linear, lora_linear};
 
 use crate::parallel;
 use candle_core::{DType, Tensor};
+use std::mem::MaybeUninit;
 
 /// A row-major or transposed view of a matrix: element `(i, j)` is
 /// `data[i * rs + j * cs]`.
@@ -40,8 +41,29 @@ impl<'a> Mat<'a> {
 /// `dst` starts at `i * dst_rs`.
 #[allow(unsafe_code)]
 pub(crate) fn gemm_into(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: &mut [f32],
+    dst_rs: usize,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    acc: bool,
+) {
+    // SAFETY: same memory, viewed as possibly uninitialised; `gemm_uninit`
+    // only ever stores initialised floats into it.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    // SAFETY: `dst` is initialised, so accumulating into it reads floats.
+    unsafe { gemm_uninit(dims, dst, dst_rs, a, b, acc) }
+}
+
+/// [`gemm_into`] into memory that may be uninitialised: every element of
+/// the `m × n` window is written.
+///
+/// # Safety
+/// With `acc`, the window must be initialised.
+#[allow(unsafe_code)]
+unsafe fn gemm_uninit(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [MaybeUninit<f32>],
     dst_rs: usize,
     a: Mat<'_>,
     b: Mat<'_>,
@@ -53,7 +75,7 @@ pub(crate) fn gemm_into(
     assert!(dst.len() >= (m - 1) * dst_rs + n && dst_rs >= n, "gemm: destination too small");
     if k == 0 {
         if !acc {
-            dst.chunks_mut(dst_rs).take(m).for_each(|r| r[..n].fill(0.0));
+            dst.chunks_mut(dst_rs).take(m).for_each(|r| r[..n].fill(MaybeUninit::new(0.0)));
         }
         return;
     }
@@ -61,13 +83,15 @@ pub(crate) fn gemm_into(
     assert!(last(a, m, k) < a.data.len(), "gemm: lhs too small");
     assert!(last(b, k, n) < b.data.len(), "gemm: rhs too small");
     // SAFETY: the asserts above bound every element the kernel reads or
-    // writes; `dst` is borrowed mutably, `a` and `b` shared.
+    // writes; `dst` is borrowed mutably, `a` and `b` shared; without `acc`
+    // the kernel does not read `dst` (`read_dst` false), with it the caller
+    // guarantees `dst` is initialised.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr() as *mut f32,
             1,
             dst_rs as isize,
             acc,
@@ -99,6 +123,43 @@ pub(crate) fn matmul(
     acc: bool,
 ) {
     assert_eq!(dst.len(), m * n, "matmul: destination size");
+    // SAFETY: as in `gemm_into`: initialised floats viewed as maybe-uninit.
+    #[allow(unsafe_code)]
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    // SAFETY: `dst` is initialised.
+    #[allow(unsafe_code)]
+    unsafe {
+        matmul_uninit(m, n, k, dst, a, b, acc)
+    }
+}
+
+/// `a[m, k] · b[k, n]` as a new row-major `Vec`, in parallel. The output is
+/// written once by the products (no zero-filling first: for the `[tokens,
+/// hidden]` outputs of a training step that was a serial pass over memory
+/// while the other threads waited).
+pub(crate) fn matmul_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
+    let mut dst = Vec::with_capacity(m * n);
+    // SAFETY: without `acc` every element of the `m × n` window is written.
+    #[allow(unsafe_code)]
+    unsafe {
+        matmul_uninit(m, n, k, &mut dst.spare_capacity_mut()[..m * n], a, b, false);
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// # Safety
+/// With `acc`, `dst` must be initialised.
+#[allow(unsafe_code)]
+unsafe fn matmul_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [MaybeUninit<f32>],
+    a: Mat<'_>,
+    b: Mat<'_>,
+    acc: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -108,7 +169,8 @@ pub(crate) fn matmul(
     parallel::for_chunks_mut(dst, block * n, |i, d| {
         let r0 = i * block;
         let a = Mat { data: &a.data[r0 * a.rs..], ..a };
-        gemm_into((d.len() / n, n, k), d, n, a, b, acc);
+        // SAFETY: the caller's promise, for this block of rows.
+        unsafe { gemm_uninit((d.len() / n, n, k), d, n, a, b, acc) };
     });
 }
 
