@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Peak multiply-add throughput of one core, per instruction kind: f32 FMA
+# (AVX2 and AVX-512) against AVX-512 BF16's `vdpbf16ps`, which is what a
+# BF16 training path would use for its products. Decides whether BF16
+# products can pay on this CPU: they must beat the f32 FMA's FLOP rate.
+# Needs gcc; kinds the CPU lacks are skipped.
+#
+# usage: bench/isa-peak.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cat >"$dir/peak.c" <<'C'
+#include <immintrin.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+#define N 400000000L
+/* Twelve independent chains hide each instruction's latency. */
+#define RUN(name, T, U, zero, x, y, op, flops)                                   \
+  do {                                                                      \
+    T a[12]; for (int i = 0; i < 12; i++) a[i] = zero;                      \
+    U xx = x, yy = y; double t = now();                                     \
+    for (long n = 0; n < N / 12; n++) {                                     \
+      _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = op;      \
+      __asm__ volatile("" : "+v"(xx));                                      \
+    }                                                                       \
+    t = now() - t; volatile T sink = a[0]; (void)sink;                      \
+    for (int i = 1; i < 12; i++) { sink = a[i]; }                           \
+    printf("| %s | %.2f | %.1f |\n", name, N / t / 1e9, N * (double)(flops) / t / 1e9); \
+  } while (0)
+__attribute__((target("avx2,fma"))) static void f32_256(void) {
+  RUN("f32 FMA, 256-bit (vfmadd231ps ymm)", __m256, __m256, _mm256_setzero_ps(), _mm256_set1_ps(1.0001f),
+      _mm256_set1_ps(0.9999f), _mm256_fmadd_ps(xx, yy, a[i]), 16);
+}
+__attribute__((target("avx512f"))) static void f32_512(void) {
+  RUN("f32 FMA, 512-bit (vfmadd231ps zmm)", __m512, __m512, _mm512_setzero_ps(), _mm512_set1_ps(1.0001f),
+      _mm512_set1_ps(0.9999f), _mm512_fmadd_ps(xx, yy, a[i]), 32);
+}
+__attribute__((target("avx512f,avx512bf16"))) static void bf16_512(void) {
+  RUN("BF16 dot, 512-bit (vdpbf16ps zmm)", __m512, __m512bh, _mm512_setzero_ps(),
+      (__m512bh)_mm512_set1_epi16(0x3f80), (__m512bh)_mm512_set1_epi16(0x3f80),
+      _mm512_dpbf16_ps(a[i], xx, yy), 64);
+}
+int main(void) {
+  __builtin_cpu_init();
+  printf("| instruction | G instructions/s | GFLOP/s |\n| --- | ---: | ---: |\n");
+  if (__builtin_cpu_supports("fma")) f32_256();
+  if (__builtin_cpu_supports("avx512f")) f32_512();
+  if (__builtin_cpu_supports("avx512bf16")) bf16_512();
+  return 0;
+}
+C
+gcc -O2 -o "$dir/peak" "$dir/peak.c"
+echo "cpu: $(bench/cpu.sh)  (one thread)" >&2
+"$dir/peak"
