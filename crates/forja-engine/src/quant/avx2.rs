@@ -262,14 +262,7 @@ unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
         let base = g0 * bb;
         let mask = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes));
         for i in 0..R {
-            let rp = wp.add(i * row_bytes + base);
-            let d = _mm256_cvtph_ps(_mm_loadu_si128(rp as *const __m128i));
-            let m = if halves == 2 {
-                _mm256_cvtph_ps(_mm_loadu_si128(rp.add(2 * n) as *const __m128i))
-            } else {
-                d
-            };
-            let off = F::offset(d, m);
+            let (d, off) = group_scales::<F>(wp.add(i * row_bytes + base), n);
             for j in 0..C {
                 let da = _mm256_loadu_ps(ad.add(j * nb + g0));
                 scale[i][j] = _mm256_mul_ps(d, da);
@@ -285,19 +278,8 @@ unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
         if F::PAIRED {
             // Two 4-bit blocks per 32-byte load: low nibbles of both, then high
             // nibbles of both, against paired activations.
-            let m4 = _mm256_set1_epi8(0x0F);
-            let ones = _mm256_set1_epi16(1);
             while b + 2 <= n {
-                let idx = _mm256_setr_epi32(
-                    b as i32,
-                    b as i32,
-                    b as i32,
-                    b as i32,
-                    b as i32 + 1,
-                    b as i32 + 1,
-                    b as i32 + 1,
-                    b as i32 + 1,
-                );
+                let idx = pair_lanes(b);
                 let mut alo = [_mm256_setzero_si256(); C];
                 let mut ahi = [_mm256_setzero_si256(); C];
                 for j in 0..C {
@@ -306,23 +288,9 @@ unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
                     ahi[j] = _mm256_loadu_si256(ap.add(32) as *const __m256i);
                 }
                 for i in 0..R {
-                    let v = _mm256_loadu_si256(
-                        wp.add(i * row_bytes + qbase + b * qb) as *const __m256i
-                    );
-                    let lo = _mm256_and_si256(v, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                    let (lo, hi) = nibble_pair(wp.add(i * row_bytes + qbase + b * qb));
                     for j in 0..C {
-                        let p32 = if VNNI {
-                            let lo32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, alo[j]);
-                            _mm256_dpbusd_epi32(lo32, hi, ahi[j])
-                        } else {
-                            let s16 = _mm256_add_epi16(
-                                _mm256_maddubs_epi16(lo, alo[j]),
-                                _mm256_maddubs_epi16(hi, ahi[j]),
-                            );
-                            _mm256_madd_epi16(s16, ones)
-                        };
-                        let p = _mm256_cvtepi32_ps(p32);
+                        let p = _mm256_cvtepi32_ps(pair_dot::<VNNI>(lo, hi, alo[j], ahi[j]));
                         let s = _mm256_permutevar8x32_ps(scale[i][j], idx);
                         acc[i][j] = _mm256_fmadd_ps(p, s, acc[i][j]);
                     }
@@ -355,6 +323,55 @@ unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
         for j in 0..C {
             *out.add(i * out_stride + j) = hsum(acc[i][j]);
         }
+    }
+}
+
+/// The weight scales of the group of `n` blocks at `rp` (eight lanes, the
+/// first `n` valid) and the coefficient of its offset term
+/// ([`Fmt::offset`]).
+#[inline(always)]
+pub(super) unsafe fn group_scales<F: Fmt>(rp: *const u8, n: usize) -> (__m256, Option<__m256>) {
+    let d = _mm256_cvtph_ps(_mm_loadu_si128(rp as *const __m128i));
+    let m = if F::TYPE.header_halves() == 2 {
+        _mm256_cvtph_ps(_mm_loadu_si128(rp.add(2 * n) as *const __m128i))
+    } else {
+        d
+    };
+    (d, F::offset(d, m))
+}
+
+/// The scale lanes of a pair of blocks starting at block `b` of a group:
+/// lanes 0–3 take scale `b`, lanes 4–7 scale `b + 1`.
+#[inline(always)]
+pub(super) unsafe fn pair_lanes(b: usize) -> __m256i {
+    let (x, y) = (b as i32, b as i32 + 1);
+    _mm256_setr_epi32(x, x, x, x, y, y, y, y)
+}
+
+/// The 32 bytes of a pair of 4-bit blocks at `p`, as their low and their
+/// high nibbles.
+#[inline(always)]
+pub(super) unsafe fn nibble_pair(p: *const u8) -> (__m256i, __m256i) {
+    let v = _mm256_loadu_si256(p as *const __m256i);
+    let m4 = _mm256_set1_epi8(0x0F);
+    (_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4))
+}
+
+/// The int8 dot products of a pair of 4-bit blocks (`lo`, `hi` from
+/// [`nibble_pair`]) with paired activations, as 8 i32 sums: lanes 0–3 the
+/// first block, 4–7 the second. One `vpdpbusd` per half with `VNNI`.
+#[inline(always)]
+pub(super) unsafe fn pair_dot<const VNNI: bool>(
+    lo: __m256i,
+    hi: __m256i,
+    alo: __m256i,
+    ahi: __m256i,
+) -> __m256i {
+    if VNNI {
+        _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, alo), hi, ahi)
+    } else {
+        let s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+        _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
     }
 }
 

@@ -17,7 +17,9 @@
 #![allow(unsafe_code)]
 #![allow(clippy::needless_range_loop)]
 
-use super::avx2::{prefetch_ahead, Fmt, Q40, Q41, Q80};
+use super::avx2::{
+    group_scales, nibble_pair, pair_dot, pair_lanes, prefetch_ahead, Fmt, Q40, Q41, Q80,
+};
 use super::{QActs, QType, BLOCK, GROUP};
 use crate::simd::x86::hsum;
 use std::arch::x86_64::*;
@@ -80,15 +82,9 @@ unsafe fn pass<F: Fmt, const R: usize>(
         let da = _mm256_loadu_ps(ad.add(g0));
         let dsa = _mm256_loadu_ps(ads.add(g0));
         for i in 0..R {
-            let rp = wp.add(i * row_bytes + base);
-            let d = _mm256_cvtph_ps(_mm_loadu_si128(rp as *const __m128i));
-            let m = if halves == 2 {
-                _mm256_cvtph_ps(_mm_loadu_si128(rp.add(2 * n) as *const __m128i))
-            } else {
-                d
-            };
+            let (d, off) = group_scales::<F>(wp.add(i * row_bytes + base), n);
             scale[i] = _mm256_mul_ps(d, da);
-            if let Some(off) = F::offset(d, m) {
+            if let Some(off) = off {
                 acc_y[i] = _mm256_add_ps(acc_y[i], _mm256_and_ps(_mm256_mul_ps(off, dsa), mask));
             }
         }
@@ -117,30 +113,12 @@ unsafe fn pass<F: Fmt, const R: usize>(
                 let a = ap.add(b * BLOCK);
                 let alo = _mm256_loadu_si256(a as *const __m256i);
                 let ahi = _mm256_loadu_si256(a.add(32) as *const __m256i);
-                let idx = _mm256_setr_epi32(
-                    b as i32,
-                    b as i32,
-                    b as i32,
-                    b as i32,
-                    b as i32 + 1,
-                    b as i32 + 1,
-                    b as i32 + 1,
-                    b as i32 + 1,
-                );
-                let m4 = _mm256_set1_epi8(0x0F);
+                let idx = pair_lanes(b);
                 for i in 0..R {
-                    let v = _mm256_loadu_si256(
-                        wp.add(i * row_bytes + qbase + b * qb) as *const __m256i
-                    );
-                    let lo = _mm256_and_si256(v, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
-                    let p = _mm256_dpbusd_epi32(
-                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, alo),
-                        hi,
-                        ahi,
-                    );
+                    let (lo, hi) = nibble_pair(wp.add(i * row_bytes + qbase + b * qb));
+                    let p = _mm256_cvtepi32_ps(pair_dot::<true>(lo, hi, alo, ahi));
                     let s = _mm256_permutevar8x32_ps(scale[i], idx);
-                    acc_y[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc_y[i]);
+                    acc_y[i] = _mm256_fmadd_ps(p, s, acc_y[i]);
                 }
                 b += 2;
             }
