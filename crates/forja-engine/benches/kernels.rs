@@ -23,7 +23,14 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 fn main() {
     let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
     let pool = SpinPool::new(threads).unwrap();
-    println!("{threads} thread(s)");
+    // The CPU and the kernel level every figure ran on (BENCHMARKS.md
+    // records both).
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(str::to_owned))
+        .and_then(|l| l.split(':').nth(1).map(|m| m.trim().to_owned()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    println!("cpu: {cpu}, kernel level: {}, {threads} thread(s)", forja_engine::isa::Isa::active());
     pool.install(|| {
         println!("| format | rows x cols | m | copies | weight GB/s | GMAC/s |");
         println!("| --- | --- | ---: | ---: | ---: | ---: |");
