@@ -66,10 +66,15 @@ fn scheduled_tasks_back_up_collect_garbage_and_report_on_an_accelerated_clock() 
     // A daily task with the skip policy whose last fire before `later` is
     // 3 hours late by then.
     let skip_hour = ((later.rem_euclid(86_400) / 3600) + 21) % 24;
+    // GC's first fire 9-10 clock hours (seconds) after the start, when the
+    // orphan planted below is past its 2 h grace. With the default time
+    // (04:30) a run starting between 02:30 and 04:30 fired GC before the
+    // orphan was old enough, and that run satisfied the wait below.
+    let gc_hour = ((start.rem_euclid(86_400) / 3600) + 10) % 24;
     std::fs::write(
         data.join("forja.toml"),
         format!(
-            "[tasks.gc]\ngrace_hours = 2\n[tasks.backup]\nkeep = 2\n\
+            "[tasks.gc]\ngrace_hours = 2\ncron = \"0 {gc_hour} * * *\"\n[tasks.backup]\nkeep = 2\n\
              [tasks.report]\ntz = \"Europe/Madrid\"\ncron = \"0 8 * * *\"\n\
              [tasks.compact]\ncron = \"0 {skip_hour} * * *\"\nmissed = \"skip\"\n"
         ),
