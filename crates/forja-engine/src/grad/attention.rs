@@ -144,26 +144,23 @@ impl CustomOp3 for Attention {
         }
         let grad = grad.contiguous()?;
         // The inputs, output and incoming gradient are read in place.
-        with_f32s([q, k, v, res, &grad], |[qs, ks, vs, o, go]| {
-            self.backward(probs, qs, ks, vs, o, go, q, k, v)
-        })?
+        let (dq, dk, dv) = with_f32s([q, k, v, res, &grad], |[qs, ks, vs, o, go]| {
+            self.backward(probs, [qs, ks, vs], o, go)
+        })?;
+        Ok((Some(like(dq, q)?), Some(like(dk, k)?), Some(like(dv, v)?)))
     }
 }
 
 impl Attention {
-    #[allow(clippy::too_many_arguments)]
+    /// `∂Q`, `∂K`, `∂V` from the kept probabilities, the inputs `q, k, v`,
+    /// the output `o` and its gradient `go`.
     fn backward(
         &self,
         probs: Vec<Vec<f32>>,
-        qs: &[f32],
-        ks: &[f32],
-        vs: &[f32],
+        [qs, ks, vs]: [&[f32]; 3],
         o: &[f32],
         go: &[f32],
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let Views { t, hd, q_rs, kv_rs } = self.views();
         let scale = 1.0 / (hd as f32).sqrt();
         // Per task: P (becomes ∂S), then ∂Q, ∂K, ∂V [t, hd] (∂K and ∂V
@@ -209,7 +206,7 @@ impl Attention {
                 dvr.iter_mut().zip(&gv[r * hd..][..hd]).for_each(|(a, b)| *a += b);
             }
         }
-        Ok((Some(like(dq, q)?), Some(like(dk, k)?), Some(like(dv, v)?)))
+        (dq, dk, dv)
     }
 }
 
