@@ -21,6 +21,7 @@ mod avx2;
 mod avx512;
 mod neon;
 mod scalar;
+mod tiled;
 
 use crate::parallel;
 use half::f16;
@@ -33,6 +34,9 @@ pub const GROUP: usize = 8;
 
 /// Slack after the data so SIMD loads of a tail group stay in bounds.
 const PAD: usize = 64;
+
+/// Rows per tile of the interleaved layout (`tiled.rs`).
+pub(crate) const TILE: usize = 16;
 
 /// A GGML block format with a kernel in this module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,12 +105,17 @@ impl std::str::FromStr for QType {
     }
 }
 
-/// A `rows × cols` matrix in a GGML block format, row-major, grouped.
+/// A `rows × cols` matrix in a GGML block format: row-major and grouped,
+/// or (at the AVX-512 level) its first `tiled` rows interleaved in tiles
+/// of [`TILE`] rows (`tiled.rs`) and the rest grouped.
 #[derive(Clone)]
 pub struct QMatrix {
     qtype: QType,
     rows: usize,
     cols: usize,
+    /// Leading rows stored in tiles (a multiple of [`TILE`]; 0 when the
+    /// active kernel reads only the grouped layout).
+    tiled: usize,
     data: Vec<u8>,
 }
 
@@ -162,8 +171,24 @@ impl QMatrix {
                 got: ggml.len(),
             });
         }
-        let data = regroup(qtype, cols / BLOCK, &ggml, true);
-        Ok(QMatrix { qtype, rows, cols, data })
+        Ok(Self::laid_out(qtype, rows, cols, &ggml, Kernel::detect()))
+    }
+
+    /// GGML bytes (sizes checked) in the layout `kernel` reads.
+    fn laid_out(qtype: QType, rows: usize, cols: usize, ggml: &[u8], kernel: Kernel) -> Self {
+        let nb = cols / BLOCK;
+        let mut data = regroup(qtype, nb, ggml);
+        let tiled = if kernel.tiles() { rows / TILE * TILE } else { 0 };
+        let rb = nb * qtype.block_bytes();
+        interleave(qtype, nb, &ggml[..tiled * rb], &mut data[..tiled * rb]);
+        QMatrix { qtype, rows, cols, tiled, data }
+    }
+
+    /// The same matrix in the layout `kernel` reads (tests run every level
+    /// on one machine).
+    #[cfg(test)]
+    fn for_kernel(&self, kernel: Kernel) -> Self {
+        Self::laid_out(self.qtype, self.rows, self.cols, &self.to_ggml_bytes(), kernel)
     }
 
     /// Quantizes a row-major f32 matrix (GGML's reference rounding).
@@ -186,7 +211,34 @@ impl QMatrix {
 
     /// The matrix as GGML block data (as stored in GGUF files).
     pub fn to_ggml_bytes(&self) -> Vec<u8> {
-        regroup(self.qtype, self.cols / BLOCK, &self.data[..self.data.len() - PAD], false)
+        let (nb, bb) = (self.cols / BLOCK, self.qtype.block_bytes());
+        let mut out = vec![0u8; self.rows * nb * bb];
+        for (r, row) in out.chunks_exact_mut(nb * bb).enumerate() {
+            for (b, blk) in row.chunks_exact_mut(bb).enumerate() {
+                self.ggml_block(r, b, blk);
+            }
+        }
+        out
+    }
+
+    /// Copies block `b` of row `r` out as one GGML block, from either layout.
+    fn ggml_block(&self, r: usize, b: usize, out: &mut [u8]) {
+        let (nb, rb) = (self.cols / BLOCK, self.row_bytes());
+        if r >= self.tiled {
+            return ggml_block(self.qtype, &self.data[r * rb..][..rb], nb, b, out);
+        }
+        let tile = &self.data[r / TILE * TILE * rb..][..TILE * rb];
+        let (d, m, q) = tile_offsets(self.qtype, b, r % TILE);
+        out[..2].copy_from_slice(&tile[d..d + 2]);
+        let mut at = 2;
+        if self.qtype == QType::Q4_1 {
+            out[2..4].copy_from_slice(&tile[m..m + 2]);
+            at = 4;
+        }
+        let flip = tile_flip(self.qtype);
+        for (j, o) in out[at..].iter_mut().enumerate() {
+            *o = tile[q + j / 4 * 64 + j % 4] ^ flip;
+        }
     }
 
     /// The block format.
@@ -208,13 +260,10 @@ impl QMatrix {
 
     /// Dequantizes row `r` into `out` (`cols` long).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        let rb = self.row_bytes();
-        let row = &self.data[r * rb..(r + 1) * rb];
-        let nb = self.cols / BLOCK;
         let mut blk = [0u8; 34];
         let blk = &mut blk[..self.qtype.block_bytes()];
         for (b, o) in out.chunks_exact_mut(BLOCK).enumerate() {
-            ggml_block(self.qtype, row, nb, b, blk);
+            self.ggml_block(r, b, blk);
             scalar::dequantize_block(self.qtype, blk, o);
         }
     }
@@ -280,7 +329,10 @@ impl QMatrix {
             }
         }
         parallel::for_each_mut(&mut tasks, |_, (w, r0, out)| {
-            kernel.tile(w.qtype, &w.data[*r0 * w.row_bytes()..], acts, out);
+            // Tasks start on tile boundaries (`row_chunk`), so a task's
+            // rows are whole tiles, then grouped rows.
+            let tiled = w.tiled.saturating_sub(*r0).min(out.len() / m);
+            kernel.tile(w.qtype, &w.data[*r0 * w.row_bytes()..], tiled, acts, out);
         });
         for ((w, yt), y) in mats.iter().zip(&yts).zip(ys.iter_mut()) {
             transpose_into(yt, w.rows, m, y);
@@ -297,7 +349,8 @@ fn row_chunk(rows: usize, m: usize) -> usize {
     let tasks_per_thread = 4;
     let min_rows = (64 / m.max(1)).max(16);
     let per_task = rows.div_ceil(threads * tasks_per_thread).max(min_rows);
-    per_task.div_ceil(4) * 4
+    // Whole tiles of the interleaved layout (and passes of four rows).
+    per_task.div_ceil(TILE) * TILE
 }
 
 fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
@@ -450,6 +503,16 @@ impl Kernel {
         }
     }
 
+    /// Whether matrices for this kernel store whole tiles of rows
+    /// interleaved (`tiled.rs`).
+    fn tiles(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512Vnni {
+            return true;
+        }
+        false
+    }
+
     /// The activation layout this kernel wants for a weight format.
     fn act_layout(self, qtype: QType) -> ActLayout {
         match (self, qtype) {
@@ -470,8 +533,19 @@ impl Kernel {
     }
 
     /// Computes `out[r * m + c] = w_r · a_c` for the `out.len() / m` weight
-    /// rows at the start of `w` (grouped layout) and all `m` activation rows.
-    fn tile(self, qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32]) {
+    /// rows at the start of `w` (the first `tiled` in tiles, the rest
+    /// grouped) and all `m` activation rows.
+    fn tile(self, qtype: QType, w: &[u8], tiled: usize, acts: &QActs, out: &mut [f32]) {
+        if tiled > 0 {
+            assert!(self.tiles(), "{self:?} does not read the tiled layout");
+            let (t, rest) = out.split_at_mut(tiled * acts.m);
+            tiled::tiles(qtype, w, acts, t);
+            let rb = acts.k / BLOCK * qtype.block_bytes();
+            return self.tile(qtype, &w[tiled * rb..], 0, acts, rest);
+        }
+        if out.is_empty() {
+            return;
+        }
         match self {
             Kernel::Scalar => scalar::tile(qtype, w, acts, out),
             #[cfg(target_arch = "x86_64")]
@@ -514,22 +588,15 @@ fn ggml_block(qtype: QType, row: &[u8], nb: usize, b: usize, out: &mut [u8]) {
     out[at..].copy_from_slice(&row[q..q + qtype.quant_bytes()]);
 }
 
-/// Converts GGML's block-by-block layout to forja's grouped one
-/// (`to_grouped`, adding [`PAD`] bytes of slack), or back.
-fn regroup(qtype: QType, nb: usize, src: &[u8], to_grouped: bool) -> Vec<u8> {
+/// Converts GGML's block-by-block layout to forja's grouped one, adding
+/// [`PAD`] bytes of slack.
+fn regroup(qtype: QType, nb: usize, src: &[u8]) -> Vec<u8> {
     let bb = qtype.block_bytes();
     let row_bytes = nb * bb;
-    let rows = src.len().checked_div(row_bytes).unwrap_or(0);
-    let mut out = vec![0u8; src.len() + if to_grouped { PAD } else { 0 }];
+    let mut out = vec![0u8; src.len() + PAD];
     let hq = 2 * qtype.header_halves();
-    for r in 0..rows {
-        let s = &src[r * row_bytes..][..row_bytes];
-        let o = &mut out[r * row_bytes..][..row_bytes];
+    for (s, o) in src.chunks_exact(row_bytes).zip(out.chunks_exact_mut(row_bytes)) {
         for b in 0..nb {
-            if !to_grouped {
-                ggml_block(qtype, s, nb, b, &mut o[b * bb..][..bb]);
-                continue;
-            }
             let (d, m, q) = block_offsets(qtype, nb, b);
             let g = &s[b * bb..][..bb];
             o[d..d + 2].copy_from_slice(&g[..2]);
@@ -540,6 +607,45 @@ fn regroup(qtype: QType, nb: usize, src: &[u8], to_grouped: bool) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Byte offsets, within a tile, of tile row `i`'s scale, minimum (`Q4_1`)
+/// and first quant byte in block `b`; quant byte `j` of the block is at
+/// `q + 64 * (j / 4) + j % 4`.
+#[inline]
+fn tile_offsets(qtype: QType, b: usize, i: usize) -> (usize, usize, usize) {
+    let base = b * TILE * qtype.block_bytes();
+    let q = base + 2 * TILE * qtype.header_halves() + 4 * i;
+    (base + 2 * i, base + 2 * TILE + 2 * i, q)
+}
+
+/// What tiled quant bytes are XORed with: `Q8_0`'s are stored plus 128.
+const fn tile_flip(qtype: QType) -> u8 {
+    match qtype {
+        QType::Q8_0 => 0x80,
+        QType::Q4_0 | QType::Q4_1 => 0,
+    }
+}
+
+/// Writes whole tiles of [`TILE`] rows from GGML's layout (`ggml` and
+/// `out` the same length, a multiple of a tile).
+fn interleave(qtype: QType, nb: usize, ggml: &[u8], out: &mut [u8]) {
+    let bb = qtype.block_bytes();
+    let (rb, hq, flip) = (nb * bb, 2 * qtype.header_halves(), tile_flip(qtype));
+    for (src, tile) in ggml.chunks_exact(TILE * rb).zip(out.chunks_exact_mut(TILE * rb)) {
+        for (i, row) in src.chunks_exact(rb).enumerate() {
+            for (b, g) in row.chunks_exact(bb).enumerate() {
+                let (d, m, q) = tile_offsets(qtype, b, i);
+                tile[d..d + 2].copy_from_slice(&g[..2]);
+                if qtype == QType::Q4_1 {
+                    tile[m..m + 2].copy_from_slice(&g[2..4]);
+                }
+                for (j, &v) in g[hq..].iter().enumerate() {
+                    tile[q + j / 4 * 64 + j % 4] = v ^ flip;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -105,8 +105,20 @@ fn compare_with_scalar(kernel: Kernel) {
             (5, 13, 320),
             (3, 9, 576),
             (2, 4, 96),
+            // Whole tiles of the interleaved layout, then grouped rows.
+            (1, 16, 64),
+            (1, 37, 576),
+            (2, 32, 96),
+            (3, 21, 320),
+            (4, 16, 224),
+            (5, 48, 128),
+            (9, 33, 64),
         ] {
             let w = QMatrix::quantize(qtype, rows, cols, &data(rows * cols, 4)).unwrap();
+            let (ws, wk) = (w.for_kernel(Kernel::Scalar), w.for_kernel(kernel));
+            assert_eq!(wk.tiled, if kernel.tiles() { rows / TILE * TILE } else { 0 });
+            assert_eq!(wk.to_ggml_bytes(), ws.to_ggml_bytes(), "{kernel:?} {qtype:?}");
+            assert_eq!(wk.dequantize(), ws.dequantize(), "{kernel:?} {qtype:?}");
             let x = data(m * cols, 5);
             let natural = QActs::quantize(&x, m, cols, ActLayout::Natural);
             let mut scalar_acts = natural.clone();
@@ -129,8 +141,8 @@ fn compare_with_scalar(kernel: Kernel) {
                 }
             }
             let (mut a, mut b) = (vec![0f32; m * rows], vec![0f32; m * rows]);
-            scalar::tile(qtype, &w.data, &acts, &mut a);
-            kernel.tile(qtype, &w.data, &acts, &mut b);
+            scalar::tile(qtype, &ws.data, &acts, &mut a);
+            kernel.tile(qtype, &wk.data, wk.tiled, &acts, &mut b);
             assert!(max_rel_err(&b, &a) < 1e-5, "{kernel:?} {qtype:?} m={m} rows={rows}");
         }
     }
