@@ -88,23 +88,6 @@ mod x86 {
         }
     }
 
-    /// The activation bytes block `b` of row `c` puts against a chunk's low
-    /// and high nibbles (4-bit formats, paired layout: a pair `(2p, 2p + 1)`
-    /// stores the first halves of both blocks, then the second halves), or
-    /// against chunks `0..4` and `4..8` (`Q8_0`, natural layout).
-    #[inline(always)]
-    unsafe fn act_halves<F: Fmt>(acts: &QActs, c: usize, b: usize) -> (*const i8, *const i8) {
-        let nb = acts.k / BLOCK;
-        let row = acts.qs.as_ptr().add(c * acts.k);
-        if F::PAIRED && (b | 1) < nb {
-            let lo = row.add((b & !1) * BLOCK + 16 * (b & 1));
-            (lo, lo.add(32))
-        } else {
-            let lo = row.add(b * BLOCK);
-            (lo, lo.add(16))
-        }
-    }
-
     #[inline(always)]
     unsafe fn bcast(p: *const i8) -> __m512i {
         _mm512_set1_epi32((p as *const i32).read_unaligned())
@@ -121,82 +104,120 @@ mod x86 {
         out: *mut f32,
         m: usize,
     ) {
-        let t = F::TYPE;
         let nb = acts.k / BLOCK;
         debug_assert!(c0 + C <= m);
-        let bb = TILE * t.block_bytes();
-        let head = 2 * TILE * t.header_halves();
-        let m4 = _mm512_set1_epi8(0x0F);
+        let rows = Rows {
+            q: acts.qs.as_ptr().add(c0 * acts.k),
+            k: acts.k,
+            d: acts.d.as_ptr().add(c0 * nb),
+            dsum: acts.dsum.as_ptr().add(c0 * nb),
+            nb,
+            stream: c0 == 0,
+        };
         let mut acc = [_mm512_setzero_ps(); C];
-        for b in 0..nb {
-            let bp = wt.add(b * bb);
-            if c0 == 0 {
-                // The weights stream (contiguous tiles): ask for the block eight
-                // ahead; the hardware prefetcher alone runs too short a distance.
-                // A hint past the end is harmless.
-                let ahead = bp.wrapping_add(8 * bb);
-                let mut at = 0;
-                while at < bb {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(at) as *const i8);
-                    at += 64;
-                }
+        // Where block `b`'s activation bytes for a chunk's low and high
+        // nibbles start (4-bit formats, paired layout: a pair `(2p, 2p + 1)`
+        // stores the first halves of both blocks, then the second halves),
+        // or for chunks `0..4` and `4..8` (`Q8_0`, natural layout).
+        let mut b = 0;
+        if F::PAIRED {
+            while b + 2 <= nb {
+                let at = b * BLOCK;
+                block::<F, C>(wt, b, &rows, (at, at + 32), &mut acc);
+                block::<F, C>(wt, b + 1, &rows, (at + 16, at + 48), &mut acc);
+                b += 2;
             }
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(bp as *const __m256i));
-            let off = match t {
-                QType::Q4_0 => _mm512_mul_ps(d, _mm512_set1_ps(-8.0)),
-                QType::Q4_1 => {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(bp.add(2 * TILE) as *const __m256i))
-                }
-                QType::Q8_0 => _mm512_mul_ps(d, _mm512_set1_ps(-128.0)),
-            };
-            let qp = bp.add(head);
-            // Two independent chains per activation row (low/high nibbles, or
-            // the block's two halves), summed at the end of the block.
-            let mut s0 = [_mm512_setzero_si512(); C];
-            let mut s1 = [_mm512_setzero_si512(); C];
-            let mut ap = [(std::ptr::null::<i8>(), std::ptr::null::<i8>()); C];
-            for j in 0..C {
-                ap[j] = act_halves::<F>(acts, c0 + j, b);
-            }
-            if F::PAIRED {
-                for k in 0..4 {
-                    let v = _mm512_loadu_si512(qp.add(64 * k) as *const _);
-                    let lo = _mm512_and_si512(v, m4);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
-                    for j in 0..C {
-                        s0[j] = _mm512_dpbusd_epi32(s0[j], lo, bcast(ap[j].0.add(4 * k)));
-                        s1[j] = _mm512_dpbusd_epi32(s1[j], hi, bcast(ap[j].1.add(4 * k)));
-                    }
-                }
-            } else {
-                for k in 0..4 {
-                    let v0 = _mm512_loadu_si512(qp.add(64 * k) as *const _);
-                    let v1 = _mm512_loadu_si512(qp.add(64 * (k + 4)) as *const _);
-                    for j in 0..C {
-                        s0[j] = _mm512_dpbusd_epi32(s0[j], v0, bcast(ap[j].0.add(4 * k)));
-                        s1[j] = _mm512_dpbusd_epi32(s1[j], v1, bcast(ap[j].1.add(4 * k)));
-                    }
-                }
-            }
-            for j in 0..C {
-                let at = (c0 + j) * nb + b;
-                let da = _mm512_set1_ps(*acts.d.as_ptr().add(at));
-                let dsa = _mm512_set1_ps(*acts.dsum.as_ptr().add(at));
-                let p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[j], s1[j]));
-                acc[j] = _mm512_fmadd_ps(p, _mm512_mul_ps(d, da), acc[j]);
-                acc[j] = _mm512_fmadd_ps(off, dsa, acc[j]);
-            }
+        }
+        while b < nb {
+            block::<F, C>(wt, b, &rows, (b * BLOCK, b * BLOCK + 16), &mut acc);
+            b += 1;
         }
         if m == 1 {
             _mm512_storeu_ps(out, acc[0]);
             return;
         }
         for j in 0..C {
-            let mut rows = [0f32; TILE];
-            _mm512_storeu_ps(rows.as_mut_ptr(), acc[j]);
-            for (r, v) in rows.iter().enumerate() {
+            let mut lanes = [0f32; TILE];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j]);
+            for (r, v) in lanes.iter().enumerate() {
                 *out.add(r * m + c0 + j) = *v;
             }
+        }
+    }
+
+    /// `C` activation rows from the first one on: quants (`k` apart), and
+    /// the per-block scales and sums (`nb` apart).
+    struct Rows {
+        q: *const i8,
+        k: usize,
+        d: *const f32,
+        dsum: *const f32,
+        nb: usize,
+        /// Whether this pass is the first over the tile (the weights come
+        /// from memory; later passes find them in cache).
+        stream: bool,
+    }
+
+    /// Block `b` of a tile against the rows, whose bytes for the low and
+    /// the high half of the block start at offsets `halves`.
+    #[inline(always)]
+    unsafe fn block<F: Fmt, const C: usize>(
+        wt: *const u8,
+        b: usize,
+        rows: &Rows,
+        halves: (usize, usize),
+        acc: &mut [__m512; C],
+    ) {
+        let t = F::TYPE;
+        let bb = TILE * t.block_bytes();
+        let bp = wt.add(b * bb);
+        if rows.stream {
+            // The weights stream (contiguous tiles): ask for the block eight
+            // ahead; the hardware prefetcher alone runs too short a
+            // distance. A hint past the end is harmless.
+            let ahead = bp.wrapping_add(8 * bb);
+            let mut at = 0;
+            while at < bb {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(at) as *const i8);
+                at += 64;
+            }
+        }
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(bp as *const __m256i));
+        let off = match t {
+            QType::Q4_0 => _mm512_mul_ps(d, _mm512_set1_ps(-8.0)),
+            QType::Q4_1 => _mm512_cvtph_ps(_mm256_loadu_si256(bp.add(2 * TILE) as *const __m256i)),
+            QType::Q8_0 => _mm512_mul_ps(d, _mm512_set1_ps(-128.0)),
+        };
+        let qp = bp.add(2 * TILE * t.header_halves());
+        let (lo, hi) = (rows.q.add(halves.0), rows.q.add(halves.1));
+        // Two independent chains per activation row (low/high nibbles, or
+        // the block's two halves), summed at the end of the block.
+        let mut s0 = [_mm512_setzero_si512(); C];
+        let mut s1 = [_mm512_setzero_si512(); C];
+        let m4 = _mm512_set1_epi8(0x0F);
+        for k in 0..4 {
+            let (w0, w1) = if F::PAIRED {
+                let v = _mm512_loadu_si512(qp.add(64 * k) as *const _);
+                (_mm512_and_si512(v, m4), _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4))
+            } else {
+                (
+                    _mm512_loadu_si512(qp.add(64 * k) as *const _),
+                    _mm512_loadu_si512(qp.add(64 * (k + 4)) as *const _),
+                )
+            };
+            for j in 0..C {
+                let r = j * rows.k + 4 * k;
+                s0[j] = _mm512_dpbusd_epi32(s0[j], w0, bcast(lo.add(r)));
+                s1[j] = _mm512_dpbusd_epi32(s1[j], w1, bcast(hi.add(r)));
+            }
+        }
+        for j in 0..C {
+            let at = j * rows.nb + b;
+            let da = _mm512_set1_ps(*rows.d.add(at));
+            let dsa = _mm512_set1_ps(*rows.dsum.add(at));
+            let p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[j], s1[j]));
+            acc[j] = _mm512_fmadd_ps(p, _mm512_mul_ps(d, da), acc[j]);
+            acc[j] = _mm512_fmadd_ps(off, dsa, acc[j]);
         }
     }
 }
