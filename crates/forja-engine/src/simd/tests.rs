@@ -14,8 +14,13 @@ fn wave(n: usize, f: f32, amp: f32) -> Vec<f32> {
 #[test]
 fn row_kernels_match_plain_loops() {
     for isa in levels() {
-        for d in [1, 8, 15, 16, 24, 33, 64, 67] {
-            let (n, stride) = (5, d + 3);
+        // Rows in passes of four and leftovers; heads of one and several
+        // registers, in passes of four registers and single ones, and tails.
+        for (d, n) in [1, 8, 15, 16, 24, 33, 64, 67, 80, 128, 130]
+            .into_iter()
+            .flat_map(|d| [(d, 3), (d, 5), (d, 9)])
+        {
+            let stride = d + 3;
             let q = wave(d, 0.3, 1.0);
             let rows: Vec<f32> = (0..n * stride).map(|i| (i as f32 * 0.17).cos()).collect();
             let mut got = vec![0f32; n];
