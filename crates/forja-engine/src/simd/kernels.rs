@@ -61,32 +61,7 @@ pub(super) unsafe fn dot_rows<V: Lanes>(
 ) {
     let d = q.len();
     let dv = d - d % V::N;
-    let n = out.len();
-    let dot = |j: usize| {
-        let tail = std::slice::from_raw_parts(rows.as_ptr().add(j * stride + dv), d - dv);
-        q[dv..].iter().zip(tail).map(|(a, b)| a * b).sum::<f32>()
-    };
-    // Four rows per pass: four independent chains of multiply-adds, each
-    // query register loaded once for the four (a head of 64 values is only
-    // four AVX-512 registers, so one row's chain was mostly latency).
-    let mut j = 0;
-    while j + 4 <= n {
-        let r = rows.as_ptr().add(j * stride);
-        let mut acc = [V::splat(0.0); 4];
-        let mut i = 0;
-        while i < dv {
-            let qv = V::load(q.as_ptr().add(i));
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = qv.fma(V::load(r.add(k * stride + i)), *a);
-            }
-            i += V::N;
-        }
-        for (k, a) in acc.iter().enumerate() {
-            out[j + k] = (a.sum() + dot(j + k)) * scale;
-        }
-        j += 4;
-    }
-    for (j, o) in out.iter_mut().enumerate().skip(j) {
+    for (j, o) in out.iter_mut().enumerate() {
         let r = rows.as_ptr().add(j * stride);
         let mut acc = V::splat(0.0);
         let mut i = 0;
@@ -94,7 +69,9 @@ pub(super) unsafe fn dot_rows<V: Lanes>(
             acc = V::load(q.as_ptr().add(i)).fma(V::load(r.add(i)), acc);
             i += V::N;
         }
-        *o = (acc.sum() + dot(j)) * scale;
+        let tail = std::slice::from_raw_parts(r.add(dv), d - dv);
+        let s = acc.sum() + q[dv..].iter().zip(tail).map(|(a, b)| a * b).sum::<f32>();
+        *o = s * scale;
     }
 }
 
@@ -102,33 +79,20 @@ pub(super) unsafe fn dot_rows<V: Lanes>(
 pub(super) unsafe fn axpy_rows<V: Lanes>(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
     let d = out.len();
     let o = out.as_mut_ptr();
-    // Four registers at a time (a 64-value head in one pass at AVX-512),
-    // kept across all rows: four independent chains, each row read once.
+    // Two registers at a time, kept across all rows.
     let mut i = 0;
-    while i + 4 * V::N <= d {
-        let mut a = [V::splat(0.0); 4];
-        for (k, a) in a.iter_mut().enumerate() {
-            *a = V::load(o.add(i + k * V::N));
-        }
+    while i + 2 * V::N <= d {
+        let mut a0 = V::load(o.add(i));
+        let mut a1 = V::load(o.add(i + V::N));
         for (j, &w) in p.iter().enumerate() {
             let r = rows.as_ptr().add(j * stride + i);
             let wv = V::splat(w);
-            for (k, a) in a.iter_mut().enumerate() {
-                *a = wv.fma(V::load(r.add(k * V::N)), *a);
-            }
+            a0 = wv.fma(V::load(r), a0);
+            a1 = wv.fma(V::load(r.add(V::N)), a1);
         }
-        for (k, a) in a.iter().enumerate() {
-            a.store(o.add(i + k * V::N));
-        }
-        i += 4 * V::N;
-    }
-    while i + V::N <= d {
-        let mut a = V::load(o.add(i));
-        for (j, &w) in p.iter().enumerate() {
-            a = V::splat(w).fma(V::load(rows.as_ptr().add(j * stride + i)), a);
-        }
-        a.store(o.add(i));
-        i += V::N;
+        a0.store(o.add(i));
+        a1.store(o.add(i + V::N));
+        i += 2 * V::N;
     }
     if i < d {
         super::axpy_rows_at(Isa::Scalar, p, &rows[i..], stride, &mut out[i..]);
