@@ -10,14 +10,15 @@
 # usage: bench/vs-llamacpp.sh [MODEL.gguf]
 # env:   THREADS (2) P (512) N (128) ROUNDS (5) REPS (3, repetitions per round)
 #        LLAMA_BENCH (llama-bench from ../shared/peers/setup.sh llamacpp)
+#        FORJA_BIN (a forja binary to measure instead of building this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 LLAMA_BENCH=${LLAMA_BENCH:-$(command -v llama-bench || echo "$PEERS/llama.cpp/build/bin/llama-bench")}
 THREADS=${THREADS:-2} P=${P:-512} N=${N:-128} ROUNDS=${ROUNDS:-5} REPS=${REPS:-3}
 [ -x "$LLAMA_BENCH" ] || { echo "llama-bench not found: run ../shared/peers/setup.sh llamacpp" >&2; exit 1; }
-cargo build --release -q -p forja
-FORJA=./target/release/forja
+if [ -z "${FORJA_BIN:-}" ]; then cargo build --release -q -p forja; fi
+FORJA=${FORJA_BIN:-./target/release/forja}
 MODEL=${1:-$($FORJA models path default)}
 echo "model: $MODEL  threads: $THREADS  pp$P tg$N  rounds: $ROUNDS x $REPS reps" >&2
 echo "cpu: $(bench/cpu.sh)  llama.cpp: $("$LLAMA_BENCH" --version 2>&1 | head -1)" >&2

@@ -13,9 +13,10 @@
 //! With `vnni` (`Kernel::Avx512Vnni`) the same micro-kernel, compiled with
 //! AVX-512 VL + VNNI enabled, does each block's int8 dot product with one
 //! `vpdpbusd` instead of `vpmaddubsw` + `vpmaddwd` (exact: no 16-bit
-//! saturation is possible with these operands either way). With `vnni`,
-//! decode (one activation row) goes to the 512-bit kernel of `avx512.rs`
-//! instead; without it, decode here runs four weight rows per pass.
+//! saturation is possible with these operands either way). At that level
+//! it sees only the rows after a matrix's last whole tile (`tiled.rs`
+//! takes the tiles); at the AVX2 level it takes every row. Decode (one
+//! activation row) runs four weight rows per pass.
 //!
 //! Every function here is only reached through `Kernel::Avx2` or
 //! `Kernel::Avx512Vnni`, which exist only after runtime detection of their
@@ -89,7 +90,6 @@ pub(super) fn tile(qtype: QType, w: &[u8], acts: &QActs, out: &mut [f32], vnni: 
             (QType::Q4_0, false) => tile_fmt::<Q40>(w, nrows, acts, out),
             (QType::Q4_1, false) => tile_fmt::<Q41>(w, nrows, acts, out),
             (QType::Q8_0, false) => tile_fmt::<Q80>(w, nrows, acts, out),
-            (_, true) if m == 1 => super::avx512::gemv(qtype, w, acts, out),
             (QType::Q4_0, true) => tile_fmt_vnni::<Q40>(w, nrows, acts, out),
             (QType::Q4_1, true) => tile_fmt_vnni::<Q41>(w, nrows, acts, out),
             (QType::Q8_0, true) => tile_fmt_vnni::<Q80>(w, nrows, acts, out),
@@ -330,7 +330,7 @@ unsafe fn micro<F: Fmt, const VNNI: bool, const R: usize, const C: usize>(
 /// first `n` valid) and the coefficient of its offset term
 /// ([`Fmt::offset`]).
 #[inline(always)]
-pub(super) unsafe fn group_scales<F: Fmt>(rp: *const u8, n: usize) -> (__m256, Option<__m256>) {
+unsafe fn group_scales<F: Fmt>(rp: *const u8, n: usize) -> (__m256, Option<__m256>) {
     let d = _mm256_cvtph_ps(_mm_loadu_si128(rp as *const __m128i));
     let m = if F::TYPE.header_halves() == 2 {
         _mm256_cvtph_ps(_mm_loadu_si128(rp.add(2 * n) as *const __m128i))
@@ -343,7 +343,7 @@ pub(super) unsafe fn group_scales<F: Fmt>(rp: *const u8, n: usize) -> (__m256, O
 /// The scale lanes of a pair of blocks starting at block `b` of a group:
 /// lanes 0–3 take scale `b`, lanes 4–7 scale `b + 1`.
 #[inline(always)]
-pub(super) unsafe fn pair_lanes(b: usize) -> __m256i {
+unsafe fn pair_lanes(b: usize) -> __m256i {
     let (x, y) = (b as i32, b as i32 + 1);
     _mm256_setr_epi32(x, x, x, x, y, y, y, y)
 }
@@ -351,7 +351,7 @@ pub(super) unsafe fn pair_lanes(b: usize) -> __m256i {
 /// The 32 bytes of a pair of 4-bit blocks at `p`, as their low and their
 /// high nibbles.
 #[inline(always)]
-pub(super) unsafe fn nibble_pair(p: *const u8) -> (__m256i, __m256i) {
+unsafe fn nibble_pair(p: *const u8) -> (__m256i, __m256i) {
     let v = _mm256_loadu_si256(p as *const __m256i);
     let m4 = _mm256_set1_epi8(0x0F);
     (_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4))
@@ -361,7 +361,7 @@ pub(super) unsafe fn nibble_pair(p: *const u8) -> (__m256i, __m256i) {
 /// [`nibble_pair`]) with paired activations, as 8 i32 sums: lanes 0–3 the
 /// first block, 4–7 the second. One `vpdpbusd` per half with `VNNI`.
 #[inline(always)]
-pub(super) unsafe fn pair_dot<const VNNI: bool>(
+unsafe fn pair_dot<const VNNI: bool>(
     lo: __m256i,
     hi: __m256i,
     alo: __m256i,
@@ -381,7 +381,7 @@ pub(super) unsafe fn pair_dot<const VNNI: bool>(
 /// contiguous: one stream, which the hardware prefetcher follows too, but
 /// not far enough ahead).
 #[inline(always)]
-pub(super) unsafe fn prefetch_ahead(w: *const u8, row_bytes: usize, r: usize) {
+unsafe fn prefetch_ahead(w: *const u8, row_bytes: usize, r: usize) {
     // A prefetch is a hint that never faults: past the end is harmless.
     let ahead = w.wrapping_add((r + 8) * row_bytes);
     let mut at = 0;

@@ -4,21 +4,27 @@
 //! Why this exists instead of candle's `QMatMul`: candle 0.11 has no SIMD
 //! path for `Q4_1` (the default model's format) and multiplies one
 //! activation row at a time. Here the activations are quantized once to
-//! 8-bit blocks, then an AVX2 micro-kernel computes a tile of weight rows ×
+//! 8-bit blocks, then a micro-kernel computes a tile of weight rows ×
 //! activation rows per pass, so each unpacked weight block is reused for
-//! several tokens during prompt prefill and each activation block for
-//! several weight rows (AVX-512 VNNI and aarch64 NEON have their own
-//! levels, `crate::isa`). Work is split across threads by weight rows.
-//! Formats without a kernel here (k-quants, ...) fall back to candle.
+//! several tokens during prompt prefill and batched decode, and each
+//! activation block for several weight rows. Work is split across threads
+//! by weight rows. Formats without a kernel here (k-quants, ...) fall back
+//! to candle.
 //!
-//! Memory layout: GGML blocks are regrouped at load time, same byte count.
-//! A row is a run of groups of up to [`GROUP`] consecutive blocks; a group
-//! of `n` blocks stores its `n` f16 scales, then (`Q4_1`) its `n` f16
-//! minimums, then the `n` blocks' quants. One 128-bit load then yields eight
-//! scales for the SIMD kernel instead of eight scalar conversions.
+//! Memory layout: GGML blocks are rearranged at load time, same byte
+//! count, in one of two layouts chosen by the active kernel level:
+//! - grouped (scalar, AVX2, NEON; `scalar.rs`, `avx2.rs`, `neon.rs`): a
+//!   row is a run of groups of up to [`GROUP`] consecutive blocks; a group
+//!   of `n` blocks stores its `n` f16 scales, then (`Q4_1`) its `n` f16
+//!   minimums, then the `n` blocks' quants, so one 128-bit load yields
+//!   eight scales for the SIMD kernel;
+//! - tiled (AVX-512 VNNI; `tiled.rs`): rows in tiles of [`TILE`]
+//!   interleaved so that a register's lanes are sixteen rows; the rows
+//!   after the last whole tile stay grouped.
+//!
+//! `dequantize_row` and `to_ggml_bytes` read either.
 
 mod avx2;
-mod avx512;
 mod neon;
 mod scalar;
 mod tiled;

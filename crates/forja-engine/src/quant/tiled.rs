@@ -1,8 +1,8 @@
 //! AVX-512 VNNI kernel over weight rows interleaved in tiles of sixteen
 //! (`QMatrix`'s tiled layout, used at `Kernel::Avx512Vnni`).
 //!
-//! The row-major kernels (`avx2.rs`, `avx512.rs`) dot one weight row with
-//! one activation row per register: every block then costs an int-to-float
+//! The row-major kernel (`avx2.rs`) dots one weight row with one
+//! activation row per register: every block then costs an int-to-float
 //! conversion, a scale permute and an FMA per (row, activation row) pair,
 //! about ten multiply-adds per instruction. Here a register's sixteen
 //! 32-bit lanes are sixteen weight rows: one `vpdpbusd` multiplies four
@@ -11,8 +11,9 @@
 //! block of sixteen rows against one activation row is eight `vpdpbusd`,
 //! one conversion and two FMAs, and the unpacked weights are shared by up
 //! to four activation rows. The scales of sixteen rows convert with one
-//! `vcvtph2ps`. This is the layout llama.cpp calls "repacked" weights,
-//! written here for forja's formats.
+//! `vcvtph2ps`. The idea is that of llama.cpp's "repacked" `Q4_0` weights
+//! (rows interleaved for the SIMD lanes); the layout is forja's own, for
+//! its three formats.
 //!
 //! Tile layout (16 rows × all blocks, `16 × row_bytes` bytes); block `b`
 //! of the tile takes `16 × block_bytes` bytes: the sixteen rows' f16 scales,
