@@ -18,7 +18,7 @@
 //!   of `n` blocks stores its `n` f16 scales, then (`Q4_1`) its `n` f16
 //!   minimums, then the `n` blocks' quants, so one 128-bit load yields
 //!   eight scales for the SIMD kernel;
-//! - tiled (AVX-512 VNNI; `tiled.rs`): rows in tiles of [`TILE`]
+//! - tiled (AVX-512 VNNI; `tiled.rs`): rows in tiles of sixteen (`TILE`)
 //!   interleaved so that a register's lanes are sixteen rows; the rows
 //!   after the last whole tile stay grouped.
 //!
@@ -113,7 +113,7 @@ impl std::str::FromStr for QType {
 
 /// A `rows × cols` matrix in a GGML block format: row-major and grouped,
 /// or (at the AVX-512 level) its first `tiled` rows interleaved in tiles
-/// of [`TILE`] rows (`tiled.rs`) and the rest grouped.
+/// of sixteen rows (`tiled.rs`) and the rest grouped.
 #[derive(Clone)]
 pub struct QMatrix {
     qtype: QType,
