@@ -180,13 +180,16 @@ impl QMatrix {
         Ok(Self::laid_out(qtype, rows, cols, &ggml, Kernel::detect()))
     }
 
-    /// GGML bytes (sizes checked) in the layout `kernel` reads.
+    /// GGML bytes (sizes checked) in the layout `kernel` reads: whole tiles
+    /// interleaved, the other rows grouped, then [`PAD`] bytes of slack.
     fn laid_out(qtype: QType, rows: usize, cols: usize, ggml: &[u8], kernel: Kernel) -> Self {
         let nb = cols / BLOCK;
-        let mut data = regroup(qtype, nb, ggml);
-        let tiled = if kernel.tiles() { rows / TILE * TILE } else { 0 };
         let rb = nb * qtype.block_bytes();
-        interleave(qtype, nb, &ggml[..tiled * rb], &mut data[..tiled * rb]);
+        let tiled = if kernel.tiles() && rb > 0 { rows / TILE * TILE } else { 0 };
+        let mut data = vec![0u8; ggml.len() + PAD];
+        let (tiles, rest) = data.split_at_mut(tiled * rb);
+        interleave(qtype, nb, &ggml[..tiled * rb], tiles);
+        regroup(qtype, nb, &ggml[tiled * rb..], &mut rest[..ggml.len() - tiled * rb]);
         QMatrix { qtype, rows, cols, tiled, data }
     }
 
@@ -219,6 +222,9 @@ impl QMatrix {
     pub fn to_ggml_bytes(&self) -> Vec<u8> {
         let (nb, bb) = (self.cols / BLOCK, self.qtype.block_bytes());
         let mut out = vec![0u8; self.rows * nb * bb];
+        if nb == 0 {
+            return out;
+        }
         for (r, row) in out.chunks_exact_mut(nb * bb).enumerate() {
             for (b, blk) in row.chunks_exact_mut(bb).enumerate() {
                 self.ggml_block(r, b, blk);
@@ -594,12 +600,14 @@ fn ggml_block(qtype: QType, row: &[u8], nb: usize, b: usize, out: &mut [u8]) {
     out[at..].copy_from_slice(&row[q..q + qtype.quant_bytes()]);
 }
 
-/// Converts GGML's block-by-block layout to forja's grouped one, adding
-/// [`PAD`] bytes of slack.
-fn regroup(qtype: QType, nb: usize, src: &[u8]) -> Vec<u8> {
+/// Writes rows in GGML's block-by-block layout to `out` (the same length)
+/// in forja's grouped one.
+fn regroup(qtype: QType, nb: usize, src: &[u8], out: &mut [u8]) {
     let bb = qtype.block_bytes();
     let row_bytes = nb * bb;
-    let mut out = vec![0u8; src.len() + PAD];
+    if row_bytes == 0 {
+        return;
+    }
     let hq = 2 * qtype.header_halves();
     for (s, o) in src.chunks_exact(row_bytes).zip(out.chunks_exact_mut(row_bytes)) {
         for b in 0..nb {
@@ -612,7 +620,6 @@ fn regroup(qtype: QType, nb: usize, src: &[u8]) -> Vec<u8> {
             o[q..q + qtype.quant_bytes()].copy_from_slice(&g[hq..]);
         }
     }
-    out
 }
 
 /// Byte offsets, within a tile, of tile row `i`'s scale, minimum (`Q4_1`)
@@ -638,6 +645,9 @@ const fn tile_flip(qtype: QType) -> u8 {
 fn interleave(qtype: QType, nb: usize, ggml: &[u8], out: &mut [u8]) {
     let bb = qtype.block_bytes();
     let (rb, hq, flip) = (nb * bb, 2 * qtype.header_halves(), tile_flip(qtype));
+    if rb == 0 {
+        return;
+    }
     for (src, tile) in ggml.chunks_exact(TILE * rb).zip(out.chunks_exact_mut(TILE * rb)) {
         for (i, row) in src.chunks_exact(rb).enumerate() {
             for (b, g) in row.chunks_exact(bb).enumerate() {

@@ -168,6 +168,19 @@ fn block_decoding_matches_candle() {
 }
 
 #[test]
+fn empty_matrices_load_and_multiply_at_every_level() {
+    for kernel in crate::isa::Isa::available().into_iter().map(Kernel::for_isa) {
+        for qtype in ALL {
+            for (rows, cols) in [(0, 64), (16, 0), (0, 0)] {
+                let w = QMatrix::laid_out(qtype, rows, cols, &[], kernel);
+                assert_eq!(w.tiled, 0);
+                assert!(w.to_ggml_bytes().is_empty() && w.dequantize().is_empty());
+            }
+        }
+    }
+}
+
+#[test]
 fn wrong_sizes_are_refused() {
     let e = QMatrix::from_bytes(QType::Q4_1, 2, 33, vec![]).unwrap_err();
     assert!(e.to_string().contains("multiple of the 32"), "{e}");
