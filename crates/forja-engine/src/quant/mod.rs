@@ -183,13 +183,16 @@ impl QMatrix {
     /// GGML bytes (sizes checked) in the layout `kernel` reads: whole tiles
     /// interleaved, the other rows grouped, then [`PAD`] bytes of slack.
     fn laid_out(qtype: QType, rows: usize, cols: usize, ggml: &[u8], kernel: Kernel) -> Self {
-        let nb = cols / BLOCK;
-        let rb = nb * qtype.block_bytes();
-        let tiled = if kernel.tiles() && rb > 0 { rows / TILE * TILE } else { 0 };
+        let (nb, bb) = (cols / BLOCK, qtype.block_bytes());
+        let tiled = if kernel.tiles() && nb > 0 { rows / TILE * TILE } else { 0 };
         let mut data = vec![0u8; ggml.len() + PAD];
-        let (tiles, rest) = data.split_at_mut(tiled * rb);
-        interleave(qtype, nb, &ggml[..tiled * rb], tiles);
-        regroup(qtype, nb, &ggml[tiled * rb..], &mut rest[..ggml.len() - tiled * rb]);
+        if nb > 0 {
+            for (r, row) in ggml.chunks_exact(nb * bb).enumerate() {
+                for (b, g) in row.chunks_exact(bb).enumerate() {
+                    spot(qtype, nb, tiled, r, b).put(qtype, g, &mut data);
+                }
+            }
+        }
         QMatrix { qtype, rows, cols, tiled, data }
     }
 
@@ -235,22 +238,7 @@ impl QMatrix {
 
     /// Copies block `b` of row `r` out as one GGML block, from either layout.
     fn ggml_block(&self, r: usize, b: usize, out: &mut [u8]) {
-        let (nb, rb) = (self.cols / BLOCK, self.row_bytes());
-        if r >= self.tiled {
-            return ggml_block(self.qtype, &self.data[r * rb..][..rb], nb, b, out);
-        }
-        let tile = &self.data[r / TILE * TILE * rb..][..TILE * rb];
-        let (d, m, q) = tile_offsets(self.qtype, b, r % TILE);
-        out[..2].copy_from_slice(&tile[d..d + 2]);
-        let mut at = 2;
-        if self.qtype == QType::Q4_1 {
-            out[2..4].copy_from_slice(&tile[m..m + 2]);
-            at = 4;
-        }
-        let flip = tile_flip(self.qtype);
-        for (j, o) in out[at..].iter_mut().enumerate() {
-            *o = tile[q + j / 4 * 64 + j % 4] ^ flip;
-        }
+        spot(self.qtype, self.cols / BLOCK, self.tiled, r, b).get(self.qtype, &self.data, out);
     }
 
     /// The block format.
@@ -588,40 +576,6 @@ fn block_offsets(qtype: QType, nb: usize, b: usize) -> (usize, usize, usize) {
     (d, m, q)
 }
 
-/// Copies block `b` of a grouped row out as one GGML block.
-fn ggml_block(qtype: QType, row: &[u8], nb: usize, b: usize, out: &mut [u8]) {
-    let (d, m, q) = block_offsets(qtype, nb, b);
-    out[..2].copy_from_slice(&row[d..d + 2]);
-    let mut at = 2;
-    if qtype == QType::Q4_1 {
-        out[2..4].copy_from_slice(&row[m..m + 2]);
-        at = 4;
-    }
-    out[at..].copy_from_slice(&row[q..q + qtype.quant_bytes()]);
-}
-
-/// Writes rows in GGML's block-by-block layout to `out` (the same length)
-/// in forja's grouped one.
-fn regroup(qtype: QType, nb: usize, src: &[u8], out: &mut [u8]) {
-    let bb = qtype.block_bytes();
-    let row_bytes = nb * bb;
-    if row_bytes == 0 {
-        return;
-    }
-    let hq = 2 * qtype.header_halves();
-    for (s, o) in src.chunks_exact(row_bytes).zip(out.chunks_exact_mut(row_bytes)) {
-        for b in 0..nb {
-            let (d, m, q) = block_offsets(qtype, nb, b);
-            let g = &s[b * bb..][..bb];
-            o[d..d + 2].copy_from_slice(&g[..2]);
-            if qtype == QType::Q4_1 {
-                o[m..m + 2].copy_from_slice(&g[2..4]);
-            }
-            o[q..q + qtype.quant_bytes()].copy_from_slice(&g[hq..]);
-        }
-    }
-}
-
 /// Byte offsets, within a tile, of tile row `i`'s scale, minimum (`Q4_1`)
 /// and first quant byte in block `b`; quant byte `j` of the block is at
 /// `q + 64 * (j / 4) + j % 4`.
@@ -632,34 +586,66 @@ fn tile_offsets(qtype: QType, b: usize, i: usize) -> (usize, usize, usize) {
     (base + 2 * i, base + 2 * TILE + 2 * i, q)
 }
 
-/// What tiled quant bytes are XORed with: `Q8_0`'s are stored plus 128.
-const fn tile_flip(qtype: QType) -> u8 {
-    match qtype {
-        QType::Q8_0 => 0x80,
-        QType::Q4_0 | QType::Q4_1 => 0,
-    }
+/// Where block `b` of row `r` lives in a matrix's data, given its first
+/// `tiled` rows are in tiles and the rest grouped.
+fn spot(qtype: QType, nb: usize, tiled: usize, r: usize, b: usize) -> Spot {
+    let rb = nb * qtype.block_bytes();
+    let (base, (d, m, q)) = if r < tiled {
+        (r / TILE * TILE * rb, tile_offsets(qtype, b, r % TILE))
+    } else {
+        (r * rb, block_offsets(qtype, nb, b))
+    };
+    Spot { d: base + d, m: base + m, q: base + q, tiled: r < tiled }
 }
 
-/// Writes whole tiles of [`TILE`] rows from GGML's layout (`ggml` and
-/// `out` the same length, a multiple of a tile).
-fn interleave(qtype: QType, nb: usize, ggml: &[u8], out: &mut [u8]) {
-    let bb = qtype.block_bytes();
-    let (rb, hq, flip) = (nb * bb, 2 * qtype.header_halves(), tile_flip(qtype));
-    if rb == 0 {
-        return;
+/// Byte offsets of one block's scale, minimum (`Q4_1`) and first quant in
+/// a matrix's data, and whether its quants are tiled (four bytes, then
+/// the next row's four; `Q8_0`'s stored plus 128) or contiguous.
+struct Spot {
+    d: usize,
+    m: usize,
+    q: usize,
+    tiled: bool,
+}
+
+impl Spot {
+    /// Where quant byte `j` of a tiled block is, and what it is XORed
+    /// with (`vpdpbusd` wants unsigned bytes on its left: `Q8_0`'s are
+    /// stored plus 128).
+    fn tiled_quant(&self, qtype: QType, j: usize) -> (usize, u8) {
+        let flip = if qtype == QType::Q8_0 { 0x80 } else { 0 };
+        (self.q + j / 4 * 64 + j % 4, flip)
     }
-    for (src, tile) in ggml.chunks_exact(TILE * rb).zip(out.chunks_exact_mut(TILE * rb)) {
-        for (i, row) in src.chunks_exact(rb).enumerate() {
-            for (b, g) in row.chunks_exact(bb).enumerate() {
-                let (d, m, q) = tile_offsets(qtype, b, i);
-                tile[d..d + 2].copy_from_slice(&g[..2]);
-                if qtype == QType::Q4_1 {
-                    tile[m..m + 2].copy_from_slice(&g[2..4]);
-                }
-                for (j, &v) in g[hq..].iter().enumerate() {
-                    tile[q + j / 4 * 64 + j % 4] = v ^ flip;
-                }
-            }
+
+    /// Stores one GGML block `g` here.
+    fn put(&self, qtype: QType, g: &[u8], data: &mut [u8]) {
+        data[self.d..self.d + 2].copy_from_slice(&g[..2]);
+        if qtype == QType::Q4_1 {
+            data[self.m..self.m + 2].copy_from_slice(&g[2..4]);
+        }
+        let quants = &g[2 * qtype.header_halves()..];
+        if !self.tiled {
+            return data[self.q..self.q + quants.len()].copy_from_slice(quants);
+        }
+        for (j, &v) in quants.iter().enumerate() {
+            let (at, flip) = self.tiled_quant(qtype, j);
+            data[at] = v ^ flip;
+        }
+    }
+
+    /// Copies the block out as one GGML block.
+    fn get(&self, qtype: QType, data: &[u8], out: &mut [u8]) {
+        out[..2].copy_from_slice(&data[self.d..self.d + 2]);
+        if qtype == QType::Q4_1 {
+            out[2..4].copy_from_slice(&data[self.m..self.m + 2]);
+        }
+        let quants = &mut out[2 * qtype.header_halves()..];
+        if !self.tiled {
+            return quants.copy_from_slice(&data[self.q..self.q + quants.len()]);
+        }
+        for (j, o) in quants.iter_mut().enumerate() {
+            let (at, flip) = self.tiled_quant(qtype, j);
+            *o = data[at] ^ flip;
         }
     }
 }

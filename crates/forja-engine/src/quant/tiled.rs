@@ -44,7 +44,7 @@ pub(super) use x86::tiles;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::avx2::{Fmt, Q40, Q41, Q80};
-    use super::super::{ActLayout, BLOCK, TILE};
+    use super::super::{Kernel, BLOCK, TILE};
     use super::{QActs, QType};
     use std::arch::x86_64::*;
 
@@ -56,7 +56,7 @@ mod x86 {
         assert!(nrows.is_multiple_of(TILE) && out.len() == nrows * m);
         assert!(w.len() >= nrows * nb * qtype.block_bytes());
         assert!(acts.qs.len() >= m * acts.k && acts.d.len() >= m * nb && acts.dsum.len() >= m * nb);
-        let want = if qtype == QType::Q8_0 { ActLayout::Natural } else { ActLayout::Paired };
+        let want = Kernel::Avx512Vnni.act_layout(qtype);
         assert_eq!(acts.layout, want, "tiled kernel: activation layout");
         // SAFETY: only reached through Kernel::Avx512Vnni (features detected);
         // the asserts above bound every weight, activation and output access.
