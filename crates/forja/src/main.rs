@@ -36,6 +36,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     tune_malloc();
+    whole_lines_on_panic();
     let applied = match config::apply(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(err) => {
@@ -133,6 +134,20 @@ fn dispatch(cli: args::Cli, applied: &config::Applied) -> anyhow::Result<ExitCod
             device,
         }) => debug::logits(&model, adapter.as_deref(), &ids, dequantize, &device),
     }
+}
+
+/// Keeps a panic's message from cutting into other lines on stderr. The
+/// default hook writes to stderr without its lock, a piece at a time, and
+/// `eprintln!` writes a formatted line a piece at a time too: a background
+/// loop panicking at start-up (a supervised loop, restarted) could land
+/// inside "forja: listening on http://…", the line scripts read the
+/// address from. The hook holds the lock while the default one prints.
+fn whole_lines_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _whole = std::io::stderr().lock();
+        default(info)
+    }));
 }
 
 /// Training allocates and frees tensors of a few MB hundreds of times per

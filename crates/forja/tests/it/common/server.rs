@@ -7,12 +7,45 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Lines of a server's stderr kept for a failing test's message.
+const LOG_LINES: usize = 200;
 
 /// A running `forja serve`, killed on drop.
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The last [`LOG_LINES`] lines of its stderr.
+    log: Arc<Mutex<std::collections::VecDeque<String>>>,
+}
+
+impl Server {
+    /// Whether it still runs, and the tail of its stderr: what a test says
+    /// when the server did not do what it waited for.
+    pub fn report(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(Some(st)) => format!("exited ({st})"),
+            Ok(None) => "still running".to_string(),
+            Err(e) => format!("state unknown: {e}"),
+        };
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let lines: Vec<&str> = log.iter().map(|l| l.trim_end()).collect();
+        format!("forja {state}; its stderr (last {} lines):\n{}", lines.len(), lines.join("\n"))
+    }
+
+    /// [`wait_for`], with the server's state and stderr in the message if
+    /// it times out.
+    pub fn wait(&mut self, limit: Duration, mut f: impl FnMut(&Server) -> bool, what: &str) {
+        let t = Instant::now();
+        while !f(self) {
+            if t.elapsed() >= limit {
+                panic!("timed out waiting for {what}; {}", self.report());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -37,10 +70,10 @@ pub fn serve(data: &Path, model: &Path, extra: &[&str], env: &[(&str, &str)]) ->
         "1",
     ];
     args.extend(extra);
-    let s = spawn(&args, env, |_| {});
-    wait_for(
+    let mut s = spawn(&args, env, |_| {});
+    s.wait(
         Duration::from_secs(60),
-        || get_status(&s, "/ready", "") == 200,
+        |s| get_status(s, "/ready", "") == 200,
         "the server to be ready",
     );
     s
@@ -48,7 +81,8 @@ pub fn serve(data: &Path, model: &Path, extra: &[&str], env: &[(&str, &str)]) ->
 
 /// Starts `forja ARGS` (a `serve` or `up`), waits for its "listening on"
 /// line and hands every later stderr line to `lines` (on a thread that
-/// keeps draining stderr so the process never blocks on a full pipe).
+/// keeps draining stderr so the process never blocks on a full pipe); the
+/// last lines are also kept for [`Server::report`].
 pub fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
@@ -60,25 +94,47 @@ pub fn spawn(
     }
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
+    let log = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let keep = {
+        let log = log.clone();
+        move |line: &str| {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == LOG_LINES {
+                log.pop_front();
+            }
+            log.push_back(line.to_string());
+        }
+    };
     let mut url = None;
     let mut line = String::new();
     while url.is_none() {
         line.clear();
         if err.read_line(&mut line).unwrap() == 0 {
-            panic!("forja {} exited: {line}", args[0]);
+            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let log: Vec<&str> = log.iter().map(|l| l.trim_end()).collect();
+            panic!("forja {} exited before listening:\n{}", args[0], log.join("\n"));
         }
+        keep(&line);
         if let Some(rest) = line.split("listening on ").nth(1) {
-            url = Some(rest.split_whitespace().next().unwrap().to_string());
+            let u = rest.split_whitespace().next().unwrap_or_default();
+            let port = u.strip_prefix("http://").and_then(|a| a.rsplit_once(':'));
+            assert!(
+                port.is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+                "forja {} printed a broken address line: {line:?}",
+                args[0]
+            );
+            url = Some(u.to_string());
         }
     }
     std::thread::spawn(move || {
         let mut line = String::new();
         while matches!(err.read_line(&mut line), Ok(n) if n > 0) {
+            keep(&line);
             lines(&line);
             line.clear();
         }
     });
-    Server { child, url: url.unwrap() }
+    Server { child, url: url.unwrap(), log }
 }
 
 pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool, what: &str) {
