@@ -9,7 +9,7 @@ use crate::ops::with_f32;
 use crate::quant::QMatrix;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Storage of a frozen weight matrix `[out, in]`.
 #[derive(Debug, Clone)]
@@ -29,11 +29,43 @@ pub struct Linear {
     pub(crate) bias: Option<Tensor>,
     in_dim: usize,
     out_dim: usize,
+    /// A dense weight rounded to BF16 and packed for AMX, made the first
+    /// time a BF16 training step asks (shared by clones).
+    bf16: Arc<OnceLock<Option<Arc<crate::grad::Bf16Weight>>>>,
 }
 
 impl Linear {
     pub(crate) fn new(weight: Weight, bias: Option<Tensor>, out_dim: usize, in_dim: usize) -> Self {
-        Linear { weight, bias, in_dim, out_dim }
+        Linear { weight, bias, in_dim, out_dim, bf16: Default::default() }
+    }
+
+    /// The weight packed for BF16 products on AMX tiles, if it is dense
+    /// f32 on the CPU and AMX is available (packed once, then kept).
+    pub(crate) fn bf16_weight(&self) -> Option<Arc<crate::grad::Bf16Weight>> {
+        let Weight::Dense(w) = &self.weight else { return None };
+        if !crate::grad::bf16_available() || !crate::grad::usable(&[w]) {
+            return None;
+        }
+        self.bf16
+            .get_or_init(|| {
+                let w = w.contiguous().ok()?;
+                with_f32(&w, |data| {
+                    Arc::new(crate::grad::Bf16Weight::new(data, self.out_dim, self.in_dim))
+                })
+                .ok()
+            })
+            .clone()
+    }
+
+    /// Replaces the weight (a merged adapter), dropping its BF16 copy.
+    pub(crate) fn set_weight(&mut self, weight: Weight) {
+        self.weight = weight;
+        self.bf16 = Default::default();
+    }
+
+    /// Bytes of the BF16 copies made for training so far.
+    pub fn bf16_bytes(&self) -> usize {
+        self.bf16.get().and_then(|p| p.as_ref()).map_or(0, |p| p.bytes())
     }
 
     /// The storage format of the weight (`F32`, `Q8_0`, `Q4K`, ...).
@@ -79,7 +111,7 @@ impl Linear {
         let y = match &self.weight {
             // Training through a frozen weight: only ∂x is computed.
             Weight::Dense(w) if x.track_op() && !w.track_op() && crate::grad::usable(&[x, w]) => {
-                crate::grad::frozen_linear(x, w)?
+                crate::grad::frozen_linear(x, w, None)?
             }
             Weight::Dense(w) => match x.rank() {
                 2 => x.matmul(&w.t()?)?,

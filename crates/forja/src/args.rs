@@ -701,6 +701,10 @@ pub struct TrainFlags {
     /// `skip` (default) or `fail` on unusable data lines.
     #[arg(long)]
     pub on_bad_line: Option<String>,
+    /// `f32` (default) or `bf16`: the frozen weights' products in BF16 on
+    /// AMX tiles (CPUs with AMX-BF16 only; adapter and optimizer stay f32).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Continue from the newest checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
@@ -838,6 +842,9 @@ pub struct BenchTrainArgs {
     /// LoRA targets.
     #[arg(long, default_value = "all-linear")]
     pub target_modules: String,
+    /// `f32` or `bf16` (the frozen weights' products on AMX tiles).
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

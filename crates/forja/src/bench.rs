@@ -323,7 +323,11 @@ pub fn train(a: crate::args::BenchTrainArgs) -> Result<ExitCode> {
     let refs: Vec<&Example> = examples.iter().collect();
     let mut opt = AdamW::new(adapter.vars(), 0.9, 0.999, 1e-8, 0.0);
     let what = train::Trainable::Lora(&adapter);
-    let step = |opt: &mut AdamW| train::single_step(engine.model(), &what, &refs, opt, 1e-4);
+    let precision = crate::train::parse_precision(&a.precision)?;
+    let cfg_check = train::TrainConfig { precision, ..Default::default() };
+    cfg_check.validate()?;
+    let step =
+        |opt: &mut AdamW| train::single_step(engine.model(), &what, &refs, opt, 1e-4, precision);
     engine.install(|| step(&mut opt))?; // warm-up
     let t = Instant::now();
     for _ in 0..a.steps {
@@ -344,7 +348,10 @@ pub fn train(a: crate::args::BenchTrainArgs) -> Result<ExitCode> {
         + cfg.vocab_size * cfg.hidden_size;
     let attn = 6 * cfg.num_hidden_layers * a.seq_len * cfg.num_attention_heads * cfg.head_dim();
     let flops_per_token = (4 * frozen + 6 * adapter.num_params() + attn) as f64;
-    let mfu = peak_flops(engine.threads()).map(|p| tps * flops_per_token / p);
+    // MFU is against the f32 FMA peak; a BF16 step's AMX peak is another.
+    let mfu = peak_flops(engine.threads())
+        .filter(|_| precision == train::Precision::F32)
+        .map(|p| tps * flops_per_token / p);
     if a.json {
         println!(
             "{}",
@@ -352,17 +359,19 @@ pub fn train(a: crate::args::BenchTrainArgs) -> Result<ExitCode> {
                 "engine": "forja", "threads": engine.threads(), "batch_size": a.batch_size, "seq_len": a.seq_len,
                 "steps": a.steps, "lora_r": a.lora_r, "targets": a.target_modules, "tok_per_s": tps,
                 "flops_per_token": flops_per_token, "mfu": mfu, "trainable_params": adapter.num_params(),
+                "precision": precision.name(),
             })
         );
     } else {
         println!(
-            "{}: LoRA r={} on {}, batch {} x {} tokens, {} threads: {:.1} tok/s, {:.2} GFLOP/s{}",
+            "{}: LoRA r={} on {}, batch {} x {} tokens, {} threads, {}: {:.1} tok/s, {:.2} GFLOP/s{}",
             engine.info().name,
             a.lora_r,
             a.target_modules,
             a.batch_size,
             a.seq_len,
             engine.threads(),
+            precision.name(),
             tps,
             tps * flops_per_token / 1e9,
             mfu.map(|m| format!(

@@ -48,6 +48,15 @@ fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
     })
 }
 
+/// `--precision`.
+pub(crate) fn parse_precision(p: &str) -> Result<train::Precision> {
+    match p {
+        "f32" => Ok(train::Precision::F32),
+        "bf16" => Ok(train::Precision::Bf16),
+        other => bail!("--precision takes f32 or bf16, not `{other}`"),
+    }
+}
+
 fn apply_flags(mut c: TrainConfig, f: &TrainFlags) -> Result<TrainConfig> {
     macro_rules! set {
         ($($field:ident),*) => { $( if let Some(v) = f.$field { c.$field = v; } )* };
@@ -85,6 +94,9 @@ fn apply_flags(mut c: TrainConfig, f: &TrainFlags) -> Result<TrainConfig> {
             "fail" => OnBadLine::Fail,
             other => bail!("--on-bad-line takes skip or fail, not `{other}`"),
         };
+    }
+    if let Some(p) = &f.precision {
+        c.precision = parse_precision(p)?;
     }
     c.validate()?;
     Ok(c)

@@ -12,6 +12,7 @@
 //!   `∂W` when the head trains) during the forward pass, since the loss is
 //!   the graph's output: backward only scales them.
 
+use super::amx::{self, Bf16Weight};
 use super::{matmul, matmul_new, Mat};
 use crate::ops::{f32_slice, like, with_f32, with_f32s};
 use crate::parallel;
@@ -22,11 +23,16 @@ use candle_core::{
 use std::sync::{Arc, Mutex};
 
 /// `x · Wᵀ` for `x` `[..., in]` and a frozen `w` `[out, in]`; the backward
-/// pass gives `∂x` only.
-pub(crate) fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// pass gives `∂x` only. With `bf16` (`w` packed for AMX) both products
+/// run in BF16.
+pub(crate) fn frozen_linear(
+    x: &Tensor,
+    w: &Tensor,
+    bf16: Option<Arc<Bf16Weight>>,
+) -> Result<Tensor> {
     let w = w.contiguous()?;
     let (n, k) = w.dims2()?;
-    x.contiguous()?.apply_op1(FrozenLinear { w, n, k })
+    x.contiguous()?.apply_op1(FrozenLinear { w, n, k, bf16 })
 }
 
 struct FrozenLinear {
@@ -34,6 +40,21 @@ struct FrozenLinear {
     w: Tensor,
     n: usize,
     k: usize,
+    bf16: Option<Arc<Bf16Weight>>,
+}
+
+/// `x[m, k] · wᵀ` (`w` `[n, k]`), in BF16 when `bf16` is given.
+fn forward_product(
+    m: usize,
+    x: &[f32],
+    w: &Tensor,
+    (n, k): (usize, usize),
+    bf16: Option<&Bf16Weight>,
+) -> Result<Vec<f32>> {
+    match bf16 {
+        Some(p) => Ok(amx::matmul_new(m, Mat::rows(x, k), &p.fwd)),
+        None => with_f32(w, |w| matmul_new(m, n, k, Mat::rows(x, k), Mat::t(w, k))),
+    }
 }
 
 impl CustomOp1 for FrozenLinear {
@@ -48,7 +69,7 @@ impl CustomOp1 for FrozenLinear {
             candle_core::bail!("frozen_linear: input {:?} does not end in {k}", l.dims())
         }
         let m = x.len() / k;
-        let y = with_f32(&self.w, |w| matmul_new(m, n, k, Mat::rows(x, k), Mat::t(w, k)))?;
+        let y = forward_product(m, x, &self.w, (n, k), self.bf16.as_deref())?;
         let mut dims = l.dims().to_vec();
         *dims.last_mut().expect("rank >= 1") = n;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -57,8 +78,9 @@ impl CustomOp1 for FrozenLinear {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (n, k) = (self.n, self.k);
         let m = grad.elem_count() / n;
-        let gx = with_f32s([&grad.contiguous()?, &self.w], |[g, w]| {
-            matmul_new(m, k, n, Mat::rows(g, n), Mat::rows(w, k))
+        let gx = with_f32s([&grad.contiguous()?, &self.w], |[g, w]| match &self.bf16 {
+            Some(p) => amx::matmul_new(m, Mat::rows(g, n), &p.bwd),
+            None => matmul_new(m, k, n, Mat::rows(g, n), Mat::rows(w, k)),
         })?;
         Ok(Some(Tensor::from_vec(gx, arg.shape(), arg.device())?))
     }
@@ -67,7 +89,8 @@ impl CustomOp1 for FrozenLinear {
 /// `x · Wᵀ + scale · (x ⊙ mask) · Aᵀ · Bᵀ` for `x` `[..., in]`, a frozen
 /// `w` `[out, in]`, `a` `[r, in]`, `b` `[out, r]` and an optional dropout
 /// `mask` (as many values as `x`, already scaled by `1 / keep`).
-/// Differentiable in `x`, `a` and `b`.
+/// Differentiable in `x`, `a` and `b`. With `bf16` (`w` packed for AMX)
+/// the two products over `w` run in BF16; the adapter's stay f32.
 pub(crate) fn lora_linear(
     x: &Tensor,
     w: &Tensor,
@@ -75,6 +98,7 @@ pub(crate) fn lora_linear(
     b: &Tensor,
     scale: f64,
     mask: Option<Vec<f32>>,
+    bf16: Option<Arc<Bf16Weight>>,
 ) -> Result<Tensor> {
     let (n, k) = w.dims2()?;
     let (r, ka) = a.dims2()?;
@@ -87,6 +111,7 @@ pub(crate) fn lora_linear(
         scale: scale as f32,
         mask,
         hidden: Mutex::new(Vec::new()),
+        bf16,
     };
     x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op)
 }
@@ -99,6 +124,7 @@ struct LoraLinear {
     mask: Option<Vec<f32>>,
     /// `scale · (x ⊙ mask) Aᵀ` `[m, r]`, kept for `∂B`.
     hidden: Mutex<Vec<f32>>,
+    bf16: Option<Arc<Bf16Weight>>,
 }
 
 impl LoraLinear {
@@ -133,7 +159,7 @@ impl CustomOp3 for LoraLinear {
             candle_core::bail!("lora_linear: input {:?} does not end in {k}", l1.dims())
         }
         let m = x.len() / k;
-        let mut y = with_f32(&self.w, |w| matmul_new(m, n, k, Mat::rows(x, k), Mat::t(w, k)))?;
+        let mut y = forward_product(m, x, &self.w, (n, k), self.bf16.as_deref())?;
         let xd = self.masked(x);
         let mut h = matmul_new(m, r, k, Mat::rows(&xd, k), Mat::t(a, k));
         h.iter_mut().for_each(|v| *v *= self.scale);
@@ -170,7 +196,10 @@ impl CustomOp3 for LoraLinear {
             if let Some(mask) = &self.mask {
                 dx.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
             }
-            matmul(m, k, n, &mut dx, Mat::rows(dy, n), Mat::rows(w, k), true);
+            match &self.bf16 {
+                Some(p) => amx::matmul_acc(m, &mut dx, Mat::rows(dy, n), &p.bwd),
+                None => matmul(m, k, n, &mut dx, Mat::rows(dy, n), Mat::rows(w, k), true),
+            }
             let ga = a.track_op().then(|| {
                 let xd = self.masked(xs);
                 matmul_new(r, k, m, Mat::t(&g, r), Mat::rows(&xd, k))
@@ -323,18 +352,40 @@ mod tests {
     use crate::test_util::{max_diff, rand};
     use candle_core::{Device, Var, D};
 
+    /// `w` packed for BF16 products, where the CPU has AMX (else `None`,
+    /// and the BF16 cases of these tests only run in f32).
+    fn packed(w: &Tensor) -> Option<Arc<Bf16Weight>> {
+        let (n, k) = w.dims2().unwrap();
+        amx::available().then(|| Arc::new(with_f32(w, |d| Bf16Weight::new(d, n, k)).unwrap()))
+    }
+
+    /// Tolerance of a product and of its `∂x`: f32, or inputs rounded to
+    /// BF16 (8 bits of mantissa) over `k` terms of these magnitudes. The
+    /// BF16 result must also differ from f32, or the path did not run.
+    fn check(got: &Tensor, want: &Tensor, bf16: bool, tol: f32) {
+        let d = max_diff(got, want);
+        if bf16 {
+            assert!(d < 0.05 && d > 0.0, "bf16: {d}");
+        } else {
+            assert!(d < tol, "f32: {d}");
+        }
+    }
+
     #[test]
     fn frozen_linear_matches_matmul_with_gradients() {
         let x = Var::from_tensor(&rand(&[2, 37, 24], 1)).unwrap();
         let w = rand(&[19, 24], 2);
-        let y = frozen_linear(x.as_tensor(), &w).unwrap();
-        let want = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
-        assert!(max_diff(&y, &want) < 1e-5);
-        let up = rand(&[2, 37, 19], 3);
-        let g1 = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (&want * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let (g1, g2) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
-        assert!(max_diff(g1, g2) < 1e-5);
+        for bf16 in [None, packed(&w)] {
+            let on = bf16.is_some();
+            let y = frozen_linear(x.as_tensor(), &w, bf16).unwrap();
+            let want = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
+            check(&y, &want, on, 1e-5);
+            let up = rand(&[2, 37, 19], 3);
+            let g1 = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&want * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let (g1, g2) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+            check(g1, g2, on, 1e-5);
+        }
     }
 
     #[test]
@@ -346,18 +397,24 @@ mod tests {
         let mask: Vec<f32> =
             (0..3 * 11 * 24).map(|i| if i % 7 == 0 { 0.0 } else { 1.25 }).collect();
         let mt = Tensor::from_vec(mask.clone(), (3, 11, 24), &Device::Cpu).unwrap();
-        for mask in [None, Some(mask)] {
+        for (mask, bf16) in
+            [None, Some(mask)].into_iter().flat_map(|m| [(m.clone(), None), (m, packed(&w))])
+        {
+            let on = bf16.is_some();
             let (xt, at, bt) = (x.as_tensor(), a.as_tensor(), b.as_tensor());
-            let y = lora_linear(xt, &w, at, bt, 0.5, mask.clone()).unwrap();
+            let y = lora_linear(xt, &w, at, bt, 0.5, mask.clone(), bf16).unwrap();
             let xd = if mask.is_some() { (xt * &mt).unwrap() } else { xt.clone() };
             let delta = xd.broadcast_matmul(&at.t().unwrap()).unwrap();
             let delta = (delta.broadcast_matmul(&bt.t().unwrap()).unwrap() * 0.5).unwrap();
             let want = (xt.broadcast_matmul(&w.t().unwrap()).unwrap() + delta).unwrap();
-            assert!(max_diff(&y, &want) < 1e-5);
+            check(&y, &want, on, 1e-5);
             let up = rand(&[3, 11, 19], 10);
             let g1 = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (&want * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            for v in [&x, &a, &b] {
+            // The adapter's gradients are f32 products either way.
+            let (p, q) = (g1.get(xt).unwrap(), g2.get(xt).unwrap());
+            check(p, q, on, 1e-4);
+            for v in [&a, &b] {
                 let (p, q) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
                 assert!(max_diff(p, q) < 1e-4, "{}", max_diff(p, q));
             }

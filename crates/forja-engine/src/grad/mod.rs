@@ -7,9 +7,12 @@
 //! single-threaded per call and split over [`parallel`], so training uses
 //! the same threads as every other kernel.
 
+mod amx;
 mod attention;
 mod linear;
 
+pub(crate) use amx::available as bf16_available;
+pub(crate) use amx::Bf16Weight;
 pub(crate) use attention::causal_attention;
 pub(crate) use linear::{cross_entropy, frozen_linear, lora_linear};
 

@@ -405,7 +405,7 @@ impl Llama {
                     ));
                 };
                 let delta = (p.b.matmul(&p.a)? * (sign * p.scale))?.to_dtype(w.dtype())?;
-                lin.weight = Weight::Dense((w + delta)?);
+                lin.set_weight(Weight::Dense((w + delta)?));
             }
         }
         Ok(())
@@ -447,15 +447,18 @@ pub struct Lora<'a> {
     pub adapter: Option<&'a Adapter>,
     /// Dropout on adapter inputs (training only).
     pub dropout: Option<&'a Dropout>,
+    /// Training's products over frozen dense weights in BF16 on AMX tiles
+    /// (where available; f32 otherwise).
+    pub bf16: bool,
 }
 
 impl<'a> Lora<'a> {
     /// The base model alone.
-    pub const NONE: Lora<'static> = Lora { adapter: None, dropout: None };
+    pub const NONE: Lora<'static> = Lora { adapter: None, dropout: None, bf16: false };
 
     /// Inference with `adapter`.
     pub fn with(adapter: Option<&'a Adapter>) -> Self {
-        Lora { adapter, dropout: None }
+        Lora { adapter, dropout: None, bf16: false }
     }
 
     /// Whether the adapter is being trained (its weights are variables).
@@ -467,16 +470,24 @@ impl<'a> Lora<'a> {
     /// when training on the CPU over a dense frozen weight.
     fn linear(self, lin: &Linear, layer: usize, m: Module, x: &Tensor) -> Result<Tensor> {
         if let (Some(a), Weight::Dense(w)) = (self.adapter, &lin.weight) {
-            if let Some(p) = a.pair(layer, m) {
-                let fuse = self.trains() && !w.track_op();
-                if fuse && crate::grad::usable(&[x, w, &p.a, &p.b]) {
+            let fuse = self.trains() && !w.track_op();
+            let bf16 = || if self.bf16 { lin.bf16_weight() } else { None };
+            let y = match a.pair(layer, m) {
+                Some(p) if fuse && crate::grad::usable(&[x, w, &p.a, &p.b]) => {
                     let mask = self.dropout.and_then(|d| d.mask(x.elem_count()));
-                    let y = crate::grad::lora_linear(x, w, &p.a, &p.b, p.scale, mask)?;
-                    return Ok(match &lin.bias {
-                        Some(b) => y.broadcast_add(b)?,
-                        None => y,
-                    });
+                    Some(crate::grad::lora_linear(x, w, &p.a, &p.b, p.scale, mask, bf16())?)
                 }
+                // A module the adapter leaves alone, in a BF16 step.
+                None if fuse && self.bf16 && x.track_op() && crate::grad::usable(&[x, w]) => {
+                    Some(crate::grad::frozen_linear(x, w, bf16())?)
+                }
+                _ => None,
+            };
+            if let Some(y) = y {
+                return Ok(match &lin.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                });
             }
         }
         self.apply(lin.forward(x)?, layer, m, x)

@@ -76,6 +76,36 @@ pub struct TrainConfig {
     pub seed: u64,
     /// What to do with unusable data lines.
     pub on_bad_line: OnBadLine,
+    /// Arithmetic of the products over the frozen weights.
+    pub precision: Precision,
+}
+
+/// Arithmetic of a training step's products over frozen weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// Inputs of the frozen-weight products rounded to BF16, sums in f32,
+    /// on AMX tiles (the adapter, its gradients and the optimizer stay
+    /// f32), as PyTorch's CPU autocast does. Needs AMX-BF16.
+    Bf16,
+}
+
+impl Precision {
+    /// The name the config file and `--precision` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Whether this CPU runs it.
+    pub fn available(self) -> bool {
+        self == Precision::F32 || crate::grad::bf16_available()
+    }
 }
 
 impl Default for TrainConfig {
@@ -100,6 +130,7 @@ impl Default for TrainConfig {
             time_limit_secs: None,
             seed: 42,
             on_bad_line: OnBadLine::Skip,
+            precision: Precision::F32,
         }
     }
 }
@@ -127,6 +158,12 @@ impl TrainConfig {
         }
         if self.max_len < 2 {
             return bad("max_len", "must be at least 2");
+        }
+        if !self.precision.available() {
+            return bad(
+                "precision",
+                "bf16 needs a CPU with AMX-BF16 tiles (Intel Sapphire Rapids or later, Linux 5.16 or later); this one has none: use f32",
+            );
         }
         if self.max_steps == Some(0) {
             return bad("max_steps", "must be at least 1");
@@ -347,12 +384,14 @@ pub fn single_step(
     examples: &[&Example],
     opt: &mut optim::AdamW,
     lr: f64,
+    precision: Precision,
 ) -> Result<f64> {
     let adapter = match what {
         Trainable::Lora(a) => Some(*a),
         Trainable::Full(_) => None,
     };
-    let loss = mean_loss(model, Lora::with(adapter), examples)?;
+    let lora = Lora { bf16: precision == Precision::Bf16, ..Lora::with(adapter) };
+    let loss = mean_loss(model, lora, examples)?;
     let store = loss.backward()?;
     let grads: Vec<Tensor> = what
         .vars()
@@ -508,7 +547,11 @@ pub fn train(
                     dropout_p,
                     cfg.seed ^ ((state.step as u64) << 16) ^ mi as u64 ^ 0xD50F,
                 );
-                let lora = Lora { adapter, dropout: (dropout_p > 0.0).then_some(&d) };
+                let lora = Lora {
+                    adapter,
+                    dropout: (dropout_p > 0.0).then_some(&d),
+                    bf16: cfg.precision == Precision::Bf16,
+                };
                 let (nll, _) = batch_loss(model, lora, b)?;
                 let nll_value = nll.to_scalar::<f32>()? as f64;
                 if !nll_value.is_finite() {
