@@ -10,14 +10,15 @@
 #
 # usage: bench/vs-pytorch-train.sh
 # env:   THREADS (2) BATCH (4) SEQ (256) STEPS (3) ROUNDS (3) LORA_R (16)
-#        TARGETS (all-linear) PYTHON (venv of ../shared/peers/setup.sh torch)
+#        TARGETS (all-linear) PRECISION (f32, or bf16: forja on AMX tiles,
+#        PyTorch under torch.autocast bfloat16) PYTHON (venv of ../shared/peers/setup.sh torch)
 #        FORJA_BIN (a forja binary to measure instead of building this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 PYTHON=${PYTHON:-$PEERS/venv/bin/python}
 THREADS=${THREADS:-2} BATCH=${BATCH:-4} SEQ=${SEQ:-256} STEPS=${STEPS:-3} ROUNDS=${ROUNDS:-3}
-LORA_R=${LORA_R:-16} TARGETS=${TARGETS:-all-linear}
+LORA_R=${LORA_R:-16} TARGETS=${TARGETS:-all-linear} PRECISION=${PRECISION:-f32}
 "$PYTHON" -c 'import torch, peft, transformers' 2>/dev/null ||
   { echo "PyTorch + PEFT not found for $PYTHON: run ../shared/peers/setup.sh torch" >&2; exit 1; }
 if [ -z "${FORJA_BIN:-}" ]; then cargo build --release -q -p forja; fi
@@ -25,15 +26,15 @@ FORJA=${FORJA_BIN:-./target/release/forja}
 $FORJA models install default >/dev/null
 HF=${HF_DIR:-${FORJA_HOME:-$HOME/.cache/forja}/bench/smollm2-hf}
 [ -f "$HF/model.safetensors" ] || $FORJA models export default --out "$HF"
-echo "model: $HF  threads: $THREADS  batch $BATCH x $SEQ tokens  LoRA r=$LORA_R $TARGETS  rounds: $ROUNDS x $STEPS steps" >&2
+echo "model: $HF  threads: $THREADS  batch $BATCH x $SEQ tokens  LoRA r=$LORA_R $TARGETS  precision $PRECISION  rounds: $ROUNDS x $STEPS steps" >&2
 echo "cpu: $(bench/cpu.sh)  $("$PYTHON" -c 'import torch, peft; print("torch", torch.__version__, "peft", peft.__version__)')" >&2
 results=$(mktemp)
 for r in $(seq "$ROUNDS"); do
   $FORJA bench train -m "$HF" -t "$THREADS" -b "$BATCH" -s "$SEQ" --steps "$STEPS" \
-    --lora-r "$LORA_R" --target-modules "$TARGETS" --json 2>/dev/null |
+    --lora-r "$LORA_R" --target-modules "$TARGETS" --precision "$PRECISION" --json 2>/dev/null |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print("forja", j["tok_per_s"], j["trainable_params"])' >>"$results"
   "$PYTHON" bench/train_pytorch.py "$HF" --threads "$THREADS" --batch-size "$BATCH" --seq-len "$SEQ" \
-    --steps "$STEPS" --lora-r "$LORA_R" --targets "$TARGETS" 2>/dev/null |
+    --steps "$STEPS" --lora-r "$LORA_R" --targets "$TARGETS" --precision "$PRECISION" 2>/dev/null |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print("pytorch", j["tok_per_s"], j["trainable_params"])' >>"$results"
   echo "round $r/$ROUNDS: $(tail -2 "$results" | tr '\n' ' ')" >&2
 done

@@ -134,14 +134,14 @@ pub(crate) fn matmul_new(m: usize, a: Mat<'_>, b: &Packed) -> Vec<f32> {
     dst
 }
 
-/// `dst[m, n] += a[m, k] · b`.
+/// `dst[m, n] (+)= a[m, k] · b` into initialised memory.
 #[allow(unsafe_code)]
-pub(crate) fn matmul_acc(m: usize, dst: &mut [f32], a: Mat<'_>, b: &Packed) {
-    // SAFETY: initialised floats viewed as maybe-uninit; with `acc` they
-    // are read before they are written.
+pub(crate) fn matmul_into(m: usize, dst: &mut [f32], a: Mat<'_>, b: &Packed, acc: bool) {
+    // SAFETY: initialised floats viewed as maybe-uninit; only floats are
+    // stored into them.
     let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
     // SAFETY: `dst` is initialised.
-    unsafe { matmul_uninit(m, dst, a, b, true) }
+    unsafe { matmul_uninit(m, dst, a, b, acc) }
 }
 
 /// `dst[m, n] (+)= a[m, k] · b`, in parallel over blocks of rows, `dst`

@@ -197,7 +197,7 @@ impl CustomOp3 for LoraLinear {
                 dx.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
             }
             match &self.bf16 {
-                Some(p) => amx::matmul_acc(m, &mut dx, Mat::rows(dy, n), &p.bwd),
+                Some(p) => amx::matmul_into(m, &mut dx, Mat::rows(dy, n), &p.bwd, true),
                 None => matmul(m, k, n, &mut dx, Mat::rows(dy, n), Mat::rows(w, k), true),
             }
             let ga = a.track_op().then(|| {
@@ -220,7 +220,14 @@ const CHUNK: usize = 256;
 /// `h` `[tokens, hidden]` and the LM head `w` `[vocab, hidden]`, plus how
 /// many targets are the argmax. Differentiable in `h`, and in `w` when `w`
 /// is tracked (full training of a tied or untied head).
-pub(crate) fn cross_entropy(h: &Tensor, w: &Tensor, targets: &[u32]) -> Result<(Tensor, usize)> {
+/// With `bf16` (a frozen `w` packed for AMX) the two products over `w` run
+/// in BF16; the softmax and the loss stay f32.
+pub(crate) fn cross_entropy(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &[u32],
+    bf16: Option<Arc<Bf16Weight>>,
+) -> Result<(Tensor, usize)> {
     let (v, d) = w.dims2()?;
     let (t, dh) = h.dims2()?;
     if dh != d || t != targets.len() {
@@ -240,6 +247,7 @@ pub(crate) fn cross_entropy(h: &Tensor, w: &Tensor, targets: &[u32]) -> Result<(
         want_h: h.track_op(),
         want_w: w.track_op(),
         saved: saved.clone(),
+        bf16: bf16.filter(|_| !w.track_op()),
     };
     let loss = h.contiguous()?.apply_op2(&w.contiguous()?, op)?;
     let correct = saved.lock().expect("not poisoned").as_ref().map_or(0, |s: &Saved| s.correct);
@@ -258,6 +266,7 @@ struct CrossEntropy {
     want_h: bool,
     want_w: bool,
     saved: Arc<Mutex<Option<Saved>>>,
+    bf16: Option<Arc<Bf16Weight>>,
 }
 
 impl CustomOp2 for CrossEntropy {
@@ -285,7 +294,10 @@ impl CustomOp2 for CrossEntropy {
             let rows = CHUNK.min(t - c0);
             let hc = &h[c0 * d..(c0 + rows) * d];
             let lg = &mut logits[..rows * v];
-            matmul(rows, v, d, lg, Mat::rows(hc, d), Mat::t(w, d), false);
+            match &self.bf16 {
+                Some(p) => amx::matmul_into(rows, lg, Mat::rows(hc, d), &p.fwd, false),
+                None => matmul(rows, v, d, lg, Mat::rows(hc, d), Mat::t(w, d), false),
+            }
             // Each row becomes softmax − one-hot: ∂nll/∂logits.
             let targets = &self.targets[c0..c0 + rows];
             let mut work: Vec<(&mut [f32], f64, bool)> =
@@ -314,7 +326,10 @@ impl CustomOp2 for CrossEntropy {
             let lg = &logits[..rows * v];
             if self.want_h {
                 let gh = &mut grad_h[c0 * d..(c0 + rows) * d];
-                matmul(rows, d, v, gh, Mat::rows(lg, v), Mat::rows(w, d), false);
+                match &self.bf16 {
+                    Some(p) => amx::matmul_into(rows, gh, Mat::rows(lg, v), &p.bwd, false),
+                    None => matmul(rows, d, v, gh, Mat::rows(lg, v), Mat::rows(w, d), false),
+                }
             }
             if let Some(gw) = grad_w.as_mut() {
                 matmul(v, d, rows, gw, Mat::t(lg, v), Mat::rows(hc, d), true);
@@ -428,7 +443,7 @@ mod tests {
         let h = Var::from_tensor(&rand(&[t, d], 4)).unwrap();
         let w = Var::from_tensor(&(rand(&[v, d], 5) * 3.0).unwrap()).unwrap();
         let targets: Vec<u32> = (0..t as u32).map(|i| (i * 31 + 3) % v as u32).collect();
-        let (loss, correct) = cross_entropy(h.as_tensor(), w.as_tensor(), &targets).unwrap();
+        let (loss, correct) = cross_entropy(h.as_tensor(), w.as_tensor(), &targets, None).unwrap();
         let logits = h.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
         let tg = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap();
         let lp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
@@ -454,9 +469,18 @@ mod tests {
             let (a, b) = (g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
             assert!(max_diff(a, b) < 1e-5, "{}", max_diff(a, b));
         }
-        // A frozen head gets no gradient, the hidden states still do.
-        let (loss, _) = cross_entropy(h.as_tensor(), &w.as_tensor().detach(), &targets).unwrap();
-        let g = loss.backward().unwrap();
-        assert!(g.get(h.as_tensor()).is_some());
+        // A frozen head gets no gradient, the hidden states still do; in
+        // BF16 the loss and ∂h stay within its rounding of the f32 ones.
+        let frozen = w.as_tensor().detach();
+        let g_f32 = g2.get(h.as_tensor()).unwrap();
+        for bf16 in [None, packed(&frozen)] {
+            let on = bf16.is_some();
+            let (loss, _) = cross_entropy(h.as_tensor(), &frozen, &targets, bf16).unwrap();
+            let l = loss.to_scalar::<f32>().unwrap();
+            let tol = if on { 1e-2 } else { 1e-3 };
+            assert!((l - b).abs() < tol * b.abs() && (on == (l != a)), "{l} vs {b}");
+            let g = (loss * 0.5).unwrap().backward().unwrap();
+            check(g.get(h.as_tensor()).unwrap(), g_f32, on, 1e-5);
+        }
     }
 }

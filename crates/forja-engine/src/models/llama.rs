@@ -334,11 +334,14 @@ impl Llama {
 
     /// Summed negative log-likelihood of `targets` given final hidden states
     /// `[targets, hidden]`, and how many targets are the argmax.
-    /// Differentiable; on the CPU the logits are never materialised.
-    pub fn nll(&self, hidden: &Tensor, targets: &[u32]) -> Result<(Tensor, usize)> {
+    /// Differentiable; on the CPU the logits are never materialised. With
+    /// `bf16` a frozen head's products run in BF16 on AMX tiles (where
+    /// available).
+    pub fn nll(&self, hidden: &Tensor, targets: &[u32], bf16: bool) -> Result<(Tensor, usize)> {
         if let (Weight::Dense(w), None) = (&self.lm_head.weight, &self.lm_head.bias) {
             if crate::grad::usable(&[hidden, w]) {
-                return Ok(crate::grad::cross_entropy(hidden, w, targets)?);
+                let packed = (bf16 && !w.track_op()).then(|| self.lm_head.bf16_weight()).flatten();
+                return Ok(crate::grad::cross_entropy(hidden, w, targets, packed)?);
             }
         }
         let logits = self.logits(hidden)?;

@@ -362,7 +362,7 @@ fn make_batch(examples: &[&Example], pad: u32, dev: &Device) -> Result<Batch> {
 /// Summed NLL over the batch's targets, and the number predicted right.
 fn batch_loss(model: &Llama, lora: Lora<'_>, b: &Batch) -> Result<(Tensor, usize)> {
     let hidden = model.hidden_full(&b.ids, lora)?;
-    model.nll(&hidden.index_select(&b.rows, 0)?, &b.targets)
+    model.nll(&hidden.index_select(&b.rows, 0)?, &b.targets, lora.bf16)
 }
 
 /// Mean negative log-likelihood over the target tokens of `examples`, as a
