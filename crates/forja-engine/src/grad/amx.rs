@@ -68,6 +68,7 @@ pub(crate) struct Packed {
     k: usize,
     n: usize,
     /// `k` rounded up to [`KSTEP`].
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     kp: usize,
 }
 
@@ -180,9 +181,11 @@ pub(crate) unsafe fn matmul_uninit(
 }
 
 /// Tile configuration: palette 1, every tile used 16 rows × 64 bytes.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
+#[cfg(target_arch = "x86_64")]
 impl TileConfig {
     fn new() -> TileConfig {
         let mut c = [0u8; 64];
@@ -199,6 +202,7 @@ impl TileConfig {
 ///
 /// # Safety
 /// With `acc`, `dst` must be initialised; [`available`] must hold.
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 unsafe fn rows_block(
     r0: usize,
@@ -277,8 +281,23 @@ unsafe fn rows_block(
     unsafe { std::arch::asm!("tilerelease", options(nostack)) };
 }
 
+/// Never called: [`available`] is false off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+unsafe fn rows_block(
+    _r0: usize,
+    _rows: usize,
+    _dst: &mut [MaybeUninit<f32>],
+    _a: Mat<'_>,
+    _b: &Packed,
+    _acc: bool,
+) {
+    unreachable!("amx: AMX off x86-64")
+}
+
 /// `dst[i] = bf16(src[i])`, vectorised where the CPU has AVX-512 (every
 /// CPU with AMX has).
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 fn round_into(dst: &mut [u16], src: &[f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -303,6 +322,7 @@ fn round_avx512(dst: &mut [u16], src: &[f32]) {
 
 /// Where one 32 × 32 block reads: two 16-row slices of the rounded `a`
 /// (rows of `kp` values) and two panels of the packed `b`.
+#[cfg(target_arch = "x86_64")]
 struct Sources {
     a0: *const u16,
     a1: *const u16,
@@ -313,6 +333,7 @@ struct Sources {
 
 /// # Safety
 /// AMX must be available and permitted.
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 unsafe fn tile_config(cfg: &TileConfig) {
     // SAFETY: the caller's promise; `cfg` is a valid 64-byte configuration.
@@ -327,6 +348,7 @@ unsafe fn tile_config(cfg: &TileConfig) {
 /// The tile configuration is loaded; the sources point at 16 rows of `kp`
 /// BF16 values each (`a`) and `kp / 2` rows of 32 (`b`); each `c` at 16
 /// rows of 16 floats `stride` bytes apart, initialised with `load`.
+#[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 unsafe fn block(s: &Sources, c: [*mut f32; 4], stride: usize, load: bool) {
     let sa = s.kp * 2;
@@ -389,7 +411,7 @@ unsafe fn block(s: &Sources, c: [*mut f32; 4], stride: usize, load: bool) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
