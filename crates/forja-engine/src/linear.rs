@@ -63,11 +63,6 @@ impl Linear {
         self.bf16 = Default::default();
     }
 
-    /// Bytes of the BF16 copies made for training so far.
-    pub fn bf16_bytes(&self) -> usize {
-        self.bf16.get().and_then(|p| p.as_ref()).map_or(0, |p| p.bytes())
-    }
-
     /// The storage format of the weight (`F32`, `Q8_0`, `Q4K`, ...).
     pub fn format(&self) -> String {
         match &self.weight {

@@ -63,6 +63,7 @@ fn bf16(x: f32) -> u16 {
 /// 16 (pairs of `k` rows interleaved), `k` padded to 32 and the panels to
 /// an even count with zeros.
 pub(crate) struct Packed {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     data: Vec<u16>,
     k: usize,
     n: usize,
@@ -99,11 +100,6 @@ impl Packed {
         });
         Packed { data, k, n, kp }
     }
-
-    /// Bytes held.
-    fn bytes(&self) -> usize {
-        self.data.len() * 2
-    }
 }
 
 /// A frozen weight `w` `[out, in]` packed for both products of a step:
@@ -121,11 +117,6 @@ impl Bf16Weight {
             fwd: Packed::new(inp, out, Mat::t(w, inp)),
             bwd: Packed::new(out, inp, Mat::rows(w, inp)),
         }
-    }
-
-    /// Bytes held (half of the f32 weight per direction).
-    pub(crate) fn bytes(&self) -> usize {
-        self.fwd.bytes() + self.bwd.bytes()
     }
 }
 
