@@ -14,6 +14,8 @@
 # usage: bench/vs-llama-server.sh [N_TOKENS] [ROUNDS]
 #   env: THREADS (2), MODEL (the default SmolLM2 GGUF), LLAMA_SERVER, FORJA_SERVE_ARGS,
 #        STREAMS (unset: single-stream decode), NP (llama-server slots: 8 with STREAMS, else 1)
+#        LLAMA_ARGS (extra llama-server flags, e.g. --no-repack where llama.cpp's AMX
+#        kernels crash: ggml-org/llama.cpp#20824)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-128}; ROUNDS=${2:-5}; THREADS=${THREADS:-2}; STREAMS=${STREAMS:-}
@@ -34,12 +36,13 @@ KEY=$("$FORJA" keys create --tenant bench --create-tenant --data-dir "$DATA")
   --embedding-model none ${FORJA_SERVE_ARGS:-} 2>"$DATA/forja.log" &
 FPID=$!
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$LLAMA_SERVER" -m "$MODEL" -t "$THREADS" -c $((2048 * NP)) --port "$PORT" -np "$NP" >"$DATA/llama.log" 2>&1 &
+# shellcheck disable=SC2086 # LLAMA_ARGS is a list of flags
+"$LLAMA_SERVER" -m "$MODEL" -t "$THREADS" -c $((2048 * NP)) --port "$PORT" -np "$NP" ${LLAMA_ARGS:-} >"$DATA/llama.log" 2>&1 &
 LPID=$!
 for _ in $(seq 600); do grep -q "ready" "$DATA/forja.log" && break; sleep 0.2; done
 FURL=$(grep -o 'http://[0-9.:]*' "$DATA/forja.log" | head -1)
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-echo "cpu: $(bench/cpu.sh), threads=$THREADS, model=$(basename "$MODEL"), N=$N, llama-server -np $NP" >&2
+echo "cpu: $(bench/cpu.sh), threads=$THREADS, model=$(basename "$MODEL"), N=$N, llama-server -np $NP ${LLAMA_ARGS:-}" >&2
 python3 - "$FURL" "$KEY" "http://127.0.0.1:$PORT" "$N" "$ROUNDS" "$STREAMS" <<'PY'
 import json, statistics, sys, time, urllib.request
 from concurrent.futures import ThreadPoolExecutor

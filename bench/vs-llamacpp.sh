@@ -11,21 +11,27 @@
 # env:   THREADS (2) P (512) N (128) ROUNDS (5) REPS (3, repetitions per round)
 #        LLAMA_BENCH (llama-bench from ../shared/peers/setup.sh llamacpp)
 #        FORJA_BIN (a forja binary to measure instead of building this tree's)
+#        LLAMA_ARGS (extra llama-bench flags, e.g. "--repack 0" where llama.cpp's
+#        AMX kernels crash: ggml-org/llama.cpp#20824)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
 LLAMA_BENCH=${LLAMA_BENCH:-$(command -v llama-bench || echo "$PEERS/llama.cpp/build/bin/llama-bench")}
-THREADS=${THREADS:-2} P=${P:-512} N=${N:-128} ROUNDS=${ROUNDS:-5} REPS=${REPS:-3}
+LLAMA_ARGS=${LLAMA_ARGS:-} THREADS=${THREADS:-2} P=${P:-512} N=${N:-128} ROUNDS=${ROUNDS:-5} REPS=${REPS:-3}
 [ -x "$LLAMA_BENCH" ] || { echo "llama-bench not found: run ../shared/peers/setup.sh llamacpp" >&2; exit 1; }
 if [ -z "${FORJA_BIN:-}" ]; then cargo build --release -q -p forja; fi
 FORJA=${FORJA_BIN:-./target/release/forja}
 MODEL=${1:-$($FORJA models path default)}
 echo "model: $MODEL  threads: $THREADS  pp$P tg$N  rounds: $ROUNDS x $REPS reps" >&2
-echo "cpu: $(bench/cpu.sh)  llama.cpp: $("$LLAMA_BENCH" --version 2>&1 | head -1)" >&2
+echo "cpu: $(bench/cpu.sh)  llama.cpp: $("$LLAMA_BENCH" --version 2>&1 | head -1) ${LLAMA_ARGS}" >&2
 results=$(mktemp)
 for r in $(seq "$ROUNDS"); do
-  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$P" -n "$N" -r "$REPS" -o json 2>/dev/null |
-    python3 -c '
+  # shellcheck disable=SC2086 # LLAMA_ARGS is a list of flags
+  out=$("$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -p "$P" -n "$N" -r "$REPS" $LLAMA_ARGS -o json 2>/dev/null) || {
+    echo "llama-bench failed (exit $?); if it crashes in its AMX kernels (ggml-org/llama.cpp#20824), run with LLAMA_ARGS='--repack 0'" >&2
+    exit 1
+  }
+  echo "$out" | python3 -c '
 import json, sys
 for t in json.load(sys.stdin):
     kind = "pp" if t["n_gen"] == 0 else "tg"
@@ -34,12 +40,16 @@ for t in json.load(sys.stdin):
     python3 -c '
 import json, sys
 j = json.load(sys.stdin)
-print("forja pp", j["pp_tps"]); print("forja tg", j["tg_tps"])' >>"$results"
+print("forja pp", j["pp_tps"]); print("forja tg", j["tg_tps"])
+if j.get("decode_bandwidth_fraction") is not None:
+    print("forja frac", j["decode_bandwidth_fraction"], j["read_bandwidth_gbs"], j["decode_weight_bytes"])' >>"$results"
   echo "round $r/$ROUNDS done" >&2
 done
-python3 - "$results" "$P" "$N" <<'PY'
+python3 - "$results" "$P" "$N" "$THREADS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
+fracs = [r[2:] for r in rows if r[1] == "frac"]
+rows = [r for r in rows if r[1] != "frac"]
 P, N = sys.argv[2], sys.argv[3]
 med = {}
 for who in ("llama.cpp", "forja"):
@@ -51,5 +61,12 @@ print(f"| --- | ---: | ---: | ---: |")
 for kind, label in (("pp", f"pp{P} (prompt)"), ("tg", f"tg{N} (decode)")):
     l, f = med["llama.cpp", kind], med["forja", kind]
     print(f"| {label} | {l[0]:.1f} ({l[1]:.1f}-{l[2]:.1f}) | {f[0]:.1f} ({f[1]:.1f}-{f[2]:.1f}) | {f[0]/l[0]:.2f}x |")
+if fracs:
+    f = sorted(float(x[0]) for x in fracs)
+    bw = sorted(float(x[1]) for x in fracs)
+    mb = float(fracs[0][2]) / 1e6
+    print(f"\nforja decode reads {mb:.1f} MB of weights per token: {100*statistics.median(f):.0f} % "
+          f"({100*f[0]:.0f}-{100*f[-1]:.0f} %) of what {sys.argv[4]} threads read streaming through "
+          f"as many bytes ({statistics.median(bw):.1f} GB/s, {bw[0]:.1f}-{bw[-1]:.1f})")
 PY
 rm -f "$results"

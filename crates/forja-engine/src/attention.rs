@@ -11,7 +11,7 @@
 //! devices; tests check they agree. [`full_causal`] is the cache-free,
 //! differentiable form used on `[batch, seq]` inputs.
 
-use crate::kv_cache::{KvCache, LayerKv};
+use crate::kv_cache::{KvCache, LayerKv, RowsRef};
 use crate::ops::with_f32;
 use crate::{parallel, simd};
 use candle_core::{Device, Result, Tensor, D};
@@ -109,18 +109,41 @@ fn attend_cpu(
         let (t, head) = (first_head / h.heads, first_head % h.heads);
         let kvh = head / group;
         let s = slots[t];
-        let (kc, vc) = caches[s.seq].cpu_layer(layer, s.pos + 1);
         let lo = h.first_visible(s.pos);
-        let len = s.pos + 1 - lo;
-        let (krows, vrows) = (&kc[lo * row + kvh * hd..], &vc[lo * row + kvh * hd..]);
-        let mut scores = vec![0f32; len];
-        for (g, oh) in o.chunks_mut(hd).enumerate() {
-            let qh = &q[(t * h.heads + head + g) * hd..][..hd];
-            simd::dot_rows(qh, krows, row, scale, &mut scores);
-            softmax_in_place(&mut scores);
-            simd::axpy_rows(&scores, vrows, row, oh);
+        let mut scores = vec![0f32; s.pos + 1 - lo];
+        let qs = &q[(t * h.heads + head) * hd..][..o.len()];
+        let at = lo * row + kvh * hd;
+        match caches[s.seq].cpu_layer(layer, s.pos + 1) {
+            (RowsRef::F16(k), RowsRef::F16(v)) => {
+                attend_heads(qs, hd, &k[at..], &v[at..], row, scale, &mut scores, o)
+            }
+            (RowsRef::F32(k), RowsRef::F32(v)) => {
+                attend_heads(qs, hd, &k[at..], &v[at..], row, scale, &mut scores, o)
+            }
+            _ => unreachable!("keys and values of one cache share a type"),
         }
     });
+}
+
+/// Query heads `qs` (`hd` values each, one per `hd` chunk of `out`)
+/// attending to the key and value rows `stride` apart: scores, softmax,
+/// weighted sum.
+#[allow(clippy::too_many_arguments)]
+fn attend_heads<E: simd::Elem>(
+    qs: &[f32],
+    hd: usize,
+    krows: &[E],
+    vrows: &[E],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    for (qh, oh) in qs.chunks(hd).zip(out.chunks_mut(hd)) {
+        simd::dot_rows(qh, krows, stride, scale, scores);
+        softmax_in_place(scores);
+        simd::axpy_rows(scores, vrows, stride, oh);
+    }
 }
 
 fn softmax_in_place(x: &mut [f32]) {
@@ -247,11 +270,19 @@ fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv_cache::KvType;
     use crate::test_util::{max_diff, rand};
 
     /// Prefills two sequences in one batch, then decodes one token each, with
-    /// both cache kinds; also compares with the cache-free form.
+    /// both cache kinds; also compares with the cache-free form. An f32 CPU
+    /// cache agrees to rounding, an f16 one to f16's precision.
     fn check(window: Option<usize>) {
+        for (kind, tol) in [(KvType::F32, 1e-5), (KvType::F16, 2e-3)] {
+            check_kind(window, kind, tol);
+        }
+    }
+
+    fn check_kind(window: Option<usize>, kind: KvType, tol: f32) {
         let h = Heads { heads: 6, kv_heads: 2, head_dim: 8, window };
         let (la, lb) = (5, 3);
         let n = la + lb;
@@ -262,8 +293,8 @@ mod tests {
         let (q, k, v) = (rand(&[n, 6, 8], 1), rand(&[n, 2, 8], 2), rand(&[n, 2, 8], 3));
         let mut outs = Vec::new();
         for on_cpu in [true, false] {
-            let mut c0 = KvCache::new(1, 16, on_cpu);
-            let mut c1 = KvCache::new(1, 16, on_cpu);
+            let mut c0 = KvCache::new(1, 16, on_cpu, kind);
+            let mut c1 = KvCache::new(1, 16, on_cpu, kind);
             let a = if on_cpu {
                 cached_cpu(&q, &k, &v, &slots, &mut [&mut c0, &mut c1], 0, h).unwrap()
             } else {
@@ -275,8 +306,8 @@ mod tests {
             let b = cached(&q2, &k2, &v2, &s2, &mut [&mut c0, &mut c1], 0, h).unwrap();
             outs.push((a, b));
         }
-        assert!(max_diff(&outs[0].0, &outs[1].0) < 1e-5);
-        assert!(max_diff(&outs[0].1, &outs[1].1) < 1e-5);
+        let (d0, d1) = (max_diff(&outs[0].0, &outs[1].0), max_diff(&outs[0].1, &outs[1].1));
+        assert!(d0 < tol && d1 < tol, "{kind}: prefill {d0}, decode {d1}");
         // Sequence 0's prefill equals the cache-free causal form.
         let full = full_causal(
             &q.narrow(0, 0, la).unwrap().unsqueeze(0).unwrap(),
@@ -287,7 +318,7 @@ mod tests {
         .unwrap()
         .squeeze(0)
         .unwrap();
-        assert!(max_diff(&full, &outs[0].0.narrow(0, 0, la).unwrap()) < 1e-5);
+        assert!(max_diff(&full, &outs[0].0.narrow(0, 0, la).unwrap()) < tol);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct LoadOptions {
     /// is not a multiple of the 32-weight block stays dense. Ignored with
     /// `dequantize` and off the CPU.
     pub quantize: Option<crate::quant::QType>,
+    /// What the CPU KV cache stores: f16 (the default, half the bytes) or
+    /// f32 (exact).
+    pub kv_type: crate::KvType,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +53,7 @@ impl Default for LoadOptions {
             ubatch: 512,
             dequantize: false,
             quantize: None,
+            kv_type: crate::KvType::default(),
         }
     }
 }
@@ -132,7 +136,7 @@ impl Engine {
         progress(LoadProgress::Metadata);
         let mut layer_progress = |done, total| progress(LoadProgress::Layers { done, total });
         let quantize = opts.quantize.filter(|_| !opts.dequantize);
-        let (model, mut tokenizer, template, info) = pool.install(|| {
+        let (mut model, mut tokenizer, template, info) = pool.install(|| {
             if path.is_dir() {
                 load_hf(path, &dev, quantize, &mut layer_progress)
             } else {
@@ -147,6 +151,7 @@ impl Engine {
                 tokenizer.adds_bos(),
             )?;
         }
+        model.set_kv_type(opts.kv_type);
         progress(LoadProgress::Done);
         let model_max = model.config().max_position_embeddings;
         let ctx = opts.ctx_size.unwrap_or(model_max);

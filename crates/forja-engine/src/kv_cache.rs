@@ -1,11 +1,54 @@
 //! Per-sequence key/value cache.
 //!
-//! On CPU the cache is one growable f32 buffer per layer for keys and one for
+//! On CPU the cache is one growable buffer per layer for keys and one for
 //! values, laid out `[position][kv_head][head_dim]` so appending a token is a
-//! contiguous copy and truncating (rewinding a sequence) is free. On other
-//! devices it holds candle tensors `[kv_heads, positions, head_dim]`.
+//! contiguous copy and truncating (rewinding a sequence) is free. Its
+//! elements are IEEE halves by default ([`KvType::F16`], as llama.cpp's
+//! default cache type): half the bytes for attention to read per token and
+//! for each sequence to hold, at f16's 11-bit precision; [`KvType::F32`]
+//! keeps them exact. On other devices it holds candle tensors
+//! `[kv_heads, positions, head_dim]`.
 
 use candle_core::Tensor;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+/// What a CPU cache stores keys and values as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvType {
+    /// IEEE half precision (the default).
+    #[default]
+    F16,
+    /// f32, exactly what the layers computed.
+    F32,
+}
+
+impl KvType {
+    /// `f16` or `f32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+        }
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvType::F16),
+            "f32" => Ok(KvType::F32),
+            _ => Err(format!("unknown KV cache type {s:?}: use f16 or f32")),
+        }
+    }
+}
 
 /// Keys and values of one sequence, for every layer of one model.
 #[derive(Debug)]
@@ -17,16 +60,75 @@ pub struct KvCache {
 
 #[derive(Debug)]
 pub(crate) enum LayerKv {
-    Cpu { k: Vec<f32>, v: Vec<f32> },
+    Cpu { k: Rows, v: Rows },
     Tensor { k: Option<Tensor>, v: Option<Tensor> },
 }
 
+/// A CPU cache buffer.
+#[derive(Debug)]
+pub(crate) enum Rows {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+/// Keys or values of one layer, borrowed for attention.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RowsRef<'a> {
+    F16(&'a [f16]),
+    F32(&'a [f32]),
+}
+
+impl Rows {
+    fn new(kind: KvType) -> Self {
+        match kind {
+            KvType::F16 => Rows::F16(Vec::new()),
+            KvType::F32 => Rows::F32(Vec::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Rows::F16(r) => r.len(),
+            Rows::F32(r) => r.len(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Rows::F16(r) => r.capacity() * 2,
+            Rows::F32(r) => r.capacity() * 4,
+        }
+    }
+
+    fn resize(&mut self, n: usize) {
+        match self {
+            Rows::F16(r) => r.resize(n, f16::ZERO),
+            Rows::F32(r) => r.resize(n, 0.0),
+        }
+    }
+
+    fn write(&mut self, at: usize, x: &[f32]) {
+        match self {
+            Rows::F16(r) => r[at..at + x.len()].convert_from_f32_slice(x),
+            Rows::F32(r) => r[at..at + x.len()].copy_from_slice(x),
+        }
+    }
+
+    fn head(&self, n: usize) -> RowsRef<'_> {
+        match self {
+            Rows::F16(r) => RowsRef::F16(&r[..n]),
+            Rows::F32(r) => RowsRef::F32(&r[..n]),
+        }
+    }
+}
+
 impl KvCache {
-    /// An empty cache; `width` is `kv_heads * head_dim`.
-    pub(crate) fn new(n_layers: usize, width: usize, on_cpu: bool) -> Self {
+    /// An empty cache; `width` is `kv_heads * head_dim`; `kind` is what a
+    /// CPU cache stores.
+    pub(crate) fn new(n_layers: usize, width: usize, on_cpu: bool, kind: KvType) -> Self {
         let layer = || {
             if on_cpu {
-                LayerKv::Cpu { k: Vec::new(), v: Vec::new() }
+                LayerKv::Cpu { k: Rows::new(kind), v: Rows::new(kind) }
             } else {
                 LayerKv::Tensor { k: None, v: None }
             }
@@ -73,7 +175,7 @@ impl KvCache {
         self.layers
             .iter()
             .map(|l| match l {
-                LayerKv::Cpu { k, v } => (k.capacity() + v.capacity()) * 4,
+                LayerKv::Cpu { k, v } => k.bytes() + v.bytes(),
                 LayerKv::Tensor { k, v } => [k, v]
                     .iter()
                     .filter_map(|t| t.as_ref())
@@ -94,18 +196,18 @@ impl KvCache {
         if kc.len() < need {
             // Grow geometrically so long generations do not copy quadratically.
             let target = need.max(kc.len() * 2).max(64 * w);
-            kc.resize(target, 0.0);
-            vc.resize(target, 0.0);
+            kc.resize(target);
+            vc.resize(target);
         }
-        kc[pos * w..need].copy_from_slice(k);
-        vc[pos * w..need].copy_from_slice(v);
+        kc.write(pos * w, k);
+        vc.write(pos * w, v);
     }
 
     /// Keys and values of `layer` for positions `0..n` (CPU caches).
-    pub(crate) fn cpu_layer(&self, layer: usize, n: usize) -> (&[f32], &[f32]) {
+    pub(crate) fn cpu_layer(&self, layer: usize, n: usize) -> (RowsRef<'_>, RowsRef<'_>) {
         let LayerKv::Cpu { k, v } = &self.layers[layer] else {
             unreachable!("cpu_layer on a device cache")
         };
-        (&k[..n * self.width], &v[..n * self.width])
+        (k.head(n * self.width), v.head(n * self.width))
     }
 }

@@ -72,7 +72,7 @@ pub use embed::Embedder;
 pub use engine::{Engine, LoadOptions, LoadProgress, ModelFormat, ModelInfo};
 pub use error::{EngineError, Result};
 pub use generate::{Completion, FinishReason, OnText, Request, Timings, TokenFilter};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvType};
 pub use linear::Linear;
 pub use parallel::SpinPool;
 pub use sampler::{argmax, logprob, Sampler, TokenLogprob};

@@ -130,6 +130,8 @@ pub struct NodeConfig {
     pub threads: Option<usize>,
     /// The weights serving runs on.
     pub serving_weights: ServingWeights,
+    /// What serving's KV cache stores on the CPU.
+    pub kv_type: forja_engine::KvType,
     /// In-process training and evaluation give way to serving on the same
     /// cores ([`forja_engine::Yield`]); `false`: they compete as equals.
     pub training_yields: bool,
@@ -198,6 +200,7 @@ impl NodeConfig {
             workers: 1,
             threads: None,
             serving_weights: ServingWeights::Auto,
+            kv_type: forja_engine::KvType::default(),
             training_yields: true,
             eval_on_serving_weights: true,
             hub: None,
@@ -631,7 +634,12 @@ impl Node {
         // and serves keeps both, so serving decodes quantized while training
         // has its dense weights.
         let quantize = cfg.serving_weights.quantize(cfg.workers);
-        let serve_opts = LoadOptions { threads: cfg.threads, quantize, ..Default::default() };
+        let serve_opts = LoadOptions {
+            threads: cfg.threads,
+            quantize,
+            kv_type: cfg.kv_type,
+            ..Default::default()
+        };
         let train_opts = (cfg.workers > 0).then(|| LoadOptions {
             dequantize: true,
             quantize: None,

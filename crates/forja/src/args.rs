@@ -140,6 +140,10 @@ pub struct ModelArgs {
     /// A tokenizer.json to use instead of the model's own.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// What the KV cache stores on the CPU: `f16` (half the memory and the bytes attention
+    /// reads) or `f32` (exact).
+    #[arg(long, default_value = "f16")]
+    pub kv_cache_type: forja_engine::KvType,
 }
 
 impl ModelArgs {
@@ -149,6 +153,7 @@ impl ModelArgs {
             threads: self.threads,
             ctx_size: self.ctx_size,
             tokenizer: self.tokenizer.clone(),
+            kv_type: self.kv_cache_type,
             ..LoadOptions::default()
         }
     }
@@ -1001,6 +1006,10 @@ pub struct ServeArgs {
     /// training weights) or `q8_0`/`q4_0`/`q4_1` (float weights quantized at load).
     #[arg(long, default_value = "auto")]
     pub serving_weights: forja_server::node::ServingWeights,
+    /// What serving's KV cache stores: `f16` (half the memory per sequence and the bytes
+    /// attention reads per token) or `f32` (exact).
+    #[arg(long, default_value = "f16")]
+    pub kv_cache_type: forja_engine::KvType,
     /// How in-process training shares the cores with serving: `background` (training and
     /// evaluation pause while a request is queued or generating, at most 10 s at a time,
     /// then run 0.5 s) or `equal` (they compete for the cores).

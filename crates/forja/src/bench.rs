@@ -85,6 +85,7 @@ pub fn generate(a: BenchGenerateArgs) -> Result<ExitCode> {
             "engine": "forja",
             "model": info.path.display().to_string(),
             "threads": engine.threads(),
+            "kv_cache_type": engine.model().kv_type().name(),
             "n_prompt": a.prompt_tokens,
             "n_gen": a.gen_tokens,
             "repetitions": reps,

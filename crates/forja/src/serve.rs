@@ -59,6 +59,7 @@ pub(crate) fn node_config(a: &ServeArgs, applied: &crate::config::Applied) -> Re
     cfg.workers = a.workers;
     cfg.threads = a.threads;
     cfg.serving_weights = a.serving_weights;
+    cfg.kv_type = a.kv_cache_type;
     cfg.training_yields = a.training_priority == "background";
     cfg.eval_on_serving_weights = a.eval_weights == "serving";
     if a.federation_hub {

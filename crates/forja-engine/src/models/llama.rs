@@ -8,7 +8,7 @@
 //! [`KvCache`]s) and training ([`Llama::forward_full`], differentiable).
 
 use crate::attention::{self, Heads, Slot};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvType};
 use crate::linear::{Embedding, Linear, Weight};
 use crate::lora::{Adapter, Dropout, Module};
 use crate::ops;
@@ -62,6 +62,7 @@ pub struct Llama {
     lm_head: Linear,
     inv_freq: Vec<f32>,
     device: Device,
+    kv_type: KvType,
 }
 
 impl std::fmt::Debug for Llama {
@@ -156,6 +157,7 @@ impl Llama {
             lm_head,
             inv_freq,
             device: w.device().clone(),
+            kv_type: KvType::default(),
         })
     }
 
@@ -175,7 +177,18 @@ impl Llama {
             self.cfg.num_hidden_layers,
             self.cfg.kv_heads() * self.cfg.head_dim(),
             self.device.is_cpu(),
+            self.kv_type,
         )
+    }
+
+    /// What CPU caches made from now on store keys and values as.
+    pub fn set_kv_type(&mut self, kind: KvType) {
+        self.kv_type = kind;
+    }
+
+    /// What CPU caches store keys and values as.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     fn rope_tables(&self, positions: impl Iterator<Item = usize>) -> Result<(Tensor, Tensor)> {

@@ -48,6 +48,20 @@ impl Lanes for float32x4_t {
         vld1q_f32(p)
     }
     #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> Self {
+        let h = vld1_u16(p);
+        let out: float32x4_t;
+        // `fcvtl` widens four halves (base ARMv8; Rust's f16 vector types
+        // and their intrinsics are not stable yet).
+        std::arch::asm!(
+            "fcvtl {o:v}.4s, {h:v}.4h",
+            o = lateout(vreg) out,
+            h = in(vreg) h,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        out
+    }
+    #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
         vst1q_f32(p, self)
     }

@@ -5,6 +5,7 @@
 //! register run the portable loops of [`super`].
 
 use super::cephes::{C1, C2, HI, LOG2E, P};
+use super::Elem;
 use crate::isa::Isa;
 
 /// One register of f32 lanes and the operations the kernels need. Every
@@ -17,6 +18,8 @@ pub(super) trait Lanes: Copy {
     const EXP_LO: f32;
     unsafe fn splat(v: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
+    /// Loads `N` IEEE halves and widens them to f32.
+    unsafe fn load_f16(p: *const u16) -> Self;
     unsafe fn store(self, p: *mut f32);
     unsafe fn add(self, b: Self) -> Self;
     unsafe fn sub(self, b: Self) -> Self;
@@ -51,10 +54,20 @@ pub(super) trait Lanes: Copy {
     }
 }
 
+/// `N` elements of a row, as f32 lanes.
 #[inline(always)]
-pub(super) unsafe fn dot_rows<V: Lanes>(
+unsafe fn load_elem<V: Lanes, E: Elem>(p: *const E) -> V {
+    if E::F16 {
+        V::load_f16(p.cast())
+    } else {
+        V::load(p.cast())
+    }
+}
+
+#[inline(always)]
+pub(super) unsafe fn dot_rows<V: Lanes, E: Elem>(
     q: &[f32],
-    rows: &[f32],
+    rows: &[E],
     stride: usize,
     scale: f32,
     out: &mut [f32],
@@ -66,17 +79,22 @@ pub(super) unsafe fn dot_rows<V: Lanes>(
         let mut acc = V::splat(0.0);
         let mut i = 0;
         while i < dv {
-            acc = V::load(q.as_ptr().add(i)).fma(V::load(r.add(i)), acc);
+            acc = V::load(q.as_ptr().add(i)).fma(load_elem(r.add(i)), acc);
             i += V::N;
         }
         let tail = std::slice::from_raw_parts(r.add(dv), d - dv);
-        let s = acc.sum() + q[dv..].iter().zip(tail).map(|(a, b)| a * b).sum::<f32>();
+        let s = acc.sum() + q[dv..].iter().zip(tail).map(|(a, b)| a * b.to_f32()).sum::<f32>();
         *o = s * scale;
     }
 }
 
 #[inline(always)]
-pub(super) unsafe fn axpy_rows<V: Lanes>(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub(super) unsafe fn axpy_rows<V: Lanes, E: Elem>(
+    p: &[f32],
+    rows: &[E],
+    stride: usize,
+    out: &mut [f32],
+) {
     let d = out.len();
     let o = out.as_mut_ptr();
     // Two registers at a time, kept across all rows.
@@ -87,8 +105,8 @@ pub(super) unsafe fn axpy_rows<V: Lanes>(p: &[f32], rows: &[f32], stride: usize,
         for (j, &w) in p.iter().enumerate() {
             let r = rows.as_ptr().add(j * stride + i);
             let wv = V::splat(w);
-            a0 = wv.fma(V::load(r), a0);
-            a1 = wv.fma(V::load(r.add(V::N)), a1);
+            a0 = wv.fma(load_elem(r), a0);
+            a1 = wv.fma(load_elem(r.add(V::N)), a1);
         }
         a0.store(o.add(i));
         a1.store(o.add(i + V::N));

@@ -1,5 +1,5 @@
 //! Small f32 vector kernels for the CPU hot paths: attention's row
-//! products, RMS norms, softmax exponentials, the SwiGLU gate. Each runs
+//! products (over f32 or f16 cache rows), RMS norms, softmax exponentials, the SwiGLU gate. Each runs
 //! at the active [`Isa`] level: AVX-512 (16 lanes) and AVX2+FMA (8 lanes)
 //! on x86-64 (`x86`), NEON (4 lanes) on aarch64 (`arm`), portable loops
 //! otherwise. The kernels are written once (`kernels`) over a register
@@ -19,23 +19,23 @@
 macro_rules! level {
     ($features:literal, $v:ty) => {
         #[target_feature(enable = $features)]
-        pub(in crate::simd) unsafe fn dot_rows(
+        pub(in crate::simd) unsafe fn dot_rows<E: crate::simd::Elem>(
             q: &[f32],
-            rows: &[f32],
+            rows: &[E],
             stride: usize,
             scale: f32,
             out: &mut [f32],
         ) {
-            crate::simd::kernels::dot_rows::<$v>(q, rows, stride, scale, out)
+            crate::simd::kernels::dot_rows::<$v, E>(q, rows, stride, scale, out)
         }
         #[target_feature(enable = $features)]
-        pub(in crate::simd) unsafe fn axpy_rows(
+        pub(in crate::simd) unsafe fn axpy_rows<E: crate::simd::Elem>(
             p: &[f32],
-            rows: &[f32],
+            rows: &[E],
             stride: usize,
             out: &mut [f32],
         ) {
-            crate::simd::kernels::axpy_rows::<$v>(p, rows, stride, out)
+            crate::simd::kernels::axpy_rows::<$v, E>(p, rows, stride, out)
         }
         #[target_feature(enable = $features)]
         pub(in crate::simd) unsafe fn exp_affine(x: &mut [f32], a: f32, b: f32) -> f64 {
@@ -85,38 +85,71 @@ mod kernels;
 pub(crate) mod x86;
 
 use crate::isa::Isa;
+use half::f16;
+
+/// An element type rows of the KV cache are stored in: f32, or f16
+/// (converted to f32 as it is loaded, by `vcvtph2ps` / `fcvtl`).
+pub(crate) trait Elem: Copy + Send + Sync + 'static {
+    /// Whether the element is an IEEE half (else f32).
+    const F16: bool;
+    fn to_f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    const F16: bool = false;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for f16 {
+    const F16: bool = true;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
 
 /// `out[j] = scale · (q · rows[j])` for `out.len()` rows of `q.len()`
 /// values, `stride` apart in `rows` (attention scores over a KV cache).
-pub(crate) fn dot_rows(q: &[f32], rows: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+pub(crate) fn dot_rows<E: Elem>(q: &[f32], rows: &[E], stride: usize, scale: f32, out: &mut [f32]) {
     dot_rows_at(Isa::active(), q, rows, stride, scale, out)
 }
 
-fn dot_rows_at(isa: Isa, q: &[f32], rows: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+fn dot_rows_at<E: Elem>(
+    isa: Isa,
+    q: &[f32],
+    rows: &[E],
+    stride: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
     let (d, n) = (q.len(), out.len());
     assert!(n == 0 || (n - 1) * stride + d <= rows.len());
     // SAFETY: the level was detected, and the assert above bounds every
     // row read.
     dispatch!(isa, dot_rows(q, rows, stride, scale, out));
     for (j, o) in out.iter_mut().enumerate() {
-        *o = scale * q.iter().zip(&rows[j * stride..][..d]).map(|(a, b)| a * b).sum::<f32>();
+        let r = &rows[j * stride..][..d];
+        *o = scale * q.iter().zip(r).map(|(a, b)| a * b.to_f32()).sum::<f32>();
     }
 }
 
 /// `out += Σ_j p[j] · rows[j]` for `p.len()` rows of `out.len()` values,
 /// `stride` apart in `rows` (attention's weighted sum of values).
-pub(crate) fn axpy_rows(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub(crate) fn axpy_rows<E: Elem>(p: &[f32], rows: &[E], stride: usize, out: &mut [f32]) {
     axpy_rows_at(Isa::active(), p, rows, stride, out)
 }
 
-fn axpy_rows_at(isa: Isa, p: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+fn axpy_rows_at<E: Elem>(isa: Isa, p: &[f32], rows: &[E], stride: usize, out: &mut [f32]) {
     let (d, n) = (out.len(), p.len());
     assert!(n == 0 || (n - 1) * stride + d <= rows.len());
     // SAFETY: as in `dot_rows_at`.
     dispatch!(isa, axpy_rows(p, rows, stride, out));
     for (j, &w) in p.iter().enumerate() {
         for (o, &v) in out.iter_mut().zip(&rows[j * stride..][..d]) {
-            *o += w * v;
+            *o += w * v.to_f32();
         }
     }
 }

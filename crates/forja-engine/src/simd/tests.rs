@@ -11,6 +11,48 @@ fn wave(n: usize, f: f32, amp: f32) -> Vec<f32> {
     (0..n).map(|i| amp * (i as f32 * f).sin()).collect()
 }
 
+/// f16 cache rows: every level widens them exactly as `half` does, so the
+/// results match plain loops over the widened values.
+#[test]
+fn row_kernels_over_f16_rows_match_plain_loops() {
+    for isa in levels() {
+        for (d, n) in [1, 8, 15, 16, 24, 33, 64, 67, 128].into_iter().flat_map(|d| [(d, 3), (d, 9)])
+        {
+            let stride = d + 5;
+            let q = wave(d, 0.3, 1.0);
+            // Values from every f16 range: normals, subnormals, large ones.
+            let rows: Vec<f16> = (0..n * stride)
+                .map(|i| {
+                    let x = (i as f32 * 0.17).cos();
+                    f16::from_f32(match i % 7 {
+                        0 => x * 1e-6,
+                        1 => x * 3e4,
+                        _ => x,
+                    })
+                })
+                .collect();
+            let wide: Vec<f32> = rows.iter().map(|h| h.to_f32()).collect();
+            let mut got = vec![0f32; n];
+            dot_rows_at(isa, &q, &rows, stride, 0.5, &mut got);
+            let mut want = vec![0f32; n];
+            dot_rows_at(Isa::Scalar, &q, &wide, stride, 0.5, &mut want);
+            for j in 0..n {
+                let tol = 1e-5 * want[j].abs().max(1.0) * d as f32;
+                assert!((got[j] - want[j]).abs() <= tol, "{isa} f16 dot_rows d={d} j={j}");
+            }
+            let p: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+            let mut out: Vec<f32> = (0..d).map(|i| i as f32).collect();
+            let mut want = out.clone();
+            axpy_rows_at(isa, &p, &rows, stride, &mut out);
+            axpy_rows_at(Isa::Scalar, &p, &wide, stride, &mut want);
+            for i in 0..d {
+                let tol = 1e-5 * want[i].abs().max(1.0) * n as f32;
+                assert!((out[i] - want[i]).abs() <= tol, "{isa} f16 axpy_rows d={d} i={i}");
+            }
+        }
+    }
+}
+
 #[test]
 fn row_kernels_match_plain_loops() {
     for isa in levels() {

@@ -1,5 +1,5 @@
 //! x86-64 levels of [`super`]: AVX2+FMA (`__m256`, 8 lanes) and AVX-512 F
-//! (`__m512`, 16 lanes), as [`Lanes`] implementations and the kernels of
+//! (`__m512`, 16 lanes), both with F16C for f16 cache rows, as [`Lanes`] implementations and the kernels of
 //! [`super::kernels`] compiled for each (`avx2::*`, `avx512::*`); plus the
 //! AVX2 sum of squares. Only reached through `super`'s dispatch, after
 //! detection.
@@ -10,12 +10,12 @@ use std::arch::x86_64::*;
 
 pub(super) mod avx2 {
     use std::arch::x86_64::__m256;
-    level!("avx2,fma", __m256);
+    level!("avx2,fma,f16c", __m256);
 }
 
 pub(super) mod avx512 {
     use std::arch::x86_64::__m512;
-    level!("avx512f,avx2,fma", __m512);
+    level!("avx512f,avx2,fma,f16c", __m512);
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -59,6 +59,10 @@ impl Lanes for __m256 {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> Self {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -127,6 +131,10 @@ impl Lanes for __m512 {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> Self {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
