@@ -13,6 +13,10 @@
 #        TARGETS (all-linear) PRECISION (f32, or bf16: forja on AMX tiles,
 #        PyTorch under torch.autocast bfloat16) PYTHON (venv of ../shared/peers/setup.sh torch)
 #        FORJA_BIN (a forja binary to measure instead of building this tree's)
+#        TORCH_MALLOC (GLIBC_TUNABLES for the PyTorch side; default: glibc keeps freed
+#        memory instead of unmapping it, which on some VMs took PyTorch from
+#        118-161 to 161-261 tok/s, the effect Intel's CPU tuning guide gets from
+#        jemalloc/tcmalloc; "" runs it untuned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${FORJA_PEERS:-$HOME/.cache/forja-peers}
@@ -33,7 +37,8 @@ for r in $(seq "$ROUNDS"); do
   $FORJA bench train -m "$HF" -t "$THREADS" -b "$BATCH" -s "$SEQ" --steps "$STEPS" \
     --lora-r "$LORA_R" --target-modules "$TARGETS" --precision "$PRECISION" --json 2>/dev/null |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print("forja", j["tok_per_s"], j["trainable_params"])' >>"$results"
-  "$PYTHON" bench/train_pytorch.py "$HF" --threads "$THREADS" --batch-size "$BATCH" --seq-len "$SEQ" \
+  GLIBC_TUNABLES=${TORCH_MALLOC-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184} \
+    "$PYTHON" bench/train_pytorch.py "$HF" --threads "$THREADS" --batch-size "$BATCH" --seq-len "$SEQ" \
     --steps "$STEPS" --lora-r "$LORA_R" --targets "$TARGETS" --precision "$PRECISION" 2>/dev/null |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print("pytorch", j["tok_per_s"], j["trainable_params"])' >>"$results"
   echo "round $r/$ROUNDS: $(tail -2 "$results" | tr '\n' ' ')" >&2

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins before it parks.
 const SPIN: Duration = Duration::from_millis(3);
 
+/// Pause-spins (tens of µs: `pause` takes ~40-140 cycles) before an idle worker starts
+/// yielding its core on every spin instead.
+const YIELD_AFTER: u32 = 1 << 10;
+
 thread_local! {
     static CURRENT: Cell<*const Inner> = const { Cell::new(std::ptr::null()) };
 }
@@ -162,8 +166,15 @@ impl Inner {
                 if e != seen || self.shutdown.load(Ordering::Relaxed) {
                     break e;
                 }
-                std::hint::spin_loop();
                 spins += 1;
+                if spins < YIELD_AFTER {
+                    std::hint::spin_loop();
+                } else {
+                    // A gap longer than a join: give the core to whatever
+                    // else wants it (candle's rayon ops between the kernels
+                    // of a training step) while still answering fast.
+                    std::thread::yield_now();
+                }
                 if spins.is_multiple_of(1024) {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > SPIN {
