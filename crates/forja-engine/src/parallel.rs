@@ -25,12 +25,39 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins before it parks.
 const SPIN: Duration = Duration::from_millis(3);
 
-/// Pause-spins (tens of µs: `pause` takes ~40-140 cycles) before an idle worker starts
-/// yielding its core on every spin instead.
+/// Pause-spins (tens of µs: `pause` takes ~40-140 cycles) before an idle
+/// worker under [`IdleYield`] starts yielding its core on every spin instead.
 const YIELD_AFTER: u32 = 1 << 10;
 
 thread_local! {
     static CURRENT: Cell<*const Inner> = const { Cell::new(std::ptr::null()) };
+    /// Whether the loops this thread submits come from training (see
+    /// [`IdleYield`]).
+    static TRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, the pool's workers, between this thread's parallel loops,
+/// give their core away (`yield`) after a short spin instead of spinning
+/// until they park. A training step runs candle's element-wise ops (on
+/// rayon) between its kernels: a spinning worker took a core they wanted
+/// (BF16 step +10 % with yielding). Inference keeps the pure spin: its gaps
+/// are short, and a yielded core can go to a busy server thread for a
+/// whole time slice (4 concurrent streams lost ~10 % with it).
+pub(crate) struct IdleYield {
+    prev: bool,
+}
+
+impl IdleYield {
+    /// Turns yielding on for this thread's loops until the guard drops.
+    pub(crate) fn on() -> Self {
+        IdleYield { prev: TRAINING.with(|t| t.replace(true)) }
+    }
+}
+
+impl Drop for IdleYield {
+    fn drop(&mut self) {
+        TRAINING.with(|t| t.set(self.prev));
+    }
 }
 
 /// Runs `f(i)` for `i` in `0..n`, in parallel when a pool is installed on
@@ -121,6 +148,9 @@ struct Inner {
     job: AtomicPtr<Job<'static>>,
     /// Workers that have not finished the current job.
     busy: AtomicUsize,
+    /// Idle workers yield their core after a short spin ([`IdleYield`] of
+    /// the last submitter).
+    idle_yield: AtomicBool,
     shutdown: AtomicBool,
     /// One submitter at a time; others (and nested calls) run serially.
     submit: Mutex<()>,
@@ -137,6 +167,7 @@ impl Inner {
         let job = Job { f, n, next: AtomicUsize::new(0), panic: Mutex::new(None) };
         let workers = self.threads - 1;
         self.busy.store(workers, Ordering::Relaxed);
+        self.idle_yield.store(TRAINING.with(Cell::get), Ordering::Relaxed);
         // SAFETY (lifetime erasure): workers dereference this pointer only
         // between seeing the new epoch and decrementing `busy`, and this
         // function does not return before `busy` is back to 0.
@@ -167,13 +198,12 @@ impl Inner {
                     break e;
                 }
                 spins += 1;
-                if spins < YIELD_AFTER {
-                    std::hint::spin_loop();
-                } else {
-                    // A gap longer than a join: give the core to whatever
-                    // else wants it (candle's rayon ops between the kernels
-                    // of a training step) while still answering fast.
+                if spins >= YIELD_AFTER && self.idle_yield.load(Ordering::Relaxed) {
+                    // A gap longer than a join, in training: give the core
+                    // to whatever else wants it while still answering fast.
                     std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
                 }
                 if spins.is_multiple_of(1024) {
                     let since = *idle_since.get_or_insert_with(Instant::now);
@@ -225,6 +255,7 @@ impl SpinPool {
             epoch: AtomicUsize::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
             busy: AtomicUsize::new(0),
+            idle_yield: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             submit: Mutex::new(()),
             parked: Mutex::new(0),
@@ -331,6 +362,31 @@ mod tests {
             })
         });
         assert_eq!(hits.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn yielding_workers_still_take_every_task_and_the_guard_restores() {
+        let pool = SpinPool::new(2).unwrap();
+        let hits = AtomicU64::new(0);
+        pool.install(|| {
+            let guard = IdleYield::on();
+            assert!(TRAINING.with(Cell::get));
+            for _ in 0..3 {
+                // A gap long enough for the worker to start yielding.
+                std::thread::sleep(Duration::from_micros(300));
+                for_each(16, |_| {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            assert!(pool.inner.idle_yield.load(Ordering::Relaxed));
+            drop(guard);
+            assert!(!TRAINING.with(Cell::get));
+            for_each(16, |_| {
+                hits.fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(!pool.inner.idle_yield.load(Ordering::Relaxed));
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 64);
     }
 
     #[test]

@@ -386,6 +386,7 @@ pub fn single_step(
     lr: f64,
     precision: Precision,
 ) -> Result<f64> {
+    let _idle_yield = crate::parallel::IdleYield::on();
     let adapter = match what {
         Trainable::Lora(a) => Some(*a),
         Trainable::Full(_) => None,
@@ -469,6 +470,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     let Run { model, what, train, val, cfg, out, resume } = run;
     cfg.validate()?;
+    let _idle_yield = crate::parallel::IdleYield::on();
     let started = Instant::now();
     let paths = RunPaths { out: out.to_path_buf() };
     std::fs::create_dir_all(&paths.out).map_err(|e| EngineError::io(&paths.out, e))?;
