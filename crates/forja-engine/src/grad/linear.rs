@@ -43,17 +43,58 @@ struct FrozenLinear {
     bf16: Option<Arc<Bf16Weight>>,
 }
 
-/// `x[m, k] · wᵀ` (`w` `[n, k]`), in BF16 when `bf16` is given.
-fn forward_product(
-    m: usize,
-    x: &[f32],
-    w: &Tensor,
-    (n, k): (usize, usize),
-    bf16: Option<&Bf16Weight>,
-) -> Result<Vec<f32>> {
-    match bf16 {
-        Some(p) => Ok(amx::matmul_new(m, Mat::rows(x, k), &p.fwd)),
-        None => with_f32(w, |w| matmul_new(m, n, k, Mat::rows(x, k), Mat::t(w, k))),
+/// One product over a frozen weight `w` `[n, k]` (row-major): the forward
+/// `x[m, k] · wᵀ` or the backward `g[m, n] · w`, in BF16 on AMX tiles when
+/// `w` was packed for them (`bf16`), in f32 otherwise. The one place that
+/// pairs each direction with its f32 operand layout and its packed panels.
+#[derive(Clone, Copy)]
+struct Frozen<'a> {
+    w: &'a [f32],
+    /// `(n, k)`.
+    dims: (usize, usize),
+    bf16: Option<&'a Bf16Weight>,
+}
+
+/// Which product over a frozen weight.
+#[derive(Clone, Copy)]
+enum Side {
+    /// `x · wᵀ`: `[m, k]` in, `[m, n]` out.
+    Fwd,
+    /// `g · w`: `[m, n]` in, `[m, k]` out.
+    Bwd,
+}
+
+impl<'a> Frozen<'a> {
+    /// The lhs `lhs` as a matrix, `w` as the rhs, the output's columns and
+    /// the inner size, and the packed panels of that side.
+    fn operands<'b>(
+        &self,
+        side: Side,
+        lhs: &'b [f32],
+    ) -> (Mat<'b>, Mat<'a>, (usize, usize), Option<&'a amx::Packed>) {
+        let (n, k) = self.dims;
+        match side {
+            Side::Fwd => (Mat::rows(lhs, k), Mat::t(self.w, k), (n, k), self.bf16.map(|p| &p.fwd)),
+            Side::Bwd => {
+                (Mat::rows(lhs, n), Mat::rows(self.w, k), (k, n), self.bf16.map(|p| &p.bwd))
+            }
+        }
+    }
+
+    /// The product of `m` rows of `lhs`, as a new row-major vector.
+    fn product(&self, side: Side, m: usize, lhs: &[f32]) -> Vec<f32> {
+        match self.operands(side, lhs) {
+            (a, _, _, Some(p)) => amx::matmul_new(m, a, p),
+            (a, b, (cols, inner), None) => matmul_new(m, cols, inner, a, b),
+        }
+    }
+
+    /// `dst (+)=` the product of `m` rows of `lhs`.
+    fn product_into(&self, side: Side, m: usize, dst: &mut [f32], lhs: &[f32], acc: bool) {
+        match self.operands(side, lhs) {
+            (a, _, _, Some(p)) => amx::matmul_into(m, dst, a, p, acc),
+            (a, b, (cols, inner), None) => matmul(m, cols, inner, dst, a, b, acc),
+        }
     }
 }
 
@@ -69,7 +110,9 @@ impl CustomOp1 for FrozenLinear {
             candle_core::bail!("frozen_linear: input {:?} does not end in {k}", l.dims())
         }
         let m = x.len() / k;
-        let y = forward_product(m, x, &self.w, (n, k), self.bf16.as_deref())?;
+        let y = with_f32(&self.w, |w| {
+            Frozen { w, dims: (n, k), bf16: self.bf16.as_deref() }.product(Side::Fwd, m, x)
+        })?;
         let mut dims = l.dims().to_vec();
         *dims.last_mut().expect("rank >= 1") = n;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -78,9 +121,8 @@ impl CustomOp1 for FrozenLinear {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (n, k) = (self.n, self.k);
         let m = grad.elem_count() / n;
-        let gx = with_f32s([&grad.contiguous()?, &self.w], |[g, w]| match &self.bf16 {
-            Some(p) => amx::matmul_new(m, Mat::rows(g, n), &p.bwd),
-            None => matmul_new(m, k, n, Mat::rows(g, n), Mat::rows(w, k)),
+        let gx = with_f32s([&grad.contiguous()?, &self.w], |[g, w]| {
+            Frozen { w, dims: (n, k), bf16: self.bf16.as_deref() }.product(Side::Bwd, m, g)
         })?;
         Ok(Some(Tensor::from_vec(gx, arg.shape(), arg.device())?))
     }
@@ -159,7 +201,9 @@ impl CustomOp3 for LoraLinear {
             candle_core::bail!("lora_linear: input {:?} does not end in {k}", l1.dims())
         }
         let m = x.len() / k;
-        let mut y = forward_product(m, x, &self.w, (n, k), self.bf16.as_deref())?;
+        let mut y = with_f32(&self.w, |w| {
+            Frozen { w, dims: (n, k), bf16: self.bf16.as_deref() }.product(Side::Fwd, m, x)
+        })?;
         let xd = self.masked(x);
         let mut h = matmul_new(m, r, k, Mat::rows(&xd, k), Mat::t(a, k));
         h.iter_mut().for_each(|v| *v *= self.scale);
@@ -196,10 +240,13 @@ impl CustomOp3 for LoraLinear {
             if let Some(mask) = &self.mask {
                 dx.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
             }
-            match &self.bf16 {
-                Some(p) => amx::matmul_into(m, &mut dx, Mat::rows(dy, n), &p.bwd, true),
-                None => matmul(m, k, n, &mut dx, Mat::rows(dy, n), Mat::rows(w, k), true),
-            }
+            Frozen { w, dims: (n, k), bf16: self.bf16.as_deref() }.product_into(
+                Side::Bwd,
+                m,
+                &mut dx,
+                dy,
+                true,
+            );
             let ga = a.track_op().then(|| {
                 let xd = self.masked(xs);
                 matmul_new(r, k, m, Mat::t(&g, r), Mat::rows(&xd, k))
@@ -288,16 +335,14 @@ impl CustomOp2 for CrossEntropy {
         let mut grad_h = vec![0f32; if self.want_h { t * d } else { 0 }];
         let mut grad_w = self.want_w.then(|| vec![0f32; v * d]);
         let mut logits = vec![0f32; CHUNK.min(t) * v];
+        let head = Frozen { w, dims: (v, d), bf16: self.bf16.as_deref() };
         let mut nll = 0f64;
         let mut correct = 0usize;
         for c0 in (0..t).step_by(CHUNK) {
             let rows = CHUNK.min(t - c0);
             let hc = &h[c0 * d..(c0 + rows) * d];
             let lg = &mut logits[..rows * v];
-            match &self.bf16 {
-                Some(p) => amx::matmul_into(rows, lg, Mat::rows(hc, d), &p.fwd, false),
-                None => matmul(rows, v, d, lg, Mat::rows(hc, d), Mat::t(w, d), false),
-            }
+            head.product_into(Side::Fwd, rows, lg, hc, false);
             // Each row becomes softmax − one-hot: ∂nll/∂logits.
             let targets = &self.targets[c0..c0 + rows];
             let mut work: Vec<(&mut [f32], f64, bool)> =
@@ -326,10 +371,7 @@ impl CustomOp2 for CrossEntropy {
             let lg = &logits[..rows * v];
             if self.want_h {
                 let gh = &mut grad_h[c0 * d..(c0 + rows) * d];
-                match &self.bf16 {
-                    Some(p) => amx::matmul_into(rows, gh, Mat::rows(lg, v), &p.bwd, false),
-                    None => matmul(rows, d, v, gh, Mat::rows(lg, v), Mat::rows(w, d), false),
-                }
+                head.product_into(Side::Bwd, rows, gh, lg, false);
             }
             if let Some(gw) = grad_w.as_mut() {
                 matmul(v, d, rows, gw, Mat::t(lg, v), Mat::rows(hc, d), true);
