@@ -11,7 +11,7 @@
 //! devices; tests check they agree. [`full_causal`] is the cache-free,
 //! differentiable form used on `[batch, seq]` inputs.
 
-use crate::kv_cache::{KvCache, LayerKv, RowsRef};
+use crate::kv_cache::{KvCache, KvRef, LayerKv};
 use crate::ops::with_f32;
 use crate::{parallel, simd};
 use candle_core::{Device, Result, Tensor, D};
@@ -55,7 +55,7 @@ pub(crate) fn cached(
     layer: usize,
     h: Heads,
 ) -> Result<Tensor> {
-    let cpu = caches.iter().all(|c| matches!(c.layers[layer], LayerKv::Cpu { .. }));
+    let cpu = caches.iter().all(|c| matches!(c.layers[layer], LayerKv::Cpu(_)));
     if cpu && q.device().is_cpu() {
         cached_cpu(q, k, v, slots, caches, layer, h)
     } else {
@@ -114,13 +114,12 @@ fn attend_cpu(
         let qs = &q[(t * h.heads + head) * hd..][..o.len()];
         let at = lo * row + kvh * hd;
         match caches[s.seq].cpu_layer(layer, s.pos + 1) {
-            (RowsRef::F16(k), RowsRef::F16(v)) => {
+            KvRef::F16(k, v) => {
                 attend_heads(qs, hd, &k[at..], &v[at..], row, scale, &mut scores, o)
             }
-            (RowsRef::F32(k), RowsRef::F32(v)) => {
+            KvRef::F32(k, v) => {
                 attend_heads(qs, hd, &k[at..], &v[at..], row, scale, &mut scores, o)
             }
-            _ => unreachable!("keys and values of one cache share a type"),
         }
     });
 }

@@ -9,9 +9,9 @@
 //! keeps them exact. On other devices it holds candle tensors
 //! `[kv_heads, positions, head_dim]`.
 
+use crate::simd::Elem;
 use candle_core::Tensor;
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 
 /// What a CPU cache stores keys and values as.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,65 +60,48 @@ pub struct KvCache {
 
 #[derive(Debug)]
 pub(crate) enum LayerKv {
-    Cpu { k: Rows, v: Rows },
+    Cpu(CpuKv),
     Tensor { k: Option<Tensor>, v: Option<Tensor> },
 }
 
-/// A CPU cache buffer.
+/// A CPU layer's keys and values, both of one element type.
 #[derive(Debug)]
-pub(crate) enum Rows {
-    F16(Vec<f16>),
-    F32(Vec<f32>),
+pub(crate) enum CpuKv {
+    F16(Buffers<f16>),
+    F32(Buffers<f32>),
 }
 
-/// Keys or values of one layer, borrowed for attention.
+/// Keys and values `[position][kv_head][head_dim]`.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers<T> {
+    k: Vec<T>,
+    v: Vec<T>,
+}
+
+/// A CPU layer's keys and values for positions `0..n`, borrowed for
+/// attention.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum RowsRef<'a> {
-    F16(&'a [f16]),
-    F32(&'a [f32]),
+pub(crate) enum KvRef<'a> {
+    F16(&'a [f16], &'a [f16]),
+    F32(&'a [f32], &'a [f32]),
 }
 
-impl Rows {
-    fn new(kind: KvType) -> Self {
-        match kind {
-            KvType::F16 => Rows::F16(Vec::new()),
-            KvType::F32 => Rows::F32(Vec::new()),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Rows::F16(r) => r.len(),
-            Rows::F32(r) => r.len(),
-        }
-    }
-
+impl<T: Elem + Default> Buffers<T> {
     fn bytes(&self) -> usize {
-        match self {
-            Rows::F16(r) => r.capacity() * 2,
-            Rows::F32(r) => r.capacity() * 4,
-        }
+        (self.k.capacity() + self.v.capacity()) * std::mem::size_of::<T>()
     }
 
-    fn resize(&mut self, n: usize) {
-        match self {
-            Rows::F16(r) => r.resize(n, f16::ZERO),
-            Rows::F32(r) => r.resize(n, 0.0),
+    /// Writes one position's `k` and `v` (`w` values each) at `pos`.
+    fn write(&mut self, pos: usize, w: usize, k: &[f32], v: &[f32]) {
+        let need = (pos + 1) * w;
+        if self.k.len() < need {
+            // Grow geometrically so long generations do not copy quadratically.
+            let target = need.max(self.k.len() * 2).max(64 * w);
+            self.k.resize(target, T::default());
+            self.v.resize(target, T::default());
         }
-    }
-
-    fn write(&mut self, at: usize, x: &[f32]) {
-        match self {
-            Rows::F16(r) => r[at..at + x.len()].convert_from_f32_slice(x),
-            Rows::F32(r) => r[at..at + x.len()].copy_from_slice(x),
-        }
-    }
-
-    fn head(&self, n: usize) -> RowsRef<'_> {
-        match self {
-            Rows::F16(r) => RowsRef::F16(&r[..n]),
-            Rows::F32(r) => RowsRef::F32(&r[..n]),
-        }
+        T::store(&mut self.k[pos * w..need], k);
+        T::store(&mut self.v[pos * w..need], v);
     }
 }
 
@@ -128,7 +111,10 @@ impl KvCache {
     pub(crate) fn new(n_layers: usize, width: usize, on_cpu: bool, kind: KvType) -> Self {
         let layer = || {
             if on_cpu {
-                LayerKv::Cpu { k: Rows::new(kind), v: Rows::new(kind) }
+                LayerKv::Cpu(match kind {
+                    KvType::F16 => CpuKv::F16(Buffers::default()),
+                    KvType::F32 => CpuKv::F32(Buffers::default()),
+                })
             } else {
                 LayerKv::Tensor { k: None, v: None }
             }
@@ -175,7 +161,8 @@ impl KvCache {
         self.layers
             .iter()
             .map(|l| match l {
-                LayerKv::Cpu { k, v } => k.bytes() + v.bytes(),
+                LayerKv::Cpu(CpuKv::F16(b)) => b.bytes(),
+                LayerKv::Cpu(CpuKv::F32(b)) => b.bytes(),
                 LayerKv::Tensor { k, v } => [k, v]
                     .iter()
                     .filter_map(|t| t.as_ref())
@@ -189,25 +176,24 @@ impl KvCache {
     pub(crate) fn write_cpu(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let w = self.width;
         debug_assert!(k.len() == w && v.len() == w);
-        let LayerKv::Cpu { k: kc, v: vc } = &mut self.layers[layer] else {
+        let LayerKv::Cpu(kv) = &mut self.layers[layer] else {
             unreachable!("write_cpu on a device cache")
         };
-        let need = (pos + 1) * w;
-        if kc.len() < need {
-            // Grow geometrically so long generations do not copy quadratically.
-            let target = need.max(kc.len() * 2).max(64 * w);
-            kc.resize(target);
-            vc.resize(target);
+        match kv {
+            CpuKv::F16(b) => b.write(pos, w, k, v),
+            CpuKv::F32(b) => b.write(pos, w, k, v),
         }
-        kc.write(pos * w, k);
-        vc.write(pos * w, v);
     }
 
     /// Keys and values of `layer` for positions `0..n` (CPU caches).
-    pub(crate) fn cpu_layer(&self, layer: usize, n: usize) -> (RowsRef<'_>, RowsRef<'_>) {
-        let LayerKv::Cpu { k, v } = &self.layers[layer] else {
+    pub(crate) fn cpu_layer(&self, layer: usize, n: usize) -> KvRef<'_> {
+        let LayerKv::Cpu(kv) = &self.layers[layer] else {
             unreachable!("cpu_layer on a device cache")
         };
-        (k.head(n * self.width), v.head(n * self.width))
+        let n = n * self.width;
+        match kv {
+            CpuKv::F16(b) => KvRef::F16(&b.k[..n], &b.v[..n]),
+            CpuKv::F32(b) => KvRef::F32(&b.k[..n], &b.v[..n]),
+        }
     }
 }

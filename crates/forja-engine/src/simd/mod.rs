@@ -93,6 +93,8 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static {
     /// Whether the element is an IEEE half (else f32).
     const F16: bool;
     fn to_f32(self) -> f32;
+    /// `dst[i] = src[i]`, rounded to the element type (the cache's writes).
+    fn store(dst: &mut [Self], src: &[f32]);
 }
 
 impl Elem for f32 {
@@ -101,6 +103,9 @@ impl Elem for f32 {
     fn to_f32(self) -> f32 {
         self
     }
+    fn store(dst: &mut [f32], src: &[f32]) {
+        dst.copy_from_slice(src)
+    }
 }
 
 impl Elem for f16 {
@@ -108,6 +113,10 @@ impl Elem for f16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
+    }
+    fn store(dst: &mut [f16], src: &[f32]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src)
     }
 }
 
